@@ -1,0 +1,1 @@
+"""An MCP server built to be run as several instances behind a load balancer."""

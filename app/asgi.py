@@ -1,0 +1,65 @@
+"""The ASGI app each instance serves: /mcp, /healthz, /readyz, and the instance header and access log.
+
+Run it with `python -m app` (which checks the settings first) or
+`uvicorn --factory app.asgi:create_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp
+
+from app.legacy_subscriptions import LegacySubscriptions
+from app.logs import configure_logging
+from app.middleware import InstanceMiddleware, RejectionMessages
+from app.server import ServerState, build_server
+from app.settings import Settings
+from app.state import MemoryBulletinStore, MemoryCounterStore
+
+log = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.instance_id, settings.log_level)
+    state = ServerState(settings, MemoryCounterStore(limit=settings.max_sessions), MemoryBulletinStore())
+    mcp = build_server(state, LegacySubscriptions())
+
+    @mcp.custom_route("/healthz", methods=["GET"])
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "instance": settings.instance_id})
+
+    @mcp.custom_route("/readyz", methods=["GET"])
+    async def readyz(_: Request) -> JSONResponse:
+        body = {
+            "status": "ready" if state.ready else "starting",
+            "instance": settings.instance_id,
+            "preset": settings.preset.value,
+        }
+        return JSONResponse(body, status_code=200 if state.ready else 503)
+
+    if not settings.request_state_keys:
+        log.warning(
+            "MCP_REQUEST_STATE_KEYS is not set: this process seals 2026-07-28 requestState with its own random key, "
+            "so an input-required retry that reaches another instance fails with -32602 'Invalid or expired "
+            "requestState'. Give every instance the same keys."
+        )
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(settings.allowed_hosts),
+        allowed_origins=list(settings.allowed_origins),
+    )
+    app = mcp.streamable_http_app(
+        streamable_http_path="/mcp",
+        json_response=settings.preset.json_response,
+        stateless_http=settings.preset.stateless,
+        session_idle_timeout=settings.session_idle_timeout,
+        max_sessions=settings.max_sessions,
+        transport_security=security,
+    )
+    log.info("serving", extra={"fields": {"preset": settings.preset.value, "store": settings.session_store.value}})
+    return InstanceMiddleware(RejectionMessages(app), settings.instance_id)

@@ -1,0 +1,118 @@
+"""ASGI middleware around the SDK's app: the instance header, the access log, actionable rejections."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+INSTANCE_HEADER = "x-mcp-instance"
+_LOGGED_BODY_BYTES = 64 * 1024
+access_log = logging.getLogger("app.access")
+# The SDK's plain-text rejection bodies, and the header and setting each one is about.
+_SDK_REJECTIONS = {
+    b"Invalid Host header": ("host", "MCP_ALLOWED_HOSTS"),
+    b"Invalid Origin header": ("origin", "MCP_ALLOWED_ORIGINS"),
+}
+
+
+class InstanceMiddleware:
+    """Adds `X-Mcp-Instance` to every response and writes one JSON access-log line per request."""
+
+    def __init__(self, app: ASGIApp, instance_id: str) -> None:
+        self.app = app
+        self.header = (INSTANCE_HEADER.encode(), instance_id.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        body = bytearray()
+        response: dict[str, object] = {}
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and len(body) < _LOGGED_BODY_BYTES:
+                body.extend(message.get("body", b""))
+            return message
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), self.header]
+                message = {**message, "headers": headers}
+                response["status"] = message["status"]
+                response["session_id"] = _header(headers, b"mcp-session-id")
+            await send(message)
+
+        try:
+            await self.app(scope, receive_and_keep, send_with_header)
+        finally:
+            request_headers = scope.get("headers", [])
+            fields = {
+                "http_method": scope["method"],
+                "path": scope["path"],
+                "status": response.get("status"),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "session_id": _header(request_headers, b"mcp-session-id") or response.get("session_id"),
+                "rpc_method": _header(request_headers, b"mcp-method") or _rpc_method(body),
+            }
+            level = logging.INFO if scope["path"] == "/mcp" else logging.DEBUG
+            access_log.log(level, "request", extra={"fields": fields})
+
+
+class RejectionMessages:
+    """Turns the SDK's plain-text Host/Origin rejections (421/403) into JSON-RPC errors that name the fix."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def rewrite(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (403, 421):
+                held.append(message)  # wait for the body to know whether it is the SDK's rejection
+                return
+            if held and message["type"] == "http.response.body":
+                start = held.pop()
+                known = _SDK_REJECTIONS.get(message.get("body", b""))
+                if known is not None:
+                    body = _rejection_body(scope, *known)
+                    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                    start, message = {**start, "headers": headers}, {"type": "http.response.body", "body": body}
+                await send(start)
+            await send(message)
+
+        await self.app(scope, receive, rewrite)
+
+
+def _rejection_body(scope: Scope, header: str, setting: str) -> bytes:
+    value = _header(scope.get("headers", []), header.encode())
+    message = f"{header.title()} header {value!r} is not allowed by this server; add it to {setting}"
+    if header == "host":
+        message += " (and have the proxy forward the client's Host, as nginx's $http_host does)"
+    error = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}
+    return json.dumps(error).encode()
+
+
+def _header(headers, name: bytes) -> str | None:
+    return next((value.decode("latin-1") for key, value in headers if key.lower() == name), None)
+
+
+def _rpc_method(body: bytes) -> str | None:
+    """The JSON-RPC method of a small request body; "response" for a client's answer to the server."""
+    if not body or len(body) >= _LOGGED_BODY_BYTES:
+        return None
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(message, dict):
+        return message.get("method") or ("response" if "result" in message or "error" in message else None)
+    return "batch" if isinstance(message, list) else None

@@ -1,0 +1,248 @@
+"""Every setting of the server, read from the environment in one place.
+
+`Settings.from_env()` refuses unsafe or malformed values with a `SettingsError`
+whose message is one line naming the variable, the bad value and the valid ones.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SERVER_NAME = "mcp-scale-lab"  # the same on every instance: it is the requestState audience
+
+
+class Preset(enum.Enum):
+    """The four transport configurations of the seed's matrix."""
+
+    STATEFUL_SSE = "stateful-sse"
+    STATEFUL_JSON = "stateful-json"
+    STATELESS_SSE = "stateless-sse"
+    STATELESS_JSON = "stateless-json"
+
+    @property
+    def stateless(self) -> bool:
+        return self in (Preset.STATELESS_SSE, Preset.STATELESS_JSON)
+
+    @property
+    def json_response(self) -> bool:
+        return self in (Preset.STATEFUL_JSON, Preset.STATELESS_JSON)
+
+
+class SessionStore(enum.Enum):
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or unsafe; the message is one line."""
+
+
+DEFAULT_ALLOWED_HOSTS = ("localhost:*", "127.0.0.1:*", "[::1]:*")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_INSTANCE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_HOST_PATTERN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:(\*|[0-9]{1,5}))?$")
+_MIN_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_id: str
+    preset: Preset = Preset.STATEFUL_SSE
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8000
+    workers: int = 1
+    allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
+    allowed_origins: tuple[str, ...] = ()
+    session_store: SessionStore = SessionStore.MEMORY
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = PROJECT_ROOT / "data"
+    request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    session_idle_timeout: float = 1800.0
+    max_sessions: int = 10_000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read `MCP_*` variables; raise `SettingsError` listing every bad one."""
+        env = os.environ if env is None else env
+        reader = _Reader(env)
+        allowed_hosts = reader.get("MCP_ALLOWED_HOSTS", _hosts, DEFAULT_ALLOWED_HOSTS)
+        settings = cls(
+            instance_id=reader.get("MCP_INSTANCE_ID", _instance_id, _default_instance_id()),
+            preset=reader.get("MCP_PRESET", _choice(Preset), Preset.STATEFUL_SSE),
+            listen_host=reader.get("MCP_LISTEN_HOST", _ip_address, "127.0.0.1"),
+            listen_port=reader.get("MCP_LISTEN_PORT", _int_between(1, 65535), 8000),
+            workers=reader.get("MCP_WORKERS", _int_between(1, 64), 1),
+            allowed_hosts=allowed_hosts,
+            allowed_origins=reader.get(
+                "MCP_ALLOWED_ORIGINS", _origins, _origins_for(allowed_hosts or DEFAULT_ALLOWED_HOSTS)
+            ),
+            session_store=reader.get("MCP_SESSION_STORE", _choice(SessionStore), SessionStore.MEMORY),
+            redis_url=reader.get("MCP_REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0"),
+            data_dir=reader.get("MCP_DATA_DIR", _directory, PROJECT_ROOT / "data"),
+            request_state_keys=reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
+            session_idle_timeout=reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
+            max_sessions=reader.get("MCP_MAX_SESSIONS", _int_between(1, 1_000_000), 10_000),
+            log_level=reader.get("MCP_LOG_LEVEL", _one_of(LOG_LEVELS), "INFO"),
+        )
+        if reader.errors:
+            raise SettingsError("; ".join(reader.errors))
+        settings.check_combination()
+        return settings
+
+    def check_combination(self) -> None:
+        """Refuse combinations of valid values that cannot work."""
+        if self.session_store is SessionStore.REDIS:
+            raise SettingsError(
+                "MCP_SESSION_STORE='redis' is not available yet (the Redis session store is issue #5); "
+                "valid values today: memory"
+            )
+        if self.workers > 1 and not self.preset.stateless and self.session_store is SessionStore.MEMORY:
+            raise SettingsError(
+                f"MCP_WORKERS={self.workers} with MCP_PRESET='{self.preset.value}' and the memory session store "
+                "would give each worker its own session table, so requests that reach another worker fail with "
+                "404 'Session not found'; use MCP_WORKERS=1 or a stateless preset"
+            )
+
+
+class _Reader:
+    """Parses variables one by one, collecting every error instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.errors: list[str] = []
+
+    def get(self, name, parse, default, *, secret=False):
+        raw = self.env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            shown = "<hidden>" if secret else repr(raw)
+            self.errors.append(f"{name}={shown} {exc}")
+            return default
+
+
+def _choice(enum_type):
+    def parse(raw: str):
+        try:
+            return enum_type(raw)
+        except ValueError:
+            valid = ", ".join(member.value for member in enum_type)
+            raise ValueError(f"is not valid; valid values: {valid}") from None
+
+    return parse
+
+
+def _one_of(values: tuple[str, ...]):
+    def parse(raw: str) -> str:
+        if raw.upper() not in values:
+            raise ValueError(f"is not valid; valid values: {', '.join(values)}")
+        return raw.upper()
+
+    return parse
+
+
+def _int_between(low: int, high: int):
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"is not a whole number; valid values: {low}..{high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"is out of range; valid values: {low}..{high}")
+        return value
+
+    return parse
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("is not a number of seconds; valid values: a number > 0") from None
+    if not value > 0:
+        raise ValueError("must be > 0 seconds")
+    return value
+
+
+def _instance_id(raw: str) -> str:
+    if not _INSTANCE_ID.match(raw):
+        raise ValueError("is not valid; valid values: 1-32 of a-z, 0-9 and '-', starting with a letter or digit")
+    return raw
+
+
+def _default_instance_id() -> str:
+    cleaned = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().lower()).strip("-")[:32]
+    return cleaned or "app"
+
+
+def _ip_address(raw: str) -> str:
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        raise ValueError("is not an IP address; valid values: e.g. 127.0.0.1 or 0.0.0.0") from None
+    return raw
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    hosts = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for host in hosts:
+        if host == "*" or not _HOST_PATTERN.match(host):
+            raise ValueError(
+                f"has the entry {host!r}; valid values: comma-separated Host headers such as "
+                "'mcp.example.com', 'mcp.example.com:*' or 'nginx:8080' (DNS-rebinding protection stays on)"
+            )
+    return hosts
+
+
+def _origins_for(hosts: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{scheme}://{host}" for host in hosts for scheme in ("http", "https"))
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for origin in origins:
+        scheme, _, host = origin.partition("://")
+        if scheme not in ("http", "https") or not _HOST_PATTERN.match(host):
+            raise ValueError(
+                f"has the entry {origin!r}; valid values: comma-separated origins such as 'https://app.example.com'"
+            )
+    return origins
+
+
+def _redis_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError("is not a Redis URL; valid values: redis://host:port/db or rediss://host:port/db")
+    return raw
+
+
+def _directory(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        raise ValueError("is not an existing directory")
+    return path.resolve()
+
+
+def _hex_keys(raw: str) -> tuple[bytes, ...]:
+    keys = []
+    for item in (part.strip() for part in raw.split(",")):
+        try:
+            key = bytes.fromhex(item)
+        except ValueError:
+            raise ValueError("is not comma-separated hex keys; make one with: openssl rand -hex 32") from None
+        if len(key) < _MIN_KEY_BYTES:
+            raise ValueError(f"has a key of {len(key)} bytes; each key needs >= {_MIN_KEY_BYTES} bytes (64 hex digits)")
+        keys.append(key)
+    return tuple(keys)

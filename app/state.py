@@ -1,0 +1,63 @@
+"""State the tools keep between calls, behind small interfaces.
+
+The memory implementations live in one process: that is exactly the state a
+request loses when the balancer sends it to another instance.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class CounterStore(Protocol):
+    """Session-scoped counters: `increment` returns 1, 2, 3, ... per session."""
+
+    async def increment(self, session_id: str) -> int: ...
+
+    async def forget(self, session_id: str) -> None: ...
+
+
+class MemoryCounterStore:
+    """Counters in this process, bounded: the least recently used session is evicted past `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._counts: OrderedDict[str, int] = OrderedDict()
+
+    async def increment(self, session_id: str) -> int:
+        value = self._counts.pop(session_id, 0) + 1
+        self._counts[session_id] = value
+        while len(self._counts) > self._limit:
+            self._counts.popitem(last=False)
+        return value
+
+    async def forget(self, session_id: str) -> None:
+        self._counts.pop(session_id, None)
+
+
+@dataclass(frozen=True)
+class Bulletin:
+    version: int
+    text: str
+
+
+class BulletinStore(Protocol):
+    """The one resource `publish_update` changes."""
+
+    async def publish(self, text: str) -> Bulletin: ...
+
+    async def read(self) -> Bulletin: ...
+
+
+class MemoryBulletinStore:
+    def __init__(self) -> None:
+        self._current = Bulletin(version=0, text="no updates yet")
+
+    async def publish(self, text: str) -> Bulletin:
+        self._current = Bulletin(version=self._current.version + 1, text=text)
+        return self._current
+
+    async def read(self) -> Bulletin:
+        return self._current

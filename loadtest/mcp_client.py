@@ -1,0 +1,180 @@
+"""A small synchronous MCP client (2025-11-25 streamable HTTP) over any `requests.Session`.
+
+Locust's `HttpSession` is a `requests.Session`, so the load tests and the pytest
+suite drive the server through the same code. It speaks the wire protocol
+directly: the SDK's own client is asyncio-based and cannot run concurrently
+inside gevent greenlets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+LEGACY_VERSION = "2025-11-25"
+INSTANCE_HEADER = "X-Mcp-Instance"
+SESSION_HEADER = "Mcp-Session-Id"
+ACCEPT_BOTH = "application/json, text/event-stream"
+
+Answer = Callable[[dict], dict]
+"""Given a server request (sampling/createMessage, elicitation/create, ...), return its JSON-RPC result."""
+
+
+@dataclass
+class Exchange:
+    """One HTTP exchange: its status, the instance that answered, and every JSON-RPC message it carried."""
+
+    status: int
+    headers: Any
+    messages: list[dict] = field(default_factory=list)
+    request_id: int | None = None
+    answered: list[dict] = field(default_factory=list)  # server requests this client answered mid-call
+
+    @property
+    def instance(self) -> str | None:
+        return self.headers.get(INSTANCE_HEADER)
+
+    @property
+    def response(self) -> dict | None:
+        """The JSON-RPC response to our request (or an id-less error, as the SDK sends for 404/400)."""
+        for message in self.messages:
+            if "method" not in message and message.get("id") in (self.request_id, None):
+                return message
+        return None
+
+    @property
+    def result(self) -> dict | None:
+        return (self.response or {}).get("result")
+
+    @property
+    def error(self) -> dict | None:
+        return (self.response or {}).get("error")
+
+    def notifications(self, method: str) -> list[dict]:
+        return [m.get("params", {}) for m in self.messages if m.get("method") == method and "id" not in m]
+
+
+class McpClient:
+    """One MCP client: a session id (on stateful servers) and monotonically increasing request ids."""
+
+    def __init__(self, http: requests.Session, url: str, *, timeout: tuple[float, float] = (5.0, 30.0)) -> None:
+        self.http = http
+        self.url = url
+        self.timeout = timeout
+        self.session_id: str | None = None
+        self.protocol_version: str | None = None
+        self._ids = itertools.count(1)
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": ACCEPT_BOTH}
+        if self.session_id:
+            headers[SESSION_HEADER] = self.session_id
+        if self.protocol_version:
+            headers["MCP-Protocol-Version"] = self.protocol_version
+        return {**headers, **(extra or {})}
+
+    def initialize(self, capabilities: dict | None = None, *, send_initialized: bool = True) -> Exchange:
+        """Open a session: initialize, keep the session id and version, then notifications/initialized."""
+        params = {
+            "protocolVersion": LEGACY_VERSION,
+            "capabilities": capabilities if capabilities is not None else {"sampling": {}, "elicitation": {}},
+            "clientInfo": {"name": "mcp-scale-lab-loadtest", "version": "1"},
+        }
+        exchange = self.request("initialize", params)
+        if exchange.result is not None:
+            self.session_id = exchange.headers.get(SESSION_HEADER)
+            self.protocol_version = exchange.result.get("protocolVersion", LEGACY_VERSION)
+            if send_initialized:
+                self.notify("notifications/initialized")
+        return exchange
+
+    def request(
+        self, method: str, params: dict | None = None, *, answer: Answer | None = None, progress: bool = False
+    ) -> Exchange:
+        """Send one request and read its response, answering server requests that arrive on its stream."""
+        request_id = next(self._ids)
+        params = dict(params or {})
+        if progress:
+            params["_meta"] = {**params.get("_meta", {}), "progressToken": f"p{request_id}"}
+        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        with self.http.post(self.url, json=body, headers=self.headers(), stream=True, timeout=self.timeout) as resp:
+            exchange = Exchange(resp.status_code, resp.headers, request_id=request_id)
+            for message in _messages(resp):
+                exchange.messages.append(message)
+                if "method" in message and "id" in message and answer is not None:
+                    exchange.answered.append(message)
+                    self.respond(message["id"], answer(message))
+                if "method" not in message and message.get("id") == request_id:
+                    break
+        return exchange
+
+    def call_tool(self, name: str, arguments: dict | None = None, **kwargs: Any) -> Exchange:
+        return self.request("tools/call", {"name": name, "arguments": arguments or {}}, **kwargs)
+
+    def notify(self, method: str, params: dict | None = None) -> Exchange:
+        body = {"jsonrpc": "2.0", "method": method, **({"params": params} if params else {})}
+        return self._post(body)
+
+    def respond(self, server_request_id: int | str, result: dict) -> Exchange:
+        """Answer a server request; the SDK acknowledges with 202."""
+        return self._post({"jsonrpc": "2.0", "id": server_request_id, "result": result})
+
+    def open_stream(self) -> requests.Response:
+        """The standalone GET stream (the caller reads it with `stream_messages` and closes it)."""
+        headers = {k: v for k, v in self.headers({"Accept": "text/event-stream"}).items() if k != "Content-Type"}
+        return self.http.get(self.url, headers=headers, stream=True, timeout=self.timeout)
+
+    def close(self) -> Exchange:
+        """End the session with DELETE."""
+        resp = self.http.delete(self.url, headers=self.headers(), timeout=self.timeout)
+        return Exchange(resp.status_code, resp.headers, _parse_json(resp.content))
+
+    def _post(self, body: dict) -> Exchange:
+        resp = self.http.post(self.url, json=body, headers=self.headers(), timeout=self.timeout)
+        return Exchange(resp.status_code, resp.headers, _parse_json(resp.content))
+
+
+def stream_messages(resp: requests.Response) -> Iterator[dict]:
+    """The JSON-RPC messages of a response, as they arrive (SSE events or one JSON body)."""
+    return _messages(resp)
+
+
+def _messages(resp: requests.Response) -> Iterator[dict]:
+    content_type = resp.headers.get("Content-Type", "")
+    if content_type.startswith("text/event-stream"):
+        yield from _sse_messages(resp)
+    else:
+        yield from _parse_json(resp.content)
+
+
+def _sse_messages(resp: requests.Response) -> Iterator[dict]:
+    """Parse SSE by hand: requests' iter_lines splits on U+2028 and on CRLF halves across chunks."""
+    buffer = b""
+    data: list[bytes] = []
+    for chunk in resp.iter_content(chunk_size=None):
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line:
+                if data:
+                    yield from _parse_json(b"\n".join(data))
+                    data = []
+            elif line.startswith(b"data:"):
+                data.append(line[5:].lstrip(b" "))
+            # event:, id:, retry: and ": ping" comments carry nothing we need
+
+
+def _parse_json(raw: bytes) -> list[dict]:
+    if not raw.strip():
+        return []
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return [{"unparsed": raw.decode("utf-8", "replace")}]
+    return parsed if isinstance(parsed, list) else [parsed]

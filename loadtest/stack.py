@@ -1,0 +1,301 @@
+"""The local stack: redis-server, three app instances and nginx as processes on 127.0.0.1.
+
+The same topology as docker-compose.yml, for machines without Docker and for the tests:
+
+    python -m loadtest.stack up --preset stateless-json --lb round-robin [--store memory] [--port 8080]
+    python -m loadtest.stack status
+    python -m loadtest.stack down
+
+`up` returns once every process answers its health check and leaves them running;
+`down` stops every process `up` started (each runs in its own process group).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RUN_DIR = PROJECT_ROOT / ".stack"
+PRESETS = ("stateful-sse", "stateful-json", "stateless-sse", "stateless-json")
+POLICIES = ("round-robin", "ip-hash")
+STORES = ("memory", "redis")
+INSTANCES = ("app1", "app2", "app3")
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Proc:
+    name: str
+    pid: int
+    port: int
+    health_url: str | None  # None: checked with a Redis PING instead
+
+
+@dataclass
+class Stack:
+    """One local stack; use as a context manager so it is stopped even when the body fails."""
+
+    run_dir: Path = DEFAULT_RUN_DIR
+    preset: str = "stateful-sse"
+    policy: str = "round-robin"
+    store: str = "memory"
+    port: int = 8080
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def instance_url(self, name: str) -> str:
+        """The /mcp URL of one app instance, bypassing nginx."""
+        proc = next(p for p in self.procs if p.name == name)
+        return f"http://127.0.0.1:{proc.port}/mcp"
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.preset not in PRESETS or self.policy not in POLICIES or self.store not in STORES:
+            raise StackError(f"unknown preset/policy/store {self.preset}/{self.policy}/{self.store}")
+        if _state_file(self.run_dir).exists():
+            raise StackError(f"a stack is already running from {self.run_dir}; run `python -m loadtest.stack down`")
+        binaries = {name: shutil.which(name) or _sbin(name) for name in ("nginx", "redis-server")}
+        missing = [name for name, path in binaries.items() if path is None]
+        if missing:
+            raise StackError(f"{', '.join(missing)} not found; install with: apt-get install nginx-light redis-server")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_processes(binaries)
+            self._save()
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_processes(self, binaries: dict[str, str | None]) -> None:
+        redis_port = _free_port()
+        self.procs.append(
+            self._spawn(
+                "redis",
+                redis_port,
+                None,
+                [
+                    binaries["redis-server"],
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                ],
+            )
+        )
+        shared_key = secrets.token_hex(32)  # one per stack, shared by its instances, never written to disk
+        for name in INSTANCES:
+            port = _free_port()
+            env = {
+                "MCP_INSTANCE_ID": name,
+                "MCP_PRESET": self.preset,
+                "MCP_SESSION_STORE": self.store,
+                "MCP_LISTEN_HOST": "127.0.0.1",
+                "MCP_LISTEN_PORT": str(port),
+                "MCP_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                "MCP_REQUEST_STATE_KEYS": shared_key,
+            }
+            cmd = [sys.executable, "-m", "app"]
+            self.procs.append(self._spawn(name, port, f"http://127.0.0.1:{port}/readyz", cmd, env))
+        site = self.run_dir / "nginx-site"
+        site.mkdir(exist_ok=True)
+        servers = "".join(f"server 127.0.0.1:{p.port};\n" for p in self.procs if p.name in INSTANCES)
+        (site / "upstream-servers.conf").write_text(servers)
+        (site / "listen.conf").write_text(f"listen 127.0.0.1:{self.port};\n")
+        env = {"LB_POLICY": self.policy, "NGINX_SITE_DIR": str(site), "NGINX_RUN_DIR": str(self.run_dir / "nginx")}
+        cmd = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
+        self.procs.append(self._spawn("nginx", self.port, f"http://127.0.0.1:{self.port}/healthz", cmd, env))
+
+    def _spawn(self, name: str, port: int, health_url: str | None, cmd: list, env: dict | None = None) -> Proc:
+        log = open(self.run_dir / f"{name}.log", "wb")  # noqa: SIM115 - the child keeps it
+        with log:
+            child = subprocess.Popen(
+                cmd,
+                cwd=PROJECT_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        return Proc(name, child.pid, port, health_url)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        for proc in self.procs:
+            while not _healthy(proc):
+                if not _alive(proc.pid):
+                    raise StackError(f"{proc.name} exited at start:\n{self.log_tail(proc.name)}")
+                if time.monotonic() > deadline:
+                    raise StackError(f"{proc.name} not ready after {READY_TIMEOUT:.0f} s:\n{self.log_tail(proc.name)}")
+                time.sleep(0.05)
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.run_dir / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM every process group, SIGKILL what is left after a grace period, forget the stack."""
+        for proc in reversed(self.procs):
+            _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for proc in self.procs:
+            while _alive(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            _signal_group(proc.pid, signal.SIGKILL)
+            _reap(proc.pid)
+        self.procs.clear()
+        _state_file(self.run_dir).unlink(missing_ok=True)
+
+    def _save(self) -> None:
+        state = {k: v for k, v in asdict(self).items() if k != "run_dir"}
+        _state_file(self.run_dir).write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Stack | None:
+        path = _state_file(run_dir)
+        if not path.exists():
+            return None
+        state = json.loads(path.read_text())
+        procs = [Proc(**p) for p in state.pop("procs")]
+        return cls(run_dir=run_dir, procs=procs, **state)
+
+    def describe(self) -> list[str]:
+        lines = [f"preset={self.preset} lb={self.policy} store={self.store} url={self.url}"]
+        for proc in self.procs:
+            running = "running" if _alive(proc.pid) else "stopped"
+            health = "healthy" if _alive(proc.pid) and _healthy(proc) else "not answering"
+            lines.append(f"  {proc.name:<6} pid={proc.pid:<8} port={proc.port:<6} {running}, {health}")
+        return lines
+
+
+def _state_file(run_dir: Path) -> Path:
+    return run_dir / "stack.json"
+
+
+def _sbin(name: str) -> str | None:
+    path = Path("/usr/sbin") / name
+    return str(path) if path.exists() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)  # reaps our own children
+        if finished == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: started by an earlier `up`
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)  # each process leads its own group (start_new_session)
+
+
+def _healthy(proc: Proc) -> bool:
+    if proc.health_url is None:
+        try:
+            with socket.create_connection(("127.0.0.1", proc.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+    try:
+        with urllib.request.urlopen(proc.health_url, timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.stack", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(os.environ.get("MCP_STACK_DIR", DEFAULT_RUN_DIR)),
+        help="run directory holding logs and the stack's state (default: .stack/)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the stack in the background and print the MCP URL")
+    up.add_argument("--preset", choices=PRESETS, default="stateful-sse")
+    up.add_argument("--lb", choices=POLICIES, default="round-robin", help="nginx balancing policy")
+    up.add_argument("--store", choices=STORES, default="memory", help="session store")
+    up.add_argument("--port", type=int, default=8080, help="nginx port on 127.0.0.1")
+    commands.add_parser("down", help="stop everything `up` started")
+    commands.add_parser("status", help="say what runs")
+    args = parser.parse_args(argv)
+
+    if args.command == "up":
+        stack = Stack(run_dir=args.dir, preset=args.preset, policy=args.lb, store=args.store, port=args.port)
+        try:
+            stack.start()
+        except StackError as exc:
+            print(f"stack: {exc}", file=sys.stderr)
+            return 1
+        print(stack.url)
+        return 0
+    stack = Stack.load(args.dir)
+    if stack is None:
+        print(f"stack: nothing running from {args.dir}")
+        return 0 if args.command == "down" else 3
+    if args.command == "down":
+        stack.stop()
+        print("stack: stopped")
+        return 0
+    print("\n".join(stack.describe()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The SDK client, pinned to an era, with callbacks that record what the server sent."""
+
+from __future__ import annotations
+
+import time
+
+from mcp import Client
+from mcp.types import CreateMessageResult, ElicitResult, TextContent
+
+SAMPLED_TEXT = "a short analysis"
+NO_BACK_CHANNEL = "this transport context has no back-channel for server-initiated requests."
+
+
+class Recorder:
+    """Callbacks for the SDK client; every list shows what reached the client."""
+
+    def __init__(self) -> None:
+        self.logs: list[str] = []
+        self.progress: list[float] = []
+        self.sampling_requests: list[object] = []
+        self.elicitation_requests: list[object] = []
+
+    async def sampling(self, ctx, params) -> CreateMessageResult:
+        self.sampling_requests.append(params)
+        return CreateMessageResult(role="assistant", content=TextContent(type="text", text=SAMPLED_TEXT), model="fake")
+
+    async def elicitation(self, ctx, params) -> ElicitResult:
+        self.elicitation_requests.append(params)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async def logging(self, params) -> None:
+        self.logs.append(params.data)
+
+    async def on_progress(self, progress: float, total: float | None, message: str | None) -> None:
+        self.progress.append(progress)
+
+    def client(self, url: str, mode: str = "legacy", **kwargs) -> Client:
+        """`mode="legacy"` speaks 2025-11-25 (initialize + sessions); "auto" lands on 2026-07-28."""
+        return Client(
+            url,
+            mode=mode,
+            sampling_callback=self.sampling,
+            elicitation_callback=self.elicitation,
+            logging_callback=self.logging,
+            read_timeout_seconds=10,
+            **kwargs,
+        )
+
+
+def text_of(result) -> str:
+    return result.content[0].text
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)

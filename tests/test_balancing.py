@@ -1,0 +1,91 @@
+"""Three instances behind nginx: what each preset does under round-robin and ip_hash.
+
+Every call records the instance that answered (the X-Mcp-Instance header or whoami).
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from mcp.shared.exceptions import MCPError
+
+from loadtest.mcp_client import McpClient
+from tests.conftest import STATEFUL, STATELESS
+from tests.helpers import Recorder, text_of
+
+pytestmark = pytest.mark.anyio
+INSTANCES = {"app1", "app2", "app3"}
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.parametrize("preset", STATEFUL)
+def test_stateful_round_robin_loses_the_session_on_the_second_instance(stack_for, preset):
+    client = McpClient(requests.Session(), stack_for(preset, "round-robin").url)
+    opened = client.initialize(send_initialized=False)
+    follow_up = client.notify("notifications/initialized")
+    call = client.call_tool("whoami")
+    answered_by = [opened.instance, follow_up.instance, call.instance]
+    assert opened.status == 200 and client.session_id, answered_by
+    assert len(set(answered_by)) == 3, f"round-robin should visit every instance: {answered_by}"
+    for exchange in (follow_up, call):
+        assert exchange.status == 404, answered_by
+        assert exchange.error == {"code": -32600, "message": "Session not found"}
+
+
+@pytest.mark.parametrize("preset", STATEFUL)
+async def test_stateful_round_robin_fails_for_the_sdk_client(stack_for, preset):
+    async with Recorder().client(stack_for(preset, "round-robin").url) as client:
+        with pytest.raises(MCPError) as failure:
+            await client.call_tool("increment")
+    assert (failure.value.error.code, failure.value.error.message) == (-32600, "Session not found")
+
+
+@pytest.mark.parametrize("preset", STATEFUL)
+async def test_stateful_ip_hash_keeps_the_client_on_one_instance(stack_for, preset):
+    async with Recorder().client(stack_for(preset, "ip-hash").url) as client:
+        counts = [(await client.call_tool("increment")).structured_content["result"] for _ in range(6)]
+        answered_by = [(await client.call_tool("whoami")).structured_content["instance"] for _ in range(6)]
+    assert counts == [1, 2, 3, 4, 5, 6]
+    assert len(set(answered_by)) == 1, answered_by
+
+
+@pytest.mark.parametrize("preset", STATEFUL)
+def test_ip_hash_sends_every_local_client_to_the_same_instance(stack_for, preset):
+    url = stack_for(preset, "ip-hash").url
+    answered_by = {McpClient(requests.Session(), url).initialize().instance for _ in range(6)}
+    assert len(answered_by) == 1, "127.0.0.1 is one key for ip_hash: no spreading between local clients"
+
+
+@pytest.mark.parametrize("preset", STATELESS)
+async def test_stateless_basic_tools_work_under_round_robin(stack_for, preset):
+    async with Recorder().client(stack_for(preset, "round-robin").url) as client:
+        answered_by = []
+        for _ in range(6):
+            result = await client.call_tool("process_file", {"path": "poem.txt", "operation": "count-words"})
+            assert text_of(result) == "12 words"
+            answered_by.append((await client.call_tool("whoami")).structured_content["instance"])
+    assert set(answered_by) == INSTANCES, answered_by
+
+
+@pytest.mark.parametrize("preset", STATELESS)
+def test_stateless_round_robin_spreads_raw_requests(stack_for, preset):
+    client = McpClient(requests.Session(), stack_for(preset, "round-robin").url)
+    client.initialize()
+    exchanges = [client.call_tool("whoami") for _ in range(6)]
+    assert all(e.status == 200 and e.error is None for e in exchanges)
+    answered_by = [e.instance for e in exchanges]
+    assert [e.result["structuredContent"]["instance"] for e in exchanges] == answered_by
+    assert set(answered_by) == INSTANCES, answered_by
+
+
+def test_nginx_errors_are_jsonrpc(stack_for):
+    url = stack_for("stateless-json", "round-robin").url
+    too_big = requests.post(url, data=b"x" * (5 * 1024 * 1024), headers={"Content-Type": "application/json"})
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["message"] == "Request body too large: the limit is 4 MiB"
+    elsewhere = requests.get(url.replace("/mcp", "/admin"))
+    assert (elsewhere.status_code, elsewhere.json()["error"]["code"]) == (404, -32600)

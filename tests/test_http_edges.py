@@ -1,0 +1,62 @@
+"""What every instance does at the HTTP level: the instance header, health, Host protection, structured logs."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+
+from loadtest.mcp_client import McpClient
+from tests.helpers import wait_for
+
+
+def test_every_response_names_the_instance(stack_for):
+    stack = stack_for("stateful-sse")
+    base = stack.instance_url("app2").removesuffix("/mcp")
+    health = requests.get(f"{base}/healthz", timeout=5)
+    ready = requests.get(f"{base}/readyz", timeout=5)
+    not_found = McpClient(requests.Session(), f"{base}/mcp")
+    not_found.session_id = "gone"
+    lost = not_found.call_tool("whoami")
+    assert health.json() == {"status": "ok", "instance": "app2"}
+    assert ready.json() == {"status": "ready", "instance": "app2", "preset": "stateful-sse"}
+    assert [r.headers["X-Mcp-Instance"] for r in (health, ready)] == ["app2", "app2"]
+    assert (lost.status, lost.instance) == (404, "app2")
+
+
+def test_dns_rebinding_protection_stays_on_with_actionable_errors(stack_for):
+    url = stack_for("stateless-json").instance_url("app1")
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    wrong_host = requests.post(url, json=body, headers={**headers, "Host": "attacker.example"}, timeout=5)
+    wrong_origin = requests.post(url, json=body, headers={**headers, "Origin": "http://attacker.example"}, timeout=5)
+    assert wrong_host.status_code == 421
+    assert wrong_host.json()["error"]["message"].startswith(
+        "Host header 'attacker.example' is not allowed by this server; add it to MCP_ALLOWED_HOSTS"
+    )
+    assert wrong_origin.status_code == 403
+    assert wrong_origin.json()["error"]["message"] == (
+        "Origin header 'http://attacker.example' is not allowed by this server; add it to MCP_ALLOWED_ORIGINS"
+    )
+    assert wrong_host.headers["X-Mcp-Instance"] == "app1"
+
+
+def test_nginx_forwards_the_client_host_so_localhost_names_work(stack_for):
+    stack = stack_for("stateless-json")
+    client = McpClient(requests.Session(), stack.url.replace("127.0.0.1", "localhost"))
+    assert client.initialize().status == 200
+
+
+def test_logs_are_json_lines_with_instance_session_and_method(stack_for):
+    stack = stack_for("stateful-json")
+    client = McpClient(requests.Session(), stack.instance_url("app3"))
+    client.initialize()
+    client.call_tool("whoami")
+
+    def logged_calls():
+        lines = [json.loads(line) for line in (stack.run_dir / "app3.log").read_text().splitlines()]
+        return [e for e in lines if e.get("session_id") == client.session_id and e.get("rpc_method") == "tools/call"]
+
+    calls = wait_for(logged_calls)  # the line is written just after the response is sent
+    assert calls[-1]["instance"] == "app3"
+    assert calls[-1]["status"] == 200

@@ -1,0 +1,104 @@
+"""A 2026-07-28 client (the SDK client's default) on one instance of each preset: no sessions, input-required rounds."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import requests
+
+from tests.conftest import PRESETS, SSE
+from tests.helpers import SAMPLED_TEXT, Recorder, text_of
+
+pytestmark = pytest.mark.anyio
+MODERN = "2026-07-28"
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(params=PRESETS)
+def preset(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def url(stack_for, preset) -> str:
+    return stack_for(preset).instance_url("app1")
+
+
+async def test_client_negotiates_2026_and_has_no_session(url, preset):
+    async with Recorder().client(url, mode="auto") as client:
+        assert client.protocol_version == MODERN
+        identity = (await client.call_tool("whoami")).structured_content
+        counter = await client.call_tool("increment")
+    assert identity["protocol_version"] == MODERN
+    assert identity["preset"] == preset
+    assert identity["session_id"] is None
+    assert counter.is_error and "this request has none" in text_of(counter)
+
+
+async def test_sampling_and_elicitation_run_as_input_required_rounds_on_every_preset(url):
+    recorder = Recorder()
+    async with recorder.client(url, mode="auto") as client:
+        analysis = await client.call_tool("analyze_with_ai", {"text": "load balancers"})
+        confirmation = await client.call_tool("confirm_action", {"action": "deploy"})
+    assert text_of(analysis) == f"analysis: {SAMPLED_TEXT}"
+    assert text_of(confirmation) == "confirmed: deploy"
+    assert len(recorder.sampling_requests) == len(recorder.elicitation_requests) == 1
+
+
+def test_first_round_on_the_wire_is_input_required_with_sealed_state(url):
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": "confirm_action",
+            "arguments": {"action": "deploy"},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+            },
+        },
+    }
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "confirm_action",
+    }
+    response = requests.post(url, json=body, headers=headers, timeout=10)
+    result = response.json()["result"]
+    assert response.status_code == 200
+    assert "mcp-session-id" not in response.headers
+    assert result["resultType"] == "input_required"
+    (request,) = result["inputRequests"].values()
+    assert request["method"] == "elicitation/create"
+    assert request["params"]["message"] == "Confirm the action: deploy"
+    assert result["requestState"] and "deploy" not in result["requestState"]  # sealed, not plain text
+
+
+async def test_logs_and_progress_need_an_sse_preset_and_an_opt_in(url, preset):
+    recorder = Recorder()
+    async with recorder.client(url, mode="auto", log_level="info") as client:
+        result = await client.call_tool(
+            "slow_task", {"steps": 2, "step_seconds": 0.01}, progress_callback=recorder.on_progress
+        )
+    assert text_of(result) == "done: 2 steps"
+    expected = (["step 1/2", "step 2/2"], [1, 2]) if preset in SSE else ([], [])
+    assert (recorder.logs, recorder.progress) == expected
+
+
+async def test_resource_update_reaches_a_subscriptions_listen_stream(url):
+    async with (
+        Recorder().client(url, mode="auto") as listener,
+        Recorder().client(url, mode="auto") as publisher,
+        listener.listen(resource_subscriptions=["updates://bulletin"]) as subscription,
+    ):
+        await publisher.call_tool("publish_update", {"message": "for listeners"})
+        with anyio.fail_after(5):
+            event = await subscription.__anext__()
+    assert event.uri == "updates://bulletin"

@@ -1,0 +1,104 @@
+"""Bad settings stop the process at start with one line that names the variable and the valid values."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.settings import DEFAULT_ALLOWED_HOSTS, Preset, Settings, SettingsError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PRESET_CHOICES = "valid values: stateful-sse, stateful-json, stateless-sse, stateless-json"
+
+
+def test_defaults_work_out_of_the_box():
+    settings = Settings.from_env({})
+    assert settings.preset is Preset.STATEFUL_SSE
+    assert settings.allowed_hosts == DEFAULT_ALLOWED_HOSTS
+    assert "http://localhost:*" in settings.allowed_origins
+    assert settings.data_dir == PROJECT_ROOT / "data"
+    assert settings.request_state_keys == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MCP_PRESET": "stateful"}, f"MCP_PRESET='stateful' is not valid; {PRESET_CHOICES}"),
+        ({"MCP_LISTEN_PORT": "http"}, "MCP_LISTEN_PORT='http' is not a whole number; valid values: 1..65535"),
+        ({"MCP_INSTANCE_ID": "App_1"}, "MCP_INSTANCE_ID='App_1' is not valid"),
+        ({"MCP_ALLOWED_HOSTS": "*"}, "MCP_ALLOWED_HOSTS='*' has the entry '*'"),
+        ({"MCP_REDIS_URL": "localhost:6379"}, "MCP_REDIS_URL='localhost:6379' is not a Redis URL"),
+        ({"MCP_DATA_DIR": "/no/such/dir"}, "MCP_DATA_DIR='/no/such/dir' is not an existing directory"),
+        ({"MCP_SESSION_IDLE_TIMEOUT": "-1"}, "MCP_SESSION_IDLE_TIMEOUT='-1' must be > 0 seconds"),
+        ({"MCP_LOG_LEVEL": "LOUD"}, "MCP_LOG_LEVEL='LOUD' is not valid; valid values: DEBUG, INFO, WARNING, ERROR"),
+    ],
+)
+def test_malformed_values_are_refused_with_the_valid_ones(env, message):
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env)
+    assert str(refused.value).startswith(message)
+    assert "\n" not in str(refused.value)
+
+
+def test_every_bad_value_is_reported_at_once():
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"MCP_PRESET": "x", "MCP_WORKERS": "0"})
+    assert "MCP_PRESET='x'" in str(refused.value) and "MCP_WORKERS='0' is out of range" in str(refused.value)
+
+
+def test_request_state_keys_must_be_long_and_are_never_echoed():
+    short = "ab" * 16
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"MCP_REQUEST_STATE_KEYS": short})
+    assert str(refused.value) == (
+        "MCP_REQUEST_STATE_KEYS=<hidden> has a key of 16 bytes; each key needs >= 32 bytes (64 hex digits)"
+    )
+    keys = Settings.from_env({"MCP_REQUEST_STATE_KEYS": f"{'11' * 32}, {'22' * 32}"}).request_state_keys
+    assert keys == (b"\x11" * 32, b"\x22" * 32)
+
+
+def test_several_workers_with_in_memory_sessions_are_refused():
+    with pytest.raises(SettingsError, match="would give each worker its own session table"):
+        Settings.from_env({"MCP_WORKERS": "2"})
+    assert Settings.from_env({"MCP_WORKERS": "2", "MCP_PRESET": "stateless-json"}).workers == 2
+
+
+def test_redis_store_is_refused_until_it_exists():
+    with pytest.raises(SettingsError, match="MCP_SESSION_STORE='redis' is not available yet"):
+        Settings.from_env({"MCP_SESSION_STORE": "redis"})
+
+
+def run_app(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "MCP_LISTEN_PORT": "1", **env},  # port 1 would fail if the checks let it through
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_process_stops_at_start_with_one_line():
+    result = run_app({"MCP_PRESET": "stateless"})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"mcp-scale-lab: configuration error: MCP_PRESET='stateless' is not valid; {PRESET_CHOICES}\n"
+    )
+
+
+def test_nginx_launcher_refuses_an_unknown_policy(tmp_path):
+    result = subprocess.run(
+        ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")],
+        env={**os.environ, "LB_POLICY": "least-conn", "NGINX_SITE_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "run-nginx: LB_POLICY='least-conn' is not valid; valid values: round-robin, ip-hash\n"

@@ -1,0 +1,72 @@
+"""The pure logic behind the tools, in-process, on a real filesystem."""
+
+from __future__ import annotations
+
+import pytest
+from mcp.server.mcpserver.exceptions import ToolError
+
+from app.server import apply_operation, resolve_data_file
+from app.state import MemoryBulletinStore, MemoryCounterStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "notes.txt").write_text("one two\nthree\n")
+    (tmp_path / "secret.txt").write_text("outside")
+    (data / "escape").symlink_to(tmp_path / "secret.txt")
+    (data / "inside").symlink_to(data / "sub" / "notes.txt")
+    return data
+
+
+def test_files_under_the_data_directory_are_served(data_dir):
+    assert resolve_data_file(data_dir, "sub/notes.txt") == data_dir / "sub" / "notes.txt"
+    assert resolve_data_file(data_dir, "inside") == data_dir / "sub" / "notes.txt"
+
+
+@pytest.mark.parametrize("path", ["../secret.txt", "sub/../../secret.txt", "escape"])
+def test_traversal_and_symlink_escapes_are_refused(data_dir, path):
+    with pytest.raises(ToolError, match="is outside the data directory"):
+        resolve_data_file(data_dir, path)
+
+
+def test_absolute_paths_outside_are_refused(data_dir, tmp_path):
+    with pytest.raises(ToolError, match="is outside the data directory"):
+        resolve_data_file(data_dir, str(tmp_path / "secret.txt"))
+
+
+@pytest.mark.parametrize(("path", "message"), [("missing.txt", "no file"), ("sub", "is not a regular file")])
+def test_missing_files_and_directories_are_refused(data_dir, path, message):
+    with pytest.raises(ToolError, match=message):
+        resolve_data_file(data_dir, path)
+
+
+def test_operations():
+    text = "one two\nthree\n"
+    assert apply_operation(text, "count-lines") == "2 lines"
+    assert apply_operation(text, "count-words") == "3 words"
+    assert apply_operation(text, "reverse-words") == "three two one"
+    assert apply_operation(text, "uppercase") == "ONE TWO\nTHREE\n"
+
+
+async def test_counters_count_per_session_and_stay_bounded():
+    counters = MemoryCounterStore(limit=2)
+    assert [await counters.increment("a") for _ in range(3)] == [1, 2, 3]
+    assert await counters.increment("b") == 1
+    await counters.increment("c")  # evicts "a", the least recently used
+    assert await counters.increment("a") == 1
+
+
+async def test_bulletin_versions_every_publish():
+    bulletins = MemoryBulletinStore()
+    assert (await bulletins.read()).version == 0
+    assert (await bulletins.publish("hello")).version == 1
+    assert (await bulletins.read()).text == "hello"
