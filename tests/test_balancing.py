@@ -89,3 +89,13 @@ def test_nginx_errors_are_jsonrpc(stack_for):
     assert too_big.json()["error"]["message"] == "Request body too large: the limit is 4 MiB"
     elsewhere = requests.get(url.replace("/mcp", "/admin"))
     assert (elsewhere.status_code, elsewhere.json()["error"]["code"]) == (404, -32600)
+
+
+@pytest.mark.parametrize("policy", ["round-robin", "ip-hash"])
+@pytest.mark.parametrize("preset", STATEFUL + STATELESS)
+def test_every_preset_and_policy_serves_mcp_through_nginx(stack_for, preset, policy):
+    client = McpClient(requests.Session(), stack_for(preset, policy).url)
+    opened = client.initialize(send_initialized=False)
+    assert opened.status == 200
+    assert opened.result["serverInfo"]["name"] == "mcp-scale-lab"
+    assert opened.instance in INSTANCES

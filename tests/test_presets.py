@@ -73,6 +73,21 @@ async def test_logs_and_progress_arrive_only_on_sse_presets(url, preset):
         assert recorder.progress == []
 
 
+def test_logs_and_progress_on_the_wire(url, preset):
+    client = McpClient(requests.Session(), url)
+    client.initialize()
+    exchange = client.call_tool("slow_task", {"steps": 2, "step_seconds": 0}, progress=True)
+    logs = [n["data"] for n in exchange.notifications("notifications/message")]
+    progress = [n["progress"] for n in exchange.notifications("notifications/progress")]
+    assert exchange.result["content"][0]["text"] == "done: 2 steps"
+    if preset in SSE:
+        assert exchange.headers["Content-Type"].startswith("text/event-stream")
+        assert (logs, progress) == (["step 1/2", "step 2/2"], [1, 2])
+    else:
+        assert exchange.headers["Content-Type"].startswith("application/json")
+        assert (logs, progress) == ([], [])
+
+
 @pytest.mark.parametrize(
     ("tool", "arguments", "expected", "method"),
     [
