@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp
 
+from app import sdk_internals
 from app.legacy_subscriptions import LegacySubscriptions
 from app.logs import configure_logging
 from app.middleware import InstanceMiddleware, RejectionMessages
-from app.server import ServerState, build_server
+from app.server import BULLETIN_URI, ServerState, build_server
 from app.settings import Settings
 from app.state import MemoryBulletinStore, MemoryCounterStore
 
@@ -26,8 +27,10 @@ log = logging.getLogger("app")
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings.from_env()
     configure_logging(settings.instance_id, settings.log_level)
-    state = ServerState(settings, MemoryCounterStore(limit=settings.max_sessions), MemoryBulletinStore())
-    mcp = build_server(state, LegacySubscriptions())
+    # `mcp` is bound below; the counters only ask it which sessions are open once they are full.
+    counters = MemoryCounterStore(settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp))
+    state = ServerState(settings, counters, MemoryBulletinStore())
+    mcp = build_server(state, LegacySubscriptions(frozenset({BULLETIN_URI})))
 
     @mcp.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:

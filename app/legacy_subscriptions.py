@@ -6,19 +6,25 @@ process that holds the session: this is the seed's "subscription streams" row.
 
 from __future__ import annotations
 
+import logging
+
+import anyio
 from mcp.server import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_REQUEST, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
+from mcp.types import INVALID_PARAMS, INVALID_REQUEST, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
 from app import sdk_internals
 
+SEND_TIMEOUT = 1.0  # a subscriber whose stream does not take the notification by then is dropped
+log = logging.getLogger(__name__)
+
 
 class LegacySubscriptions:
-    def __init__(self) -> None:
+    def __init__(self, uris: frozenset[str]) -> None:
         self._mcp: MCPServer | None = None
-        self._by_uri: dict[str, dict[str, ServerSession]] = {}
+        self._by_uri: dict[str, dict[str, ServerSession]] = {uri: {} for uri in uris}
 
     def install(self, mcp: MCPServer) -> None:
         """Serve resources/subscribe and resources/unsubscribe on `mcp` (stateful presets)."""
@@ -28,24 +34,42 @@ class LegacySubscriptions:
         server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
 
     async def _subscribe(self, ctx: ServerRequestContext, params: SubscribeRequestParams) -> EmptyResult:
-        self._by_uri.setdefault(str(params.uri), {})[_session_id(ctx)] = ctx.session
+        subscribers = self._subscribers(str(params.uri))
+        self._forget_ended(subscribers)
+        subscribers[_session_id(ctx)] = ctx.session
         return EmptyResult()
 
     async def _unsubscribe(self, ctx: ServerRequestContext, params: UnsubscribeRequestParams) -> EmptyResult:
-        self._by_uri.get(str(params.uri), {}).pop(_session_id(ctx), None)
+        self._subscribers(str(params.uri)).pop(_session_id(ctx), None)
         return EmptyResult()
 
     async def announce(self, uri: str) -> int:
-        """Send notifications/resources/updated to every live subscriber of `uri`; return how many."""
-        subscribers = self._by_uri.get(uri)
-        if not subscribers or self._mcp is None:
-            return 0
-        live = sdk_internals.live_session_ids(self._mcp)
-        for gone in subscribers.keys() - live:
-            del subscribers[gone]
-        for session in list(subscribers.values()):
-            await session.send_resource_updated(uri)
-        return len(subscribers)
+        """Send notifications/resources/updated to every live subscriber of `uri`; return how many got it."""
+        subscribers = self._by_uri.get(uri, {})
+        self._forget_ended(subscribers)
+        delivered = 0
+        for session_id, session in list(subscribers.items()):
+            with anyio.move_on_after(SEND_TIMEOUT) as scope:
+                try:
+                    await session.send_resource_updated(uri)
+                    delivered += 1
+                except Exception:  # one broken stream must not keep the others from hearing
+                    log.warning("dropping a subscriber whose stream failed", exc_info=True)
+                    subscribers.pop(session_id, None)
+            if scope.cancelled_caught:
+                subscribers.pop(session_id, None)
+        return delivered
+
+    def _subscribers(self, uri: str) -> dict[str, ServerSession]:
+        if uri not in self._by_uri:
+            known = ", ".join(sorted(self._by_uri))
+            raise MCPError(code=INVALID_PARAMS, message=f"cannot subscribe to {uri!r}; subscribable: {known}")
+        return self._by_uri[uri]
+
+    def _forget_ended(self, subscribers: dict[str, ServerSession]) -> None:
+        if self._mcp is not None:
+            for ended in subscribers.keys() - sdk_internals.live_session_ids(self._mcp):
+                del subscribers[ended]
 
 
 def _session_id(ctx: ServerRequestContext) -> str:

@@ -1,10 +1,20 @@
-"""One JSON object a line on stderr, each carrying the instance id."""
+"""One JSON object a line on stderr, each carrying the instance id, and never a session id."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import time
+
+# The SDK mints session ids as 32 hex digits and logs them; on a server without auth they are credentials.
+_SESSION_ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def session_fingerprint(session_id: str | None) -> str | None:
+    """What the logs show of a session id: enough to correlate lines, not enough to take the session over."""
+    return None if session_id is None else hashlib.sha256(session_id.encode()).hexdigest()[:12]
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,7 +28,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "instance": self.instance_id,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": _SESSION_ID.sub(lambda m: f"<session {session_fingerprint(m.group())}>", record.getMessage()),
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:

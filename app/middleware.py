@@ -8,6 +8,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.logs import session_fingerprint
+
 INSTANCE_HEADER = "x-mcp-instance"
 _LOGGED_BODY_BYTES = 64 * 1024
 access_log = logging.getLogger("app.access")
@@ -51,12 +53,13 @@ class InstanceMiddleware:
             await self.app(scope, receive_and_keep, send_with_header)
         finally:
             request_headers = scope.get("headers", [])
+            session_id = _header(request_headers, b"mcp-session-id") or response.get("session_id")
             fields = {
                 "http_method": scope["method"],
                 "path": scope["path"],
                 "status": response.get("status"),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "session_id": _header(request_headers, b"mcp-session-id") or response.get("session_id"),
+                "session": session_fingerprint(session_id),
                 "rpc_method": _header(request_headers, b"mcp-method") or _rpc_method(body),
             }
             level = logging.INFO if scope["path"] == "/mcp" else logging.DEBUG
@@ -90,6 +93,8 @@ class RejectionMessages:
             await send(message)
 
         await self.app(scope, receive, rewrite)
+        if held:  # a rejection that never sent a body
+            await send(held.pop())
 
 
 def _rejection_body(scope: Scope, header: str, setting: str) -> bytes:

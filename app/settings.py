@@ -197,6 +197,8 @@ def _ip_address(raw: str) -> str:
 
 def _hosts(raw: str) -> tuple[str, ...]:
     hosts = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not hosts:
+        raise ValueError("lists no host; valid values: comma-separated Host headers such as 'mcp.example.com:*'")
     for host in hosts:
         if host == "*" or not _HOST_PATTERN.match(host):
             raise ValueError(
@@ -212,6 +214,8 @@ def _origins_for(hosts: tuple[str, ...]) -> tuple[str, ...]:
 
 def _origins(raw: str) -> tuple[str, ...]:
     origins = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not origins:
+        raise ValueError("lists no origin; valid values: comma-separated origins such as 'https://app.example.com'")
     for origin in origins:
         scheme, _, host = origin.partition("://")
         if scheme not in ("http", "https") or not _HOST_PATTERN.match(host):

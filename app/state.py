@@ -7,6 +7,7 @@ request loses when the balancer sends it to another instance.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,25 +17,30 @@ class CounterStore(Protocol):
 
     async def increment(self, session_id: str) -> int: ...
 
-    async def forget(self, session_id: str) -> None: ...
-
 
 class MemoryCounterStore:
-    """Counters in this process, bounded: the least recently used session is evicted past `limit`."""
+    """Counters in this process, at most `limit` of them.
 
-    def __init__(self, limit: int) -> None:
+    Past the limit, counters of sessions that have ended go first (`live_sessions` says which
+    are open), then the least recently used: an open session keeps its count while there are
+    no more than `limit` open sessions, which the SDK's own session cap guarantees.
+    """
+
+    def __init__(self, limit: int, live_sessions: Callable[[], Collection[str]] = tuple) -> None:
         self._limit = limit
+        self._live_sessions = live_sessions
         self._counts: OrderedDict[str, int] = OrderedDict()
 
     async def increment(self, session_id: str) -> int:
         value = self._counts.pop(session_id, 0) + 1
         self._counts[session_id] = value
+        if len(self._counts) > self._limit:
+            live = set(self._live_sessions())
+            for ended in [sid for sid in self._counts if sid not in live and sid != session_id]:
+                del self._counts[ended]
         while len(self._counts) > self._limit:
             self._counts.popitem(last=False)
         return value
-
-    async def forget(self, session_id: str) -> None:
-        self._counts.pop(session_id, None)
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,15 @@ STORES = ("memory", "redis")
 INSTANCES = ("app1", "app2", "app3")
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
+START_ATTEMPTS = 3
 
 
 class StackError(RuntimeError):
     pass
+
+
+class PortTaken(StackError):
+    """A process lost its port to another process between our probe and its bind."""
 
 
 @dataclass
@@ -48,6 +53,10 @@ class Proc:
     pid: int
     port: int
     health_url: str | None  # None: checked with a Redis PING instead
+    started: int = 0  # the kernel's start time of `pid`, so a reused pid is never mistaken for ours
+
+    def alive(self) -> bool:
+        return process_alive(self.pid) and _start_time(self.pid) == self.started
 
 
 @dataclass
@@ -87,39 +96,28 @@ class Stack:
         if missing:
             raise StackError(f"{', '.join(missing)} not found; install with: apt-get install nginx-light redis-server")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._start_processes(binaries)
-            self._save()
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(START_ATTEMPTS):
+            try:
+                self._start_processes(binaries)
+                self._save()
+                self._wait_ready()
+                return
+            except PortTaken:
+                self.stop()  # another process took a port between our probe and the bind: new ports
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
 
     def _start_processes(self, binaries: dict[str, str | None]) -> None:
-        redis_port = _free_port()
-        self.procs.append(
-            self._spawn(
-                "redis",
-                redis_port,
-                None,
-                [
-                    binaries["redis-server"],
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--protected-mode",
-                    "yes",
-                ],
-            )
-        )
+        redis_port = free_port()
+        redis = [binaries["redis-server"], "--port", str(redis_port), "--bind", "127.0.0.1"]
+        redis += ["--save", "", "--appendonly", "no"]
+        self.procs.append(self._spawn("redis", redis_port, None, redis))
         shared_key = secrets.token_hex(32)  # one per stack, shared by its instances, never written to disk
         for name in INSTANCES:
-            port = _free_port()
+            port = free_port()
             env = {
                 "MCP_INSTANCE_ID": name,
                 "MCP_PRESET": self.preset,
@@ -141,25 +139,29 @@ class Stack:
         self.procs.append(self._spawn("nginx", self.port, f"http://127.0.0.1:{self.port}/healthz", cmd, env))
 
     def _spawn(self, name: str, port: int, health_url: str | None, cmd: list, env: dict | None = None) -> Proc:
-        log = open(self.run_dir / f"{name}.log", "wb")  # noqa: SIM115 - the child keeps it
-        with log:
+        # Only the settings given here reach the app: none of the caller's own MCP_* variables.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")}
+        with open(self.run_dir / f"{name}.log", "wb") as log:
             child = subprocess.Popen(
                 cmd,
                 cwd=PROJECT_ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+                env={**inherited, **(env or {})},
                 start_new_session=True,
             )
-        return Proc(name, child.pid, port, health_url)
+        return Proc(name, child.pid, port, health_url, _start_time(child.pid))
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         for proc in self.procs:
             while not _healthy(proc):
-                if not _alive(proc.pid):
-                    raise StackError(f"{proc.name} exited at start:\n{self.log_tail(proc.name)}")
+                if not process_alive(proc.pid):
+                    log = self.log_tail(proc.name)
+                    if proc.name != "nginx" and "ddress already in use" in log:
+                        raise PortTaken(proc.name)
+                    raise StackError(f"{proc.name} exited at start:\n{log}")
                 if time.monotonic() > deadline:
                     raise StackError(f"{proc.name} not ready after {READY_TIMEOUT:.0f} s:\n{self.log_tail(proc.name)}")
                 time.sleep(0.05)
@@ -171,11 +173,12 @@ class Stack:
 
     def stop(self) -> None:
         """SIGTERM every process group, SIGKILL what is left after a grace period, forget the stack."""
-        for proc in reversed(self.procs):
+        ours = [proc for proc in self.procs if proc.alive()]  # a stale pid may belong to someone else now
+        for proc in reversed(ours):
             _signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        for proc in self.procs:
-            while _alive(proc.pid) and time.monotonic() < deadline:
+        for proc in ours:
+            while process_alive(proc.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             _signal_group(proc.pid, signal.SIGKILL)
             _reap(proc.pid)
@@ -198,8 +201,8 @@ class Stack:
     def describe(self) -> list[str]:
         lines = [f"preset={self.preset} lb={self.policy} store={self.store} url={self.url}"]
         for proc in self.procs:
-            running = "running" if _alive(proc.pid) else "stopped"
-            health = "healthy" if _alive(proc.pid) and _healthy(proc) else "not answering"
+            running = "running" if proc.alive() else "stopped"
+            health = "healthy" if proc.alive() and _healthy(proc) else "not answering"
             lines.append(f"  {proc.name:<6} pid={proc.pid:<8} port={proc.port:<6} {running}, {health}")
         return lines
 
@@ -213,13 +216,13 @@ def _sbin(name: str) -> str | None:
     return str(path) if path.exists() else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         finished, _ = os.waitpid(pid, os.WNOHANG)  # reaps our own children
         if finished == pid:
@@ -231,6 +234,15 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _start_time(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot (0 if gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def _reap(pid: int) -> None:

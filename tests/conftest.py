@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Callable, Iterator
 
 import pytest
-import requests
 
-from loadtest.mcp_client import McpClient
-from loadtest.stack import Stack
+from loadtest.stack import PRESETS, Stack, free_port
 
-PRESETS = ("stateful-sse", "stateful-json", "stateless-sse", "stateless-json")
 STATEFUL = ("stateful-sse", "stateful-json")
 STATELESS = ("stateless-sse", "stateless-json")
 SSE = ("stateful-sse", "stateless-sse")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +35,12 @@ def stack_for(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
         yield get
 
 
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
+@pytest.fixture(params=PRESETS)
+def preset(request) -> str:
+    return request.param
 
 
 @pytest.fixture
-def raw_client(http: requests.Session) -> Callable[[str], McpClient]:
-    return lambda url: McpClient(http, url)
+def url(stack_for, preset) -> str:
+    """One instance of the preset's stack, reached directly (no balancer in the way)."""
+    return stack_for(preset).instance_url("app1")

@@ -5,21 +5,21 @@ Every call records the instance that answered (the X-Mcp-Instance header or whoa
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import requests
 from mcp.shared.exceptions import MCPError
 
 from loadtest.mcp_client import McpClient
+from loadtest.stack import PRESETS, Stack, free_port
 from tests.conftest import STATEFUL, STATELESS
 from tests.helpers import Recorder, text_of
+from tests.test_modern_protocol import modern_call
 
 pytestmark = pytest.mark.anyio
 INSTANCES = {"app1", "app2", "app3"}
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
 
 
 @pytest.mark.parametrize("preset", STATEFUL)
@@ -61,14 +61,27 @@ def test_ip_hash_sends_every_local_client_to_the_same_instance(stack_for, preset
 
 
 @pytest.mark.parametrize("preset", STATELESS)
-async def test_stateless_basic_tools_work_under_round_robin(stack_for, preset):
+async def test_stateless_basic_tools_work_for_the_sdk_client_under_round_robin(stack_for, preset):
     async with Recorder().client(stack_for(preset, "round-robin").url) as client:
-        answered_by = []
-        for _ in range(6):
-            result = await client.call_tool("process_file", {"path": "poem.txt", "operation": "count-words"})
-            assert text_of(result) == "12 words"
-            answered_by.append((await client.call_tool("whoami")).structured_content["instance"])
-    assert set(answered_by) == INSTANCES, answered_by
+        results = [await client.call_tool("process_file", {"path": "poem.txt", "operation": "count-words"})]
+        results += [await client.call_tool("increment") for _ in range(2)]
+    assert text_of(results[0]) == "12 words"
+    assert all(r.is_error and "this request has none" in text_of(r) for r in results[1:])
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+async def test_2026_input_required_retries_cross_instances_with_shared_keys(stack_for, preset):
+    """The local stack gives its three instances one requestState key, so a retry may land anywhere."""
+    url = stack_for(preset, "round-robin").url
+    first = modern_call(url, "confirm_action", {"action": "scale"})
+    state = first.json()["result"]
+    answers = {key: {"action": "accept", "content": {"confirm": True}} for key in state["inputRequests"]}
+    retry = modern_call(
+        url, "confirm_action", {"action": "scale"}, inputResponses=answers, requestState=state["requestState"]
+    )
+    answered_by = [first.headers["X-Mcp-Instance"], retry.headers["X-Mcp-Instance"]]
+    assert answered_by[0] != answered_by[1], answered_by
+    assert retry.json()["result"]["content"][0]["text"] == "confirmed: scale"
 
 
 @pytest.mark.parametrize("preset", STATELESS)
@@ -84,15 +97,29 @@ def test_stateless_round_robin_spreads_raw_requests(stack_for, preset):
 
 def test_nginx_errors_are_jsonrpc(stack_for):
     url = stack_for("stateless-json", "round-robin").url
-    too_big = requests.post(url, data=b"x" * (5 * 1024 * 1024), headers={"Content-Type": "application/json"})
+    body, json_type = b"x" * (5 * 1024 * 1024), {"Content-Type": "application/json"}
+    too_big = requests.post(url, data=body, headers=json_type, timeout=10)
     assert too_big.status_code == 413
     assert too_big.json()["error"]["message"] == "Request body too large: the limit is 4 MiB"
-    elsewhere = requests.get(url.replace("/mcp", "/admin"))
+    elsewhere = requests.get(url.replace("/mcp", "/admin"), timeout=10)
     assert (elsewhere.status_code, elsewhere.json()["error"]["code"]) == (404, -32600)
 
 
+def test_nginx_answers_502_as_jsonrpc_when_no_instance_is_up(tmp_path):
+    with Stack(run_dir=tmp_path, preset="stateless-json", port=free_port()) as stack:
+        for proc in stack.procs:
+            if proc.name.startswith("app"):
+                os.kill(proc.pid, signal.SIGKILL)
+        down = McpClient(requests.Session(), stack.url).request("tools/list")
+    assert down.status == 502
+    assert down.error == {
+        "code": -32603,
+        "message": "No MCP instance answered: the instance is down or closed the connection; retry",
+    }
+
+
 @pytest.mark.parametrize("policy", ["round-robin", "ip-hash"])
-@pytest.mark.parametrize("preset", STATEFUL + STATELESS)
+@pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_and_policy_serves_mcp_through_nginx(stack_for, preset, policy):
     client = McpClient(requests.Session(), stack_for(preset, policy).url)
     opened = client.initialize(send_initialized=False)

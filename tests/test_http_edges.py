@@ -6,6 +6,7 @@ import json
 
 import requests
 
+from app.logs import session_fingerprint
 from loadtest.mcp_client import McpClient
 from tests.helpers import wait_for
 
@@ -53,10 +54,20 @@ def test_logs_are_json_lines_with_instance_session_and_method(stack_for):
     client.initialize()
     client.call_tool("whoami")
 
+    fingerprint = session_fingerprint(client.session_id)
+
     def logged_calls():
-        lines = [json.loads(line) for line in (stack.run_dir / "app3.log").read_text().splitlines()]
-        return [e for e in lines if e.get("session_id") == client.session_id and e.get("rpc_method") == "tools/call"]
+        entries = [parse(line) for line in (stack.run_dir / "app3.log").read_text().splitlines()]
+        return [e for e in entries if e.get("session") == fingerprint and e.get("rpc_method") == "tools/call"]
 
     calls = wait_for(logged_calls)  # the line is written just after the response is sent
     assert calls[-1]["instance"] == "app3"
     assert calls[-1]["status"] == 200
+    assert client.session_id not in (stack.run_dir / "app3.log").read_text()  # the id itself is never logged
+
+
+def parse(line: str) -> dict:
+    try:
+        return json.loads(line)
+    except ValueError:  # a line still being written
+        return {}

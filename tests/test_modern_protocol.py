@@ -6,26 +6,11 @@ import anyio
 import pytest
 import requests
 
-from tests.conftest import PRESETS, SSE
+from tests.conftest import SSE
 from tests.helpers import SAMPLED_TEXT, Recorder, text_of
 
 pytestmark = pytest.mark.anyio
 MODERN = "2026-07-28"
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(params=PRESETS)
-def preset(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def url(stack_for, preset) -> str:
-    return stack_for(preset).instance_url("app1")
 
 
 async def test_client_negotiates_2026_and_has_no_session(url, preset):
@@ -49,18 +34,20 @@ async def test_sampling_and_elicitation_run_as_input_required_rounds_on_every_pr
     assert len(recorder.sampling_requests) == len(recorder.elicitation_requests) == 1
 
 
-def test_first_round_on_the_wire_is_input_required_with_sealed_state(url):
+def modern_call(url: str, tool: str, arguments: dict, **params) -> requests.Response:
+    """One 2026-07-28 tools/call as raw HTTP."""
     body = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "tools/call",
         "params": {
-            "name": "confirm_action",
-            "arguments": {"action": "deploy"},
+            "name": tool,
+            "arguments": arguments,
             "_meta": {
                 "io.modelcontextprotocol/protocolVersion": MODERN,
-                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}, "sampling": {}},
             },
+            **params,
         },
     }
     headers = {
@@ -68,9 +55,13 @@ def test_first_round_on_the_wire_is_input_required_with_sealed_state(url):
         "Accept": "application/json, text/event-stream",
         "MCP-Protocol-Version": MODERN,
         "Mcp-Method": "tools/call",
-        "Mcp-Name": "confirm_action",
+        "Mcp-Name": tool,
     }
-    response = requests.post(url, json=body, headers=headers, timeout=10)
+    return requests.post(url, json=body, headers=headers, timeout=10)
+
+
+def test_first_round_on_the_wire_is_input_required_with_sealed_state(url):
+    response = modern_call(url, "confirm_action", {"action": "deploy"})
     result = response.json()["result"]
     assert response.status_code == 200
     assert "mcp-session-id" not in response.headers
@@ -78,18 +69,35 @@ def test_first_round_on_the_wire_is_input_required_with_sealed_state(url):
     (request,) = result["inputRequests"].values()
     assert request["method"] == "elicitation/create"
     assert request["params"]["message"] == "Confirm the action: deploy"
-    assert result["requestState"] and "deploy" not in result["requestState"]  # sealed, not plain text
+    assert result["requestState"]
+
+
+def test_a_tampered_request_state_is_refused_and_nothing_runs(url):
+    asked = modern_call(url, "confirm_action", {"action": "deploy"}).json()["result"]
+    key = next(iter(asked["inputRequests"]))
+    state = asked["requestState"]
+    tampered = state[:-2] + ("AA" if not state.endswith("AA") else "BB")
+    answers = {key: {"action": "accept", "content": {"confirm": True}}}
+    refused = modern_call(url, "confirm_action", {"action": "deploy"}, inputResponses=answers, requestState=tampered)
+    accepted = modern_call(url, "confirm_action", {"action": "deploy"}, inputResponses=answers, requestState=state)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == -32602
+    assert refused.json()["error"]["message"] == "Invalid or expired requestState"
+    assert accepted.json()["result"]["content"][0]["text"] == "confirmed: deploy"
 
 
 async def test_logs_and_progress_need_an_sse_preset_and_an_opt_in(url, preset):
-    recorder = Recorder()
-    async with recorder.client(url, mode="auto", log_level="info") as client:
+    opted_in, silent = Recorder(), Recorder()
+    async with opted_in.client(url, mode="auto", log_level="info") as client:
         result = await client.call_tool(
-            "slow_task", {"steps": 2, "step_seconds": 0.01}, progress_callback=recorder.on_progress
+            "slow_task", {"steps": 2, "step_seconds": 0.01}, progress_callback=opted_in.on_progress
         )
+    async with silent.client(url, mode="auto") as client:
+        await client.call_tool("slow_task", {"steps": 2, "step_seconds": 0.01})
     assert text_of(result) == "done: 2 steps"
     expected = (["step 1/2", "step 2/2"], [1, 2]) if preset in SSE else ([], [])
-    assert (recorder.logs, recorder.progress) == expected
+    assert (opted_in.logs, opted_in.progress) == expected
+    assert silent.logs == []  # no logLevel in _meta: no log notifications
 
 
 async def test_resource_update_reaches_a_subscriptions_listen_stream(url):

@@ -7,27 +7,11 @@ import requests
 from mcp.shared.exceptions import MCPError
 
 from loadtest.mcp_client import McpClient, stream_messages
-from tests.conftest import PRESETS, SSE, STATEFUL
+from tests.conftest import SSE, STATEFUL
 from tests.helpers import NO_BACK_CHANNEL, SAMPLED_TEXT, Recorder, text_of
 
 pytestmark = pytest.mark.anyio
 BULLETIN = "updates://bulletin"
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(params=PRESETS)
-def preset(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def url(stack_for, preset) -> str:
-    """One instance, reached directly (no balancer in the way)."""
-    return stack_for(preset).instance_url("app1")
 
 
 async def test_plain_tool_works_on_every_preset(url):
@@ -160,19 +144,33 @@ def test_resource_updates_reach_subscribers_on_their_get_stream(url, preset):
     subscriber, publisher = McpClient(http, url), McpClient(http, url)
     subscriber.initialize()
     publisher.initialize()
-    subscribed = subscriber.request("resources/subscribe", {"uri": BULLETIN})
-    if preset not in STATEFUL:
-        assert subscribed.error == {"code": -32601, "message": "Method not found", "data": "resources/subscribe"}
-        published = publisher.call_tool("publish_update", {"message": "nobody listens"})
-        assert published.result["structuredContent"]["notified_sessions"] == 0
-        return
-    assert subscribed.result == {}
-    subscriber.timeout = (5, 5)  # a missing notification fails the test with a read timeout
-    with subscriber.open_stream() as stream:
-        assert stream.status_code == 200
-        published = publisher.call_tool("publish_update", {"message": "v-next"})
-        assert published.result["structuredContent"]["notified_sessions"] == 1
-        first = next(m for m in stream_messages(stream) if "method" in m)
-    assert first == {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": BULLETIN}}
-    bulletin = subscriber.request("resources/read", {"uri": BULLETIN})
-    assert bulletin.result["contents"][0]["text"].endswith(": v-next")
+    try:
+        subscribed = subscriber.request("resources/subscribe", {"uri": BULLETIN})
+        if preset not in STATEFUL:
+            assert subscribed.error == {"code": -32601, "message": "Method not found", "data": "resources/subscribe"}
+            published = publisher.call_tool("publish_update", {"message": "nobody listens"})
+            assert published.result["structuredContent"]["notified_sessions"] == 0
+            return
+        assert subscribed.result == {}
+        subscriber.timeout = (5, 5)  # a missing notification fails the test with a read timeout
+        with subscriber.open_stream() as stream:
+            assert stream.status_code == 200
+            published = publisher.call_tool("publish_update", {"message": "v-next"})
+            assert published.result["structuredContent"]["notified_sessions"] == 1
+            first = next(m for m in stream_messages(stream) if "method" in m)
+        assert first == {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": BULLETIN}}
+        bulletin = subscriber.request("resources/read", {"uri": BULLETIN})
+        assert bulletin.result["contents"][0]["text"].endswith(": v-next")
+    finally:
+        subscriber.close()
+        publisher.close()
+
+
+def test_only_known_resources_can_be_subscribed(stack_for):
+    client = McpClient(requests.Session(), stack_for("stateful-json").instance_url("app1"))
+    client.initialize()
+    refused = client.request("resources/subscribe", {"uri": "file:///etc/passwd"})
+    assert refused.error == {
+        "code": -32602,
+        "message": "cannot subscribe to 'file:///etc/passwd'; subscribable: updates://bulletin",
+    }

@@ -28,7 +28,12 @@ EXPECTED = {
         "DELETE: 200",
     ],
     "stateless-session": ['"instance":"app1"\n"instance":"app2"\n"instance":"app3"'],
-    "local-stack": ["http://127.0.0.1:8080/mcp", "preset=stateless-json lb=round-robin store=memory", "nginx "],
+    "local-stack": [
+        "http://127.0.0.1:8080/mcp",
+        "preset=stateless-json lb=round-robin store=memory",
+        *(f"  {name:<6} pid=" for name in ("redis", "app1", "app2", "app3", "nginx")),
+        "stack: stopped",
+    ],
 }
 
 
@@ -62,3 +67,5 @@ def test_readme_block_runs_as_written(name, tmp_path):
     assert result.returncode == 0, result.stderr
     for expected in EXPECTED[name]:
         assert expected in result.stdout, f"{expected!r} not in:\n{result.stdout}"
+    if name == "local-stack":
+        assert result.stdout.count("running, healthy") == 5, result.stdout

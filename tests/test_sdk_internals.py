@@ -20,7 +20,7 @@ def test_sdk_version_is_the_pinned_one():
 def test_private_names_still_exist():
     settings = Settings.from_env({})
     state = ServerState(settings, MemoryCounterStore(limit=10), MemoryBulletinStore())
-    mcp = build_server(state, LegacySubscriptions())
+    mcp = build_server(state, LegacySubscriptions(frozenset({"updates://bulletin"})))
     assert isinstance(sdk_internals.lowlevel_server(mcp), Server)
     assert hasattr(Server, "add_request_handler")
     mcp.streamable_http_app()  # creates the session manager

@@ -31,6 +31,7 @@ def test_defaults_work_out_of_the_box():
         ({"MCP_LISTEN_PORT": "http"}, "MCP_LISTEN_PORT='http' is not a whole number; valid values: 1..65535"),
         ({"MCP_INSTANCE_ID": "App_1"}, "MCP_INSTANCE_ID='App_1' is not valid"),
         ({"MCP_ALLOWED_HOSTS": "*"}, "MCP_ALLOWED_HOSTS='*' has the entry '*'"),
+        ({"MCP_ALLOWED_HOSTS": ","}, "MCP_ALLOWED_HOSTS=',' lists no host"),
         ({"MCP_REDIS_URL": "localhost:6379"}, "MCP_REDIS_URL='localhost:6379' is not a Redis URL"),
         ({"MCP_DATA_DIR": "/no/such/dir"}, "MCP_DATA_DIR='/no/such/dir' is not an existing directory"),
         ({"MCP_SESSION_IDLE_TIMEOUT": "-1"}, "MCP_SESSION_IDLE_TIMEOUT='-1' must be > 0 seconds"),

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
 
-from loadtest.stack import Stack, StackError
-from tests.conftest import free_port
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from loadtest.stack import Stack, StackError, free_port
+from loadtest.stack import process_alive as alive
 
 
 def test_a_failing_body_still_stops_every_process(tmp_path):
@@ -56,3 +47,12 @@ def test_a_start_that_fails_leaves_nothing_running(tmp_path):
 def test_a_second_stack_in_the_same_directory_is_refused(tmp_path):
     with Stack(run_dir=tmp_path, port=free_port()), pytest.raises(StackError, match="already running"):
         Stack(run_dir=tmp_path, port=free_port()).start()
+
+
+def test_down_leaves_alone_a_process_that_reused_a_recorded_pid(tmp_path):
+    with Stack(run_dir=tmp_path, port=free_port()) as stack:
+        stale = Stack.load(tmp_path)
+        stale.procs[0].started += 1  # as if the pid now belonged to a process started later
+        assert not stale.procs[0].alive()
+        stale.stop()
+        assert alive(stack.procs[0].pid), "stop() signalled a process that is not the one it started"

@@ -12,11 +12,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
 def data_dir(tmp_path):
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
@@ -63,6 +58,15 @@ async def test_counters_count_per_session_and_stay_bounded():
     assert await counters.increment("b") == 1
     await counters.increment("c")  # evicts "a", the least recently used
     assert await counters.increment("a") == 1
+
+
+async def test_counters_of_ended_sessions_are_evicted_before_open_ones():
+    open_sessions = {"old-but-open", "new"}
+    counters = MemoryCounterStore(limit=2, live_sessions=lambda: open_sessions)
+    await counters.increment("old-but-open")
+    await counters.increment("ended")
+    await counters.increment("new")  # over the limit: "ended" goes although "old-but-open" is older
+    assert await counters.increment("old-but-open") == 2
 
 
 async def test_bulletin_versions_every_publish():
