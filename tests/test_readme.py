@@ -1,9 +1,14 @@
-"""Every shell block in the README runs here as written, so the README cannot drift from what works."""
+"""Every shell block in the README runs here as written, so the README cannot drift from what works.
+
+The curl examples run twice: against the local stack, and inside the README's own Docker Compose
+walk-through (which runs when a Docker Engine answers).
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,15 +16,22 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.stack import Stack
+from tests.compose_stack import docker_unavailable
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 README = (PROJECT_ROOT / "README.md").read_text()
-TAGGED = re.compile(r"<!-- (?P<kind>tested|ci): (?P<name>[^>]*?) -->\n```bash\n(?P<code>.*?)```", re.S)
+TAGGED = re.compile(r"<!-- (?P<kind>tested|ci): (?P<tag>[^>]*?) -->\n```bash\n(?P<code>.*?)```", re.S)
 SESSION_NOT_FOUND = '{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}'
+NGINX_HEALTHY = '{"status":"ok","instance":"nginx"}'
 
 # What each block must print; a block that prints something else fails.
 EXPECTED = {
-    "quickstart": ["http://127.0.0.1:8080/mcp"],
-    "round-robin-problem": ["HTTP/1.1 404 Not Found", "x-mcp-instance: app2", SESSION_NOT_FOUND, "stack: stopped"],
+    "compose-images": [],
+    "compose-quickstart": [],
+    "compose-round-robin": [NGINX_HEALTHY],
+    "round-robin-problem": ["HTTP/1.1 404 Not Found", "x-mcp-instance: app2", SESSION_NOT_FOUND],
+    "compose-ip-hash": [NGINX_HEALTHY],
     "sticky-session": [
         'tools: "name":"analyze_with_ai" "name":"confirm_action" "name":"increment" "name":"process_file" '
         '"name":"publish_update" "name":"slow_task" "name":"whoami"',
@@ -27,7 +39,9 @@ EXPECTED = {
         '"structuredContent":{"result":2}',
         "DELETE: 200",
     ],
+    "compose-stateless": [NGINX_HEALTHY],
     "stateless-session": ['"instance":"app1"\n"instance":"app2"\n"instance":"app3"'],
+    "compose-down": [],
     "local-stack": [
         "http://127.0.0.1:8080/mcp",
         "preset=stateless-json lb=round-robin store=memory",
@@ -37,35 +51,113 @@ EXPECTED = {
 }
 
 
-def tagged_blocks() -> dict[str, str]:
-    return {m["name"]: m["code"] for m in TAGGED.finditer(README) if m["kind"] == "tested"}
+def blocks() -> dict[str, tuple[str, list[str]]]:
+    """name -> (code, [preset, policy]) for every `tested` block, in README order."""
+    found = {}
+    for match in TAGGED.finditer(README):
+        if match["kind"] == "tested":
+            name, *stack = match["tag"].split()
+            found[name] = (match["code"], stack)
+    return found
+
+
+EXAMPLES = [name for name, (_, stack) in blocks().items() if stack]
+# The README says to run compose-images first on a machine without a registry, so it goes first.
+WALK_THROUGH = ["compose-images"] + [
+    name for name in blocks() if name != "compose-images" and (name.startswith("compose-") or name in EXAMPLES)
+]
 
 
 def test_every_shell_block_in_the_readme_is_run_somewhere():
     assert README.count("```bash") == len(TAGGED.findall(README)), "a ```bash block has no tested/ci tag"
-    assert set(tagged_blocks()) == set(EXPECTED)
+    assert set(blocks()) == set(EXPECTED)
+    assert set(WALK_THROUGH) | {"local-stack"} == set(EXPECTED)
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
-def test_readme_block_runs_as_written(name, tmp_path):
+@pytest.fixture
+def port_8080_free():
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 8080)) == 0:
-            pytest.fail("port 8080 is in use: the README's commands need it (python -m loadtest.stack down?)")
-    # The README says to activate .venv; putting this interpreter first on PATH is the same thing.
-    env = {**os.environ, "MCP_STACK_DIR": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    try:
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", tagged_blocks()[name]],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        subprocess.run([sys.executable, "-m", "loadtest.stack", "down"], cwd=PROJECT_ROOT, env=env, capture_output=True)
-    assert result.returncode == 0, result.stderr
+            pytest.fail("port 8080 is in use: the README's commands need it (a stack still up?)")
+
+
+def shell_env(tmp_path: Path) -> dict[str, str]:
+    """The user's shell after `. .venv/bin/activate`, with none of the stack's variables preset."""
+    unset = ("LB_POLICY", "SESSION_STORE", "NGINX_PORT", "NGINX_BIND", "PYTHON_IMAGE", "NGINX_IMAGE", "REDIS_IMAGE")
+    env = {k: v for k, v in os.environ.items() if k not in unset and not k.startswith("MCP_")}
+    return {**env, "MCP_STACK_DIR": str(tmp_path / "stack"), "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
+
+
+def run_blocks(names: list[str], env: dict[str, str]) -> dict[str, str]:
+    """Run blocks in one bash, as a reader pasting them in order would; return each block's output."""
+    script = "".join(f"printf '\\n=== {name}\\n'\n{blocks()[name][0]}" for name in names)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    outputs = dict(re.findall(r"^=== (\S+)\n(.*?)(?=^=== |\Z)", result.stdout, re.S | re.M))
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return outputs
+
+
+def check(name: str, output: str) -> None:
     for expected in EXPECTED[name]:
-        assert expected in result.stdout, f"{expected!r} not in:\n{result.stdout}"
-    if name == "local-stack":
-        assert result.stdout.count("running, healthy") == 5, result.stdout
+        assert expected in output, f"{name}: {expected!r} not in:\n{output}"
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_curl_examples_against_the_local_stack(name, tmp_path, port_8080_free):
+    preset, policy = blocks()[name][1]
+    with Stack(run_dir=tmp_path / "stack", preset=preset, policy=policy, port=8080):
+        output = run_blocks([name], shell_env(tmp_path))[name]
+    check(name, output)
+
+
+def test_local_stack_commands(tmp_path, port_8080_free):
+    env = shell_env(tmp_path)
+    try:
+        output = run_blocks(["local-stack"], env)["local-stack"]
+    finally:
+        subprocess.run([sys.executable, "-m", "loadtest.stack", "down"], cwd=PROJECT_ROOT, env=env, check=False)
+    check("local-stack", output)
+    assert output.count("running, healthy") == 5, output
+
+
+def test_docker_compose_walk_through(tmp_path, port_8080_free):
+    reason = docker_unavailable()
+    if reason is not None:
+        if os.environ.get("MCP_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"the README's compose commands cannot run: {reason} (MCP_REQUIRE_DOCKER=1)")
+        pytest.skip(f"README compose commands skipped: {reason}")
+    env = shell_env(tmp_path)
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+        env["PATH"] = f"{compose_v1_shim(tmp_path)}:{env['PATH']}"  # the README's note: type docker-compose
+    try:
+        outputs = run_blocks(WALK_THROUGH, env)
+    finally:
+        profiles = [
+            arg
+            for preset in ("stateful-sse", "stateful-json", "stateless-sse", "stateless-json")
+            for arg in ("--profile", preset)
+        ]
+        cleanup = ["docker", "compose", *profiles, "down", "-v", "--remove-orphans", "-t", "3"]
+        subprocess.run(cleanup, cwd=PROJECT_ROOT, env=env, capture_output=True, check=False)
+    for name in WALK_THROUGH:
+        check(name, outputs[name])
+
+
+def compose_v1_shim(tmp_path: Path) -> Path:
+    """A `docker` that hands `docker compose ...` to Debian's docker-compose 1.29 and the rest to docker."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "docker").write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = compose ]; then shift; exec docker-compose "$@"; fi\n'
+        f'exec {shutil.which("docker")} "$@"\n'
+    )
+    (shim / "docker").chmod(0o755)
+    return shim
