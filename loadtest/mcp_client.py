@@ -34,6 +34,7 @@ class Exchange:
     messages: list[dict] = field(default_factory=list)
     request_id: int | None = None
     answered: list[dict] = field(default_factory=list)  # server requests this client answered mid-call
+    rejected_answer: Exchange | None = None  # the server refused one of our answers; reading stopped there
 
     @property
     def instance(self) -> str | None:
@@ -102,15 +103,22 @@ class McpClient:
         if progress:
             params["_meta"] = {**params.get("_meta", {}), "progressToken": f"p{request_id}"}
         body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-        with self.http.post(self.url, json=body, headers=self.headers(), stream=True, timeout=self.timeout) as resp:
+        # No `with`: Locust's HttpSession allows it only together with catch_response.
+        resp = self.http.post(self.url, json=body, headers=self.headers(), stream=True, timeout=self.timeout)
+        try:
             exchange = Exchange(resp.status_code, resp.headers, request_id=request_id)
             for message in _messages(resp):
                 exchange.messages.append(message)
                 if "method" in message and "id" in message and answer is not None:
                     exchange.answered.append(message)
-                    self.respond(message["id"], answer(message))
+                    acknowledged = self.respond(message["id"], answer(message))
+                    if acknowledged.status != 202:  # the call can never finish: stop waiting for it
+                        exchange.rejected_answer = acknowledged
+                        break
                 if "method" not in message and message.get("id") == request_id:
                     break
+        finally:
+            resp.close()
         return exchange
 
     def call_tool(self, name: str, arguments: dict | None = None, **kwargs: Any) -> Exchange:
@@ -124,10 +132,11 @@ class McpClient:
         """Answer a server request; the SDK acknowledges with 202."""
         return self._post({"jsonrpc": "2.0", "id": server_request_id, "result": result})
 
-    def open_stream(self) -> requests.Response:
+    def open_stream(self, read_timeout: float | None = None) -> requests.Response:
         """The standalone GET stream (the caller reads it with `stream_messages` and closes it)."""
         headers = {k: v for k, v in self.headers({"Accept": "text/event-stream"}).items() if k != "Content-Type"}
-        return self.http.get(self.url, headers=headers, stream=True, timeout=self.timeout)
+        timeout = (self.timeout[0], read_timeout or self.timeout[1])
+        return self.http.get(self.url, headers=headers, stream=True, timeout=timeout)
 
     def close(self) -> Exchange:
         """End the session with DELETE."""

@@ -12,9 +12,9 @@ import pytest
 import requests
 from mcp.shared.exceptions import MCPError
 
+from loadtest.compose import PROJECT, PROJECT_ROOT, ComposeStack, compose_command, docker_unavailable, image_env
 from loadtest.mcp_client import McpClient
 from loadtest.stack import PRESETS, free_port
-from tests.compose_stack import PROJECT, PROJECT_ROOT, ComposeStack, compose_command, docker_unavailable, image_env
 from tests.conftest import STATEFUL
 from tests.helpers import Recorder, text_of
 

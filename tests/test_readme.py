@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.compose import docker_unavailable
 from loadtest.stack import Stack
-from tests.compose_stack import docker_unavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 README = (PROJECT_ROOT / "README.md").read_text()

@@ -1,4 +1,4 @@
-"""Drives the real docker-compose.yml for the end-to-end tests: up, health, kill a container, down."""
+"""Drives the real docker-compose.yml (for the matrix and the end-to-end tests): up, health, kill, down."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "mcpscale-e2e"
+PROJECT = "mcpscale-e2e"  # never the project a user's own `docker compose up` creates
 READY_TIMEOUT = 180.0
 
 
@@ -83,13 +83,14 @@ class ComposeStack:
             return False
 
     def containers(self) -> dict[str, dict]:
-        """Running containers of the project by service: id, health and published ports."""
+        """Running containers of the project by service: id, host pid, health and published ports."""
         ids = _docker("ps", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}").split()
         found = {}
         for info in json.loads(_docker("inspect", *ids)) if ids else []:
             service = info["Config"]["Labels"]["com.docker.compose.service"]
             found[service] = {
                 "id": info["Id"],
+                "pid": info["State"]["Pid"],
                 "health": info["State"].get("Health", {}).get("Status"),
                 "published": [
                     f"{b['HostIp']}:{b['HostPort']}"

@@ -1,0 +1,289 @@
+"""Run every scenario against every configuration and write the failure-rate matrix.
+
+    python -m loadtest.matrix [--quick] [--out DIR] [--target auto|compose|local]
+
+Configurations: 4 presets x 2 balancing policies x the memory store. Each runs the same Locust
+users (one subprocess per configuration, so runs cannot leak into each other) against the compose
+stack when a Docker Engine answers, else against the local stack. DIR gets matrix.md, results.csv,
+heatmap.png and, under runs/, Locust's own reports and the CPU of every process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtest import capabilities as cap
+from loadtest import report
+from loadtest.compose import ComposeStack, docker_unavailable, image_env
+from loadtest.cpu import CpuSampler, saturation
+from loadtest.expectations import expected, verdict
+from loadtest.stack import PRESETS, PROJECT_ROOT, Stack, free_port
+
+POLICIES = ("round-robin", "ip-hash")
+STORES = ("memory",)
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str
+    policy: str
+    store: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.preset}/{self.policy}/{self.store}"
+
+    @property
+    def slug(self) -> str:
+        return self.name.replace("/", "_")
+
+
+@dataclass(frozen=True)
+class Settings:
+    target: str
+    users: int
+    duration: int  # seconds of load per configuration
+
+    @classmethod
+    def for_run(cls, quick: bool, target: str) -> Settings:
+        # One user per scenario class in quick mode, two in full: well below saturation on 2 cores.
+        return cls(target=target, users=8 if quick else 16, duration=5 if quick else 30)
+
+
+class LocalTarget:
+    """The local process stack, one per configuration."""
+
+    name = "local"
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    @contextlib.contextmanager
+    def serve(self, config: Config) -> Iterator[tuple[str, dict[str, int]]]:
+        run_dir = self.out / "stacks" / config.slug
+        with Stack(
+            run_dir=run_dir, preset=config.preset, policy=config.policy, store=config.store, port=free_port()
+        ) as stack:
+            yield stack.url.removesuffix("/mcp"), {proc.name: proc.pid for proc in stack.procs}
+
+    def close(self) -> None:
+        pass
+
+
+class ComposeTarget:
+    """The compose stack: one `up` per preset, nginx recreated to change policy."""
+
+    name = "compose"
+
+    def __init__(self) -> None:
+        self.env = image_env()
+        self.stack: ComposeStack | None = None
+
+    @contextlib.contextmanager
+    def serve(self, config: Config) -> Iterator[tuple[str, dict[str, int]]]:
+        if self.stack is None or self.stack.profile != config.preset:
+            self.close()
+            self.stack = ComposeStack(profile=config.preset, port=free_port(), env=self.env)
+            self.stack.compose("build", f"app1-{config.preset}")
+        self.stack.env = {**self.env, "SESSION_STORE": config.store}
+        self.stack.up(policy=config.policy)
+        processes = {
+            service.removesuffix(f"-{config.preset}"): c["pid"] for service, c in self.stack.containers().items()
+        }
+        yield self.stack.url.removesuffix("/mcp"), processes
+
+    def close(self) -> None:
+        if self.stack is not None:
+            self.stack.down()
+            self.stack = None
+
+
+def run_locust(
+    config: Config, host: str, processes: dict[str, int], settings: Settings, out: Path, progress: Progress
+) -> dict:
+    """One configuration under load; returns Locust's stats, our report and the CPU of every process."""
+    run = out / "runs" / config.slug
+    run.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(PROJECT_ROOT / "loadtest" / "locustfile.py"),
+        "--host",
+        host,
+        "--headless",
+        "--only-summary",
+        "-u",
+        str(settings.users),
+        "-r",
+        str(settings.users),
+        "--run-time",
+        f"{settings.duration}s",
+        "--stop-timeout",
+        "5",
+        "--csv",
+        str(run / "locust"),
+        "--html",
+        str(run / "locust.html"),
+        "--json-file",
+        str(run / "locust"),
+        "--mcp-report",
+        str(run / "mcp-report.json"),
+    ]
+    with open(run / "locust.log", "wb") as log:
+        locust = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        with CpuSampler({**processes, "locust": locust.pid}) as sampler:
+            while locust.poll() is None:
+                progress.show(live_failures=_live_failures(run / "locust_stats.csv"))
+                time.sleep(1)
+    cpu = sampler.result()
+    (run / "cpu.json").write_text(json.dumps({name: asdict(use) for name, use in cpu.items()}, indent=2))
+    stats = {entry["name"]: entry for entry in json.loads((run / "locust.json").read_text())}
+    return {"stats": stats, "report": json.loads((run / "mcp-report.json").read_text()), "cpu": cpu}
+
+
+def rows_for(config: Config, result: dict) -> list[dict]:
+    """One row per capability: counts, failure rate, what was expected, and the verdict."""
+    saturated = saturation(result["cpu"])
+    rows = []
+    for capability, label in cap.CAPABILITIES.items():
+        entry = result["stats"].get(capability, {})
+        ours = result["report"].get(capability, {"instances": {}, "failures": {}})
+        requests, failures = entry.get("num_requests", 0), entry.get("num_failures", 0)
+        expectation = expected(config.preset, config.policy, config.store, capability)
+        reasons = sorted(ours["failures"].items(), key=lambda item: -item[1])
+        rows.append(
+            {
+                "preset": config.preset,
+                "policy": config.policy,
+                "store": config.store,
+                "capability": capability,
+                "label": label,
+                "requests": requests,
+                "failures": failures,
+                "failure_rate": failures / requests if requests else None,
+                "expected": expectation,
+                "verdict": verdict(expectation, requests, failures),
+                "top_failure": reasons[0][0] if reasons else "",
+                "instances": ours["instances"],
+                "p50_ms": _median_ms(entry),
+                "cpu": {name: round(use.average, 1) for name, use in result["cpu"].items()},
+                "saturated": saturated or "",
+            }
+        )
+    return rows
+
+
+class Progress:
+    """One status line: configuration k of n, elapsed time, failures so far (live from Locust's CSV)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.index, self.name, self.failures = total, 0, "", 0
+        self.started = time.monotonic()
+        self.tty = sys.stdout.isatty()
+
+    def begin(self, index: int, config: Config) -> None:
+        self.index, self.name = index, config.name
+        self.show()
+
+    def show(self, live_failures: int = 0) -> None:
+        if self.tty:  # redrawn in place; logs get one line per configuration from finish()
+            print(f"\r{self._line(self.failures + live_failures)}", end="", flush=True)
+
+    def finish(self, failures: int) -> None:
+        self.failures += failures
+        print(f"\r{self._line(self.failures)}", flush=True)
+
+    def _line(self, failures: int) -> str:
+        elapsed = int(time.monotonic() - self.started)
+        return (
+            f"[{self.index}/{self.total}] {self.name:<36} elapsed {elapsed // 60}m{elapsed % 60:02d}s  "
+            f"failures so far: {failures}"
+        )
+
+
+def _live_failures(stats_csv: Path) -> int:
+    """Failures of the running configuration, from the CSV Locust rewrites every second."""
+    with contextlib.suppress(OSError, ValueError, KeyError), open(stats_csv) as handle:
+        for row in csv.DictReader(handle):
+            if row["Name"] == "Aggregated":
+                return int(row["Failure Count"])
+    return 0
+
+
+def _median_ms(entry: dict) -> float | None:
+    """The median from Locust's response-time histogram (rounded buckets, as Locust reports it)."""
+    histogram = {float(k): v for k, v in entry.get("response_times", {}).items()}
+    count, seen = sum(histogram.values()), 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= count / 2:
+            return bucket
+    return None
+
+
+def choose_target(name: str, out: Path) -> LocalTarget | ComposeTarget:
+    if name == "local" or (name == "auto" and docker_unavailable() is not None):
+        return LocalTarget(out)
+    reason = docker_unavailable()
+    if reason is not None:
+        raise SystemExit(f"matrix: --target compose, but {reason}")
+    return ComposeTarget()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.matrix", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few seconds per configuration (CI)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "latest", help="results folder")
+    parser.add_argument(
+        "--target",
+        choices=("auto", "compose", "local"),
+        default="auto",
+        help="auto: compose when a Docker Engine answers, else the local stack",
+    )
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = choose_target(args.target, args.out)
+    settings = Settings.for_run(args.quick, target.name)
+    configs = [Config(p, lb, s) for p in PRESETS for lb in POLICIES for s in STORES]
+    progress = Progress(len(configs))
+    rows: list[dict] = []
+    try:
+        for index, config in enumerate(configs, 1):
+            progress.begin(index, config)
+            with target.serve(config) as (host, processes):
+                result = run_locust(config, host, processes, settings, args.out, progress)
+            config_rows = rows_for(config, result)
+            rows += config_rows
+            progress.finish(sum(row["failures"] for row in config_rows))
+    finally:
+        target.close()
+    run_info = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "target": settings.target,
+        "users": settings.users,
+        "duration_s": settings.duration,
+        "mode": "quick" if args.quick else "full",
+    }
+    report.write_all(rows, run_info, args.out)
+    print(f"matrix: wrote {args.out / 'matrix.md'}, results.csv and heatmap.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

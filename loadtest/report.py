@@ -1,0 +1,177 @@
+"""The matrix as a person reads it: a Markdown table, the same data as CSV, a heatmap, and the seed's
+claims next to the measurements with every disagreement listed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from loadtest import capabilities as cap
+from loadtest.expectations import NEEDS_AFFINITY, SEED_CLAIMS, SEED_SCALES_WITHOUT_AFFINITY, UNSUPPORTED
+from loadtest.stack import PRESETS
+
+CSV_FIELDS = ["preset", "policy", "store", "capability", "label", "requests", "failures", "failure_rate", "expected"]
+CSV_FIELDS += ["verdict", "top_failure", "instances", "p50_ms", "cpu", "saturated"]
+
+
+def write_all(rows: list[dict], run_info: dict, out: Path) -> None:
+    (out / "rows.json").write_text(json.dumps({"run": run_info, "rows": rows}, indent=1))
+    write_csv(rows, out / "results.csv")
+    (out / "matrix.md").write_text(markdown(rows, run_info))
+    write_heatmap(rows, out / "heatmap.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m loadtest.report DIR`: write the table, CSV and heatmap again from DIR/rows.json."""
+    out = Path((argv if argv is not None else sys.argv[1:])[0])
+    saved = json.loads((out / "rows.json").read_text())
+    write_all(saved["rows"], saved["run"], out)
+    return 0
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {**row, "instances": json.dumps(row["instances"], sort_keys=True), "cpu": json.dumps(row["cpu"])}
+            )
+
+
+def configurations(rows: list[dict]) -> list[tuple[str, str, str]]:
+    return list(dict.fromkeys((r["preset"], r["policy"], r["store"]) for r in rows))
+
+
+def cell(row: dict) -> str:
+    if not row["requests"]:
+        return "no requests"
+    text = f"{100 * row['failure_rate']:.0f}% ({row['failures']}/{row['requests']})"
+    if row["verdict"] == "unexpected":
+        return f"**{text} unexpected**"
+    if row["expected"] in (UNSUPPORTED, NEEDS_AFFINITY):
+        return f"{text} {row['expected']}"
+    return text
+
+
+def markdown(rows: list[dict], run_info: dict) -> str:
+    configs = configurations(rows)
+    by_key = {(r["preset"], r["policy"], r["store"], r["capability"]): r for r in rows}
+    lines = [
+        f"Measured {run_info['date']} on {run_info['machine']}, against the {run_info['target']} stack: "
+        f"{run_info['users']} Locust users (an equal share per scenario), {run_info['duration_s']} s per "
+        f"configuration ({run_info['mode']} run). Cells: failed operations / operations.",
+        "",
+        "| Capability | " + " | ".join(f"{p} {lb} {s}" for p, lb, s in configs) + " |",
+        "|---|" + "---|" * len(configs),
+    ]
+    for capability, label in cap.CAPABILITIES.items():
+        cells = [cell(by_key[(*config, capability)]) for config in configs]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Which instance answered (share of all operations) and the busiest process:", ""]
+    lines += ["| Configuration | Instances | Busiest process (average % of one core) |", "|---|---|---|"]
+    for config in configs:
+        config_rows = [r for r in rows if (r["preset"], r["policy"], r["store"]) == config]
+        cpu = config_rows[0]["cpu"]
+        busiest = max(cpu, key=cpu.get)
+        load = f"{busiest} {cpu[busiest]:.0f}%, {config_rows[0]['saturated'] or 'not saturated'}"
+        lines.append(f"| {' '.join(config)} | {_shares(config_rows)} | {load} |")
+    lines += ["", *seed_section(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def seed_section(rows: list[dict]) -> list[str]:
+    """The seed's claims beside what was measured under ip_hash (sticky) and round-robin."""
+    sticky = {(r["preset"], r["capability"]): r for r in rows if r["policy"] == "ip-hash" and r["store"] == "memory"}
+    lines = [
+        "The seed's claims (✓/✗, – where it says nothing) against the measurements under `ip_hash`:",
+        "",
+        "| Capability | " + " | ".join(PRESETS) + " |",
+        "|---|" + "---|" * len(PRESETS),
+    ]
+    disagreements = []
+    for capability, label in cap.CAPABILITIES.items():
+        cells = []
+        for preset in PRESETS:
+            claim, row = SEED_CLAIMS[capability][preset], sticky.get((preset, capability))
+            measured = None if row is None or not row["requests"] else row["failures"] == 0
+            cells.append(f"seed {_mark(claim)}, measured {_mark(measured)}")
+            if claim is not None and measured is not None and claim != measured:
+                disagreements.append(
+                    f"{label} on `{preset}`: the seed says it {'works' if claim else 'does not work'}; "
+                    f"measured {100 * row['failure_rate']:.0f}% failures ({row['top_failure'] or 'no failures'})"
+                )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for preset, claim in SEED_SCALES_WITHOUT_AFFINITY.items():
+        basic = rows_where(rows, preset=preset, policy="round-robin", capability=cap.BASIC)
+        if basic and basic[0]["requests"] and (basic[0]["failures"] == 0) != claim:
+            measured = _mark(basic[0]["failures"] == 0)
+            disagreements.append(f"scaling under round-robin on `{preset}`: seed {_mark(claim)}, measured {measured}")
+    lines += ["", "Disagreements with the seed:", ""]
+    lines += [f"- {d}" for d in disagreements] or ["- none"]
+    return lines
+
+
+def rows_where(rows: list[dict], **match: str) -> list[dict]:
+    return [r for r in rows if all(r[key] == value for key, value in match.items())]
+
+
+def _shares(config_rows: list[dict]) -> str:
+    totals: dict[str, int] = {}
+    for row in config_rows:
+        for instance, count in row["instances"].items():
+            totals[instance] = totals.get(instance, 0) + count
+    everything = sum(totals.values()) or 1
+    return ", ".join(f"{instance} {100 * n / everything:.0f}%" for instance, n in sorted(totals.items()))
+
+
+def _mark(value: bool | None) -> str:
+    return "–" if value is None else "✓" if value else "✗"
+
+
+def write_heatmap(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy
+
+    configs = configurations(rows)
+    by_key = {(r["preset"], r["policy"], r["store"], r["capability"]): r for r in rows}
+    capabilities = list(cap.CAPABILITIES)
+    # Cells the preset cannot do at all are grey: the colour is for what should work.
+    grid = [[_rate(by_key[(*config, c)]) for config in configs] for c in capabilities]
+    masked = numpy.ma.masked_where(
+        [[by_key[(*cf, c)]["expected"] == UNSUPPORTED for cf in configs] for c in capabilities], grid
+    )
+    colours = matplotlib.colormaps["RdYlGn_r"].with_extremes(bad="#d9d9d9")
+    figure, axes = plt.subplots(figsize=(1.3 * len(configs) + 3, 0.6 * len(capabilities) + 2))
+    image = axes.imshow(masked, cmap=colours, vmin=0, vmax=100, aspect="auto")
+    axes.set_xticks(range(len(configs)), [f"{p}\n{lb}" for p, lb, _ in configs], fontsize=8)
+    axes.set_yticks(range(len(capabilities)), [cap.CAPABILITIES[c] for c in capabilities])
+    for y, capability in enumerate(capabilities):
+        for x, config in enumerate(configs):
+            row = by_key[(*config, capability)]
+            label = "n/a" if row["failure_rate"] is None else f"{100 * row['failure_rate']:.0f}%"
+            if row["verdict"] == "unexpected":
+                label += "\nunexpected"
+            elif row["expected"] == UNSUPPORTED:
+                label += "\nby design"
+            elif row["expected"] == NEEDS_AFFINITY:
+                label += "\nno affinity"
+            axes.text(x, y, label, ha="center", va="center", fontsize=7)
+    figure.colorbar(image, label="failed operations (%)")
+    axes.set_title("MCP capability failure rate per configuration (store: memory)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _rate(row: dict) -> float:
+    return 0.0 if row["failure_rate"] is None else 100 * row["failure_rate"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
