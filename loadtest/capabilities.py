@@ -168,6 +168,6 @@ def _text(exchange: Exchange) -> str:
     return content[0].get("text", "")
 
 
-def _short(text: str, limit: int = 90) -> str:
+def _short(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

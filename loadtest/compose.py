@@ -48,14 +48,23 @@ class ComposeStack:
     port: int
     env: dict[str, str] = field(default_factory=dict)
     policy: str = "round-robin"
+    extra_profiles: tuple[str, ...] = ()  # e.g. ("loadtest",) for the Locust web UI
+    locust_port: int = 8089
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        env = {**os.environ, **self.env, "NGINX_PORT": str(self.port), "LB_POLICY": self.policy}
-        cmd = [*compose_command(), "-p", PROJECT, "--profile", self.profile, *args]
+        env = {
+            **os.environ,
+            **self.env,
+            "NGINX_PORT": str(self.port),
+            "LB_POLICY": self.policy,
+            "LOCUST_PORT": str(self.locust_port),
+        }
+        profiles = [arg for profile in (self.profile, *self.extra_profiles) for arg in ("--profile", profile)]
+        cmd = [*compose_command(), "-p", PROJECT, *profiles, *args]
         result = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")

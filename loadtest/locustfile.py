@@ -24,7 +24,7 @@ from collections.abc import Callable
 import gevent
 import requests
 from gevent.queue import Empty, Queue
-from locust import User, between, tag, task
+from locust import User, between, events, tag, task
 from locust.clients import HttpSession
 from locust.event import EventHook
 
@@ -37,6 +37,12 @@ STREAM_READ_TIMEOUT = 40.0  # the GET stream is silent between updates; the serv
 UPDATE_WAIT = 5.0
 
 run_report.install()
+
+
+@events.test_start.add_listener
+def _drop_scenarios_without_tasks(environment, **_: object) -> None:
+    """With -T, keep only the classes that still have a task: Locust would spawn the others idle."""
+    environment.user_classes[:] = [user for user in environment.user_classes if user.tasks] or environment.user_classes
 
 
 class McpUser(User):

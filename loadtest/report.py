@@ -3,8 +3,10 @@ claims next to the measurements with every disagreement listed."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -23,11 +25,24 @@ def write_all(rows: list[dict], run_info: dict, out: Path) -> None:
     write_heatmap(rows, out / "heatmap.png")
 
 
+README_MATRIX = re.compile(r"(<!-- matrix: (?P<path>\S+) -->\n).*?(<!-- end matrix -->)", re.S)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m loadtest.report DIR`: write the table, CSV and heatmap again from DIR/rows.json."""
-    out = Path((argv if argv is not None else sys.argv[1:])[0])
-    saved = json.loads((out / "rows.json").read_text())
-    write_all(saved["rows"], saved["run"], out)
+    """`python -m loadtest.report DIR [--readme README.md]`: rewrite the table, CSV and heatmap from
+    DIR/rows.json, and optionally the README's copy of the table (between its matrix markers)."""
+    parser = argparse.ArgumentParser(prog="python -m loadtest.report")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--readme", type=Path)
+    args = parser.parse_args(argv)
+    saved = json.loads((args.out / "rows.json").read_text())
+    write_all(saved["rows"], saved["run"], args.out)
+    if args.readme is not None:
+        table = (args.out / "matrix.md").read_text()
+        text, found = README_MATRIX.subn(lambda m: m.group(1) + table + m.group(3), args.readme.read_text())
+        if not found:
+            raise SystemExit(f"report: no <!-- matrix: ... --> marker in {args.readme}")
+        args.readme.write_text(text)
     return 0
 
 

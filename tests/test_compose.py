@@ -12,11 +12,12 @@ import pytest
 import requests
 from mcp.shared.exceptions import MCPError
 
+from loadtest import capabilities as cap
 from loadtest.compose import PROJECT, PROJECT_ROOT, ComposeStack, compose_command, docker_unavailable, image_env
 from loadtest.mcp_client import McpClient
 from loadtest.stack import PRESETS, free_port
 from tests.conftest import STATEFUL
-from tests.helpers import Recorder, text_of
+from tests.helpers import Recorder, text_of, wait_for
 
 pytestmark = pytest.mark.anyio
 INSTANCES = {"app1", "app2", "app3"}
@@ -24,21 +25,22 @@ INSTANCES = {"app1", "app2", "app3"}
 
 @pytest.fixture(scope="session")
 def compose_env() -> dict[str, str]:
-    """Image variables for compose, with the app image built once for the whole run."""
+    """Image variables for compose, with the app and Locust images built once for the whole run."""
     reason = docker_unavailable()
     if reason is not None:
         if os.environ.get("MCP_REQUIRE_DOCKER") == "1":
             pytest.fail(f"compose tests cannot run: {reason} (MCP_REQUIRE_DOCKER=1)")
         pytest.skip(f"compose tests skipped: {reason}")
     env = image_env()
-    build = [*compose_command(), "-p", PROJECT, "--profile", "stateful-sse", "build", "app1-stateful-sse"]
+    profiles = ["--profile", "stateful-sse", "--profile", "loadtest"]
+    build = [*compose_command(), "-p", PROJECT, *profiles, "build", "app1-stateful-sse", "locust"]
     subprocess.run(build, cwd=PROJECT_ROOT, env={**os.environ, **env}, check=True, capture_output=True, timeout=900)
     return env
 
 
 @pytest.fixture(scope="module", params=PRESETS)
 def stack(request, compose_env):
-    stack = ComposeStack(profile=request.param, port=free_port(), env=compose_env)
+    stack = ComposeStack(request.param, free_port(), compose_env, extra_profiles=("loadtest",), locust_port=free_port())
     try:
         stack.up()
         yield stack
@@ -52,13 +54,14 @@ def initialize_many(stack: ComposeStack, count: int = 6) -> list[str]:
     return [McpClient(requests.Session(), stack.url).initialize().instance for _ in range(count)]
 
 
-def test_every_container_is_healthy_and_only_nginx_is_published(stack):
+def test_every_container_is_healthy_and_only_nginx_and_locust_are_published(stack):
     containers = stack.containers()
     nginx = f"nginx-{stack.profile}"
-    assert set(containers) == {"redis", nginx, *(f"{name}-{stack.profile}" for name in INSTANCES)}
+    assert set(containers) == {"redis", "locust", nginx, *(f"{name}-{stack.profile}" for name in INSTANCES)}
     assert all(c["health"] == "healthy" for c in containers.values()), containers
     assert containers[nginx]["published"] == [f"127.0.0.1:{stack.port}"]
-    assert all(c["published"] == [] for service, c in containers.items() if service != nginx)
+    assert containers["locust"]["published"] == [f"127.0.0.1:{stack.locust_port}"]
+    assert all(c["published"] == [] for service, c in containers.items() if service not in (nginx, "locust"))
 
 
 def test_round_robin_spreads_over_the_three_containers(stack):
@@ -75,6 +78,32 @@ async def test_the_sdk_client_through_nginx(stack):
         else:
             result = await client.call_tool("process_file", {"path": "users.csv", "operation": "count-lines"})
             assert text_of(result) == "4 lines"
+
+
+def test_the_locust_web_ui_in_compose(stack):
+    """The `loadtest` profile's web UI drives load through nginx and shows where it went."""
+    ui = f"http://127.0.0.1:{stack.locust_port}"
+    started = requests.post(
+        f"{ui}/swarm", data={"user_count": 2, "spawn_rate": 2, "user_classes": "BasicToolUser"}, timeout=10
+    ).json()
+    assert started["success"] and started["host"] == "http://nginx:8080"
+    stats = wait_for(lambda: _stats_once(ui, minimum=9), timeout=30)
+    requests.post(f"{ui}/stop", timeout=10)
+    requests.get(f"{ui}/stats/reset", timeout=10)
+    basic = next(s for s in stats["stats"] if s["name"] == cap.BASIC)
+    (tab,) = stats["extended_stats"]
+    spread = next(row for row in tab["data"] if row["name"] == cap.BASIC)
+    if stack.profile in STATEFUL:
+        assert basic["num_failures"] > 0  # round-robin: the session is on one instance only
+    else:
+        assert basic["num_failures"] == 0
+    assert spread["instances"] == 3, spread
+
+
+def _stats_once(ui: str, minimum: int) -> dict | None:
+    stats = requests.get(f"{ui}/stats/requests", timeout=10).json()
+    basic = [s for s in stats["stats"] if s["name"] == cap.BASIC]
+    return stats if basic and basic[0]["num_requests"] >= minimum else None
 
 
 async def test_ip_hash_sticks_and_keeps_sessions(stack):

@@ -6,6 +6,7 @@ walk-through (which runs when a Docker Engine answers).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.compose import docker_unavailable
+from loadtest.report import README_MATRIX
 from loadtest.stack import Stack
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +43,7 @@ EXPECTED = {
     ],
     "compose-stateless": [NGINX_HEALTHY],
     "stateless-session": ['"instance":"app1"\n"instance":"app2"\n"instance":"app3"'],
+    "compose-loadtest": ["Locust: http://127.0.0.1:8089"],
     "compose-down": [],
     "local-stack": [
         "http://127.0.0.1:8080/mcp",
@@ -62,6 +65,7 @@ def blocks() -> dict[str, tuple[str, list[str]]]:
 
 
 EXAMPLES = [name for name, (_, stack) in blocks().items() if stack]
+RUN_ELSEWHERE = {"locust-web-ui": "tests/test_locust.py", "matrix-quick": "tests/test_matrix.py"}
 # The README says to run compose-images first on a machine without a registry, so it goes first.
 WALK_THROUGH = ["compose-images"] + [
     name for name in blocks() if name != "compose-images" and (name.startswith("compose-") or name in EXAMPLES)
@@ -70,7 +74,7 @@ WALK_THROUGH = ["compose-images"] + [
 
 def test_every_shell_block_in_the_readme_is_run_somewhere():
     assert README.count("```bash") == len(TAGGED.findall(README)), "a ```bash block has no tested/ci tag"
-    assert set(blocks()) == set(EXPECTED)
+    assert set(blocks()) == set(EXPECTED) | set(RUN_ELSEWHERE)
     assert set(WALK_THROUGH) | {"local-stack"} == set(EXPECTED)
 
 
@@ -141,7 +145,7 @@ def test_docker_compose_walk_through(tmp_path, port_8080_free):
     finally:
         profiles = [
             arg
-            for preset in ("stateful-sse", "stateful-json", "stateless-sse", "stateless-json")
+            for preset in ("stateful-sse", "stateful-json", "stateless-sse", "stateless-json", "loadtest")
             for arg in ("--profile", preset)
         ]
         cleanup = ["docker", "compose", *profiles, "down", "-v", "--remove-orphans", "-t", "3"]
@@ -161,3 +165,13 @@ def compose_v1_shim(tmp_path: Path) -> Path:
     )
     (shim / "docker").chmod(0o755)
     return shim
+
+
+def test_the_readme_shows_the_committed_full_matrix():
+    """The README's table is results/full/matrix.md (python -m loadtest.report results/full --readme README.md)."""
+    shown = README_MATRIX.search(README)
+    assert shown is not None and shown["path"] == "results/full/matrix.md"
+    committed = (PROJECT_ROOT / "results" / "full" / "matrix.md").read_text()
+    assert README[shown.end(1) : shown.start(3)] == committed
+    run = json.loads((PROJECT_ROOT / "results" / "full" / "rows.json").read_text())["run"]
+    assert run["mode"] == "full" and run["date"] in committed

@@ -1,0 +1,113 @@
+"""The Locust users against a real local stack: headless runs, tag selection, and the web UI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from loadtest import capabilities as cap
+from loadtest.stack import PROJECT_ROOT, Stack
+from tests.helpers import wait_for
+from tests.test_readme import blocks, shell_env
+
+LOCUSTFILE = str(PROJECT_ROOT / "loadtest" / "locustfile.py")
+
+
+def run_headless(host: str, out: Path, *extra: str, seconds: int = 4) -> tuple[dict, dict]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        LOCUSTFILE,
+        "--host",
+        host,
+        "--headless",
+        "--only-summary",
+        "--run-time",
+        f"{seconds}s",
+        "--json-file",
+        str(out / "locust"),
+        "--mcp-report",
+        str(out / "mcp.json"),
+        *extra,
+    ]
+    subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, timeout=60, check=False)
+    stats = {entry["name"]: entry for entry in json.loads((out / "locust.json").read_text())}
+    return stats, json.loads((out / "mcp.json").read_text())
+
+
+def test_every_scenario_passes_where_everything_is_supported(stack_for, tmp_path):
+    stack = stack_for("stateful-sse", "ip-hash")
+    stats, report = run_headless(stack.url.removesuffix("/mcp"), tmp_path, "-u", "8", "-r", "8")
+    for name in (*cap.CAPABILITIES, cap.OPEN_SESSION):
+        assert stats[name]["num_requests"] > 0, name
+        assert stats[name]["num_failures"] == 0, (name, report[name]["failures"])
+    answered = {instance for entry in report.values() for instance in entry["instances"]}
+    assert len(answered) == 1, f"ip_hash sends one client address to one instance: {answered}"
+
+
+def test_failures_carry_the_reason_and_round_robin_spreads(stack_for, tmp_path):
+    stack = stack_for("stateless-json", "round-robin")
+    stats, report = run_headless(stack.url.removesuffix("/mcp"), tmp_path, "-u", "8", "-r", "8")
+    assert stats[cap.BASIC]["num_failures"] == 0
+    assert set(report[cap.BASIC]["instances"]) == {"app1", "app2", "app3"}
+    assert report[cap.LOGS]["failures"] == {"0 of 3 log notifications": stats[cap.LOGS]["num_failures"]}
+    assert stats[cap.LOGS]["num_failures"] == stats[cap.LOGS]["num_requests"]
+
+
+def test_scenarios_are_selected_by_tag(stack_for, tmp_path):
+    stack = stack_for("stateful-sse", "ip-hash")
+    stats, _ = run_headless(stack.url.removesuffix("/mcp"), tmp_path, "-u", "2", "-r", "2", "-T", "counter")
+    assert set(stats) - {"Aggregated"} == {cap.OPEN_SESSION, cap.COUNTER}
+
+
+def test_the_readme_web_ui_command(tmp_path):
+    """`locust -f loadtest/locustfile.py --host http://localhost:8080`, driven through its HTTP API."""
+    with Stack(run_dir=tmp_path / "stack", preset="stateless-sse", port=8080):
+        locust = subprocess.Popen(
+            ["bash", "-c", blocks()["locust-web-ui"][0]],
+            cwd=PROJECT_ROOT,
+            env=shell_env(tmp_path),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            ui = "http://127.0.0.1:8089"
+            wait_for(lambda: _answers(ui), timeout=30)
+            picked = ["BasicToolUser", "LoggingUser"]
+            started = requests.post(
+                f"{ui}/swarm", data={"user_count": 2, "spawn_rate": 2, "user_classes": picked}, timeout=5
+            ).json()
+            assert started["success"] and started["user_classes"] == picked
+            stats = wait_for(lambda: _stats_with(ui, cap.BASIC, cap.LOGS), timeout=20)
+            requests.post(f"{ui}/stop", timeout=5)
+        finally:
+            os.killpg(locust.pid, signal.SIGTERM)
+            locust.wait(timeout=15)
+    names = {s["name"] for s in stats["stats"]} - {"Aggregated"}
+    assert names == {cap.OPEN_SESSION, cap.BASIC, cap.LOGS}, "the class picker ran other scenarios too"
+    assert all(s["num_failures"] == 0 for s in stats["stats"])
+    (tab,) = stats["extended_stats"]
+    basic = next(row for row in tab["data"] if row["name"] == cap.BASIC)
+    assert tab["key"] == "mcp-instances" and basic["instances"] == 3, basic
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _stats_with(ui: str, *names: str) -> dict | None:
+    stats = requests.get(f"{ui}/stats/requests", timeout=5).json()
+    counts = {s["name"]: s["num_requests"] for s in stats["stats"]}
+    return stats if all(counts.get(name, 0) >= 3 for name in names) else None

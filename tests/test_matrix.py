@@ -1,0 +1,77 @@
+"""The README's quick matrix, run as written, and the pattern it must show.
+
+It runs on the compose stack where a Docker Engine answers (CI), else on the local stack.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from loadtest import capabilities as cap
+from loadtest.matrix import POLICIES
+from loadtest.stack import PRESETS, PROJECT_ROOT
+from tests.test_readme import blocks, shell_env
+
+OUT = PROJECT_ROOT / "results" / "quick"  # where the README's command writes
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory) -> dict:
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", blocks()["matrix-quick"][0]],
+        cwd=PROJECT_ROOT,
+        env=shell_env(tmp_path_factory.mktemp("matrix")),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    saved = json.loads((OUT / "rows.json").read_text())
+    rows = {(r["preset"], r["policy"], r["capability"]): r for r in saved["rows"]}
+    return {"stdout": result.stdout, "rows": rows, "run": saved["run"]}
+
+
+def test_it_shows_progress_and_writes_every_file(matrix):
+    assert "[8/8] stateless-json/ip-hash/memory" in matrix["stdout"]
+    assert "failures so far:" in matrix["stdout"]
+    assert (OUT / "heatmap.png").read_bytes().startswith(b"\x89PNG")
+    assert (OUT / "results.csv").read_text().count("\n") == 1 + 8 * len(cap.CAPABILITIES)
+    for preset in PRESETS:
+        for policy in POLICIES:
+            run = OUT / "runs" / f"{preset}_{policy}_memory"
+            assert {"locust.html", "locust_stats.csv", "locust.json", "cpu.json"} <= {p.name for p in run.iterdir()}
+
+
+def test_every_cell_does_what_the_design_says(matrix):
+    unexpected = [key for key, row in matrix["rows"].items() if row["verdict"] != "ok"]
+    assert unexpected == []
+    assert all(row["saturated"] == "" for row in matrix["rows"].values()), "a run saturated the machine"
+
+
+def test_stateful_round_robin_loses_sessions(matrix):
+    counter = matrix["rows"]["stateful-sse", "round-robin", cap.COUNTER]
+    assert counter["failures"] > 0
+    assert counter["top_failure"] == "HTTP 404: Session not found"
+    assert set(counter["instances"]) == {"app1", "app2", "app3"}
+
+
+def test_stateless_json_basic_tools_never_fail_and_spread(matrix):
+    basic = matrix["rows"]["stateless-json", "round-robin", cap.BASIC]
+    assert basic["requests"] > 0 and basic["failures"] == 0
+    assert set(basic["instances"]) == {"app1", "app2", "app3"}
+
+
+def test_sticky_stateful_sse_supports_every_capability(matrix):
+    for capability in cap.CAPABILITIES:
+        row = matrix["rows"]["stateful-sse", "ip-hash", capability]
+        assert row["requests"] > 0 and row["failures"] == 0, capability
+        assert len(row["instances"]) == 1
+
+
+def test_the_seed_disagreements_are_listed(matrix):
+    text = (OUT / "matrix.md").read_text()
+    assert "- progress on `stateless-sse`: the seed says it does not work; measured 0% failures" in text
+    assert "- sampling on `stateful-json`: the seed says it works; measured 100% failures" in text
