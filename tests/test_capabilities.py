@@ -23,7 +23,16 @@ def session(url: str) -> McpClient:
 
 def test_every_operation_succeeds_on_stateful_sse(stack_for):
     client = session(stack_for("stateful-sse").instance_url("app1"))
-    outcomes = {
+    try:
+        outcomes = operations(client)
+    finally:
+        client.close()  # its subscription must not reach other tests sharing this stack
+    assert {name: o.failure for name, o in outcomes.items()} == dict.fromkeys(outcomes)
+    assert {o.instance for o in outcomes.values()} == {"app1"}
+
+
+def operations(client: McpClient) -> dict[str, cap.Outcome]:
+    return {
         "basic": cap.basic_tool(client),
         "counter": cap.counter(client, expected=1),
         "logs": cap.logs(client),
@@ -34,8 +43,6 @@ def test_every_operation_succeeds_on_stateful_sse(stack_for):
         "publish": cap.publish(client, "hello"),
         "churn": cap.session_churn(McpClient(requests.Session(), client.url)),
     }
-    assert {name: o.failure for name, o in outcomes.items()} == dict.fromkeys(outcomes)
-    assert {o.instance for o in outcomes.values()} == {"app1"}
 
 
 def test_reasons_on_a_json_preset(stack_for):
