@@ -1,4 +1,4 @@
-# The MCP app. Official base by default; scripts/build-standin-image makes a local one where no
+# The MCP app. Official base by default; scripts/compose-images makes a local stand-in where no
 # registry can be reached (docker-compose.yml passes it as PYTHON_IMAGE).
 ARG PYTHON_IMAGE=python:3.12-slim
 FROM ${PYTHON_IMAGE}
@@ -11,8 +11,8 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 WORKDIR /srv/mcp
 COPY requirements.txt .
 # Pinned wheels only: no compiler in the image. A stand-in image already has them (a no-op then).
-RUN [ -x /opt/venv/bin/python ] || python3 -m venv /opt/venv; \
-    pip install --no-cache-dir --disable-pip-version-check -r requirements.txt \
+RUN { [ -x /opt/venv/bin/python ] || python3 -m venv /opt/venv; } \
+    && pip install --no-cache-dir --disable-pip-version-check -r requirements.txt \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mcp
 COPY app/ app/
 COPY data/ data/
@@ -20,6 +20,7 @@ COPY data/ data/
 USER 10001
 ENV MCP_LISTEN_HOST=0.0.0.0 MCP_LISTEN_PORT=8000
 EXPOSE 8000
-HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+# Short interval: compose starts nginx only once all three apps report healthy.
+HEALTHCHECK --interval=2s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]
 CMD ["python3", "-m", "app"]

@@ -17,7 +17,7 @@ from app import sdk_internals
 from app.legacy_subscriptions import LegacySubscriptions
 from app.logs import configure_logging
 from app.middleware import InstanceMiddleware, RejectionMessages
-from app.server import BULLETIN_URI, ServerState, build_server
+from app.server import UPDATES_URI_PATTERN, ServerState, build_server
 from app.settings import Settings
 from app.state import MemoryBulletinStore, MemoryCounterStore
 
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     # `mcp` is bound below; the counters only ask it which sessions are open once they are full.
     counters = MemoryCounterStore(settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp))
     state = ServerState(settings, counters, MemoryBulletinStore())
-    mcp = build_server(state, LegacySubscriptions(frozenset({BULLETIN_URI})))
+    mcp = build_server(state, LegacySubscriptions(UPDATES_URI_PATTERN))
 
     @mcp.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:

@@ -7,6 +7,7 @@ process that holds the session: this is the seed's "subscription streams" row.
 from __future__ import annotations
 
 import logging
+import re
 
 import anyio
 from mcp.server import ServerRequestContext
@@ -18,13 +19,15 @@ from mcp.types import INVALID_PARAMS, INVALID_REQUEST, EmptyResult, SubscribeReq
 from app import sdk_internals
 
 SEND_TIMEOUT = 1.0  # a subscriber whose stream does not take the notification by then is dropped
+PER_SESSION = 8  # subscriptions one session may hold: memory stays bounded by the session cap
 log = logging.getLogger(__name__)
 
 
 class LegacySubscriptions:
-    def __init__(self, uris: frozenset[str]) -> None:
+    def __init__(self, uri_pattern: str) -> None:
         self._mcp: MCPServer | None = None
-        self._by_uri: dict[str, dict[str, ServerSession]] = {uri: {} for uri in uris}
+        self._uri_pattern = re.compile(uri_pattern)
+        self._by_uri: dict[str, dict[str, ServerSession]] = {}
 
     def install(self, mcp: MCPServer) -> None:
         """Serve resources/subscribe and resources/unsubscribe on `mcp` (stateful presets)."""
@@ -34,19 +37,22 @@ class LegacySubscriptions:
         server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
 
     async def _subscribe(self, ctx: ServerRequestContext, params: SubscribeRequestParams) -> EmptyResult:
-        subscribers = self._subscribers(str(params.uri))
-        self._forget_ended(subscribers)
-        subscribers[_session_id(ctx)] = ctx.session
+        uri, session_id = self._checked(str(params.uri)), _session_id(ctx)
+        self._forget_ended()
+        held = sum(session_id in subscribers for subscribers in self._by_uri.values())
+        if held >= PER_SESSION and session_id not in self._by_uri.get(uri, {}):
+            raise MCPError(code=INVALID_PARAMS, message=f"a session may hold {PER_SESSION} subscriptions at most")
+        self._by_uri.setdefault(uri, {})[session_id] = ctx.session
         return EmptyResult()
 
     async def _unsubscribe(self, ctx: ServerRequestContext, params: UnsubscribeRequestParams) -> EmptyResult:
-        self._subscribers(str(params.uri)).pop(_session_id(ctx), None)
+        self._by_uri.get(self._checked(str(params.uri)), {}).pop(_session_id(ctx), None)
         return EmptyResult()
 
     async def announce(self, uri: str) -> int:
         """Send notifications/resources/updated to every live subscriber of `uri`; return how many got it."""
+        self._forget_ended()
         subscribers = self._by_uri.get(uri, {})
-        self._forget_ended(subscribers)
         delivered = 0
         for session_id, session in list(subscribers.items()):
             with anyio.move_on_after(SEND_TIMEOUT) as scope:
@@ -60,16 +66,19 @@ class LegacySubscriptions:
                 subscribers.pop(session_id, None)
         return delivered
 
-    def _subscribers(self, uri: str) -> dict[str, ServerSession]:
-        if uri not in self._by_uri:
-            known = ", ".join(sorted(self._by_uri))
-            raise MCPError(code=INVALID_PARAMS, message=f"cannot subscribe to {uri!r}; subscribable: {known}")
-        return self._by_uri[uri]
+    def _checked(self, uri: str) -> str:
+        if not self._uri_pattern.match(uri):
+            raise MCPError(code=INVALID_PARAMS, message=f"cannot subscribe to {uri!r}; subscribable: updates://<topic>")
+        return uri
 
-    def _forget_ended(self, subscribers: dict[str, ServerSession]) -> None:
-        if self._mcp is not None:
-            for ended in subscribers.keys() - sdk_internals.live_session_ids(self._mcp):
+    def _forget_ended(self) -> None:
+        """Drop sessions that have ended (DELETE or idle timeout), and URIs nobody listens to."""
+        live = sdk_internals.live_session_ids(self._mcp) if self._mcp is not None else set()
+        for uri, subscribers in list(self._by_uri.items()):
+            for ended in subscribers.keys() - live:
                 del subscribers[ended]
+            if not subscribers:
+                del self._by_uri[uri]
 
 
 def _session_id(ctx: ServerRequestContext) -> str:

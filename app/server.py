@@ -32,7 +32,10 @@ from app.legacy_subscriptions import LegacySubscriptions
 from app.settings import SERVER_NAME, Settings
 from app.state import BulletinStore, CounterStore
 
-BULLETIN_URI = "updates://bulletin"
+UPDATES_URI = "updates://{topic}"  # publish_update's resources; "updates://bulletin" by default
+_TOPIC = r"[a-z0-9-]{1,32}"
+TOPIC_PATTERN = f"^{_TOPIC}$"
+UPDATES_URI_PATTERN = f"^updates://{_TOPIC}$"
 MAX_FILE_BYTES = 1024 * 1024
 FileOperation = Literal["count-lines", "count-words", "reverse-words", "uppercase"]
 
@@ -180,19 +183,24 @@ def build_server(state: ServerState, subscriptions: LegacySubscriptions) -> MCPS
             return f"{'confirmed' if answer.data.confirm else 'not confirmed'}: {action}"
         return f"{'declined' if answer.action == 'decline' else 'cancelled'}: {action}"
 
-    @mcp.resource(BULLETIN_URI, mime_type="text/plain")
-    async def bulletin() -> str:
-        """The bulletin that publish_update changes."""
-        current = await state.bulletins.read()
+    @mcp.resource(UPDATES_URI, mime_type="text/plain")
+    async def updates(topic: str) -> str:
+        """The latest update published on `topic`."""
+        current = await state.bulletins.read(topic)
         return f"v{current.version}: {current.text}"
 
     @mcp.tool()
-    async def publish_update(ctx: Context, message: Annotated[str, Field(max_length=1000)]) -> PublishResult:
-        """Change the bulletin resource and notify every client subscribed to it."""
-        current = await state.bulletins.publish(message)
-        notified = await subscriptions.announce(BULLETIN_URI)  # 2025-11-25 sessions, on their GET streams
-        await ctx.notify_resource_updated(BULLETIN_URI)  # 2026-07-28 subscriptions/listen streams
-        return PublishResult(uri=BULLETIN_URI, version=current.version, notified_sessions=notified)
+    async def publish_update(
+        ctx: Context,
+        message: Annotated[str, Field(max_length=1000)],
+        topic: Annotated[str, Field(pattern=TOPIC_PATTERN)] = "bulletin",
+    ) -> PublishResult:
+        """Change the resource updates://<topic> and notify every client subscribed to it."""
+        uri = UPDATES_URI.format(topic=topic)
+        current = await state.bulletins.publish(topic, message)
+        notified = await subscriptions.announce(uri)  # 2025-11-25 sessions, on their GET streams
+        await ctx.notify_resource_updated(uri)  # 2026-07-28 subscriptions/listen streams
+        return PublishResult(uri=uri, version=current.version, notified_sessions=notified)
 
     @mcp.tool()
     async def whoami(ctx: Context) -> Identity:

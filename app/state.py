@@ -49,21 +49,30 @@ class Bulletin:
     text: str
 
 
+NO_UPDATES = Bulletin(version=0, text="no updates yet")
+
+
 class BulletinStore(Protocol):
-    """The one resource `publish_update` changes."""
+    """The resources `publish_update` changes, one per topic."""
 
-    async def publish(self, text: str) -> Bulletin: ...
+    async def publish(self, topic: str, text: str) -> Bulletin: ...
 
-    async def read(self) -> Bulletin: ...
+    async def read(self, topic: str) -> Bulletin: ...
 
 
 class MemoryBulletinStore:
-    def __init__(self) -> None:
-        self._current = Bulletin(version=0, text="no updates yet")
+    """Bulletins in this process; past `limit` topics the least recently published goes."""
 
-    async def publish(self, text: str) -> Bulletin:
-        self._current = Bulletin(version=self._current.version + 1, text=text)
-        return self._current
+    def __init__(self, limit: int = 1000) -> None:
+        self._limit = limit
+        self._topics: OrderedDict[str, Bulletin] = OrderedDict()
 
-    async def read(self) -> Bulletin:
-        return self._current
+    async def publish(self, topic: str, text: str) -> Bulletin:
+        current = Bulletin(version=self._topics.pop(topic, NO_UPDATES).version + 1, text=text)
+        self._topics[topic] = current
+        while len(self._topics) > self._limit:
+            self._topics.popitem(last=False)
+        return current
+
+    async def read(self, topic: str) -> Bulletin:
+        return self._topics.get(topic, NO_UPDATES)

@@ -33,13 +33,13 @@ CAPABILITIES = {
 }
 STEPS = 3  # slow_task steps: three logs and three progress notifications expected
 SAMPLED_TEXT = "looks balanced"
-BULLETIN = "updates://bulletin"
 
 
 @dataclass(frozen=True)
 class Outcome:
     instance: str | None
     failure: str | None = None
+    value: int | None = None  # what the operation returned, where the next one depends on it
 
     @property
     def session_lost(self) -> bool:
@@ -85,14 +85,14 @@ def basic_tool(client: McpClient) -> Outcome:
 def counter(client: McpClient, expected: int) -> Outcome:
     """`expected` is what this session's next increment must return; anything else means state was lost."""
     exchange = client.call_tool("increment")
-    failure = judge(exchange)
+    failure, got = judge(exchange), None
     if failure is None:
         got = exchange.result["structuredContent"]["result"]
         if got < expected:
             failure = "counter restarted (state lost)"
         elif got > expected:
             failure = "counter skipped (counted elsewhere)"
-    return Outcome(exchange.instance, failure)
+    return Outcome(exchange.instance, failure, got)
 
 
 def logs(client: McpClient) -> Outcome:
@@ -123,13 +123,13 @@ def elicitation(client: McpClient) -> Outcome:
     return Outcome(exchange.instance, failure)
 
 
-def subscribe(client: McpClient) -> Outcome:
-    exchange = client.request("resources/subscribe", {"uri": BULLETIN})
+def subscribe(client: McpClient, topic: str) -> Outcome:
+    exchange = client.request("resources/subscribe", {"uri": f"updates://{topic}"})
     return Outcome(exchange.instance, judge(exchange))
 
 
-def publish(client: McpClient, message: str) -> Outcome:
-    exchange = client.call_tool("publish_update", {"message": message})
+def publish(client: McpClient, topic: str, message: str) -> Outcome:
+    exchange = client.call_tool("publish_update", {"message": message, "topic": topic})
     return Outcome(exchange.instance, judge(exchange))
 
 

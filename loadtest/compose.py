@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -17,11 +18,12 @@ PROJECT = "mcpscale-e2e"  # never the project a user's own `docker compose up` c
 READY_TIMEOUT = 180.0
 
 
-def compose_command() -> list[str] | None:
+@functools.cache
+def compose_command() -> tuple[str, ...] | None:
     """`docker compose` (v2) when installed, else Debian's `docker-compose` 1.29."""
     if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    return ["docker-compose"] if shutil.which("docker-compose") else None
+        return ("docker", "compose")
+    return ("docker-compose",) if shutil.which("docker-compose") else None
 
 
 def docker_unavailable() -> str | None:
@@ -70,10 +72,10 @@ class ComposeStack:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def up(self, policy: str = "round-robin") -> None:
-        """Start (or, with another policy, recreate nginx) and wait until every container is healthy."""
+    def up(self, policy: str = "round-robin", fresh: bool = False) -> None:
+        """Start (with another policy, recreate nginx; with `fresh`, every container) and wait until healthy."""
         self.policy = policy
-        self.compose("up", "-d", "--no-build")
+        self.compose("up", "-d", "--no-build", *(["--force-recreate"] if fresh else []))
         self.wait_healthy()
 
     def wait_healthy(self) -> None:
@@ -114,6 +116,13 @@ class ComposeStack:
 
     def down(self) -> None:
         self.compose("down", "-v", "--remove-orphans", "-t", "3")
+
+    @staticmethod
+    def remove_everything() -> None:
+        """Take down whatever of this project still runs, in any profile (after an interrupted run)."""
+        profiles = ("stateful-sse", "stateful-json", "stateless-sse", "stateless-json", "loadtest")
+        stack = ComposeStack(profile=profiles[0], port=0, extra_profiles=profiles[1:])
+        stack.compose("down", "-v", "--remove-orphans", "-t", "3", check=False)
 
     @staticmethod
     def leftovers() -> dict[str, list[str]]:

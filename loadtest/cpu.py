@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -22,6 +23,8 @@ class CpuUse:
 
 
 class CpuSampler:
+    """Samples from `__enter__` to `__exit__`; each process's CPU includes its children's."""
+
     def __init__(self, processes: dict[str, int], interval: float = 1.0) -> None:
         self.processes = processes
         self.interval = interval
@@ -30,7 +33,8 @@ class CpuSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> CpuSampler:
-        self._last = {name: _tree_seconds(pid) for name, pid in self.processes.items()}
+        self._last = {name: _tree_times(pid) for name, pid in self.processes.items()}
+        self._at = time.monotonic()
         self._thread.start()
         return self
 
@@ -40,10 +44,14 @@ class CpuSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            now = time.monotonic()
+            elapsed, self._at = now - self._at, now
             for name, pid in self.processes.items():
-                now = _tree_seconds(pid)
-                self.samples[name].append(100 * (now - self._last[name]) / self.interval)
-                self._last[name] = now
+                times = _tree_times(pid)
+                # Per process: one that exited since the last sample adds nothing, a new one starts at 0.
+                used = sum(max(0.0, t - self._last[name].get(p, 0.0)) for p, t in times.items())
+                self.samples[name].append(100 * used / elapsed)
+                self._last[name] = times
 
     def result(self) -> dict[str, CpuUse]:
         return {name: CpuUse(sum(s) / len(s), max(s)) if s else CpuUse(0.0, 0.0) for name, s in self.samples.items()}
@@ -60,18 +68,18 @@ def saturation(use: dict[str, CpuUse]) -> str | None:
     return None
 
 
-def _tree_seconds(pid: int) -> float:
-    """CPU seconds of a process and its live descendants (0 once it is gone)."""
+def _tree_times(pid: int) -> dict[int, float]:
+    """CPU seconds of a process and each live descendant, by pid (empty once it is gone)."""
     try:
         root = psutil.Process(pid)
         tree = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0.0
-    total = 0.0
+        return {}
+    times = {}
     for process in tree:
         try:
-            times = process.cpu_times()
+            used = process.cpu_times()
         except psutil.Error:
             continue
-        total += times.user + times.system
-    return total
+        times[process.pid] = used.user + used.system
+    return times

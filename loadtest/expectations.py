@@ -35,12 +35,15 @@ def expected(preset: str, policy: str, store: str, capability: str) -> str:
 
 
 def verdict(expectation: str, requests: int, failures: int) -> str:
-    """'ok' when the cell did what the design says, else 'unexpected'."""
+    """'ok' when the cell did what the design says, else 'unexpected'.
+
+    What works must never fail, what the preset cannot do must always fail, and a session that
+    needs affinity fails whenever a request misses its instance (some of the time, not always).
+    """
     if requests == 0:
         return "no requests"
-    if expectation == WORKS:
-        return "ok" if failures == 0 else "unexpected"
-    return "ok" if failures > 0 else "unexpected"
+    ok = {WORKS: failures == 0, UNSUPPORTED: failures == requests, NEEDS_AFFINITY: failures > 0}[expectation]
+    return "ok" if ok else "unexpected"
 
 
 # The seed document's claims per preset, in PRESETS order (stateful-sse, stateful-json, stateless-sse,

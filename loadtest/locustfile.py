@@ -73,22 +73,22 @@ class McpUser(User):
         """Open a session when there is none or the last one was lost (the spec: re-initialize on 404)."""
         if self.session_lost:
             self.client = self.new_client()
-            self.session_lost = self.measure(cap.OPEN_SESSION, lambda: cap.open_session(self.client)) is None
+            self.session_lost = (
+                self.measure(cap.OPEN_SESSION, lambda: cap.open_session(self.client)).failure is not None
+            )
             self.on_new_session()
         return not self.session_lost
 
     def on_new_session(self) -> None:
         """Per-scenario state that belongs to a session."""
 
-    def measure(self, name: str, operation: Callable[[], cap.Outcome]) -> cap.Outcome | None:
-        """Run one operation and fire its Locust request event; None when it failed."""
+    def measure(self, name: str, operation: Callable[[], cap.Outcome]) -> cap.Outcome:
+        """Run one operation and fire its Locust request event."""
         started = time.perf_counter()
         try:
             outcome = operation()
-        except requests.Timeout:
-            outcome = cap.Outcome(None, "timeout: no answer within 10 s")
-        except requests.ConnectionError:
-            outcome = cap.Outcome(None, "connection failed")
+        except Exception as exc:  # every operation is counted: a client-side error is a failure too
+            outcome = cap.Outcome(None, _client_error(exc))
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.environment.events.request.fire(
             request_type="MCP",
@@ -100,11 +100,24 @@ class McpUser(User):
         )
         if outcome.session_lost:
             self.session_lost = True
-        return None if outcome.failure else outcome
+        return outcome
 
-    def call(self, name: str, operation: Callable[[McpClient], cap.Outcome]) -> None:
+    def call(self, name: str, operation: Callable[[McpClient], cap.Outcome]) -> cap.Outcome:
+        """One capability on this user's session; without a session, the capability fails too."""
         if self.ensure_session():
-            self.measure(name, lambda: operation(self.client))
+            return self.measure(name, lambda: operation(self.client))
+        return self.measure(name, lambda: cap.Outcome(None, "no session: initialize failed"))
+
+
+def _client_error(exc: Exception) -> str:
+    """A short, stable reason for an exception the client raised."""
+    if isinstance(exc, requests.Timeout) or "Read timed out" in str(exc):
+        return f"timeout: no answer within {TIMEOUT[1]:.0f} s"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "stream broken mid-response"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return f"client error: {type(exc).__name__}"
 
 
 class BasicToolUser(McpUser):
@@ -121,9 +134,9 @@ class SessionStateUser(McpUser):
     @tag("counter")
     @task
     def increment(self) -> None:
-        if self.ensure_session():
-            outcome = self.measure(cap.COUNTER, lambda: cap.counter(self.client, self.expected))
-            self.expected += 1 if outcome else 0
+        outcome = self.call(cap.COUNTER, lambda client: cap.counter(client, self.expected))
+        if outcome.value is not None:  # resynchronise, so one lost or doubled increment counts once
+            self.expected = outcome.value + 1
 
 
 class LoggingUser(McpUser):
@@ -155,10 +168,17 @@ class ElicitationUser(McpUser):
 
 
 class ResourceUpdatesUser(McpUser):
-    """Subscribes, holds the GET stream in a greenlet, publishes, and waits to hear of it there."""
+    """Subscribes to a topic of its own, holds the GET stream in a greenlet, publishes on the topic,
+    and waits to hear of it there (its own topic: another user's update cannot stand in for it)."""
 
     listener: gevent.Greenlet | None = None
-    numbers = itertools.count(1)
+    stream: requests.Response | None = None
+    topics = itertools.count(1)
+
+    def __init__(self, environment) -> None:
+        super().__init__(environment)
+        self.topic = f"user-{next(self.topics)}"
+        self.published = itertools.count(1)
 
     def on_new_session(self) -> None:
         self.stop_listening()
@@ -167,8 +187,7 @@ class ResourceUpdatesUser(McpUser):
     @tag("resources")
     @task
     def publish_and_hear(self) -> None:
-        if self.ensure_session():
-            self.measure(cap.RESOURCE_UPDATES, self.publish_and_wait)
+        self.call(cap.RESOURCE_UPDATES, lambda client: self.publish_and_wait())
 
     def publish_and_wait(self) -> cap.Outcome:
         if self.listener is None or self.listener.dead:
@@ -177,7 +196,7 @@ class ResourceUpdatesUser(McpUser):
                 return subscribed
         while not self.updates.empty():
             self.updates.get_nowait()
-        published = cap.publish(self.client, f"update {next(self.numbers)}")
+        published = cap.publish(self.client, self.topic, f"update {next(self.published)}")
         if published.failure:
             return published
         try:
@@ -187,15 +206,16 @@ class ResourceUpdatesUser(McpUser):
         return published
 
     def listen(self) -> cap.Outcome:
-        subscribed = cap.subscribe(self.client)
+        subscribed = cap.subscribe(self.client, self.topic)
         if subscribed.failure:
             return subscribed
-        stream = self.client.open_stream(read_timeout=STREAM_READ_TIMEOUT)
-        if stream.status_code != 200:
-            stream.close()
-            self.session_lost = stream.status_code == 404
-            return cap.Outcome(stream.headers.get("X-Mcp-Instance"), f"GET stream: HTTP {stream.status_code}")
-        self.listener = gevent.spawn(self.read_updates, stream)
+        self.stream = self.client.open_stream(read_timeout=STREAM_READ_TIMEOUT)
+        if self.stream.status_code != 200:
+            status, instance = self.stream.status_code, self.stream.headers.get("X-Mcp-Instance")
+            self.stop_listening()
+            self.session_lost = status == 404
+            return cap.Outcome(instance, f"GET stream: HTTP {status}")
+        self.listener = gevent.spawn(self.read_updates, self.stream)
         return subscribed
 
     def read_updates(self, stream: requests.Response) -> None:
@@ -205,13 +225,14 @@ class ResourceUpdatesUser(McpUser):
                     self.updates.put(message)
         except requests.RequestException:
             pass  # the stream broke: the next task subscribes again
-        finally:
-            stream.close()
 
     def stop_listening(self) -> None:
         if self.listener is not None:
-            self.listener.kill(block=False)
+            self.listener.kill(block=True, timeout=5)  # it must stop reading before the stream is closed
             self.listener = None
+        if self.stream is not None:  # closed here, not in the greenlet: it may never have started
+            self.stream.close()
+            self.stream = None
 
     def on_stop(self) -> None:
         self.stop_listening()

@@ -3,8 +3,9 @@
     python -m loadtest.matrix [--quick] [--out DIR] [--target auto|compose|local]
 
 Configurations: 4 presets x 2 balancing policies x the memory store. Each runs the same Locust
-users (one subprocess per configuration, so runs cannot leak into each other) against the compose
-stack when a Docker Engine answers, else against the local stack. DIR gets matrix.md, results.csv,
+users (one subprocess per configuration) against freshly started servers: the compose stack when a
+Docker Engine answers (CPU read from the containers' host pids: a local Linux engine), else the
+local stack. DIR gets matrix.md, results.csv,
 heatmap.png and, under runs/, Locust's own reports and the CPU of every process.
 """
 
@@ -16,8 +17,11 @@ import csv
 import json
 import os
 import platform
+import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -32,6 +36,7 @@ from loadtest.expectations import expected, verdict
 from loadtest.stack import PRESETS, PROJECT_ROOT, Stack, free_port
 
 POLICIES = ("round-robin", "ip-hash")
+STOP = threading.Event()  # set by SIGTERM
 STORES = ("memory",)
 
 
@@ -83,7 +88,7 @@ class LocalTarget:
 
 
 class ComposeTarget:
-    """The compose stack: one `up` per preset, nginx recreated to change policy."""
+    """The compose stack, every container recreated for each configuration."""
 
     name = "compose"
 
@@ -98,11 +103,12 @@ class ComposeTarget:
             self.stack = ComposeStack(profile=config.preset, port=free_port(), env=self.env)
             self.stack.compose("build", f"app1-{config.preset}")
         self.stack.env = {**self.env, "SESSION_STORE": config.store}
-        self.stack.up(policy=config.policy)
-        processes = {
-            service.removesuffix(f"-{config.preset}"): c["pid"] for service, c in self.stack.containers().items()
-        }
-        yield self.stack.url.removesuffix("/mcp"), processes
+        self.stack.up(policy=config.policy, fresh=True)  # no session or call left over from the last run
+        containers = self.stack.containers()
+        yield (
+            self.stack.url.removesuffix("/mcp"),
+            {s.removesuffix(f"-{config.preset}"): c["pid"] for s, c in containers.items()},
+        )
 
     def close(self) -> None:
         if self.stack is not None:
@@ -115,7 +121,8 @@ def run_locust(
 ) -> dict:
     """One configuration under load; returns Locust's stats, our report and the CPU of every process."""
     run = out / "runs" / config.slug
-    run.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(run, ignore_errors=True)  # never read an earlier run's files
+    run.mkdir(parents=True)
     cmd = [
         sys.executable,
         "-m",
@@ -145,10 +152,22 @@ def run_locust(
     ]
     with open(run / "locust.log", "wb") as log:
         locust = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        with CpuSampler({**processes, "locust": locust.pid}) as sampler:
-            while locust.poll() is None:
-                progress.show(live_failures=_live_failures(run / "locust_stats.csv"))
-                time.sleep(1)
+        try:
+            # Measure CPU from the moment the load starts (Locust writes its CSV then), not its start-up.
+            while locust.poll() is None and not (run / "locust_stats.csv").exists():
+                time.sleep(0.1)
+            with CpuSampler({**processes, "locust": locust.pid}) as sampler:
+                while locust.poll() is None:
+                    progress.show(live_failures=_live_failures(run / "locust_stats.csv"))
+                    if STOP.wait(1):
+                        raise SystemExit(143)
+        finally:
+            if locust.poll() is None:  # interrupted: do not leave the load running
+                locust.terminate()
+                locust.wait(timeout=30)
+    if locust.returncode not in (0, 1):  # 1 only says some requests failed
+        log_tail = (run / "locust.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"locust exited with {locust.returncode} for {config.name}:\n{log_tail}")
     cpu = sampler.result()
     (run / "cpu.json").write_text(json.dumps({name: asdict(use) for name, use in cpu.items()}, indent=2))
     stats = {entry["name"]: entry for entry in json.loads((run / "locust.json").read_text())}
@@ -225,12 +244,14 @@ def _live_failures(stats_csv: Path) -> int:
 
 
 def _median_ms(entry: dict) -> float | None:
-    """The median from Locust's response-time histogram (rounded buckets, as Locust reports it)."""
+    """The median by Locust's own rule on its response-time histogram (importing locust here would
+    monkey-patch this process with gevent)."""
     histogram = {float(k): v for k, v in entry.get("response_times", {}).items()}
-    count, seen = sum(histogram.values()), 0
-    for bucket in sorted(histogram):
-        seen += histogram[bucket]
-        if seen >= count / 2:
+    total = sum(histogram.values())
+    below, counted = int(total * 0.5), 0
+    for bucket in sorted(histogram, reverse=True):
+        counted += histogram[bucket]
+        if total - counted <= below:
             return bucket
     return None
 
@@ -255,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: compose when a Docker Engine answers, else the local stack",
     )
     args = parser.parse_args(argv)
+    # SIGTERM is acted on between steps, never inside a compose command, so the stacks come down whole.
+    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
     args.out.mkdir(parents=True, exist_ok=True)
     target = choose_target(args.target, args.out)
     settings = Settings.for_run(args.quick, target.name)
@@ -263,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     try:
         for index, config in enumerate(configs, 1):
+            if STOP.is_set():
+                raise SystemExit(143)
             progress.begin(index, config)
             with target.serve(config) as (host, processes):
                 result = run_locust(config, host, processes, settings, args.out, progress)

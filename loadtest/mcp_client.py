@@ -104,10 +104,12 @@ class McpClient:
             params["_meta"] = {**params.get("_meta", {}), "progressToken": f"p{request_id}"}
         body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         # No `with`: Locust's HttpSession allows it only together with catch_response.
-        resp = self.http.post(self.url, json=body, headers=self.headers(), stream=True, timeout=self.timeout)
+        resp = _raise_for_transport(
+            self.http.post(self.url, json=body, headers=self.headers(), stream=True, timeout=self.timeout)
+        )
         try:
             exchange = Exchange(resp.status_code, resp.headers, request_id=request_id)
-            for message in _messages(resp):
+            for message in stream_messages(resp):
                 exchange.messages.append(message)
                 if "method" in message and "id" in message and answer is not None:
                     exchange.answered.append(message)
@@ -136,29 +138,34 @@ class McpClient:
         """The standalone GET stream (the caller reads it with `stream_messages` and closes it)."""
         headers = {k: v for k, v in self.headers({"Accept": "text/event-stream"}).items() if k != "Content-Type"}
         timeout = (self.timeout[0], read_timeout or self.timeout[1])
-        return self.http.get(self.url, headers=headers, stream=True, timeout=timeout)
+        return _raise_for_transport(self.http.get(self.url, headers=headers, stream=True, timeout=timeout))
 
     def close(self) -> Exchange:
         """End the session with DELETE."""
-        resp = self.http.delete(self.url, headers=self.headers(), timeout=self.timeout)
+        resp = _raise_for_transport(self.http.delete(self.url, headers=self.headers(), timeout=self.timeout))
         return Exchange(resp.status_code, resp.headers, _parse_json(resp.content))
 
     def _post(self, body: dict) -> Exchange:
-        resp = self.http.post(self.url, json=body, headers=self.headers(), timeout=self.timeout)
+        resp = _raise_for_transport(self.http.post(self.url, json=body, headers=self.headers(), timeout=self.timeout))
         return Exchange(resp.status_code, resp.headers, _parse_json(resp.content))
 
 
 def stream_messages(resp: requests.Response) -> Iterator[dict]:
     """The JSON-RPC messages of a response, as they arrive (SSE events or one JSON body)."""
-    return _messages(resp)
-
-
-def _messages(resp: requests.Response) -> Iterator[dict]:
     content_type = resp.headers.get("Content-Type", "")
     if content_type.startswith("text/event-stream"):
         yield from _sse_messages(resp)
     else:
         yield from _parse_json(resp.content)
+
+
+def _raise_for_transport(resp: requests.Response) -> requests.Response:
+    """Raise what requests would have raised: Locust's HttpSession returns connection errors and
+    timeouts as a response with status 0 and the exception in `.error` instead."""
+    error = getattr(resp, "error", None)
+    if resp.status_code == 0 and isinstance(error, Exception):
+        raise error
+    return resp
 
 
 def _sse_messages(resp: requests.Response) -> Iterator[dict]:

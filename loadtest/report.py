@@ -101,7 +101,8 @@ def seed_section(rows: list[dict]) -> list[str]:
     """The seed's claims beside what was measured under ip_hash (sticky) and round-robin."""
     sticky = {(r["preset"], r["capability"]): r for r in rows if r["policy"] == "ip-hash" and r["store"] == "memory"}
     lines = [
-        "The seed's claims (✓/✗, – where it says nothing) against the measurements under `ip_hash`:",
+        "The seed's claims (✓ works, ✗ does not, – it says nothing) against the measurements under `ip_hash`"
+        " (✓ no failure, ✗ every operation failed, otherwise the failure rate):",
         "",
         "| Capability | " + " | ".join(PRESETS) + " |",
         "|---|" + "---|" * len(PRESETS),
@@ -111,9 +112,9 @@ def seed_section(rows: list[dict]) -> list[str]:
         cells = []
         for preset in PRESETS:
             claim, row = SEED_CLAIMS[capability][preset], sticky.get((preset, capability))
-            measured = None if row is None or not row["requests"] else row["failures"] == 0
-            cells.append(f"seed {_mark(claim)}, measured {_mark(measured)}")
-            if claim is not None and measured is not None and claim != measured:
+            measured = _measured(row)
+            cells.append(f"seed {_mark(claim)}, measured {measured}")
+            if claim is not None and measured != "–" and measured != _mark(claim):
                 disagreements.append(
                     f"{label} on `{preset}`: the seed says it {'works' if claim else 'does not work'}; "
                     f"measured {100 * row['failure_rate']:.0f}% failures ({row['top_failure'] or 'no failures'})"
@@ -140,6 +141,14 @@ def _shares(config_rows: list[dict]) -> str:
             totals[instance] = totals.get(instance, 0) + count
     everything = sum(totals.values()) or 1
     return ", ".join(f"{instance} {100 * n / everything:.0f}%" for instance, n in sorted(totals.items()))
+
+
+def _measured(row: dict | None) -> str:
+    if row is None or not row["requests"]:
+        return "–"
+    if row["failures"] in (0, row["requests"]):
+        return _mark(row["failures"] == 0)
+    return f"{100 * row['failure_rate']:.0f}% failed"
 
 
 def _mark(value: bool | None) -> str:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
+import pytest
 from mcp import Client
 from mcp.types import CreateMessageResult, ElicitResult, TextContent
+
+from loadtest.compose import docker_unavailable
 
 SAMPLED_TEXT = "a short analysis"
 NO_BACK_CHANNEL = "this transport context has no back-channel for server-initiated requests."
@@ -61,3 +66,20 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def require_docker(what: str) -> None:
+    """Skip `what` with the reason where no Docker Engine answers, but fail under MCP_REQUIRE_DOCKER=1 (CI)."""
+    reason = docker_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("MCP_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"{what} cannot run: {reason} (MCP_REQUIRE_DOCKER=1)")
+    pytest.skip(f"{what} skipped: {reason}")
+
+
+def port_free(port: int) -> None:
+    """Fail early, with the reason, when a fixed port the README uses is taken."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            pytest.fail(f"port {port} is in use: the README's commands need it (a stack or Locust still up?)")

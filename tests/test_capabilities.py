@@ -39,8 +39,8 @@ def operations(client: McpClient) -> dict[str, cap.Outcome]:
         "progress": cap.progress(client),
         "sampling": cap.sampling(client),
         "elicitation": cap.elicitation(client),
-        "subscribe": cap.subscribe(client),
-        "publish": cap.publish(client, "hello"),
+        "subscribe": cap.subscribe(client, "capabilities"),
+        "publish": cap.publish(client, "capabilities", "hello"),
         "churn": cap.session_churn(McpClient(requests.Session(), client.url)),
     }
 
@@ -56,7 +56,7 @@ def test_reasons_on_a_json_preset(stack_for):
 def test_reasons_on_a_stateless_preset(stack_for):
     client = session(stack_for("stateless-sse").instance_url("app1"))
     assert cap.counter(client, expected=1).failure.startswith("tool error: Error executing tool increment")
-    assert cap.subscribe(client).failure == "JSON-RPC -32601: Method not found"
+    assert cap.subscribe(client, "any").failure == "JSON-RPC -32601: Method not found"
     assert cap.session_churn(McpClient(requests.Session(), client.url)).failure is None  # no DELETE owed
 
 

@@ -13,11 +13,11 @@ import requests
 from mcp.shared.exceptions import MCPError
 
 from loadtest import capabilities as cap
-from loadtest.compose import PROJECT, PROJECT_ROOT, ComposeStack, compose_command, docker_unavailable, image_env
+from loadtest.compose import PROJECT, PROJECT_ROOT, ComposeStack, compose_command, image_env
 from loadtest.mcp_client import McpClient
 from loadtest.stack import PRESETS, free_port
 from tests.conftest import STATEFUL
-from tests.helpers import Recorder, text_of, wait_for
+from tests.helpers import Recorder, require_docker, text_of, wait_for
 
 pytestmark = pytest.mark.anyio
 INSTANCES = {"app1", "app2", "app3"}
@@ -26,11 +26,7 @@ INSTANCES = {"app1", "app2", "app3"}
 @pytest.fixture(scope="session")
 def compose_env() -> dict[str, str]:
     """Image variables for compose, with the app and Locust images built once for the whole run."""
-    reason = docker_unavailable()
-    if reason is not None:
-        if os.environ.get("MCP_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"compose tests cannot run: {reason} (MCP_REQUIRE_DOCKER=1)")
-        pytest.skip(f"compose tests skipped: {reason}")
+    require_docker("compose tests")
     env = image_env()
     profiles = ["--profile", "stateful-sse", "--profile", "loadtest"]
     build = [*compose_command(), "-p", PROJECT, *profiles, "build", "app1-stateful-sse", "locust"]
@@ -65,11 +61,13 @@ def test_every_container_is_healthy_and_only_nginx_and_locust_are_published(stac
 
 
 def test_round_robin_spreads_over_the_three_containers(stack):
+    stack.up(policy="round-robin")
     answered_by = initialize_many(stack)
     assert set(answered_by) == INSTANCES, answered_by
 
 
 async def test_the_sdk_client_through_nginx(stack):
+    stack.up(policy="round-robin")
     async with Recorder().client(stack.url) as client:
         if stack.profile in STATEFUL:
             with pytest.raises(MCPError) as failure:
@@ -82,6 +80,7 @@ async def test_the_sdk_client_through_nginx(stack):
 
 def test_the_locust_web_ui_in_compose(stack):
     """The `loadtest` profile's web UI drives load through nginx and shows where it went."""
+    stack.up(policy="round-robin")
     ui = f"http://127.0.0.1:{stack.locust_port}"
     started = requests.post(
         f"{ui}/swarm", data={"user_count": 2, "spawn_rate": 2, "user_classes": "BasicToolUser"}, timeout=10

@@ -12,8 +12,8 @@ from pathlib import Path
 import requests
 
 from loadtest import capabilities as cap
-from loadtest.stack import PROJECT_ROOT, Stack
-from tests.helpers import wait_for
+from loadtest.stack import PROJECT_ROOT, Stack, free_port
+from tests.helpers import port_free, wait_for
 from tests.test_readme import blocks, shell_env
 
 LOCUSTFILE = str(PROJECT_ROOT / "loadtest" / "locustfile.py")
@@ -68,8 +68,20 @@ def test_scenarios_are_selected_by_tag(stack_for, tmp_path):
     assert set(stats) - {"Aggregated"} == {cap.OPEN_SESSION, cap.COUNTER}
 
 
+def test_operations_that_cannot_connect_are_counted_as_failures(tmp_path):
+    """Locust's HttpSession returns connection errors as responses; they must still count."""
+    stats, report = run_headless(f"http://127.0.0.1:{free_port()}", tmp_path, "-u", "2", "-r", "2", seconds=2)
+    assert stats[cap.OPEN_SESSION]["num_requests"] > 0
+    assert stats[cap.OPEN_SESSION]["num_failures"] == stats[cap.OPEN_SESSION]["num_requests"]
+    assert set(report[cap.OPEN_SESSION]["failures"]) == {"connection failed"}
+    scenario = [name for name in cap.CAPABILITIES if name in stats]
+    assert scenario and all(stats[name]["num_failures"] == stats[name]["num_requests"] for name in scenario)
+
+
 def test_the_readme_web_ui_command(tmp_path):
     """`locust -f loadtest/locustfile.py --host http://localhost:8080`, driven through its HTTP API."""
+    port_free(8080)
+    port_free(8089)
     with Stack(run_dir=tmp_path / "stack", preset="stateless-sse", port=8080):
         locust = subprocess.Popen(
             ["bash", "-c", blocks()["locust-web-ui"][0]],

@@ -6,11 +6,13 @@ It runs on the compose stack where a Docker Engine answers (CI), else on the loc
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import pytest
 
 from loadtest import capabilities as cap
+from loadtest.compose import ComposeStack, docker_unavailable
 from loadtest.matrix import POLICIES
 from loadtest.stack import PRESETS, PROJECT_ROOT
 from tests.test_readme import blocks, shell_env
@@ -18,20 +20,33 @@ from tests.test_readme import blocks, shell_env
 OUT = PROJECT_ROOT / "results" / "quick"  # where the README's command writes
 
 
+pytestmark = pytest.mark.timeout(900)
+
+
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory) -> dict:
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", blocks()["matrix-quick"][0]],
+    shutil.rmtree(OUT, ignore_errors=True)  # every file checked below comes from this run
+    env = shell_env(tmp_path_factory.mktemp("matrix"))
+    run = subprocess.Popen(
+        ["bash", "-c", f"exec {blocks()['matrix-quick'][0]}"],
         cwd=PROJECT_ROOT,
-        env=shell_env(tmp_path_factory.mktemp("matrix")),
-        capture_output=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=900,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        stdout, _ = run.communicate(timeout=840)
+    finally:
+        if run.poll() is None:  # SIGTERM first: the matrix then takes its stacks down itself
+            run.terminate()
+            run.wait(timeout=60)
+        if docker_unavailable() is None:
+            ComposeStack.remove_everything()  # in case the matrix could not
+    assert run.returncode == 0, stdout
     saved = json.loads((OUT / "rows.json").read_text())
     rows = {(r["preset"], r["policy"], r["capability"]): r for r in saved["rows"]}
-    return {"stdout": result.stdout, "rows": rows, "run": saved["run"]}
+    return {"stdout": stdout, "rows": rows, "run": saved["run"]}
 
 
 def test_it_shows_progress_and_writes_every_file(matrix):

@@ -172,5 +172,23 @@ def test_only_known_resources_can_be_subscribed(stack_for):
     refused = client.request("resources/subscribe", {"uri": "file:///etc/passwd"})
     assert refused.error == {
         "code": -32602,
-        "message": "cannot subscribe to 'file:///etc/passwd'; subscribable: updates://bulletin",
+        "message": "cannot subscribe to 'file:///etc/passwd'; subscribable: updates://<topic>",
     }
+
+
+def test_updates_reach_only_the_subscribers_of_their_topic(stack_for):
+    url = stack_for("stateful-sse").instance_url("app3")
+    client = McpClient(requests.Session(), url)
+    client.initialize()
+    try:
+        assert client.request("resources/subscribe", {"uri": "updates://mine"}).result == {}
+        other = client.call_tool("publish_update", {"message": "x", "topic": "theirs"})
+        mine = client.call_tool("publish_update", {"message": "x", "topic": "mine"})
+        assert other.result["structuredContent"]["notified_sessions"] == 0
+        assert mine.result["structuredContent"]["notified_sessions"] == 1
+        for n in range(2, 9):
+            assert client.request("resources/subscribe", {"uri": f"updates://t{n}"}).error is None
+        refused = client.request("resources/subscribe", {"uri": "updates://one-too-many"})
+        assert refused.error == {"code": -32602, "message": "a session may hold 8 subscriptions at most"}
+    finally:
+        client.close()

@@ -10,16 +10,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from loadtest.compose import docker_unavailable
 from loadtest.report import README_MATRIX
 from loadtest.stack import Stack
+from tests.helpers import port_free, require_docker
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 README = (PROJECT_ROOT / "README.md").read_text()
@@ -80,9 +79,7 @@ def test_every_shell_block_in_the_readme_is_run_somewhere():
 
 @pytest.fixture
 def port_8080_free():
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 8080)) == 0:
-            pytest.fail("port 8080 is in use: the README's commands need it (a stack still up?)")
+    port_free(8080)
 
 
 def shell_env(tmp_path: Path) -> dict[str, str]:
@@ -131,12 +128,10 @@ def test_local_stack_commands(tmp_path, port_8080_free):
     assert output.count("running, healthy") == 5, output
 
 
+@pytest.mark.timeout(900)
 def test_docker_compose_walk_through(tmp_path, port_8080_free):
-    reason = docker_unavailable()
-    if reason is not None:
-        if os.environ.get("MCP_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"the README's compose commands cannot run: {reason} (MCP_REQUIRE_DOCKER=1)")
-        pytest.skip(f"README compose commands skipped: {reason}")
+    require_docker("the README's compose commands")
+    port_free(8089)
     env = shell_env(tmp_path)
     if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
         env["PATH"] = f"{compose_v1_shim(tmp_path)}:{env['PATH']}"  # the README's note: type docker-compose

@@ -8,7 +8,7 @@ from mcp.server.lowlevel import Server
 
 from app import sdk_internals
 from app.legacy_subscriptions import LegacySubscriptions
-from app.server import ServerState, build_server
+from app.server import UPDATES_URI_PATTERN, ServerState, build_server
 from app.settings import Settings
 from app.state import MemoryBulletinStore, MemoryCounterStore
 
@@ -20,7 +20,7 @@ def test_sdk_version_is_the_pinned_one():
 def test_private_names_still_exist():
     settings = Settings.from_env({})
     state = ServerState(settings, MemoryCounterStore(limit=10), MemoryBulletinStore())
-    mcp = build_server(state, LegacySubscriptions(frozenset({"updates://bulletin"})))
+    mcp = build_server(state, LegacySubscriptions(UPDATES_URI_PATTERN))
     assert isinstance(sdk_internals.lowlevel_server(mcp), Server)
     assert hasattr(Server, "add_request_handler")
     mcp.streamable_http_app()  # creates the session manager

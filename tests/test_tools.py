@@ -69,8 +69,12 @@ async def test_counters_of_ended_sessions_are_evicted_before_open_ones():
     assert await counters.increment("old-but-open") == 2
 
 
-async def test_bulletin_versions_every_publish():
-    bulletins = MemoryBulletinStore()
-    assert (await bulletins.read()).version == 0
-    assert (await bulletins.publish("hello")).version == 1
-    assert (await bulletins.read()).text == "hello"
+async def test_bulletins_version_every_publish_per_topic_and_stay_bounded():
+    bulletins = MemoryBulletinStore(limit=2)
+    assert (await bulletins.read("news")).version == 0
+    assert (await bulletins.publish("news", "hello")).version == 1
+    assert (await bulletins.publish("news", "again")).version == 2
+    assert (await bulletins.read("news")).text == "again"
+    await bulletins.publish("a", "x")
+    await bulletins.publish("b", "y")  # "news" is now the least recently published of three
+    assert (await bulletins.read("news")).version == 0
