@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 from app import sdk_internals
 from app.legacy_subscriptions import LegacySubscriptions
 from app.logs import configure_logging
-from app.middleware import InstanceMiddleware, RejectionMessages
+from app.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
 from app.server import UPDATES_URI_PATTERN, ServerState, build_server
 from app.settings import Settings
 from app.state import MemoryBulletinStore, MemoryCounterStore
@@ -65,4 +65,4 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         transport_security=security,
     )
     log.info("serving", extra={"fields": {"preset": settings.preset.value, "store": settings.session_store.value}})
-    return InstanceMiddleware(RejectionMessages(app), settings.instance_id)
+    return InstanceMiddleware(RejectionMessages(SessionIdPrefix(app, settings.instance_id)), settings.instance_id)

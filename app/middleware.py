@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.logs import session_fingerprint
 
 INSTANCE_HEADER = "x-mcp-instance"
+SESSION_HEADER = b"mcp-session-id"
 _LOGGED_BODY_BYTES = 64 * 1024
 access_log = logging.getLogger("app.access")
 # The SDK's plain-text rejection bodies, and the header and setting each one is about.
@@ -46,14 +47,14 @@ class InstanceMiddleware:
                 headers = [*message.get("headers", []), self.header]
                 message = {**message, "headers": headers}
                 response["status"] = message["status"]
-                response["session_id"] = _header(headers, b"mcp-session-id")
+                response["session_id"] = _header(headers, SESSION_HEADER)
             await send(message)
 
         try:
             await self.app(scope, receive_and_keep, send_with_header)
         finally:
             request_headers = scope.get("headers", [])
-            session_id = _header(request_headers, b"mcp-session-id") or response.get("session_id")
+            session_id = _header(request_headers, SESSION_HEADER) or response.get("session_id")
             fields = {
                 "http_method": scope["method"],
                 "path": scope["path"],
@@ -64,6 +65,37 @@ class InstanceMiddleware:
             }
             level = logging.INFO if scope["path"] == "/mcp" else logging.DEBUG
             access_log.log(level, "request", extra={"fields": fields})
+
+
+class SessionIdPrefix:
+    """Session ids leave as `<instance>.<id>` and come back without the prefix, so a balancer can route
+    a session to the instance that holds it (nginx's `session` policy) with no state of its own."""
+
+    def __init__(self, app: ASGIApp, instance_id: str) -> None:
+        self.app = app
+        self.prefix = f"{instance_id}.".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = [
+            (key, value.partition(b".")[2] or value if key == SESSION_HEADER else value)
+            for key, value in scope.get("headers", [])
+        ]
+
+        async def add_prefix(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [
+                        (key, self.prefix + value if key.lower() == SESSION_HEADER else value)
+                        for key, value in message.get("headers", [])
+                    ],
+                }
+            await send(message)
+
+        await self.app({**scope, "headers": headers}, receive, add_prefix)
 
 
 class RejectionMessages:

@@ -2,7 +2,7 @@
 
     python -m loadtest.matrix [--quick] [--out DIR] [--target auto|compose|local]
 
-Configurations: 4 presets x 2 balancing policies x the memory store. Each runs the same Locust
+Configurations: 4 presets x 3 balancing policies x the memory store. Each runs the same Locust
 users (one subprocess per configuration) against freshly started servers: the compose stack when a
 Docker Engine answers (CPU read from the containers' host pids: a local Linux engine), else the
 local stack. DIR gets matrix.md, results.csv,
@@ -33,9 +33,8 @@ from loadtest import report
 from loadtest.compose import ComposeStack, docker_unavailable, image_env
 from loadtest.cpu import CpuSampler, saturation
 from loadtest.expectations import expected, verdict
-from loadtest.stack import PRESETS, PROJECT_ROOT, Stack, free_port
+from loadtest.stack import POLICIES, PRESETS, PROJECT_ROOT, Stack, free_port
 
-POLICIES = ("round-robin", "ip-hash")
 STOP = threading.Event()  # set by SIGTERM
 STORES = ("memory",)
 

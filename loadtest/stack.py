@@ -31,7 +31,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = PROJECT_ROOT / ".stack"
 PRESETS = ("stateful-sse", "stateful-json", "stateless-sse", "stateless-json")
-POLICIES = ("round-robin", "ip-hash")
+POLICIES = ("round-robin", "ip-hash", "session")
 STORES = ("memory", "redis")
 INSTANCES = ("app1", "app2", "app3")
 READY_TIMEOUT = 30.0
@@ -131,8 +131,9 @@ class Stack:
             self.procs.append(self._spawn(name, port, f"http://127.0.0.1:{port}/readyz", cmd, env))
         site = self.run_dir / "nginx-site"
         site.mkdir(exist_ok=True)
-        servers = "".join(f"server 127.0.0.1:{p.port};\n" for p in self.procs if p.name in INSTANCES)
-        (site / "upstream-servers.conf").write_text(servers)
+        ports = {p.name: p.port for p in self.procs if p.name in INSTANCES}
+        (site / "upstream-servers.conf").write_text("".join(f"server 127.0.0.1:{p};\n" for p in ports.values()))
+        (site / "instance-upstreams.conf").write_text(_instance_upstreams(ports))
         (site / "listen.conf").write_text(f"listen 127.0.0.1:{self.port};\n")
         env = {"LB_POLICY": self.policy, "NGINX_SITE_DIR": str(site), "NGINX_RUN_DIR": str(self.run_dir / "nginx")}
         cmd = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
@@ -205,6 +206,15 @@ class Stack:
             health = "healthy" if proc.alive() and _healthy(proc) else "not answering"
             lines.append(f"  {proc.name:<6} pid={proc.pid:<8} port={proc.port:<6} {running}, {health}")
         return lines
+
+
+def _instance_upstreams(ports: dict[str, int]) -> str:
+    """One upstream per instance with the others as backups, as nginx/compose/instance-upstreams.conf has."""
+    blocks = []
+    for name, port in ports.items():
+        backups = "".join(f" server 127.0.0.1:{p} backup;" for other, p in ports.items() if other != name)
+        blocks.append(f"upstream mcp_{name} {{ server 127.0.0.1:{port};{backups} include keepalive.conf; }}\n")
+    return "".join(blocks)
 
 
 def _state_file(run_dir: Path) -> Path:

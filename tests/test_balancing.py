@@ -13,7 +13,7 @@ import requests
 from mcp.shared.exceptions import MCPError
 
 from loadtest.mcp_client import McpClient
-from loadtest.stack import PRESETS, Stack, free_port
+from loadtest.stack import POLICIES, PRESETS, Stack, free_port
 from tests.conftest import STATEFUL, STATELESS
 from tests.helpers import Recorder, text_of
 from tests.test_modern_protocol import modern_call
@@ -58,6 +58,26 @@ def test_ip_hash_sends_every_local_client_to_the_same_instance(stack_for, preset
     url = stack_for(preset, "ip-hash").url
     answered_by = {McpClient(requests.Session(), url).initialize().instance for _ in range(6)}
     assert len(answered_by) == 1, "127.0.0.1 is one key for ip_hash: no spreading between local clients"
+
+
+@pytest.mark.parametrize("preset", STATEFUL)
+def test_session_policy_keeps_each_session_on_its_instance_and_spreads_sessions(stack_for, preset):
+    url = stack_for(preset, "session").url
+    sessions = [McpClient(requests.Session(), url) for _ in range(6)]
+    homes = [client.initialize().instance for client in sessions]
+    for client, home in zip(sessions, homes, strict=True):
+        assert client.session_id.startswith(f"{home}."), "the session id names the instance that holds it"
+        calls = [client.call_tool("increment") for _ in range(3)]
+        assert [c.result["structuredContent"]["result"] for c in calls] == [1, 2, 3]
+        assert {c.instance for c in calls} == {home}
+    assert set(homes) == INSTANCES, f"new sessions go round-robin, unlike ip_hash: {homes}"
+
+
+@pytest.mark.parametrize("preset", STATEFUL)
+async def test_session_policy_works_for_the_sdk_client(stack_for, preset):
+    async with Recorder().client(stack_for(preset, "session").url) as client:
+        counts = [(await client.call_tool("increment")).structured_content["result"] for _ in range(6)]
+    assert counts == [1, 2, 3, 4, 5, 6]
 
 
 @pytest.mark.parametrize("preset", STATELESS)
@@ -118,7 +138,7 @@ def test_nginx_answers_502_as_jsonrpc_when_no_instance_is_up(tmp_path):
     }
 
 
-@pytest.mark.parametrize("policy", ["round-robin", "ip-hash"])
+@pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_and_policy_serves_mcp_through_nginx(stack_for, preset, policy):
     client = McpClient(requests.Session(), stack_for(preset, policy).url)

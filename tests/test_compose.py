@@ -115,9 +115,33 @@ async def test_ip_hash_sticks_and_keeps_sessions(stack):
         assert counts == [1, 2, 3]
 
 
+def test_session_policy_spreads_sessions_and_keeps_them(stack):
+    stack.up(policy="session")
+    clients = [McpClient(requests.Session(), stack.url) for _ in range(6)]
+    homes = [client.initialize().instance for client in clients]
+    assert set(homes) == INSTANCES, homes
+    if stack.profile in STATEFUL:
+        for client, home in zip(clients, homes, strict=True):
+            calls = [client.call_tool("increment") for _ in range(2)]
+            assert [(c.instance, c.result["structuredContent"]["result"]) for c in calls] == [(home, 1), (home, 2)]
+
+
+def test_killing_the_instance_of_a_routed_session(stack):
+    """Session policy, memory store: nginx falls back to a backup, which does not have the session."""
+    if stack.profile not in STATEFUL:
+        pytest.skip("stateless presets have no session to route (test_killing_an_app_container covers them)")
+    stack.up(policy="session", fresh=True)
+    client = McpClient(requests.Session(), stack.url)
+    victim = client.initialize().instance
+    stack.kill(f"{victim}-{stack.profile}")
+    after = client.call_tool("whoami")
+    assert after.instance in INSTANCES - {victim}
+    assert (after.status, after.error["message"]) == (404, "Session not found")
+
+
 def test_killing_an_app_container(stack):
     """Stateful: the sessions on the dead container are gone. Stateless: the others carry on."""
-    stack.up(policy="ip-hash" if stack.profile in STATEFUL else "round-robin")
+    stack.up(policy="ip-hash" if stack.profile in STATEFUL else "round-robin", fresh=True)
     client = McpClient(requests.Session(), stack.url)
     victim = client.initialize().instance
     stack.kill(f"{victim}-{stack.profile}")

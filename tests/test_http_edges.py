@@ -71,3 +71,16 @@ def parse(line: str) -> dict:
         return json.loads(line)
     except ValueError:  # a line still being written
         return {}
+
+
+def test_session_ids_name_their_instance_and_only_it_serves_them(stack_for):
+    stack = stack_for("stateful-json")
+    client = McpClient(requests.Session(), stack.instance_url("app2"))
+    client.initialize()
+    prefix, _, raw = client.session_id.partition(".")
+    assert prefix == "app2" and len(raw) == 32
+    assert client.call_tool("whoami").result["structuredContent"]["instance"] == "app2"
+    elsewhere = McpClient(requests.Session(), stack.instance_url("app1"))
+    elsewhere.session_id, elsewhere.protocol_version = client.session_id, client.protocol_version
+    lost = elsewhere.call_tool("whoami")
+    assert (lost.status, lost.error["message"]) == (404, "Session not found")

@@ -13,8 +13,7 @@ import pytest
 
 from loadtest import capabilities as cap
 from loadtest.compose import ComposeStack, docker_unavailable
-from loadtest.matrix import POLICIES
-from loadtest.stack import PRESETS, PROJECT_ROOT
+from loadtest.stack import POLICIES, PRESETS, PROJECT_ROOT
 from tests.test_readme import blocks, shell_env
 
 OUT = PROJECT_ROOT / "results" / "quick"  # where the README's command writes

@@ -40,6 +40,8 @@ EXPECTED = {
         '"structuredContent":{"result":2}',
         "DELETE: 200",
     ],
+    "compose-session": [NGINX_HEALTHY],
+    "session-routing": ["mcp-session-id: app1.\nmcp-session-id: app2.\nmcp-session-id: app3."],
     "compose-stateless": [NGINX_HEALTHY],
     "stateless-session": ['"instance":"app1"\n"instance":"app2"\n"instance":"app3"'],
     "compose-loadtest": ["Locust: http://127.0.0.1:8089"],

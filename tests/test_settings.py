@@ -102,4 +102,6 @@ def test_nginx_launcher_refuses_an_unknown_policy(tmp_path):
         timeout=30,
     )
     assert result.returncode == 2
-    assert result.stderr == "run-nginx: LB_POLICY='least-conn' is not valid; valid values: round-robin, ip-hash\n"
+    assert (
+        result.stderr == "run-nginx: LB_POLICY='least-conn' is not valid; valid values: round-robin, ip-hash, session\n"
+    )
