@@ -126,30 +126,20 @@ def test_session_policy_spreads_sessions_and_keeps_them(stack):
             assert [(c.instance, c.result["structuredContent"]["result"]) for c in calls] == [(home, 1), (home, 2)]
 
 
-def test_killing_the_instance_of_a_routed_session(stack):
-    """Session policy, memory store: nginx falls back to a backup, which does not have the session."""
-    if stack.profile not in STATEFUL:
-        pytest.skip("stateless presets have no session to route (test_killing_an_app_container covers them)")
-    stack.up(policy="session", fresh=True)
-    client = McpClient(requests.Session(), stack.url)
-    victim = client.initialize().instance
-    stack.kill(f"{victim}-{stack.profile}")
-    after = client.call_tool("whoami")
-    assert after.instance in INSTANCES - {victim}
-    assert (after.status, after.error["message"]) == (404, "Session not found")
-
-
 def test_killing_an_app_container(stack):
-    """Stateful: the sessions on the dead container are gone. Stateless: the others carry on."""
-    stack.up(policy="ip-hash" if stack.profile in STATEFUL else "round-robin", fresh=True)
-    client = McpClient(requests.Session(), stack.url)
-    victim = client.initialize().instance
-    stack.kill(f"{victim}-{stack.profile}")
-    after = [client.call_tool("whoami") for _ in range(6)]
-    answered_by = [exchange.instance for exchange in after]
-    assert victim not in answered_by, answered_by
-    if stack.profile in STATEFUL:
-        assert all((e.status, e.error["message"]) == (404, "Session not found") for e in after)
-    else:
-        assert all(e.status == 200 and e.error is None for e in after)
-        assert set(answered_by) == INSTANCES - {victim}
+    """Stateful (ip_hash and session policies): the sessions on the dead container are gone.
+    Stateless: the other two carry on."""
+    policies = ("ip-hash", "session") if stack.profile in STATEFUL else ("round-robin",)
+    for policy in policies:
+        stack.up(policy=policy, fresh=True)
+        client = McpClient(requests.Session(), stack.url)
+        victim = client.initialize().instance
+        stack.kill(f"{victim}-{stack.profile}")
+        after = [client.call_tool("whoami") for _ in range(6)]
+        answered_by = [exchange.instance for exchange in after]
+        assert victim not in answered_by, (policy, answered_by)
+        if stack.profile in STATEFUL:
+            assert all((e.status, e.error["message"]) == (404, "Session not found") for e in after), policy
+        else:
+            assert all(e.status == 200 and e.error is None for e in after)
+            assert set(answered_by) == INSTANCES - {victim}

@@ -49,10 +49,11 @@ def matrix(tmp_path_factory) -> dict:
 
 
 def test_it_shows_progress_and_writes_every_file(matrix):
-    assert "[8/8] stateless-json/ip-hash/memory" in matrix["stdout"]
+    configurations = len(PRESETS) * len(POLICIES)
+    assert f"[{configurations}/{configurations}] {PRESETS[-1]}/{POLICIES[-1]}/memory" in matrix["stdout"]
     assert "failures so far:" in matrix["stdout"]
     assert (OUT / "heatmap.png").read_bytes().startswith(b"\x89PNG")
-    assert (OUT / "results.csv").read_text().count("\n") == 1 + 8 * len(cap.CAPABILITIES)
+    assert (OUT / "results.csv").read_text().count("\n") == 1 + configurations * len(cap.CAPABILITIES)
     for preset in PRESETS:
         for policy in POLICIES:
             run = OUT / "runs" / f"{preset}_{policy}_memory"
@@ -89,3 +90,12 @@ def test_the_seed_disagreements_are_listed(matrix):
     text = (OUT / "matrix.md").read_text()
     assert "- progress on `stateless-sse`: the seed says it does not work; measured 0% failures" in text
     assert "- sampling on `stateful-json`: the seed says it works; measured 100% failures" in text
+
+
+def test_the_session_policy_keeps_stateful_sse_whole_and_spreads_sessions(matrix):
+    instances: set[str] = set()
+    for capability in cap.CAPABILITIES:
+        row = matrix["rows"]["stateful-sse", "session", capability]
+        assert row["requests"] > 0 and row["failures"] == 0, capability
+        instances |= set(row["instances"])
+    assert len(instances) > 1, "sessions should spread over instances, unlike ip_hash"
