@@ -8,10 +8,10 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from loadtest.stack import answers
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mcpscale-e2e"  # never the project a user's own `docker compose up` creates
@@ -80,18 +80,14 @@ class ComposeStack:
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        while not (self._nginx_answers() and all(c["health"] == "healthy" for c in self.containers().values())):
+        while not (
+            answers(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
+            and all(c["health"] == "healthy" for c in self.containers().values())
+        ):
             if time.monotonic() > deadline:
                 logs = self.compose("logs", "--tail=20", check=False).stdout
                 raise RuntimeError(f"{self.profile} not healthy after {READY_TIMEOUT:.0f} s:\n{logs}")
             time.sleep(0.5)
-
-    def _nginx_answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
 
     def containers(self) -> dict[str, dict]:
         """Running containers of the project by service: id, host pid, health and published ports."""

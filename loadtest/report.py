@@ -56,6 +56,11 @@ def write_csv(rows: list[dict], path: Path) -> None:
             )
 
 
+def by_cell(rows: list[dict]) -> dict[tuple[str, str, str, str], dict]:
+    """Rows by (preset, policy, store, capability)."""
+    return {(r["preset"], r["policy"], r["store"], r["capability"]): r for r in rows}
+
+
 def configurations(rows: list[dict]) -> list[tuple[str, str, str]]:
     return list(dict.fromkeys((r["preset"], r["policy"], r["store"]) for r in rows))
 
@@ -73,7 +78,7 @@ def cell(row: dict) -> str:
 
 def markdown(rows: list[dict], run_info: dict) -> str:
     configs = configurations(rows)
-    by_key = {(r["preset"], r["policy"], r["store"], r["capability"]): r for r in rows}
+    by_key = by_cell(rows)
     lines = [
         f"Measured {run_info['date']} on {run_info['machine']}, against the {run_info['target']} stack: "
         f"{run_info['users']} Locust users (an equal share per scenario), {run_info['duration_s']} s per "
@@ -88,7 +93,8 @@ def markdown(rows: list[dict], run_info: dict) -> str:
     lines += ["", "Which instance answered (share of all operations) and the busiest process:", ""]
     lines += ["| Configuration | Instances | Busiest process (average % of one core) |", "|---|---|---|"]
     for config in configs:
-        config_rows = [r for r in rows if (r["preset"], r["policy"], r["store"]) == config]
+        preset, policy, store = config
+        config_rows = rows_where(rows, preset=preset, policy=policy, store=store)
         cpu = config_rows[0]["cpu"]
         busiest = max(cpu, key=cpu.get)
         load = f"{busiest} {cpu[busiest]:.0f}%, {config_rows[0]['saturated'] or 'not saturated'}"
@@ -163,7 +169,7 @@ def write_heatmap(rows: list[dict], path: Path) -> None:
     import numpy
 
     configs = configurations(rows)
-    by_key = {(r["preset"], r["policy"], r["store"], r["capability"]): r for r in rows}
+    by_key = by_cell(rows)
     capabilities = list(cap.CAPABILITIES)
     # Cells the preset cannot do at all are grey: the colour is for what should work.
     grid = [[_rate(by_key[(*config, c)]) for config in configs] for c in capabilities]

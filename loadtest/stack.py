@@ -273,8 +273,13 @@ def _healthy(proc: Proc) -> bool:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+    return answers(proc.health_url)
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether a GET of `url` gets 200 (any error, refusal or timeout is a no)."""
     try:
-        with urllib.request.urlopen(proc.health_url, timeout=1) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 
 from loadtest import capabilities as cap
-from loadtest.stack import PROJECT_ROOT, Stack, free_port
+from loadtest.stack import PROJECT_ROOT, Stack, answers, free_port
 from tests.helpers import port_free, wait_for
 from tests.test_readme import blocks, shell_env
 
@@ -93,7 +93,7 @@ def test_the_readme_web_ui_command(tmp_path):
         )
         try:
             ui = "http://127.0.0.1:8089"
-            wait_for(lambda: _answers(ui), timeout=30)
+            wait_for(lambda: answers(ui, timeout=2), timeout=30)
             picked = ["BasicToolUser", "LoggingUser"]
             started = requests.post(
                 f"{ui}/swarm", data={"user_count": 2, "spawn_rate": 2, "user_classes": picked}, timeout=5
@@ -110,13 +110,6 @@ def test_the_readme_web_ui_command(tmp_path):
     (tab,) = stats["extended_stats"]
     basic = next(row for row in tab["data"] if row["name"] == cap.BASIC)
     assert tab["key"] == "mcp-instances" and basic["instances"] == 3, basic
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def _stats_with(ui: str, *names: str) -> dict | None:
