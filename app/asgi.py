@@ -17,8 +17,11 @@ from app import sdk_internals
 from app.legacy_subscriptions import LegacySubscriptions
 from app.logs import configure_logging
 from app.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
+from app.redis_store import RedisCounterStore, connect
 from app.server import UPDATES_URI_PATTERN, ServerState, build_server
-from app.settings import Settings
+from app.session_registry import SessionRegistry
+from app.settings import SessionStore, Settings
+from app.shared_sessions import Cluster, SharedSessions
 from app.state import MemoryBulletinStore, MemoryCounterStore
 
 log = logging.getLogger("app")
@@ -27,9 +30,16 @@ log = logging.getLogger("app")
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings.from_env()
     configure_logging(settings.instance_id, settings.log_level)
-    # `mcp` is bound below; the counters only ask it which sessions are open once they are full.
-    counters = MemoryCounterStore(settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp))
-    state = ServerState(settings, counters, MemoryBulletinStore())
+    cluster = None
+    if settings.session_store is SessionStore.REDIS:
+        redis = connect(settings.redis_url)
+        registry = SessionRegistry(redis, settings.instance_id, settings.internal_url, settings.session_idle_timeout)
+        cluster = Cluster(redis, registry)
+        counters = RedisCounterStore(redis)
+    else:
+        # `mcp` is bound below; the counters only ask it which sessions are open once they are full.
+        counters = MemoryCounterStore(settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp))
+    state = ServerState(settings, counters, MemoryBulletinStore(), cluster)
     mcp = build_server(state, LegacySubscriptions(UPDATES_URI_PATTERN))
 
     @mcp.custom_route("/healthz", methods=["GET"])
@@ -38,12 +48,16 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     @mcp.custom_route("/readyz", methods=["GET"])
     async def readyz(_: Request) -> JSONResponse:
+        status = "ready" if state.ready else "starting"
+        if state.ready and cluster is not None and not await cluster.reachable():
+            status = "session store (Redis) unavailable"
         body = {
-            "status": "ready" if state.ready else "starting",
+            "status": status,
             "instance": settings.instance_id,
             "preset": settings.preset.value,
+            "store": settings.session_store.value,
         }
-        return JSONResponse(body, status_code=200 if state.ready else 503)
+        return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
     if not settings.request_state_keys:
         log.warning(
@@ -64,5 +78,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         max_sessions=settings.max_sessions,
         transport_security=security,
     )
+    if cluster is not None:
+        cluster.manager = sdk_internals.install_shared_sessions(mcp, cluster.registry.forget)
+        app = SharedSessions(app, cluster)
     log.info("serving", extra={"fields": {"preset": settings.preset.value, "store": settings.session_store.value}})
     return InstanceMiddleware(RejectionMessages(SessionIdPrefix(app, settings.instance_id)), settings.instance_id)

@@ -46,4 +46,5 @@ def configure_logging(instance_id: str, level: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per forwarded request otherwise
     logging.getLogger("uvicorn.access").disabled = True  # app.access writes the richer line

@@ -69,7 +69,8 @@ class InstanceMiddleware:
 
 class SessionIdPrefix:
     """Session ids leave as `<instance>.<id>` and come back without the prefix, so a balancer can route
-    a session to the instance that holds it (nginx's `session` policy) with no state of its own."""
+    a session to the instance that holds it (nginx's `session` policy) with no state of its own.
+    An id that already has a prefix (a response forwarded from the session's owner) keeps the owner's."""
 
     def __init__(self, app: ASGIApp, instance_id: str) -> None:
         self.app = app
@@ -89,7 +90,7 @@ class SessionIdPrefix:
                 message = {
                     **message,
                     "headers": [
-                        (key, self.prefix + value if key.lower() == SESSION_HEADER else value)
+                        (key, self.prefix + value if key.lower() == SESSION_HEADER and b"." not in value else value)
                         for key, value in message.get("headers", [])
                     ],
                 }

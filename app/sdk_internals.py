@@ -6,8 +6,21 @@ the SDK version is pinned in requirements.txt for the same reason.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio.abc import TaskStatus
+from mcp.server.connection import Connection
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
+from mcp.server.runner import ServerRunner, serve_connection
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp.types import InitializeRequestParams
+
+log = logging.getLogger(__name__)
 
 
 def lowlevel_server(mcp: MCPServer) -> Server:
@@ -21,3 +34,85 @@ def lowlevel_server(mcp: MCPServer) -> Server:
 def live_session_ids(mcp: MCPServer) -> set[str]:
     """Ids of the sessions this process holds now (stateful presets only)."""
     return set(mcp.session_manager._server_instances)
+
+
+def negotiated_version(params: dict) -> str:
+    """The protocol version the SDK picks for these `initialize` params (the SDK's own rule, reused)."""
+    return ServerRunner._negotiate_initialize(params)[1]
+
+
+class SharedSessionManager(StreamableHTTPSessionManager):
+    """The SDK's session manager, able to serve a session another process opened, and to say when one ends.
+
+    Installed by swapping the class of the manager MCPServer built, so the SDK's own routing stays in place.
+    """
+
+    on_session_end: Callable[[str], Awaitable[None]]
+
+    def holds(self, session_id: str) -> bool:
+        return session_id in self._server_instances
+
+    async def rebuild(self, session_id: str, params: dict, protocol_version: str) -> None:
+        """Serve `session_id` here from its stored `initialize` params, as if this process had opened it."""
+        async with self._session_creation_lock:
+            if session_id in self._server_instances:
+                return
+            transport = StreamableHTTPServerTransport(
+                mcp_session_id=session_id,
+                is_json_response_enabled=self.json_response,
+                event_store=self.event_store,
+                security_settings=self.security_settings,
+                retry_interval=self.retry_interval,
+                idle_timeout=self.session_idle_timeout,
+            )
+            self._server_instances[session_id] = transport
+        client_params = InitializeRequestParams.model_validate(params, by_name=False)
+
+        async def run_server(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+            async with transport.connect() as (read_stream, write_stream):
+                task_status.started()
+                try:
+                    with transport.idle_scope or anyio.CancelScope():
+                        dispatcher = JSONRPCDispatcher(
+                            read_stream, write_stream, inline_methods=frozenset({"initialize"})
+                        )
+                        connection = Connection.for_loop(dispatcher, session_id=session_id)
+                        connection.client_params = client_params
+                        connection.protocol_version = protocol_version
+                        connection.initialized.set()
+                        await serve_connection(
+                            self.app, dispatcher, connection=connection, lifespan_state=self._lifespan_state
+                        )
+                except Exception:
+                    log.exception("a rebuilt session crashed")
+                finally:
+                    await self._discard_session(session_id, transport)
+
+        assert self._task_group is not None
+        await self._task_group.start(run_server)
+        if transport.idle_scope is not None and self.session_idle_timeout is not None:
+            # The SDK starts the idle countdown when a request ends; a rebuilt session has had none yet.
+            transport.idle_scope.deadline = anyio.current_time() + self.session_idle_timeout
+
+    async def drop(self, session_id: str) -> None:
+        """Stop serving `session_id` here (another process owns it now); its stored state stays."""
+        transport = self._server_instances.get(session_id)
+        if transport is not None:
+            await StreamableHTTPSessionManager._discard_session(self, session_id, transport)
+
+    async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
+        # Ended by the client (DELETE) or by the idle timeout, not by this process shutting down.
+        ended = transport.is_terminated or (transport.idle_scope is not None and transport.idle_scope.cancel_called)
+        was_here = self._server_instances.get(session_id) is transport
+        await super()._discard_session(session_id, transport)
+        if ended and was_here:
+            with anyio.CancelScope(shield=True):
+                await self.on_session_end(session_id)
+
+
+def install_shared_sessions(mcp: MCPServer, on_session_end: Callable[[str], Awaitable[None]]) -> SharedSessionManager:
+    """Make the manager `mcp.streamable_http_app()` built a SharedSessionManager (call after building the app)."""
+    manager = mcp.session_manager
+    manager.__class__ = SharedSessionManager
+    manager.on_session_end = on_session_end
+    return manager

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
 from mcp.server.mcpserver import (
@@ -29,8 +29,12 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
 
 from app.legacy_subscriptions import LegacySubscriptions
+from app.redis_store import StoreUnavailable
 from app.settings import SERVER_NAME, Settings
 from app.state import BulletinStore, CounterStore
+
+if TYPE_CHECKING:
+    from app.shared_sessions import Cluster
 
 UPDATES_URI = "updates://{topic}"  # publish_update's resources; "updates://bulletin" by default
 _TOPIC = r"[a-z0-9-]{1,32}"
@@ -61,10 +65,13 @@ class Identity(BaseModel):
 class ServerState:
     """What the tools share, built once per process."""
 
-    def __init__(self, settings: Settings, counters: CounterStore, bulletins: BulletinStore) -> None:
+    def __init__(
+        self, settings: Settings, counters: CounterStore, bulletins: BulletinStore, cluster: Cluster | None = None
+    ) -> None:
         self.settings = settings
         self.counters = counters
         self.bulletins = bulletins
+        self.cluster = cluster  # the Redis session store, when MCP_SESSION_STORE=redis
         self.ready = False
 
 
@@ -119,11 +126,12 @@ def build_server(state: ServerState, subscriptions: LegacySubscriptions) -> MCPS
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
-        state.ready = True
-        try:
-            yield
-        finally:
-            state.ready = False
+        async with state.cluster.running() if state.cluster is not None else nullcontext():
+            state.ready = True
+            try:
+                yield
+            finally:
+                state.ready = False
 
     mcp = MCPServer(SERVER_NAME, request_state_security=security, lifespan=lifespan, log_level=settings.log_level)
     if not settings.preset.stateless:
@@ -148,7 +156,10 @@ def build_server(state: ServerState, subscriptions: LegacySubscriptions) -> MCPS
                 "increment counts per MCP session and this request has none "
                 "(stateless presets and 2026-07-28 requests carry no Mcp-Session-Id)"
             )
-        return await state.counters.increment(session_id)
+        try:
+            return await state.counters.increment(session_id)
+        except (StoreUnavailable, LookupError) as exc:
+            raise ToolError(str(exc)) from None
 
     @mcp.tool()
     async def slow_task(

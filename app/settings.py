@@ -64,6 +64,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     session_store: SessionStore = SessionStore.MEMORY
     redis_url: str = "redis://127.0.0.1:6379/0"
+    advertise_url: str | None = None
     data_dir: Path = PROJECT_ROOT / "data"
     request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
     session_idle_timeout: float = 1800.0
@@ -88,6 +89,7 @@ class Settings:
             ),
             session_store=reader.get("MCP_SESSION_STORE", _choice(SessionStore), SessionStore.MEMORY),
             redis_url=reader.get("MCP_REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0"),
+            advertise_url=reader.get("MCP_ADVERTISE_URL", _http_url, None),
             data_dir=reader.get("MCP_DATA_DIR", _directory, PROJECT_ROOT / "data"),
             request_state_keys=reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
             session_idle_timeout=reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
@@ -101,10 +103,10 @@ class Settings:
 
     def check_combination(self) -> None:
         """Refuse combinations of valid values that cannot work."""
-        if self.session_store is SessionStore.REDIS:
+        if self.session_store is SessionStore.REDIS and self.preset.stateless:
             raise SettingsError(
-                "MCP_SESSION_STORE='redis' is not available yet (the Redis session store is issue #5); "
-                "valid values today: memory"
+                f"MCP_SESSION_STORE='redis' stores sessions, and MCP_PRESET='{self.preset.value}' has none; "
+                "use MCP_SESSION_STORE=memory or a stateful preset"
             )
         if self.workers > 1 and not self.preset.stateless and self.session_store is SessionStore.MEMORY:
             raise SettingsError(
@@ -112,6 +114,15 @@ class Settings:
                 "would give each worker its own session table, so requests that reach another worker fail with "
                 "404 'Session not found'; use MCP_WORKERS=1 or a stateless preset"
             )
+
+    @property
+    def internal_url(self) -> str:
+        """Where the other instances reach this one to forward a session's requests (MCP_ADVERTISE_URL)."""
+        if self.advertise_url is not None:
+            return self.advertise_url
+        host = socket.gethostname() if ipaddress.ip_address(self.listen_host).is_unspecified else self.listen_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.listen_port}"
 
 
 class _Reader:
@@ -230,6 +241,13 @@ def _redis_url(raw: str) -> str:
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise ValueError("is not a Redis URL; valid values: redis://host:port/db or rediss://host:port/db")
     return raw
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ValueError("is not a base URL; valid values: http://host:port, e.g. http://app1:8000")
+    return raw.rstrip("/")
 
 
 def _directory(raw: str) -> Path:

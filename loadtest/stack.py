@@ -68,6 +68,7 @@ class Stack:
     policy: str = "round-robin"
     store: str = "memory"
     port: int = 8080
+    app_env: dict[str, str] = field(default_factory=dict)  # extra MCP_* settings for every instance
     procs: list[Proc] = field(default_factory=list)
 
     @property
@@ -76,8 +77,14 @@ class Stack:
 
     def instance_url(self, name: str) -> str:
         """The /mcp URL of one app instance, bypassing nginx."""
-        proc = next(p for p in self.procs if p.name == name)
-        return f"http://127.0.0.1:{proc.port}/mcp"
+        return f"http://127.0.0.1:{self.proc(name).port}/mcp"
+
+    def proc(self, name: str) -> Proc:
+        return next(p for p in self.procs if p.name == name)
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.proc('redis').port}/0"
 
     def __enter__(self) -> Stack:
         self.start()
@@ -126,6 +133,7 @@ class Stack:
                 "MCP_LISTEN_PORT": str(port),
                 "MCP_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
                 "MCP_REQUEST_STATE_KEYS": shared_key,
+                **self.app_env,
             }
             cmd = [sys.executable, "-m", "app"]
             self.procs.append(self._spawn(name, port, f"http://127.0.0.1:{port}/readyz", cmd, env))

@@ -21,16 +21,16 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session")
 def stack_for(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
-    """`stack_for(preset, policy)`: a running local stack, started on first use and stopped at the end."""
-    stacks: dict[tuple[str, str], Stack] = {}
+    """`stack_for(preset, policy, store)`: a running local stack, started on first use and stopped at the end."""
+    stacks: dict[tuple[str, str, str], Stack] = {}
     with contextlib.ExitStack() as cleanup:
 
-        def get(preset: str, policy: str = "round-robin") -> Stack:
-            if (preset, policy) not in stacks:
-                run_dir = tmp_path_factory.mktemp(f"{preset}-{policy}")
-                stack = Stack(run_dir=run_dir, preset=preset, policy=policy, port=free_port())
-                stacks[preset, policy] = cleanup.enter_context(stack)
-            return stacks[preset, policy]
+        def get(preset: str, policy: str = "round-robin", store: str = "memory") -> Stack:
+            if (preset, policy, store) not in stacks:
+                run_dir = tmp_path_factory.mktemp(f"{preset}-{policy}-{store}")
+                stack = Stack(run_dir=run_dir, preset=preset, policy=policy, store=store, port=free_port())
+                stacks[preset, policy, store] = cleanup.enter_context(stack)
+            return stacks[preset, policy, store]
 
         yield get
 

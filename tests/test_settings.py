@@ -68,9 +68,18 @@ def test_several_workers_with_in_memory_sessions_are_refused():
     assert Settings.from_env({"MCP_WORKERS": "2", "MCP_PRESET": "stateless-json"}).workers == 2
 
 
-def test_redis_store_is_refused_until_it_exists():
-    with pytest.raises(SettingsError, match="MCP_SESSION_STORE='redis' is not available yet"):
-        Settings.from_env({"MCP_SESSION_STORE": "redis"})
+def test_the_redis_store_needs_a_stateful_preset():
+    assert Settings.from_env({"MCP_SESSION_STORE": "redis"}).session_store.value == "redis"
+    with pytest.raises(SettingsError, match="MCP_PRESET='stateless-sse' has none"):
+        Settings.from_env({"MCP_SESSION_STORE": "redis", "MCP_PRESET": "stateless-sse"})
+
+
+def test_the_internal_url_names_this_instance_for_the_others():
+    assert Settings.from_env({"MCP_LISTEN_PORT": "8101"}).internal_url == "http://127.0.0.1:8101"
+    given = Settings.from_env({"MCP_LISTEN_HOST": "0.0.0.0", "MCP_ADVERTISE_URL": "http://app1:8000/"})
+    assert given.internal_url == "http://app1:8000"
+    with pytest.raises(SettingsError, match="MCP_ADVERTISE_URL='app1:8000' is not a base URL"):
+        Settings.from_env({"MCP_ADVERTISE_URL": "app1:8000"})
 
 
 def run_app(env: dict[str, str]) -> subprocess.CompletedProcess:

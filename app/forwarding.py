@@ -1,0 +1,149 @@
+"""The hop from the instance a request reached to the instance that owns its session.
+
+The exchange is streamed both ways (an SSE response flows to the client as the owner writes it), the
+hop carries a signature only cluster members can make, and a forwarded request is never forwarded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+
+import anyio
+import httpx2
+from starlette.types import Message, Receive, Scope, Send
+
+FORWARD_HEADER = "x-mcp-forwarded"
+SERVED_BY_HEADER = b"x-mcp-served-by"  # the owner's X-Mcp-Instance; X-Mcp-Instance stays the instance nginx picked
+_MAX_SKEW_SECONDS = 30
+_HEADER_TIMEOUT_SECONDS = 60.0  # a hung owner fails the request instead of holding it forever
+# Hop-by-hop headers (RFC 9110 7.6.1), and the ones the client library sets itself.
+_NOT_FORWARDED = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"content-length",
+    FORWARD_HEADER.encode(),
+}
+log = logging.getLogger(__name__)
+
+
+class OwnerUnreachable(ConnectionError):
+    """No connection to the owner could be made: the request never reached it, so serving it here is safe."""
+
+
+class OwnerLost(ConnectionError):
+    """The owner took the request but broke off or timed out before answering: it may or may not have run."""
+
+
+class ForwardSigner:
+    """Signs the forwarded hop with the cluster secret, binding it to the method, the session and the time."""
+
+    def __init__(self, secret: bytes, sender: str) -> None:
+        self._secret = secret
+        self.sender = sender
+
+    def sign(self, method: str, session_id: str) -> str:
+        stamp = str(int(time.time()))
+        return f"{stamp};{self.sender};{self._mac(stamp, self.sender, method, session_id)}"
+
+    def verify(self, header: str, method: str, session_id: str) -> bool:
+        stamp, _, rest = header.partition(";")
+        sender, _, mac = rest.partition(";")
+        if not stamp.isdigit() or abs(time.time() - int(stamp)) > _MAX_SKEW_SECONDS:
+            return False
+        return hmac.compare_digest(mac, self._mac(stamp, sender, method, session_id))
+
+    def _mac(self, stamp: str, sender: str, method: str, session_id: str) -> str:
+        message = f"{stamp}|{sender}|{method}|{session_id}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+
+class Forwarder:
+    """Replays one HTTP exchange against the owner's URL over pooled keep-alive connections."""
+
+    def __init__(self, signer: ForwardSigner) -> None:
+        self.signer = signer
+        self._client = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(connect=1.0, read=None, write=10.0, pool=5.0),
+            limits=httpx2.Limits(max_connections=512, max_keepalive_connections=128),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def forward(self, owner_url: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        """Send the request to the owner and stream its answer back; raises before sending anything to the client."""
+        session_id = _header(scope, b"mcp-session-id")
+        headers = [(key, value) for key, value in scope["headers"] if key.lower() not in _NOT_FORWARDED]
+        headers.append((FORWARD_HEADER.encode(), self.signer.sign(scope["method"], session_id).encode()))
+        path = scope.get("raw_path") or scope["path"].encode()
+        query = b"?" + scope["query_string"] if scope.get("query_string") else b""
+        request = self._client.build_request(
+            scope["method"], owner_url + (path + query).decode("latin-1"), headers=headers, content=body
+        )
+        try:
+            with anyio.fail_after(_HEADER_TIMEOUT_SECONDS):
+                response = await self._client.send(request, stream=True)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
+            raise OwnerUnreachable(str(exc)) from exc
+        except (httpx2.TransportError, TimeoutError) as exc:
+            raise OwnerLost(exc.__class__.__name__) from exc
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (SERVED_BY_HEADER if k.lower() == b"x-mcp-instance" else k, v)
+                        for k, v in response.headers.raw
+                        if k.lower() not in _NOT_FORWARDED
+                    ],
+                }
+            )
+            async with anyio.create_task_group() as group:
+
+                async def stop_when_client_leaves() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()  # and close the owner's stream, or a GET stays open there
+
+                group.start_soon(stop_when_client_leaves)
+                try:
+                    async for chunk in response.aiter_raw():
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except httpx2.HTTPError as exc:
+                    # End cleanly: the SDK client reconnects a GET stream that ended, but gives up after errors.
+                    log.warning("the owner's stream broke off: %s", exc.__class__.__name__)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None when it is longer than `limit` bytes."""
+    chunks, size = [], 0
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == name), "")

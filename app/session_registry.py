@@ -1,0 +1,170 @@
+"""Who owns each session, kept in Redis: one owner per session, a heartbeat per owner, takeover by compare-and-set.
+
+Keys: `mcp:session:<id>` is a hash (owner, the `initialize` params, protocol version, generation, the
+session's counter) that expires `ttl` after the owner last refreshed it; `mcp:owner:<owner>` holds the
+owner's internal URL and expires three heartbeats after the owner last wrote it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+import anyio
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.redis_store import SESSION_KEY, StoreUnavailable
+
+OWNER_KEY = "mcp:owner:{}"
+HEARTBEAT_SECONDS = 1.0
+OWNER_TIMEOUT_SECONDS = 3.0  # an owner silent this long is dead, and its sessions may be taken over
+CONFIRM_EVERY_SECONDS = 1.0  # a local session re-checks that it is still ours at most this often
+LOOKUP_CACHE_SECONDS = 1.0
+log = logging.getLogger(__name__)
+
+_REGISTER = """
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'params', ARGV[2], 'pv', ARGV[3], 'gen', 1)
+return redis.call('PEXPIRE', KEYS[1], ARGV[4])
+"""
+# 1: still ours (and its expiry pushed back); 0: another process took it over; -1: no record.
+_CONFIRM = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if owner then return 0 end
+return -1
+"""
+_LOOKUP = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if not owner then return nil end
+return {owner, redis.call('GET', ARGV[1] .. owner) or ''}
+"""
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return nil end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call('HMGET', KEYS[1], 'params', 'pv')
+"""
+_FORGET = """
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Owner:
+    owner_id: str
+    url: str | None  # None when its heartbeat has stopped
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What a session was opened with: enough to serve it from another process."""
+
+    params: dict
+    protocol_version: str
+
+
+class SessionRegistry:
+    def __init__(self, redis: Redis, instance_id: str, url: str, ttl_seconds: float) -> None:
+        self.owner_id = f"{instance_id}:{secrets.token_hex(4)}"  # one per process: a restart is a new owner
+        self.url = url
+        self._redis = redis
+        self._ttl_ms = int(ttl_seconds * 1000)
+        self._register = redis.register_script(_REGISTER)
+        self._confirm = redis.register_script(_CONFIRM)
+        self._lookup = redis.register_script(_LOOKUP)
+        self._claim = redis.register_script(_CLAIM)
+        self._forget = redis.register_script(_FORGET)
+        self._owned: dict[str, tuple[Opening, float]] = {}  # session -> (opening, last confirmed)
+        self._lookups: dict[str, tuple[Owner, float]] = {}
+
+    async def register(self, session_id: str, opening: Opening) -> None:
+        """Record a session this process just opened."""
+        params = json.dumps(opening.params)
+        await self._call(self._register, session_id, self.owner_id, params, opening.protocol_version, self._ttl_ms)
+        self._owned[session_id] = (opening, time.monotonic())
+
+    async def confirm(self, session_id: str, *, now: bool = False) -> bool:
+        """Is a session held here still ours? False when another process has taken it over."""
+        opening, confirmed = self._owned.get(session_id, (None, 0.0))
+        if opening is not None and not now and time.monotonic() - confirmed < CONFIRM_EVERY_SECONDS:
+            return True
+        answer = await self._call(self._confirm, session_id, self.owner_id, self._ttl_ms)
+        if answer == 0 or (answer == -1 and opening is None):
+            self._owned.pop(session_id, None)
+            return False
+        if answer == -1:
+            # Redis lost the record (a restart without persistence): this process still holds the session.
+            log.warning("a session held here had no record in Redis; recording it again")
+            await self.register(session_id, opening)
+        elif opening is not None:
+            self._owned[session_id] = (opening, time.monotonic())
+        return True
+
+    async def lookup(self, session_id: str) -> Owner | None:
+        """The owner of a session held elsewhere, or None if there is no such session."""
+        cached = self._lookups.get(session_id)
+        if cached is not None and time.monotonic() - cached[1] < LOOKUP_CACHE_SECONDS:
+            return cached[0]
+        answer = await self._call(self._lookup, session_id, OWNER_KEY.format(""))
+        if answer is None:
+            self._lookups.pop(session_id, None)
+            return None
+        owner = Owner(answer[0].decode(), answer[1].decode() or None)
+        self._lookups[session_id] = (owner, time.monotonic())
+        if len(self._lookups) > 10_000:
+            self._lookups.clear()
+        return owner
+
+    def forget_lookup(self, session_id: str) -> None:
+        self._lookups.pop(session_id, None)
+
+    async def claim(self, session_id: str, dead_owner: str) -> Opening | None:
+        """Take over a session whose owner is gone; None if another process claimed it first."""
+        self._lookups.pop(session_id, None)
+        answer = await self._call(self._claim, session_id, dead_owner, self.owner_id, self._ttl_ms)
+        if answer is None:
+            return None
+        opening = Opening(json.loads(answer[0]), answer[1].decode())
+        self._owned[session_id] = (opening, time.monotonic())
+        return opening
+
+    async def forget(self, session_id: str) -> None:
+        """The session has ended (DELETE or idle timeout): delete its record if it is still ours."""
+        self._owned.pop(session_id, None)
+        try:
+            await self._call(self._forget, session_id, self.owner_id)
+        except StoreUnavailable:
+            log.warning("could not delete an ended session's record; it expires by itself")
+
+    async def heartbeat(self) -> None:
+        """Tell the others this owner is alive, and keep the records of the sessions held here from expiring."""
+        refresh_every = max(HEARTBEAT_SECONDS, self._ttl_ms / 3000)
+        refreshed = 0.0
+        while True:
+            try:
+                await self._redis.set(OWNER_KEY.format(self.owner_id), self.url, px=int(OWNER_TIMEOUT_SECONDS * 1000))
+                if time.monotonic() - refreshed >= refresh_every:
+                    for session_id in list(self._owned):
+                        await self.confirm(session_id, now=True)
+                    refreshed = time.monotonic()
+            except (RedisError, StoreUnavailable) as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await anyio.sleep(HEARTBEAT_SECONDS)
+
+    async def stop(self) -> None:
+        """Say this owner is gone, so the others take its sessions over without waiting for the timeout."""
+        with contextlib.suppress(RedisError):
+            await self._redis.delete(OWNER_KEY.format(self.owner_id))
+
+    async def _call(self, script, session_id: str, *args):
+        try:
+            return await script(keys=[SESSION_KEY.format(session_id)], args=list(args))
+        except RedisError as exc:
+            raise StoreUnavailable(exc) from exc

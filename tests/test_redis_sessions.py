@@ -1,0 +1,212 @@
+"""The Redis session store: every stateful capability through plain round-robin, and sessions that outlive
+the instance holding them. Real redis-server, real uvicorn instances, real nginx."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+
+import pytest
+import redis
+import requests
+
+from loadtest import capabilities as cap
+from loadtest.mcp_client import McpClient, stream_messages
+from loadtest.stack import INSTANCES
+from tests.helpers import Recorder, wait_for
+from tests.test_capabilities import operations, session
+
+pytestmark = pytest.mark.anyio
+NOT_FOUND = {"code": -32600, "message": "Session not found"}
+
+
+@pytest.fixture
+def shared(stack_for):
+    """stateful-sse with the Redis store behind round-robin."""
+    return stack_for("stateful-sse", "round-robin", "redis")
+
+
+def test_every_capability_works_through_round_robin(shared):
+    client = session(shared.url)
+    try:
+        outcomes = operations(client)
+    finally:
+        client.close()
+    assert {name: o.failure for name, o in outcomes.items()} == dict.fromkeys(outcomes)
+    assert {o.instance for o in outcomes.values()} == set(INSTANCES), "round-robin should reach every instance"
+
+
+def test_json_responses_carry_what_they_can_through_round_robin(stack_for):
+    client = session(stack_for("stateful-json", "round-robin", "redis").url)
+    try:
+        assert [cap.counter(client, expected=n).failure for n in (1, 2, 3, 4)] == [None] * 4
+        assert cap.basic_tool(client).failure is None
+        assert cap.subscribe(client, "json").failure is None
+        # A JSON body holds only the response: no back-channel, with or without the store.
+        assert cap.sampling(client).failure.startswith("JSON-RPC -32600: Cannot send 'sampling/createMessage'")
+    finally:
+        assert client.close().status == 200
+
+
+async def test_the_sdk_client_gets_logs_progress_sampling_and_elicitation(shared):
+    recorder = Recorder()
+    async with recorder.client(shared.url) as client:
+        slow = await client.call_tool(
+            "slow_task", {"steps": 3, "step_seconds": 0.01}, progress_callback=recorder.on_progress
+        )
+        sampled = await client.call_tool("analyze_with_ai", {"text": "three instances"})
+        confirmed = await client.call_tool("confirm_action", {"action": "scale out"})
+        counts = [(await client.call_tool("increment")).structured_content["result"] for _ in range(6)]
+    assert slow.content[0].text == "done: 3 steps"
+    assert recorder.logs == ["step 1/3", "step 2/3", "step 3/3"]
+    assert recorder.progress == [1, 2, 3]
+    assert sampled.content[0].text == "analysis: a short analysis"
+    assert confirmed.content[0].text == "confirmed: scale out"
+    assert counts == [1, 2, 3, 4, 5, 6]
+
+
+def test_concurrent_sessions_count_exactly(shared):
+    def count(_: int) -> list[int]:
+        client = session(shared.url)
+        try:
+            return [client.call_tool("increment").result["structuredContent"]["result"] for _ in range(25)]
+        finally:
+            client.close()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        sequences = list(pool.map(count, range(8)))
+    assert sequences == [list(range(1, 26))] * 8
+
+
+def test_an_update_reaches_the_get_stream_through_another_instance(shared):
+    subscriber = session(shared.url)
+    subscriber.timeout = (5, 5)  # a missing notification fails the test with a read timeout
+    try:
+        assert cap.subscribe(subscriber, "via-forwarding").failure is None
+        with subscriber.open_stream() as stream:
+            assert stream.status_code == 200
+            notifications = (m for m in stream_messages(stream) if "method" in m)
+            for n in range(3):  # each publish reaches a different instance first
+                assert cap.publish(subscriber, "via-forwarding", f"v{n}").failure is None
+                update = next(notifications)
+                assert update["params"] == {"uri": "updates://via-forwarding"}
+    finally:
+        subscriber.close()
+
+
+def test_delete_ends_the_session_on_every_instance(shared):
+    client = session(shared.url)
+    assert client.close().status == 200
+    for name in INSTANCES:
+        direct = McpClient(requests.Session(), shared.instance_url(name))
+        direct.session_id, direct.protocol_version = client.session_id, client.protocol_version
+        answer = direct.call_tool("whoami")
+        assert (answer.status, answer.error) == (404, NOT_FOUND), name
+
+
+def test_a_forged_forwarding_header_is_refused_and_nothing_runs(shared):
+    client = session(shared.url)
+    try:
+        assert cap.counter(client, expected=1).failure is None
+        forged = requests.post(
+            shared.instance_url("app2"),
+            json={"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "increment"}},
+            headers=client.headers({"X-Mcp-Forwarded": "1700000000;app9:0;00ff"}),
+            timeout=5,
+        )
+        assert forged.status_code == 403
+        assert forged.json()["error"]["message"] == "invalid x-mcp-forwarded header; only cluster instances may send it"
+        assert cap.counter(client, expected=2).failure is None, "the forged call must not have counted"
+    finally:
+        client.close()
+
+
+def test_sessions_survive_their_instance_being_killed(stack_for, tmp_path):
+    """SIGKILL the instance that owns a session: the next calls take it over and the count goes on."""
+    from loadtest.stack import Stack, free_port
+
+    with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
+        clients = [session(stack.url) for _ in range(6)]
+        owners = {}
+        for client in clients:
+            assert cap.counter(client, expected=1).failure is None
+            owners[client.session_id] = client.call_tool("whoami").result["structuredContent"]["instance"]
+        victim = next(iter(owners.values()))
+        os.kill(stack.proc(victim).pid, signal.SIGKILL)
+        wait_for(lambda: not stack.proc(victim).alive())
+        for client in clients:
+            outcome = cap.counter(client, expected=2)
+            if outcome.failure is not None:  # only a request sent to the dead instance may fail; a retry works
+                assert "stopped answering" in outcome.failure or "502" in outcome.failure, outcome.failure
+                outcome = cap.counter(client, expected=2)
+            assert outcome.failure is None
+            assert cap.sampling(client).failure is None
+        assert {c.call_tool("whoami").result["structuredContent"]["instance"] for c in clients} <= set(INSTANCES) - {
+            victim
+        }
+
+
+def test_without_redis_requests_fail_fast_with_503_and_recover_by_themselves(stack_for, tmp_path):
+    from loadtest.stack import Stack, free_port
+
+    with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
+        client = session(stack.url)
+        client.timeout = (5, 10)  # a hang fails the test with a read timeout
+        redis_pid = stack.proc("redis").pid
+        os.kill(redis_pid, signal.SIGSTOP)  # Redis stops answering, as on a network partition
+        try:
+            refused = wait_for(lambda: _refused(client.call_tool("increment")), timeout=15)
+            assert refused.status == 503
+            assert refused.error["message"].startswith("the session store (Redis) is unavailable")
+            opening = McpClient(requests.Session(), stack.url, timeout=(5, 10)).initialize()
+            assert opening.status == 503
+            ready = requests.get(stack.instance_url("app1").replace("/mcp", "/readyz"), timeout=10)
+            assert (ready.status_code, ready.json()["status"]) == (503, "session store (Redis) unavailable")
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        recovered = wait_for(lambda: _counted(client), timeout=15)
+        assert recovered > 0
+        assert requests.get(stack.instance_url("app1").replace("/mcp", "/readyz"), timeout=5).status_code == 200
+
+
+def _refused(exchange):
+    return exchange if exchange.status == 503 else None
+
+
+def _counted(client):
+    answer = client.call_tool("increment")
+    return answer.result["structuredContent"]["result"] if answer.status == 200 and answer.result else None
+
+
+def test_idle_sessions_expire_everywhere_and_leave_nothing_in_redis(tmp_path):
+    from loadtest.stack import Stack, free_port
+
+    settings = {"MCP_SESSION_IDLE_TIMEOUT": "1"}
+    with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port(), app_env=settings) as stack:
+        store = redis.Redis.from_url(stack.redis_url)
+        client = session(stack.url)
+        key = f"mcp:session:{client.session_id.partition('.')[2]}"
+        assert store.exists(key)
+        wait_for(lambda: not store.exists(key), timeout=10)  # the owner reaped it and deleted its record
+        for name in INSTANCES:
+            direct = McpClient(requests.Session(), stack.instance_url(name))
+            direct.session_id, direct.protocol_version = client.session_id, client.protocol_version
+            assert (direct.call_tool("whoami").status, name) == (404, name)
+
+
+def test_a_session_record_is_small_and_churn_leaves_no_keys(shared):
+    store = redis.Redis.from_url(shared.redis_url)
+    client = session(shared.url)
+    for n in range(1, 101):
+        assert cap.counter(client, expected=n).failure is None
+    key = f"mcp:session:{client.session_id.partition('.')[2]}"
+    assert store.memory_usage(key) < 1024, "one session record (with a counter at 100) should stay under 1 KiB"
+    assert store.pttl(key) > 0, "every record expires"
+    client.close()
+    churned = []
+    for _ in range(30):
+        other = session(shared.url)
+        churned.append(f"mcp:session:{other.session_id.partition('.')[2]}")
+        assert other.close().status == 200
+    assert store.exists(key, *churned) == 0
