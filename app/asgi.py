@@ -17,6 +17,7 @@ from app import sdk_internals
 from app.legacy_subscriptions import LegacySubscriptions
 from app.logs import configure_logging
 from app.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
+from app.redis_bus import RedisSubscriptionBus
 from app.redis_store import RedisCounterStore, connect
 from app.server import UPDATES_URI_PATTERN, ServerState, build_server
 from app.session_registry import SessionRegistry
@@ -30,17 +31,21 @@ log = logging.getLogger("app")
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings.from_env()
     configure_logging(settings.instance_id, settings.log_level)
-    cluster = None
+    cluster, bus = None, None
     if settings.session_store is SessionStore.REDIS:
         redis = connect(settings.redis_url)
         registry = SessionRegistry(redis, settings.instance_id, settings.internal_url, settings.session_idle_timeout)
-        cluster = Cluster(redis, registry)
+        subscriptions = LegacySubscriptions(UPDATES_URI_PATTERN, on_change=registry.save_subscriptions)
+        bus = RedisSubscriptionBus(redis, registry.owner_id)
+        bus.on_remote(subscriptions.announce_event)
+        cluster = Cluster(redis, registry, bus, subscriptions)
         counters = RedisCounterStore(redis)
     else:
+        subscriptions = LegacySubscriptions(UPDATES_URI_PATTERN)
         # `mcp` is bound below; the counters only ask it which sessions are open once they are full.
         counters = MemoryCounterStore(settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp))
     state = ServerState(settings, counters, MemoryBulletinStore(), cluster)
-    mcp = build_server(state, LegacySubscriptions(UPDATES_URI_PATTERN))
+    mcp = build_server(state, subscriptions, bus)
 
     @mcp.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:

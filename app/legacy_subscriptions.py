@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 import anyio
 from mcp.server import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
 from app import sdk_internals
@@ -23,11 +25,18 @@ PER_SESSION = 8  # subscriptions one session may hold: memory stays bounded by t
 log = logging.getLogger(__name__)
 
 
+class Subscriber(Protocol):
+    """What a notification goes out through: a request's ServerSession, or a rebuilt session's Connection."""
+
+    async def send_resource_updated(self, uri: str) -> None: ...
+
+
 class LegacySubscriptions:
-    def __init__(self, uri_pattern: str) -> None:
+    def __init__(self, uri_pattern: str, on_change: Callable[[str, list[str]], Awaitable[None]] | None = None) -> None:
         self._mcp: MCPServer | None = None
         self._uri_pattern = re.compile(uri_pattern)
-        self._by_uri: dict[str, dict[str, ServerSession]] = {}
+        self._by_uri: dict[str, dict[str, Subscriber]] = {}
+        self._on_change = on_change  # keeps a session's subscriptions where another instance can restore them
 
     def install(self, mcp: MCPServer) -> None:
         """Serve resources/subscribe and resources/unsubscribe on `mcp` (stateful presets)."""
@@ -43,11 +52,30 @@ class LegacySubscriptions:
         if held >= PER_SESSION and session_id not in self._by_uri.get(uri, {}):
             raise MCPError(code=INVALID_PARAMS, message=f"a session may hold {PER_SESSION} subscriptions at most")
         self._by_uri.setdefault(uri, {})[session_id] = ctx.session
+        await self._changed(session_id)
         return EmptyResult()
 
     async def _unsubscribe(self, ctx: ServerRequestContext, params: UnsubscribeRequestParams) -> EmptyResult:
-        self._by_uri.get(self._checked(str(params.uri)), {}).pop(_session_id(ctx), None)
+        session_id = _session_id(ctx)
+        self._by_uri.get(self._checked(str(params.uri)), {}).pop(session_id, None)
+        await self._changed(session_id)
         return EmptyResult()
+
+    def restore(self, session_id: str, uris: Iterable[str], subscriber: Subscriber) -> None:
+        """Subscribe a session taken over from another instance to what it was subscribed to there."""
+        for uri in uris:
+            if self._uri_pattern.match(uri):
+                self._by_uri.setdefault(uri, {})[session_id] = subscriber
+
+    async def announce_event(self, event: ServerEvent) -> None:
+        """An event published on another instance: tell the subscribers held here."""
+        if isinstance(event, ResourceUpdated):
+            await self.announce(event.uri)
+
+    async def _changed(self, session_id: str) -> None:
+        if self._on_change is not None:
+            uris = sorted(uri for uri, subscribers in self._by_uri.items() if session_id in subscribers)
+            await self._on_change(session_id, uris)
 
     async def announce(self, uri: str) -> int:
         """Send notifications/resources/updated to every live subscriber of `uri`; return how many got it."""

@@ -52,11 +52,14 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     def holds(self, session_id: str) -> bool:
         return session_id in self._server_instances
 
-    async def rebuild(self, session_id: str, params: dict, protocol_version: str) -> None:
-        """Serve `session_id` here from its stored `initialize` params, as if this process had opened it."""
+    async def rebuild(self, session_id: str, params: dict, protocol_version: str) -> Connection | None:
+        """Serve `session_id` here from its stored `initialize` params, as if this process had opened it.
+
+        Returns the session's connection (its standalone channel reaches the client's GET stream).
+        """
         async with self._session_creation_lock:
             if session_id in self._server_instances:
-                return
+                return None
             transport = StreamableHTTPServerTransport(
                 mcp_session_id=session_id,
                 is_json_response_enabled=self.json_response,
@@ -68,18 +71,16 @@ class SharedSessionManager(StreamableHTTPSessionManager):
             self._server_instances[session_id] = transport
         client_params = InitializeRequestParams.model_validate(params, by_name=False)
 
-        async def run_server(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async def run_server(*, task_status: TaskStatus[Connection] = anyio.TASK_STATUS_IGNORED) -> None:
             async with transport.connect() as (read_stream, write_stream):
-                task_status.started()
+                dispatcher = JSONRPCDispatcher(read_stream, write_stream, inline_methods=frozenset({"initialize"}))
+                connection = Connection.for_loop(dispatcher, session_id=session_id)
+                connection.client_params = client_params
+                connection.protocol_version = protocol_version
+                connection.initialized.set()
+                task_status.started(connection)
                 try:
                     with transport.idle_scope or anyio.CancelScope():
-                        dispatcher = JSONRPCDispatcher(
-                            read_stream, write_stream, inline_methods=frozenset({"initialize"})
-                        )
-                        connection = Connection.for_loop(dispatcher, session_id=session_id)
-                        connection.client_params = client_params
-                        connection.protocol_version = protocol_version
-                        connection.initialized.set()
                         await serve_connection(
                             self.app, dispatcher, connection=connection, lifespan_state=self._lifespan_state
                         )
@@ -89,10 +90,11 @@ class SharedSessionManager(StreamableHTTPSessionManager):
                     await self._discard_session(session_id, transport)
 
         assert self._task_group is not None
-        await self._task_group.start(run_server)
+        connection = await self._task_group.start(run_server)
         if transport.idle_scope is not None and self.session_idle_timeout is not None:
             # The SDK starts the idle countdown when a request ends; a rebuilt session has had none yet.
             transport.idle_scope.deadline = anyio.current_time() + self.session_idle_timeout
+        return connection
 
     async def drop(self, session_id: str) -> None:
         """Stop serving `session_id` here (another process owns it now); its stored state stays."""

@@ -24,6 +24,7 @@ from mcp.server.mcpserver import (
     Sample,
 )
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.subscriptions import SubscriptionBus
 from mcp.types import CreateMessageResult, SamplingMessage, TextContent
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
@@ -119,7 +120,9 @@ def ask_confirmation(action: str) -> Elicit[Confirmation]:
     return Elicit(f"Confirm the action: {action}", Confirmation)
 
 
-def build_server(state: ServerState, subscriptions: LegacySubscriptions) -> MCPServer:
+def build_server(
+    state: ServerState, subscriptions: LegacySubscriptions, bus: SubscriptionBus | None = None
+) -> MCPServer:
     settings = state.settings
     keys = settings.request_state_keys
     security = RequestStateSecurity(keys=list(keys)) if keys else None
@@ -133,7 +136,13 @@ def build_server(state: ServerState, subscriptions: LegacySubscriptions) -> MCPS
             finally:
                 state.ready = False
 
-    mcp = MCPServer(SERVER_NAME, request_state_security=security, lifespan=lifespan, log_level=settings.log_level)
+    mcp = MCPServer(
+        SERVER_NAME,
+        request_state_security=security,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+        subscriptions=bus,  # None: the SDK's in-process bus
+    )
     if not settings.preset.stateless:
         subscriptions.install(mcp)
 

@@ -48,7 +48,11 @@ if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return nil end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return redis.call('HMGET', KEYS[1], 'params', 'pv')
+return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs')
+"""
+_SAVE_SUBSCRIPTIONS = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+return redis.call('HSET', KEYS[1], 'subs', ARGV[2])
 """
 _FORGET = """
 if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -68,6 +72,7 @@ class Opening:
 
     params: dict
     protocol_version: str
+    subscriptions: tuple[str, ...] = ()  # resources/subscribe URIs, restored on takeover
 
 
 class SessionRegistry:
@@ -81,6 +86,7 @@ class SessionRegistry:
         self._lookup = redis.register_script(_LOOKUP)
         self._claim = redis.register_script(_CLAIM)
         self._forget = redis.register_script(_FORGET)
+        self._save_subscriptions = redis.register_script(_SAVE_SUBSCRIPTIONS)
         self._owned: dict[str, tuple[Opening, float]] = {}  # session -> (opening, last confirmed)
         self._lookups: dict[str, tuple[Owner, float]] = {}
 
@@ -131,9 +137,12 @@ class SessionRegistry:
         answer = await self._call(self._claim, session_id, dead_owner, self.owner_id, self._ttl_ms)
         if answer is None:
             return None
-        opening = Opening(json.loads(answer[0]), answer[1].decode())
+        opening = Opening(json.loads(answer[0]), answer[1].decode(), tuple(json.loads(answer[2] or "[]")))
         self._owned[session_id] = (opening, time.monotonic())
         return opening
+
+    async def save_subscriptions(self, session_id: str, uris: list[str]) -> None:
+        await self._call(self._save_subscriptions, session_id, self.owner_id, json.dumps(uris))
 
     async def forget(self, session_id: str) -> None:
         """The session has ended (DELETE or idle timeout): delete its record if it is still ours."""

@@ -21,6 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import sdk_internals
 from app.forwarding import FORWARD_HEADER, Forwarder, ForwardSigner, OwnerLost, OwnerUnreachable, read_body
+from app.legacy_subscriptions import LegacySubscriptions
+from app.redis_bus import RedisSubscriptionBus
 from app.redis_store import StoreUnavailable, cluster_secret
 from app.session_registry import Opening, SessionRegistry
 
@@ -31,9 +33,13 @@ log = logging.getLogger(__name__)
 class Cluster:
     """The pieces every instance shares through Redis, started and stopped with the server."""
 
-    def __init__(self, redis: Redis, registry: SessionRegistry) -> None:
+    def __init__(
+        self, redis: Redis, registry: SessionRegistry, bus: RedisSubscriptionBus, subscriptions: LegacySubscriptions
+    ) -> None:
         self.redis = redis
         self.registry = registry
+        self.bus = bus
+        self.subscriptions = subscriptions
         self.forwarder: Forwarder | None = None
         self.manager: sdk_internals.SharedSessionManager | None = None
 
@@ -43,6 +49,7 @@ class Cluster:
         self.forwarder = Forwarder(ForwardSigner(secret, self.registry.owner_id))
         async with anyio.create_task_group() as group:
             group.start_soon(self.registry.heartbeat)
+            group.start_soon(self.bus.run)
             try:
                 yield
             finally:
@@ -195,7 +202,9 @@ class SharedSessions:
         opening = await self.cluster.registry.claim(session_id, previous_owner)
         if opening is None:
             return False
-        await self.cluster.manager.rebuild(session_id, opening.params, opening.protocol_version)
+        connection = await self.cluster.manager.rebuild(session_id, opening.params, opening.protocol_version)
+        if connection is not None:
+            self.cluster.subscriptions.restore(session_id, opening.subscriptions, connection)
         log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})
         return True
 

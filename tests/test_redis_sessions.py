@@ -95,6 +95,22 @@ def test_an_update_reaches_the_get_stream_through_another_instance(shared):
         subscriber.close()
 
 
+def test_an_update_published_on_one_instance_reaches_subscribers_held_by_another(shared):
+    subscriber = session(shared.instance_url("app2"))
+    publisher = session(shared.instance_url("app3"))
+    subscriber.timeout = (5, 5)
+    try:
+        assert cap.subscribe(subscriber, "across").failure is None
+        with subscriber.open_stream() as stream:
+            assert stream.status_code == 200
+            assert cap.publish(publisher, "across", "from app3").failure is None
+            update = next(m for m in stream_messages(stream) if "method" in m)
+        assert update["params"] == {"uri": "updates://across"}
+    finally:
+        subscriber.close()
+        publisher.close()
+
+
 def test_delete_ends_the_session_on_every_instance(shared):
     client = session(shared.url)
     assert client.close().status == 200
@@ -145,6 +161,24 @@ def test_sessions_survive_their_instance_being_killed(stack_for, tmp_path):
         assert {c.call_tool("whoami").result["structuredContent"]["instance"] for c in clients} <= set(INSTANCES) - {
             victim
         }
+
+
+def test_a_subscription_survives_the_takeover(tmp_path):
+    from loadtest.stack import Stack, free_port
+
+    with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
+        subscriber = session(stack.instance_url("app1"))
+        subscriber.timeout = (5, 5)
+        assert cap.subscribe(subscriber, "kept").failure is None
+        os.kill(stack.proc("app1").pid, signal.SIGKILL)
+        wait_for(lambda: not stack.proc("app1").alive())
+        subscriber.url = stack.url  # the balancer now sends it to app2 or app3, which take the session over
+        with subscriber.open_stream() as stream:
+            assert stream.status_code == 200
+            publisher = session(stack.instance_url("app3"))
+            assert cap.publish(publisher, "kept", "after the takeover").failure is None
+            update = next(m for m in stream_messages(stream) if "method" in m)
+        assert update["params"] == {"uri": "updates://kept"}
 
 
 def test_without_redis_requests_fail_fast_with_503_and_recover_by_themselves(stack_for, tmp_path):

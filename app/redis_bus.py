@@ -1,0 +1,92 @@
+"""Server events (a resource changed, a list changed) carried to every instance over Redis pub/sub.
+
+The SDK's `SubscriptionBus` seam: `ctx.notify_resource_updated` on one instance reaches the
+`subscriptions/listen` streams held on all of them, and `on_remote` hands the same events to the
+2025-11-25 subscriptions each instance holds (`app/legacy_subscriptions.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+    ToolsListChanged,
+)
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.redis_store import StoreUnavailable
+
+CHANNEL = "mcp:events"
+_KINDS = {
+    "tools": ToolsListChanged,
+    "prompts": PromptsListChanged,
+    "resources": ResourcesListChanged,
+}
+log = logging.getLogger(__name__)
+
+
+def encode(event: ServerEvent, origin: str) -> str:
+    if isinstance(event, ResourceUpdated):
+        return json.dumps({"origin": origin, "kind": "updated", "uri": event.uri})
+    kind = next(name for name, cls in _KINDS.items() if isinstance(event, cls))
+    return json.dumps({"origin": origin, "kind": kind})
+
+
+def decode(raw: bytes | str) -> tuple[str, ServerEvent] | None:
+    """(origin, event), or None for a message this version does not know."""
+    try:
+        message = json.loads(raw)
+        if message["kind"] == "updated":
+            return message["origin"], ResourceUpdated(uri=str(message["uri"]))
+        return message["origin"], _KINDS[message["kind"]]()
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class RedisSubscriptionBus(InMemorySubscriptionBus):
+    """Delivers to this instance's listeners at once, and to the other instances' through Redis."""
+
+    def __init__(self, redis: Redis, origin: str) -> None:
+        super().__init__()
+        self._redis = redis
+        self._origin = origin
+        self._remote_handlers: list[Callable[[ServerEvent], Awaitable[object]]] = []
+
+    def on_remote(self, handler: Callable[[ServerEvent], Awaitable[object]]) -> None:
+        """Also call `handler` for every event another instance publishes."""
+        self._remote_handlers.append(handler)
+
+    async def publish(self, event: ServerEvent) -> None:
+        await super().publish(event)
+        try:
+            await self._redis.publish(CHANNEL, encode(event, self._origin))
+        except RedisError as exc:
+            raise StoreUnavailable(exc) from exc
+
+    async def run(self) -> None:
+        """Relay the other instances' events until cancelled, reconnecting whenever Redis drops away."""
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    async with anyio.create_task_group() as handlers:
+                        while True:
+                            message = await pubsub.get_message(timeout=1.0)  # and a health check now and then
+                            decoded = decode(message["data"]) if message is not None else None
+                            if decoded is None or decoded[0] == self._origin:
+                                continue
+                            await InMemorySubscriptionBus.publish(self, decoded[1])
+                            for handler in self._remote_handlers:
+                                handlers.start_soon(handler, decoded[1])
+            except (RedisError, OSError) as exc:
+                log.warning("lost the event channel (%s); reconnecting", exc.__class__.__name__)
+                await anyio.sleep(1.0)
