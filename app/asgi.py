@@ -18,6 +18,7 @@ from app.legacy_subscriptions import LegacySubscriptions
 from app.logs import configure_logging
 from app.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
 from app.redis_bus import RedisSubscriptionBus
+from app.redis_events import RedisEventStore
 from app.redis_store import RedisCounterStore, connect
 from app.server import UPDATES_URI_PATTERN, ServerState, build_server
 from app.session_registry import SessionRegistry
@@ -84,7 +85,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         transport_security=security,
     )
     if cluster is not None:
-        cluster.manager = sdk_internals.install_shared_sessions(mcp, cluster.registry.forget)
+        cluster.manager = sdk_internals.install_shared_sessions(
+            mcp,
+            cluster.registry.forget,
+            lambda session_id: RedisEventStore(cluster.redis, session_id, settings.session_idle_timeout),
+        )
         app = SharedSessions(app, cluster)
     log.info("serving", extra={"fields": {"preset": settings.preset.value, "store": settings.session_store.value}})
     return InstanceMiddleware(RejectionMessages(SessionIdPrefix(app, settings.instance_id)), settings.instance_id)

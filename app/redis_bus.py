@@ -74,11 +74,11 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
 
     async def run(self) -> None:
         """Relay the other instances' events until cancelled, reconnecting whenever Redis drops away."""
-        while True:
-            try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    async with anyio.create_task_group() as handlers:
+        async with anyio.create_task_group() as handlers:
+            while True:
+                try:
+                    async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                        await pubsub.subscribe(CHANNEL)
                         while True:
                             message = await pubsub.get_message(timeout=1.0)  # and a health check now and then
                             decoded = decode(message["data"]) if message is not None else None
@@ -86,7 +86,14 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
                                 continue
                             await InMemorySubscriptionBus.publish(self, decoded[1])
                             for handler in self._remote_handlers:
-                                handlers.start_soon(handler, decoded[1])
-            except (RedisError, OSError) as exc:
-                log.warning("lost the event channel (%s); reconnecting", exc.__class__.__name__)
-                await anyio.sleep(1.0)
+                                handlers.start_soon(_logged, handler, decoded[1])
+                except (RedisError, OSError) as exc:
+                    log.warning("lost the event channel (%s); reconnecting", exc.__class__.__name__)
+                    await anyio.sleep(1.0)
+
+
+async def _logged(handler: Callable[[ServerEvent], Awaitable[object]], event: ServerEvent) -> None:
+    try:
+        await handler(event)
+    except Exception:  # one failing handler must not end the relay
+        log.exception("an event handler failed")

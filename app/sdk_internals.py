@@ -15,7 +15,7 @@ from mcp.server.connection import Connection
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.runner import ServerRunner, serve_connection
-from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http import EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.types import InitializeRequestParams
@@ -48,6 +48,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     """
 
     on_session_end: Callable[[str], Awaitable[None]]
+    event_store_for: Callable[[str], EventStore] | None = None  # one store per session: the SDK's has no session
 
     def holds(self, session_id: str) -> bool:
         return session_id in self._server_instances
@@ -63,7 +64,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
             transport = StreamableHTTPServerTransport(
                 mcp_session_id=session_id,
                 is_json_response_enabled=self.json_response,
-                event_store=self.event_store,
+                event_store=self.event_store_for(session_id) if self.event_store_for else self.event_store,
                 security_settings=self.security_settings,
                 retry_interval=self.retry_interval,
                 idle_timeout=self.session_idle_timeout,
@@ -96,6 +97,12 @@ class SharedSessionManager(StreamableHTTPSessionManager):
             transport.idle_scope.deadline = anyio.current_time() + self.session_idle_timeout
         return connection
 
+    def _admit_session(self, requestor):
+        transport = super()._admit_session(requestor)
+        if transport is not None and self.event_store_for is not None:
+            transport._event_store = self.event_store_for(transport.mcp_session_id)
+        return transport
+
     async def drop(self, session_id: str) -> None:
         """Stop serving `session_id` here (another process owns it now); its stored state stays."""
         transport = self._server_instances.get(session_id)
@@ -112,9 +119,14 @@ class SharedSessionManager(StreamableHTTPSessionManager):
                 await self.on_session_end(session_id)
 
 
-def install_shared_sessions(mcp: MCPServer, on_session_end: Callable[[str], Awaitable[None]]) -> SharedSessionManager:
+def install_shared_sessions(
+    mcp: MCPServer,
+    on_session_end: Callable[[str], Awaitable[None]],
+    event_store_for: Callable[[str], EventStore] | None = None,
+) -> SharedSessionManager:
     """Make the manager `mcp.streamable_http_app()` built a SharedSessionManager (call after building the app)."""
     manager = mcp.session_manager
     manager.__class__ = SharedSessionManager
     manager.on_session_end = on_session_end
+    manager.event_store_for = event_store_for
     return manager

@@ -18,6 +18,7 @@ import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.redis_events import EVENTS_KEY
 from app.redis_store import SESSION_KEY, StoreUnavailable
 
 OWNER_KEY = "mcp:owner:{}"
@@ -55,7 +56,7 @@ if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 return redis.call('HSET', KEYS[1], 'subs', ARGV[2])
 """
 _FORGET = """
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
 return 0
 """
 
@@ -148,7 +149,7 @@ class SessionRegistry:
         """The session has ended (DELETE or idle timeout): delete its record if it is still ours."""
         self._owned.pop(session_id, None)
         try:
-            await self._call(self._forget, session_id, self.owner_id)
+            await self._call(self._forget, session_id, self.owner_id, extra_key=EVENTS_KEY.format(session_id))
         except StoreUnavailable:
             log.warning("could not delete an ended session's record; it expires by itself")
 
@@ -172,8 +173,9 @@ class SessionRegistry:
         with contextlib.suppress(RedisError):
             await self._redis.delete(OWNER_KEY.format(self.owner_id))
 
-    async def _call(self, script, session_id: str, *args):
+    async def _call(self, script, session_id: str, *args, extra_key: str | None = None):
+        keys = [SESSION_KEY.format(session_id), *([extra_key] if extra_key else [])]
         try:
-            return await script(keys=[SESSION_KEY.format(session_id)], args=list(args))
+            return await script(keys=keys, args=list(args))
         except RedisError as exc:
             raise StoreUnavailable(exc) from exc

@@ -4,6 +4,7 @@ the instance holding them. Real redis-server, real uvicorn instances, real nginx
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import signal
 
@@ -244,3 +245,50 @@ def test_a_session_record_is_small_and_churn_leaves_no_keys(shared):
         churned.append(f"mcp:session:{other.session_id.partition('.')[2]}")
         assert other.close().status == 200
     assert store.exists(key, *churned) == 0
+
+
+def test_a_dropped_get_stream_resumes_with_last_event_id_elsewhere_even_after_a_takeover(tmp_path):
+    from loadtest.stack import Stack, free_port
+
+    with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
+        store = redis.Redis.from_url(stack.redis_url)
+        subscriber = session(stack.instance_url("app1"))  # app1 owns the session
+        publisher = session(stack.instance_url("app2"))
+        events_key = f"mcp:events:{subscriber.session_id.partition('.')[2]}"
+        assert cap.subscribe(subscriber, "resume").failure is None
+        subscriber.url, subscriber.timeout = stack.instance_url("app2"), (5, 5)
+        with subscriber.open_stream() as stream:  # held through app2, which forwards it to app1
+            assert cap.publish(publisher, "resume", "seen").failure is None
+            last_seen, _ = next(sse_events(stream))
+        for text in ("missed 1", "missed 2"):  # while no stream is open
+            assert cap.publish(publisher, "resume", text).failure is None
+        wait_for(lambda: store.xlen(events_key) >= 3)  # seen, missed 1, missed 2
+        os.kill(stack.proc("app1").pid, signal.SIGKILL)
+        wait_for(lambda: not stack.proc("app1").alive())
+        subscriber.url = stack.instance_url("app3")  # takes the session over and replays from Redis
+        with subscriber.http.get(
+            subscriber.url,
+            headers=subscriber.headers({"Accept": "text/event-stream", "Last-Event-ID": last_seen}),
+            stream=True,
+            timeout=(5, 5),
+        ) as resumed:
+            assert resumed.status_code == 200
+            events = sse_events(resumed)
+            replayed = [next(events) for _ in range(2)]
+        assert [message["params"]["uri"] for _, message in replayed] == ["updates://resume"] * 2
+        assert all(event_id > last_seen for event_id, _ in replayed)
+
+
+def sse_events(resp):
+    """(id, message) of each SSE event that carries a JSON-RPC message."""
+    event_id, data = None, []
+    for line in resp.iter_lines():
+        line = line.decode()
+        if line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line:
+            if data and "".join(data):
+                yield event_id, json.loads("".join(data))
+            event_id, data = None, []
