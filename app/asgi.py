@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         subscriptions = LegacySubscriptions(UPDATES_URI_PATTERN, on_change=registry.save_subscriptions)
         bus = RedisSubscriptionBus(redis, registry.owner_id)
         bus.on_remote(subscriptions.announce_event)
-        cluster = Cluster(redis, registry, bus, subscriptions)
+        worker_host = settings.listen_host if settings.workers > 1 else None
+        cluster = Cluster(redis, registry, bus, subscriptions, worker_host)
         counters = RedisCounterStore(redis)
     else:
         subscriptions = LegacySubscriptions(UPDATES_URI_PATTERN)
@@ -91,5 +92,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             lambda session_id: RedisEventStore(cluster.redis, session_id, settings.session_idle_timeout),
         )
         app = SharedSessions(app, cluster)
+    app = InstanceMiddleware(RejectionMessages(SessionIdPrefix(app, settings.instance_id)), settings.instance_id)
+    if cluster is not None:
+        cluster.app = app
     log.info("serving", extra={"fields": {"preset": settings.preset.value, "store": settings.session_store.value}})
-    return InstanceMiddleware(RejectionMessages(SessionIdPrefix(app, settings.instance_id)), settings.instance_id)
+    return app

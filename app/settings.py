@@ -112,7 +112,7 @@ class Settings:
             raise SettingsError(
                 f"MCP_WORKERS={self.workers} with MCP_PRESET='{self.preset.value}' and the memory session store "
                 "would give each worker its own session table, so requests that reach another worker fail with "
-                "404 'Session not found'; use MCP_WORKERS=1 or a stateless preset"
+                "404 'Session not found'; use MCP_WORKERS=1, a stateless preset, or MCP_SESSION_STORE=redis"
             )
 
     @property

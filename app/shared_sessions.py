@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from urllib.parse import urlsplit
 
 import anyio
@@ -25,6 +25,7 @@ from app.legacy_subscriptions import LegacySubscriptions
 from app.redis_bus import RedisSubscriptionBus
 from app.redis_store import StoreUnavailable, cluster_secret
 from app.session_registry import Opening, SessionRegistry
+from app.worker_listener import own_listener
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 log = logging.getLogger(__name__)
@@ -34,12 +35,19 @@ class Cluster:
     """The pieces every instance shares through Redis, started and stopped with the server."""
 
     def __init__(
-        self, redis: Redis, registry: SessionRegistry, bus: RedisSubscriptionBus, subscriptions: LegacySubscriptions
+        self,
+        redis: Redis,
+        registry: SessionRegistry,
+        bus: RedisSubscriptionBus,
+        subscriptions: LegacySubscriptions,
+        worker_host: str | None = None,
     ) -> None:
         self.redis = redis
         self.registry = registry
         self.bus = bus
         self.subscriptions = subscriptions
+        self.worker_host = worker_host  # set when this process is one of several workers: it needs its own port
+        self.app: ASGIApp | None = None  # the whole app, served on that port
         self.forwarder: Forwarder | None = None
         self.manager: sdk_internals.SharedSessionManager | None = None
 
@@ -47,17 +55,21 @@ class Cluster:
     async def running(self) -> AsyncIterator[None]:
         secret = await cluster_secret(self.redis)
         self.forwarder = Forwarder(ForwardSigner(secret, self.registry.owner_id))
-        async with anyio.create_task_group() as group:
-            group.start_soon(self.registry.heartbeat)
-            group.start_soon(self.bus.run)
-            try:
-                yield
-            finally:
-                group.cancel_scope.cancel()
-                with anyio.CancelScope(shield=True):
-                    await self.registry.stop()
-                    await self.forwarder.aclose()
-                    await self.redis.aclose()
+        async with AsyncExitStack() as stack:
+            if self.worker_host is not None:
+                listener = own_listener(self.app, self.worker_host, self.registry.url)
+                self.registry.url = await stack.enter_async_context(listener)
+            async with anyio.create_task_group() as group:
+                group.start_soon(self.registry.heartbeat)
+                group.start_soon(self.bus.run)
+                try:
+                    yield
+                finally:
+                    group.cancel_scope.cancel()
+                    with anyio.CancelScope(shield=True):
+                        await self.registry.stop()
+                        await self.forwarder.aclose()
+                        await self.redis.aclose()
 
     async def reachable(self) -> bool:
         try:

@@ -10,12 +10,27 @@ from __future__ import annotations
 from loadtest import capabilities as cap
 from loadtest.stack import PRESETS
 
+VICTIM = "app1"  # the instance an instance-loss run kills halfway through
 WORKS = "works"
 UNSUPPORTED = "unsupported by design"
 NEEDS_AFFINITY = "needs session affinity"
+IN_FLIGHT_ONLY = "only requests in flight on the lost instance fail"
+SESSIONS_LOST = "the lost instance's sessions end"
+# Failure reasons of a request caught on an instance as it died (or relayed through it), and of a
+# session that died with its instance; anything else in an instance-loss run is unexpected.
+IN_FLIGHT_REASONS = (
+    "stopped answering",
+    "HTTP 502",
+    "connection failed",
+    "stream broken mid-response",
+    "stream ended without a response",
+    "timeout",
+    "no session: initialize failed",
+)
+SESSION_LOSS_REASONS = ("Session not found", "GET stream: HTTP 404")
 
 
-def expected(preset: str, policy: str, store: str, capability: str) -> str:
+def expected(preset: str, policy: str, store: str, capability: str, *, loss: bool = False) -> str:
     stateful, sse = preset.startswith("stateful"), preset.endswith("-sse")
     by_design = {
         cap.BASIC: True,
@@ -29,21 +44,35 @@ def expected(preset: str, policy: str, store: str, capability: str) -> str:
     }[capability]
     if not by_design:
         return UNSUPPORTED
+    if loss:
+        return IN_FLIGHT_ONLY if store == "redis" or not stateful else SESSIONS_LOST
     if stateful and policy == "round-robin" and store == "memory":
         return NEEDS_AFFINITY  # every request after initialize must reach the process that holds the session
     return WORKS
 
 
-def verdict(expectation: str, requests: int, failures: int) -> str:
+def verdict(expectation: str, requests: int, failures: int, reasons: dict[str, int] | None = None) -> str:
     """'ok' when the cell did what the design says, else 'unexpected'.
 
     What works must never fail, what the preset cannot do must always fail, and a session that
     needs affinity fails whenever a request misses its instance (some of the time, not always).
+    When an instance is lost, every failure must be one its loss explains.
     """
     if requests == 0:
         return "no requests"
-    ok = {WORKS: failures == 0, UNSUPPORTED: failures == requests, NEEDS_AFFINITY: failures > 0}[expectation]
+    explained = SESSION_LOSS_REASONS + IN_FLIGHT_REASONS if expectation == SESSIONS_LOST else IN_FLIGHT_REASONS
+    ok = {
+        WORKS: failures == 0,
+        UNSUPPORTED: failures == requests,
+        NEEDS_AFFINITY: failures > 0,
+        IN_FLIGHT_ONLY: failures < requests and all(_explained(r, IN_FLIGHT_REASONS) for r in reasons or {}),
+        SESSIONS_LOST: failures < requests and all(_explained(r, explained) for r in reasons or {}),
+    }[expectation]
     return "ok" if ok else "unexpected"
+
+
+def _explained(reason: str, kinds: tuple[str, ...]) -> bool:
+    return any(kind in reason for kind in kinds)
 
 
 # The seed document's claims per preset, in PRESETS order (stateful-sse, stateful-json, stateless-sse,

@@ -30,11 +30,12 @@ from locust.event import EventHook
 
 from loadtest import capabilities as cap
 from loadtest import run_report
-from loadtest.mcp_client import McpClient, stream_messages
+from loadtest.mcp_client import McpClient, stream_events
 
 TIMEOUT = (3.0, 10.0)  # connect, and the longest silence within a response
 STREAM_READ_TIMEOUT = 40.0  # the GET stream is silent between updates; the server pings every 15 s
 UPDATE_WAIT = 5.0
+RESUME_ATTEMPTS = 3  # reconnections of a GET stream before the next task subscribes afresh
 
 run_report.install()
 
@@ -130,13 +131,16 @@ class BasicToolUser(McpUser):
 class SessionStateUser(McpUser):
     def on_new_session(self) -> None:
         self.expected = 1
+        self.unanswered = 0  # failed increments the server may or may not have applied
 
     @tag("counter")
     @task
     def increment(self) -> None:
-        outcome = self.call(cap.COUNTER, lambda client: cap.counter(client, self.expected))
+        outcome = self.call(cap.COUNTER, lambda client: cap.counter(client, self.expected, self.unanswered))
         if outcome.value is not None:  # resynchronise, so one lost or doubled increment counts once
-            self.expected = outcome.value + 1
+            self.expected, self.unanswered = outcome.value + 1, 0
+        else:
+            self.unanswered += 1
 
 
 class LoggingUser(McpUser):
@@ -219,12 +223,21 @@ class ResourceUpdatesUser(McpUser):
         return subscribed
 
     def read_updates(self, stream: requests.Response) -> None:
-        try:
-            for message in stream_messages(stream):
-                if message.get("method") == "notifications/resources/updated":
-                    self.updates.put(message)
-        except requests.RequestException:
-            pass  # the stream broke: the next task subscribes again
+        """Read updates; when the stream ends or breaks, resume it after the last event seen (the Redis
+        store replays what was missed, from whichever instance serves the session by then)."""
+        last_event_id = None
+        for _ in range(RESUME_ATTEMPTS):
+            with contextlib.suppress(requests.RequestException):
+                for event_id, message in stream_events(stream):
+                    last_event_id = event_id or last_event_id
+                    if message.get("method") == "notifications/resources/updated":
+                        self.updates.put(message)
+            stream.close()
+            with contextlib.suppress(requests.RequestException):
+                stream = self.stream = self.client.open_stream(STREAM_READ_TIMEOUT, last_event_id)
+                if stream.status_code == 200:
+                    continue
+            return  # the next task subscribes again
 
     def stop_listening(self) -> None:
         if self.listener is not None:

@@ -1,12 +1,13 @@
 """Run every scenario against every configuration and write the failure-rate matrix.
 
-    python -m loadtest.matrix [--quick] [--out DIR] [--target auto|compose|local]
+    python -m loadtest.matrix [--quick] [--out DIR] [--target auto|compose|local] [--only TEXT]
 
-Configurations: 4 presets x 3 balancing policies x the memory store. Each runs the same Locust
-users (one subprocess per configuration) against freshly started servers: the compose stack when a
-Docker Engine answers (CPU read from the containers' host pids: a local Linux engine), else the
-local stack. DIR gets matrix.md, results.csv,
-heatmap.png and, under runs/, Locust's own reports and the CPU of every process.
+Configurations: 4 presets x 3 balancing policies with the memory store, the 2 stateful presets x
+3 policies with the Redis store, and instance-loss runs (app1 killed halfway through the load).
+Each runs the same Locust users (one subprocess per configuration) against freshly started
+servers: the compose stack when a Docker Engine answers (CPU read from the containers' host pids:
+a local Linux engine), else the local stack. DIR gets matrix.md, results.csv, heatmap.png and,
+under runs/, Locust's own reports and the CPU of every process.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,11 +33,12 @@ from loadtest import capabilities as cap
 from loadtest import report
 from loadtest.compose import ComposeStack, docker_unavailable, image_env
 from loadtest.cpu import CpuSampler, saturation
-from loadtest.expectations import expected, verdict
+from loadtest.expectations import VICTIM, expected, verdict
 from loadtest.stack import POLICIES, PRESETS, PROJECT_ROOT, Stack, free_port
 
 STOP = threading.Event()  # set by SIGTERM
-STORES = ("memory",)
+# Instance loss: the Redis store under both policies it serves, and the sticky policy without it for contrast.
+LOSS_RUNS = (("round-robin", "redis"), ("session", "redis"), ("session", "memory"))
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,11 @@ class Config:
     preset: str
     policy: str
     store: str
+    loss: bool = False  # kill VICTIM halfway through the load
 
     @property
     def name(self) -> str:
-        return f"{self.preset}/{self.policy}/{self.store}"
+        return f"{self.preset}/{self.policy}/{self.store}" + ("/instance-loss" if self.loss else "")
 
     @property
     def slug(self) -> str:
@@ -75,12 +78,13 @@ class LocalTarget:
         self.out = out
 
     @contextlib.contextmanager
-    def serve(self, config: Config) -> Iterator[tuple[str, dict[str, int]]]:
+    def serve(self, config: Config) -> Iterator[tuple[str, dict[str, int], Callable[[], None]]]:
         run_dir = self.out / "stacks" / config.slug
         with Stack(
             run_dir=run_dir, preset=config.preset, policy=config.policy, store=config.store, port=free_port()
         ) as stack:
-            yield stack.url.removesuffix("/mcp"), {proc.name: proc.pid for proc in stack.procs}
+            processes = {proc.name: proc.pid for proc in stack.procs}
+            yield stack.url.removesuffix("/mcp"), processes, lambda: os.kill(processes[VICTIM], signal.SIGKILL)
 
     def close(self) -> None:
         pass
@@ -96,7 +100,7 @@ class ComposeTarget:
         self.stack: ComposeStack | None = None
 
     @contextlib.contextmanager
-    def serve(self, config: Config) -> Iterator[tuple[str, dict[str, int]]]:
+    def serve(self, config: Config) -> Iterator[tuple[str, dict[str, int], Callable[[], None]]]:
         if self.stack is None or self.stack.profile != config.preset:
             self.close()
             self.stack = ComposeStack(profile=config.preset, port=free_port(), env=self.env)
@@ -107,6 +111,7 @@ class ComposeTarget:
         yield (
             self.stack.url.removesuffix("/mcp"),
             {s.removesuffix(f"-{config.preset}"): c["pid"] for s, c in containers.items()},
+            lambda: self.stack.kill(f"{VICTIM}-{config.preset}"),
         )
 
     def close(self) -> None:
@@ -116,9 +121,14 @@ class ComposeTarget:
 
 
 def run_locust(
-    config: Config, host: str, processes: dict[str, int], settings: Settings, out: Path, progress: Progress
+    config: Config,
+    target: tuple[str, dict[str, int], Callable[[], None]],
+    settings: Settings,
+    out: Path,
+    progress: Progress,
 ) -> dict:
     """One configuration under load; returns Locust's stats, our report and the CPU of every process."""
+    host, processes, kill = target
     run = out / "runs" / config.slug
     shutil.rmtree(run, ignore_errors=True)  # never read an earlier run's files
     run.mkdir(parents=True)
@@ -155,8 +165,12 @@ def run_locust(
             # Measure CPU from the moment the load starts (Locust writes its CSV then), not its start-up.
             while locust.poll() is None and not (run / "locust_stats.csv").exists():
                 time.sleep(0.1)
+            kill_at = time.monotonic() + settings.duration / 2 if config.loss else None
             with CpuSampler({**processes, "locust": locust.pid}) as sampler:
                 while locust.poll() is None:
+                    if kill_at is not None and time.monotonic() >= kill_at:
+                        kill()
+                        kill_at = None
                     progress.show(live_failures=_live_failures(run / "locust_stats.csv"))
                     if STOP.wait(1):
                         raise SystemExit(143)
@@ -181,21 +195,23 @@ def rows_for(config: Config, result: dict) -> list[dict]:
         entry = result["stats"].get(capability, {})
         ours = result["report"].get(capability, {"instances": {}, "failures": {}})
         requests, failures = entry.get("num_requests", 0), entry.get("num_failures", 0)
-        expectation = expected(config.preset, config.policy, config.store, capability)
+        expectation = expected(config.preset, config.policy, config.store, capability, loss=config.loss)
         reasons = sorted(ours["failures"].items(), key=lambda item: -item[1])
         rows.append(
             {
                 "preset": config.preset,
                 "policy": config.policy,
                 "store": config.store,
+                "loss": config.loss,
                 "capability": capability,
                 "label": label,
                 "requests": requests,
                 "failures": failures,
                 "failure_rate": failures / requests if requests else None,
                 "expected": expectation,
-                "verdict": verdict(expectation, requests, failures),
+                "verdict": verdict(expectation, requests, failures, dict(reasons)),
                 "top_failure": reasons[0][0] if reasons else "",
+                "reasons": dict(reasons),
                 "instances": ours["instances"],
                 "p50_ms": _median_ms(entry),
                 "cpu": {name: round(use.average, 1) for name, use in result["cpu"].items()},
@@ -274,13 +290,19 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="auto: compose when a Docker Engine answers, else the local stack",
     )
+    parser.add_argument(
+        "--only", metavar="TEXT", help="run only the configurations whose name contains TEXT, e.g. /redis"
+    )
     args = parser.parse_args(argv)
     # SIGTERM is acted on between steps, never inside a compose command, so the stacks come down whole.
     signal.signal(signal.SIGTERM, lambda *_: STOP.set())
     args.out.mkdir(parents=True, exist_ok=True)
     target = choose_target(args.target, args.out)
     settings = Settings.for_run(args.quick, target.name)
-    configs = [Config(p, lb, s) for p in PRESETS for lb in POLICIES for s in STORES]
+    configs = [Config(p, lb, "memory") for p in PRESETS for lb in POLICIES]
+    configs += [Config(p, lb, "redis") for p in PRESETS if p.startswith("stateful") for lb in POLICIES]
+    configs += [Config("stateful-sse", lb, store, loss=True) for lb, store in LOSS_RUNS]
+    configs = [config for config in configs if args.only is None or args.only in config.name]
     progress = Progress(len(configs))
     rows: list[dict] = []
     try:
@@ -288,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             if STOP.is_set():
                 raise SystemExit(143)
             progress.begin(index, config)
-            with target.serve(config) as (host, processes):
-                result = run_locust(config, host, processes, settings, args.out, progress)
+            with target.serve(config) as served:
+                result = run_locust(config, served, settings, args.out, progress)
             config_rows = rows_for(config, result)
             rows += config_rows
             progress.finish(sum(row["failures"] for row in config_rows))

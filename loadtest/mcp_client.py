@@ -134,9 +134,11 @@ class McpClient:
         """Answer a server request; the SDK acknowledges with 202."""
         return self._post({"jsonrpc": "2.0", "id": server_request_id, "result": result})
 
-    def open_stream(self, read_timeout: float | None = None) -> requests.Response:
-        """The standalone GET stream (the caller reads it with `stream_messages` and closes it)."""
-        headers = {k: v for k, v in self.headers({"Accept": "text/event-stream"}).items() if k != "Content-Type"}
+    def open_stream(self, read_timeout: float | None = None, last_event_id: str | None = None) -> requests.Response:
+        """The standalone GET stream (the caller reads it with `stream_events` and closes it);
+        `last_event_id` asks the server to replay what came after that event."""
+        extra = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+        headers = {k: v for k, v in self.headers(extra).items() if k != "Content-Type"}
         timeout = (self.timeout[0], read_timeout or self.timeout[1])
         return _raise_for_transport(self.http.get(self.url, headers=headers, stream=True, timeout=timeout))
 
@@ -152,11 +154,18 @@ class McpClient:
 
 def stream_messages(resp: requests.Response) -> Iterator[dict]:
     """The JSON-RPC messages of a response, as they arrive (SSE events or one JSON body)."""
+    for _, message in stream_events(resp):
+        yield message
+
+
+def stream_events(resp: requests.Response) -> Iterator[tuple[str | None, dict]]:
+    """(SSE event id or None, message) for each JSON-RPC message of a response, as they arrive."""
     content_type = resp.headers.get("Content-Type", "")
     if content_type.startswith("text/event-stream"):
-        yield from _sse_messages(resp)
+        yield from _sse_events(resp)
     else:
-        yield from _parse_json(resp.content)
+        for message in _parse_json(resp.content):
+            yield None, message
 
 
 def _raise_for_transport(resp: requests.Response) -> requests.Response:
@@ -168,22 +177,25 @@ def _raise_for_transport(resp: requests.Response) -> requests.Response:
     return resp
 
 
-def _sse_messages(resp: requests.Response) -> Iterator[dict]:
+def _sse_events(resp: requests.Response) -> Iterator[tuple[str | None, dict]]:
     """Parse SSE by hand: requests' iter_lines splits on U+2028 and on CRLF halves across chunks."""
     buffer = b""
     data: list[bytes] = []
+    event_id = None
     for chunk in resp.iter_content(chunk_size=None):
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             line = line.rstrip(b"\r")
             if not line:
-                if data:
-                    yield from _parse_json(b"\n".join(data))
-                    data = []
+                for message in _parse_json(b"\n".join(data)):
+                    yield event_id, message
+                data, event_id = [], None
             elif line.startswith(b"data:"):
                 data.append(line[5:].lstrip(b" "))
-            # event:, id:, retry: and ": ping" comments carry nothing we need
+            elif line.startswith(b"id:"):
+                event_id = line[3:].strip().decode("latin-1")
+            # event:, retry: and ": ping" comments carry nothing we need
 
 
 def _parse_json(raw: bytes) -> list[dict]:

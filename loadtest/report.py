@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 from loadtest import capabilities as cap
-from loadtest.expectations import NEEDS_AFFINITY, SEED_CLAIMS, SEED_SCALES_WITHOUT_AFFINITY, UNSUPPORTED
+from loadtest.expectations import NEEDS_AFFINITY, SEED_CLAIMS, SEED_SCALES_WITHOUT_AFFINITY, UNSUPPORTED, VICTIM
 from loadtest.stack import PRESETS
 
-CSV_FIELDS = ["preset", "policy", "store", "capability", "label", "requests", "failures", "failure_rate", "expected"]
-CSV_FIELDS += ["verdict", "top_failure", "instances", "p50_ms", "cpu", "saturated"]
+CSV_FIELDS = ["preset", "policy", "store", "loss", "capability", "label", "requests", "failures", "failure_rate"]
+CSV_FIELDS += ["expected"]
+CSV_FIELDS += ["verdict", "top_failure", "reasons", "instances", "p50_ms", "cpu", "saturated"]
 
 
 def write_all(rows: list[dict], run_info: dict, out: Path) -> None:
@@ -52,17 +53,30 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow(
-                {**row, "instances": json.dumps(row["instances"], sort_keys=True), "cpu": json.dumps(row["cpu"])}
+                {
+                    **row,
+                    "instances": json.dumps(row["instances"], sort_keys=True),
+                    "cpu": json.dumps(row["cpu"]),
+                    "reasons": json.dumps(row.get("reasons", {})),
+                }
             )
 
 
-def by_cell(rows: list[dict]) -> dict[tuple[str, str, str, str], dict]:
-    """Rows by (preset, policy, store, capability)."""
-    return {(r["preset"], r["policy"], r["store"], r["capability"]): r for r in rows}
+Config = tuple[str, str, str, bool]  # preset, policy, store, instance loss
 
 
-def configurations(rows: list[dict]) -> list[tuple[str, str, str]]:
-    return list(dict.fromkeys((r["preset"], r["policy"], r["store"]) for r in rows))
+def by_cell(rows: list[dict]) -> dict[tuple[str, str, str, bool, str], dict]:
+    """Rows by (preset, policy, store, instance loss, capability)."""
+    return {(*_config(r), r["capability"]): r for r in rows}
+
+
+def configurations(rows: list[dict], *, loss: bool | None = None) -> list[Config]:
+    configs = dict.fromkeys(_config(r) for r in rows)
+    return [c for c in configs if loss is None or c[3] == loss]
+
+
+def _config(row: dict) -> Config:
+    return row["preset"], row["policy"], row["store"], row.get("loss", False)
 
 
 def cell(row: dict) -> str:
@@ -77,35 +91,65 @@ def cell(row: dict) -> str:
 
 
 def markdown(rows: list[dict], run_info: dict) -> str:
-    configs = configurations(rows)
     by_key = by_cell(rows)
+    labels = list(cap.CAPABILITIES.values())
+    header = ["| Preset | Policy | Store | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
     lines = [
         f"Measured {run_info['date']} on {run_info['machine']}, against the {run_info['target']} stack: "
         f"{run_info['users']} Locust users (an equal share per scenario), {run_info['duration_s']} s per "
         f"configuration ({run_info['mode']} run). Cells: failed operations / operations.",
         "",
-        "| Capability | " + " | ".join(f"{p} {lb} {s}" for p, lb, s in configs) + " |",
-        "|---|" + "---|" * len(configs),
+        *header,
     ]
-    for capability, label in cap.CAPABILITIES.items():
-        cells = [cell(by_key[(*config, capability)]) for config in configs]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for config in configurations(rows, loss=False):
+        cells = [cell(by_key[(*config, capability)]) for capability in cap.CAPABILITIES]
+        lines.append(f"| {' | '.join(config[:3])} | " + " | ".join(cells) + " |")
+    lost = configurations(rows, loss=True)
+    if lost:
+        lines += [
+            "",
+            f"**Instance loss:** `{lost[0][0]}`, with `{VICTIM}` killed (SIGKILL, or `docker kill`) halfway through"
+            " the load. Every failure is listed with its reason below the table.",
+            "",
+            *header,
+        ]
+        for config in lost:
+            cells = [cell(by_key[(*config, capability)]) for capability in cap.CAPABILITIES]
+            lines.append(f"| {' | '.join(config[:3])} | " + " | ".join(cells) + " |")
+        lines += ["", *loss_reasons(rows)]
     lines += ["", "Which instance answered (share of all operations) and the busiest process:", ""]
     lines += ["| Configuration | Instances | Busiest process (average % of one core) |", "|---|---|---|"]
-    for config in configs:
-        preset, policy, store = config
-        config_rows = rows_where(rows, preset=preset, policy=policy, store=store)
+    for config in configurations(rows):
+        config_rows = [r for r in rows if _config(r) == config]
         cpu = config_rows[0]["cpu"]
         busiest = max(cpu, key=cpu.get)
         load = f"{busiest} {cpu[busiest]:.0f}%, {config_rows[0]['saturated'] or 'not saturated'}"
-        lines.append(f"| {' '.join(config)} | {_shares(config_rows)} | {load} |")
+        lines.append(f"| {_name(config)} | {_shares(config_rows)} | {load} |")
     lines += ["", *seed_section(rows)]
     return "\n".join(lines) + "\n"
 
 
+def loss_reasons(rows: list[dict]) -> list[str]:
+    """Every failure of the instance-loss runs, by reason: what a user would see when an instance dies."""
+    lines = []
+    for row in rows:
+        if row.get("loss") and row["failures"]:
+            reasons = ", ".join(f"{n} × {reason}" for reason, n in row.get("reasons", {}).items())
+            lines.append(f"- {_name(_config(row))}, {row['label']}: {reasons or row['top_failure']}")
+    return lines or ["- no failures"]
+
+
+def _name(config: Config) -> str:
+    return " ".join(config[:3]) + (" (instance loss)" if config[3] else "")
+
+
 def seed_section(rows: list[dict]) -> list[str]:
     """The seed's claims beside what was measured under ip_hash (sticky) and round-robin."""
-    sticky = {(r["preset"], r["capability"]): r for r in rows if r["policy"] == "ip-hash" and r["store"] == "memory"}
+    sticky = {
+        (r["preset"], r["capability"]): r
+        for r in rows
+        if r["policy"] == "ip-hash" and r["store"] == "memory" and not r.get("loss")
+    }
     lines = [
         "The seed's claims (✓ works, ✗ does not, – it says nothing) against the measurements under `ip_hash`"
         " (✓ no failure, ✗ every operation failed, otherwise the failure rate):",
@@ -127,7 +171,7 @@ def seed_section(rows: list[dict]) -> list[str]:
                 )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for preset, claim in SEED_SCALES_WITHOUT_AFFINITY.items():
-        basic = rows_where(rows, preset=preset, policy="round-robin", capability=cap.BASIC)
+        basic = rows_where(rows, preset=preset, policy="round-robin", store="memory", capability=cap.BASIC)
         if basic and basic[0]["requests"] and (basic[0]["failures"] == 0) != claim:
             measured = _mark(basic[0]["failures"] == 0)
             disagreements.append(f"scaling under round-robin on `{preset}`: seed {_mark(claim)}, measured {measured}")
@@ -172,28 +216,29 @@ def write_heatmap(rows: list[dict], path: Path) -> None:
     by_key = by_cell(rows)
     capabilities = list(cap.CAPABILITIES)
     # Cells the preset cannot do at all are grey: the colour is for what should work.
-    grid = [[_rate(by_key[(*config, c)]) for config in configs] for c in capabilities]
+    grid = [[_rate(by_key[(*config, c)]) for c in capabilities] for config in configs]
     masked = numpy.ma.masked_where(
-        [[by_key[(*cf, c)]["expected"] == UNSUPPORTED for cf in configs] for c in capabilities], grid
+        [[by_key[(*cf, c)]["expected"] == UNSUPPORTED for c in capabilities] for cf in configs], grid
     )
     colours = matplotlib.colormaps["RdYlGn_r"].with_extremes(bad="#d9d9d9")
-    figure, axes = plt.subplots(figsize=(1.3 * len(configs) + 3, 0.6 * len(capabilities) + 2))
+    figure, axes = plt.subplots(figsize=(1.2 * len(capabilities) + 5, 0.45 * len(configs) + 2))
     image = axes.imshow(masked, cmap=colours, vmin=0, vmax=100, aspect="auto")
-    axes.set_xticks(range(len(configs)), [f"{p}\n{lb}" for p, lb, _ in configs], fontsize=8)
-    axes.set_yticks(range(len(capabilities)), [cap.CAPABILITIES[c] for c in capabilities])
-    for y, capability in enumerate(capabilities):
-        for x, config in enumerate(configs):
+    axes.set_yticks(range(len(configs)), [_name(c) for c in configs], fontsize=8)
+    axes.set_xticks(range(len(capabilities)), [cap.CAPABILITIES[c] for c in capabilities], fontsize=8)
+    axes.xaxis.tick_top()
+    for y, config in enumerate(configs):
+        for x, capability in enumerate(capabilities):
             row = by_key[(*config, capability)]
             label = "n/a" if row["failure_rate"] is None else f"{100 * row['failure_rate']:.0f}%"
             if row["verdict"] == "unexpected":
-                label += "\nunexpected"
+                label += " unexpected"
             elif row["expected"] == UNSUPPORTED:
-                label += "\nby design"
+                label += " by design"
             elif row["expected"] == NEEDS_AFFINITY:
-                label += "\nno affinity"
+                label += " no affinity"
             axes.text(x, y, label, ha="center", va="center", fontsize=7)
     figure.colorbar(image, label="failed operations (%)")
-    axes.set_title("MCP capability failure rate per configuration (store: memory)")
+    axes.set_title("MCP capability failure rate per configuration (preset, policy, store)", pad=30)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -13,6 +13,7 @@ import pytest
 
 from loadtest import capabilities as cap
 from loadtest.compose import ComposeStack, docker_unavailable
+from loadtest.matrix import LOSS_RUNS
 from loadtest.stack import POLICIES, PRESETS, PROJECT_ROOT
 from tests.test_readme import blocks, shell_env
 
@@ -44,20 +45,26 @@ def matrix(tmp_path_factory) -> dict:
             ComposeStack.remove_everything()  # in case the matrix could not
     assert run.returncode == 0, stdout
     saved = json.loads((OUT / "rows.json").read_text())
-    rows = {(r["preset"], r["policy"], r["capability"]): r for r in saved["rows"]}
+    rows = {(r["preset"], r["policy"], r["store"], r["loss"], r["capability"]): r for r in saved["rows"]}
     return {"stdout": stdout, "rows": rows, "run": saved["run"]}
 
 
+def configurations() -> list[str]:
+    """Every configuration the matrix runs, by name, in order."""
+    names = [f"{p}/{lb}/memory" for p in PRESETS for lb in POLICIES]
+    names += [f"{p}/{lb}/redis" for p in PRESETS if p.startswith("stateful") for lb in POLICIES]
+    return names + [f"stateful-sse/{lb}/{s}/instance-loss" for lb, s in LOSS_RUNS]
+
+
 def test_it_shows_progress_and_writes_every_file(matrix):
-    configurations = len(PRESETS) * len(POLICIES)
-    assert f"[{configurations}/{configurations}] {PRESETS[-1]}/{POLICIES[-1]}/memory" in matrix["stdout"]
+    names = configurations()
+    assert f"[{len(names)}/{len(names)}] {names[-1]}" in matrix["stdout"]
     assert "failures so far:" in matrix["stdout"]
     assert (OUT / "heatmap.png").read_bytes().startswith(b"\x89PNG")
-    assert (OUT / "results.csv").read_text().count("\n") == 1 + configurations * len(cap.CAPABILITIES)
-    for preset in PRESETS:
-        for policy in POLICIES:
-            run = OUT / "runs" / f"{preset}_{policy}_memory"
-            assert {"locust.html", "locust_stats.csv", "locust.json", "cpu.json"} <= {p.name for p in run.iterdir()}
+    assert (OUT / "results.csv").read_text().count("\n") == 1 + len(names) * len(cap.CAPABILITIES)
+    for name in names:
+        run = OUT / "runs" / name.replace("/", "_")
+        assert {"locust.html", "locust_stats.csv", "locust.json", "cpu.json"} <= {p.name for p in run.iterdir()}
 
 
 def test_every_cell_does_what_the_design_says(matrix):
@@ -67,21 +74,21 @@ def test_every_cell_does_what_the_design_says(matrix):
 
 
 def test_stateful_round_robin_loses_sessions(matrix):
-    counter = matrix["rows"]["stateful-sse", "round-robin", cap.COUNTER]
+    counter = matrix["rows"]["stateful-sse", "round-robin", "memory", False, cap.COUNTER]
     assert counter["failures"] > 0
     assert counter["top_failure"] == "HTTP 404: Session not found"
     assert set(counter["instances"]) == {"app1", "app2", "app3"}
 
 
 def test_stateless_json_basic_tools_never_fail_and_spread(matrix):
-    basic = matrix["rows"]["stateless-json", "round-robin", cap.BASIC]
+    basic = matrix["rows"]["stateless-json", "round-robin", "memory", False, cap.BASIC]
     assert basic["requests"] > 0 and basic["failures"] == 0
     assert set(basic["instances"]) == {"app1", "app2", "app3"}
 
 
 def test_sticky_stateful_sse_supports_every_capability(matrix):
     for capability in cap.CAPABILITIES:
-        row = matrix["rows"]["stateful-sse", "ip-hash", capability]
+        row = matrix["rows"]["stateful-sse", "ip-hash", "memory", False, capability]
         assert row["requests"] > 0 and row["failures"] == 0, capability
         assert len(row["instances"]) == 1
 
@@ -95,7 +102,21 @@ def test_the_seed_disagreements_are_listed(matrix):
 def test_the_session_policy_keeps_stateful_sse_whole_and_spreads_sessions(matrix):
     instances: set[str] = set()
     for capability in cap.CAPABILITIES:
-        row = matrix["rows"]["stateful-sse", "session", capability]
+        row = matrix["rows"]["stateful-sse", "session", "memory", False, capability]
         assert row["requests"] > 0 and row["failures"] == 0, capability
         instances |= set(row["instances"])
     assert len(instances) > 1, "sessions should spread over instances, unlike ip_hash"
+
+
+def test_redis_keeps_every_stateful_capability_under_round_robin(matrix):
+    for capability in cap.CAPABILITIES:
+        row = matrix["rows"]["stateful-sse", "round-robin", "redis", False, capability]
+        assert row["requests"] > 0 and row["failures"] == 0, capability
+        assert set(row["instances"]) == {"app1", "app2", "app3"}, capability
+
+
+def test_with_redis_an_instance_loss_fails_only_requests_in_flight(matrix):
+    for policy in ("round-robin", "session"):
+        rows = [matrix["rows"]["stateful-sse", policy, "redis", True, c] for c in cap.CAPABILITIES]
+        assert all(row["verdict"] == "ok" for row in rows), [row["reasons"] for row in rows]
+        assert not any("Session not found" in reason for row in rows for reason in row["reasons"])

@@ -292,3 +292,30 @@ def sse_events(resp):
             if data and "".join(data):
                 yield event_id, json.loads("".join(data))
             event_id, data = None, []
+
+
+def test_several_workers_per_instance_share_sessions_through_redis(tmp_path):
+    """MCP_WORKERS=2: each worker has its own session table, like separate containers; with the Redis
+    store a request that the kernel hands to the other worker is forwarded to the session's owner."""
+    from loadtest.stack import Stack, free_port
+
+    settings = {"MCP_WORKERS": "2"}
+    with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port(), app_env=settings) as stack:
+        url = stack.instance_url("app1")
+        by_owner: dict[int, McpClient] = {}
+        for _ in range(40):  # the kernel picks the worker for each new connection, not always evenly
+            client = session(url)
+            by_owner.setdefault(client.call_tool("whoami").result["structuredContent"]["pid"], client)
+            if len(by_owner) == 2:
+                break
+        assert len(by_owner) == 2, "40 sessions should have been opened on both workers"
+        forwarded = 0
+        for client in by_owner.values():
+            for n in range(1, 41):
+                client.http = requests.Session()  # a new connection: the kernel picks either worker
+                answer = client.call_tool("increment")
+                assert answer.result["structuredContent"]["result"] == n
+                forwarded += "X-Mcp-Served-By" in answer.headers  # only on a response relayed from the owner
+                assert cap.sampling(client).failure is None
+            client.close()
+        assert forwarded > 0, "some calls should have reached the worker that does not own their session"
