@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             "instance": settings.instance_id,
             "preset": settings.preset.value,
             "store": settings.session_store.value,
+            "sessions": len(sdk_internals.live_session_ids(mcp)),  # held by this process
         }
         return JSONResponse(body, status_code=200 if status == "ready" else 503)
 

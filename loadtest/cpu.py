@@ -33,7 +33,7 @@ class CpuSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> CpuSampler:
-        self._last = {name: _tree_times(pid) for name, pid in self.processes.items()}
+        self._last = {name: tree_times(pid) for name, pid in self.processes.items()}
         self._at = time.monotonic()
         self._thread.start()
         return self
@@ -47,7 +47,7 @@ class CpuSampler:
             now = time.monotonic()
             elapsed, self._at = now - self._at, now
             for name, pid in self.processes.items():
-                times = _tree_times(pid)
+                times = tree_times(pid)
                 # Per process: one that exited since the last sample adds nothing, a new one starts at 0.
                 used = sum(max(0.0, t - self._last[name].get(p, 0.0)) for p, t in times.items())
                 self.samples[name].append(100 * used / elapsed)
@@ -68,7 +68,7 @@ def saturation(use: dict[str, CpuUse]) -> str | None:
     return None
 
 
-def _tree_times(pid: int) -> dict[int, float]:
+def tree_times(pid: int) -> dict[int, float]:
     """CPU seconds of a process and each live descendant, by pid (empty once it is gone)."""
     try:
         root = psutil.Process(pid)

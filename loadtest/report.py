@@ -26,7 +26,21 @@ def write_all(rows: list[dict], run_info: dict, out: Path) -> None:
     write_heatmap(rows, out / "heatmap.png")
 
 
-README_MATRIX = re.compile(r"(<!-- matrix: (?P<path>\S+) -->\n).*?(<!-- end matrix -->)", re.S)
+# A committed result shown in the README: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
+README_EMBED = re.compile(
+    r"(<!-- (?P<kind>matrix|bench|soak): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
+)
+
+
+def embed(readme: Path, kind: str, source: Path) -> None:
+    """Replace the README's copy of a `kind` result with the file `source`."""
+    content = source.read_text()
+    text = README_EMBED.sub(
+        lambda m: m.group(1) + content + m.group(5) if m["kind"] == kind else m.group(0), readme.read_text()
+    )
+    if f"<!-- {kind}: " not in text:
+        raise SystemExit(f"no <!-- {kind}: ... --> marker in {readme}")
+    readme.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = json.loads((args.out / "rows.json").read_text())
     write_all(saved["rows"], saved["run"], args.out)
     if args.readme is not None:
-        table = (args.out / "matrix.md").read_text()
-        text, found = README_MATRIX.subn(lambda m: m.group(1) + table + m.group(3), args.readme.read_text())
-        if not found:
-            raise SystemExit(f"report: no <!-- matrix: ... --> marker in {args.readme}")
-        args.readme.write_text(text)
+        embed(args.readme, "matrix", args.out / "matrix.md")
     return 0
 
 

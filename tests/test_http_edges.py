@@ -20,7 +20,9 @@ def test_every_response_names_the_instance(stack_for):
     not_found.session_id = "gone"
     lost = not_found.call_tool("whoami")
     assert health.json() == {"status": "ok", "instance": "app2"}
-    assert ready.json() == {"status": "ready", "instance": "app2", "preset": "stateful-sse", "store": "memory"}
+    readiness = ready.json()
+    assert isinstance(readiness.pop("sessions"), int)
+    assert readiness == {"status": "ready", "instance": "app2", "preset": "stateful-sse", "store": "memory"}
     assert [r.headers["X-Mcp-Instance"] for r in (health, ready)] == ["app2", "app2"]
     assert (lost.status, lost.instance) == (404, "app2")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.report import README_MATRIX
+from loadtest.report import README_EMBED
 from loadtest.stack import Stack
 from tests.helpers import port_free, require_docker
 
@@ -42,6 +42,9 @@ EXPECTED = {
     ],
     "compose-session": [NGINX_HEALTHY],
     "session-routing": ["mcp-session-id: app1.\nmcp-session-id: app2.\nmcp-session-id: app3."],
+    "compose-redis": [NGINX_HEALTHY],
+    "redis-round-robin": ['"result":1', '"result":2', '"result":3', "x-mcp-served-by: app"],
+    "compose-redis-failover": ['"result":4', '"result":5'],
     "compose-stateless": [NGINX_HEALTHY],
     "stateless-session": ['"instance":"app1"\n"instance":"app2"\n"instance":"app3"'],
     "compose-loadtest": ["Locust: http://127.0.0.1:8089"],
@@ -56,7 +59,7 @@ EXPECTED = {
 
 
 def blocks() -> dict[str, tuple[str, list[str]]]:
-    """name -> (code, [preset, policy]) for every `tested` block, in README order."""
+    """name -> (code, [preset, policy, store?]) for every `tested` block, in README order."""
     found = {}
     for match in TAGGED.finditer(README):
         if match["kind"] == "tested":
@@ -114,8 +117,10 @@ def check(name: str, output: str) -> None:
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_curl_examples_against_the_local_stack(name, tmp_path, port_8080_free):
-    preset, policy = blocks()[name][1]
-    with Stack(run_dir=tmp_path / "stack", preset=preset, policy=policy, port=8080):
+    preset, policy, *store = blocks()[name][1]
+    with Stack(
+        run_dir=tmp_path / "stack", preset=preset, policy=policy, store=store[0] if store else "memory", port=8080
+    ):
         output = run_blocks([name], shell_env(tmp_path))[name]
     check(name, output)
 
@@ -164,11 +169,16 @@ def compose_v1_shim(tmp_path: Path) -> Path:
     return shim
 
 
-def test_the_readme_shows_the_committed_full_matrix():
-    """The README's table is results/full/matrix.md (python -m loadtest.report results/full --readme README.md)."""
-    shown = README_MATRIX.search(README)
-    assert shown is not None and shown["path"] == "results/full/matrix.md"
-    committed = (PROJECT_ROOT / "results" / "full" / "matrix.md").read_text()
-    assert README[shown.end(1) : shown.start(3)] == committed
+def test_the_readme_shows_the_committed_results():
+    """The README's copies of results/full/matrix.md, results/bench/bench.md and results/soak/soak.md are the
+    committed files (each command's --readme option writes them)."""
+    shown = {m["kind"]: m for m in README_EMBED.finditer(README)}
+    assert {kind: m["path"] for kind, m in shown.items()} == {
+        "matrix": "results/full/matrix.md",
+        "bench": "results/bench/bench.md",
+        "soak": "results/soak/soak.md",
+    }
+    for match in shown.values():
+        assert match["body"] == (PROJECT_ROOT / match["path"]).read_text(), match["path"]
     run = json.loads((PROJECT_ROOT / "results" / "full" / "rows.json").read_text())["run"]
-    assert run["mode"] == "full" and run["date"] in committed
+    assert run["mode"] == "full" and run["date"] in shown["matrix"]["body"]

@@ -1,0 +1,223 @@
+"""What the Redis session store costs, measured on the local stack (real uvicorn, nginx, redis-server).
+
+    python -m loadtest.bench [--calls 1000] [--clients 4] [--out results/bench] [--readme README.md]
+
+1. One session, sequential `whoami` calls sent straight to its owner (local) and to another
+   instance (forwarded): latency, and the CPU each process spent per call.
+2. Concurrent sessions through nginx with the Redis store under each balancing policy, against the
+   memory store with the `session` policy (sticky, no Redis): latency p50/p99 and their ratios, and
+   the CPU of all servers per call.
+
+Writes bench.md and bench.json to the output folder. Results depend on the machine: compare rows of
+one run, not runs of different machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+import requests
+
+from app.redis_events import EVENTS_KEY, MAX_EVENTS
+from app.redis_store import SESSION_KEY
+from loadtest.cpu import tree_times
+from loadtest.mcp_client import McpClient
+from loadtest.report import embed
+from loadtest.stack import PROJECT_ROOT, Stack, free_port
+
+WARMUP = 50
+POLICY_RUNS = (("session", "memory"), ("session", "redis"), ("ip-hash", "redis"), ("round-robin", "redis"))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    return {name: sum(tree_times(pid).values()) for name, pid in pids.items()}
+
+
+def timed_calls(client: McpClient, calls: int) -> list[float]:
+    latencies = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        answer = client.call_tool("whoami")
+        latencies.append((time.perf_counter() - started) * 1000)
+        if answer.result is None or answer.result.get("isError"):
+            raise RuntimeError(f"whoami failed: HTTP {answer.status} {answer.error}")
+    return latencies
+
+
+def _measure_into(latencies: list[float], client: McpClient, calls: int) -> None:
+    latencies.extend(timed_calls(client, calls))
+
+
+def forwarding(calls: int, work: Path) -> list[dict]:
+    """Rows for the same session's calls sent to its owner and to another instance."""
+    with Stack(run_dir=work / "forwarding", store="redis", port=free_port()) as stack:
+        apps = {name: stack.proc(name).pid for name in ("app1", "app2")}
+        owner = McpClient(requests.Session(), stack.instance_url("app1"))
+        owner.initialize()
+        relay = McpClient(requests.Session(), stack.instance_url("app2"))
+        relay.session_id, relay.protocol_version = owner.session_id, owner.protocol_version
+        rows = []
+        for path, client in (("local (to the owner)", owner), ("forwarded (to another instance)", relay)):
+            timed_calls(client, WARMUP)
+            before = cpu_seconds(apps)
+            latencies = timed_calls(client, calls)
+            after = cpu_seconds(apps)
+            rows.append(
+                {
+                    "path": path,
+                    "calls": calls,
+                    "p50_ms": percentile(latencies, 0.5),
+                    "p99_ms": percentile(latencies, 0.99),
+                    "owner_cpu_ms_per_call": 1000 * (after["app1"] - before["app1"]) / calls,
+                    "relay_cpu_ms_per_call": 1000 * (after["app2"] - before["app2"]) / calls,
+                }
+            )
+        rows.append(session_memory(stack, owner))
+        owner.close()
+    return rows
+
+
+def session_memory(stack: Stack, client: McpClient) -> dict:
+    """Redis bytes one session costs: its record, and its GET-stream events once the cap is reached."""
+    store = redis.Redis.from_url(stack.redis_url)
+    session_id = client.session_id.partition(".")[2]
+    for _ in range(100):
+        client.call_tool("increment")
+    client.request("resources/subscribe", {"uri": "updates://bench"})
+    for n in range(MAX_EVENTS + 36):  # more updates than the stream keeps
+        client.call_tool("publish_update", {"message": f"update {n}", "topic": "bench"})
+    events_key = EVENTS_KEY.format(session_id)
+    return {
+        "record_bytes": store.memory_usage(SESSION_KEY.format(session_id)),
+        "events_kept": store.xlen(events_key),
+        "events_bytes": store.memory_usage(events_key),
+    }
+
+
+def policies(calls: int, clients: int, work: Path) -> list[dict]:
+    """Rows for `clients` concurrent sessions through nginx, per policy and store."""
+    rows = []
+    for policy, store in POLICY_RUNS:
+        with Stack(run_dir=work / f"{policy}-{store}", policy=policy, store=store, port=free_port()) as stack:
+            servers = {p.name: p.pid for p in stack.procs if p.name != "redis" or store == "redis"}
+            sessions = [McpClient(requests.Session(), stack.url) for _ in range(clients)]
+            for session in sessions:
+                session.initialize()
+                timed_calls(session, WARMUP // clients + 1)
+            latencies: list[list[float]] = [[] for _ in sessions]
+            before = cpu_seconds(servers)
+            started = time.perf_counter()
+            threads = [
+                threading.Thread(target=_measure_into, args=(latencies[i], sessions[i], calls // clients))
+                for i in range(clients)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - started
+            after = cpu_seconds(servers)
+            done = sum(len(each) for each in latencies)
+            merged = [value for each in latencies for value in each]
+            rows.append(
+                {
+                    "policy": policy,
+                    "store": store,
+                    "calls": done,
+                    "calls_per_s": done / elapsed,
+                    "p50_ms": percentile(merged, 0.5),
+                    "p99_ms": percentile(merged, 0.99),
+                    "server_cpu_ms_per_call": 1000 * sum(after[n] - before[n] for n in servers) / done,
+                }
+            )
+            for session in sessions:
+                session.close()
+    base = rows[0]
+    for row in rows:
+        row["p50_ratio"] = row["p50_ms"] / base["p50_ms"]
+        row["p99_ratio"] = row["p99_ms"] / base["p99_ms"]
+    return rows
+
+
+def markdown(run: dict, forwarded: list[dict], by_policy: list[dict]) -> str:
+    lines = [
+        f"Measured {run['date']} on {run['machine']}, local stack, `stateful-sse`, `whoami` calls.",
+        "",
+        f"One session, {forwarded[0]['calls']} sequential calls straight to an instance:",
+        "",
+        "| Path | p50 | p99 | owner CPU per call | relay CPU per call |",
+        "|---|---|---|---|---|",
+    ]
+    memory = forwarded[-1]
+    for row in forwarded[:-1]:
+        lines.append(
+            f"| {row['path']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | "
+            f"{row['owner_cpu_ms_per_call']:.2f} ms | {row['relay_cpu_ms_per_call']:.2f} ms |"
+        )
+    lines += [
+        "",
+        f"Redis memory per session: {memory['record_bytes']} bytes for its record (owner, `initialize` params,"
+        f" counter, subscriptions), and {memory['events_bytes']} bytes for its GET-stream events at the cap of"
+        f" {memory['events_kept']} events: at most {(memory['record_bytes'] + memory['events_bytes']) / 1024:.1f}"
+        " KiB per session with these tools.",
+    ]
+    lines += [
+        "",
+        f"{run['clients']} concurrent sessions through nginx, {by_policy[0]['calls']} calls per row; ratios"
+        " against the first row (sticky, no Redis):",
+        "",
+        "| Policy | Store | p50 | p99 | p50 ratio | p99 ratio | calls/s | server CPU per call |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in by_policy:
+        lines.append(
+            f"| {row['policy']} | {row['store']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | "
+            f"{row['p50_ratio']:.2f} | {row['p99_ratio']:.2f} | {row['calls_per_s']:.0f} | "
+            f"{row['server_cpu_ms_per_call']:.2f} ms |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=1000, help="calls per measurement")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent sessions in the policy runs")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "bench")
+    parser.add_argument("--readme", type=Path, help="also replace this README's copy of bench.md")
+    args = parser.parse_args(argv)
+    run = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "clients": args.clients,
+    }
+    with tempfile.TemporaryDirectory() as work:
+        forwarded = forwarding(args.calls, Path(work))
+        by_policy = policies(args.calls, args.clients, Path(work))
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"run": run, "forwarding": forwarded, "policies": by_policy}
+    (args.out / "bench.json").write_text(json.dumps(result, indent=1))
+    (args.out / "bench.md").write_text(markdown(run, forwarded, by_policy))
+    print((args.out / "bench.md").read_text(), end="")
+    print(f"bench: wrote {args.out / 'bench.md'} and bench.json")
+    if args.readme is not None:
+        embed(args.readme, "bench", args.out / "bench.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""The benchmark and soak commands, run small: they finish, measure what they say, and the soak
+finds nothing left behind (the full runs' numbers are in the README, never asserted as timings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from loadtest.stack import PROJECT_ROOT
+
+
+def run(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_the_benchmark_measures_forwarding_and_every_policy(tmp_path):
+    done = run("loadtest.bench", "--calls", "60", "--clients", "2", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "bench.json").read_text())
+    local, forwarded, memory = result["forwarding"]
+    assert memory["events_kept"] == 64 and memory["record_bytes"] < 1024 and memory["events_bytes"] < 32 * 1024
+    assert local["relay_cpu_ms_per_call"] < forwarded["relay_cpu_ms_per_call"], "only the forwarded path uses app2"
+    assert [(r["policy"], r["store"]) for r in result["policies"]] == [
+        ("session", "memory"),
+        ("session", "redis"),
+        ("ip-hash", "redis"),
+        ("round-robin", "redis"),
+    ]
+    assert all(r["calls"] == 60 for r in result["policies"])
+    assert "| forwarded (to another instance) |" in (tmp_path / "bench.md").read_text()
+
+
+def test_the_soak_leaves_no_session_behind(tmp_path):
+    done = run("loadtest.soak", "--minutes", "0.25", "--users", "4", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "soak.json").read_text())
+    churned, failed = result["operations"]["session lifecycle"]
+    assert churned > 20 and failed == 0
+    assert max(s["redis_session_keys"] for s in result["samples"]) > 0, "sessions were open during the load"
+    last = result["samples"][-1]
+    assert last["redis_session_keys"] == 0 and sum(last["held_sessions"].values()) == 0
