@@ -14,16 +14,17 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from app import sdk_internals
+from app.cluster import Cluster
 from app.legacy_subscriptions import LegacySubscriptions
 from app.logs import configure_logging
 from app.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
 from app.redis_bus import RedisSubscriptionBus
 from app.redis_events import RedisEventStore
-from app.redis_store import RedisCounterStore, connect
+from app.redis_store import RedisBulletinStore, RedisCounterStore, connect
 from app.server import UPDATES_URI_PATTERN, ServerState, build_server
 from app.session_registry import SessionRegistry
 from app.settings import SessionStore, Settings
-from app.shared_sessions import Cluster, SharedSessions
+from app.shared_sessions import SharedSessions
 from app.state import MemoryBulletinStore, MemoryCounterStore
 
 log = logging.getLogger("app")
@@ -41,12 +42,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         bus.on_remote(subscriptions.announce_event)
         worker_host = settings.listen_host if settings.workers > 1 else None
         cluster = Cluster(redis, registry, bus, subscriptions, worker_host)
-        counters = RedisCounterStore(redis)
+        counters, bulletins = RedisCounterStore(redis), RedisBulletinStore(redis)
     else:
         subscriptions = LegacySubscriptions(UPDATES_URI_PATTERN)
         # `mcp` is bound below; the counters only ask it which sessions are open once they are full.
         counters = MemoryCounterStore(settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp))
-    state = ServerState(settings, counters, MemoryBulletinStore(), cluster)
+        bulletins = MemoryBulletinStore()
+    state = ServerState(settings, counters, bulletins, cluster)
     mcp = build_server(state, subscriptions, bus)
 
     @mcp.custom_route("/healthz", methods=["GET"])

@@ -18,7 +18,9 @@ from starlette.types import Message, Receive, Scope, Send
 FORWARD_HEADER = "x-mcp-forwarded"
 SERVED_BY_HEADER = b"x-mcp-served-by"  # the owner's X-Mcp-Instance; X-Mcp-Instance stays the instance nginx picked
 _MAX_SKEW_SECONDS = 30
-_HEADER_TIMEOUT_SECONDS = 60.0  # a hung owner fails the request instead of holding it forever
+# The longest silence on the hop: above the longest tool call (50 s, answered at its end on JSON presets)
+# and the SSE keepalive ping (15 s); an owner silent longer than that is hung or gone.
+_READ_TIMEOUT_SECONDS = 60.0
 # Hop-by-hop headers (RFC 9110 7.6.1), and the ones the client library sets itself.
 _NOT_FORWARDED = {
     b"connection",
@@ -37,32 +39,51 @@ log = logging.getLogger(__name__)
 class OwnerUnreachable(ConnectionError):
     """No connection to the owner could be made: the request never reached it, so serving it here is safe."""
 
+    def __init__(self, message: str, *, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out  # a refusal means nothing listens; a timeout may be a busy owner
+
+
+class ClientGone(ConnectionError):
+    """The client disconnected before its request body arrived whole."""
+
 
 class OwnerLost(ConnectionError):
     """The owner took the request but broke off or timed out before answering: it may or may not have run."""
 
 
 class ForwardSigner:
-    """Signs the forwarded hop with the cluster secret, binding it to the method, the session and the time."""
+    """Signs the forwarded hop with the cluster secret, binding it to the time, the sender and the request
+    (method, path, session and a hash of the body), so a captured header cannot carry another request."""
 
     def __init__(self, secret: bytes, sender: str) -> None:
-        self._secret = secret
+        self._secrets = [secret]
         self.sender = sender
 
-    def sign(self, method: str, session_id: str) -> str:
-        stamp = str(int(time.time()))
-        return f"{stamp};{self.sender};{self._mac(stamp, self.sender, method, session_id)}"
+    def rotate(self, secret: bytes) -> None:
+        """Sign with `secret` from now on; still accept the previous one, for requests already on their way."""
+        if secret != self._secrets[0]:
+            self._secrets = [secret, self._secrets[0]]
 
-    def verify(self, header: str, method: str, session_id: str) -> bool:
+    def sign(self, scope: Scope, body: bytes) -> str:
+        stamp = str(int(time.time()))
+        return f"{stamp};{self.sender};{self._mac(self._secrets[0], stamp, self.sender, scope, body)}"
+
+    def verify(self, header: str, scope: Scope, body: bytes) -> bool:
         stamp, _, rest = header.partition(";")
         sender, _, mac = rest.partition(";")
-        if not stamp.isdigit() or abs(time.time() - int(stamp)) > _MAX_SKEW_SECONDS:
+        if not (stamp.isascii() and stamp.isdigit()) or abs(time.time() - int(stamp)) > _MAX_SKEW_SECONDS:
             return False
-        return hmac.compare_digest(mac, self._mac(stamp, sender, method, session_id))
+        expected = [self._mac(secret, stamp, sender, scope, body) for secret in self._secrets]
+        return mac.isascii() and any(hmac.compare_digest(mac, candidate) for candidate in expected)
 
-    def _mac(self, stamp: str, sender: str, method: str, session_id: str) -> str:
-        message = f"{stamp}|{sender}|{method}|{session_id}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+    @staticmethod
+    def _mac(secret: bytes, stamp: str, sender: str, scope: Scope, body: bytes) -> str:
+        target = (scope.get("raw_path") or scope["path"].encode()) + b"?" + scope.get("query_string", b"")
+        session_id = _header(scope, b"mcp-session-id")
+        parts = [stamp.encode(), sender.encode(), scope["method"].encode(), target, session_id.encode()]
+        message = b"|".join([*parts, hashlib.sha256(body).hexdigest().encode()])
+        return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 class Forwarder:
@@ -71,8 +92,9 @@ class Forwarder:
     def __init__(self, signer: ForwardSigner) -> None:
         self.signer = signer
         self._client = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(connect=1.0, read=None, write=10.0, pool=5.0),
-            limits=httpx2.Limits(max_connections=512, max_keepalive_connections=128),
+            timeout=httpx2.Timeout(connect=1.0, read=_READ_TIMEOUT_SECONDS, write=10.0, pool=5.0),
+            # No cap on connections: each relayed GET stream holds one for as long as the client listens.
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=128),
         )
 
     async def aclose(self) -> None:
@@ -80,20 +102,20 @@ class Forwarder:
 
     async def forward(self, owner_url: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         """Send the request to the owner and stream its answer back; raises before sending anything to the client."""
-        session_id = _header(scope, b"mcp-session-id")
         headers = [(key, value) for key, value in scope["headers"] if key.lower() not in _NOT_FORWARDED]
-        headers.append((FORWARD_HEADER.encode(), self.signer.sign(scope["method"], session_id).encode()))
+        headers.append((FORWARD_HEADER.encode(), self.signer.sign(scope, body).encode()))
         path = scope.get("raw_path") or scope["path"].encode()
         query = b"?" + scope["query_string"] if scope.get("query_string") else b""
         request = self._client.build_request(
             scope["method"], owner_url + (path + query).decode("latin-1"), headers=headers, content=body
         )
         try:
-            with anyio.fail_after(_HEADER_TIMEOUT_SECONDS):
-                response = await self._client.send(request, stream=True)
-        except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
-            raise OwnerUnreachable(str(exc)) from exc
-        except (httpx2.TransportError, TimeoutError) as exc:
+            response = await self._client.send(request, stream=True)
+        except httpx2.ConnectTimeout as exc:
+            raise OwnerUnreachable(str(exc), timed_out=True) from exc
+        except httpx2.ConnectError as exc:
+            raise OwnerUnreachable(str(exc), timed_out=False) from exc
+        except httpx2.TransportError as exc:
             raise OwnerLost(exc.__class__.__name__) from exc
         try:
             await send(
@@ -129,12 +151,12 @@ class Forwarder:
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None when it is longer than `limit` bytes."""
+    """The whole request body, or None when it is longer than `limit` bytes; ClientGone if the client left."""
     chunks, size = [], 0
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone("the client disconnected before sending its whole request")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -146,4 +168,5 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
 
 
 def _header(scope: Scope, name: bytes) -> str:
+    """The header's value, or "" when it is absent."""
     return next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == name), "")

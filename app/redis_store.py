@@ -1,4 +1,4 @@
-"""The Redis connection and the state kept in it: the cluster secret and the session counters.
+"""The Redis connection and the state kept in it: the cluster secret, the session counters, the bulletins.
 
 Every key this project writes starts with `mcp:`; `app/session_registry.py` owns the session keys.
 """
@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import secrets
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+from app.state import NO_UPDATES, Bulletin
 
 CLUSTER_SECRET_KEY = "mcp:cluster-secret"
 SESSION_KEY = "mcp:session:{}"
@@ -28,18 +30,21 @@ class StoreUnavailable(RuntimeError):
 
 def connect(url: str) -> Redis:
     """A client that fails within about a second when Redis is down, instead of hanging."""
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=1024,
+        timeout=1.0,  # wait this long for a free connection when all are busy, then fail
         socket_connect_timeout=0.5,
         socket_timeout=1.0,
         retry=_RETRY,
         health_check_interval=10,
-        max_connections=256,
     )
+    return Redis(connection_pool=pool)
 
 
 async def cluster_secret(redis: Redis) -> bytes:
-    """The secret all instances share to sign forwarded requests: made once, by whichever instance comes first.
+    """The secret all instances share to sign forwarded requests: made once, by whichever instance comes first
+    (and again after Redis lost its data; the instances re-read it every few seconds, so they converge).
 
     Whoever can read Redis can already read every session, so keeping the secret there adds no exposure,
     and nothing secret is committed or differs between processes.
@@ -73,3 +78,35 @@ class RedisCounterStore:
         if value is None:
             raise LookupError("this session has ended or expired; initialize a new one")
         return int(value)
+
+
+BULLETIN_KEY = "mcp:bulletin:{}"
+BULLETIN_TTL_SECONDS = 24 * 3600  # a topic nobody published on for a day is forgotten: topics cannot pile up
+_PUBLISH = """
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'text', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return version
+"""
+
+
+class RedisBulletinStore:
+    """Bulletins every instance reads alike: the resource an update notification points to."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._publish = redis.register_script(_PUBLISH)
+
+    async def publish(self, topic: str, text: str) -> Bulletin:
+        try:
+            version = await self._publish(keys=[BULLETIN_KEY.format(topic)], args=[text, BULLETIN_TTL_SECONDS])
+        except RedisError as exc:
+            raise StoreUnavailable(exc) from exc
+        return Bulletin(version=int(version), text=text)
+
+    async def read(self, topic: str) -> Bulletin:
+        try:
+            version, text = await self._redis.hmget(BULLETIN_KEY.format(topic), ["version", "text"])
+        except RedisError as exc:
+            raise StoreUnavailable(exc) from exc
+        return NO_UPDATES if version is None else Bulletin(version=int(version), text=text.decode())

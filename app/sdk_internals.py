@@ -53,24 +53,24 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     def holds(self, session_id: str) -> bool:
         return session_id in self._server_instances
 
+    def has_room(self) -> bool:
+        return self.max_sessions is None or len(self._server_instances) < self.max_sessions
+
     async def rebuild(self, session_id: str, params: dict, protocol_version: str) -> Connection | None:
         """Serve `session_id` here from its stored `initialize` params, as if this process had opened it.
 
-        Returns the session's connection (its standalone channel reaches the client's GET stream).
+        Returns the session's connection (its standalone channel reaches the client's GET stream), or None
+        when the session is already served here.
         """
-        async with self._session_creation_lock:
-            if session_id in self._server_instances:
-                return None
-            transport = StreamableHTTPServerTransport(
-                mcp_session_id=session_id,
-                is_json_response_enabled=self.json_response,
-                event_store=self.event_store_for(session_id) if self.event_store_for else self.event_store,
-                security_settings=self.security_settings,
-                retry_interval=self.retry_interval,
-                idle_timeout=self.session_idle_timeout,
-            )
-            self._server_instances[session_id] = transport
         client_params = InitializeRequestParams.model_validate(params, by_name=False)
+        transport = StreamableHTTPServerTransport(
+            mcp_session_id=session_id,
+            is_json_response_enabled=self.json_response,
+            event_store=self.event_store_for(session_id) if self.event_store_for else self.event_store,
+            security_settings=self.security_settings,
+            retry_interval=self.retry_interval,
+            idle_timeout=self.session_idle_timeout,
+        )
 
         async def run_server(*, task_status: TaskStatus[Connection] = anyio.TASK_STATUS_IGNORED) -> None:
             async with transport.connect() as (read_stream, write_stream):
@@ -90,11 +90,16 @@ class SharedSessionManager(StreamableHTTPSessionManager):
                 finally:
                     await self._discard_session(session_id, transport)
 
-        assert self._task_group is not None
-        connection = await self._task_group.start(run_server)
-        if transport.idle_scope is not None and self.session_idle_timeout is not None:
-            # The SDK starts the idle countdown when a request ends; a rebuilt session has had none yet.
-            transport.idle_scope.deadline = anyio.current_time() + self.session_idle_timeout
+        # Under the lock until the transport is connected: no request may reach it half-built.
+        async with self._session_creation_lock:
+            if session_id in self._server_instances:
+                return None
+            assert self._task_group is not None
+            connection = await self._task_group.start(run_server)
+            if transport.idle_scope is not None and self.session_idle_timeout is not None:
+                # The SDK starts the idle countdown when a request ends; a rebuilt session has had none yet.
+                transport.idle_scope.deadline = anyio.current_time() + self.session_idle_timeout
+            self._server_instances[session_id] = transport
         return connection
 
     def _admit_session(self, requestor):

@@ -35,7 +35,7 @@ from app.settings import SERVER_NAME, Settings
 from app.state import BulletinStore, CounterStore
 
 if TYPE_CHECKING:
-    from app.shared_sessions import Cluster
+    from app.cluster import Cluster
 
 UPDATES_URI = "updates://{topic}"  # publish_update's resources; "updates://bulletin" by default
 _TOPIC = r"[a-z0-9-]{1,32}"

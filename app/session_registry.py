@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -88,30 +89,25 @@ class SessionRegistry:
         self._claim = redis.register_script(_CLAIM)
         self._forget = redis.register_script(_FORGET)
         self._save_subscriptions = redis.register_script(_SAVE_SUBSCRIPTIONS)
-        self._owned: dict[str, tuple[Opening, float]] = {}  # session -> (opening, last confirmed)
+        self._owned: dict[str, float] = {}  # sessions this process owns -> when that was last confirmed
         self._lookups: dict[str, tuple[Owner, float]] = {}
 
     async def register(self, session_id: str, opening: Opening) -> None:
         """Record a session this process just opened."""
         params = json.dumps(opening.params)
         await self._call(self._register, session_id, self.owner_id, params, opening.protocol_version, self._ttl_ms)
-        self._owned[session_id] = (opening, time.monotonic())
+        self._owned[session_id] = time.monotonic()
 
     async def confirm(self, session_id: str, *, now: bool = False) -> bool:
-        """Is a session held here still ours? False when another process has taken it over."""
-        opening, confirmed = self._owned.get(session_id, (None, 0.0))
-        if opening is not None and not now and time.monotonic() - confirmed < CONFIRM_EVERY_SECONDS:
+        """Is a session held here still ours? False when another process took it over or its record is gone
+        (ended elsewhere, or lost by Redis): either way this process must stop serving it."""
+        confirmed = self._owned.get(session_id)
+        if confirmed is not None and not now and time.monotonic() - confirmed < CONFIRM_EVERY_SECONDS:
             return True
-        answer = await self._call(self._confirm, session_id, self.owner_id, self._ttl_ms)
-        if answer == 0 or (answer == -1 and opening is None):
+        if await self._call(self._confirm, session_id, self.owner_id, self._ttl_ms) != 1:
             self._owned.pop(session_id, None)
             return False
-        if answer == -1:
-            # Redis lost the record (a restart without persistence): this process still holds the session.
-            log.warning("a session held here had no record in Redis; recording it again")
-            await self.register(session_id, opening)
-        elif opening is not None:
-            self._owned[session_id] = (opening, time.monotonic())
+        self._owned[session_id] = time.monotonic()
         return True
 
     async def lookup(self, session_id: str) -> Owner | None:
@@ -138,9 +134,8 @@ class SessionRegistry:
         answer = await self._call(self._claim, session_id, dead_owner, self.owner_id, self._ttl_ms)
         if answer is None:
             return None
-        opening = Opening(json.loads(answer[0]), answer[1].decode(), tuple(json.loads(answer[2] or "[]")))
-        self._owned[session_id] = (opening, time.monotonic())
-        return opening
+        self._owned[session_id] = time.monotonic()
+        return Opening(json.loads(answer[0]), answer[1].decode(), tuple(json.loads(answer[2] or "[]")))
 
     async def save_subscriptions(self, session_id: str, uris: list[str]) -> None:
         await self._call(self._save_subscriptions, session_id, self.owner_id, json.dumps(uris))
@@ -154,19 +149,27 @@ class SessionRegistry:
             log.warning("could not delete an ended session's record; it expires by itself")
 
     async def heartbeat(self) -> None:
-        """Tell the others this owner is alive, and keep the records of the sessions held here from expiring."""
-        refresh_every = max(HEARTBEAT_SECONDS, self._ttl_ms / 3000)
-        refreshed = 0.0
+        """Tell the others, every second, that this owner is alive (nothing else in this loop may delay it)."""
         while True:
             try:
                 await self._redis.set(OWNER_KEY.format(self.owner_id), self.url, px=int(OWNER_TIMEOUT_SECONDS * 1000))
-                if time.monotonic() - refreshed >= refresh_every:
-                    for session_id in list(self._owned):
-                        await self.confirm(session_id, now=True)
-                    refreshed = time.monotonic()
-            except (RedisError, StoreUnavailable) as exc:
-                log.warning("heartbeat failed: %s", exc)
+            except RedisError as exc:
+                log.warning("heartbeat failed: %s", exc.__class__.__name__)
             await anyio.sleep(HEARTBEAT_SECONDS)
+
+    async def sweep(self, on_lost: Callable[[str], Awaitable[None]]) -> None:
+        """Keep the records of the sessions held here from expiring, and hand `on_lost` any that are no
+        longer ours (taken over while this process was cut off, or ended elsewhere)."""
+        every = max(HEARTBEAT_SECONDS, self._ttl_ms / 3000)
+        while True:
+            await anyio.sleep(every)
+            for session_id in list(self._owned):
+                try:
+                    ours = await self.confirm(session_id, now=True)
+                except StoreUnavailable:
+                    break  # try them all again next time
+                if not ours:
+                    await on_lost(session_id)
 
     async def stop(self) -> None:
         """Say this owner is gone, so the others take its sessions over without waiting for the timeout."""

@@ -9,74 +9,32 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from urllib.parse import urlsplit
 
 import anyio
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import sdk_internals
-from app.forwarding import FORWARD_HEADER, Forwarder, ForwardSigner, OwnerLost, OwnerUnreachable, read_body
-from app.legacy_subscriptions import LegacySubscriptions
-from app.redis_bus import RedisSubscriptionBus
-from app.redis_store import StoreUnavailable, cluster_secret
-from app.session_registry import Opening, SessionRegistry
-from app.worker_listener import own_listener
+from app.cluster import Cluster
+from app.forwarding import FORWARD_HEADER, ClientGone, OwnerLost, OwnerUnreachable, read_body
+from app.redis_store import StoreUnavailable
+from app.session_registry import Opening
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 log = logging.getLogger(__name__)
 
 
-class Cluster:
-    """The pieces every instance shares through Redis, started and stopped with the server."""
+class Refused(Exception):
+    """A request this layer answers itself: HTTP status and JSON-RPC error."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        registry: SessionRegistry,
-        bus: RedisSubscriptionBus,
-        subscriptions: LegacySubscriptions,
-        worker_host: str | None = None,
-    ) -> None:
-        self.redis = redis
-        self.registry = registry
-        self.bus = bus
-        self.subscriptions = subscriptions
-        self.worker_host = worker_host  # set when this process is one of several workers: it needs its own port
-        self.app: ASGIApp | None = None  # the whole app, served on that port
-        self.forwarder: Forwarder | None = None
-        self.manager: sdk_internals.SharedSessionManager | None = None
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        secret = await cluster_secret(self.redis)
-        self.forwarder = Forwarder(ForwardSigner(secret, self.registry.owner_id))
-        async with AsyncExitStack() as stack:
-            if self.worker_host is not None:
-                listener = own_listener(self.app, self.worker_host, self.registry.url)
-                self.registry.url = await stack.enter_async_context(listener)
-            async with anyio.create_task_group() as group:
-                group.start_soon(self.registry.heartbeat)
-                group.start_soon(self.bus.run)
-                try:
-                    yield
-                finally:
-                    group.cancel_scope.cancel()
-                    with anyio.CancelScope(shield=True):
-                        await self.registry.stop()
-                        await self.forwarder.aclose()
-                        await self.redis.aclose()
 
-    async def reachable(self) -> bool:
-        try:
-            with anyio.fail_after(1.0):
-                return bool(await self.redis.ping())
-        except (RedisError, TimeoutError):
-            return False
+TOO_LARGE = Refused(413, -32600, f"request body larger than {MAX_BODY_BYTES} bytes")
 
 
 class SharedSessions:
@@ -106,22 +64,22 @@ class SharedSessions:
                 await self._open(scope, receive, tracked)
             else:
                 await self._route(session_id, scope, receive, tracked)
-        except StoreUnavailable as exc:
+        except ClientGone:
+            return  # nobody is left to answer
+        except (StoreUnavailable, Refused) as exc:
             if started:
                 raise
-            await _error(send, 503, -32603, str(exc))
+            status, code = (exc.status, exc.code) if isinstance(exc, Refused) else (503, -32603)
+            await _error(send, status, code, str(exc))
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session: record the session the SDK opens before the client learns its id."""
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        body = await read_body(receive, MAX_BODY_BYTES)
-        if body is None:
-            await _error(send, 413, -32600, f"request body larger than {MAX_BODY_BYTES} bytes")
-            return
-        params = _initialize_params(body)
-        if params is None:  # not an initialize request: the SDK explains what is wrong
+        body = await _body(receive)
+        opening = _opening(body)
+        if opening is None:  # not a valid initialize request: the SDK explains what is wrong
             await self.app(scope, _replay(body, receive), send)
             return
         refused: list[str] = []
@@ -132,7 +90,6 @@ class SharedSessions:
             if message["type"] == "http.response.start" and message["status"] < 400:
                 session_id = _header({"headers": message.get("headers", [])}, b"mcp-session-id")
                 if session_id is not None:
-                    opening = Opening(params, sdk_internals.negotiated_version(params))
                     try:
                         await self.cluster.registry.register(session_id, opening)
                     except StoreUnavailable as exc:
@@ -149,86 +106,102 @@ class SharedSessions:
         manager, registry = self.cluster.manager, self.cluster.registry
         if manager.holds(session_id):
             if await registry.confirm(session_id):
-                await self._serve_here(session_id, scope, receive, send)
+                await self.app(scope, receive, send)
                 return
-            log.warning("another instance took over a session held here; handing it on")
+            log.warning("a session held here is no longer ours (taken over, or ended); letting it go")
             await manager.drop(session_id)
         body: bytes | None = None
         for _ in range(2):  # a second look when another instance claimed the session first
             owner = await registry.lookup(session_id)
-            if owner is None:  # ended or expired: the SDK answers 404 Session not found
-                await self.app(scope, _replay(body, receive) if body is not None else receive, send)
+            if owner is None or owner.owner_id == registry.owner_id:
+                # No record, or one naming this process although the session ended here: it is over.
+                await self._ended(
+                    session_id, owner is not None, scope, receive if body is None else _replay(body, receive), send
+                )
                 return
-            if body is None:
-                body = await read_body(receive, MAX_BODY_BYTES)
-                if body is None:
-                    await _error(send, 413, -32600, f"request body larger than {MAX_BODY_BYTES} bytes")
-                    return
-            if owner.url is not None and owner.owner_id != registry.owner_id:
+            body = await _body(receive) if body is None else body
+            if owner.url is not None:
                 try:
                     await self.cluster.forwarder.forward(owner.url, scope, body, receive, send)
                     return
-                except OwnerUnreachable:
+                except OwnerUnreachable as exc:
+                    if exc.timed_out and await self._alive(session_id, owner.owner_id):
+                        raise Refused(503, -32603, "the instance serving this session is busy; retry") from None
                     log.warning("a session's owner is unreachable; taking the session over")
                 except OwnerLost as exc:
+                    registry.forget_lookup(session_id)
                     # A request may have run before its owner died, so only what is safe to repeat is served again.
                     if not _repeatable(scope["method"], body) or await _accepts_connections(owner.url):
-                        registry.forget_lookup(session_id)
                         message = f"the instance serving this session stopped answering ({exc}); retry"
-                        await _error(send, 502, -32603, message)
-                        return
+                        raise Refused(502, -32603, message) from None
             if await self._take_over(session_id, owner.owner_id):
-                await self._serve_here(session_id, scope, _replay(body, receive), send)
+                await self.app(scope, _replay(body, receive), send)
                 return
             registry.forget_lookup(session_id)
-        await _error(send, 503, -32603, "another instance is taking this session over; retry")
+        raise Refused(503, -32603, "another instance is taking this session over; retry")
 
     async def _serve_forwarded(self, session_id: str | None, scope: Scope, receive: Receive, send: Send) -> None:
         """A request another instance sent here because the registry says this process owns the session."""
+        body = await _body(receive)
         signature = _header(scope, FORWARD_HEADER.encode())
-        forwarder = self.cluster.forwarder
-        if session_id is None or not forwarder.signer.verify(signature, scope["method"], session_id):
-            await _error(send, 403, -32600, f"invalid {FORWARD_HEADER} header; only cluster instances may send it")
-            return
+        if session_id is None or not self.cluster.forwarder.signer.verify(signature, scope, body):
+            raise Refused(403, -32600, f"invalid {FORWARD_HEADER} header; only cluster instances may send it")
         manager, registry = self.cluster.manager, self.cluster.registry
-        if manager.holds(session_id):
-            ours = await registry.confirm(session_id)
-        else:
-            registry.forget_lookup(session_id)
-            owner = await registry.lookup(session_id)
-            if owner is None:  # ended meanwhile: the SDK answers 404
-                await self.app(scope, receive, send)
-                return
-            ours = owner.owner_id == registry.owner_id and await self._take_over(session_id, owner.owner_id)
-        if ours:
-            await self._serve_here(session_id, scope, receive, send)  # never forwarded again: no loops
-        else:
-            await _error(send, 503, -32603, "this session moved to another instance; retry")
+        if manager.holds(session_id) and await registry.confirm(session_id):
+            await self.app(scope, _replay(body, receive), send)  # never forwarded again: no loops
+            return
+        registry.forget_lookup(session_id)
+        owner = await registry.lookup(session_id)
+        if owner is None or owner.owner_id == registry.owner_id:
+            await self._ended(session_id, owner is not None, scope, _replay(body, receive), send)
+            return
+        raise Refused(503, -32603, "this session moved to another instance; retry")
 
-    async def _serve_here(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] == "DELETE":
-            await self.cluster.registry.forget(session_id)  # before the client hears 200, so no instance revives it
+    async def _ended(self, session_id: str, recorded: bool, scope: Scope, receive: Receive, send: Send) -> None:
+        """A session that has ended: delete a record left behind, and let the SDK answer 404."""
+        if recorded:
+            await self.cluster.registry.forget(session_id)
         await self.app(scope, receive, send)
 
+    async def _alive(self, session_id: str, owner_id: str) -> bool:
+        self.cluster.registry.forget_lookup(session_id)
+        fresh = await self.cluster.registry.lookup(session_id)
+        return fresh is not None and fresh.owner_id == owner_id and fresh.url is not None
+
     async def _take_over(self, session_id: str, previous_owner: str) -> bool:
+        manager = self.cluster.manager
+        if not manager.has_room():
+            raise Refused(503, -32603, "this instance holds as many sessions as it may (MCP_MAX_SESSIONS); retry")
         opening = await self.cluster.registry.claim(session_id, previous_owner)
         if opening is None:
             return False
-        connection = await self.cluster.manager.rebuild(session_id, opening.params, opening.protocol_version)
+        connection = await manager.rebuild(session_id, opening.params, opening.protocol_version)
         if connection is not None:
             self.cluster.subscriptions.restore(session_id, opening.subscriptions, connection)
         log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})
         return True
 
 
-def _initialize_params(body: bytes) -> dict | None:
+async def _body(receive: Receive) -> bytes:
+    body = await read_body(receive, MAX_BODY_BYTES)
+    if body is None:
+        raise TOO_LARGE
+    return body
+
+
+def _opening(body: bytes) -> Opening | None:
+    """What to store of an initialize request, or None for anything else (or initialize params that are invalid)."""
     try:
         message = json.loads(body)
     except ValueError:
         return None
-    if isinstance(message, dict) and message.get("method") == "initialize" and isinstance(message.get("params"), dict):
-        return message["params"]
-    return None
+    if not (isinstance(message, dict) and message.get("method") == "initialize"):
+        return None
+    params = message.get("params")
+    try:
+        return Opening(params, sdk_internals.negotiated_version(params)) if isinstance(params, dict) else None
+    except ValidationError:
+        return None
 
 
 def _repeatable(method: str, body: bytes) -> bool:

@@ -134,9 +134,87 @@ def test_a_forged_forwarding_header_is_refused_and_nothing_runs(shared):
         )
         assert forged.status_code == 403
         assert forged.json()["error"]["message"] == "invalid x-mcp-forwarded header; only cluster instances may send it"
+        odd = requests.post(
+            shared.instance_url("app2"), data=b"{}", headers=client.headers({"X-Mcp-Forwarded": "\u00b2;a;\u00e9"})
+        )
+        assert odd.status_code == 403
         assert cap.counter(client, expected=2).failure is None, "the forged call must not have counted"
     finally:
         client.close()
+
+
+def test_a_signed_hop_cannot_carry_another_request(shared):
+    """Even with the secret's signature captured from a real hop, changing the body breaks it."""
+    from app.forwarding import ForwardSigner
+
+    secret = bytes.fromhex(redis.Redis.from_url(shared.redis_url).get("mcp:cluster-secret").decode())
+    client = session(shared.instance_url("app1"))
+    try:
+        owner = client.call_tool("whoami").result["structuredContent"]["instance"]
+        signed = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{}}}'
+        swapped = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"increment","arguments":{}}}'
+        headers = client.headers()
+        scope = {"method": "POST", "path": "/mcp", "headers": [(b"mcp-session-id", client.session_id.encode())]}
+        scope["headers"][0] = (b"mcp-session-id", client.session_id.partition(".")[2].encode())
+        headers["X-Mcp-Forwarded"] = ForwardSigner(secret, "test").sign(scope, signed)
+        genuine = requests.post(shared.instance_url(owner), data=signed, headers=headers, timeout=5)
+        tampered = requests.post(shared.instance_url(owner), data=swapped, headers=headers, timeout=5)
+        assert genuine.status_code == 200 and '"instance":"app1"' in genuine.text
+        assert tampered.status_code == 403
+        assert cap.counter(client, expected=1).failure is None, "the tampered call must not have run"
+    finally:
+        client.close()
+
+
+def test_an_ended_session_left_in_redis_is_not_revived(shared):
+    """A record that outlived its session (its deletion failed during a Redis blip) answers 404 and goes."""
+    store = redis.Redis.from_url(shared.redis_url)
+    client = session(shared.instance_url("app1"))
+    key = f"mcp:session:{client.session_id.partition('.')[2]}"
+    record = store.hgetall(key)
+    assert client.close().status == 200
+    wait_for(lambda: not store.exists(key))
+    store.hset(key, mapping=record)  # as if the owner's delete had not reached Redis
+    store.expire(key, 60)
+    client.url = shared.instance_url("app2")
+    assert (client.call_tool("whoami").status, store.exists(key)) == (404, 0)
+
+
+def test_invalid_initialize_params_get_the_sdks_answer(shared):
+    answer = requests.post(
+        shared.url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
+        headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
+        timeout=5,
+    )
+    assert answer.status_code == 200
+    assert '"error":{"code":-32602,"message":"Invalid request parameters"' in answer.text
+
+
+def test_a_resource_reads_the_same_on_every_instance(shared):
+    publisher = session(shared.instance_url("app3"))
+    reader = session(shared.instance_url("app1"))
+    try:
+        published = publisher.call_tool("publish_update", {"message": "shared text", "topic": "same"})
+        version = published.result["structuredContent"]["version"]
+        read = reader.request("resources/read", {"uri": "updates://same"})
+        assert read.result["contents"][0]["text"] == f"v{version}: shared text"
+    finally:
+        publisher.close()
+        reader.close()
+
+
+def test_the_instances_agree_on_a_new_secret_after_redis_lost_its_data(tmp_path):
+    from loadtest.stack import Stack, free_port
+
+    with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
+        store = redis.Redis.from_url(stack.redis_url)
+        before = store.get("mcp:cluster-secret")
+        store.flushall()  # a Redis restart without persistence: every session and the secret are gone
+        client = session(stack.instance_url("app1"))  # app1 makes a new secret; the others follow within seconds
+        client.url = stack.instance_url("app2")
+        wait_for(lambda: client.call_tool("whoami").status == 200, timeout=15)
+        assert store.get("mcp:cluster-secret") != before
 
 
 def test_sessions_survive_their_instance_being_killed(stack_for, tmp_path):
@@ -244,7 +322,7 @@ def test_a_session_record_is_small_and_churn_leaves_no_keys(shared):
         other = session(shared.url)
         churned.append(f"mcp:session:{other.session_id.partition('.')[2]}")
         assert other.close().status == 200
-    assert store.exists(key, *churned) == 0
+    wait_for(lambda: store.exists(key, *churned) == 0)  # each owner deletes the record as the session ends
 
 
 def test_a_dropped_get_stream_resumes_with_last_event_id_elsewhere_even_after_a_takeover(tmp_path):

@@ -26,3 +26,28 @@ def test_private_names_still_exist():
     mcp.streamable_http_app()  # creates the session manager
     assert sdk_internals.live_session_ids(mcp) == set()
     assert sdk_internals.lowlevel_server(mcp).get_request_handler("resources/subscribe") is not None
+
+
+def test_the_names_the_redis_store_relies_on_still_exist():
+    """app/sdk_internals.py: SharedSessionManager and its rebuild (exercised end to end in test_redis_sessions)."""
+    import inspect
+
+    from mcp.server.connection import Connection
+    from mcp.server.runner import ServerRunner, serve_connection
+    from mcp.server.streamable_http import StreamableHTTPServerTransport
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+
+    manager = StreamableHTTPSessionManager(app=None)
+    for name in ("_server_instances", "_session_owners", "_session_creation_lock", "_task_group", "_lifespan_state"):
+        assert hasattr(manager, name), name
+    for name in ("_discard_session", "_admit_session"):
+        assert callable(getattr(StreamableHTTPSessionManager, name)), name
+    transport = StreamableHTTPServerTransport(mcp_session_id="abc", idle_timeout=1)
+    assert hasattr(transport, "_event_store") and hasattr(transport, "idle_scope")
+    assert "inline_methods" in inspect.signature(JSONRPCDispatcher).parameters
+    assert {"session_id", "protocol_version_hint"} <= set(inspect.signature(Connection.for_loop).parameters)
+    assert {"connection", "lifespan_state"} <= set(inspect.signature(serve_connection).parameters)
+    params = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    assert ServerRunner._negotiate_initialize(params)[1] == "2025-11-25"
+    assert sdk_internals.negotiated_version({**params, "protocolVersion": "1999-01-01"}) == "2025-11-25"

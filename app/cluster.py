@@ -1,0 +1,79 @@
+"""What every instance shares through Redis when `MCP_SESSION_STORE=redis`, started and stopped with the
+server: the session registry and its heartbeat, the signing secret of the forwarded hop, the event relay."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp
+
+from app import sdk_internals
+from app.forwarding import Forwarder, ForwardSigner
+from app.legacy_subscriptions import LegacySubscriptions
+from app.redis_bus import RedisSubscriptionBus
+from app.redis_store import StoreUnavailable, cluster_secret
+from app.session_registry import SessionRegistry
+from app.worker_listener import own_listener
+
+SECRET_CHECK_SECONDS = 5.0
+log = logging.getLogger(__name__)
+
+
+class Cluster:
+    def __init__(
+        self,
+        redis: Redis,
+        registry: SessionRegistry,
+        bus: RedisSubscriptionBus,
+        subscriptions: LegacySubscriptions,
+        worker_host: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.registry = registry
+        self.bus = bus
+        self.subscriptions = subscriptions
+        self.worker_host = worker_host  # set when this process is one of several workers: it needs its own port
+        self.app: ASGIApp | None = None  # the whole app, served on that port
+        self.forwarder: Forwarder | None = None
+        self.manager: sdk_internals.SharedSessionManager | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        self.forwarder = Forwarder(ForwardSigner(await cluster_secret(self.redis), self.registry.owner_id))
+        async with AsyncExitStack() as stack:
+            if self.worker_host is not None:
+                listener = own_listener(self.app, self.worker_host, self.registry.url)
+                self.registry.url = await stack.enter_async_context(listener)
+            async with anyio.create_task_group() as group:
+                group.start_soon(self.registry.heartbeat)
+                group.start_soon(self.registry.sweep, self.manager.drop)
+                group.start_soon(self.bus.run)
+                group.start_soon(self._follow_secret)
+                try:
+                    yield
+                finally:
+                    group.cancel_scope.cancel()
+                    with anyio.CancelScope(shield=True):
+                        await self.registry.stop()
+                        await self.forwarder.aclose()
+                        await self.redis.aclose()
+
+    async def reachable(self) -> bool:
+        try:
+            with anyio.fail_after(1.0):
+                return bool(await self.redis.ping())
+        except (RedisError, TimeoutError):
+            return False
+
+    async def _follow_secret(self) -> None:
+        """Pick up a new signing secret (Redis lost the old one and an instance made another)."""
+        while True:
+            await anyio.sleep(SECRET_CHECK_SECONDS)
+            with contextlib.suppress(StoreUnavailable):  # the heartbeat logs Redis being away
+                self.forwarder.signer.rotate(await cluster_secret(self.redis))
