@@ -53,6 +53,11 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     def holds(self, session_id: str) -> bool:
         return session_id in self._server_instances
 
+    async def settled(self) -> None:
+        """Wait until no session is being opened or rebuilt (both hold the creation lock)."""
+        async with self._session_creation_lock:
+            pass
+
     def has_room(self) -> bool:
         return self.max_sessions is None or len(self._server_instances) < self.max_sessions
 

@@ -125,6 +125,10 @@ class SessionRegistry:
             self._lookups.clear()
         return owner
 
+    def owns(self, session_id: str) -> bool:
+        """Whether this process registered or claimed the session (and has not let it go)."""
+        return session_id in self._owned
+
     def forget_lookup(self, session_id: str) -> None:
         self._lookups.pop(session_id, None)
 

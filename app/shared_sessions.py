@@ -20,7 +20,7 @@ from app import sdk_internals
 from app.cluster import Cluster
 from app.forwarding import FORWARD_HEADER, ClientGone, OwnerLost, OwnerUnreachable, read_body
 from app.redis_store import StoreUnavailable
-from app.session_registry import Opening
+from app.session_registry import OWNER_TIMEOUT_SECONDS, Opening
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 log = logging.getLogger(__name__)
@@ -111,13 +111,19 @@ class SharedSessions:
             log.warning("a session held here is no longer ours (taken over, or ended); letting it go")
             await manager.drop(session_id)
         body: bytes | None = None
+        owner_lost = False
         for _ in range(2):  # a second look when another instance claimed the session first
             owner = await registry.lookup(session_id)
+            pending = receive if body is None else _replay(body, receive)
+            if owner is not None and owner.owner_id == registry.owner_id and await self._rebuilt_here(session_id):
+                await self.app(scope, pending, send)
+                return
             if owner is None or owner.owner_id == registry.owner_id:
+                if owner_lost and scope["method"] == "DELETE":
+                    await _deleted(send)  # the owner ended it before dying: what the client asked for
+                    return
                 # No record, or one naming this process although the session ended here: it is over.
-                await self._ended(
-                    session_id, owner is not None, scope, receive if body is None else _replay(body, receive), send
-                )
+                await self._ended(session_id, owner is not None, scope, pending, send)
                 return
             body = await _body(receive) if body is None else body
             if owner.url is not None:
@@ -125,10 +131,11 @@ class SharedSessions:
                     await self.cluster.forwarder.forward(owner.url, scope, body, receive, send)
                     return
                 except OwnerUnreachable as exc:
-                    if exc.timed_out and await self._alive(session_id, owner.owner_id):
+                    if exc.timed_out and await self._still_beating(session_id, owner.owner_id):
                         raise Refused(503, -32603, "the instance serving this session is busy; retry") from None
                     log.warning("a session's owner is unreachable; taking the session over")
                 except OwnerLost as exc:
+                    owner_lost = True
                     registry.forget_lookup(session_id)
                     # A request may have run before its owner died, so only what is safe to repeat is served again.
                     if not _repeatable(scope["method"], body) or await _accepts_connections(owner.url):
@@ -152,6 +159,9 @@ class SharedSessions:
             return
         registry.forget_lookup(session_id)
         owner = await registry.lookup(session_id)
+        if owner is not None and owner.owner_id == registry.owner_id and await self._rebuilt_here(session_id):
+            await self.app(scope, _replay(body, receive), send)
+            return
         if owner is None or owner.owner_id == registry.owner_id:
             await self._ended(session_id, owner is not None, scope, _replay(body, receive), send)
             return
@@ -163,10 +173,24 @@ class SharedSessions:
             await self.cluster.registry.forget(session_id)
         await self.app(scope, receive, send)
 
-    async def _alive(self, session_id: str, owner_id: str) -> bool:
-        self.cluster.registry.forget_lookup(session_id)
-        fresh = await self.cluster.registry.lookup(session_id)
-        return fresh is not None and fresh.owner_id == owner_id and fresh.url is not None
+    async def _still_beating(self, session_id: str, owner_id: str) -> bool:
+        """After a connect timeout: a dead owner's heartbeat lapses within OWNER_TIMEOUT_SECONDS (a dropped
+        container's address swallows packets, so a timeout is what its death looks like); a busy one's does not."""
+        deadline = anyio.current_time() + OWNER_TIMEOUT_SECONDS + 0.5
+        while anyio.current_time() < deadline:
+            self.cluster.registry.forget_lookup(session_id)
+            fresh = await self.cluster.registry.lookup(session_id)
+            if fresh is None or fresh.owner_id != owner_id or fresh.url is None:
+                return False
+            await anyio.sleep(0.25)
+        return True
+
+    async def _rebuilt_here(self, session_id: str) -> bool:
+        """Whether a session this process claimed is served here, once a rebuild under way has finished."""
+        if not self.cluster.registry.owns(session_id):
+            return False
+        await self.cluster.manager.settled()
+        return self.cluster.manager.holds(session_id)
 
     async def _take_over(self, session_id: str, previous_owner: str) -> bool:
         manager = self.cluster.manager
@@ -236,6 +260,11 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return pending.pop() if pending else await receive()
 
     return replay
+
+
+async def _deleted(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _error(send: Send, status: int, code: int, message: str) -> None:

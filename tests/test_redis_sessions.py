@@ -4,6 +4,7 @@ the instance holding them. Real redis-server, real uvicorn instances, real nginx
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import json
 import os
 import signal
@@ -397,3 +398,26 @@ def test_several_workers_per_instance_share_sessions_through_redis(tmp_path):
                 assert cap.sampling(client).failure is None
             client.close()
         assert forwarded > 0, "some calls should have reached the worker that does not own their session"
+
+
+def test_concurrent_requests_for_a_dead_owners_session_take_it_over_once(tmp_path):
+    """Several requests of one session reach the same instance right after its owner died: one claims and
+    rebuilds the session, the others wait for the rebuild instead of taking the half-built session for gone."""
+    from loadtest.stack import Stack, free_port
+
+    with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
+        client = session(stack.instance_url("app1"))
+        assert cap.counter(client, expected=1).failure is None
+        os.kill(stack.proc("app1").pid, signal.SIGKILL)
+        wait_for(lambda: not stack.proc("app1").alive())
+
+        def increment(n: int) -> int | None:
+            other = McpClient(requests.Session(), stack.instance_url("app2"))
+            other.session_id, other.protocol_version = client.session_id, client.protocol_version
+            other._ids = itertools.count(100 * (n + 1))  # one session: request ids must differ
+            answer = other.call_tool("increment")
+            return answer.result["structuredContent"]["result"] if answer.status == 200 and answer.result else None
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            counted = sorted(pool.map(increment, range(6)), key=lambda value: value or 0)
+        assert counted == [2, 3, 4, 5, 6, 7]
