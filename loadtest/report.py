@@ -92,7 +92,9 @@ def _config(row: dict) -> Config:
 def cell(row: dict) -> str:
     if not row["requests"]:
         return "no requests"
-    text = f"{100 * row['failure_rate']:.0f}% ({row['failures']}/{row['requests']})"
+    percent = 100 * row["failure_rate"]
+    shown = f"{percent:.1f}" if 0 < percent < 1 else f"{percent:.0f}"  # 1 failure in 400 is not "0%"
+    text = f"{shown}% ({row['failures']}/{row['requests']})"
     if row["verdict"] == "unexpected":
         return f"**{text} unexpected**"
     if row["expected"] in (UNSUPPORTED, NEEDS_AFFINITY):
