@@ -120,9 +120,10 @@ class SessionRegistry:
             self._lookups.pop(session_id, None)
             return None
         owner = Owner(answer[0].decode(), answer[1].decode() or None)
-        self._lookups[session_id] = (owner, time.monotonic())
-        if len(self._lookups) > 10_000:
-            self._lookups.clear()
+        now = time.monotonic()
+        if len(self._lookups) >= 1000:  # keep only what is still fresh: the cache holds the last second's sessions
+            self._lookups = {sid: hit for sid, hit in self._lookups.items() if now - hit[1] < LOOKUP_CACHE_SECONDS}
+        self._lookups[session_id] = (owner, now)
         return owner
 
     def owns(self, session_id: str) -> bool:
