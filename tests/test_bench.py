@@ -4,6 +4,7 @@ finds nothing left behind (the full runs' numbers are in the README, never asser
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -17,8 +18,11 @@ def run(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_benchmark_measures_forwarding_and_every_policy(tmp_path):
-    done = run("loadtest.bench", "--calls", "60", "--clients", "2", "--out", str(tmp_path))
+    readme = tmp_path / "README.md"
+    shutil.copy(PROJECT_ROOT / "README.md", readme)
+    done = run("loadtest.bench", "--calls", "60", "--clients", "2", "--out", str(tmp_path), "--readme", str(readme))
     assert done.returncode == 0, done.stderr
+    assert (tmp_path / "bench.md").read_text() in readme.read_text(), "--readme should copy the table in"
     result = json.loads((tmp_path / "bench.json").read_text())
     local, forwarded, memory = result["forwarding"]
     assert memory["events_kept"] == 64 and memory["record_bytes"] < 1024 and memory["events_bytes"] < 32 * 1024
@@ -34,8 +38,11 @@ def test_the_benchmark_measures_forwarding_and_every_policy(tmp_path):
 
 
 def test_the_soak_leaves_no_session_behind(tmp_path):
-    done = run("loadtest.soak", "--minutes", "0.25", "--users", "4", "--out", str(tmp_path))
+    readme = tmp_path / "README.md"
+    shutil.copy(PROJECT_ROOT / "README.md", readme)
+    done = run("loadtest.soak", "--minutes", "0.25", "--users", "4", "--out", str(tmp_path), "--readme", str(readme))
     assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "soak.md").read_text() in readme.read_text(), "--readme should copy the summary in"
     result = json.loads((tmp_path / "soak.json").read_text())
     churned, failed = result["operations"]["session lifecycle"]
     assert churned > 20 and failed == 0
