@@ -120,6 +120,13 @@ class ComposeTarget:
             self.stack = None
 
 
+def locust_command(host: str, users: int, seconds: int) -> list[str]:
+    """A headless Locust run of our users against `host` that stops by itself; callers add outputs and users."""
+    locustfile = str(PROJECT_ROOT / "loadtest" / "locustfile.py")
+    run = ["--headless", "--only-summary", "-u", str(users), "-r", str(users), "--run-time", f"{seconds}s"]
+    return [sys.executable, "-m", "locust", "-f", locustfile, "--host", host, *run, "--stop-timeout", "5"]
+
+
 def run_locust(
     config: Config,
     target: tuple[str, dict[str, int], Callable[[], None]],
@@ -133,23 +140,7 @@ def run_locust(
     shutil.rmtree(run, ignore_errors=True)  # never read an earlier run's files
     run.mkdir(parents=True)
     cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(PROJECT_ROOT / "loadtest" / "locustfile.py"),
-        "--host",
-        host,
-        "--headless",
-        "--only-summary",
-        "-u",
-        str(settings.users),
-        "-r",
-        str(settings.users),
-        "--run-time",
-        f"{settings.duration}s",
-        "--stop-timeout",
-        "5",
+        *locust_command(host, settings.users, settings.duration),
         "--csv",
         str(run / "locust"),
         "--html",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ import psutil
 import redis
 import requests
 
+from loadtest.matrix import locust_command
 from loadtest.report import embed
 from loadtest.stack import INSTANCES, PROJECT_ROOT, Stack, free_port
 
@@ -53,23 +53,7 @@ def soak(minutes: float, users: int, work: Path) -> dict:
         samples = [sample(stack, store, started)]
         locust = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "locust",
-                "-f",
-                str(PROJECT_ROOT / "loadtest" / "locustfile.py"),
-                "--host",
-                stack.url.removesuffix("/mcp"),
-                "--headless",
-                "--only-summary",
-                "-u",
-                str(users),
-                "-r",
-                str(users),
-                "--run-time",
-                f"{int(minutes * 60)}s",
-                "--stop-timeout",
-                "5",
+                *locust_command(stack.url.removesuffix("/mcp"), users, int(minutes * 60)),
                 "--json",
                 "SessionChurnUser",
                 "SessionStateUser",
