@@ -7,25 +7,27 @@ Run it with `python -m app` (which checks the settings first) or
 from __future__ import annotations
 
 import logging
+import secrets
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp
 
-from app import sdk_internals
+from app import request_state_keys, sdk_internals
 from app.cluster import Cluster
 from app.legacy_subscriptions import LegacySubscriptions
 from app.logs import configure_logging
 from app.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
 from app.redis_bus import RedisSubscriptionBus
 from app.redis_events import RedisEventStore
-from app.redis_store import RedisBulletinStore, RedisCounterStore, connect
+from app.redis_store import RedisBulletinStore, RedisCounterStore, RedisHandleCounters, connect
 from app.server import UPDATES_URI_PATTERN, ServerState, build_server
 from app.session_registry import SessionRegistry
 from app.settings import SessionStore, Settings
 from app.shared_sessions import SharedSessions
-from app.state import MemoryBulletinStore, MemoryCounterStore
+from app.shared_state import SharedState
+from app.state import MemoryBulletinStore, MemoryCounterStore, MemoryHandleCounters
 
 log = logging.getLogger("app")
 
@@ -33,23 +35,30 @@ log = logging.getLogger("app")
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings.from_env()
     configure_logging(settings.instance_id, settings.log_level)
-    cluster, bus = None, None
-    if settings.session_store is SessionStore.REDIS:
-        redis = connect(settings.redis_url)
+    keys = settings.request_state_keys
+    security, codec = request_state_keys.security(keys) if keys or settings.redis_url else (None, None)
+    redis = connect(settings.redis_url) if settings.redis_url is not None else None
+    registry = None
+    if settings.session_store is SessionStore.REDIS:  # settings guarantee a Redis URL
         registry = SessionRegistry(redis, settings.instance_id, settings.internal_url, settings.session_idle_timeout)
-        subscriptions = LegacySubscriptions(UPDATES_URI_PATTERN, on_change=registry.save_subscriptions)
-        bus = RedisSubscriptionBus(redis, registry.owner_id)
+    subscriptions = LegacySubscriptions(UPDATES_URI_PATTERN, on_change=registry and registry.save_subscriptions)
+    shared, cluster, bus = None, None, None
+    if redis is not None:
+        bus = RedisSubscriptionBus(redis, f"{settings.instance_id}:{secrets.token_hex(4)}")
         bus.on_remote(subscriptions.announce_event)
-        worker_host = settings.listen_host if settings.workers > 1 else None
-        cluster = Cluster(redis, registry, bus, subscriptions, worker_host)
-        counters, bulletins = RedisCounterStore(redis), RedisBulletinStore(redis)
+        shared = SharedState(redis, bus, None if keys else codec)
+        handles, bulletins = RedisHandleCounters(redis, settings.session_idle_timeout), RedisBulletinStore(redis)
     else:
-        subscriptions = LegacySubscriptions(UPDATES_URI_PATTERN)
+        handles, bulletins = MemoryHandleCounters(settings.max_sessions), MemoryBulletinStore()
+    if registry is not None:
+        worker_host = settings.listen_host if settings.workers > 1 else None
+        cluster = Cluster(redis, registry, subscriptions, worker_host)
+        counters = RedisCounterStore(redis)
+    else:
         # `mcp` is bound below; the counters only ask it which sessions are open once they are full.
         counters = MemoryCounterStore(settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp))
-        bulletins = MemoryBulletinStore()
-    state = ServerState(settings, counters, bulletins, cluster)
-    mcp = build_server(state, subscriptions, bus)
+    state = ServerState(settings, counters, handles, bulletins, shared, cluster)
+    mcp = build_server(state, subscriptions, bus, security)
 
     @mcp.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:
@@ -58,22 +67,26 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     @mcp.custom_route("/readyz", methods=["GET"])
     async def readyz(_: Request) -> JSONResponse:
         status = "ready" if state.ready else "starting"
-        if state.ready and cluster is not None and not await cluster.reachable():
-            status = "session store (Redis) unavailable"
+        if state.ready and shared is not None and not await shared.reachable():
+            status = "shared store (Redis) unavailable"
         body = {
             "status": status,
             "instance": settings.instance_id,
             "preset": settings.preset.value,
             "store": settings.session_store.value,
             "sessions": len(sdk_internals.live_session_ids(mcp)),  # held by this process
+            "request_state_keys": key_source,
+            **(request_state_keys.describe(codec) if codec is not None else {}),
         }
         return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
-    if not settings.request_state_keys:
+    key_source = "configured" if keys else "redis" if settings.redis_url else "this process only"
+    if codec is None:
         log.warning(
-            "MCP_REQUEST_STATE_KEYS is not set: this process seals 2026-07-28 requestState with its own random key, "
-            "so an input-required retry that reaches another instance fails with -32602 'Invalid or expired "
-            "requestState'. Give every instance the same keys."
+            "NO SHARED REQUEST-STATE KEYS: neither MCP_REQUEST_STATE_KEYS nor MCP_REDIS_URL is set, so this process "
+            "seals 2026-07-28 requestState with a random key of its own, and an input-required retry that reaches "
+            "another instance fails with -32602 'Invalid or expired requestState'. Fine for one instance; behind a "
+            "balancer set MCP_REDIS_URL (a key ring kept in Redis) or give every instance MCP_REQUEST_STATE_KEYS."
         )
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,

@@ -1,5 +1,6 @@
 """What every instance shares through Redis when `MCP_SESSION_STORE=redis`, started and stopped with the
-server: the session registry and its heartbeat, the signing secret of the forwarded hop, the event relay."""
+server: the session registry and its heartbeat, the signing secret of the forwarded hop
+(`app/shared_state.py` owns the connection and the event relay)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp
 
 from app import sdk_internals
 from app.forwarding import Forwarder, ForwardSigner
 from app.legacy_subscriptions import LegacySubscriptions
-from app.redis_bus import RedisSubscriptionBus
 from app.redis_store import StoreUnavailable, cluster_secret
 from app.session_registry import SessionRegistry
 from app.worker_listener import own_listener
@@ -30,13 +29,11 @@ class Cluster:
         self,
         redis: Redis,
         registry: SessionRegistry,
-        bus: RedisSubscriptionBus,
         subscriptions: LegacySubscriptions,
         worker_host: str | None = None,
     ) -> None:
         self.redis = redis
         self.registry = registry
-        self.bus = bus
         self.subscriptions = subscriptions
         self.worker_host = worker_host  # set when this process is one of several workers: it needs its own port
         self.app: ASGIApp | None = None  # the whole app, served on that port
@@ -53,7 +50,6 @@ class Cluster:
             async with anyio.create_task_group() as group:
                 group.start_soon(self.registry.heartbeat)
                 group.start_soon(self.registry.sweep, self.manager.drop)
-                group.start_soon(self.bus.run)
                 group.start_soon(self._follow_secret)
                 try:
                     yield
@@ -62,14 +58,6 @@ class Cluster:
                     with anyio.CancelScope(shield=True):
                         await self.registry.stop()
                         await self.forwarder.aclose()
-                        await self.redis.aclose()
-
-    async def reachable(self) -> bool:
-        try:
-            with anyio.fail_after(1.0):
-                return bool(await self.redis.ping())
-        except (RedisError, TimeoutError):
-            return False
 
     async def _follow_secret(self) -> None:
         """Pick up a new signing secret (Redis lost the old one and an instance made another)."""

@@ -1,4 +1,4 @@
-"""The Redis connection and the state kept in it: the cluster secret, the session counters, the bulletins.
+"""The Redis connection and the state kept in it: the cluster secret, the counters, the bulletins.
 
 Every key this project writes starts with `mcp:`; `app/session_registry.py` owns the session keys.
 """
@@ -12,7 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from app.state import NO_UPDATES, Bulletin
+from app.state import NO_UPDATES, UNKNOWN_HANDLE, Bulletin, new_handle
 
 CLUSTER_SECRET_KEY = "mcp:cluster-secret"
 SESSION_KEY = "mcp:session:{}"
@@ -25,7 +25,7 @@ class StoreUnavailable(RuntimeError):
 
     def __init__(self, cause: BaseException | None = None) -> None:
         detail = f" ({cause.__class__.__name__})" if cause is not None else ""
-        super().__init__(f"the session store (Redis) is unavailable{detail}; retry in a few seconds")
+        super().__init__(f"the shared store (Redis) is unavailable{detail}; retry in a few seconds")
 
 
 def connect(url: str) -> Redis:
@@ -77,6 +77,42 @@ class RedisCounterStore:
             raise StoreUnavailable(exc) from exc
         if value is None:
             raise LookupError("this session has ended or expired; initialize a new one")
+        return int(value)
+
+
+HANDLE_KEY = "mcp:counter:{}"
+# Increments a handle's counter and pushes its expiry back; an unknown or expired handle creates nothing.
+_INCREMENT_HANDLE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+local value = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return value
+"""
+
+
+class RedisHandleCounters:
+    """Handle counters every instance shares; one left unused for `ttl_seconds` is forgotten."""
+
+    def __init__(self, redis: Redis, ttl_seconds: float) -> None:
+        self._redis = redis
+        self._ttl = max(1, int(ttl_seconds))
+        self._increment = redis.register_script(_INCREMENT_HANDLE)
+
+    async def open(self) -> str:
+        handle = new_handle()
+        try:
+            await self._redis.set(HANDLE_KEY.format(handle), 0, ex=self._ttl, nx=True)
+        except RedisError as exc:
+            raise StoreUnavailable(exc) from exc
+        return handle
+
+    async def increment(self, handle: str) -> int:
+        try:
+            value = await self._increment(keys=[HANDLE_KEY.format(handle)], args=[self._ttl])
+        except RedisError as exc:
+            raise StoreUnavailable(exc) from exc
+        if value is None:
+            raise LookupError(UNKNOWN_HANDLE)
         return int(value)
 
 

@@ -6,9 +6,10 @@ checks call them.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -32,16 +33,18 @@ from pydantic import BaseModel, Field
 from app.legacy_subscriptions import LegacySubscriptions
 from app.redis_store import StoreUnavailable
 from app.settings import SERVER_NAME, Settings
-from app.state import BulletinStore, CounterStore
+from app.state import HANDLE_PATTERN, BulletinStore, CounterStore, HandleCounterStore
 
 if TYPE_CHECKING:
     from app.cluster import Cluster
+    from app.shared_state import SharedState
 
 UPDATES_URI = "updates://{topic}"  # publish_update's resources; "updates://bulletin" by default
 _TOPIC = r"[a-z0-9-]{1,32}"
 TOPIC_PATTERN = f"^{_TOPIC}$"
 UPDATES_URI_PATTERN = f"^updates://{_TOPIC}$"
 MAX_FILE_BYTES = 1024 * 1024
+log = logging.getLogger(__name__)
 FileOperation = Literal["count-lines", "count-words", "reverse-words", "uppercase"]
 
 
@@ -53,6 +56,10 @@ class PublishResult(BaseModel):
     uri: str
     version: int
     notified_sessions: int = Field(description="2025-11-25 sessions told on their GET stream")
+
+
+class CounterHandle(BaseModel):
+    handle: str = Field(description="Pass it to increment; it works on every instance until unused for a while")
 
 
 class Identity(BaseModel):
@@ -67,11 +74,19 @@ class ServerState:
     """What the tools share, built once per process."""
 
     def __init__(
-        self, settings: Settings, counters: CounterStore, bulletins: BulletinStore, cluster: Cluster | None = None
+        self,
+        settings: Settings,
+        counters: CounterStore,
+        handles: HandleCounterStore,
+        bulletins: BulletinStore,
+        shared: SharedState | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.settings = settings
-        self.counters = counters
+        self.counters = counters  # per 2025-11-25 session
+        self.handles = handles  # per handle from open_counter, no session needed
         self.bulletins = bulletins
+        self.shared = shared  # what the instances share through Redis, when MCP_REDIS_URL is set
         self.cluster = cluster  # the Redis session store, when MCP_SESSION_STORE=redis
         self.ready = False
 
@@ -121,15 +136,21 @@ def ask_confirmation(action: str) -> Elicit[Confirmation]:
 
 
 def build_server(
-    state: ServerState, subscriptions: LegacySubscriptions, bus: SubscriptionBus | None = None
+    state: ServerState,
+    subscriptions: LegacySubscriptions,
+    bus: SubscriptionBus | None = None,
+    security: RequestStateSecurity | None = None,
 ) -> MCPServer:
+    """`bus` None: the SDK's in-process bus; `security` None: a request-state key of this process only."""
     settings = state.settings
-    keys = settings.request_state_keys
-    security = RequestStateSecurity(keys=list(keys)) if keys else None
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
-        async with state.cluster.running() if state.cluster is not None else nullcontext():
+        async with AsyncExitStack() as stack:
+            if state.shared is not None:
+                await stack.enter_async_context(state.shared.running())
+            if state.cluster is not None:
+                await stack.enter_async_context(state.cluster.running())
             state.ready = True
             try:
                 yield
@@ -141,7 +162,7 @@ def build_server(
         request_state_security=security,
         lifespan=lifespan,
         log_level=settings.log_level,
-        subscriptions=bus,  # None: the SDK's in-process bus
+        subscriptions=bus,
     )
     if not settings.preset.stateless:
         subscriptions.install(mcp)
@@ -157,15 +178,30 @@ def build_server(
         return apply_operation(text, operation)
 
     @mcp.tool()
-    async def increment(ctx: Context) -> int:
-        """Add one to this session's counter and return it: 1, 2, 3, ... within one session."""
+    async def open_counter() -> CounterHandle:
+        """Start a counter at 0 and return its handle, for increment: state without a session."""
+        try:
+            return CounterHandle(handle=await state.handles.open())
+        except StoreUnavailable as exc:
+            raise ToolError(str(exc)) from None
+
+    @mcp.tool()
+    async def increment(
+        ctx: Context,
+        handle: Annotated[str | None, Field(pattern=HANDLE_PATTERN, description="From open_counter")] = None,
+    ) -> int:
+        """Add one to a counter and return it: 1, 2, 3, ... The counter of `handle` (from open_counter),
+        or without one this MCP session's."""
         session_id = session_id_of(ctx, settings)
-        if session_id is None:
+        if handle is None and session_id is None:
             raise ToolError(
-                "increment counts per MCP session and this request has none "
-                "(stateless presets and 2026-07-28 requests carry no Mcp-Session-Id)"
+                "increment without a handle counts per MCP session and this request has none "
+                "(stateless presets and 2026-07-28 requests carry no Mcp-Session-Id); "
+                "call open_counter and pass its handle"
             )
         try:
+            if handle is not None:
+                return await state.handles.increment(handle)
             return await state.counters.increment(session_id)
         except (StoreUnavailable, LookupError) as exc:
             raise ToolError(str(exc)) from None
@@ -200,6 +236,8 @@ def build_server(
     ) -> str:
         """Ask the user (elicitation) to confirm `action` before doing it."""
         if isinstance(answer, AcceptedElicitation):
+            if answer.data.confirm:
+                log.info("action confirmed", extra={"fields": {"action": action}})  # the action's audit line
             return f"{'confirmed' if answer.data.confirm else 'not confirmed'}: {action}"
         return f"{'declined' if answer.action == 'decline' else 'cancelled'}: {action}"
 

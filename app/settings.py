@@ -63,7 +63,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
     allowed_origins: tuple[str, ...] = ()
     session_store: SessionStore = SessionStore.MEMORY
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str | None = None  # set: the instances share state through this Redis
     advertise_url: str | None = None
     data_dir: Path = PROJECT_ROOT / "data"
     request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
@@ -88,7 +88,7 @@ class Settings:
                 "MCP_ALLOWED_ORIGINS", _origins, _origins_for(allowed_hosts or DEFAULT_ALLOWED_HOSTS)
             ),
             session_store=reader.get("MCP_SESSION_STORE", _choice(SessionStore), SessionStore.MEMORY),
-            redis_url=reader.get("MCP_REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0"),
+            redis_url=reader.get("MCP_REDIS_URL", _redis_url, None),
             advertise_url=reader.get("MCP_ADVERTISE_URL", _http_url, None),
             data_dir=reader.get("MCP_DATA_DIR", _directory, PROJECT_ROOT / "data"),
             request_state_keys=reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
@@ -103,6 +103,11 @@ class Settings:
 
     def check_combination(self) -> None:
         """Refuse combinations of valid values that cannot work."""
+        if self.session_store is SessionStore.REDIS and self.redis_url is None:
+            raise SettingsError(
+                "MCP_SESSION_STORE='redis' needs MCP_REDIS_URL, the Redis every instance shares "
+                "(e.g. redis://127.0.0.1:6379/0)"
+            )
         if self.session_store is SessionStore.REDIS and self.preset.stateless:
             raise SettingsError(
                 f"MCP_SESSION_STORE='redis' stores sessions, and MCP_PRESET='{self.preset.value}' has none; "

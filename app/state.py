@@ -6,6 +6,7 @@ request loses when the balancer sends it to another instance.
 
 from __future__ import annotations
 
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -41,6 +42,50 @@ class MemoryCounterStore:
         while len(self._counts) > self._limit:
             self._counts.popitem(last=False)
         return value
+
+
+HANDLE_PREFIX = "ctr_"
+HANDLE_PATTERN = r"^ctr_[A-Za-z0-9_-]{22}$"
+
+
+def new_handle() -> str:
+    """An opaque, unguessable counter handle: holding it is what lets a client use the counter."""
+    return HANDLE_PREFIX + secrets.token_urlsafe(16)
+
+
+class HandleCounterStore(Protocol):
+    """Counters named by a handle the server issues (2026-07-28 state without sessions, SEP-2567).
+
+    `increment` raises LookupError for a handle this store never issued or has forgotten."""
+
+    async def open(self) -> str: ...
+
+    async def increment(self, handle: str) -> int: ...
+
+
+class MemoryHandleCounters:
+    """Handle counters in this process, at most `limit` (the least recently used go first)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._counts: OrderedDict[str, int] = OrderedDict()
+
+    async def open(self) -> str:
+        handle = new_handle()
+        self._counts[handle] = 0
+        while len(self._counts) > self._limit:
+            self._counts.popitem(last=False)
+        return handle
+
+    async def increment(self, handle: str) -> int:
+        if handle not in self._counts:
+            raise LookupError(UNKNOWN_HANDLE)
+        self._counts[handle] += 1
+        self._counts.move_to_end(handle)
+        return self._counts[handle]
+
+
+UNKNOWN_HANDLE = "unknown or expired counter handle; call open_counter for a new one"
 
 
 @dataclass(frozen=True)

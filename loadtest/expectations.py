@@ -8,11 +8,13 @@ claims are transcribed from its feature matrix and configuration matrix, cell by
 from __future__ import annotations
 
 from loadtest import capabilities as cap
+from loadtest.capabilities import LEGACY, MODERN
 from loadtest.stack import PRESETS
 
 VICTIM = "app1"  # the instance an instance-loss run kills halfway through
 WORKS = "works"
 UNSUPPORTED = "unsupported by design"
+NO_SESSIONS = "not applicable: no sessions"
 NEEDS_AFFINITY = "needs session affinity"
 IN_FLIGHT_ONLY = "only requests in flight on the lost instance fail"
 SESSIONS_LOST = "the lost instance's sessions end"
@@ -30,8 +32,15 @@ IN_FLIGHT_REASONS = (
 SESSION_LOSS_REASONS = ("Session not found", "GET stream: HTTP 404")
 
 
-def expected(preset: str, policy: str, store: str, capability: str, *, loss: bool = False) -> str:
+def expected(
+    preset: str, policy: str, store: str, capability: str, *, loss: bool = False, protocol: str = LEGACY
+) -> str:
     stateful, sse = preset.startswith("stateful"), preset.endswith("-sse")
+    if protocol == MODERN:
+        # No session to lose, any instance serves any request; notifications need an SSE response.
+        if capability == cap.SESSION_CHURN:
+            return NO_SESSIONS
+        return WORKS if sse or capability not in (cap.LOGS, cap.PROGRESS) else UNSUPPORTED
     by_design = {
         cap.BASIC: True,
         cap.COUNTER: stateful,
@@ -58,6 +67,8 @@ def verdict(expectation: str, requests: int, failures: int, reasons: dict[str, i
     needs affinity fails whenever a request misses its instance (some of the time, not always).
     When an instance is lost, every failure must be one its loss explains.
     """
+    if expectation == NO_SESSIONS:
+        return "ok" if requests == 0 else "unexpected"
     if requests == 0:
         return "no requests"
     explained = SESSION_LOSS_REASONS + IN_FLIGHT_REASONS if expectation == SESSIONS_LOST else IN_FLIGHT_REASONS

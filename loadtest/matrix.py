@@ -3,7 +3,8 @@
     python -m loadtest.matrix [--quick] [--out DIR] [--target auto|compose|local] [--only TEXT]
 
 Configurations: 4 presets x 3 balancing policies with the memory store, the 2 stateful presets x
-3 policies with the Redis store, and instance-loss runs (app1 killed halfway through the load).
+3 policies with the Redis store, instance-loss runs (app1 killed halfway through the load), and the
+presets under round-robin with 2026-07-28 clients (which open no session; two of them with --quick).
 Each runs the same Locust users (one subprocess per configuration) against freshly started
 servers: the compose stack when a Docker Engine answers (CPU read from the containers' host pids:
 a local Linux engine), else the local stack. DIR gets matrix.md, results.csv, heatmap.png and,
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from loadtest import capabilities as cap
 from loadtest import report
+from loadtest.capabilities import LEGACY, MODERN
 from loadtest.compose import ComposeStack, docker_unavailable, image_env
 from loadtest.cpu import CpuSampler, saturation
 from loadtest.expectations import VICTIM, expected, verdict
@@ -47,10 +49,12 @@ class Config:
     policy: str
     store: str
     loss: bool = False  # kill VICTIM halfway through the load
+    protocol: str = LEGACY  # what the Locust users speak
 
     @property
     def name(self) -> str:
-        return f"{self.preset}/{self.policy}/{self.store}" + ("/instance-loss" if self.loss else "")
+        suffix = ("/instance-loss" if self.loss else "") + (f"/{self.protocol}" if self.protocol != LEGACY else "")
+        return f"{self.preset}/{self.policy}/{self.store}{suffix}"
 
     @property
     def slug(self) -> str:
@@ -120,6 +124,12 @@ class ComposeTarget:
             self.stack = None
 
 
+def modern_presets(quick: bool) -> tuple[str, ...]:
+    """The presets the 2026-07-28 clients run on: all four, or in quick mode one SSE and one JSON (the 2026
+    path ignores stateful/stateless, so the other two add nothing but time)."""
+    return ("stateful-sse", "stateless-json") if quick else PRESETS
+
+
 def locust_command(host: str, users: int, seconds: int) -> list[str]:
     """A headless Locust run of our users against `host` that stops by itself; callers add outputs and users."""
     locustfile = str(PROJECT_ROOT / "loadtest" / "locustfile.py")
@@ -149,6 +159,8 @@ def run_locust(
         str(run / "locust"),
         "--mcp-report",
         str(run / "mcp-report.json"),
+        "--mcp-protocol",
+        config.protocol,
     ]
     with open(run / "locust.log", "wb") as log:
         locust = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -186,7 +198,9 @@ def rows_for(config: Config, result: dict) -> list[dict]:
         entry = result["stats"].get(capability, {})
         ours = result["report"].get(capability, {"instances": {}, "failures": {}})
         requests, failures = entry.get("num_requests", 0), entry.get("num_failures", 0)
-        expectation = expected(config.preset, config.policy, config.store, capability, loss=config.loss)
+        expectation = expected(
+            config.preset, config.policy, config.store, capability, loss=config.loss, protocol=config.protocol
+        )
         reasons = sorted(ours["failures"].items(), key=lambda item: -item[1])
         rows.append(
             {
@@ -194,6 +208,7 @@ def rows_for(config: Config, result: dict) -> list[dict]:
                 "policy": config.policy,
                 "store": config.store,
                 "loss": config.loss,
+                "protocol": config.protocol,
                 "capability": capability,
                 "label": label,
                 "requests": requests,
@@ -293,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = [Config(p, lb, "memory") for p in PRESETS for lb in POLICIES]
     configs += [Config(p, lb, "redis") for p in PRESETS if p.startswith("stateful") for lb in POLICIES]
     configs += [Config("stateful-sse", lb, store, loss=True) for lb, store in LOSS_RUNS]
+    configs += [Config(p, "round-robin", "memory", protocol=MODERN) for p in modern_presets(args.quick)]
     configs = [config for config in configs if args.only is None or args.only in config.name]
     progress = Progress(len(configs))
     rows: list[dict] = []

@@ -3,7 +3,8 @@
 Locust's `HttpSession` is a `requests.Session`, so the load tests and the pytest
 suite drive the server through the same code. It speaks the wire protocol
 directly: the SDK's own client is asyncio-based and cannot run concurrently
-inside gevent greenlets.
+inside gevent greenlets. Its 2026-07-28 sibling is `ModernClient` (modern_client.py), which
+returns the same `Exchange`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ class Exchange:
     headers: Any
     messages: list[dict] = field(default_factory=list)
     request_id: int | None = None
-    answered: list[dict] = field(default_factory=list)  # server requests this client answered mid-call
+    answered: list[dict] = field(default_factory=list)  # server requests answered mid-call (or between rounds)
     rejected_answer: Exchange | None = None  # the server refused one of our answers; reading stopped there
+    round_instances: list[str | None] = field(default_factory=list)  # 2026-07-28: who answered each round
+    incomplete: str | None = None  # why the client gave up before a final result (2026-07-28 rounds)
 
     @property
     def instance(self) -> str | None:
@@ -104,7 +107,7 @@ class McpClient:
             params["_meta"] = {**params.get("_meta", {}), "progressToken": f"p{request_id}"}
         body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         # No `with`: Locust's HttpSession allows it only together with catch_response.
-        resp = _raise_for_transport(
+        resp = raise_for_transport(
             self.http.post(self.url, json=body, headers=self.headers(), stream=True, timeout=self.timeout)
         )
         try:
@@ -140,15 +143,15 @@ class McpClient:
         extra = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {})}
         headers = {k: v for k, v in self.headers(extra).items() if k != "Content-Type"}
         timeout = (self.timeout[0], read_timeout or self.timeout[1])
-        return _raise_for_transport(self.http.get(self.url, headers=headers, stream=True, timeout=timeout))
+        return raise_for_transport(self.http.get(self.url, headers=headers, stream=True, timeout=timeout))
 
     def close(self) -> Exchange:
         """End the session with DELETE."""
-        resp = _raise_for_transport(self.http.delete(self.url, headers=self.headers(), timeout=self.timeout))
+        resp = raise_for_transport(self.http.delete(self.url, headers=self.headers(), timeout=self.timeout))
         return Exchange(resp.status_code, resp.headers, _parse_json(resp.content))
 
     def _post(self, body: dict) -> Exchange:
-        resp = _raise_for_transport(self.http.post(self.url, json=body, headers=self.headers(), timeout=self.timeout))
+        resp = raise_for_transport(self.http.post(self.url, json=body, headers=self.headers(), timeout=self.timeout))
         return Exchange(resp.status_code, resp.headers, _parse_json(resp.content))
 
 
@@ -168,7 +171,7 @@ def stream_events(resp: requests.Response) -> Iterator[tuple[str | None, dict]]:
             yield None, message
 
 
-def _raise_for_transport(resp: requests.Response) -> requests.Response:
+def raise_for_transport(resp: requests.Response) -> requests.Response:
     """Raise what requests would have raised: Locust's HttpSession returns connection errors and
     timeouts as a response with status 0 and the exception in `.error` instead."""
     error = getattr(resp, "error", None)

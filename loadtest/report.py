@@ -9,12 +9,32 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from loadtest import capabilities as cap
-from loadtest.expectations import NEEDS_AFFINITY, SEED_CLAIMS, SEED_SCALES_WITHOUT_AFFINITY, UNSUPPORTED, VICTIM
+from loadtest.capabilities import LEGACY, MODERN
+from loadtest.expectations import (
+    NEEDS_AFFINITY,
+    NO_SESSIONS,
+    SEED_CLAIMS,
+    SEED_SCALES_WITHOUT_AFFINITY,
+    UNSUPPORTED,
+    VICTIM,
+)
 from loadtest.stack import PRESETS
 
-CSV_FIELDS = ["preset", "policy", "store", "loss", "capability", "label", "requests", "failures", "failure_rate"]
+CSV_FIELDS = [
+    "protocol",
+    "preset",
+    "policy",
+    "store",
+    "loss",
+    "capability",
+    "label",
+    "requests",
+    "failures",
+    "failure_rate",
+]
 CSV_FIELDS += ["expected"]
 CSV_FIELDS += ["verdict", "top_failure", "reasons", "instances", "p50_ms", "cpu", "saturated"]
 
@@ -23,12 +43,17 @@ def write_all(rows: list[dict], run_info: dict, out: Path) -> None:
     (out / "rows.json").write_text(json.dumps({"run": run_info, "rows": rows}, indent=1))
     write_csv(rows, out / "results.csv")
     (out / "matrix.md").write_text(markdown(rows, run_info))
-    write_heatmap(rows, out / "heatmap.png")
+    ways = comparison_section(rows)
+    if ways:
+        (out / "ways.md").write_text(f"Measured {run_info['date']} ({run_info['mode']} run). " + "\n".join(ways) + "\n")
+    from loadtest import heatmap  # it draws from this module's tables
+
+    heatmap.write(rows, out / "heatmap.png")
 
 
 # A committed result shown in the README: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
 README_EMBED = re.compile(
-    r"(<!-- (?P<kind>matrix|bench|soak): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
+    r"(<!-- (?P<kind>matrix|ways|bench|soak): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
 )
 
 
@@ -44,8 +69,8 @@ def embed(readme: Path, kind: str, source: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m loadtest.report DIR [--readme README.md]`: rewrite the table, CSV and heatmap from
-    DIR/rows.json, and optionally the README's copy of the table (between its matrix markers)."""
+    """`python -m loadtest.report DIR [--readme README.md]`: rewrite the tables, CSV and heatmap from
+    DIR/rows.json, and optionally the README's copies of the tables (between its matrix and ways markers)."""
     parser = argparse.ArgumentParser(prog="python -m loadtest.report")
     parser.add_argument("out", type=Path)
     parser.add_argument("--readme", type=Path)
@@ -54,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     write_all(saved["rows"], saved["run"], args.out)
     if args.readme is not None:
         embed(args.readme, "matrix", args.out / "matrix.md")
+        embed(args.readme, "ways", args.out / "ways.md")
     return 0
 
 
@@ -72,24 +98,35 @@ def write_csv(rows: list[dict], path: Path) -> None:
             )
 
 
-Config = tuple[str, str, str, bool]  # preset, policy, store, instance loss
+class Config(NamedTuple):
+    preset: str
+    policy: str
+    store: str
+    loss: bool  # app1 killed halfway through
+    protocol: str  # what the clients spoke
+
+    @property
+    def columns(self) -> str:
+        return " | ".join((self.protocol, self.preset, self.policy, self.store))
 
 
-def by_cell(rows: list[dict]) -> dict[tuple[str, str, str, bool, str], dict]:
-    """Rows by (preset, policy, store, instance loss, capability)."""
+def by_cell(rows: list[dict]) -> dict[tuple[str, str, str, bool, str, str], dict]:
+    """Rows by (preset, policy, store, instance loss, protocol, capability)."""
     return {(*_config(r), r["capability"]): r for r in rows}
 
 
 def configurations(rows: list[dict], *, loss: bool | None = None) -> list[Config]:
     configs = dict.fromkeys(_config(r) for r in rows)
-    return [c for c in configs if loss is None or c[3] == loss]
+    return [c for c in configs if loss is None or c.loss == loss]
 
 
 def _config(row: dict) -> Config:
-    return row["preset"], row["policy"], row["store"], row.get("loss", False)
+    return Config(row["preset"], row["policy"], row["store"], row.get("loss", False), row.get("protocol", LEGACY))
 
 
 def cell(row: dict) -> str:
+    if row["expected"] == NO_SESSIONS:
+        return NO_SESSIONS if row["verdict"] == "ok" else f"**{row['requests']} requests unexpected**"
     if not row["requests"]:
         return "no requests"
     percent = 100 * row["failure_rate"]
@@ -105,7 +142,10 @@ def cell(row: dict) -> str:
 def markdown(rows: list[dict], run_info: dict) -> str:
     by_key = by_cell(rows)
     labels = list(cap.CAPABILITIES.values())
-    header = ["| Preset | Policy | Store | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
+    header = [
+        "| Protocol | Preset | Policy | Store | " + " | ".join(labels) + " |",
+        "|---|---|---|---|" + "---|" * len(labels),
+    ]
     lines = [
         f"Measured {run_info['date']} on {run_info['machine']}, against the {run_info['target']} stack: "
         f"{run_info['users']} Locust users (an equal share per scenario), {run_info['duration_s']} s per "
@@ -115,19 +155,19 @@ def markdown(rows: list[dict], run_info: dict) -> str:
     ]
     for config in configurations(rows, loss=False):
         cells = [cell(by_key[(*config, capability)]) for capability in cap.CAPABILITIES]
-        lines.append(f"| {' | '.join(config[:3])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {config.columns} | " + " | ".join(cells) + " |")
     lost = configurations(rows, loss=True)
     if lost:
         lines += [
             "",
-            f"**Instance loss:** `{lost[0][0]}`, with `{VICTIM}` killed (SIGKILL, or `docker kill`) halfway through"
+            f"**Instance loss:** `{lost[0].preset}`, with `{VICTIM}` killed (SIGKILL, or `docker kill`) halfway through"
             " the load. Every failure is listed with its reason below the table.",
             "",
             *header,
         ]
         for config in lost:
             cells = [cell(by_key[(*config, capability)]) for capability in cap.CAPABILITIES]
-            lines.append(f"| {' | '.join(config[:3])} | " + " | ".join(cells) + " |")
+            lines.append(f"| {config.columns} | " + " | ".join(cells) + " |")
         lines += ["", *loss_reasons(rows)]
     lines += ["", "Which instance answered (share of all operations) and the busiest process:", ""]
     lines += ["| Configuration | Instances | Busiest process (average % of one core) |", "|---|---|---|"]
@@ -136,9 +176,46 @@ def markdown(rows: list[dict], run_info: dict) -> str:
         cpu = config_rows[0]["cpu"]
         busiest = max(cpu, key=cpu.get)
         load = f"{busiest} {cpu[busiest]:.0f}%, {config_rows[0]['saturated'] or 'not saturated'}"
-        lines.append(f"| {_name(config)} | {_shares(config_rows)} | {load} |")
+        lines.append(f"| {name_of(config)} | {_shares(config_rows)} | {load} |")
     lines += ["", *seed_section(rows)]
     return "\n".join(lines) + "\n"
+
+
+# The three ways to scale, on the same preset and load: (title, policy, store, protocol).
+WAYS = (
+    ("sticky sessions: `session` policy, memory store", "session", "memory", LEGACY),
+    ("Redis session store, round-robin", "round-robin", "redis", LEGACY),
+    ("2026-07-28 clients, round-robin", "round-robin", "memory", MODERN),
+)
+WAYS_PRESET = "stateful-sse"
+
+
+def comparison_section(rows: list[dict]) -> list[str]:
+    """The three ways to scale side by side: failure rate and median latency per capability."""
+    by_key = by_cell(rows)
+    ways = [(title, Config(WAYS_PRESET, policy, store, False, protocol)) for title, policy, store, protocol in WAYS]
+    if any((*config, cap.BASIC) not in by_key for _, config in ways):
+        return []  # a partial run (--only): nothing to compare
+    lines = [
+        f"Three ways to scale `{WAYS_PRESET}` over three instances, under the same load (failed operations,"
+        " then the median latency of one operation as Locust measured it):",
+        "",
+        "| Capability | " + " | ".join(title for title, _ in ways) + " |",
+        "|---|" + "---|" * len(ways),
+    ]
+    for capability, label in cap.CAPABILITIES.items():
+        cells = []
+        for _, config in ways:
+            row = by_key[(*config, capability)]
+            if row["expected"] == NO_SESSIONS:
+                cells.append(NO_SESSIONS)
+            elif not row["requests"]:
+                cells.append("no requests")
+            else:
+                median = f"{row['p50_ms']:.0f} ms" if row["p50_ms"] is not None else "–"
+                cells.append(f"{100 * row['failure_rate']:.0f}% · {median}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def loss_reasons(rows: list[dict]) -> list[str]:
@@ -147,12 +224,13 @@ def loss_reasons(rows: list[dict]) -> list[str]:
     for row in rows:
         if row.get("loss") and row["failures"]:
             reasons = ", ".join(f"{n} × {reason}" for reason, n in row.get("reasons", {}).items())
-            lines.append(f"- {_name(_config(row))}, {row['label']}: {reasons or row['top_failure']}")
+            lines.append(f"- {name_of(_config(row))}, {row['label']}: {reasons or row['top_failure']}")
     return lines or ["- no failures"]
 
 
-def _name(config: Config) -> str:
-    return " ".join(config[:3]) + (" (instance loss)" if config[3] else "")
+def name_of(config: Config) -> str:
+    name = " ".join(config[:3]) + (" (instance loss)" if config.loss else "")
+    return name if config.protocol == LEGACY else f"{name} ({config.protocol})"
 
 
 def seed_section(rows: list[dict]) -> list[str]:
@@ -160,7 +238,7 @@ def seed_section(rows: list[dict]) -> list[str]:
     sticky = {
         (r["preset"], r["capability"]): r
         for r in rows
-        if r["policy"] == "ip-hash" and r["store"] == "memory" and not r.get("loss")
+        if r["policy"] == "ip-hash" and r["store"] == "memory" and not r.get("loss") and _config(r).protocol == LEGACY
     }
     lines = [
         "The seed's claims (✓ works, ✗ does not, – it says nothing) against the measurements under `ip_hash`"
@@ -184,6 +262,7 @@ def seed_section(rows: list[dict]) -> list[str]:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for preset, claim in SEED_SCALES_WITHOUT_AFFINITY.items():
         basic = rows_where(rows, preset=preset, policy="round-robin", store="memory", capability=cap.BASIC)
+        basic = [row for row in basic if _config(row).protocol == LEGACY]
         if basic and basic[0]["requests"] and (basic[0]["failures"] == 0) != claim:
             measured = _mark(basic[0]["failures"] == 0)
             disagreements.append(f"scaling under round-robin on `{preset}`: seed {_mark(claim)}, measured {measured}")
@@ -215,49 +294,6 @@ def _measured(row: dict | None) -> str:
 
 def _mark(value: bool | None) -> str:
     return "–" if value is None else "✓" if value else "✗"
-
-
-def write_heatmap(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy
-
-    configs = configurations(rows)
-    by_key = by_cell(rows)
-    capabilities = list(cap.CAPABILITIES)
-    # Cells the preset cannot do at all are grey: the colour is for what should work.
-    grid = [[_rate(by_key[(*config, c)]) for c in capabilities] for config in configs]
-    masked = numpy.ma.masked_where(
-        [[by_key[(*cf, c)]["expected"] == UNSUPPORTED for c in capabilities] for cf in configs], grid
-    )
-    colours = matplotlib.colormaps["RdYlGn_r"].with_extremes(bad="#d9d9d9")
-    figure, axes = plt.subplots(figsize=(1.2 * len(capabilities) + 5, 0.45 * len(configs) + 2))
-    image = axes.imshow(masked, cmap=colours, vmin=0, vmax=100, aspect="auto")
-    axes.set_yticks(range(len(configs)), [_name(c) for c in configs], fontsize=8)
-    axes.set_xticks(range(len(capabilities)), [cap.CAPABILITIES[c] for c in capabilities], fontsize=8)
-    axes.xaxis.tick_top()
-    for y, config in enumerate(configs):
-        for x, capability in enumerate(capabilities):
-            row = by_key[(*config, capability)]
-            label = "n/a" if row["failure_rate"] is None else f"{100 * row['failure_rate']:.0f}%"
-            if row["verdict"] == "unexpected":
-                label += " unexpected"
-            elif row["expected"] == UNSUPPORTED:
-                label += " by design"
-            elif row["expected"] == NEEDS_AFFINITY:
-                label += " no affinity"
-            axes.text(x, y, label, ha="center", va="center", fontsize=7)
-    figure.colorbar(image, label="failed operations (%)")
-    axes.set_title("MCP capability failure rate per configuration (preset, policy, store)", pad=30)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _rate(row: dict) -> float:
-    return 0.0 if row["failure_rate"] is None else 100 * row["failure_rate"]
 
 
 if __name__ == "__main__":

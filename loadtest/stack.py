@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -122,7 +121,6 @@ class Stack:
         redis = [binaries["redis-server"], "--port", str(redis_port), "--bind", "127.0.0.1"]
         redis += ["--save", "", "--appendonly", "no"]
         self.procs.append(self._spawn("redis", redis_port, None, redis))
-        shared_key = secrets.token_hex(32)  # one per stack, shared by its instances, never written to disk
         for name in INSTANCES:
             port = free_port()
             env = {
@@ -132,7 +130,6 @@ class Stack:
                 "MCP_LISTEN_HOST": "127.0.0.1",
                 "MCP_LISTEN_PORT": str(port),
                 "MCP_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-                "MCP_REQUEST_STATE_KEYS": shared_key,
                 **self.app_env,
             }
             cmd = [sys.executable, "-m", "app"]

@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+import requests
 from mcp import Client
 from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
@@ -83,3 +84,32 @@ def port_free(port: int) -> None:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             pytest.fail(f"port {port} is in use: the README's commands need it (a stack or Locust still up?)")
+
+
+MODERN = "2026-07-28"
+
+
+def modern_call(url: str, tool: str, arguments: dict, **params) -> requests.Response:
+    """One 2026-07-28 tools/call as raw HTTP."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": tool,
+            "arguments": arguments,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}, "sampling": {}},
+            },
+            **params,
+        },
+    }
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": tool,
+    }
+    return requests.post(url, json=body, headers=headers, timeout=10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+import anyio
 import pytest
 import requests
 from mcp.shared.exceptions import MCPError
@@ -17,7 +18,8 @@ from loadtest.compose import PROJECT, PROJECT_ROOT, ComposeStack, compose_comman
 from loadtest.mcp_client import McpClient
 from loadtest.stack import PRESETS, free_port
 from tests.conftest import STATEFUL
-from tests.helpers import Recorder, require_docker, text_of, wait_for
+from tests.helpers import Recorder, modern_call, require_docker, text_of, wait_for
+from tests.test_modern_scaling import ask, instance
 
 pytestmark = pytest.mark.anyio
 INSTANCES = {"app1", "app2", "app3"}
@@ -76,6 +78,27 @@ async def test_the_sdk_client_through_nginx(stack):
         else:
             result = await client.call_tool("process_file", {"path": "users.csv", "operation": "count-lines"})
             assert text_of(result) == "4 lines"
+
+
+async def test_2026_clients_share_keys_counters_and_updates_through_round_robin(stack):
+    """No session on any preset: a retry, a counter and an update each cross the three containers."""
+    stack.up(policy="round-robin")
+    asked, answers, state = ask(stack.url, "confirm_action", {"action": "compose"})
+    done = modern_call(stack.url, "confirm_action", {"action": "compose"}, inputResponses=answers, requestState=state)
+    assert done.json()["result"]["content"][0]["text"] == "confirmed: compose"
+    assert instance(asked) != instance(done)
+    handle = modern_call(stack.url, "open_counter", {}).json()["result"]["structuredContent"]["handle"]
+    calls = [modern_call(stack.url, "increment", {"handle": handle}) for _ in range(3)]
+    assert [(c.json()["result"]["structuredContent"]["result"]) for c in calls] == [1, 2, 3]
+    assert {instance(call) for call in calls} == INSTANCES
+    async with (
+        Recorder().client(stack.url, mode="auto") as listener,
+        Recorder().client(stack.url, mode="auto") as publisher,
+        listener.listen(resource_subscriptions=["updates://compose"]) as heard,
+    ):
+        await publisher.call_tool("publish_update", {"message": "to every container", "topic": "compose"})
+        with anyio.fail_after(5):
+            assert (await heard.__anext__()).uri == "updates://compose"
 
 
 def test_the_locust_web_ui_in_compose(stack):

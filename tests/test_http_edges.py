@@ -22,7 +22,15 @@ def test_every_response_names_the_instance(stack_for):
     assert health.json() == {"status": "ok", "instance": "app2"}
     readiness = ready.json()
     assert isinstance(readiness.pop("sessions"), int)
-    assert readiness == {"status": "ready", "instance": "app2", "preset": "stateful-sse", "store": "memory"}
+    sealing_key, keys = readiness.pop("sealing_key"), readiness.pop("keys")
+    assert sealing_key in keys
+    assert readiness == {
+        "status": "ready",
+        "instance": "app2",
+        "preset": "stateful-sse",
+        "store": "memory",
+        "request_state_keys": "redis",
+    }
     assert [r.headers["X-Mcp-Instance"] for r in (health, ready)] == ["app2", "app2"]
     assert (lost.status, lost.instance) == (404, "app2")
 

@@ -12,8 +12,9 @@ import subprocess
 import pytest
 
 from loadtest import capabilities as cap
+from loadtest.capabilities import LEGACY, MODERN
 from loadtest.compose import ComposeStack, docker_unavailable
-from loadtest.matrix import LOSS_RUNS
+from loadtest.matrix import LOSS_RUNS, modern_presets
 from loadtest.stack import POLICIES, PRESETS, PROJECT_ROOT
 from tests.test_readme import blocks, shell_env
 
@@ -45,7 +46,7 @@ def matrix(tmp_path_factory) -> dict:
             ComposeStack.remove_everything()  # in case the matrix could not
     assert run.returncode == 0, stdout
     saved = json.loads((OUT / "rows.json").read_text())
-    rows = {(r["preset"], r["policy"], r["store"], r["loss"], r["capability"]): r for r in saved["rows"]}
+    rows = {(r["preset"], r["policy"], r["store"], r["loss"], r["protocol"], r["capability"]): r for r in saved["rows"]}
     return {"stdout": stdout, "rows": rows, "run": saved["run"]}
 
 
@@ -53,7 +54,8 @@ def configurations() -> list[str]:
     """Every configuration the matrix runs, by name, in order."""
     names = [f"{p}/{lb}/memory" for p in PRESETS for lb in POLICIES]
     names += [f"{p}/{lb}/redis" for p in PRESETS if p.startswith("stateful") for lb in POLICIES]
-    return names + [f"stateful-sse/{lb}/{s}/instance-loss" for lb, s in LOSS_RUNS]
+    names += [f"stateful-sse/{lb}/{s}/instance-loss" for lb, s in LOSS_RUNS]
+    return names + [f"{p}/round-robin/memory/{MODERN}" for p in modern_presets(quick=True)]
 
 
 def test_it_shows_progress_and_writes_every_file(matrix):
@@ -74,21 +76,21 @@ def test_every_cell_does_what_the_design_says(matrix):
 
 
 def test_stateful_round_robin_loses_sessions(matrix):
-    counter = matrix["rows"]["stateful-sse", "round-robin", "memory", False, cap.COUNTER]
+    counter = matrix["rows"]["stateful-sse", "round-robin", "memory", False, LEGACY, cap.COUNTER]
     assert counter["failures"] > 0
     assert counter["top_failure"] == "HTTP 404: Session not found"
     assert set(counter["instances"]) == {"app1", "app2", "app3"}
 
 
 def test_stateless_json_basic_tools_never_fail_and_spread(matrix):
-    basic = matrix["rows"]["stateless-json", "round-robin", "memory", False, cap.BASIC]
+    basic = matrix["rows"]["stateless-json", "round-robin", "memory", False, LEGACY, cap.BASIC]
     assert basic["requests"] > 0 and basic["failures"] == 0
     assert set(basic["instances"]) == {"app1", "app2", "app3"}
 
 
 def test_sticky_stateful_sse_supports_every_capability(matrix):
     for capability in cap.CAPABILITIES:
-        row = matrix["rows"]["stateful-sse", "ip-hash", "memory", False, capability]
+        row = matrix["rows"]["stateful-sse", "ip-hash", "memory", False, LEGACY, capability]
         assert row["requests"] > 0 and row["failures"] == 0, capability
         assert len(row["instances"]) == 1
 
@@ -102,7 +104,7 @@ def test_the_seed_disagreements_are_listed(matrix):
 def test_the_session_policy_keeps_stateful_sse_whole_and_spreads_sessions(matrix):
     instances: set[str] = set()
     for capability in cap.CAPABILITIES:
-        row = matrix["rows"]["stateful-sse", "session", "memory", False, capability]
+        row = matrix["rows"]["stateful-sse", "session", "memory", False, LEGACY, capability]
         assert row["requests"] > 0 and row["failures"] == 0, capability
         instances |= set(row["instances"])
     assert len(instances) > 1, "sessions should spread over instances, unlike ip_hash"
@@ -110,13 +112,27 @@ def test_the_session_policy_keeps_stateful_sse_whole_and_spreads_sessions(matrix
 
 def test_redis_keeps_every_stateful_capability_under_round_robin(matrix):
     for capability in cap.CAPABILITIES:
-        row = matrix["rows"]["stateful-sse", "round-robin", "redis", False, capability]
+        row = matrix["rows"]["stateful-sse", "round-robin", "redis", False, LEGACY, capability]
         assert row["requests"] > 0 and row["failures"] == 0, capability
         assert set(row["instances"]) == {"app1", "app2", "app3"}, capability
 
 
 def test_with_redis_an_instance_loss_fails_only_requests_in_flight(matrix):
     for policy in ("round-robin", "session"):
-        rows = [matrix["rows"]["stateful-sse", policy, "redis", True, c] for c in cap.CAPABILITIES]
+        rows = [matrix["rows"]["stateful-sse", policy, "redis", True, LEGACY, c] for c in cap.CAPABILITIES]
         assert all(row["verdict"] == "ok" for row in rows), [row["reasons"] for row in rows]
         assert not any("Session not found" in reason for row in rows for reason in row["reasons"])
+
+
+def test_2026_clients_need_no_affinity_on_any_preset(matrix):
+    """Under round-robin every capability works with no session, but logs and progress, which need SSE."""
+    for preset in modern_presets(quick=True):
+        for capability in cap.CAPABILITIES:
+            row = matrix["rows"][preset, "round-robin", "memory", False, MODERN, capability]
+            if capability == cap.SESSION_CHURN:
+                assert row["requests"] == 0 and row["verdict"] == "ok"
+            elif capability in (cap.LOGS, cap.PROGRESS) and preset.endswith("-json"):
+                assert row["requests"] > 0 and row["failures"] == row["requests"], (preset, capability)
+            else:
+                assert row["requests"] > 0 and row["failures"] == 0, (preset, capability, row["reasons"])
+                assert set(row["instances"]) == {"app1", "app2", "app3"}, (preset, capability)

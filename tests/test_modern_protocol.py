@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import anyio
 import pytest
-import requests
 
 from tests.conftest import SSE
-from tests.helpers import SAMPLED_TEXT, Recorder, text_of
+from tests.helpers import MODERN, SAMPLED_TEXT, Recorder, modern_call, text_of
 
 pytestmark = pytest.mark.anyio
-MODERN = "2026-07-28"
 
 
 async def test_client_negotiates_2026_and_has_no_session(url, preset):
@@ -32,32 +30,6 @@ async def test_sampling_and_elicitation_run_as_input_required_rounds_on_every_pr
     assert text_of(analysis) == f"analysis: {SAMPLED_TEXT}"
     assert text_of(confirmation) == "confirmed: deploy"
     assert len(recorder.sampling_requests) == len(recorder.elicitation_requests) == 1
-
-
-def modern_call(url: str, tool: str, arguments: dict, **params) -> requests.Response:
-    """One 2026-07-28 tools/call as raw HTTP."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": tool,
-            "arguments": arguments,
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": MODERN,
-                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}, "sampling": {}},
-            },
-            **params,
-        },
-    }
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": MODERN,
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": tool,
-    }
-    return requests.post(url, json=body, headers=headers, timeout=10)
 
 
 def test_first_round_on_the_wire_is_input_required_with_sealed_state(url):

@@ -34,8 +34,8 @@ EXPECTED = {
     "round-robin-problem": ["HTTP/1.1 404 Not Found", "x-mcp-instance: app2", SESSION_NOT_FOUND],
     "compose-ip-hash": [NGINX_HEALTHY],
     "sticky-session": [
-        'tools: "name":"analyze_with_ai" "name":"confirm_action" "name":"increment" "name":"process_file" '
-        '"name":"publish_update" "name":"slow_task" "name":"whoami"',
+        'tools: "name":"analyze_with_ai" "name":"confirm_action" "name":"increment" "name":"open_counter" '
+        '"name":"process_file" "name":"publish_update" "name":"slow_task" "name":"whoami"',
         '"structuredContent":{"result":1}',
         '"structuredContent":{"result":2}',
         "DELETE: 200",
@@ -47,6 +47,15 @@ EXPECTED = {
     "compose-redis-failover": ['"result":4', '"result":5'],
     "compose-stateless": [NGINX_HEALTHY],
     "stateless-session": ['"instance":"app1"\n"instance":"app2"\n"instance":"app3"'],
+    "modern-round-robin": [
+        '"resultType":"input_required"',
+        '"message":"Confirm the action: scale out"',
+        '"text":"confirmed: scale out"',
+        '"result":1\n',
+        '"result":2\n',
+        '"result":3\n',
+    ],
+    "compose-rotate-keys": ["  seals from ", "  seals\n"],
     "compose-loadtest": ["Locust: http://127.0.0.1:8089"],
     "compose-down": [],
     "local-stack": [
@@ -170,11 +179,12 @@ def compose_v1_shim(tmp_path: Path) -> Path:
 
 
 def test_the_readme_shows_the_committed_results():
-    """The README's copies of results/full/matrix.md, results/bench/bench.md and results/soak/soak.md are the
-    committed files (each command's --readme option writes them)."""
+    """The README's copies of results/full/matrix.md and ways.md, results/bench/bench.md and results/soak/soak.md
+    are the committed files (each command's --readme option writes them)."""
     shown = {m["kind"]: m for m in README_EMBED.finditer(README)}
     assert {kind: m["path"] for kind, m in shown.items()} == {
         "matrix": "results/full/matrix.md",
+        "ways": "results/full/ways.md",
         "bench": "results/bench/bench.md",
         "soak": "results/soak/soak.md",
     }

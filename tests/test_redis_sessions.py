@@ -272,11 +272,11 @@ def test_without_redis_requests_fail_fast_with_503_and_recover_by_themselves(sta
         try:
             refused = wait_for(lambda: _refused(client.call_tool("increment")), timeout=15)
             assert refused.status == 503
-            assert refused.error["message"].startswith("the session store (Redis) is unavailable")
+            assert refused.error["message"].startswith("the shared store (Redis) is unavailable")
             opening = McpClient(requests.Session(), stack.url, timeout=(5, 10)).initialize()
             assert opening.status == 503
             ready = requests.get(stack.instance_url("app1").replace("/mcp", "/readyz"), timeout=10)
-            assert (ready.status_code, ready.json()["status"]) == (503, "session store (Redis) unavailable")
+            assert (ready.status_code, ready.json()["status"]) == (503, "shared store (Redis) unavailable")
         finally:
             os.kill(redis_pid, signal.SIGCONT)
         recovered = wait_for(lambda: _counted(client), timeout=15)

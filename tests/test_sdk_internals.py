@@ -10,7 +10,7 @@ from app import sdk_internals
 from app.legacy_subscriptions import LegacySubscriptions
 from app.server import UPDATES_URI_PATTERN, ServerState, build_server
 from app.settings import Settings
-from app.state import MemoryBulletinStore, MemoryCounterStore
+from app.state import MemoryBulletinStore, MemoryCounterStore, MemoryHandleCounters
 
 
 def test_sdk_version_is_the_pinned_one():
@@ -19,7 +19,7 @@ def test_sdk_version_is_the_pinned_one():
 
 def test_private_names_still_exist():
     settings = Settings.from_env({})
-    state = ServerState(settings, MemoryCounterStore(limit=10), MemoryBulletinStore())
+    state = ServerState(settings, MemoryCounterStore(limit=10), MemoryHandleCounters(10), MemoryBulletinStore())
     mcp = build_server(state, LegacySubscriptions(UPDATES_URI_PATTERN))
     assert isinstance(sdk_internals.lowlevel_server(mcp), Server)
     assert hasattr(Server, "add_request_handler")

@@ -68,10 +68,14 @@ def test_several_workers_with_in_memory_sessions_are_refused():
     assert Settings.from_env({"MCP_WORKERS": "2", "MCP_PRESET": "stateless-json"}).workers == 2
 
 
-def test_the_redis_store_needs_a_stateful_preset():
-    assert Settings.from_env({"MCP_SESSION_STORE": "redis"}).session_store.value == "redis"
+def test_the_redis_store_needs_a_stateful_preset_and_a_redis():
+    redis = {"MCP_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    assert Settings.from_env({"MCP_SESSION_STORE": "redis", **redis}).session_store.value == "redis"
     with pytest.raises(SettingsError, match="MCP_PRESET='stateless-sse' has none"):
-        Settings.from_env({"MCP_SESSION_STORE": "redis", "MCP_PRESET": "stateless-sse"})
+        Settings.from_env({"MCP_SESSION_STORE": "redis", "MCP_PRESET": "stateless-sse", **redis})
+    with pytest.raises(SettingsError, match="MCP_SESSION_STORE='redis' needs MCP_REDIS_URL"):
+        Settings.from_env({"MCP_SESSION_STORE": "redis"})
+    assert Settings.from_env({}).redis_url is None  # no Redis: every instance keeps its own state
 
 
 def test_the_internal_url_names_this_instance_for_the_others():

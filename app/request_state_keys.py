@@ -1,0 +1,196 @@
+"""The keys that seal 2026-07-28 `requestState`, the same on every instance, so a retry may land anywhere.
+
+Where they come from, first match wins:
+1. `MCP_REQUEST_STATE_KEYS`: the deployment's own keys, newest first (the first seals, all open).
+2. `MCP_REDIS_URL`: a key ring kept in Redis under `mcp:request-state-keys`, made by whichever instance
+   starts first and re-read every few seconds. `python -m app.request_state_keys rotate` adds a key that
+   every instance accepts at once and seals with only after `ACTIVATION_SECONDS`, when all know it.
+3. Neither: a key of this process only (the SDK's default), which the app warns about at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+from mcp.server.mcpserver import RequestStateSecurity
+from mcp.server.request_state import AESGCMRequestStateCodec, InvalidRequestState
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.redis_store import StoreUnavailable, connect
+
+RING_KEY = "mcp:request-state-keys"
+REFRESH_SECONDS = 5.0
+ACTIVATION_SECONDS = 3 * REFRESH_SECONDS  # every instance has re-read the ring by then
+KEEP = 3  # keys in the ring after a rotation: a state sealed two rotations ago still opens
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RingKey:
+    secret: bytes
+    seals_from: float  # Unix time from which this key seals; until then it only opens
+
+
+def fingerprint(secret: bytes) -> str:
+    """A short, non-secret name for a key, for logs and /readyz."""
+    return hashlib.sha256(b"mcp-scale-lab/request-state-key:" + secret).hexdigest()[:12]
+
+
+class KeyRingCodec:
+    """The SDK's AES-GCM codec over a ring that may change while serving: the newest key due seals, all open."""
+
+    def __init__(self, ring: Sequence[RingKey] = ()) -> None:
+        self._ring: tuple[RingKey, ...] = ()
+        self._codec: AESGCMRequestStateCodec | None = None
+        self._sealer: RingKey | None = None
+        self.replace(ring)
+
+    def replace(self, ring: Sequence[RingKey]) -> None:
+        self._ring = tuple(sorted(ring, key=lambda key: -key.seals_from))
+        self._codec, self._sealer = None, None
+
+    @property
+    def ring(self) -> tuple[RingKey, ...]:
+        return self._ring
+
+    def sealing_key(self) -> RingKey | None:
+        now = time.time()
+        return next((key for key in self._ring if key.seals_from <= now), self._ring[-1] if self._ring else None)
+
+    def seal(self, payload: bytes) -> str:
+        return self._current().seal(payload)
+
+    def unseal(self, token: str) -> bytes:
+        return self._current().unseal(token)
+
+    def _current(self) -> AESGCMRequestStateCodec:
+        sealer = self.sealing_key()
+        if sealer is None:
+            raise InvalidRequestState("no key loaded yet")
+        if sealer != self._sealer or self._codec is None:  # rebuilt when a rotation comes due, not per call
+            others = [key.secret for key in self._ring if key != sealer]
+            self._codec, self._sealer = AESGCMRequestStateCodec([sealer.secret, *others]), sealer
+        return self._codec
+
+
+def security(keys: Sequence[bytes]) -> tuple[RequestStateSecurity, KeyRingCodec]:
+    """The SDK policy over a ring; given `keys` (newest first) make a fixed ring, none an empty one for Redis."""
+    codec = KeyRingCodec([RingKey(key, -index) for index, key in enumerate(keys)])
+    return RequestStateSecurity(codec=codec), codec
+
+
+def encode(ring: Sequence[RingKey]) -> str:
+    return json.dumps([{"key": key.secret.hex(), "seals_from": key.seals_from} for key in ring])
+
+
+def decode(raw: bytes | str) -> list[RingKey]:
+    return [RingKey(bytes.fromhex(item["key"]), float(item["seals_from"])) for item in json.loads(raw)]
+
+
+# Prepends a key due ARGV[2] seconds from Redis's own clock, keeping ARGV[3] keys.
+_ROTATE = """
+local now = redis.call('TIME')
+local ring = {}
+local current = redis.call('GET', KEYS[1])
+if current then ring = cjson.decode(current) end
+table.insert(ring, 1, {key = ARGV[1], seals_from = tonumber(now[1]) + tonumber(ARGV[2])})
+while #ring > tonumber(ARGV[3]) do table.remove(ring) end
+local encoded = cjson.encode(ring)
+redis.call('SET', KEYS[1], encoded)
+return encoded
+"""
+
+
+async def load_ring(redis: Redis) -> list[RingKey]:
+    """The ring in Redis; made with one key if there is none (first start, or Redis lost its data)."""
+    try:
+        await redis.set(RING_KEY, encode([RingKey(secrets.token_bytes(32), 0.0)]), nx=True)
+        return decode(await redis.get(RING_KEY))
+    except RedisError as exc:
+        raise StoreUnavailable(exc) from exc
+
+
+async def rotate(redis: Redis, activation_seconds: float = ACTIVATION_SECONDS) -> list[RingKey]:
+    """Add a new key to the ring: opened everywhere at once, sealing after `activation_seconds`."""
+    script = redis.register_script(_ROTATE)
+    raw = await script(keys=[RING_KEY], args=[secrets.token_hex(32), activation_seconds, KEEP])
+    return decode(raw)
+
+
+async def follow(redis: Redis, codec: KeyRingCodec) -> None:
+    """Keep `codec` on the ring in Redis until cancelled."""
+    while True:
+        await anyio.sleep(REFRESH_SECONDS)
+        try:
+            ring = await load_ring(redis)
+        except StoreUnavailable:
+            continue  # the bus and /readyz report Redis being away; the keys we hold still work
+        if tuple(sorted(ring, key=lambda key: -key.seals_from)) != codec.ring:
+            codec.replace(ring)
+            log.info("request-state key ring changed", extra={"fields": describe(codec)})
+
+
+def describe(codec: KeyRingCodec) -> dict[str, object]:
+    """Fingerprints of the key that seals now and of every key that opens."""
+    sealer = codec.sealing_key()
+    return {
+        "sealing_key": fingerprint(sealer.secret) if sealer else None,
+        "keys": [fingerprint(key.secret) for key in codec.ring],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.request_state_keys",
+        description="Show or rotate the request-state key ring every instance reads from Redis (MCP_REDIS_URL).",
+    )
+    parser.add_argument("command", choices=("show", "rotate"))
+    parser.add_argument(
+        "--activate-in",
+        type=float,
+        default=ACTIVATION_SECONDS,
+        metavar="SECONDS",
+        help=f"rotate: seal with the new key after this long (default {ACTIVATION_SECONDS:.0f}; "
+        f"at least {REFRESH_SECONDS:.0f}, the instances' refresh period, so that all know it first)",
+    )
+    args = parser.parse_args(argv)
+    if args.activate_in < REFRESH_SECONDS:
+        parser.error(f"--activate-in must be at least {REFRESH_SECONDS:.0f} seconds")
+    url = os.environ.get("MCP_REDIS_URL", "").strip()
+    if not url:
+        print("request_state_keys: set MCP_REDIS_URL to the Redis the instances share", file=sys.stderr)
+        return 2
+
+    async def run() -> list[RingKey]:
+        redis = connect(url)
+        try:
+            return await (rotate(redis, args.activate_in) if args.command == "rotate" else load_ring(redis))
+        finally:
+            await redis.aclose()
+
+    try:
+        ring = anyio.run(run)
+    except (StoreUnavailable, RedisError) as exc:
+        print(f"request_state_keys: {exc}", file=sys.stderr)
+        return 1
+    codec, now = KeyRingCodec(ring), time.time()
+    for key in codec.ring:
+        due = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.seals_from))
+        role = "seals" if key == codec.sealing_key() else f"seals from {due}" if key.seals_from > now else "opens"
+        print(f"{fingerprint(key.secret)}  {role}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""What the instances share through Redis whenever `MCP_REDIS_URL` is set, whichever the session store:
+the request-state key ring and the event bus (started and stopped with the server), plus the stores
+`app/asgi.py` builds on the same connection (handle counters, bulletins)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app import request_state_keys
+from app.redis_bus import RedisSubscriptionBus
+
+log = logging.getLogger(__name__)
+
+
+class SharedState:
+    def __init__(self, redis: Redis, bus: RedisSubscriptionBus, keys: request_state_keys.KeyRingCodec | None) -> None:
+        self.redis = redis
+        self.bus = bus
+        self.keys = keys  # None: the deployment gave its own keys (MCP_REQUEST_STATE_KEYS)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        try:
+            if self.keys is not None:  # loaded before the first request: nothing is ever sealed with another key
+                self.keys.replace(await request_state_keys.load_ring(self.redis))
+                log.info("request-state keys from Redis", extra={"fields": request_state_keys.describe(self.keys)})
+            async with anyio.create_task_group() as group:
+                group.start_soon(self.bus.run)
+                if self.keys is not None:
+                    group.start_soon(request_state_keys.follow, self.redis, self.keys)
+                try:
+                    yield
+                finally:
+                    group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.redis.aclose()
+
+    async def reachable(self) -> bool:
+        try:
+            with anyio.fail_after(1.0):
+                return bool(await self.redis.ping())
+        except (RedisError, TimeoutError):
+            return False

@@ -1,0 +1,66 @@
+"""The request-state key ring's rules, in-process: which key seals, which keys open."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from mcp.server.request_state import InvalidRequestState
+
+from app.request_state_keys import KeyRingCodec, RingKey, security
+from loadtest.stack import PROJECT_ROOT
+
+OLD, NEW = RingKey(os.urandom(32), 0.0), RingKey(os.urandom(32), time.time() + 60)
+
+
+def test_a_pending_key_opens_but_does_not_seal_yet():
+    ring = KeyRingCodec([NEW, OLD])
+    assert ring.sealing_key() == OLD
+    assert KeyRingCodec([OLD]).unseal(ring.seal(b"x")) == b"x"  # instances without NEW still open it
+    early = KeyRingCodec([RingKey(NEW.secret, 0.0)]).seal(b"y")  # an instance whose clock is ahead
+    assert ring.unseal(early) == b"y"
+
+
+def test_once_due_the_new_key_seals_and_the_old_still_opens():
+    sealed_before = KeyRingCodec([OLD]).seal(b"before")
+    ring = KeyRingCodec([OLD, RingKey(NEW.secret, time.time() - 1)])
+    assert ring.sealing_key().secret == NEW.secret
+    assert ring.unseal(sealed_before) == b"before"
+    with pytest.raises(InvalidRequestState, match="unknown key"):
+        KeyRingCodec([OLD]).unseal(ring.seal(b"after"))
+
+
+def test_given_keys_seal_with_the_first_and_open_with_all():
+    first, second = os.urandom(32), os.urandom(32)
+    _, codec = security([first, second])
+    assert codec.sealing_key().secret == first
+    assert codec.unseal(KeyRingCodec([RingKey(second, 0.0)]).seal(b"z")) == b"z"
+
+
+def test_an_empty_ring_refuses_instead_of_sealing_with_nothing():
+    with pytest.raises(InvalidRequestState, match="no key loaded yet"):
+        KeyRingCodec().seal(b"x")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["show"], {}, "request_state_keys: set MCP_REDIS_URL to the Redis the instances share"),
+        (["rotate", "--activate-in", "1"], {"MCP_REDIS_URL": "redis://127.0.0.1:1/0"}, "at least 5 seconds"),
+    ],
+)
+def test_the_rotation_command_refuses_bad_input_with_the_reason(args, env, message):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "app.request_state_keys", *args],
+        cwd=PROJECT_ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
