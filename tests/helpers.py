@@ -11,6 +11,7 @@ import requests
 from mcp import Client
 from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
+from loadtest import capabilities as cap
 from loadtest.compose import docker_unavailable
 
 SAMPLED_TEXT = "a short analysis"
@@ -113,3 +114,16 @@ def modern_call(url: str, tool: str, arguments: dict, **params) -> requests.Resp
         "Mcp-Name": tool,
     }
     return requests.post(url, json=body, headers=headers, timeout=10)
+
+
+def ask(url: str, tool: str, arguments: dict) -> tuple[requests.Response, dict, str]:
+    """The first round of an input-required call: the response, the answers to give, the sealed state."""
+    asked = modern_call(url, tool, arguments)
+    result = asked.json()["result"]
+    assert result["resultType"] == "input_required", result
+    answers = {key: cap.answer(request) for key, request in result["inputRequests"].items()}
+    return asked, answers, result["requestState"]
+
+
+def instance(response: requests.Response) -> str:
+    return response.headers["X-Mcp-Instance"]

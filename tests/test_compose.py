@@ -18,8 +18,7 @@ from loadtest.compose import PROJECT, PROJECT_ROOT, ComposeStack, compose_comman
 from loadtest.mcp_client import McpClient
 from loadtest.stack import PRESETS, free_port
 from tests.conftest import STATEFUL
-from tests.helpers import Recorder, modern_call, require_docker, text_of, wait_for
-from tests.test_modern_scaling import ask, instance
+from tests.helpers import Recorder, ask, instance, modern_call, require_docker, text_of, wait_for
 
 pytestmark = pytest.mark.anyio
 INSTANCES = {"app1", "app2", "app3"}

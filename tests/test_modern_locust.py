@@ -52,7 +52,7 @@ def test_sampling_and_elicitation_rounds_answered_by_different_instances(stack_f
             assert [r["method"] for r in exchange.answered] == [method]
             assert exchange.result["content"][0]["text"] == expected
             assert len(exchange.round_instances) == 2
-        assert any(len(set(e.round_instances)) == 2 for e in exchanges), [e.round_instances for e in exchanges]
+        assert all(len(set(e.round_instances)) == 2 for e in exchanges), [e.round_instances for e in exchanges]
 
 
 def test_without_an_answer_the_input_required_result_is_returned(stack_for):

@@ -6,6 +6,7 @@ walk-through (which runs when a Docker Engine answers).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -122,6 +123,10 @@ def run_blocks(names: list[str], env: dict[str, str]) -> dict[str, str]:
 def check(name: str, output: str) -> None:
     for expected in EXPECTED[name]:
         assert expected in output, f"{name}: {expected!r} not in:\n{output}"
+    if name == "modern-round-robin":  # the README says: the retry, and each count, from another instance
+        answered = re.findall(r"^x-mcp-instance: (app\d)$", output, re.M)
+        assert len(answered) == 5 and len(set(answered[2:])) == 3, output
+        assert all(first != then for first, then in itertools.pairwise(answered)), output
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
