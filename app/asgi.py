@@ -36,12 +36,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings.from_env()
     configure_logging(settings.instance_id, settings.log_level)
     keys = settings.request_state_keys
-    security, codec = request_state_keys.security(keys) if keys or settings.redis_url else (None, None)
+    key_source = "configured" if keys else "redis" if settings.redis_url else "this process only"
+    state_security, codec = request_state_keys.ring_security(keys) if keys or settings.redis_url else (None, None)
     redis = connect(settings.redis_url) if settings.redis_url is not None else None
     registry = None
     if settings.session_store is SessionStore.REDIS:  # settings guarantee a Redis URL
         registry = SessionRegistry(redis, settings.instance_id, settings.internal_url, settings.session_idle_timeout)
-    subscriptions = LegacySubscriptions(UPDATES_URI_PATTERN, on_change=registry and registry.save_subscriptions)
+    save_subscriptions = registry.save_subscriptions if registry is not None else None
+    subscriptions = LegacySubscriptions(UPDATES_URI_PATTERN, on_change=save_subscriptions)
     shared, cluster, bus = None, None, None
     if redis is not None:
         bus = RedisSubscriptionBus(redis, f"{settings.instance_id}:{secrets.token_hex(4)}")
@@ -58,7 +60,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         # `mcp` is bound below; the counters only ask it which sessions are open once they are full.
         counters = MemoryCounterStore(settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp))
     state = ServerState(settings, counters, handles, bulletins, shared, cluster)
-    mcp = build_server(state, subscriptions, bus, security)
+    mcp = build_server(state, subscriptions, bus, state_security)
 
     @mcp.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:
@@ -80,7 +82,6 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         }
         return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
-    key_source = "configured" if keys else "redis" if settings.redis_url else "this process only"
     if codec is None:
         log.warning(
             "NO SHARED REQUEST-STATE KEYS: neither MCP_REQUEST_STATE_KEYS nor MCP_REDIS_URL is set, so this process "
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             "another instance fails with -32602 'Invalid or expired requestState'. Fine for one instance; behind a "
             "balancer set MCP_REDIS_URL (a key ring kept in Redis) or give every instance MCP_REQUEST_STATE_KEYS."
         )
-    security = TransportSecuritySettings(
+    transport_security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=list(settings.allowed_hosts),
         allowed_origins=list(settings.allowed_origins),
@@ -99,7 +100,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         stateless_http=settings.preset.stateless,
         session_idle_timeout=settings.session_idle_timeout,
         max_sessions=settings.max_sessions,
-        transport_security=security,
+        transport_security=transport_security,
     )
     if cluster is not None:
         cluster.manager = sdk_internals.install_shared_sessions(

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
+import anyio.abc
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import (
     PromptsListChanged,
@@ -72,13 +73,18 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
         except RedisError as exc:
             raise StoreUnavailable(exc) from exc
 
-    async def run(self) -> None:
-        """Relay the other instances' events until cancelled, reconnecting whenever Redis drops away."""
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Relay the other instances' events until cancelled, reconnecting whenever Redis drops away;
+        started once subscribed. Events published while the relay reconnects are not heard here."""
+        started = False
         async with anyio.create_task_group() as handlers:
             while True:
                 try:
                     async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                         await pubsub.subscribe(CHANNEL)
+                        if not started:
+                            task_status.started()
+                            started = True
                         while True:
                             message = await pubsub.get_message(timeout=1.0)  # and a health check now and then
                             decoded = decode(message["data"]) if message is not None else None

@@ -4,7 +4,8 @@ Where they come from, first match wins:
 1. `MCP_REQUEST_STATE_KEYS`: the deployment's own keys, newest first (the first seals, all open).
 2. `MCP_REDIS_URL`: a key ring kept in Redis under `mcp:request-state-keys`, made by whichever instance
    starts first and re-read every few seconds. `python -m app.request_state_keys rotate` adds a key that
-   every instance accepts at once and seals with only after `ACTIVATION_SECONDS`, when all know it.
+   every instance accepts at once and seals with only after `ACTIVATION_SECONDS` (on Redis's clock),
+   when all know it. A rotation keeps `RING_SIZE` keys.
 3. Neither: a key of this process only (the SDK's default), which the app warns about at start.
 """
 
@@ -31,8 +32,9 @@ from app.redis_store import StoreUnavailable, connect
 
 RING_KEY = "mcp:request-state-keys"
 REFRESH_SECONDS = 5.0
-ACTIVATION_SECONDS = 3 * REFRESH_SECONDS  # every instance has re-read the ring by then
-KEEP = 3  # keys in the ring after a rotation: a state sealed two rotations ago still opens
+MIN_ACTIVATION_SECONDS = 2 * REFRESH_SECONDS  # every instance has re-read the ring by then, with a margin
+ACTIVATION_SECONDS = 3 * REFRESH_SECONDS
+RING_SIZE = 3  # keys kept by a rotation: a state sealed two rotations ago still opens
 log = logging.getLogger(__name__)
 
 
@@ -48,24 +50,31 @@ def fingerprint(secret: bytes) -> str:
 
 
 class KeyRingCodec:
-    """The SDK's AES-GCM codec over a ring that may change while serving: the newest key due seals, all open."""
+    """The SDK's AES-GCM codec over a ring that may change while serving: the newest key due seals, all open.
+
+    "Due" is judged on Redis's clock (`clock_offset`, kept by `follow`), the clock rotations are stamped with.
+    """
 
     def __init__(self, ring: Sequence[RingKey] = ()) -> None:
         self._ring: tuple[RingKey, ...] = ()
         self._codec: AESGCMRequestStateCodec | None = None
         self._sealer: RingKey | None = None
+        self.clock_offset = 0.0  # Redis's clock minus ours, in seconds
         self.replace(ring)
 
     def replace(self, ring: Sequence[RingKey]) -> None:
-        self._ring = tuple(sorted(ring, key=lambda key: -key.seals_from))
+        """Use `ring` from now on; a ring the SDK's codec refuses (short or repeated keys) raises ValueError."""
+        self._ring = newest_first(ring)
         self._codec, self._sealer = None, None
+        if self._ring:
+            self._current()  # build it now: a bad key fails here, not in a request
 
     @property
     def ring(self) -> tuple[RingKey, ...]:
         return self._ring
 
     def sealing_key(self) -> RingKey | None:
-        now = time.time()
+        now = time.time() + self.clock_offset
         return next((key for key in self._ring if key.seals_from <= now), self._ring[-1] if self._ring else None)
 
     def seal(self, payload: bytes) -> str:
@@ -84,7 +93,11 @@ class KeyRingCodec:
         return self._codec
 
 
-def security(keys: Sequence[bytes]) -> tuple[RequestStateSecurity, KeyRingCodec]:
+def newest_first(ring: Sequence[RingKey]) -> tuple[RingKey, ...]:
+    return tuple(sorted(ring, key=lambda key: -key.seals_from))
+
+
+def ring_security(keys: Sequence[bytes]) -> tuple[RequestStateSecurity, KeyRingCodec]:
     """The SDK policy over a ring; given `keys` (newest first) make a fixed ring, none an empty one for Redis."""
     codec = KeyRingCodec([RingKey(key, -index) for index, key in enumerate(keys)])
     return RequestStateSecurity(codec=codec), codec
@@ -95,7 +108,14 @@ def encode(ring: Sequence[RingKey]) -> str:
 
 
 def decode(raw: bytes | str) -> list[RingKey]:
-    return [RingKey(bytes.fromhex(item["key"]), float(item["seals_from"])) for item in json.loads(raw)]
+    """The ring as Redis holds it; anything else (not ours, cut short, a short key) raises ValueError."""
+    try:
+        ring = [RingKey(bytes.fromhex(item["key"]), float(item["seals_from"])) for item in json.loads(raw)]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{RING_KEY} in Redis is not a key ring ({exc.__class__.__name__})") from None
+    if not ring or any(len(key.secret) < 32 for key in ring) or len({key.secret for key in ring}) < len(ring):
+        raise ValueError(f"{RING_KEY} in Redis holds no key, a key under 32 bytes, or a key twice")
+    return ring
 
 
 # Prepends a key due ARGV[2] seconds from Redis's own clock, keeping ARGV[3] keys.
@@ -112,33 +132,51 @@ return encoded
 """
 
 
-async def load_ring(redis: Redis) -> list[RingKey]:
-    """The ring in Redis; made with one key if there is none (first start, or Redis lost its data)."""
+async def load_ring(redis: Redis, held: Sequence[RingKey] = ()) -> list[RingKey]:
+    """The ring in Redis. If there is none (first start, or Redis lost its data), store `held`, the ring this
+    instance already uses, or else a new key: the first instance to write wins and the others read its ring."""
     try:
-        await redis.set(RING_KEY, encode([RingKey(secrets.token_bytes(32), 0.0)]), nx=True)
-        return decode(await redis.get(RING_KEY))
+        raw = await redis.get(RING_KEY)
+        if raw is None:
+            await redis.set(RING_KEY, encode(held or [RingKey(secrets.token_bytes(32), 0.0)]), nx=True)
+            raw = await redis.get(RING_KEY)
     except RedisError as exc:
         raise StoreUnavailable(exc) from exc
+    return decode(raw)
 
 
 async def rotate(redis: Redis, activation_seconds: float = ACTIVATION_SECONDS) -> list[RingKey]:
     """Add a new key to the ring: opened everywhere at once, sealing after `activation_seconds`."""
     script = redis.register_script(_ROTATE)
-    raw = await script(keys=[RING_KEY], args=[secrets.token_hex(32), activation_seconds, KEEP])
+    raw = await script(keys=[RING_KEY], args=[secrets.token_hex(32), activation_seconds, RING_SIZE])
     return decode(raw)
 
 
+async def refresh(redis: Redis, codec: KeyRingCodec) -> bool:
+    """Put `codec` on the ring in Redis and on Redis's clock; True when the ring changed."""
+    try:
+        seconds, microseconds = await redis.time()
+    except RedisError as exc:
+        raise StoreUnavailable(exc) from exc
+    codec.clock_offset = seconds + microseconds / 1e6 - time.time()
+    ring = newest_first(await load_ring(redis, codec.ring))
+    if ring == codec.ring:
+        return False
+    codec.replace(ring)
+    return True
+
+
 async def follow(redis: Redis, codec: KeyRingCodec) -> None:
-    """Keep `codec` on the ring in Redis until cancelled."""
+    """Refresh `codec` every few seconds until cancelled."""
     while True:
         await anyio.sleep(REFRESH_SECONDS)
         try:
-            ring = await load_ring(redis)
+            if await refresh(redis, codec):
+                log.info("request-state key ring changed", extra={"fields": describe(codec)})
         except StoreUnavailable:
-            continue  # the bus and /readyz report Redis being away; the keys we hold still work
-        if tuple(sorted(ring, key=lambda key: -key.seals_from)) != codec.ring:
-            codec.replace(ring)
-            log.info("request-state key ring changed", extra={"fields": describe(codec)})
+            continue  # the event relay and /readyz report Redis being away; the keys we hold still work
+        except ValueError as exc:
+            log.error("kept the request-state keys this instance holds: %s", exc)
 
 
 def describe(codec: KeyRingCodec) -> dict[str, object]:
@@ -161,12 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=ACTIVATION_SECONDS,
         metavar="SECONDS",
-        help=f"rotate: seal with the new key after this long (default {ACTIVATION_SECONDS:.0f}; "
-        f"at least {REFRESH_SECONDS:.0f}, the instances' refresh period, so that all know it first)",
+        help=f"rotate: seal with the new key after this long (default {ACTIVATION_SECONDS:.0f}; at least "
+        f"{MIN_ACTIVATION_SECONDS:.0f}, two of the instances' {REFRESH_SECONDS:.0f} s refresh periods)",
     )
     args = parser.parse_args(argv)
-    if args.activate_in < REFRESH_SECONDS:
-        parser.error(f"--activate-in must be at least {REFRESH_SECONDS:.0f} seconds")
+    if args.activate_in < MIN_ACTIVATION_SECONDS:
+        parser.error(f"--activate-in must be at least {MIN_ACTIVATION_SECONDS:.0f} seconds")
     url = os.environ.get("MCP_REDIS_URL", "").strip()
     if not url:
         print("request_state_keys: set MCP_REDIS_URL to the Redis the instances share", file=sys.stderr)
@@ -181,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         ring = anyio.run(run)
-    except (StoreUnavailable, RedisError) as exc:
+    except (StoreUnavailable, RedisError, ValueError) as exc:
         print(f"request_state_keys: {exc}", file=sys.stderr)
         return 1
     codec, now = KeyRingCodec(ring), time.time()

@@ -271,5 +271,7 @@ def _hex_keys(raw: str) -> tuple[bytes, ...]:
             raise ValueError("is not comma-separated hex keys; make one with: openssl rand -hex 32") from None
         if len(key) < _MIN_KEY_BYTES:
             raise ValueError(f"has a key of {len(key)} bytes; each key needs >= {_MIN_KEY_BYTES} bytes (64 hex digits)")
+        if key in keys:
+            raise ValueError("has the same key twice; give each key once, newest first")
         keys.append(key)
     return tuple(keys)

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from app import request_state_keys
 from app.redis_bus import RedisSubscriptionBus
 
+STARTUP_TIMEOUT_SECONDS = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -28,10 +29,11 @@ class SharedState:
     async def running(self) -> AsyncIterator[None]:
         try:
             if self.keys is not None:  # loaded before the first request: nothing is ever sealed with another key
-                self.keys.replace(await request_state_keys.load_ring(self.redis))
+                await request_state_keys.refresh(self.redis, self.keys)
                 log.info("request-state keys from Redis", extra={"fields": request_state_keys.describe(self.keys)})
             async with anyio.create_task_group() as group:
-                group.start_soon(self.bus.run)
+                with anyio.fail_after(STARTUP_TIMEOUT_SECONDS):
+                    await group.start(self.bus.run)  # ready only once other instances' events reach us
                 if self.keys is not None:
                     group.start_soon(request_state_keys.follow, self.redis, self.keys)
                 try:

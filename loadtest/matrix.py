@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import platform
@@ -36,6 +35,7 @@ from loadtest.capabilities import LEGACY, MODERN
 from loadtest.compose import ComposeStack, docker_unavailable, image_env
 from loadtest.cpu import CpuSampler, saturation
 from loadtest.expectations import VICTIM, expected, verdict
+from loadtest.progress import Progress, live_failures
 from loadtest.stack import POLICIES, PRESETS, PROJECT_ROOT, Stack, free_port
 
 STOP = threading.Event()  # set by SIGTERM
@@ -174,7 +174,7 @@ def run_locust(
                     if kill_at is not None and time.monotonic() >= kill_at:
                         kill()
                         kill_at = None
-                    progress.show(live_failures=_live_failures(run / "locust_stats.csv"))
+                    progress.show(live_failures=live_failures(run / "locust_stats.csv"))
                     if STOP.wait(1):
                         raise SystemExit(143)
         finally:
@@ -225,43 +225,6 @@ def rows_for(config: Config, result: dict) -> list[dict]:
             }
         )
     return rows
-
-
-class Progress:
-    """One status line: configuration k of n, elapsed time, failures so far (live from Locust's CSV)."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.index, self.name, self.failures = total, 0, "", 0
-        self.started = time.monotonic()
-        self.tty = sys.stdout.isatty()
-
-    def begin(self, index: int, config: Config) -> None:
-        self.index, self.name = index, config.name
-        self.show()
-
-    def show(self, live_failures: int = 0) -> None:
-        if self.tty:  # redrawn in place; logs get one line per configuration from finish()
-            print(f"\r{self._line(self.failures + live_failures)}", end="", flush=True)
-
-    def finish(self, failures: int) -> None:
-        self.failures += failures
-        print(f"\r{self._line(self.failures)}", flush=True)
-
-    def _line(self, failures: int) -> str:
-        elapsed = int(time.monotonic() - self.started)
-        return (
-            f"[{self.index}/{self.total}] {self.name:<36} elapsed {elapsed // 60}m{elapsed % 60:02d}s  "
-            f"failures so far: {failures}"
-        )
-
-
-def _live_failures(stats_csv: Path) -> int:
-    """Failures of the running configuration, from the CSV Locust rewrites every second."""
-    with contextlib.suppress(OSError, ValueError, KeyError), open(stats_csv) as handle:
-        for row in csv.DictReader(handle):
-            if row["Name"] == "Aggregated":
-                return int(row["Failure Count"])
-    return 0
 
 
 def _median_ms(entry: dict) -> float | None:

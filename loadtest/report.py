@@ -46,6 +46,8 @@ def write_all(rows: list[dict], run_info: dict, out: Path) -> None:
     ways = comparison_section(rows)
     if ways:
         (out / "ways.md").write_text(f"Measured {run_info['date']} ({run_info['mode']} run). " + "\n".join(ways) + "\n")
+    else:
+        (out / "ways.md").unlink(missing_ok=True)  # never leave an earlier run's comparison beside this run
     from loadtest import heatmap  # it draws from this module's tables
 
     heatmap.write(rows, out / "heatmap.png")
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     write_all(saved["rows"], saved["run"], args.out)
     if args.readme is not None:
         embed(args.readme, "matrix", args.out / "matrix.md")
-        embed(args.readme, "ways", args.out / "ways.md")
+        if (args.out / "ways.md").exists():  # a partial run (--only) has nothing to compare
+            embed(args.readme, "ways", args.out / "ways.md")
     return 0
 
 

@@ -143,6 +143,21 @@ def test_rotating_the_key_ring_in_redis_breaks_no_call(stack_for):
         assert done.json()["result"]["content"][0]["text"] == "confirmed: rotate"
 
 
+def test_a_ring_lost_by_redis_is_written_back_unchanged(stack_for):
+    """Redis restarted without persistence: an instance stores the ring it holds, so no state breaks."""
+    stack = stack_for("stateless-json")
+    store = redis.Redis.from_url(stack.redis_url)
+    _, answers, state = ask(stack.url, "confirm_action", {"action": "redis lost"})
+    ring = store.get(RING_KEY)
+    store.delete(RING_KEY)
+    assert wait_for(lambda: store.get(RING_KEY), timeout=15, interval=0.2) == ring
+    for _ in range(2):  # on two different instances
+        done = modern_call(
+            stack.url, "confirm_action", {"action": "redis lost"}, inputResponses=answers, requestState=state
+        )
+        assert done.json()["result"]["content"][0]["text"] == "confirmed: redis lost"
+
+
 def test_deployment_keys_are_shared_without_redis(tmp_path):
     keys = f"{os.urandom(32).hex()},{os.urandom(32).hex()}"
     env = {"MCP_REDIS_URL": "", "MCP_REQUEST_STATE_KEYS": keys}

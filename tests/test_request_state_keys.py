@@ -10,7 +10,7 @@ import time
 import pytest
 from mcp.server.request_state import InvalidRequestState
 
-from app.request_state_keys import KeyRingCodec, RingKey, security
+from app.request_state_keys import KeyRingCodec, RingKey, decode, encode, ring_security
 from loadtest.stack import PROJECT_ROOT
 
 OLD, NEW = RingKey(os.urandom(32), 0.0), RingKey(os.urandom(32), time.time() + 60)
@@ -35,7 +35,7 @@ def test_once_due_the_new_key_seals_and_the_old_still_opens():
 
 def test_given_keys_seal_with_the_first_and_open_with_all():
     first, second = os.urandom(32), os.urandom(32)
-    _, codec = security([first, second])
+    _, codec = ring_security([first, second])
     assert codec.sealing_key().secret == first
     assert codec.unseal(KeyRingCodec([RingKey(second, 0.0)]).seal(b"z")) == b"z"
 
@@ -45,11 +45,24 @@ def test_an_empty_ring_refuses_instead_of_sealing_with_nothing():
         KeyRingCodec().seal(b"x")
 
 
+def test_a_ring_that_is_not_ours_is_refused_with_the_reason():
+    assert decode(encode([NEW, OLD])) == [NEW, OLD]
+    for raw in ("{}", "[]", encode([RingKey(b"short", 0.0)]), encode([OLD, OLD])):
+        with pytest.raises(ValueError, match="mcp:request-state-keys in Redis"):
+            decode(raw)
+
+
+def test_redis_time_decides_when_a_rotation_comes_due():
+    ring = KeyRingCodec([NEW, OLD])
+    ring.clock_offset = 61.0  # Redis's clock is a minute ahead of ours: NEW is due by Redis's clock
+    assert ring.sealing_key() == NEW
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
         (["show"], {}, "request_state_keys: set MCP_REDIS_URL to the Redis the instances share"),
-        (["rotate", "--activate-in", "1"], {"MCP_REDIS_URL": "redis://127.0.0.1:1/0"}, "at least 5 seconds"),
+        (["rotate", "--activate-in", "5"], {"MCP_REDIS_URL": "redis://127.0.0.1:1/0"}, "at least 10 seconds"),
     ],
 )
 def test_the_rotation_command_refuses_bad_input_with_the_reason(args, env, message):

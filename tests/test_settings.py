@@ -60,6 +60,8 @@ def test_request_state_keys_must_be_long_and_are_never_echoed():
     )
     keys = Settings.from_env({"MCP_REQUEST_STATE_KEYS": f"{'11' * 32}, {'22' * 32}"}).request_state_keys
     assert keys == (b"\x11" * 32, b"\x22" * 32)
+    with pytest.raises(SettingsError, match="=<hidden> has the same key twice"):
+        Settings.from_env({"MCP_REQUEST_STATE_KEYS": f"{'11' * 32},{'11' * 32}"})
 
 
 def test_several_workers_with_in_memory_sessions_are_refused():
