@@ -4,7 +4,8 @@
 
 Configurations: 4 presets x 3 balancing policies with the memory store, the 2 stateful presets x
 3 policies with the Redis store, instance-loss runs (app1 killed halfway through the load), and the
-presets under round-robin with 2026-07-28 clients (which open no session; two of them with --quick).
+4 presets under round-robin with 2026-07-28 clients (which open no session); --quick leaves out seven
+configurations that repeat what others show (see `configurations`).
 Each runs the same Locust users (one subprocess per configuration) against freshly started
 servers: the compose stack when a Docker Engine answers (CPU read from the containers' host pids:
 a local Linux engine), else the local stack. DIR gets matrix.md, results.csv, heatmap.png and,
@@ -124,10 +125,22 @@ class ComposeTarget:
             self.stack = None
 
 
-def modern_presets(quick: bool) -> tuple[str, ...]:
-    """The presets the 2026-07-28 clients run on: all four, or in quick mode one SSE and one JSON (the 2026
-    path ignores stateful/stateless, so the other two add nothing but time)."""
-    return ("stateful-sse", "stateless-json") if quick else PRESETS
+def configurations(quick: bool) -> list[Config]:
+    """Every configuration of a run. `quick` (CI) leaves out seven that repeat what others show: the stateless
+    presets under `session` (they behave as under round-robin), the Redis store under ip-hash and stateful-json
+    with Redis under `session`, and 2026-07-28 clients on stateful-json and stateless-sse (that path ignores
+    stateful/stateless: one SSE and one JSON preset show it)."""
+    stateless_policies = ("round-robin", "ip-hash") if quick else POLICIES
+    configs = [
+        Config(p, lb, "memory") for p in PRESETS for lb in (stateless_policies if "stateless" in p else POLICIES)
+    ]
+    redis = [("stateful-sse", "round-robin"), ("stateful-sse", "session"), ("stateful-json", "round-robin")]
+    if not quick:
+        redis = [(p, lb) for p in PRESETS if p.startswith("stateful") for lb in POLICIES]
+    configs += [Config(p, lb, "redis") for p, lb in redis]
+    configs += [Config("stateful-sse", lb, store, loss=True) for lb, store in LOSS_RUNS]
+    modern = ("stateful-sse", "stateless-json") if quick else PRESETS
+    return configs + [Config(p, "round-robin", "memory", protocol=MODERN) for p in modern]
 
 
 def locust_command(host: str, users: int, seconds: int) -> list[str]:
@@ -268,11 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     target = choose_target(args.target, args.out)
     settings = Settings.for_run(args.quick, target.name)
-    configs = [Config(p, lb, "memory") for p in PRESETS for lb in POLICIES]
-    configs += [Config(p, lb, "redis") for p in PRESETS if p.startswith("stateful") for lb in POLICIES]
-    configs += [Config("stateful-sse", lb, store, loss=True) for lb, store in LOSS_RUNS]
-    configs += [Config(p, "round-robin", "memory", protocol=MODERN) for p in modern_presets(args.quick)]
-    configs = [config for config in configs if args.only is None or args.only in config.name]
+    configs = [config for config in configurations(args.quick) if args.only is None or args.only in config.name]
     progress = Progress(len(configs))
     rows: list[dict] = []
     try:

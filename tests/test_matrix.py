@@ -14,8 +14,8 @@ import pytest
 from loadtest import capabilities as cap
 from loadtest.capabilities import LEGACY, MODERN
 from loadtest.compose import ComposeStack, docker_unavailable
-from loadtest.matrix import LOSS_RUNS, modern_presets
-from loadtest.stack import POLICIES, PRESETS, PROJECT_ROOT
+from loadtest.matrix import configurations as quick_configurations
+from loadtest.stack import PROJECT_ROOT
 from tests.test_readme import blocks, shell_env
 
 OUT = PROJECT_ROOT / "results" / "quick"  # where the README's command writes
@@ -51,11 +51,8 @@ def matrix(tmp_path_factory) -> dict:
 
 
 def configurations() -> list[str]:
-    """Every configuration the matrix runs, by name, in order."""
-    names = [f"{p}/{lb}/memory" for p in PRESETS for lb in POLICIES]
-    names += [f"{p}/{lb}/redis" for p in PRESETS if p.startswith("stateful") for lb in POLICIES]
-    names += [f"stateful-sse/{lb}/{s}/instance-loss" for lb, s in LOSS_RUNS]
-    return names + [f"{p}/round-robin/memory/{MODERN}" for p in modern_presets(quick=True)]
+    """Every configuration the quick matrix runs, by name, in order."""
+    return [config.name for config in quick_configurations(quick=True)]
 
 
 def test_it_shows_progress_and_writes_every_file(matrix):
@@ -126,7 +123,7 @@ def test_with_redis_an_instance_loss_fails_only_requests_in_flight(matrix):
 
 def test_2026_clients_need_no_affinity_on_any_preset(matrix):
     """Under round-robin every capability works with no session, but logs and progress, which need SSE."""
-    for preset in modern_presets(quick=True):
+    for preset in ("stateful-sse", "stateless-json"):
         for capability in cap.CAPABILITIES:
             row = matrix["rows"][preset, "round-robin", "memory", False, MODERN, capability]
             if capability == cap.SESSION_CHURN:

@@ -13,21 +13,28 @@ from mcp.server.request_state import InvalidRequestState
 from app.request_state_keys import KeyRingCodec, RingKey, decode, encode, ring_security
 from loadtest.stack import PROJECT_ROOT
 
-OLD, NEW = RingKey(os.urandom(32), 0.0), RingKey(os.urandom(32), time.time() + 60)
+OLD = RingKey(os.urandom(32), 0.0)
+
+
+def pending() -> RingKey:
+    """A key that seals an hour from now (made per test: the suite may run long)."""
+    return RingKey(os.urandom(32), time.time() + 3600)
 
 
 def test_a_pending_key_opens_but_does_not_seal_yet():
-    ring = KeyRingCodec([NEW, OLD])
+    new = pending()
+    ring = KeyRingCodec([new, OLD])
     assert ring.sealing_key() == OLD
-    assert KeyRingCodec([OLD]).unseal(ring.seal(b"x")) == b"x"  # instances without NEW still open it
-    early = KeyRingCodec([RingKey(NEW.secret, 0.0)]).seal(b"y")  # an instance whose clock is ahead
+    assert KeyRingCodec([OLD]).unseal(ring.seal(b"x")) == b"x"  # instances without new still open it
+    early = KeyRingCodec([RingKey(new.secret, 0.0)]).seal(b"y")  # an instance whose clock is ahead
     assert ring.unseal(early) == b"y"
 
 
 def test_once_due_the_new_key_seals_and_the_old_still_opens():
+    new = pending()
     sealed_before = KeyRingCodec([OLD]).seal(b"before")
-    ring = KeyRingCodec([OLD, RingKey(NEW.secret, time.time() - 1)])
-    assert ring.sealing_key().secret == NEW.secret
+    ring = KeyRingCodec([OLD, RingKey(new.secret, time.time() - 1)])
+    assert ring.sealing_key().secret == new.secret
     assert ring.unseal(sealed_before) == b"before"
     with pytest.raises(InvalidRequestState, match="unknown key"):
         KeyRingCodec([OLD]).unseal(ring.seal(b"after"))
@@ -46,16 +53,18 @@ def test_an_empty_ring_refuses_instead_of_sealing_with_nothing():
 
 
 def test_a_ring_that_is_not_ours_is_refused_with_the_reason():
-    assert decode(encode([NEW, OLD])) == [NEW, OLD]
+    new = pending()
+    assert decode(encode([new, OLD])) == [new, OLD]
     for raw in ("{}", "[]", encode([RingKey(b"short", 0.0)]), encode([OLD, OLD])):
         with pytest.raises(ValueError, match="mcp:request-state-keys in Redis"):
             decode(raw)
 
 
 def test_redis_time_decides_when_a_rotation_comes_due():
-    ring = KeyRingCodec([NEW, OLD])
-    ring.clock_offset = 61.0  # Redis's clock is a minute ahead of ours: NEW is due by Redis's clock
-    assert ring.sealing_key() == NEW
+    new = pending()
+    ring = KeyRingCodec([new, OLD])
+    ring.clock_offset = 3601.0  # Redis's clock is an hour ahead of ours: new is due by Redis's clock
+    assert ring.sealing_key() == new
 
 
 @pytest.mark.parametrize(
