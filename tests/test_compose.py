@@ -149,9 +149,10 @@ def test_session_policy_spreads_sessions_and_keeps_them(stack):
 
 
 def test_killing_an_app_container(stack):
-    """Stateful (ip_hash and session policies): the sessions on the dead container are gone.
-    Stateless: the other two carry on."""
-    policies = ("ip-hash", "session") if stack.profile in STATEFUL else ("round-robin",)
+    """Stateful (ip_hash and session policies; stateful-json only under session, where it behaves as
+    stateful-sse): the sessions on the dead container are gone. Stateless: the other two carry on."""
+    killed_under = {"stateful-sse": ("ip-hash", "session"), "stateful-json": ("session",)}
+    policies = killed_under.get(stack.profile, ("round-robin",))
     for policy in policies:
         stack.up(policy=policy, fresh=True)
         client = McpClient(requests.Session(), stack.url)
