@@ -12,7 +12,7 @@ WORKDIR /srv/mcp
 COPY requirements.txt .
 # Pinned wheels only: no compiler in the image. A stand-in image already has them (a no-op then).
 RUN { [ -x /opt/venv/bin/python ] || python3 -m venv /opt/venv; } \
-    && pip install --no-cache-dir --disable-pip-version-check -r requirements.txt \
+    && pip install --quiet --no-cache-dir --disable-pip-version-check -r requirements.txt \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mcp
 COPY app/ app/
 COPY data/ data/

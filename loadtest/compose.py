@@ -6,8 +6,11 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,32 +19,77 @@ from loadtest.stack import answers
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mcpscale-e2e"  # never the project a user's own `docker compose up` creates
 READY_TIMEOUT = 180.0
+V1 = ("docker-compose",)  # Debian 12's docker-compose 1.29, kept working for the users who have only it
+V2 = ("docker", "compose")
+BUILD_TIMEOUT = 900.0  # a fresh machine: the stand-in (Debian and pip from scratch), then the app and Locust images
 
 
 @functools.cache
+def installed(command: tuple[str, ...]) -> bool:
+    """Whether compose `command` (V1 or V2) is there and runs."""
+    found = shutil.which(command[0]) is not None
+    return found and subprocess.run([*command, "version"], capture_output=True).returncode == 0
+
+
 def compose_command() -> tuple[str, ...] | None:
     """`docker compose` (v2) when installed, else Debian's `docker-compose` 1.29."""
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ("docker", "compose")
-    return ("docker-compose",) if shutil.which("docker-compose") else None
+    return next((command for command in (V2, V1) if installed(command)), None)
 
 
-def docker_unavailable() -> str | None:
-    """Why the compose tests cannot run here, or None."""
+def docker_unavailable(command: tuple[str, ...] | None = None) -> str | None:
+    """Why compose (`command`, or whichever is installed) cannot run here, or None."""
     if shutil.which("docker") is None:
         return "docker is not installed"
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         return "the Docker Engine is not reachable"
-    if compose_command() is None:
-        return "neither `docker compose` nor `docker-compose` is installed"
+    if command is None and compose_command() is None:
+        return "neither `docker compose` nor `docker-compose` is installed (scripts/install-compose installs v2)"
+    if command is not None and not installed(command):
+        hint = " (scripts/install-compose installs it)" if command == V2 else ""
+        return f"`{' '.join(command)}` is not installed{hint}"
     return None
 
 
-def image_env() -> dict[str, str]:
-    """The variables scripts/compose-images prints: none with a registry, the stand-in's without."""
-    out = subprocess.run(["scripts/compose-images"], cwd=PROJECT_ROOT, check=True, capture_output=True, text=True)
-    words = out.stdout.split()
-    return dict(word.split("=", 1) for word in words if "=" in word)
+def build_images(say: Callable[[str], None]) -> dict[str, str]:
+    """Build what every profile runs on, passing each line of progress to `say`: the stand-in where no
+    registry answers (scripts/compose-images), then the app and Locust images. Returns the image variables."""
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    printed = _streamed(["scripts/compose-images"], say, deadline, os.environ)
+    exports = [line.removeprefix("export ") for line in printed if line.startswith("export ")]
+    env = dict(word.split("=", 1) for line in exports for word in line.split())
+    build = [*compose_command(), "-p", PROJECT, "--profile", "stateful-sse", "--profile", "loadtest"]
+    _streamed([*build, "build", "app1-stateful-sse", "locust"], say, deadline, {**os.environ, **env})
+    return env
+
+
+def _streamed(cmd: list[str], say: Callable[[str], None], deadline: float, env: Mapping[str, str]) -> list[str]:
+    """Run `cmd` until `deadline`, passing every line it prints to `say` as it comes; return the lines."""
+    started = time.monotonic()
+    say(f"running {' '.join(cmd)}")
+    lines = []
+    with subprocess.Popen(
+        cmd,
+        cwd=PROJECT_ROOT,
+        env={**env, "BUILDKIT_PROGRESS": "plain"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # on the deadline, its children go too (mmdebstrap, pip, docker build)
+    ) as proc:
+        watchdog = threading.Timer(deadline - started, os.killpg, (proc.pid, signal.SIGKILL))
+        watchdog.start()
+        try:
+            for line in proc.stdout:
+                lines.append(line.rstrip())
+                say(lines[-1])
+        finally:
+            watchdog.cancel()
+    if time.monotonic() >= deadline:
+        raise RuntimeError(f"{' '.join(cmd)} did not finish within the {BUILD_TIMEOUT:.0f} s for building images")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n" + "\n".join(lines[-30:]))
+    say(f"done in {time.monotonic() - started:.0f} s: {' '.join(cmd)}")
+    return lines
 
 
 @dataclass
@@ -52,6 +100,7 @@ class ComposeStack:
     policy: str = "round-robin"
     extra_profiles: tuple[str, ...] = ()  # e.g. ("loadtest",) for the Locust web UI
     locust_port: int = 8089
+    command: tuple[str, ...] = field(default_factory=lambda: compose_command())  # V2 or V1
 
     @property
     def url(self) -> str:
@@ -66,7 +115,7 @@ class ComposeStack:
             "LOCUST_PORT": str(self.locust_port),
         }
         profiles = [arg for profile in (self.profile, *self.extra_profiles) for arg in ("--profile", profile)]
-        cmd = [*compose_command(), "-p", PROJECT, *profiles, *args]
+        cmd = [*self.command, "-p", PROJECT, *profiles, *args]
         result = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")

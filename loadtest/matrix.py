@@ -33,7 +33,7 @@ from pathlib import Path
 from loadtest import capabilities as cap
 from loadtest import report
 from loadtest.capabilities import LEGACY, MODERN
-from loadtest.compose import ComposeStack, docker_unavailable, image_env
+from loadtest.compose import ComposeStack, build_images, docker_unavailable
 from loadtest.cpu import CpuSampler, saturation
 from loadtest.expectations import VICTIM, expected, verdict
 from loadtest.progress import Progress, live_failures
@@ -101,7 +101,7 @@ class ComposeTarget:
     name = "compose"
 
     def __init__(self) -> None:
-        self.env = image_env()
+        self.env = build_images(lambda line: print(f"images: {line}", file=sys.stderr, flush=True))
         self.stack: ComposeStack | None = None
 
     @contextlib.contextmanager
@@ -109,7 +109,6 @@ class ComposeTarget:
         if self.stack is None or self.stack.profile != config.preset:
             self.close()
             self.stack = ComposeStack(profile=config.preset, port=free_port(), env=self.env)
-            self.stack.compose("build", f"app1-{config.preset}")
         self.stack.env = {**self.env, "SESSION_STORE": config.store}
         self.stack.up(policy=config.policy, fresh=True)  # no session or call left over from the last run
         containers = self.stack.containers()
@@ -264,7 +263,10 @@ def choose_target(name: str, out: Path) -> LocalTarget | ComposeTarget:
     reason = docker_unavailable()
     if reason is not None:
         raise SystemExit(f"matrix: --target compose, but {reason}")
-    return ComposeTarget()
+    try:
+        return ComposeTarget()
+    except RuntimeError as error:  # an image build that failed or ran out of time
+        raise SystemExit(f"matrix: {error}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

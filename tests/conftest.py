@@ -1,4 +1,5 @@
-"""Fixtures that start real processes: local stacks (redis, 3 x uvicorn, nginx) shared by the whole run."""
+"""Fixtures that start real processes: local stacks (redis, 3 x uvicorn, nginx) shared by the whole run. The
+plugins build the compose images before the first test, and end the run with its time by layer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from loadtest.stack import PRESETS, Stack, free_port
+
+pytest_plugins = ["tests.layer_times", "tests.compose_images"]
 
 STATEFUL = ("stateful-sse", "stateful-json")
 STATELESS = ("stateless-sse", "stateless-json")

@@ -70,12 +70,15 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
         time.sleep(interval)
 
 
-def require_docker(what: str) -> None:
-    """Skip `what` with the reason where no Docker Engine answers, but fail under MCP_REQUIRE_DOCKER=1 (CI)."""
-    reason = docker_unavailable()
+DOCKER_REQUIRED = os.environ.get("MCP_REQUIRE_DOCKER") == "1"  # CI: a skipped compose test is a failure
+
+
+def require_docker(what: str, command: tuple[str, ...] | None = None) -> None:
+    """Skip `what` with the reason where no Docker Engine (or not compose `command`) answers; fail in CI."""
+    reason = docker_unavailable(command)
     if reason is None:
         return
-    if os.environ.get("MCP_REQUIRE_DOCKER") == "1":
+    if DOCKER_REQUIRED:
         pytest.fail(f"{what} cannot run: {reason} (MCP_REQUIRE_DOCKER=1)")
     pytest.skip(f"{what} skipped: {reason}")
 

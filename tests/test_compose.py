@@ -5,39 +5,27 @@ Skipped with one line when no Docker Engine is reachable; with MCP_REQUIRE_DOCKE
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import anyio
 import pytest
 import requests
 from mcp.shared.exceptions import MCPError
 
 from loadtest import capabilities as cap
-from loadtest.compose import PROJECT, PROJECT_ROOT, ComposeStack, compose_command, image_env
+from loadtest.compose import ComposeStack
 from loadtest.mcp_client import McpClient
 from loadtest.stack import PRESETS, free_port
 from tests.conftest import STATEFUL
-from tests.helpers import Recorder, ask, instance, modern_call, require_docker, text_of, wait_for
+from tests.helpers import Recorder, ask, instance, modern_call, text_of, wait_for
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.compose]
 INSTANCES = {"app1", "app2", "app3"}
 
 
-@pytest.fixture(scope="session")
-def compose_env() -> dict[str, str]:
-    """Image variables for compose, with the app and Locust images built once for the whole run."""
-    require_docker("compose tests")
-    env = image_env()
-    profiles = ["--profile", "stateful-sse", "--profile", "loadtest"]
-    build = [*compose_command(), "-p", PROJECT, *profiles, "build", "app1-stateful-sse", "locust"]
-    subprocess.run(build, cwd=PROJECT_ROOT, env={**os.environ, **env}, check=True, capture_output=True, timeout=900)
-    return env
-
-
 @pytest.fixture(scope="module", params=PRESETS)
-def stack(request, compose_env):
-    stack = ComposeStack(request.param, free_port(), compose_env, extra_profiles=("loadtest",), locust_port=free_port())
+def stack(request, compose_images):
+    stack = ComposeStack(
+        request.param, free_port(), compose_images, extra_profiles=("loadtest",), locust_port=free_port()
+    )
     try:
         stack.up()
         yield stack

@@ -21,7 +21,7 @@ from tests.test_readme import blocks, shell_env
 OUT = PROJECT_ROOT / "results" / "quick"  # where the README's command writes
 
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.matrix, pytest.mark.compose]
 
 
 @pytest.fixture(scope="module")

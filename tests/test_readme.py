@@ -19,7 +19,7 @@ import pytest
 
 from loadtest.report import README_EMBED
 from loadtest.stack import Stack
-from tests.helpers import port_free, require_docker
+from tests.helpers import port_free
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 README = (PROJECT_ROOT / "README.md").read_text()
@@ -29,6 +29,7 @@ NGINX_HEALTHY = '{"status":"ok","instance":"nginx"}'
 
 # What each block must print; a block that prints something else fails.
 EXPECTED = {
+    "compose-v2": [],
     "compose-images": [],
     "compose-quickstart": [],
     "compose-round-robin": [NGINX_HEALTHY],
@@ -80,9 +81,10 @@ def blocks() -> dict[str, tuple[str, list[str]]]:
 
 EXAMPLES = [name for name, (_, stack) in blocks().items() if stack]
 RUN_ELSEWHERE = {"locust-web-ui": "tests/test_locust.py", "matrix-quick": "tests/test_matrix.py"}
-# The README says to run compose-images first on a machine without a registry, so it goes first.
-WALK_THROUGH = ["compose-images"] + [
-    name for name in blocks() if name != "compose-images" and (name.startswith("compose-") or name in EXAMPLES)
+# Compose v2, then the stand-in images (the README's order for a machine without them), then the rest.
+SETUP = ["compose-v2", "compose-images"]
+WALK_THROUGH = SETUP + [
+    name for name in blocks() if name not in SETUP and (name.startswith("compose-") or name in EXAMPLES)
 ]
 
 
@@ -90,6 +92,14 @@ def test_every_shell_block_in_the_readme_is_run_somewhere():
     assert README.count("```bash") == len(TAGGED.findall(README)), "a ```bash block has no tested/ci tag"
     assert set(blocks()) == set(EXPECTED) | set(RUN_ELSEWHERE)
     assert set(WALK_THROUGH) | {"local-stack"} == set(EXPECTED)
+
+
+def test_ci_runs_the_readme_commands_it_claims():
+    ci_lines = (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
+    claimed = [m["code"].split("#")[0].strip() for m in TAGGED.finditer(README) if m["kind"] == "ci"]
+    assert claimed == ["scripts/test", "scripts/reset-machine"]
+    for command in claimed:
+        assert any(line.split()[-1:] == [command] for line in ci_lines), f".ci/run does not run {command}"
 
 
 @pytest.fixture
@@ -149,9 +159,9 @@ def test_local_stack_commands(tmp_path, port_8080_free):
     assert output.count("running, healthy") == 5, output
 
 
+@pytest.mark.compose
 @pytest.mark.timeout(900)
-def test_docker_compose_walk_through(tmp_path, port_8080_free):
-    require_docker("the README's compose commands")
+def test_docker_compose_walk_through(tmp_path, port_8080_free, compose_images):
     port_free(8089)
     env = shell_env(tmp_path)
     if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:

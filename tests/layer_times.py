@@ -1,0 +1,51 @@
+"""The run's time by layer, printed at its end: in-process tests (unit), tests that start or use local processes
+(stack), the compose stack, the quick matrix; and the image build before the first test."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+
+import pytest
+
+LAYERS = ("unit", "stack", "compose", "quick matrix")
+LAYER_TIMES = pytest.StashKey[dict[str, list[float]]]()
+PROCESS_EVENTS = {"subprocess.Popen", "os.posix_spawn", "os.fork", "os.exec"}
+_started_a_process = [False]
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event in PROCESS_EVENTS:
+        _started_a_process[0] = True
+
+
+def pytest_configure(config) -> None:
+    sys.addaudithook(_audit)  # for the rest of the process: audit hooks cannot be removed
+    config.stash[LAYER_TIMES] = defaultdict(list)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _started_a_process[0] = False
+    started = time.monotonic()
+    try:
+        return (yield)
+    finally:
+        item.config.stash[LAYER_TIMES][_layer(item)].append(time.monotonic() - started)
+
+
+def _layer(item) -> str:
+    if item.get_closest_marker("matrix"):
+        return "quick matrix"
+    if item.get_closest_marker("compose"):
+        return "compose"
+    return "stack" if _started_a_process[0] or "stack_for" in item.fixturenames else "unit"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    times = config.stash[LAYER_TIMES]
+    parts = [f"{layer} {sum(runs):.0f} s ({len(runs)} tests)" for layer in LAYERS if (runs := times[layer])]
+    if times["images"]:
+        parts.insert(0, f"images {times['images'][0]:.0f} s (built before the first test)")
+    terminalreporter.write_line("time by layer: " + ", ".join(parts))
