@@ -49,6 +49,14 @@ def test_every_container_is_healthy_and_only_nginx_and_locust_are_published(stac
     assert all(c["published"] == [] for service, c in containers.items() if service not in (nginx, "locust"))
 
 
+def test_building_again_then_starting_recreates_no_container(stack):
+    """nginx resolves the apps' addresses once: a container recreated behind it would take another's address."""
+    before = {service: c["id"] for service, c in stack.containers().items()}
+    stack.compose("up", "-d", "--build")
+    stack.compose("up", "-d")
+    assert {service: c["id"] for service, c in stack.containers().items()} == before
+
+
 def test_round_robin_spreads_over_the_three_containers(stack):
     stack.up(policy="round-robin")
     answered_by = initialize_many(stack)
