@@ -140,9 +140,9 @@ class ComposeStack:
 
     def containers(self) -> dict[str, dict]:
         """Running containers of the project by service: id, host pid, health and published ports."""
-        ids = _docker("ps", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}").split()
+        ids = docker_cli("ps", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}").split()
         found = {}
-        for info in json.loads(_docker("inspect", *ids)) if ids else []:
+        for info in json.loads(docker_cli("inspect", *ids)) if ids else []:
             service = info["Config"]["Labels"]["com.docker.compose.service"]
             found[service] = {
                 "id": info["Id"],
@@ -157,7 +157,7 @@ class ComposeStack:
         return found
 
     def kill(self, service: str) -> None:
-        _docker("kill", self.containers()[service]["id"])
+        docker_cli("kill", self.containers()[service]["id"])
 
     def down(self) -> None:
         self.compose("down", "-v", "--remove-orphans", "-t", "3")
@@ -173,11 +173,11 @@ class ComposeStack:
     def leftovers() -> dict[str, list[str]]:
         label = f"label=com.docker.compose.project={PROJECT}"
         return {
-            "containers": _docker("ps", "-aq", "--filter", label).split(),
-            "networks": _docker("network", "ls", "-q", "--filter", label).split(),
-            "volumes": _docker("volume", "ls", "-q", "--filter", label).split(),
+            "containers": docker_cli("ps", "-aq", "--filter", label).split(),
+            "networks": docker_cli("network", "ls", "-q", "--filter", label).split(),
+            "volumes": docker_cli("volume", "ls", "-q", "--filter", label).split(),
         }
 
 
-def _docker(*args: str) -> str:
+def docker_cli(*args: str) -> str:
     return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout

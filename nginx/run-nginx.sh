@@ -3,6 +3,7 @@
 #   LB_POLICY       round-robin (default), ip-hash or session
 #   NGINX_SITE_DIR  directory holding upstream-servers.conf, instance-upstreams.conf and listen.conf
 #   NGINX_RUN_DIR   where the assembled config, pid and temp files go (default /tmp/nginx-mcp)
+#   NGINX_FOLLOW_HOSTS  the instances' host names (compose): nginx resolves them once, so it reloads when they change
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 policy=${LB_POLICY:-round-robin}
@@ -16,4 +17,28 @@ mkdir -p "$run"
 cp "$here/nginx.conf" "$here/keepalive.conf" "$run/"
 cp "$here/policies/$policy.conf" "$run/policy.conf"
 cp "$site/upstream-servers.conf" "$site/instance-upstreams.conf" "$site/listen.conf" "$run/"
-exec nginx -e stderr -p "$run" -c "$run/nginx.conf" -g 'daemon off;'
+follow=${NGINX_FOLLOW_HOSTS:-}
+if [ -n "$follow" ] && ! command -v getent >/dev/null 2>&1; then
+    echo "run-nginx: no getent here, so nginx will not follow an instance recreated at another address" >&2
+    follow=""
+fi
+[ -n "$follow" ] || exec nginx -e stderr -p "$run" -c "$run/nginx.conf" -g 'daemon off;'
+
+addresses() { for host in $follow; do getent hosts "$host" | awk '{ printf "%s ", $1 }'; done; }
+nginx -e stderr -p "$run" -c "$run/nginx.conf" -g 'daemon off;' &
+nginx=$!
+trap 'kill -TERM "$nginx" 2>/dev/null || :' TERM INT
+trap 'kill -QUIT "$nginx" 2>/dev/null || :' QUIT
+seen=$(addresses)
+while kill -0 "$nginx" 2>/dev/null; do
+    sleep 1 &
+    wait $! || :
+    now=$(addresses)
+    if [ "$now" != "$seen" ]; then
+        # A reload while a name does not resolve fails, and nginx keeps its config until the next change.
+        echo "run-nginx: $follow now at $now; reloading" >&2
+        kill -HUP "$nginx" 2>/dev/null || :
+        seen=$now
+    fi
+done
+wait "$nginx"

@@ -11,7 +11,7 @@ import requests
 from mcp.shared.exceptions import MCPError
 
 from loadtest import capabilities as cap
-from loadtest.compose import ComposeStack
+from loadtest.compose import PROJECT, ComposeStack, docker_cli
 from loadtest.mcp_client import McpClient
 from loadtest.stack import PRESETS, free_port
 from tests.conftest import STATEFUL
@@ -49,12 +49,22 @@ def test_every_container_is_healthy_and_only_nginx_and_locust_are_published(stac
     assert all(c["published"] == [] for service, c in containers.items() if service not in (nginx, "locust"))
 
 
-def test_building_again_then_starting_recreates_no_container(stack):
-    """nginx resolves the apps' addresses once: a container recreated behind it would take another's address."""
-    before = {service: c["id"] for service, c in stack.containers().items()}
-    stack.compose("up", "-d", "--build")
-    stack.compose("up", "-d")
-    assert {service: c["id"] for service, c in stack.containers().items()} == before
+def test_nginx_follows_an_app_that_comes_back_at_another_address(stack):
+    """Compose v2 recreates an app (a rebuild, a changed setting) without nginx, which resolved the names at its
+    start: with app1's old address taken by another container, nginx must still reach app1 by its name."""
+    stack.up(policy="round-robin")
+    app1 = f"app1-{stack.profile}"
+    stack.compose("stop", "-t", "3", app1)
+    squatter = docker_cli(  # the image's compose labels would make it one of the stack's containers
+        *("run", "-d", "--rm", "--no-healthcheck", "--label", "com.docker.compose.project=squatter"),
+        *("--network", f"{PROJECT}_default", "mcp-scale-lab-app", "sleep", "120"),
+    )
+    try:
+        stack.compose("up", "-d", "--no-build", app1)
+        stack.wait_healthy()
+        wait_for(lambda: set(initialize_many(stack, count=3)) == INSTANCES, timeout=15, interval=0.5)
+    finally:
+        docker_cli("rm", "-f", squatter.strip())
 
 
 def test_round_robin_spreads_over_the_three_containers(stack):
