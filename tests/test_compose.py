@@ -120,11 +120,15 @@ def test_the_locust_web_ui_in_compose(stack):
     basic = next(s for s in stats["stats"] if s["name"] == cap.BASIC)
     (tab,) = stats["extended_stats"]
     spread = next(row for row in tab["data"] if row["name"] == cap.BASIC)
+    answered = {share.split()[0] for row in tab["data"] for share in row["shares"].split(", ") if share}
+    assert answered == INSTANCES, tab["data"]
     if stack.profile in STATEFUL:
-        assert basic["num_failures"] > 0  # round-robin: the session is on one instance only
+        # Round-robin: the session is on one instance only. Each task re-opens it (initialize, initialized,
+        # process_file): three requests, so round-robin may put every process_file on the same instance.
+        assert basic["num_failures"] > 0
     else:
         assert basic["num_failures"] == 0
-    assert spread["instances"] == 3, spread
+        assert spread["instances"] == 3, spread
 
 
 def _stats_once(ui: str, minimum: int) -> dict | None:
