@@ -1,5 +1,8 @@
 # Sourced by the scripts that install on the host (test, compose-images, install-compose). Each install
 # is recorded in $INSTALLED, so scripts/reset-machine can take the machine back to what it had before.
+# CI may start without HOME; pip and docker's plugin directory need it.
+HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
+export HOME
 INSTALLED=${XDG_STATE_HOME:-$HOME/.local/state}/mcp-scale-lab/installed
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
