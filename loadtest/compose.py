@@ -100,7 +100,7 @@ class ComposeStack:
     policy: str = "round-robin"
     extra_profiles: tuple[str, ...] = ()  # e.g. ("loadtest",) for the Locust web UI
     locust_port: int = 8089
-    command: tuple[str, ...] = field(default_factory=lambda: compose_command())  # V2 or V1
+    command: tuple[str, ...] = field(default_factory=compose_command)  # V2 or V1
 
     @property
     def url(self) -> str:

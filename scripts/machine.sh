@@ -24,13 +24,17 @@ apt_install() { # apt_install PACKAGE...   (records every package it adds, depen
     blocker=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         blocker=/usr/sbin/policy-rc.d
+        trap 'as_root rm -f "$blocker"' EXIT INT TERM # an interrupted install must not leave it behind
         printf '#!/bin/sh\nexit 101\n' | as_root tee "$blocker" >/dev/null
         as_root chmod +x "$blocker"
     fi
     status=0
     as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "$@" >/dev/null || status=$?
-    [ -z "$blocker" ] || as_root rm -f "$blocker"
+    if [ -n "$blocker" ]; then
+        as_root rm -f "$blocker"
+        trap - EXIT INT TERM
+    fi
     # shellcheck disable=SC2046
     record_install apt $(installed_packages | comm -13 "$before" -)
     rm -f "$before"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.compose import V2, installed
 from loadtest.report import README_EMBED
 from loadtest.stack import Stack
 from tests.helpers import port_free
@@ -164,7 +165,7 @@ def test_local_stack_commands(tmp_path, port_8080_free):
 def test_docker_compose_walk_through(tmp_path, port_8080_free, compose_images):
     port_free(8089)
     env = shell_env(tmp_path)
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+    if not installed(V2):
         env["PATH"] = f"{compose_v1_shim(tmp_path)}:{env['PATH']}"  # the README's note: type docker-compose
     try:
         outputs = run_blocks(WALK_THROUGH, env)
