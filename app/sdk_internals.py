@@ -17,8 +17,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.runner import ServerRunner, serve_connection
 from mcp.server.streamable_http import EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.subscriptions import ListenHandler, SubscriptionBus
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
-from mcp.types import InitializeRequestParams
+from mcp.types import InitializeRequestParams, SubscriptionsListenRequestParams
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,15 @@ def lowlevel_server(mcp: MCPServer) -> Server:
     The SDK's migration guide names this attribute as the way until a public one exists.
     """
     return mcp._lowlevel_server
+
+
+def use_subscription_bus(mcp: MCPServer, bus: SubscriptionBus) -> None:
+    """What `MCPServer(subscriptions=bus)` does, for a server already built: `ctx.notify_*` publishes on `bus`
+    and `subscriptions/listen` streams listen to it (unless the server was built without that method)."""
+    mcp._subscriptions = bus
+    server = lowlevel_server(mcp)
+    if server.get_request_handler("subscriptions/listen") is not None:
+        server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, ListenHandler(bus))
 
 
 def live_session_ids(mcp: MCPServer) -> set[str]:

@@ -1,7 +1,7 @@
-"""Every setting of the server, read from the environment in one place.
+"""Every setting an instance needs, in one typed place, given in code or read from the environment.
 
-`Settings.from_env()` refuses unsafe or malformed values with a `SettingsError`
-whose message is one line naming the variable, the bad value and the valid ones.
+`InstanceSettings(...)` and `InstanceSettings.from_env()` refuse unsafe or malformed values with a
+`SettingsError` whose message is one line naming the variable, the bad value and the valid ones.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SERVER_NAME = "mcp-scale-lab"  # the same on every instance: it is the requestState audience
 
 
 class Preset(enum.Enum):
@@ -54,7 +51,7 @@ _MIN_KEY_BYTES = 32
 
 
 @dataclass(frozen=True)
-class Settings:
+class InstanceSettings:
     instance_id: str
     preset: Preset = Preset.STATEFUL_SSE
     listen_host: str = "127.0.0.1"
@@ -64,42 +61,43 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     session_store: SessionStore = SessionStore.MEMORY
     redis_url: str | None = None  # set: the instances share state through this Redis
-    advertise_url: str | None = None
-    data_dir: Path = PROJECT_ROOT / "data"
+    advertise_url: str | None = None  # where the other instances reach this one; default from the listen address
     request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
     session_idle_timeout: float = 1800.0
     max_sessions: int = 10_000
     log_level: str = "INFO"
 
+    def __post_init__(self) -> None:
+        # Given in code, the enums may come as their values: InstanceSettings(..., session_store="redis").
+        object.__setattr__(self, "preset", Preset(self.preset))
+        object.__setattr__(self, "session_store", SessionStore(self.session_store))
+        self.check_combination()
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> InstanceSettings:
         """Read `MCP_*` variables; raise `SettingsError` listing every bad one."""
-        env = os.environ if env is None else env
-        reader = _Reader(env)
+        reader = EnvReader(os.environ if env is None else env)
         allowed_hosts = reader.get("MCP_ALLOWED_HOSTS", _hosts, DEFAULT_ALLOWED_HOSTS)
-        settings = cls(
-            instance_id=reader.get("MCP_INSTANCE_ID", _instance_id, _default_instance_id()),
-            preset=reader.get("MCP_PRESET", _choice(Preset), Preset.STATEFUL_SSE),
-            listen_host=reader.get("MCP_LISTEN_HOST", _ip_address, "127.0.0.1"),
-            listen_port=reader.get("MCP_LISTEN_PORT", _int_between(1, 65535), 8000),
-            workers=reader.get("MCP_WORKERS", _int_between(1, 64), 1),
-            allowed_hosts=allowed_hosts,
-            allowed_origins=reader.get(
+        values = {
+            "instance_id": reader.get("MCP_INSTANCE_ID", _instance_id, _default_instance_id()),
+            "preset": reader.get("MCP_PRESET", _choice(Preset), Preset.STATEFUL_SSE),
+            "listen_host": reader.get("MCP_LISTEN_HOST", _ip_address, "127.0.0.1"),
+            "listen_port": reader.get("MCP_LISTEN_PORT", _int_between(1, 65535), 8000),
+            "workers": reader.get("MCP_WORKERS", _int_between(1, 64), 1),
+            "allowed_hosts": allowed_hosts,
+            "allowed_origins": reader.get(
                 "MCP_ALLOWED_ORIGINS", _origins, _origins_for(allowed_hosts or DEFAULT_ALLOWED_HOSTS)
             ),
-            session_store=reader.get("MCP_SESSION_STORE", _choice(SessionStore), SessionStore.MEMORY),
-            redis_url=reader.get("MCP_REDIS_URL", _redis_url, None),
-            advertise_url=reader.get("MCP_ADVERTISE_URL", _http_url, None),
-            data_dir=reader.get("MCP_DATA_DIR", _directory, PROJECT_ROOT / "data"),
-            request_state_keys=reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
-            session_idle_timeout=reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
-            max_sessions=reader.get("MCP_MAX_SESSIONS", _int_between(1, 1_000_000), 10_000),
-            log_level=reader.get("MCP_LOG_LEVEL", _one_of(LOG_LEVELS), "INFO"),
-        )
-        if reader.errors:
-            raise SettingsError("; ".join(reader.errors))
-        settings.check_combination()
-        return settings
+            "session_store": reader.get("MCP_SESSION_STORE", _choice(SessionStore), SessionStore.MEMORY),
+            "redis_url": reader.get("MCP_REDIS_URL", _redis_url, None),
+            "advertise_url": reader.get("MCP_ADVERTISE_URL", _http_url, None),
+            "request_state_keys": reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
+            "session_idle_timeout": reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
+            "max_sessions": reader.get("MCP_MAX_SESSIONS", _int_between(1, 1_000_000), 10_000),
+            "log_level": reader.get("MCP_LOG_LEVEL", _one_of(LOG_LEVELS), "INFO"),
+        }
+        reader.raise_errors()
+        return cls(**values)
 
     def check_combination(self) -> None:
         """Refuse combinations of valid values that cannot work."""
@@ -130,7 +128,7 @@ class Settings:
         return f"http://{host}:{self.listen_port}"
 
 
-class _Reader:
+class EnvReader:
     """Parses variables one by one, collecting every error instead of stopping at the first."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
@@ -147,6 +145,10 @@ class _Reader:
             shown = "<hidden>" if secret else repr(raw)
             self.errors.append(f"{name}={shown} {exc}")
             return default
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise SettingsError("; ".join(self.errors))
 
 
 def _choice(enum_type):
@@ -255,7 +257,7 @@ def _http_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
-def _directory(raw: str) -> Path:
+def existing_directory(raw: str) -> Path:
     path = Path(raw).expanduser()
     if not path.is_dir():
         raise ValueError("is not an existing directory")

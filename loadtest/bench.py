@@ -27,12 +27,13 @@ from pathlib import Path
 import redis
 import requests
 
-from app.redis_events import EVENTS_KEY, MAX_EVENTS
-from app.redis_store import SESSION_KEY
+from app.cluster.event_store import MAX_EVENTS
+from app.shared import keys
 from loadtest.cpu import tree_times
 from loadtest.mcp_client import McpClient
 from loadtest.report import embed
-from loadtest.stack import PROJECT_ROOT, Stack, free_port
+from loadtest.stack import Stack, free_port
+from loadtest.topology import PROJECT_ROOT
 
 WARMUP = 50
 POLICY_RUNS = (("session", "memory"), ("session", "redis"), ("ip-hash", "redis"), ("round-robin", "redis"))
@@ -100,9 +101,9 @@ def session_memory(stack: Stack, client: McpClient) -> dict:
     client.request("resources/subscribe", {"uri": "updates://bench"})
     for n in range(MAX_EVENTS + 36):  # more updates than the stream keeps
         client.call_tool("publish_update", {"message": f"update {n}", "topic": "bench"})
-    events_key = EVENTS_KEY.format(session_id)
+    events_key = keys.EVENTS.format(session_id)
     return {
-        "record_bytes": store.memory_usage(SESSION_KEY.format(session_id)),
+        "record_bytes": store.memory_usage(keys.SESSION.format(session_id)),
         "events_kept": store.xlen(events_key),
         "events_bytes": store.memory_usage(events_key),
     }

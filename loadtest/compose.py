@@ -12,11 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from loadtest.stack import answers
+from loadtest.topology import PRESETS, PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mcpscale-e2e"  # never the project a user's own `docker compose up` creates
 READY_TIMEOUT = 180.0
 V1 = ("docker-compose",)  # Debian 12's docker-compose 1.29, kept working for the users who have only it
@@ -165,7 +164,7 @@ class ComposeStack:
     @staticmethod
     def remove_everything() -> None:
         """Take down whatever of this project still runs, in any profile (after an interrupted run)."""
-        profiles = ("stateful-sse", "stateful-json", "stateless-sse", "stateless-json", "loadtest")
+        profiles = (*PRESETS, "loadtest")
         stack = ComposeStack(profile=profiles[0], port=0, extra_profiles=profiles[1:])
         stack.compose("down", "-v", "--remove-orphans", "-t", "3", check=False)
 

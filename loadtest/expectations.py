@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from loadtest import capabilities as cap
 from loadtest.capabilities import LEGACY, MODERN
-from loadtest.stack import PRESETS
+from loadtest.topology import PRESETS
 
 VICTIM = "app1"  # the instance an instance-loss run kills halfway through
 WORKS = "works"

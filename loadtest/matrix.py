@@ -37,7 +37,8 @@ from loadtest.compose import ComposeStack, build_images, docker_unavailable
 from loadtest.cpu import CpuSampler, saturation
 from loadtest.expectations import VICTIM, expected, verdict
 from loadtest.progress import Progress, live_failures
-from loadtest.stack import POLICIES, PRESETS, PROJECT_ROOT, Stack, free_port
+from loadtest.stack import Stack, free_port
+from loadtest.topology import POLICIES, PRESETS, PROJECT_ROOT
 
 STOP = threading.Event()  # set by SIGTERM
 # Instance loss: the Redis store under both policies it serves, and the sticky policy without it for contrast.

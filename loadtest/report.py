@@ -21,7 +21,7 @@ from loadtest.expectations import (
     UNSUPPORTED,
     VICTIM,
 )
-from loadtest.stack import PRESETS
+from loadtest.topology import PRESETS
 
 CSV_FIELDS = [
     "protocol",

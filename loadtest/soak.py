@@ -24,7 +24,8 @@ import requests
 
 from loadtest.matrix import locust_command
 from loadtest.report import embed
-from loadtest.stack import INSTANCES, PROJECT_ROOT, Stack, free_port
+from loadtest.stack import Stack, free_port
+from loadtest.topology import INSTANCES, PROJECT_ROOT
 
 SAMPLE_SECONDS = 10.0
 SETTLE_SECONDS = 15.0  # after the load: sessions of users that were stopped mid-task end by DELETE or expire

@@ -3,6 +3,7 @@
 The same topology as docker-compose.yml, for machines without Docker and for the tests:
 
     python -m loadtest.stack up --preset stateless-json --lb round-robin [--store memory] [--port 8080]
+                                [--server examples.notes]
     python -m loadtest.stack status
     python -m loadtest.stack down
 
@@ -27,12 +28,9 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from loadtest.topology import INSTANCES, POLICIES, PRESETS, PROJECT_ROOT, STORES
+
 DEFAULT_RUN_DIR = PROJECT_ROOT / ".stack"
-PRESETS = ("stateful-sse", "stateful-json", "stateless-sse", "stateless-json")
-POLICIES = ("round-robin", "ip-hash", "session")
-STORES = ("memory", "redis")
-INSTANCES = ("app1", "app2", "app3")
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 START_ATTEMPTS = 3
@@ -67,6 +65,7 @@ class Stack:
     policy: str = "round-robin"
     store: str = "memory"
     port: int = 8080
+    server: str = "app"  # the module each instance runs with `python -m`: the demo, or a server of your own
     app_env: dict[str, str] = field(default_factory=dict)  # extra MCP_* settings for every instance
     procs: list[Proc] = field(default_factory=list)
 
@@ -132,7 +131,7 @@ class Stack:
                 "MCP_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
                 **self.app_env,
             }
-            cmd = [sys.executable, "-m", "app"]
+            cmd = [sys.executable, "-m", self.server]
             self.procs.append(self._spawn(name, port, f"http://127.0.0.1:{port}/readyz", cmd, env))
         site = self.run_dir / "nginx-site"
         site.mkdir(exist_ok=True)
@@ -205,7 +204,7 @@ class Stack:
         return cls(run_dir=run_dir, procs=procs, **state)
 
     def describe(self) -> list[str]:
-        lines = [f"preset={self.preset} lb={self.policy} store={self.store} url={self.url}"]
+        lines = [f"server={self.server} preset={self.preset} lb={self.policy} store={self.store} url={self.url}"]
         for proc in self.procs:
             running = "running" if proc.alive() else "stopped"
             health = "healthy" if proc.alive() and _healthy(proc) else "not answering"
@@ -304,12 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--lb", choices=POLICIES, default="round-robin", help="nginx balancing policy")
     up.add_argument("--store", choices=STORES, default="memory", help="session store")
     up.add_argument("--port", type=int, default=8080, help="nginx port on 127.0.0.1")
+    up.add_argument("--server", default="app", help="module each instance runs with python -m (default: app)")
     commands.add_parser("down", help="stop everything `up` started")
     commands.add_parser("status", help="say what runs")
     args = parser.parse_args(argv)
 
     if args.command == "up":
-        stack = Stack(run_dir=args.dir, preset=args.preset, policy=args.lb, store=args.store, port=args.port)
+        options = {"preset": args.preset, "policy": args.lb, "store": args.store, "port": args.port}
+        stack = Stack(run_dir=args.dir, server=args.server, **options)
         try:
             stack.start()
         except StackError as exc:

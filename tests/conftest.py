@@ -8,13 +8,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from loadtest.stack import PRESETS, Stack, free_port
+from loadtest.stack import Stack, free_port
+from loadtest.topology import PRESETS
 
 pytest_plugins = ["tests.layer_times", "tests.compose_images"]
-
-STATEFUL = ("stateful-sse", "stateful-json")
-STATELESS = ("stateless-sse", "stateless-json")
-SSE = ("stateful-sse", "stateless-sse")
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ NO_BACK_CHANNEL = "this transport context has no back-channel for server-initiat
 class Recorder:
     """Callbacks for the SDK client; every list shows what reached the client."""
 
-    def __init__(self) -> None:
+    def __init__(self, elicited: dict | None = None) -> None:
+        self.elicited = {"confirm": True} if elicited is None else elicited  # what the user "answers"
         self.logs: list[str] = []
         self.progress: list[float] = []
         self.sampling_requests: list[object] = []
@@ -33,7 +34,7 @@ class Recorder:
 
     async def elicitation(self, ctx, params) -> ElicitResult:
         self.elicitation_requests.append(params)
-        return ElicitResult(action="accept", content={"confirm": True})
+        return ElicitResult(action="accept", content=self.elicited)
 
     async def logging(self, params) -> None:
         self.logs.append(params.data)

@@ -13,6 +13,7 @@ LAYERS = ("unit", "stack", "compose", "quick matrix")
 LAYER_TIMES = pytest.StashKey[dict[str, list[float]]]()
 PROCESS_EVENTS = {"subprocess.Popen", "os.posix_spawn", "os.fork", "os.exec"}
 _started_a_process = [False]
+_process_fixtures: set[str] = {"stack_for"}  # fixtures seen starting processes (stack_for starts them lazily)
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -35,12 +36,24 @@ def pytest_runtest_protocol(item, nextitem):
         item.config.stash[LAYER_TIMES][_layer(item)].append(time.monotonic() - started)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    before, _started_a_process[0] = _started_a_process[0], False
+    try:
+        return (yield)
+    finally:
+        if _started_a_process[0]:
+            _process_fixtures.add(fixturedef.argname)
+        _started_a_process[0] = _started_a_process[0] or before
+
+
 def _layer(item) -> str:
     if item.get_closest_marker("matrix"):
         return "quick matrix"
     if item.get_closest_marker("compose"):
         return "compose"
-    return "stack" if _started_a_process[0] or "stack_for" in item.fixturenames else "unit"
+    uses_processes = _started_a_process[0] or not _process_fixtures.isdisjoint(item.fixturenames)
+    return "stack" if uses_processes else "unit"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

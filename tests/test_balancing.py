@@ -13,8 +13,8 @@ import requests
 from mcp.shared.exceptions import MCPError
 
 from loadtest.mcp_client import McpClient
-from loadtest.stack import POLICIES, PRESETS, Stack, free_port
-from tests.conftest import STATEFUL, STATELESS
+from loadtest.stack import Stack, free_port
+from loadtest.topology import POLICIES, PRESETS, STATEFUL, STATELESS
 from tests.helpers import Recorder, text_of
 from tests.test_modern_protocol import modern_call
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from loadtest.stack import PROJECT_ROOT
+from loadtest.topology import PROJECT_ROOT
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess:

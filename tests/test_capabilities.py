@@ -8,7 +8,7 @@ import requests
 
 from loadtest import capabilities as cap
 from loadtest.mcp_client import McpClient
-from tests.conftest import STATEFUL
+from loadtest.topology import STATEFUL
 
 NO_BACK_CHANNEL = (
     "JSON-RPC -32600: Cannot send '{}': this transport context has no back-channel for server-initiated requests."

@@ -13,8 +13,8 @@ from mcp.shared.exceptions import MCPError
 from loadtest import capabilities as cap
 from loadtest.compose import PROJECT, ComposeStack, docker_cli
 from loadtest.mcp_client import McpClient
-from loadtest.stack import PRESETS, free_port
-from tests.conftest import STATEFUL
+from loadtest.stack import free_port
+from loadtest.topology import PRESETS, STATEFUL
 from tests.helpers import Recorder, ask, instance, modern_call, text_of, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.compose]

@@ -12,7 +12,8 @@ from pathlib import Path
 import requests
 
 from loadtest import capabilities as cap
-from loadtest.stack import PROJECT_ROOT, Stack, answers, free_port
+from loadtest.stack import Stack, answers, free_port
+from loadtest.topology import PROJECT_ROOT
 from tests.helpers import port_free, wait_for
 from tests.test_readme import blocks, shell_env
 

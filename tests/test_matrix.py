@@ -15,7 +15,7 @@ from loadtest import capabilities as cap
 from loadtest.capabilities import LEGACY, MODERN
 from loadtest.compose import ComposeStack, docker_unavailable
 from loadtest.matrix import configurations as quick_configurations
-from loadtest.stack import PROJECT_ROOT
+from loadtest.topology import PROJECT_ROOT
 from tests.test_readme import blocks, shell_env
 
 OUT = PROJECT_ROOT / "results" / "quick"  # where the README's command writes

@@ -12,7 +12,8 @@ import requests
 from loadtest import capabilities as cap
 from loadtest.mcp_client import stream_events
 from loadtest.modern_client import ModernClient
-from loadtest.stack import PROJECT_ROOT, answers, free_port
+from loadtest.stack import answers, free_port
+from loadtest.topology import PROJECT_ROOT
 from tests.helpers import wait_for
 from tests.test_locust import LOCUSTFILE, _stats_with, run_headless, web_ui_summary
 

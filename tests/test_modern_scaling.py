@@ -17,10 +17,10 @@ import pytest
 import redis
 import requests
 
-from app.request_state_keys import RING_KEY, KeyRingCodec, RingKey, decode
+from app.shared.request_state_keys import RING_KEY, KeyRingCodec, RingKey, decode
 from loadtest import capabilities as cap
-from loadtest.stack import PROJECT_ROOT, Stack, free_port
-from tests.conftest import SSE
+from loadtest.stack import Stack, free_port
+from loadtest.topology import PROJECT_ROOT, SSE
 from tests.helpers import Recorder, ask, instance, modern_call, text_of, wait_for
 
 INSTANCES = {"app1", "app2", "app3"}
@@ -127,7 +127,7 @@ def test_forged_tampered_expired_and_replayed_states_are_refused_and_nothing_run
 def test_rotating_the_key_ring_in_redis_breaks_no_call(stack_for):
     stack = stack_for("stateless-json")
     _, answers, sealed_before = ask(stack.url, "confirm_action", {"action": "rotate"})
-    rotate = [sys.executable, "-m", "app.request_state_keys", "rotate", "--activate-in", "10"]
+    rotate = [sys.executable, "-m", "app.shared.request_state_keys", "rotate", "--activate-in", "10"]
     env = {**os.environ, "MCP_REDIS_URL": stack.redis_url}
     printed = subprocess.run(rotate, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True).stdout
     new_key, role = printed.splitlines()[0].split("  ")

@@ -7,7 +7,7 @@ import requests
 from mcp.shared.exceptions import MCPError
 
 from loadtest.mcp_client import McpClient, stream_messages
-from tests.conftest import SSE, STATEFUL
+from loadtest.topology import SSE, STATEFUL
 from tests.helpers import NO_BACK_CHANNEL, SAMPLED_TEXT, Recorder, text_of
 
 pytestmark = pytest.mark.anyio

@@ -20,9 +20,9 @@ import pytest
 from loadtest.compose import V2, installed
 from loadtest.report import README_EMBED
 from loadtest.stack import Stack
+from loadtest.topology import PRESETS, PROJECT_ROOT
 from tests.helpers import port_free
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 README = (PROJECT_ROOT / "README.md").read_text()
 TAGGED = re.compile(r"<!-- (?P<kind>tested|ci): (?P<tag>[^>]*?) -->\n```bash\n(?P<code>.*?)```", re.S)
 SESSION_NOT_FOUND = '{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}'
@@ -170,11 +170,7 @@ def test_docker_compose_walk_through(tmp_path, port_8080_free, compose_images):
     try:
         outputs = run_blocks(WALK_THROUGH, env)
     finally:
-        profiles = [
-            arg
-            for preset in ("stateful-sse", "stateful-json", "stateless-sse", "stateless-json", "loadtest")
-            for arg in ("--profile", preset)
-        ]
+        profiles = [arg for preset in (*PRESETS, "loadtest") for arg in ("--profile", preset)]
         cleanup = ["docker", "compose", *profiles, "down", "-v", "--remove-orphans", "-t", "3"]
         subprocess.run(cleanup, cwd=PROJECT_ROOT, env=env, capture_output=True, check=False)
     for name in WALK_THROUGH:

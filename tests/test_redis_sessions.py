@@ -15,7 +15,7 @@ import requests
 
 from loadtest import capabilities as cap
 from loadtest.mcp_client import McpClient, stream_messages
-from loadtest.stack import INSTANCES
+from loadtest.topology import INSTANCES
 from tests.helpers import Recorder, wait_for
 from tests.test_capabilities import operations, session
 
@@ -146,7 +146,7 @@ def test_a_forged_forwarding_header_is_refused_and_nothing_runs(shared):
 
 def test_a_signed_hop_cannot_carry_another_request(shared):
     """Even with the secret's signature captured from a real hop, changing the body breaks it."""
-    from app.forwarding import ForwardSigner
+    from app.cluster.forwarding import ForwardSigner
 
     secret = bytes.fromhex(redis.Redis.from_url(shared.redis_url).get("mcp:cluster-secret").decode())
     client = session(shared.instance_url("app1"))

@@ -10,8 +10,8 @@ import time
 import pytest
 from mcp.server.request_state import InvalidRequestState
 
-from app.request_state_keys import KeyRingCodec, RingKey, decode, encode, ring_security
-from loadtest.stack import PROJECT_ROOT
+from app.shared.request_state_keys import KeyRingCodec, RingKey, decode, encode, ring_security
+from loadtest.topology import PROJECT_ROOT
 
 OLD = RingKey(os.urandom(32), 0.0)
 
@@ -77,7 +77,7 @@ def test_redis_time_decides_when_a_rotation_comes_due():
 def test_the_rotation_command_refuses_bad_input_with_the_reason(args, env, message):
     base = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")}
     result = subprocess.run(
-        [sys.executable, "-m", "app.request_state_keys", *args],
+        [sys.executable, "-m", "app.shared.request_state_keys", *args],
         cwd=PROJECT_ROOT,
         env={**base, **env},
         capture_output=True,

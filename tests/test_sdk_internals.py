@@ -5,12 +5,14 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 
 from app import sdk_internals
-from app.legacy_subscriptions import LegacySubscriptions
-from app.server import UPDATES_URI_PATTERN, ServerState, build_server
-from app.settings import Settings
-from app.state import MemoryBulletinStore, MemoryCounterStore, MemoryHandleCounters
+from app.server.stores import MemoryBulletins, MemoryHandleCounters
+from app.server.tools import UPDATES, Demo, build_server
+from app.sessions.subscriptions import ResourceSubscriptions
+from loadtest.topology import PROJECT_ROOT
 
 
 def test_sdk_version_is_the_pinned_one():
@@ -18,14 +20,22 @@ def test_sdk_version_is_the_pinned_one():
 
 
 def test_private_names_still_exist():
-    settings = Settings.from_env({})
-    state = ServerState(settings, MemoryCounterStore(limit=10), MemoryHandleCounters(10), MemoryBulletinStore())
-    mcp = build_server(state, LegacySubscriptions(UPDATES_URI_PATTERN))
+    demo = Demo(PROJECT_ROOT / "data", MemoryHandleCounters(10), MemoryBulletins(), "app1", "stateful-sse")
+    mcp = build_server(demo)
+    ResourceSubscriptions(UPDATES).install(mcp)
     assert isinstance(sdk_internals.lowlevel_server(mcp), Server)
     assert hasattr(Server, "add_request_handler")
     mcp.streamable_http_app()  # creates the session manager
     assert sdk_internals.live_session_ids(mcp) == set()
     assert sdk_internals.lowlevel_server(mcp).get_request_handler("resources/subscribe") is not None
+
+
+def test_a_bus_given_after_the_server_is_built_serves_notify_and_listen():
+    mcp, bus = MCPServer("t"), InMemorySubscriptionBus()
+    sdk_internals.use_subscription_bus(mcp, bus)
+    assert mcp._subscriptions is bus
+    listen = sdk_internals.lowlevel_server(mcp).get_request_handler("subscriptions/listen")
+    assert isinstance(listen.handler, ListenHandler) and listen.handler._bus is bus
 
 
 def test_the_names_the_redis_store_relies_on_still_exist():

@@ -5,22 +5,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from app.settings import DEFAULT_ALLOWED_HOSTS, Preset, Settings, SettingsError
+from app.server.settings import ServerSettings
+from app.settings import DEFAULT_ALLOWED_HOSTS, InstanceSettings, Preset, SettingsError
+from loadtest.topology import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PRESET_CHOICES = "valid values: stateful-sse, stateful-json, stateless-sse, stateless-json"
 
 
 def test_defaults_work_out_of_the_box():
-    settings = Settings.from_env({})
+    settings = InstanceSettings.from_env({})
     assert settings.preset is Preset.STATEFUL_SSE
     assert settings.allowed_hosts == DEFAULT_ALLOWED_HOSTS
     assert "http://localhost:*" in settings.allowed_origins
-    assert settings.data_dir == PROJECT_ROOT / "data"
+    assert ServerSettings.from_env({}).data_dir == PROJECT_ROOT / "data"
     assert settings.request_state_keys == ()
 
 
@@ -33,59 +33,69 @@ def test_defaults_work_out_of_the_box():
         ({"MCP_ALLOWED_HOSTS": "*"}, "MCP_ALLOWED_HOSTS='*' has the entry '*'"),
         ({"MCP_ALLOWED_HOSTS": ","}, "MCP_ALLOWED_HOSTS=',' lists no host"),
         ({"MCP_REDIS_URL": "localhost:6379"}, "MCP_REDIS_URL='localhost:6379' is not a Redis URL"),
-        ({"MCP_DATA_DIR": "/no/such/dir"}, "MCP_DATA_DIR='/no/such/dir' is not an existing directory"),
         ({"MCP_SESSION_IDLE_TIMEOUT": "-1"}, "MCP_SESSION_IDLE_TIMEOUT='-1' must be > 0 seconds"),
         ({"MCP_LOG_LEVEL": "LOUD"}, "MCP_LOG_LEVEL='LOUD' is not valid; valid values: DEBUG, INFO, WARNING, ERROR"),
     ],
 )
 def test_malformed_values_are_refused_with_the_valid_ones(env, message):
     with pytest.raises(SettingsError) as refused:
-        Settings.from_env(env)
+        InstanceSettings.from_env(env)
     assert str(refused.value).startswith(message)
     assert "\n" not in str(refused.value)
 
 
+def test_the_demo_refuses_a_data_directory_that_does_not_exist():
+    with pytest.raises(SettingsError, match="MCP_DATA_DIR='/no/such/dir' is not an existing directory"):
+        ServerSettings.from_env({"MCP_DATA_DIR": "/no/such/dir"})
+
+
+def test_settings_given_in_code_are_checked_like_the_environment():
+    assert InstanceSettings("a1", session_store="redis", redis_url="redis://r:6379/0").session_store.value == "redis"
+    with pytest.raises(SettingsError, match="needs MCP_REDIS_URL"):
+        InstanceSettings("a1", session_store="redis")
+
+
 def test_every_bad_value_is_reported_at_once():
     with pytest.raises(SettingsError) as refused:
-        Settings.from_env({"MCP_PRESET": "x", "MCP_WORKERS": "0"})
+        InstanceSettings.from_env({"MCP_PRESET": "x", "MCP_WORKERS": "0"})
     assert "MCP_PRESET='x'" in str(refused.value) and "MCP_WORKERS='0' is out of range" in str(refused.value)
 
 
 def test_request_state_keys_must_be_long_and_are_never_echoed():
     short = "ab" * 16
     with pytest.raises(SettingsError) as refused:
-        Settings.from_env({"MCP_REQUEST_STATE_KEYS": short})
+        InstanceSettings.from_env({"MCP_REQUEST_STATE_KEYS": short})
     assert str(refused.value) == (
         "MCP_REQUEST_STATE_KEYS=<hidden> has a key of 16 bytes; each key needs >= 32 bytes (64 hex digits)"
     )
-    keys = Settings.from_env({"MCP_REQUEST_STATE_KEYS": f"{'11' * 32}, {'22' * 32}"}).request_state_keys
+    keys = InstanceSettings.from_env({"MCP_REQUEST_STATE_KEYS": f"{'11' * 32}, {'22' * 32}"}).request_state_keys
     assert keys == (b"\x11" * 32, b"\x22" * 32)
     with pytest.raises(SettingsError, match="=<hidden> has the same key twice"):
-        Settings.from_env({"MCP_REQUEST_STATE_KEYS": f"{'11' * 32},{'11' * 32}"})
+        InstanceSettings.from_env({"MCP_REQUEST_STATE_KEYS": f"{'11' * 32},{'11' * 32}"})
 
 
 def test_several_workers_with_in_memory_sessions_are_refused():
     with pytest.raises(SettingsError, match="would give each worker its own session table"):
-        Settings.from_env({"MCP_WORKERS": "2"})
-    assert Settings.from_env({"MCP_WORKERS": "2", "MCP_PRESET": "stateless-json"}).workers == 2
+        InstanceSettings.from_env({"MCP_WORKERS": "2"})
+    assert InstanceSettings.from_env({"MCP_WORKERS": "2", "MCP_PRESET": "stateless-json"}).workers == 2
 
 
 def test_the_redis_store_needs_a_stateful_preset_and_a_redis():
     redis = {"MCP_REDIS_URL": "redis://127.0.0.1:6379/0"}
-    assert Settings.from_env({"MCP_SESSION_STORE": "redis", **redis}).session_store.value == "redis"
+    assert InstanceSettings.from_env({"MCP_SESSION_STORE": "redis", **redis}).session_store.value == "redis"
     with pytest.raises(SettingsError, match="MCP_PRESET='stateless-sse' has none"):
-        Settings.from_env({"MCP_SESSION_STORE": "redis", "MCP_PRESET": "stateless-sse", **redis})
+        InstanceSettings.from_env({"MCP_SESSION_STORE": "redis", "MCP_PRESET": "stateless-sse", **redis})
     with pytest.raises(SettingsError, match="MCP_SESSION_STORE='redis' needs MCP_REDIS_URL"):
-        Settings.from_env({"MCP_SESSION_STORE": "redis"})
-    assert Settings.from_env({}).redis_url is None  # no Redis: every instance keeps its own state
+        InstanceSettings.from_env({"MCP_SESSION_STORE": "redis"})
+    assert InstanceSettings.from_env({}).redis_url is None  # no Redis: every instance keeps its own state
 
 
 def test_the_internal_url_names_this_instance_for_the_others():
-    assert Settings.from_env({"MCP_LISTEN_PORT": "8101"}).internal_url == "http://127.0.0.1:8101"
-    given = Settings.from_env({"MCP_LISTEN_HOST": "0.0.0.0", "MCP_ADVERTISE_URL": "http://app1:8000/"})
+    assert InstanceSettings.from_env({"MCP_LISTEN_PORT": "8101"}).internal_url == "http://127.0.0.1:8101"
+    given = InstanceSettings.from_env({"MCP_LISTEN_HOST": "0.0.0.0", "MCP_ADVERTISE_URL": "http://app1:8000/"})
     assert given.internal_url == "http://app1:8000"
     with pytest.raises(SettingsError, match="MCP_ADVERTISE_URL='app1:8000' is not a base URL"):
-        Settings.from_env({"MCP_ADVERTISE_URL": "app1:8000"})
+        InstanceSettings.from_env({"MCP_ADVERTISE_URL": "app1:8000"})
 
 
 def run_app(env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
-from app.server import apply_operation, resolve_data_file
-from app.state import MemoryBulletinStore, MemoryCounterStore
+from app.server.stores import MemoryBulletins
+from app.server.tools import apply_operation, resolve_data_file
 
 pytestmark = pytest.mark.anyio
 
@@ -52,25 +52,8 @@ def test_operations():
     assert apply_operation(text, "uppercase") == "ONE TWO\nTHREE\n"
 
 
-async def test_counters_count_per_session_and_stay_bounded():
-    counters = MemoryCounterStore(limit=2)
-    assert [await counters.increment("a") for _ in range(3)] == [1, 2, 3]
-    assert await counters.increment("b") == 1
-    await counters.increment("c")  # evicts "a", the least recently used
-    assert await counters.increment("a") == 1
-
-
-async def test_counters_of_ended_sessions_are_evicted_before_open_ones():
-    open_sessions = {"old-but-open", "new"}
-    counters = MemoryCounterStore(limit=2, live_sessions=lambda: open_sessions)
-    await counters.increment("old-but-open")
-    await counters.increment("ended")
-    await counters.increment("new")  # over the limit: "ended" goes although "old-but-open" is older
-    assert await counters.increment("old-but-open") == 2
-
-
 async def test_bulletins_version_every_publish_per_topic_and_stay_bounded():
-    bulletins = MemoryBulletinStore(limit=2)
+    bulletins = MemoryBulletins(limit=2)
     assert (await bulletins.read("news")).version == 0
     assert (await bulletins.publish("news", "hello")).version == 1
     assert (await bulletins.publish("news", "again")).version == 2

@@ -1,6 +1,6 @@
-"""What every instance shares through Redis when `MCP_SESSION_STORE=redis`, started and stopped with the
-server: the session registry and its heartbeat, the signing secret of the forwarded hop
-(`app/shared_state.py` owns the connection and the event relay)."""
+"""This process as a member of the cluster, started and stopped with the server: its entry in the session
+registry and its heartbeat, the sweep that lets go of sessions taken over, the signing secret of the
+forwarded hop, and (with several workers) the port of its own that other processes forward to."""
 
 from __future__ import annotations
 
@@ -14,27 +14,27 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from app import sdk_internals
-from app.forwarding import Forwarder, ForwardSigner
-from app.legacy_subscriptions import LegacySubscriptions
-from app.redis_store import StoreUnavailable, cluster_secret
-from app.session_registry import SessionRegistry
-from app.worker_listener import own_listener
+from app.cluster.forwarding import Forwarder, ForwardSigner, cluster_secret
+from app.cluster.registry import SessionRegistry
+from app.cluster.worker_listener import own_listener
+from app.sessions.subscriptions import ResourceSubscriptions
+from app.shared.redis import RedisUnavailable
 
 SECRET_CHECK_SECONDS = 5.0
 log = logging.getLogger(__name__)
 
 
-class Cluster:
+class ClusterMember:
     def __init__(
         self,
         redis: Redis,
         registry: SessionRegistry,
-        subscriptions: LegacySubscriptions,
+        subscriptions: ResourceSubscriptions | None,
         worker_host: str | None = None,
     ) -> None:
         self.redis = redis
         self.registry = registry
-        self.subscriptions = subscriptions
+        self.subscriptions = subscriptions  # restored on takeover; None when the server has no subscribable URIs
         self.worker_host = worker_host  # set when this process is one of several workers: it needs its own port
         self.app: ASGIApp | None = None  # the whole app, served on that port
         self.forwarder: Forwarder | None = None
@@ -63,5 +63,5 @@ class Cluster:
         """Pick up a new signing secret (Redis lost the old one and an instance made another)."""
         while True:
             await anyio.sleep(SECRET_CHECK_SECONDS)
-            with contextlib.suppress(StoreUnavailable):  # the heartbeat logs Redis being away
+            with contextlib.suppress(RedisUnavailable):  # the heartbeat logs Redis being away
                 self.forwarder.signer.rotate(await cluster_secret(self.redis))

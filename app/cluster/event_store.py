@@ -17,7 +17,8 @@ from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-EVENTS_KEY = "mcp:events:{}"
+from app.shared.keys import EVENTS
+
 MAX_EVENTS = 64
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _MESSAGE = TypeAdapter(JSONRPCMessage)
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 class RedisEventStore(EventStore):
     def __init__(self, redis: Redis, session_id: str, ttl_seconds: float) -> None:
         self._redis = redis
-        self._key = EVENTS_KEY.format(session_id)
+        self._key = EVENTS.format(session_id)
         self._ttl_ms = int(ttl_seconds * 1000)
 
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId | None:

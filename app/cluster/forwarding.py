@@ -9,11 +9,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import secrets
 import time
 
 import anyio
 import httpx2
-from starlette.types import Message, Receive, Scope, Send
+from redis.asyncio import Redis
+from starlette.types import Receive, Scope, Send
+
+from app.http.messages import SESSION_ID_HEADER, header
+from app.shared.keys import CLUSTER_SECRET
+from app.shared.redis import unavailable_on_error
 
 FORWARD_HEADER = "x-mcp-forwarded"
 SERVED_BY_HEADER = b"x-mcp-served-by"  # the owner's X-Mcp-Instance; X-Mcp-Instance stays the instance nginx picked
@@ -42,10 +48,6 @@ class OwnerUnreachable(ConnectionError):
     def __init__(self, message: str, *, timed_out: bool) -> None:
         super().__init__(message)
         self.timed_out = timed_out  # a refusal means nothing listens; a timeout may be a busy owner
-
-
-class ClientGone(ConnectionError):
-    """The client disconnected before its request body arrived whole."""
 
 
 class OwnerLost(ConnectionError):
@@ -80,7 +82,7 @@ class ForwardSigner:
     @staticmethod
     def _mac(secret: bytes, stamp: str, sender: str, scope: Scope, body: bytes) -> str:
         target = (scope.get("raw_path") or scope["path"].encode()) + b"?" + scope.get("query_string", b"")
-        session_id = _header(scope, b"mcp-session-id")
+        session_id = header(scope["headers"], SESSION_ID_HEADER) or ""
         parts = [stamp.encode(), sender.encode(), scope["method"].encode(), target, session_id.encode()]
         message = b"|".join([*parts, hashlib.sha256(body).hexdigest().encode()])
         return hmac.new(secret, message, hashlib.sha256).hexdigest()
@@ -150,23 +152,14 @@ class Forwarder:
                 await response.aclose()
 
 
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None when it is longer than `limit` bytes; ClientGone if the client left."""
-    chunks, size = [], 0
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone("the client disconnected before sending its whole request")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+async def cluster_secret(redis: Redis) -> bytes:
+    """The secret all instances share to sign forwarded requests: made once, by whichever instance comes first
+    (and again after Redis lost its data; the instances re-read it every few seconds, so they converge).
 
-
-def _header(scope: Scope, name: bytes) -> str:
-    """The header's value, or "" when it is absent."""
-    return next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == name), "")
+    Whoever can read Redis can already read every session, so keeping the secret there adds no exposure,
+    and nothing secret is committed or differs between processes.
+    """
+    with unavailable_on_error():
+        await redis.set(CLUSTER_SECRET, secrets.token_hex(32), nx=True)
+        value = await redis.get(CLUSTER_SECRET)
+    return bytes.fromhex(value.decode())

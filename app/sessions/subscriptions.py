@@ -1,7 +1,10 @@
 """`resources/subscribe` for 2025-11-25 sessions, which MCPServer does not serve by itself.
 
-A subscriber is told of an update on its session's GET stream, which lives in the
-process that holds the session: this is the seed's "subscription streams" row.
+A subscriber is told of an update on its session's GET stream, which lives in the process that holds
+the session: this is the seed's "subscription streams" row. A tool announces a change with
+`await notify_resource_updated(ctx, uri)`: the 2025-11-25 subscribers held here hear it at once, and
+`ctx.notify_resource_updated` carries it to 2026-07-28 listeners and, over the event bus, to the
+subscribers other instances hold.
 """
 
 from __future__ import annotations
@@ -9,16 +12,19 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
+from weakref import WeakKeyDictionary
 
 import anyio
 from mcp.server import ServerRequestContext
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
 from app import sdk_internals
+from app.http.messages import SESSION_ID_HEADER
 
 SEND_TIMEOUT = 1.0  # a subscriber whose stream does not take the notification by then is dropped
 PER_SESSION = 8  # subscriptions one session may hold: memory stays bounded by the session cap
@@ -31,16 +37,26 @@ class Subscriber(Protocol):
     async def send_resource_updated(self, uri: str) -> None: ...
 
 
-class LegacySubscriptions:
-    def __init__(self, uri_pattern: str, on_change: Callable[[str, list[str]], Awaitable[None]] | None = None) -> None:
+@dataclass(frozen=True)
+class SubscribableURIs:
+    pattern: str  # a regular expression every subscribable URI matches
+    shown_as: str  # how an error names them, e.g. "updates://<topic>"
+
+
+class ResourceSubscriptions:
+    def __init__(
+        self, uris: SubscribableURIs, on_change: Callable[[str, list[str]], Awaitable[None]] | None = None
+    ) -> None:
         self._mcp: MCPServer | None = None
-        self._uri_pattern = re.compile(uri_pattern)
+        self._uris = uris
+        self._uri_pattern = re.compile(uris.pattern)
         self._by_uri: dict[str, dict[str, Subscriber]] = {}
         self._on_change = on_change  # keeps a session's subscriptions where another instance can restore them
 
     def install(self, mcp: MCPServer) -> None:
-        """Serve resources/subscribe and resources/unsubscribe on `mcp` (stateful presets)."""
+        """Serve resources/subscribe and resources/unsubscribe on `mcp` (stateful transports)."""
         self._mcp = mcp
+        _INSTALLED[mcp] = self
         server = sdk_internals.lowlevel_server(mcp)
         server.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
         server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
@@ -96,7 +112,9 @@ class LegacySubscriptions:
 
     def _checked(self, uri: str) -> str:
         if not self._uri_pattern.match(uri):
-            raise MCPError(code=INVALID_PARAMS, message=f"cannot subscribe to {uri!r}; subscribable: updates://<topic>")
+            raise MCPError(
+                code=INVALID_PARAMS, message=f"cannot subscribe to {uri!r}; subscribable: {self._uris.shown_as}"
+            )
         return uri
 
     def _forget_ended(self) -> None:
@@ -109,8 +127,21 @@ class LegacySubscriptions:
                 del self._by_uri[uri]
 
 
+_INSTALLED: WeakKeyDictionary[MCPServer, ResourceSubscriptions] = WeakKeyDictionary()
+
+
+async def notify_resource_updated(ctx: Context, uri: str) -> int:
+    """Tell every subscriber of `uri`, on every instance and in both protocols; return how many
+    2025-11-25 sessions held here were told."""
+    subscriptions = _INSTALLED.get(ctx.mcp_server)
+    delivered = await subscriptions.announce(uri) if subscriptions is not None else 0
+    await ctx.notify_resource_updated(uri)
+    return delivered
+
+
 def _session_id(ctx: ServerRequestContext) -> str:
-    session_id = ctx.request.headers.get("mcp-session-id") if ctx.request is not None else None
+    request = ctx.request
+    session_id = request.headers.get(SESSION_ID_HEADER.decode()) if request is not None else None
     if session_id is None:
         raise MCPError(code=INVALID_REQUEST, message="resources/subscribe needs an MCP session (Mcp-Session-Id)")
     return session_id

@@ -1,6 +1,6 @@
 """Serving a 2025-11-25 session from any instance: the Redis session store (`MCP_SESSION_STORE=redis`).
 
-For each /mcp request of a session this process does not hold, `SharedSessions` looks up the owner in
+For each /mcp request of a session this process does not hold, `SessionRouter` looks up the owner in
 Redis and forwards the exchange there; if the owner is dead it takes the session over and rebuilds it
 from the stored `initialize` params. docs/design/redis-sessions.md has the whole picture.
 """
@@ -17,40 +17,41 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import sdk_internals
-from app.cluster import Cluster
-from app.forwarding import FORWARD_HEADER, ClientGone, OwnerLost, OwnerUnreachable, read_body
-from app.redis_store import StoreUnavailable
-from app.session_registry import OWNER_TIMEOUT_SECONDS, Opening
+from app.cluster.forwarding import FORWARD_HEADER, OwnerLost, OwnerUnreachable
+from app.cluster.member import ClusterMember
+from app.cluster.registry import OWNER_TIMEOUT_SECONDS, Opening, Owner
+from app.http.messages import (
+    PROTOCOL_VERSION_HEADER,
+    SESSION_ID_HEADER,
+    ClientGone,
+    Refused,
+    header,
+    read_body,
+    replay,
+    send_error,
+    send_response,
+)
+from app.shared.redis import RedisUnavailable
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 log = logging.getLogger(__name__)
 
 
-class Refused(Exception):
-    """A request this layer answers itself: HTTP status and JSON-RPC error."""
-
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
-
-
-TOO_LARGE = Refused(413, -32600, f"request body larger than {MAX_BODY_BYTES} bytes")
-
-
-class SharedSessions:
+class SessionRouter:
     """Routes each request of a session to the process that owns it, taking dead owners' sessions over."""
 
-    def __init__(self, app: ASGIApp, cluster: Cluster) -> None:
+    def __init__(self, app: ASGIApp, member: ClusterMember) -> None:
         self.app = app
-        self.cluster = cluster
+        self.member = member
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        version = _header(scope, b"mcp-protocol-version")
+        headers = scope.get("headers", [])
+        version = header(headers, PROTOCOL_VERSION_HEADER)
         # 2026-07-28 requests have no session; the SDK routes on this header before any session lookup.
         if scope["type"] != "http" or scope["path"] != "/mcp" or version not in (None, *HANDSHAKE_PROTOCOL_VERSIONS):
             await self.app(scope, receive, send)
             return
-        session_id = _header(scope, b"mcp-session-id")
+        session_id = header(headers, SESSION_ID_HEADER)
         started = []
 
         async def tracked(message: Message) -> None:
@@ -58,7 +59,7 @@ class SharedSessions:
             await send(message)
 
         try:
-            if _header(scope, FORWARD_HEADER.encode()) is not None:
+            if header(headers, FORWARD_HEADER.encode()) is not None:
                 await self._serve_forwarded(session_id, scope, receive, tracked)
             elif session_id is None:
                 await self._open(scope, receive, tracked)
@@ -66,21 +67,21 @@ class SharedSessions:
                 await self._route(session_id, scope, receive, tracked)
         except ClientGone:
             return  # nobody is left to answer
-        except (StoreUnavailable, Refused) as exc:
+        except (RedisUnavailable, Refused) as exc:
             if started:
                 raise
             status, code = (exc.status, exc.code) if isinstance(exc, Refused) else (503, -32603)
-            await _error(send, status, code, str(exc))
+            await send_error(send, status, code, str(exc))
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session: record the session the SDK opens before the client learns its id."""
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        body = await _body(receive)
+        body = await read_body(receive, MAX_BODY_BYTES)
         opening = _opening(body)
         if opening is None:  # not a valid initialize request: the SDK explains what is wrong
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         refused: list[str] = []
 
@@ -88,22 +89,22 @@ class SharedSessions:
             if refused:
                 return  # the client already has the 503; the rest of the SDK's answer is dropped
             if message["type"] == "http.response.start" and message["status"] < 400:
-                session_id = _header({"headers": message.get("headers", [])}, b"mcp-session-id")
+                session_id = header(message.get("headers", []), SESSION_ID_HEADER)
                 if session_id is not None:
                     try:
-                        await self.cluster.registry.register(session_id, opening)
-                    except StoreUnavailable as exc:
+                        await self.member.registry.register(session_id, opening)
+                    except RedisUnavailable as exc:
                         refused.append(session_id)
-                        await _error(send, 503, -32603, str(exc))
+                        await send_error(send, 503, -32603, str(exc))
                         return
             await send(message)
 
-        await self.app(scope, _replay(body, receive), register_then_send)
+        await self.app(scope, replay(body, receive), register_then_send)
         if refused:
-            await self.cluster.manager.drop(refused[0])
+            await self.member.manager.drop(refused[0])
 
     async def _route(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
-        manager, registry = self.cluster.manager, self.cluster.registry
+        manager, registry = self.member.manager, self.member.registry
         if manager.holds(session_id):
             if await registry.confirm(session_id):
                 await self.app(scope, receive, send)
@@ -114,21 +115,17 @@ class SharedSessions:
         owner_lost = False
         for _ in range(2):  # a second look when another instance claimed the session first
             owner = await registry.lookup(session_id)
-            pending = receive if body is None else _replay(body, receive)
-            if owner is not None and owner.owner_id == registry.owner_id and await self._rebuilt_here(session_id):
-                await self.app(scope, pending, send)
-                return
             if owner is None or owner.owner_id == registry.owner_id:
                 if owner_lost and scope["method"] == "DELETE":
-                    await _deleted(send)  # the owner ended it before dying: what the client asked for
+                    await send_response(send, 200)  # the owner ended it before dying: what the client asked for
                     return
-                # No record, or one naming this process although the session ended here: it is over.
-                await self._ended(session_id, owner is not None, scope, pending, send)
+                pending = receive if body is None else replay(body, receive)
+                await self._serve_here_or_end(session_id, owner, scope, pending, send)
                 return
-            body = await _body(receive) if body is None else body
+            body = await read_body(receive, MAX_BODY_BYTES) if body is None else body
             if owner.url is not None:
                 try:
-                    await self.cluster.forwarder.forward(owner.url, scope, body, receive, send)
+                    await self.member.forwarder.forward(owner.url, scope, body, receive, send)
                     return
                 except OwnerUnreachable as exc:
                     if exc.timed_out and await self._still_beating(session_id, owner.owner_id):
@@ -142,35 +139,35 @@ class SharedSessions:
                         message = f"the instance serving this session stopped answering ({exc}); retry"
                         raise Refused(502, -32603, message) from None
             if await self._take_over(session_id, owner.owner_id):
-                await self.app(scope, _replay(body, receive), send)
+                await self.app(scope, replay(body, receive), send)
                 return
             registry.forget_lookup(session_id)
         raise Refused(503, -32603, "another instance is taking this session over; retry")
 
     async def _serve_forwarded(self, session_id: str | None, scope: Scope, receive: Receive, send: Send) -> None:
         """A request another instance sent here because the registry says this process owns the session."""
-        body = await _body(receive)
-        signature = _header(scope, FORWARD_HEADER.encode())
-        if session_id is None or not self.cluster.forwarder.signer.verify(signature, scope, body):
+        body = await read_body(receive, MAX_BODY_BYTES)
+        signature = header(scope["headers"], FORWARD_HEADER.encode())
+        if session_id is None or not self.member.forwarder.signer.verify(signature, scope, body):
             raise Refused(403, -32600, f"invalid {FORWARD_HEADER} header; only cluster instances may send it")
-        manager, registry = self.cluster.manager, self.cluster.registry
+        manager, registry = self.member.manager, self.member.registry
         if manager.holds(session_id) and await registry.confirm(session_id):
-            await self.app(scope, _replay(body, receive), send)  # never forwarded again: no loops
+            await self.app(scope, replay(body, receive), send)  # never forwarded again: no loops
             return
         registry.forget_lookup(session_id)
         owner = await registry.lookup(session_id)
-        if owner is not None and owner.owner_id == registry.owner_id and await self._rebuilt_here(session_id):
-            await self.app(scope, _replay(body, receive), send)
-            return
-        if owner is None or owner.owner_id == registry.owner_id:
-            await self._ended(session_id, owner is not None, scope, _replay(body, receive), send)
-            return
-        raise Refused(503, -32603, "this session moved to another instance; retry")
+        if owner is not None and owner.owner_id != registry.owner_id:
+            raise Refused(503, -32603, "this session moved to another instance; retry")
+        await self._serve_here_or_end(session_id, owner, scope, replay(body, receive), send)
 
-    async def _ended(self, session_id: str, recorded: bool, scope: Scope, receive: Receive, send: Send) -> None:
-        """A session that has ended: delete a record left behind, and let the SDK answer 404."""
-        if recorded:
-            await self.cluster.registry.forget(session_id)
+    async def _serve_here_or_end(
+        self, session_id: str, owner: Owner | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """The registry names no owner, or this process: serve a session this process claimed (once a rebuild
+        under way has finished); anything else has ended here, so delete a record left behind and let the
+        SDK answer 404."""
+        if owner is not None and not await self._rebuilt_here(session_id):
+            await self.member.registry.forget(session_id)
         await self.app(scope, receive, send)
 
     async def _still_beating(self, session_id: str, owner_id: str) -> bool:
@@ -178,8 +175,8 @@ class SharedSessions:
         container's address swallows packets, so a timeout is what its death looks like); a busy one's does not."""
         deadline = anyio.current_time() + OWNER_TIMEOUT_SECONDS + 0.5
         while anyio.current_time() < deadline:
-            self.cluster.registry.forget_lookup(session_id)
-            fresh = await self.cluster.registry.lookup(session_id)
+            self.member.registry.forget_lookup(session_id)
+            fresh = await self.member.registry.lookup(session_id)
             if fresh is None or fresh.owner_id != owner_id or fresh.url is None:
                 return False
             await anyio.sleep(0.25)
@@ -187,30 +184,23 @@ class SharedSessions:
 
     async def _rebuilt_here(self, session_id: str) -> bool:
         """Whether a session this process claimed is served here, once a rebuild under way has finished."""
-        if not self.cluster.registry.owns(session_id):
+        if not self.member.registry.owns(session_id):
             return False
-        await self.cluster.manager.settled()
-        return self.cluster.manager.holds(session_id)
+        await self.member.manager.settled()
+        return self.member.manager.holds(session_id)
 
     async def _take_over(self, session_id: str, previous_owner: str) -> bool:
-        manager = self.cluster.manager
+        manager = self.member.manager
         if not manager.has_room():
             raise Refused(503, -32603, "this instance holds as many sessions as it may (MCP_MAX_SESSIONS); retry")
-        opening = await self.cluster.registry.claim(session_id, previous_owner)
+        opening = await self.member.registry.claim(session_id, previous_owner)
         if opening is None:
             return False
         connection = await manager.rebuild(session_id, opening.params, opening.protocol_version)
-        if connection is not None:
-            self.cluster.subscriptions.restore(session_id, opening.subscriptions, connection)
+        if connection is not None and self.member.subscriptions is not None:
+            self.member.subscriptions.restore(session_id, opening.subscriptions, connection)
         log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})
         return True
-
-
-async def _body(receive: Receive) -> bytes:
-    body = await read_body(receive, MAX_BODY_BYTES)
-    if body is None:
-        raise TOO_LARGE
-    return body
 
 
 def _opening(body: bytes) -> Opening | None:
@@ -250,29 +240,3 @@ async def _accepts_connections(url: str) -> bool:
         return True  # unknown: assume it lives, so nothing runs twice
     await stream.aclose()
     return True
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the app the already-read body, then whatever the client sends next."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def replay() -> Message:
-        return pending.pop() if pending else await receive()
-
-    return replay
-
-
-async def _deleted(send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
-    await send({"type": "http.response.body", "body": b""})
-
-
-async def _error(send: Send, status: int, code: int, message: str) -> None:
-    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name), None)

@@ -1,7 +1,7 @@
 """Who owns each session, kept in Redis: one owner per session, a heartbeat per owner, takeover by compare-and-set.
 
 Keys: `mcp:session:<id>` is a hash (owner, the `initialize` params, protocol version, generation, the
-session's counter) that expires `ttl` after the owner last refreshed it; `mcp:owner:<owner>` holds the
+session's state) that expires `ttl` after the owner last refreshed it; `mcp:owner:<owner>` holds the
 owner's internal URL and expires three heartbeats after the owner last wrote it.
 """
 
@@ -19,10 +19,9 @@ import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.redis_events import EVENTS_KEY
-from app.redis_store import SESSION_KEY, StoreUnavailable
+from app.shared import keys
+from app.shared.redis import RedisUnavailable, unavailable_on_error
 
-OWNER_KEY = "mcp:owner:{}"
 HEARTBEAT_SECONDS = 1.0
 OWNER_TIMEOUT_SECONDS = 3.0  # an owner silent this long is dead, and its sessions may be taken over
 CONFIRM_EVERY_SECONDS = 1.0  # a local session re-checks that it is still ours at most this often
@@ -115,7 +114,7 @@ class SessionRegistry:
         cached = self._lookups.get(session_id)
         if cached is not None and time.monotonic() - cached[1] < LOOKUP_CACHE_SECONDS:
             return cached[0]
-        answer = await self._call(self._lookup, session_id, OWNER_KEY.format(""))
+        answer = await self._call(self._lookup, session_id, keys.OWNER.format(""))
         if answer is None:
             self._lookups.pop(session_id, None)
             return None
@@ -149,15 +148,15 @@ class SessionRegistry:
         """The session has ended (DELETE or idle timeout): delete its record if it is still ours."""
         self._owned.pop(session_id, None)
         try:
-            await self._call(self._forget, session_id, self.owner_id, extra_key=EVENTS_KEY.format(session_id))
-        except StoreUnavailable:
+            await self._call(self._forget, session_id, self.owner_id, extra_key=keys.EVENTS.format(session_id))
+        except RedisUnavailable:
             log.warning("could not delete an ended session's record; it expires by itself")
 
     async def heartbeat(self) -> None:
         """Tell the others, every second, that this owner is alive (nothing else in this loop may delay it)."""
         while True:
             try:
-                await self._redis.set(OWNER_KEY.format(self.owner_id), self.url, px=int(OWNER_TIMEOUT_SECONDS * 1000))
+                await self._redis.set(keys.OWNER.format(self.owner_id), self.url, px=int(OWNER_TIMEOUT_SECONDS * 1000))
             except RedisError as exc:
                 log.warning("heartbeat failed: %s", exc.__class__.__name__)
             await anyio.sleep(HEARTBEAT_SECONDS)
@@ -171,7 +170,7 @@ class SessionRegistry:
             for session_id in list(self._owned):
                 try:
                     ours = await self.confirm(session_id, now=True)
-                except StoreUnavailable:
+                except RedisUnavailable:
                     break  # try them all again next time
                 if not ours:
                     await on_lost(session_id)
@@ -179,11 +178,9 @@ class SessionRegistry:
     async def stop(self) -> None:
         """Say this owner is gone, so the others take its sessions over without waiting for the timeout."""
         with contextlib.suppress(RedisError):
-            await self._redis.delete(OWNER_KEY.format(self.owner_id))
+            await self._redis.delete(keys.OWNER.format(self.owner_id))
 
     async def _call(self, script, session_id: str, *args, extra_key: str | None = None):
-        keys = [SESSION_KEY.format(session_id), *([extra_key] if extra_key else [])]
-        try:
-            return await script(keys=keys, args=list(args))
-        except RedisError as exc:
-            raise StoreUnavailable(exc) from exc
+        names = [keys.SESSION.format(session_id), *([extra_key] if extra_key else [])]
+        with unavailable_on_error():
+            return await script(keys=names, args=list(args))

@@ -1,6 +1,5 @@
 """What the instances share through Redis whenever `MCP_REDIS_URL` is set, whichever the session store:
-the request-state key ring and the event bus (started and stopped with the server), plus the stores
-`app/asgi.py` builds on the same connection (handle counters, bulletins)."""
+the request-state key ring and the event bus, started and stopped with the server, on one connection."""
 
 from __future__ import annotations
 
@@ -12,14 +11,14 @@ import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app import request_state_keys
-from app.redis_bus import RedisSubscriptionBus
+from app.shared import request_state_keys
+from app.shared.bus import RedisSubscriptionBus
 
 STARTUP_TIMEOUT_SECONDS = 5.0
 log = logging.getLogger(__name__)
 
 
-class SharedState:
+class SharedServices:
     def __init__(self, redis: Redis, bus: RedisSubscriptionBus, keys: request_state_keys.KeyRingCodec | None) -> None:
         self.redis = redis
         self.bus = bus

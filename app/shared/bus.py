@@ -2,7 +2,7 @@
 
 The SDK's `SubscriptionBus` seam: `ctx.notify_resource_updated` on one instance reaches the
 `subscriptions/listen` streams held on all of them, and `on_remote` hands the same events to the
-2025-11-25 subscriptions each instance holds (`app/legacy_subscriptions.py`).
+2025-11-25 subscriptions each instance holds (`app/sessions/subscriptions.py`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from mcp.shared.subscriptions import (
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.redis_store import StoreUnavailable
+from app.shared.keys import BUS_CHANNEL
+from app.shared.redis import unavailable_on_error
 
-CHANNEL = "mcp:events"
 _KINDS = {
     "tools": ToolsListChanged,
     "prompts": PromptsListChanged,
@@ -68,10 +68,8 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
 
     async def publish(self, event: ServerEvent) -> None:
         await super().publish(event)
-        try:
-            await self._redis.publish(CHANNEL, encode(event, self._origin))
-        except RedisError as exc:
-            raise StoreUnavailable(exc) from exc
+        with unavailable_on_error():
+            await self._redis.publish(BUS_CHANNEL, encode(event, self._origin))
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Relay the other instances' events until cancelled, reconnecting whenever Redis drops away;
@@ -81,7 +79,7 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
             while True:
                 try:
                     async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                        await pubsub.subscribe(CHANNEL)
+                        await pubsub.subscribe(BUS_CHANNEL)
                         if not started:
                             task_status.started()
                             started = True

@@ -8,10 +8,10 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.http.messages import SESSION_ID_HEADER, header, json_rpc_error
 from app.logs import session_fingerprint
 
 INSTANCE_HEADER = "x-mcp-instance"
-SESSION_HEADER = b"mcp-session-id"
 _LOGGED_BODY_BYTES = 64 * 1024
 access_log = logging.getLogger("app.access")
 # The SDK's plain-text rejection bodies, and the header and setting each one is about.
@@ -26,7 +26,7 @@ class InstanceMiddleware:
 
     def __init__(self, app: ASGIApp, instance_id: str) -> None:
         self.app = app
-        self.header = (INSTANCE_HEADER.encode(), instance_id.encode())
+        self.instance_header = (INSTANCE_HEADER.encode(), instance_id.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,24 +44,24 @@ class InstanceMiddleware:
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), self.header]
+                headers = [*message.get("headers", []), self.instance_header]
                 message = {**message, "headers": headers}
                 response["status"] = message["status"]
-                response["session_id"] = _header(headers, SESSION_HEADER)
+                response["session_id"] = header(headers, SESSION_ID_HEADER)
             await send(message)
 
         try:
             await self.app(scope, receive_and_keep, send_with_header)
         finally:
             request_headers = scope.get("headers", [])
-            session_id = _header(request_headers, SESSION_HEADER) or response.get("session_id")
+            session_id = header(request_headers, SESSION_ID_HEADER) or response.get("session_id")
             fields = {
                 "http_method": scope["method"],
                 "path": scope["path"],
                 "status": response.get("status"),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "session": session_fingerprint(session_id),
-                "rpc_method": _header(request_headers, b"mcp-method") or _rpc_method(body),
+                "rpc_method": header(request_headers, b"mcp-method") or _rpc_method(body),
             }
             level = logging.INFO if scope["path"] == "/mcp" else logging.DEBUG
             access_log.log(level, "request", extra={"fields": fields})
@@ -81,7 +81,7 @@ class SessionIdPrefix:
             await self.app(scope, receive, send)
             return
         headers = [
-            (key, value.partition(b".")[2] or value if key == SESSION_HEADER else value)
+            (key, value.partition(b".")[2] or value if key == SESSION_ID_HEADER else value)
             for key, value in scope.get("headers", [])
         ]
 
@@ -90,7 +90,7 @@ class SessionIdPrefix:
                 message = {
                     **message,
                     "headers": [
-                        (key, self.prefix + value if key.lower() == SESSION_HEADER and b"." not in value else value)
+                        (key, self.prefix + value if key.lower() == SESSION_ID_HEADER and b"." not in value else value)
                         for key, value in message.get("headers", [])
                     ],
                 }
@@ -130,17 +130,12 @@ class RejectionMessages:
             await send(held.pop())
 
 
-def _rejection_body(scope: Scope, header: str, setting: str) -> bytes:
-    value = _header(scope.get("headers", []), header.encode())
-    message = f"{header.title()} header {value!r} is not allowed by this server; add it to {setting}"
-    if header == "host":
+def _rejection_body(scope: Scope, name: str, setting: str) -> bytes:
+    value = header(scope.get("headers", []), name.encode())
+    message = f"{name.title()} header {value!r} is not allowed by this server; add it to {setting}"
+    if name == "host":
         message += " (and have the proxy forward the client's Host, as nginx's $http_host does)"
-    error = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}
-    return json.dumps(error).encode()
-
-
-def _header(headers, name: bytes) -> str | None:
-    return next((value.decode("latin-1") for key, value in headers if key.lower() == name), None)
+    return json_rpc_error(-32600, message)
 
 
 def _rpc_method(body: bytes) -> str | None:

@@ -3,7 +3,7 @@
 Where they come from, first match wins:
 1. `MCP_REQUEST_STATE_KEYS`: the deployment's own keys, newest first (the first seals, all open).
 2. `MCP_REDIS_URL`: a key ring kept in Redis under `mcp:request-state-keys`, made by whichever instance
-   starts first and re-read every few seconds. `python -m app.request_state_keys rotate` adds a key that
+   starts first and re-read every few seconds. `python -m app.shared.request_state_keys rotate` adds a key that
    every instance accepts at once and seals with only after `ACTIVATION_SECONDS` (on Redis's clock),
    when all know it. A rotation keeps `RING_SIZE` keys.
 3. Neither: a key of this process only (the SDK's default), which the app warns about at start.
@@ -23,14 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
-from mcp.server.mcpserver import RequestStateSecurity
-from mcp.server.request_state import AESGCMRequestStateCodec, InvalidRequestState
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
+from mcp.server.request_state import AESGCMRequestStateCodec, InvalidRequestState, RequestStateBoundary
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.redis_store import StoreUnavailable, connect
+from app.shared.keys import REQUEST_STATE_KEYS as RING_KEY
+from app.shared.redis import RedisUnavailable, connect, unavailable_on_error
 
-RING_KEY = "mcp:request-state-keys"
 REFRESH_SECONDS = 5.0
 MIN_ACTIVATION_SECONDS = 2 * REFRESH_SECONDS  # every instance has re-read the ring by then, with a margin
 ACTIVATION_SECONDS = 3 * REFRESH_SECONDS
@@ -103,6 +103,14 @@ def ring_security(keys: Sequence[bytes]) -> tuple[RequestStateSecurity, KeyRingC
     return RequestStateSecurity(codec=codec), codec
 
 
+def seal_with(mcp: MCPServer, security: RequestStateSecurity) -> None:
+    """What `MCPServer(request_state_security=security)` does, for a server already built."""
+    if mcp.name in ("", "mcp-server"):  # the SDK's placeholder for a server built without a name
+        raise ValueError('name the server (MCPServer("my-service")): its name is the requestState audience')
+    boundary = RequestStateBoundary(security, default_audience=mcp.name)
+    mcp.middleware[:] = [boundary if isinstance(m, RequestStateBoundary) else m for m in mcp.middleware]
+
+
 def encode(ring: Sequence[RingKey]) -> str:
     return json.dumps([{"key": key.secret.hex(), "seals_from": key.seals_from} for key in ring])
 
@@ -135,13 +143,11 @@ return encoded
 async def load_ring(redis: Redis, held: Sequence[RingKey] = ()) -> list[RingKey]:
     """The ring in Redis. If there is none (first start, or Redis lost its data), store `held`, the ring this
     instance already uses, or else a new key: the first instance to write wins and the others read its ring."""
-    try:
+    with unavailable_on_error():
         raw = await redis.get(RING_KEY)
         if raw is None:
             await redis.set(RING_KEY, encode(held or [RingKey(secrets.token_bytes(32), 0.0)]), nx=True)
             raw = await redis.get(RING_KEY)
-    except RedisError as exc:
-        raise StoreUnavailable(exc) from exc
     return decode(raw)
 
 
@@ -154,10 +160,8 @@ async def rotate(redis: Redis, activation_seconds: float = ACTIVATION_SECONDS) -
 
 async def refresh(redis: Redis, codec: KeyRingCodec) -> bool:
     """Put `codec` on the ring in Redis and on Redis's clock; True when the ring changed."""
-    try:
+    with unavailable_on_error():
         seconds, microseconds = await redis.time()
-    except RedisError as exc:
-        raise StoreUnavailable(exc) from exc
     codec.clock_offset = seconds + microseconds / 1e6 - time.time()
     ring = newest_first(await load_ring(redis, codec.ring))
     if ring == codec.ring:
@@ -173,7 +177,7 @@ async def follow(redis: Redis, codec: KeyRingCodec) -> None:
         try:
             if await refresh(redis, codec):
                 log.info("request-state key ring changed", extra={"fields": describe(codec)})
-        except StoreUnavailable:
+        except RedisUnavailable:
             continue  # the event relay and /readyz report Redis being away; the keys we hold still work
         except ValueError as exc:
             log.error("kept the request-state keys this instance holds: %s", exc)
@@ -190,7 +194,7 @@ def describe(codec: KeyRingCodec) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m app.request_state_keys",
+        prog="python -m app.shared.request_state_keys",
         description="Show or rotate the request-state key ring every instance reads from Redis (MCP_REDIS_URL).",
     )
     parser.add_argument("command", choices=("show", "rotate"))
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         ring = anyio.run(run)
-    except (StoreUnavailable, RedisError, ValueError) as exc:
+    except (RedisUnavailable, RedisError, ValueError) as exc:
         print(f"request_state_keys: {exc}", file=sys.stderr)
         return 1
     codec, now = KeyRingCodec(ring), time.time()

@@ -1,17 +1,18 @@
-"""The MCP server: one small tool per capability of the seed's feature matrix.
+"""The demo MCP server: one small tool per capability of the seed's feature matrix.
 
-Tool names are a public interface: the README, the load tests and outside
-checks call them.
+Tool names are a public interface: the README, the load tests and outside checks call them. The server
+knows nothing of balancers or Redis sessions: `app/asgi.py` serves it through `app.instance`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import anyio
 from mcp.server.mcpserver import (
@@ -20,30 +21,25 @@ from mcp.server.mcpserver import (
     Elicit,
     ElicitationResult,
     MCPServer,
-    RequestStateSecurity,
     Resolve,
     Sample,
 )
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.subscriptions import SubscriptionBus
 from mcp.types import CreateMessageResult, SamplingMessage, TextContent
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
 
-from app.legacy_subscriptions import LegacySubscriptions
-from app.redis_store import StoreUnavailable
-from app.settings import SERVER_NAME, Settings
-from app.state import HANDLE_PATTERN, BulletinStore, CounterStore, HandleCounterStore
+from app.server.stores import HANDLE_PATTERN, Bulletins, HandleCounters
+from app.sessions.state import session_id_of, session_state
+from app.sessions.subscriptions import SubscribableURIs, notify_resource_updated
+from app.shared.redis import RedisUnavailable
 
-if TYPE_CHECKING:
-    from app.cluster import Cluster
-    from app.shared_state import SharedState
-
+SERVER_NAME = "mcp-scale-lab"  # the same on every instance: it is the requestState audience
 UPDATES_URI = "updates://{topic}"  # publish_update's resources; "updates://bulletin" by default
 _TOPIC = r"[a-z0-9-]{1,32}"
 TOPIC_PATTERN = f"^{_TOPIC}$"
-UPDATES_URI_PATTERN = f"^updates://{_TOPIC}$"
+UPDATES = SubscribableURIs(pattern=f"^updates://{_TOPIC}$", shown_as="updates://<topic>")
 MAX_FILE_BYTES = 1024 * 1024
+SESSION_COUNTER = "counter"  # increment's session-state key
 log = logging.getLogger(__name__)
 FileOperation = Literal["count-lines", "count-words", "reverse-words", "uppercase"]
 
@@ -68,35 +64,6 @@ class Identity(BaseModel):
     session_id: str | None
     protocol_version: str | None
     pid: int
-
-
-class ServerState:
-    """What the tools share, built once per process."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        counters: CounterStore,
-        handles: HandleCounterStore,
-        bulletins: BulletinStore,
-        shared: SharedState | None = None,
-        cluster: Cluster | None = None,
-    ) -> None:
-        self.settings = settings
-        self.counters = counters  # per 2025-11-25 session
-        self.handles = handles  # per handle from open_counter, no session needed
-        self.bulletins = bulletins
-        self.shared = shared  # what the instances share through Redis, when MCP_REDIS_URL is set
-        self.cluster = cluster  # the Redis session store, when MCP_SESSION_STORE=redis
-        self.ready = False
-
-
-def session_id_of(ctx: Context, settings: Settings) -> str | None:
-    """The request's MCP session, or None on stateless presets and 2026-07-28 requests (which have none)."""
-    if settings.preset.stateless or ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-        return None
-    # On a stateful preset the SDK has already matched this header to a live session.
-    return (ctx.headers or {}).get("mcp-session-id")
 
 
 def resolve_data_file(data_dir: Path, path: str) -> Path:
@@ -135,54 +102,61 @@ def ask_confirmation(action: str) -> Elicit[Confirmation]:
     return Elicit(f"Confirm the action: {action}", Confirmation)
 
 
+@dataclass(frozen=True)
+class Demo:
+    """What the tools need besides the session: where files are, their stores, and who answers."""
+
+    data_dir: Path
+    handles: HandleCounters
+    bulletins: Bulletins
+    instance_id: str
+    preset: str
+
+
 def build_server(
-    state: ServerState,
-    subscriptions: LegacySubscriptions,
-    bus: SubscriptionBus | None = None,
-    security: RequestStateSecurity | None = None,
+    demo: Demo,
+    log_level: str = "INFO",
+    lifespan: Callable[[MCPServer], AbstractAsyncContextManager[object]] | None = None,
 ) -> MCPServer:
-    """`bus` None: the SDK's in-process bus; `security` None: a request-state key of this process only."""
-    settings = state.settings
+    mcp = MCPServer(SERVER_NAME, log_level=log_level, lifespan=lifespan)
+    _add_file_tool(mcp, demo.data_dir)
+    _add_counter_tools(mcp, demo.handles)
+    _add_client_tools(mcp)
+    _add_update_tools(mcp, demo.bulletins)
 
-    @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            if state.shared is not None:
-                await stack.enter_async_context(state.shared.running())
-            if state.cluster is not None:
-                await stack.enter_async_context(state.cluster.running())
-            state.ready = True
-            try:
-                yield
-            finally:
-                state.ready = False
+    @mcp.tool()
+    async def whoami(ctx: Context) -> Identity:
+        """Which instance answered, under which preset, for which session."""
+        return Identity(
+            instance=demo.instance_id,
+            preset=demo.preset,
+            session_id=session_id_of(ctx),
+            protocol_version=ctx.protocol_version,
+            pid=os.getpid(),
+        )
 
-    mcp = MCPServer(
-        SERVER_NAME,
-        request_state_security=security,
-        lifespan=lifespan,
-        log_level=settings.log_level,
-        subscriptions=bus,
-    )
-    if not settings.preset.stateless:
-        subscriptions.install(mcp)
+    return mcp
 
+
+def _add_file_tool(mcp: MCPServer, data_dir: Path) -> None:
     @mcp.tool()
     async def process_file(path: str, operation: FileOperation) -> str:
         """Read a text file under the server's data directory and transform it."""
-        file = resolve_data_file(settings.data_dir, path)
+        file = resolve_data_file(data_dir, path)
         try:
             text = await anyio.Path(file).read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise ToolError(f"file {path!r} is not UTF-8 text") from None
         return apply_operation(text, operation)
 
+
+def _add_counter_tools(mcp: MCPServer, handles: HandleCounters) -> None:
     @mcp.tool()
     async def open_counter() -> CounterHandle:
         """Start a counter at 0 and return its handle, for increment: state without a session."""
         try:
-            return CounterHandle(handle=await state.handles.open())
-        except StoreUnavailable as exc:
+            return CounterHandle(handle=await handles.open())
+        except RedisUnavailable as exc:
             raise ToolError(str(exc)) from None
 
     @mcp.tool()
@@ -192,8 +166,7 @@ def build_server(
     ) -> int:
         """Add one to a counter and return it: 1, 2, 3, ... The counter of `handle` (from open_counter),
         or without one this MCP session's."""
-        session_id = session_id_of(ctx, settings)
-        if handle is None and session_id is None:
+        if handle is None and session_id_of(ctx) is None:
             raise ToolError(
                 "increment without a handle counts per MCP session and this request has none "
                 "(stateless presets and 2026-07-28 requests carry no Mcp-Session-Id); "
@@ -201,10 +174,14 @@ def build_server(
             )
         try:
             if handle is not None:
-                return await state.handles.increment(handle)
-            return await state.counters.increment(session_id)
-        except (StoreUnavailable, LookupError) as exc:
+                return await handles.increment(handle)
+            return await session_state(ctx).increment(SESSION_COUNTER)
+        except (RedisUnavailable, LookupError) as exc:
             raise ToolError(str(exc)) from None
+
+
+def _add_client_tools(mcp: MCPServer) -> None:
+    """The tools that ask the client something: progress and logs, sampling, elicitation."""
 
     @mcp.tool()
     async def slow_task(
@@ -241,10 +218,12 @@ def build_server(
             return f"{'confirmed' if answer.data.confirm else 'not confirmed'}: {action}"
         return f"{'declined' if answer.action == 'decline' else 'cancelled'}: {action}"
 
+
+def _add_update_tools(mcp: MCPServer, bulletins: Bulletins) -> None:
     @mcp.resource(UPDATES_URI, mime_type="text/plain")
     async def updates(topic: str) -> str:
         """The latest update published on `topic`."""
-        current = await state.bulletins.read(topic)
+        current = await bulletins.read(topic)
         return f"v{current.version}: {current.text}"
 
     @mcp.tool()
@@ -255,20 +234,6 @@ def build_server(
     ) -> PublishResult:
         """Change the resource updates://<topic> and notify every client subscribed to it."""
         uri = UPDATES_URI.format(topic=topic)
-        current = await state.bulletins.publish(topic, message)
-        notified = await subscriptions.announce(uri)  # 2025-11-25 sessions, on their GET streams
-        await ctx.notify_resource_updated(uri)  # 2026-07-28 subscriptions/listen streams
+        current = await bulletins.publish(topic, message)
+        notified = await notify_resource_updated(ctx, uri)
         return PublishResult(uri=uri, version=current.version, notified_sessions=notified)
-
-    @mcp.tool()
-    async def whoami(ctx: Context) -> Identity:
-        """Which instance answered, under which preset, for which session."""
-        return Identity(
-            instance=settings.instance_id,
-            preset=settings.preset.value,
-            session_id=session_id_of(ctx, settings),
-            protocol_version=ctx.protocol_version,
-            pid=os.getpid(),
-        )
-
-    return mcp

@@ -1,0 +1,1 @@
+"""ASGI pieces around the SDK's app: the messages the layer reads and writes, and the middleware."""

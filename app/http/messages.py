@@ -1,0 +1,70 @@
+"""Reading and answering raw ASGI HTTP exchanges: headers, bodies, JSON-RPC errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from starlette.types import Message, Receive, Send
+
+SESSION_ID_HEADER = b"mcp-session-id"
+PROTOCOL_VERSION_HEADER = b"mcp-protocol-version"
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of header `name` (lower case) in ASGI `headers`, or None."""
+    return next((value.decode("latin-1") for key, value in headers if key.lower() == name), None)
+
+
+class Refused(Exception):
+    """A request the layer answers itself: HTTP status and JSON-RPC error."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class ClientGone(ConnectionError):
+    """The client disconnected before its request body arrived whole."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; Refused (413) past `limit` bytes, ClientGone if the client left."""
+    chunks, size = [], 0
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone("the client disconnected before sending its whole request")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, -32600, f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the already-read body, then whatever the client sends next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+def json_rpc_error(code: int, message: str) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
+
+
+async def send_response(send: Send, status: int, body: bytes = b"", content_type: bytes | None = None) -> None:
+    headers = [(b"content-length", str(len(body)).encode())]
+    if content_type is not None:
+        headers.insert(0, (b"content-type", content_type))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, status: int, code: int, message: str) -> None:
+    await send_response(send, status, json_rpc_error(code, message), b"application/json")

@@ -1,0 +1,180 @@
+"""One instance of N: `instance_app(mcp, settings)` serves any MCPServer behind a load balancer.
+
+    mcp = MCPServer("notes")                      # your tools, as usual
+    app = instance_app(mcp, InstanceSettings.from_env())   # ASGI: /mcp, /healthz, /readyz
+
+What it adds, by settings:
+- always: the `X-Mcp-Instance` header and a JSON access log, session ids prefixed with the instance id (so a
+  balancer can route by session), session-scoped state for the tools (`app.sessions.state`), and 2025-11-25
+  `resources/subscribe` for the URIs given as `subscribable`;
+- a Redis URL: the 2026-07-28 request-state keys and the server events every instance shares;
+- the Redis session store: 2025-11-25 sessions that any instance serves and that outlive their instance.
+
+This module only composes; each concern lives in its own subpackage.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp
+
+from app import sdk_internals
+from app.cluster.event_store import RedisEventStore
+from app.cluster.member import ClusterMember
+from app.cluster.registry import SessionRegistry
+from app.cluster.router import SessionRouter
+from app.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
+from app.sessions import state
+from app.sessions.subscriptions import ResourceSubscriptions, SubscribableURIs
+from app.settings import InstanceSettings, SessionStore
+from app.shared import request_state_keys
+from app.shared.bus import RedisSubscriptionBus
+from app.shared.redis import connect
+from app.shared.services import SharedServices
+
+log = logging.getLogger("app")
+NO_SHARED_KEYS = (
+    "NO SHARED REQUEST-STATE KEYS: neither MCP_REQUEST_STATE_KEYS nor MCP_REDIS_URL is set, so this process "
+    "seals 2026-07-28 requestState with a random key of its own, and an input-required retry that reaches "
+    "another instance fails with -32602 'Invalid or expired requestState'. Fine for one instance; behind a "
+    "balancer set MCP_REDIS_URL (a key ring kept in Redis) or give every instance MCP_REQUEST_STATE_KEYS."
+)
+
+
+def instance_app(
+    mcp: MCPServer, settings: InstanceSettings, *, subscribable: SubscribableURIs | None = None
+) -> ASGIApp:
+    """The ASGI app serving `mcp` as one instance of several; call it once per server and process."""
+    return Instance(mcp, settings, subscribable).app
+
+
+class Instance:
+    """The parts one instance runs, built from its settings (each None where the settings leave it out)."""
+
+    def __init__(self, mcp: MCPServer, settings: InstanceSettings, subscribable: SubscribableURIs | None) -> None:
+        self.mcp, self.settings = mcp, settings
+        self.ready = False
+        self.codec = self._share_request_state_keys()
+        redis = connect(settings.redis_url) if settings.redis_url is not None else None
+        registry = None
+        if settings.session_store is SessionStore.REDIS:  # the settings guarantee a Redis URL
+            registry = SessionRegistry(
+                redis, settings.instance_id, settings.internal_url, settings.session_idle_timeout
+            )
+        self.subscriptions = None
+        if subscribable is not None and not settings.preset.stateless:
+            save = registry.save_subscriptions if registry is not None else None
+            self.subscriptions = ResourceSubscriptions(subscribable, on_change=save)
+            self.subscriptions.install(mcp)
+        self.shared = self._share_events(redis) if redis is not None else None
+        self.member = None
+        if registry is not None:
+            worker_host = settings.listen_host if settings.workers > 1 else None
+            self.member = ClusterMember(redis, registry, self.subscriptions, worker_host)
+        backend = (
+            state.RedisSessionState(redis)
+            if registry is not None
+            else state.MemorySessionState(
+                settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp)
+            )
+        )
+        state.bind(mcp, backend, stateless=settings.preset.stateless)
+        self.app = self._asgi_app()
+
+    def _share_request_state_keys(self) -> request_state_keys.KeyRingCodec | None:
+        """Seal 2026-07-28 requestState with keys every instance holds; None when there are none to share."""
+        keys, redis_url = self.settings.request_state_keys, self.settings.redis_url
+        if not keys and redis_url is None:
+            log.warning(NO_SHARED_KEYS)
+            return None
+        security, codec = request_state_keys.ring_security(keys)
+        request_state_keys.seal_with(self.mcp, security)
+        return codec
+
+    def _share_events(self, redis) -> SharedServices:
+        bus = RedisSubscriptionBus(redis, f"{self.settings.instance_id}:{secrets.token_hex(4)}")
+        if self.subscriptions is not None:
+            bus.on_remote(self.subscriptions.announce_event)
+        sdk_internals.use_subscription_bus(self.mcp, bus)
+        return SharedServices(redis, bus, None if self.settings.request_state_keys else self.codec)
+
+    def _asgi_app(self) -> ASGIApp:
+        settings = self.settings
+        self.mcp.custom_route("/healthz", methods=["GET"])(self._healthz)
+        self.mcp.custom_route("/readyz", methods=["GET"])(self._readyz)
+        sdk_app = self.mcp.streamable_http_app(
+            streamable_http_path="/mcp",
+            json_response=settings.preset.json_response,
+            stateless_http=settings.preset.stateless,
+            session_idle_timeout=settings.session_idle_timeout,
+            max_sessions=settings.max_sessions,
+            transport_security=TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=list(settings.allowed_hosts),
+                allowed_origins=list(settings.allowed_origins),
+            ),
+        )
+        self._run_with_sdk(sdk_app)
+        app: ASGIApp = sdk_app
+        if self.member is not None:
+            self.member.manager = sdk_internals.install_shared_sessions(
+                self.mcp,
+                self.member.registry.forget,
+                lambda session_id: RedisEventStore(self.member.redis, session_id, settings.session_idle_timeout),
+            )
+            app = SessionRouter(app, self.member)
+        app = SessionIdPrefix(app, settings.instance_id)
+        app = InstanceMiddleware(RejectionMessages(app), settings.instance_id)
+        if self.member is not None:
+            self.member.app = app
+        log.info("serving", extra={"fields": {"preset": settings.preset.value, "store": settings.session_store.value}})
+        return app
+
+    def _run_with_sdk(self, sdk_app: Starlette) -> None:
+        """Start what the instance shares before the SDK's session manager, and stop it after."""
+        sdk_lifespan = sdk_app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            async with AsyncExitStack() as stack:
+                if self.shared is not None:
+                    await stack.enter_async_context(self.shared.running())
+                if self.member is not None:
+                    await stack.enter_async_context(self.member.running())
+                async with sdk_lifespan(app):
+                    self.ready = True
+                    try:
+                        yield
+                    finally:
+                        self.ready = False
+
+        sdk_app.router.lifespan_context = lifespan
+
+    async def _healthz(self, _: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "instance": self.settings.instance_id})
+
+    async def _readyz(self, _: Request) -> JSONResponse:
+        status = "ready" if self.ready else "starting"
+        if self.ready and self.shared is not None and not await self.shared.reachable():
+            status = "shared store (Redis) unavailable"
+        settings, codec = self.settings, self.codec
+        keys = "configured" if settings.request_state_keys else "redis" if codec is not None else "this process only"
+        body = {
+            "status": status,
+            "instance": settings.instance_id,
+            "preset": settings.preset.value,
+            "store": settings.session_store.value,
+            "sessions": len(sdk_internals.live_session_ids(self.mcp)),  # held by this process
+            "request_state_keys": keys,
+            **(request_state_keys.describe(codec) if codec is not None else {}),
+        }
+        return JSONResponse(body, status_code=200 if status == "ready" else 503)

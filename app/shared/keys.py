@@ -1,0 +1,10 @@
+"""Every Redis key and channel the layer uses, named once. All start with `mcp:`."""
+
+from __future__ import annotations
+
+SESSION = "mcp:session:{}"  # hash: a 2025-11-25 session's record (owner, initialize params, session state)
+OWNER = "mcp:owner:{}"  # string: an owner process's internal URL, kept alive by its heartbeat
+EVENTS = "mcp:events:{}"  # stream: a session's GET-stream events, for Last-Event-ID resumption
+CLUSTER_SECRET = "mcp:cluster-secret"  # string: the secret that signs the forwarded hop
+REQUEST_STATE_KEYS = "mcp:request-state-keys"  # string: the key ring sealing 2026-07-28 requestState
+BUS_CHANNEL = "mcp:bus"  # pub/sub channel: server events (a resource changed, a list changed)

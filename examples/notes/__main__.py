@@ -1,0 +1,8 @@
+"""`python -m examples.notes`: one instance of the notes server, configured by the MCP_* variables."""
+
+import sys
+
+from app.serving import run_from_env
+
+if __name__ == "__main__":
+    sys.exit(run_from_env("examples.notes.server:create_app", "notes"))
