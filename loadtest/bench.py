@@ -15,11 +15,12 @@ one run, not runs of different machines.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import platform
+import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,10 +58,6 @@ def timed_calls(client: McpClient, calls: int) -> list[float]:
         if answer.result is None or answer.result.get("isError"):
             raise RuntimeError(f"whoami failed: HTTP {answer.status} {answer.error}")
     return latencies
-
-
-def _measure_into(latencies: list[float], client: McpClient, calls: int) -> None:
-    latencies.extend(timed_calls(client, calls))
 
 
 def forwarding(calls: int, work: Path) -> list[dict]:
@@ -109,49 +106,49 @@ def session_memory(stack: Stack, client: McpClient) -> dict:
     }
 
 
+class BenchError(RuntimeError):
+    """A measurement that could not be taken; the message says which and why."""
+
+
 def policies(calls: int, clients: int, work: Path) -> list[dict]:
     """Rows for `clients` concurrent sessions through nginx, per policy and store."""
     rows = []
     for policy, store in POLICY_RUNS:
         with Stack(run_dir=work / f"{policy}-{store}", policy=policy, store=store, port=free_port()) as stack:
-            servers = {p.name: p.pid for p in stack.procs if p.name != "redis" or store == "redis"}
-            sessions = [McpClient(requests.Session(), stack.url) for _ in range(clients)]
-            for session in sessions:
-                session.initialize()
-                timed_calls(session, WARMUP // clients + 1)
-            latencies: list[list[float]] = [[] for _ in sessions]
-            before = cpu_seconds(servers)
-            started = time.perf_counter()
-            threads = [
-                threading.Thread(target=_measure_into, args=(latencies[i], sessions[i], calls // clients))
-                for i in range(clients)
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            elapsed = time.perf_counter() - started
-            after = cpu_seconds(servers)
-            done = sum(len(each) for each in latencies)
-            merged = [value for each in latencies for value in each]
-            rows.append(
-                {
-                    "policy": policy,
-                    "store": store,
-                    "calls": done,
-                    "calls_per_s": done / elapsed,
-                    "p50_ms": percentile(merged, 0.5),
-                    "p99_ms": percentile(merged, 0.99),
-                    "server_cpu_ms_per_call": 1000 * sum(after[n] - before[n] for n in servers) / done,
-                }
-            )
-            for session in sessions:
-                session.close()
+            try:
+                rows.append({"policy": policy, "store": store, **concurrent_calls(stack, calls, clients)})
+            except RuntimeError as exc:
+                raise BenchError(f"{policy} with the {store} store: {exc}") from exc
     base = rows[0]
     for row in rows:
         row["p50_ratio"] = row["p50_ms"] / base["p50_ms"]
         row["p99_ratio"] = row["p99_ms"] / base["p99_ms"]
     return rows
+
+
+def concurrent_calls(stack: Stack, calls: int, clients: int) -> dict:
+    """`clients` sessions calling at once; a session whose call fails fails the measurement."""
+    servers = {p.name: p.pid for p in stack.procs if p.name != "redis" or stack.store == "redis"}
+    sessions = [McpClient(requests.Session(), stack.url) for _ in range(clients)]
+    for session in sessions:
+        session.initialize()
+        timed_calls(session, WARMUP // clients + 1)
+    before = cpu_seconds(servers)
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        latencies = [f.result() for f in [pool.submit(timed_calls, s, calls // clients) for s in sessions]]
+    elapsed = time.perf_counter() - started
+    after = cpu_seconds(servers)
+    for session in sessions:
+        session.close()
+    merged = [value for each in latencies for value in each]
+    return {
+        "calls": len(merged),
+        "calls_per_s": len(merged) / elapsed,
+        "p50_ms": percentile(merged, 0.5),
+        "p99_ms": percentile(merged, 0.99),
+        "server_cpu_ms_per_call": 1000 * sum(after[n] - before[n] for n in servers) / len(merged),
+    }
 
 
 def markdown(run: dict, forwarded: list[dict], by_policy: list[dict]) -> str:
@@ -207,8 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         "clients": args.clients,
     }
     with tempfile.TemporaryDirectory() as work:
-        forwarded = forwarding(args.calls, Path(work))
-        by_policy = policies(args.calls, args.clients, Path(work))
+        try:
+            forwarded = forwarding(args.calls, Path(work))
+            by_policy = policies(args.calls, args.clients, Path(work))
+        except RuntimeError as exc:  # a failing call, not a number: say so instead of dividing by zero
+            print(f"bench: could not measure: {exc}", file=sys.stderr)
+            return 1
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"run": run, "forwarding": forwarded, "policies": by_policy}
     (args.out / "bench.json").write_text(json.dumps(result, indent=1))

@@ -38,7 +38,7 @@ def expected(
     stateful, sse = preset.startswith("stateful"), preset.endswith("-sse")
     if protocol == MODERN:
         # No session to lose, any instance serves any request; notifications need an SSE response.
-        if capability == cap.SESSION_CHURN:
+        if capability in cap.SESSIONS_ONLY:
             return NO_SESSIONS
         return WORKS if sse or capability not in (cap.LOGS, cap.PROGRESS) else UNSUPPORTED
     by_design = {

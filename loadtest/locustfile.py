@@ -40,8 +40,8 @@ run_report.install()
 def _drop_scenarios_without_tasks(environment, **_: object) -> None:
     """With -T, keep only the classes that still have a task: Locust would spawn the others idle.
     Under 2026-07-28, drop the classes that need sessions too."""
-    modern = protocol_of(environment) == cap.MODERN
-    keep = [user for user in environment.user_classes if user.tasks and not (modern and user.needs_sessions)]
+    protocol = protocol_of(environment)
+    keep = [user for user in environment.user_classes if user.tasks and user.measures_anything_under(protocol)]
     environment.user_classes[:] = keep or environment.user_classes
 
 
@@ -161,7 +161,7 @@ class SessionChurnUser(McpUser):
     """Opens and ends a whole session per task: the session table must not leak. 2026-07-28 has no
     sessions: that run drops this scenario."""
 
-    needs_sessions = True
+    capability = cap.SESSION_CHURN
 
     def on_start(self) -> None:
         pass  # every task brings its own session
@@ -169,5 +169,5 @@ class SessionChurnUser(McpUser):
     @tag("churn")
     @task
     def session_lifecycle(self) -> None:
-        if not self.modern:  # only when it is the one scenario left (-T churn): nothing to measure
-            self.measure(cap.SESSION_CHURN, lambda: cap.session_churn(self.new_client()))
+        if self.measures_anything_under(self.protocol):  # else the one scenario left (-T churn): idle
+            self.measure(self.capability, lambda: cap.session_churn(self.new_client()))

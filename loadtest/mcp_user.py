@@ -40,7 +40,7 @@ class McpUser(User):
 
     abstract = True
     wait_time = between(0.05, 0.15)
-    needs_sessions = False  # True: the scenario means nothing under 2026-07-28, which has no sessions
+    capability: str | None = None  # the one capability a scenario measures, where it measures one only
 
     def __init__(self, environment) -> None:
         super().__init__(environment)
@@ -53,6 +53,11 @@ class McpUser(User):
     @property
     def modern(self) -> bool:
         return self.protocol == cap.MODERN
+
+    @classmethod
+    def measures_anything_under(cls, protocol: str) -> bool:
+        """False for a scenario whose capability needs sessions, under 2026-07-28 (which has none)."""
+        return protocol == cap.LEGACY or cls.capability not in cap.SESSIONS_ONLY
 
     def new_client(self) -> McpClient | ModernClient:
         url = self.host.rstrip("/") + "/mcp"

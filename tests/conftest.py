@@ -11,7 +11,7 @@ import pytest
 from loadtest.stack import Stack, free_port
 from loadtest.topology import PRESETS
 
-pytest_plugins = ["tests.layer_times", "tests.compose_images"]
+pytest_plugins = ["tests.plugins.layer_times", "tests.plugins.compose_images"]
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from mcp.shared.exceptions import MCPError
 from loadtest.mcp_client import McpClient
 from loadtest.stack import Stack, free_port
 from loadtest.topology import POLICIES, PRESETS, STATEFUL, STATELESS
-from tests.helpers import Recorder, text_of
-from tests.test_modern_protocol import modern_call
+from tests.utils.clients import Recorder, modern_call, text_of
 
 pytestmark = pytest.mark.anyio
 INSTANCES = {"app1", "app2", "app3"}

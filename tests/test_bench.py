@@ -8,6 +8,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
+from loadtest import bench
+from loadtest.stack import Stack, free_port
 from loadtest.topology import PROJECT_ROOT
 
 
@@ -49,3 +53,11 @@ def test_the_soak_leaves_no_session_behind(tmp_path):
     assert max(s["redis_session_keys"] for s in result["samples"]) > 0, "sessions were open during the load"
     last = result["samples"][-1]
     assert last["redis_session_keys"] == 0 and sum(last["held_sessions"].values()) == 0
+
+
+def test_calls_that_fail_fail_the_measurement_with_their_reason(tmp_path):
+    """Not a ZeroDivisionError: every call here is refused (the instances allow another Host)."""
+    refusing = {"MCP_ALLOWED_HOSTS": "elsewhere.example"}
+    stack = Stack(run_dir=tmp_path, preset="stateful-json", port=free_port(), app_env=refusing)
+    with stack, pytest.raises(RuntimeError, match="whoami failed: HTTP 421"):
+        bench.concurrent_calls(stack, calls=20, clients=2)

@@ -9,16 +9,11 @@ import requests
 from loadtest import capabilities as cap
 from loadtest.mcp_client import McpClient
 from loadtest.topology import STATEFUL
+from tests.utils.clients import operations, session
 
 NO_BACK_CHANNEL = (
     "JSON-RPC -32600: Cannot send '{}': this transport context has no back-channel for server-initiated requests."
 )
-
-
-def session(url: str) -> McpClient:
-    client = McpClient(requests.Session(), url)
-    assert cap.open_session(client).failure is None
-    return client
 
 
 def test_every_operation_succeeds_on_stateful_sse(stack_for):
@@ -29,20 +24,6 @@ def test_every_operation_succeeds_on_stateful_sse(stack_for):
         client.close()  # its subscription must not reach other tests sharing this stack
     assert {name: o.failure for name, o in outcomes.items()} == dict.fromkeys(outcomes)
     assert {o.instance for o in outcomes.values()} == {"app1"}
-
-
-def operations(client: McpClient) -> dict[str, cap.Outcome]:
-    return {
-        "basic": cap.basic_tool(client),
-        "counter": cap.counter(client, expected=1),
-        "logs": cap.logs(client),
-        "progress": cap.progress(client),
-        "sampling": cap.sampling(client),
-        "elicitation": cap.elicitation(client),
-        "subscribe": cap.subscribe(client, "capabilities"),
-        "publish": cap.publish(client, "capabilities", "hello"),
-        "churn": cap.session_churn(McpClient(requests.Session(), client.url)),
-    }
 
 
 def test_reasons_on_a_json_preset(stack_for):

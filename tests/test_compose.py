@@ -15,7 +15,7 @@ from loadtest.compose import PROJECT, ComposeStack, docker_cli
 from loadtest.mcp_client import McpClient
 from loadtest.stack import free_port
 from loadtest.topology import PRESETS, STATEFUL
-from tests.helpers import Recorder, ask, instance, modern_call, text_of, wait_for
+from tests.utils.clients import Recorder, ask, instance, modern_call, text_of, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.compose]
 INSTANCES = {"app1", "app2", "app3"}

@@ -10,7 +10,7 @@ import requests
 from loadtest.compose import V1, ComposeStack
 from loadtest.mcp_client import McpClient
 from loadtest.stack import free_port
-from tests.helpers import require_docker
+from tests.utils.clients import require_docker
 
 pytestmark = pytest.mark.compose
 

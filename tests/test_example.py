@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 from app.shared import keys
 from loadtest.stack import Stack, free_port
 from loadtest.topology import INSTANCES
-from tests.helpers import SAMPLED_TEXT, Recorder, wait_for
+from tests.utils.clients import SAMPLED_TEXT, Recorder, wait_for
 
 pytestmark = pytest.mark.anyio
 

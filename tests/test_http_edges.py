@@ -8,7 +8,7 @@ import requests
 
 from app.logs import session_fingerprint
 from loadtest.mcp_client import McpClient
-from tests.helpers import wait_for
+from tests.utils.clients import wait_for
 
 
 def test_every_response_names_the_instance(stack_for):

@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import requests
 
 from loadtest import capabilities as cap
 from loadtest.stack import Stack, answers, free_port
 from loadtest.topology import PROJECT_ROOT
-from tests.helpers import port_free, wait_for
-from tests.test_readme import blocks, shell_env
-
-LOCUSTFILE = str(PROJECT_ROOT / "loadtest" / "locustfile.py")
-
-
-def run_headless(host: str, out: Path, *extra: str, seconds: int = 4) -> tuple[dict, dict]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        LOCUSTFILE,
-        "--host",
-        host,
-        "--headless",
-        "--only-summary",
-        "--run-time",
-        f"{seconds}s",
-        "--json-file",
-        str(out / "locust"),
-        "--mcp-report",
-        str(out / "mcp.json"),
-        *extra,
-    ]
-    subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, timeout=60, check=False)
-    stats = {entry["name"]: entry for entry in json.loads((out / "locust.json").read_text())}
-    return stats, json.loads((out / "mcp.json").read_text())
+from tests.utils.clients import port_free, wait_for
+from tests.utils.docs import blocks, shell_env
+from tests.utils.locust import run_headless, stats_with, web_ui_summary
 
 
 def test_every_scenario_passes_where_everything_is_supported(stack_for, tmp_path):
@@ -100,7 +72,7 @@ def test_the_readme_web_ui_command(tmp_path):
                 f"{ui}/swarm", data={"user_count": 2, "spawn_rate": 2, "user_classes": picked}, timeout=5
             ).json()
             assert started["success"] and started["user_classes"] == picked
-            stats = wait_for(lambda: _stats_with(ui, cap.BASIC, cap.LOGS), timeout=20)
+            stats = wait_for(lambda: stats_with(ui, cap.BASIC, cap.LOGS), timeout=20)
             requests.post(f"{ui}/stop", timeout=5)
         finally:
             os.killpg(locust.pid, signal.SIGTERM)
@@ -108,17 +80,3 @@ def test_the_readme_web_ui_command(tmp_path):
     names, basic = web_ui_summary(stats)
     assert names == {cap.OPEN_SESSION, cap.BASIC, cap.LOGS}, "the class picker ran other scenarios too"
     assert basic["instances"] == 3, basic
-
-
-def web_ui_summary(stats: dict) -> tuple[set[str], dict]:
-    """The operations a web UI run measured (none failed) and the instances tab's row for the plain tool."""
-    assert all(s["num_failures"] == 0 for s in stats["stats"])
-    (tab,) = stats["extended_stats"]
-    assert tab["key"] == "mcp-instances"
-    return {s["name"] for s in stats["stats"]} - {"Aggregated"}, next(r for r in tab["data"] if r["name"] == cap.BASIC)
-
-
-def _stats_with(ui: str, *names: str) -> dict | None:
-    stats = requests.get(f"{ui}/stats/requests", timeout=5).json()
-    counts = {s["name"]: s["num_requests"] for s in stats["stats"]}
-    return stats if all(counts.get(name, 0) >= 3 for name in names) else None

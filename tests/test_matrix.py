@@ -16,7 +16,7 @@ from loadtest.capabilities import LEGACY, MODERN
 from loadtest.compose import ComposeStack, docker_unavailable
 from loadtest.matrix import configurations as quick_configurations
 from loadtest.topology import PROJECT_ROOT
-from tests.test_readme import blocks, shell_env
+from tests.utils.docs import blocks, shell_env
 
 OUT = PROJECT_ROOT / "results" / "quick"  # where the README's command writes
 
@@ -126,7 +126,7 @@ def test_2026_clients_need_no_affinity_on_any_preset(matrix):
     for preset in ("stateful-sse", "stateless-json"):
         for capability in cap.CAPABILITIES:
             row = matrix["rows"][preset, "round-robin", "memory", False, MODERN, capability]
-            if capability == cap.SESSION_CHURN:
+            if capability in cap.SESSIONS_ONLY:
                 assert row["requests"] == 0 and row["verdict"] == "ok"
             elif capability in (cap.LOGS, cap.PROGRESS) and preset.endswith("-json"):
                 assert row["requests"] > 0 and row["failures"] == row["requests"], (preset, capability)

@@ -14,8 +14,8 @@ from loadtest.mcp_client import stream_events
 from loadtest.modern_client import ModernClient
 from loadtest.stack import answers, free_port
 from loadtest.topology import PROJECT_ROOT
-from tests.helpers import wait_for
-from tests.test_locust import LOCUSTFILE, _stats_with, run_headless, web_ui_summary
+from tests.utils.clients import wait_for
+from tests.utils.locust import LOCUSTFILE, run_headless, stats_with, web_ui_summary
 
 INSTANCES = {"app1", "app2", "app3"}
 MODERN_ARGS = ("--mcp-protocol", cap.MODERN)
@@ -150,7 +150,7 @@ def test_the_protocol_is_picked_in_the_web_ui(stack_for):
         picked = ["BasicToolUser", "SessionStateUser", "SessionChurnUser"]
         form = {"user_count": 3, "spawn_rate": 3, "user_classes": picked, "mcp_protocol": cap.MODERN}
         assert requests.post(f"{ui}/swarm", data=form, timeout=5).json()["success"]
-        stats = wait_for(lambda: _stats_with(ui, cap.BASIC, cap.COUNTER), timeout=20)
+        stats = wait_for(lambda: stats_with(ui, cap.BASIC, cap.COUNTER), timeout=20)
         requests.post(f"{ui}/stop", timeout=5)
     finally:
         locust.send_signal(signal.SIGTERM)

@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from loadtest.topology import SSE
-from tests.helpers import MODERN, SAMPLED_TEXT, Recorder, modern_call, text_of
+from tests.utils.clients import MODERN, SAMPLED_TEXT, Recorder, modern_call, text_of
 
 pytestmark = pytest.mark.anyio
 

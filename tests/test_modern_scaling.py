@@ -21,7 +21,7 @@ from app.shared.request_state_keys import RING_KEY, KeyRingCodec, RingKey, decod
 from loadtest import capabilities as cap
 from loadtest.stack import Stack, free_port
 from loadtest.topology import PROJECT_ROOT, SSE
-from tests.helpers import Recorder, ask, instance, modern_call, text_of, wait_for
+from tests.utils.clients import Recorder, ask, instance, modern_call, text_of, wait_for
 
 INSTANCES = {"app1", "app2", "app3"}
 REFUSED = {"code": -32602, "message": "Invalid or expired requestState", "data": {"reason": "invalid_request_state"}}

@@ -8,7 +8,7 @@ from mcp.shared.exceptions import MCPError
 
 from loadtest.mcp_client import McpClient, stream_messages
 from loadtest.topology import SSE, STATEFUL
-from tests.helpers import NO_BACK_CHANNEL, SAMPLED_TEXT, Recorder, text_of
+from tests.utils.clients import NO_BACK_CHANNEL, SAMPLED_TEXT, Recorder, text_of
 
 pytestmark = pytest.mark.anyio
 BULLETIN = "updates://bulletin"

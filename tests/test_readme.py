@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,10 +20,9 @@ from loadtest.compose import V2, installed
 from loadtest.report import README_EMBED
 from loadtest.stack import Stack
 from loadtest.topology import PRESETS, PROJECT_ROOT
-from tests.helpers import port_free
+from tests.utils.clients import port_free
+from tests.utils.docs import README, TAGGED, blocks, run_blocks, shell_env
 
-README = (PROJECT_ROOT / "README.md").read_text()
-TAGGED = re.compile(r"<!-- (?P<kind>tested|ci): (?P<tag>[^>]*?) -->\n```bash\n(?P<code>.*?)```", re.S)
 SESSION_NOT_FOUND = '{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}'
 NGINX_HEALTHY = '{"status":"ok","instance":"nginx"}'
 
@@ -70,16 +68,6 @@ EXPECTED = {
 }
 
 
-def blocks() -> dict[str, tuple[str, list[str]]]:
-    """name -> (code, [preset, policy, store?]) for every `tested` block, in README order."""
-    found = {}
-    for match in TAGGED.finditer(README):
-        if match["kind"] == "tested":
-            name, *stack = match["tag"].split()
-            found[name] = (match["code"], stack)
-    return found
-
-
 EXAMPLES = [name for name, (_, stack) in blocks().items() if stack]
 RUN_ELSEWHERE = {"locust-web-ui": "tests/test_locust.py", "matrix-quick": "tests/test_matrix.py"}
 # Compose v2, then the stand-in images (the README's order for a machine without them), then the rest.
@@ -106,29 +94,6 @@ def test_ci_runs_the_readme_commands_it_claims():
 @pytest.fixture
 def port_8080_free():
     port_free(8080)
-
-
-def shell_env(tmp_path: Path) -> dict[str, str]:
-    """The user's shell after `. .venv/bin/activate`, with none of the stack's variables preset."""
-    unset = ("LB_POLICY", "SESSION_STORE", "NGINX_PORT", "NGINX_BIND", "PYTHON_IMAGE", "NGINX_IMAGE", "REDIS_IMAGE")
-    env = {k: v for k, v in os.environ.items() if k not in unset and not k.startswith("MCP_")}
-    return {**env, "MCP_STACK_DIR": str(tmp_path / "stack"), "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
-
-
-def run_blocks(names: list[str], env: dict[str, str]) -> dict[str, str]:
-    """Run blocks in one bash, as a reader pasting them in order would; return each block's output."""
-    script = "".join(f"printf '\\n=== {name}\\n'\n{blocks()[name][0]}" for name in names)
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    outputs = dict(re.findall(r"^=== (\S+)\n(.*?)(?=^=== |\Z)", result.stdout, re.S | re.M))
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    return outputs
 
 
 def check(name: str, output: str) -> None:

@@ -16,8 +16,7 @@ import requests
 from loadtest import capabilities as cap
 from loadtest.mcp_client import McpClient, stream_messages
 from loadtest.topology import INSTANCES
-from tests.helpers import Recorder, wait_for
-from tests.test_capabilities import operations, session
+from tests.utils.clients import Recorder, operations, session, wait_for
 
 pytestmark = pytest.mark.anyio
 NOT_FOUND = {"code": -32600, "message": "Session not found"}

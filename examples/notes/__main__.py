@@ -5,4 +5,4 @@ import sys
 from app.serving import run_from_env
 
 if __name__ == "__main__":
-    sys.exit(run_from_env("examples.notes.server:create_app", "notes"))
+    sys.exit(run_from_env(f"{__package__}.server:create_app", "notes"))

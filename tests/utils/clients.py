@@ -1,4 +1,5 @@
-"""The SDK client, pinned to an era, with callbacks that record what the server sent."""
+"""Clients for the tests: the SDK client pinned to an era with callbacks that record what the server sent,
+our own wire client with a session open, raw 2026-07-28 calls, and polling with a deadline."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
 from loadtest import capabilities as cap
 from loadtest.compose import docker_unavailable
+from loadtest.mcp_client import McpClient
 
 SAMPLED_TEXT = "a short analysis"
 NO_BACK_CHANNEL = "this transport context has no back-channel for server-initiated requests."
@@ -131,3 +133,23 @@ def ask(url: str, tool: str, arguments: dict) -> tuple[requests.Response, dict, 
 
 def instance(response: requests.Response) -> str:
     return response.headers["X-Mcp-Instance"]
+
+
+def session(url: str) -> McpClient:
+    client = McpClient(requests.Session(), url)
+    assert cap.open_session(client).failure is None
+    return client
+
+
+def operations(client: McpClient) -> dict[str, cap.Outcome]:
+    return {
+        "basic": cap.basic_tool(client),
+        "counter": cap.counter(client, expected=1),
+        "logs": cap.logs(client),
+        "progress": cap.progress(client),
+        "sampling": cap.sampling(client),
+        "elicitation": cap.elicitation(client),
+        "subscribe": cap.subscribe(client, "capabilities"),
+        "publish": cap.publish(client, "capabilities", "hello"),
+        "churn": cap.session_churn(McpClient(requests.Session(), client.url)),
+    }

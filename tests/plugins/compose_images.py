@@ -8,8 +8,8 @@ import time
 import pytest
 
 from loadtest.compose import V2, build_images, docker_unavailable
-from tests.helpers import DOCKER_REQUIRED, require_docker
-from tests.layer_times import LAYER_TIMES
+from tests.plugins.layer_times import LAYER_TIMES
+from tests.utils.clients import DOCKER_REQUIRED, require_docker
 
 IMAGES = pytest.StashKey[dict[str, str] | RuntimeError]()
 

@@ -1,0 +1,52 @@
+"""Rules the layout keeps that an import graph cannot show (`lint-imports` checks the import rules)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from loadtest.topology import PROJECT_ROOT
+
+SDK_INTERNALS = PROJECT_ROOT / "app" / "sdk_internals.py"
+NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make"}  # public, despite the underscore
+
+
+def sources() -> list[Path]:
+    return sorted(path for folder in ("app", "loadtest", "examples") for path in (PROJECT_ROOT / folder).rglob("*.py"))
+
+
+def private_names(tree: ast.AST) -> list[str]:
+    """`x._name` where `x` is not self or cls, and imports from modules whose path has a `_name` part."""
+    nodes = list(ast.walk(tree))
+    attributes = [
+        f"line {node.lineno}: .{node.attr}"
+        for node in nodes
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and node.attr not in NAMEDTUPLE_API
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+    ]
+    modules = [
+        f"line {node.lineno}: from {node.module}"
+        for node in nodes
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("mcp")
+        and any(part.startswith("_") for part in node.module.split("."))
+    ]
+    return attributes + modules
+
+
+def test_private_sdk_names_appear_in_one_module():
+    elsewhere = {
+        str(path.relative_to(PROJECT_ROOT)): names
+        for path in sources()
+        if path != SDK_INTERNALS and (names := private_names(ast.parse(path.read_text())))
+    }
+    assert elsewhere == {}
+    assert private_names(ast.parse(SDK_INTERNALS.read_text())), "the check finds the names it looks for"
+
+
+def test_every_module_says_what_it_is_for():
+    missing = [str(p.relative_to(PROJECT_ROOT)) for p in sources() if not ast.get_docstring(ast.parse(p.read_text()))]
+    assert missing == []

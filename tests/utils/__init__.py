@@ -1,0 +1,1 @@
+"""What several test modules share: clients and callbacks, the docs' shell blocks, Locust runs."""

@@ -1,0 +1,47 @@
+"""The shell blocks of the README: found by their tag, and run as a reader pasting them would."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from loadtest.topology import PROJECT_ROOT
+
+README = (PROJECT_ROOT / "README.md").read_text()
+TAGGED = re.compile(r"<!-- (?P<kind>tested|ci): (?P<tag>[^>]*?) -->\n```bash\n(?P<code>.*?)```", re.S)
+
+
+def blocks() -> dict[str, tuple[str, list[str]]]:
+    """name -> (code, [preset, policy, store?]) for every `tested` block, in README order."""
+    found = {}
+    for match in TAGGED.finditer(README):
+        if match["kind"] == "tested":
+            name, *stack = match["tag"].split()
+            found[name] = (match["code"], stack)
+    return found
+
+
+def shell_env(tmp_path: Path) -> dict[str, str]:
+    """The user's shell after `. .venv/bin/activate`, with none of the stack's variables preset."""
+    unset = ("LB_POLICY", "SESSION_STORE", "NGINX_PORT", "NGINX_BIND", "PYTHON_IMAGE", "NGINX_IMAGE", "REDIS_IMAGE")
+    env = {k: v for k, v in os.environ.items() if k not in unset and not k.startswith("MCP_")}
+    return {**env, "MCP_STACK_DIR": str(tmp_path / "stack"), "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
+
+
+def run_blocks(names: list[str], env: dict[str, str]) -> dict[str, str]:
+    """Run blocks in one bash, as a reader pasting them in order would; return each block's output."""
+    script = "".join(f"printf '\\n=== {name}\\n'\n{blocks()[name][0]}" for name in names)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    outputs = dict(re.findall(r"^=== (\S+)\n(.*?)(?=^=== |\Z)", result.stdout, re.S | re.M))
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return outputs
