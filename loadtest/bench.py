@@ -30,9 +30,9 @@ import requests
 
 from app.cluster.event_store import MAX_EVENTS
 from app.shared import keys
+from loadtest.client.legacy import McpClient
 from loadtest.cpu import tree_times
-from loadtest.mcp_client import McpClient
-from loadtest.report import embed
+from loadtest.results import embed
 from loadtest.stack import Stack, free_port
 from loadtest.topology import PROJECT_ROOT
 

@@ -26,14 +26,14 @@ import itertools
 
 from locust import events, tag, task
 
-from loadtest import capabilities as cap
-from loadtest import run_report
-from loadtest.mcp_user import McpUser, protocol_of
-from loadtest.update_streams import GetStream, ListenStream
+from loadtest.client import capabilities as cap
+from loadtest.users import instances
+from loadtest.users.base import McpUser, protocol_of
+from loadtest.users.streams import GetStream, ListenStream
 
 UPDATE_WAIT = 5.0
 
-run_report.install()
+instances.install()
 
 
 @events.test_start.add_listener

@@ -22,8 +22,8 @@ import psutil
 import redis
 import requests
 
-from loadtest.matrix import locust_command
-from loadtest.report import embed
+from loadtest.matrix.run import locust_command
+from loadtest.results import embed
 from loadtest.stack import Stack, free_port
 from loadtest.topology import INSTANCES, PROJECT_ROOT
 

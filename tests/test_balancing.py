@@ -12,7 +12,7 @@ import pytest
 import requests
 from mcp.shared.exceptions import MCPError
 
-from loadtest.mcp_client import McpClient
+from loadtest.client.legacy import McpClient
 from loadtest.stack import Stack, free_port
 from loadtest.topology import POLICIES, PRESETS, STATEFUL, STATELESS
 from tests.utils.clients import Recorder, modern_call, text_of

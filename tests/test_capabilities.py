@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from loadtest import capabilities as cap
-from loadtest.mcp_client import McpClient
+from loadtest.client import capabilities as cap
+from loadtest.client.legacy import McpClient
 from loadtest.topology import STATEFUL
 from tests.utils.clients import operations, session
 

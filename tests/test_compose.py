@@ -10,9 +10,9 @@ import pytest
 import requests
 from mcp.shared.exceptions import MCPError
 
-from loadtest import capabilities as cap
+from loadtest.client import capabilities as cap
+from loadtest.client.legacy import McpClient
 from loadtest.compose import PROJECT, ComposeStack, docker_cli
-from loadtest.mcp_client import McpClient
 from loadtest.stack import free_port
 from loadtest.topology import PRESETS, STATEFUL
 from tests.utils.clients import Recorder, ask, instance, modern_call, text_of, wait_for

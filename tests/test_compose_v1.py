@@ -7,8 +7,8 @@ import subprocess
 import pytest
 import requests
 
+from loadtest.client.legacy import McpClient
 from loadtest.compose import V1, ComposeStack
-from loadtest.mcp_client import McpClient
 from loadtest.stack import free_port
 from tests.utils.clients import require_docker
 

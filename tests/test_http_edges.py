@@ -7,7 +7,7 @@ import json
 import requests
 
 from app.logs import session_fingerprint
-from loadtest.mcp_client import McpClient
+from loadtest.client.legacy import McpClient
 from tests.utils.clients import wait_for
 
 

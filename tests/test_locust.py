@@ -8,7 +8,7 @@ import subprocess
 
 import requests
 
-from loadtest import capabilities as cap
+from loadtest.client import capabilities as cap
 from loadtest.stack import Stack, answers, free_port
 from loadtest.topology import PROJECT_ROOT
 from tests.utils.clients import port_free, wait_for

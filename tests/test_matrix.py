@@ -11,10 +11,10 @@ import subprocess
 
 import pytest
 
-from loadtest import capabilities as cap
-from loadtest.capabilities import LEGACY, MODERN
+from loadtest.client import capabilities as cap
+from loadtest.client.capabilities import LEGACY, MODERN
 from loadtest.compose import ComposeStack, docker_unavailable
-from loadtest.matrix import configurations as quick_configurations
+from loadtest.matrix.run import configurations as quick_configurations
 from loadtest.topology import PROJECT_ROOT
 from tests.utils.docs import blocks, shell_env
 

@@ -9,9 +9,9 @@ import sys
 
 import requests
 
-from loadtest import capabilities as cap
-from loadtest.mcp_client import stream_events
-from loadtest.modern_client import ModernClient
+from loadtest.client import capabilities as cap
+from loadtest.client.legacy import stream_events
+from loadtest.client.modern import ModernClient
 from loadtest.stack import answers, free_port
 from loadtest.topology import PROJECT_ROOT
 from tests.utils.clients import wait_for

@@ -18,7 +18,7 @@ import redis
 import requests
 
 from app.shared.request_state_keys import RING_KEY, KeyRingCodec, RingKey, decode
-from loadtest import capabilities as cap
+from loadtest.client import capabilities as cap
 from loadtest.stack import Stack, free_port
 from loadtest.topology import PROJECT_ROOT, SSE
 from tests.utils.clients import Recorder, ask, instance, modern_call, text_of, wait_for

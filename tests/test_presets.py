@@ -6,7 +6,7 @@ import pytest
 import requests
 from mcp.shared.exceptions import MCPError
 
-from loadtest.mcp_client import McpClient, stream_messages
+from loadtest.client.legacy import McpClient, stream_messages
 from loadtest.topology import SSE, STATEFUL
 from tests.utils.clients import NO_BACK_CHANNEL, SAMPLED_TEXT, Recorder, text_of
 

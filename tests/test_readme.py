@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.compose import V2, installed
-from loadtest.report import README_EMBED
+from loadtest.results import README_EMBED
 from loadtest.stack import Stack
 from loadtest.topology import PRESETS, PROJECT_ROOT
 from tests.utils.clients import port_free

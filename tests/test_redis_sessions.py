@@ -13,8 +13,8 @@ import pytest
 import redis
 import requests
 
-from loadtest import capabilities as cap
-from loadtest.mcp_client import McpClient, stream_messages
+from loadtest.client import capabilities as cap
+from loadtest.client.legacy import McpClient, stream_messages
 from loadtest.topology import INSTANCES
 from tests.utils.clients import Recorder, operations, session, wait_for
 

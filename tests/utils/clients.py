@@ -12,9 +12,9 @@ import requests
 from mcp import Client
 from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
-from loadtest import capabilities as cap
+from loadtest.client import capabilities as cap
+from loadtest.client.legacy import McpClient
 from loadtest.compose import docker_unavailable
-from loadtest.mcp_client import McpClient
 
 SAMPLED_TEXT = "a short analysis"
 NO_BACK_CHANNEL = "this transport context has no back-channel for server-initiated requests."

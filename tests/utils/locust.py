@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from loadtest import capabilities as cap
+from loadtest.client import capabilities as cap
 from loadtest.topology import PROJECT_ROOT
 
 LOCUSTFILE = str(PROJECT_ROOT / "loadtest" / "locustfile.py")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
-from loadtest import capabilities as cap
-from loadtest.capabilities import LEGACY, MODERN
-from loadtest.expectations import (
+from loadtest.client import capabilities as cap
+from loadtest.client.capabilities import LEGACY, MODERN
+from loadtest.matrix import heatmap
+from loadtest.matrix.configs import Config, by_cell, configurations
+from loadtest.matrix.expectations import (
     NEEDS_AFFINITY,
     NO_SESSIONS,
     SEED_CLAIMS,
@@ -21,6 +21,7 @@ from loadtest.expectations import (
     UNSUPPORTED,
     VICTIM,
 )
+from loadtest.results import embed
 from loadtest.topology import PRESETS
 
 CSV_FIELDS = [
@@ -48,32 +49,13 @@ def write_all(rows: list[dict], run_info: dict, out: Path) -> None:
         (out / "ways.md").write_text(f"Measured {run_info['date']} ({run_info['mode']} run). " + "\n".join(ways) + "\n")
     else:
         (out / "ways.md").unlink(missing_ok=True)  # never leave an earlier run's comparison beside this run
-    from loadtest import heatmap  # it draws from this module's tables
-
     heatmap.write(rows, out / "heatmap.png")
 
 
-# A committed result shown in the README: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
-README_EMBED = re.compile(
-    r"(<!-- (?P<kind>matrix|ways|bench|soak): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
-)
-
-
-def embed(readme: Path, kind: str, source: Path) -> None:
-    """Replace the README's copy of a `kind` result with the file `source`."""
-    content = source.read_text()
-    text = README_EMBED.sub(
-        lambda m: m.group(1) + content + m.group(5) if m["kind"] == kind else m.group(0), readme.read_text()
-    )
-    if f"<!-- {kind}: " not in text:
-        raise SystemExit(f"no <!-- {kind}: ... --> marker in {readme}")
-    readme.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`python -m loadtest.report DIR [--readme README.md]`: rewrite the tables, CSV and heatmap from
+    """`python -m loadtest.matrix.report DIR [--readme README.md]`: rewrite the tables, CSV and heatmap from
     DIR/rows.json, and optionally the README's copies of the tables (between its matrix and ways markers)."""
-    parser = argparse.ArgumentParser(prog="python -m loadtest.report")
+    parser = argparse.ArgumentParser(prog="python -m loadtest.matrix.report")
     parser.add_argument("out", type=Path)
     parser.add_argument("--readme", type=Path)
     args = parser.parse_args(argv)
@@ -99,32 +81,6 @@ def write_csv(rows: list[dict], path: Path) -> None:
                     "reasons": json.dumps(row.get("reasons", {})),
                 }
             )
-
-
-class Config(NamedTuple):
-    preset: str
-    policy: str
-    store: str
-    loss: bool  # app1 killed halfway through
-    protocol: str  # what the clients spoke
-
-    @property
-    def columns(self) -> str:
-        return " | ".join((self.protocol, self.preset, self.policy, self.store))
-
-
-def by_cell(rows: list[dict]) -> dict[tuple[str, str, str, bool, str, str], dict]:
-    """Rows by (preset, policy, store, instance loss, protocol, capability)."""
-    return {(*_config(r), r["capability"]): r for r in rows}
-
-
-def configurations(rows: list[dict], *, loss: bool | None = None) -> list[Config]:
-    configs = dict.fromkeys(_config(r) for r in rows)
-    return [c for c in configs if loss is None or c.loss == loss]
-
-
-def _config(row: dict) -> Config:
-    return Config(row["preset"], row["policy"], row["store"], row.get("loss", False), row.get("protocol", LEGACY))
 
 
 def cell(row: dict) -> str:
@@ -175,11 +131,11 @@ def markdown(rows: list[dict], run_info: dict) -> str:
     lines += ["", "Which instance answered (share of all operations) and the busiest process:", ""]
     lines += ["| Configuration | Instances | Busiest process (average % of one core) |", "|---|---|---|"]
     for config in configurations(rows):
-        config_rows = [r for r in rows if _config(r) == config]
+        config_rows = [r for r in rows if Config.of(r) == config]
         cpu = config_rows[0]["cpu"]
         busiest = max(cpu, key=cpu.get)
         load = f"{busiest} {cpu[busiest]:.0f}%, {config_rows[0]['saturated'] or 'not saturated'}"
-        lines.append(f"| {name_of(config)} | {_shares(config_rows)} | {load} |")
+        lines.append(f"| {config.title} | {_shares(config_rows)} | {load} |")
     lines += ["", *seed_section(rows)]
     return "\n".join(lines) + "\n"
 
@@ -227,13 +183,8 @@ def loss_reasons(rows: list[dict]) -> list[str]:
     for row in rows:
         if row.get("loss") and row["failures"]:
             reasons = ", ".join(f"{n} × {reason}" for reason, n in row.get("reasons", {}).items())
-            lines.append(f"- {name_of(_config(row))}, {row['label']}: {reasons or row['top_failure']}")
+            lines.append(f"- {Config.of(row).title}, {row['label']}: {reasons or row['top_failure']}")
     return lines or ["- no failures"]
-
-
-def name_of(config: Config) -> str:
-    name = " ".join(config[:3]) + (" (instance loss)" if config.loss else "")
-    return name if config.protocol == LEGACY else f"{name} ({config.protocol})"
 
 
 def seed_section(rows: list[dict]) -> list[str]:
@@ -241,7 +192,7 @@ def seed_section(rows: list[dict]) -> list[str]:
     sticky = {
         (r["preset"], r["capability"]): r
         for r in rows
-        if r["policy"] == "ip-hash" and r["store"] == "memory" and not r.get("loss") and _config(r).protocol == LEGACY
+        if r["policy"] == "ip-hash" and r["store"] == "memory" and not r.get("loss") and Config.of(r).protocol == LEGACY
     }
     lines = [
         "The seed's claims (✓ works, ✗ does not, – it says nothing) against the measurements under `ip_hash`"
@@ -265,7 +216,7 @@ def seed_section(rows: list[dict]) -> list[str]:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for preset, claim in SEED_SCALES_WITHOUT_AFFINITY.items():
         basic = rows_where(rows, preset=preset, policy="round-robin", store="memory", capability=cap.BASIC)
-        basic = [row for row in basic if _config(row).protocol == LEGACY]
+        basic = [row for row in basic if Config.of(row).protocol == LEGACY]
         if basic and basic[0]["requests"] and (basic[0]["failures"] == 0) != claim:
             measured = _mark(basic[0]["failures"] == 0)
             disagreements.append(f"scaling under round-robin on `{preset}`: seed {_mark(claim)}, measured {measured}")

@@ -30,37 +30,20 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtest import capabilities as cap
-from loadtest import report
-from loadtest.capabilities import LEGACY, MODERN
+from loadtest.client import capabilities as cap
+from loadtest.client.capabilities import MODERN
 from loadtest.compose import ComposeStack, build_images, docker_unavailable
 from loadtest.cpu import CpuSampler, saturation
-from loadtest.expectations import VICTIM, expected, verdict
-from loadtest.progress import Progress, live_failures
+from loadtest.matrix import report
+from loadtest.matrix.configs import Config
+from loadtest.matrix.console import Progress, live_failures
+from loadtest.matrix.expectations import VICTIM, expected, verdict
 from loadtest.stack import Stack, free_port
 from loadtest.topology import POLICIES, PRESETS, PROJECT_ROOT
 
 STOP = threading.Event()  # set by SIGTERM
 # Instance loss: the Redis store under both policies it serves, and the sticky policy without it for contrast.
 LOSS_RUNS = (("round-robin", "redis"), ("session", "redis"), ("session", "memory"))
-
-
-@dataclass(frozen=True)
-class Config:
-    preset: str
-    policy: str
-    store: str
-    loss: bool = False  # kill VICTIM halfway through the load
-    protocol: str = LEGACY  # what the Locust users speak
-
-    @property
-    def name(self) -> str:
-        suffix = ("/instance-loss" if self.loss else "") + (f"/{self.protocol}" if self.protocol != LEGACY else "")
-        return f"{self.preset}/{self.policy}/{self.store}{suffix}"
-
-    @property
-    def slug(self) -> str:
-        return self.name.replace("/", "_")
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest import capabilities as cap
-from loadtest.expectations import NEEDS_AFFINITY, NO_SESSIONS, UNSUPPORTED
-from loadtest.report import by_cell, configurations, name_of
+from loadtest.client import capabilities as cap
+from loadtest.matrix.configs import by_cell, configurations
+from loadtest.matrix.expectations import NEEDS_AFFINITY, NO_SESSIONS, UNSUPPORTED
 
 
 def write(rows: list[dict], path: Path) -> None:
@@ -27,7 +27,7 @@ def write(rows: list[dict], path: Path) -> None:
     colours = matplotlib.colormaps["RdYlGn_r"].with_extremes(bad="#d9d9d9")
     figure, axes = plt.subplots(figsize=(1.2 * len(capabilities) + 5, 0.45 * len(configs) + 2))
     image = axes.imshow(masked, cmap=colours, vmin=0, vmax=100, aspect="auto")
-    axes.set_yticks(range(len(configs)), [name_of(c) for c in configs], fontsize=8)
+    axes.set_yticks(range(len(configs)), [c.title for c in configs], fontsize=8)
     axes.set_xticks(range(len(capabilities)), [cap.CAPABILITIES[c] for c in capabilities], fontsize=8)
     axes.xaxis.tick_top()
     for y, config in enumerate(configs):

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from loadtest.mcp_client import ACCEPT_BOTH, Answer, Exchange, raise_for_transport, stream_messages
+from loadtest.client.legacy import ACCEPT_BOTH, Answer, Exchange, raise_for_transport, stream_messages
 
 MODERN_VERSION = "2026-07-28"
 MAX_ROUNDS = 10  # input-required rounds before giving up, as the SDK's client (input_required_max_rounds)

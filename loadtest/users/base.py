@@ -12,9 +12,9 @@ from locust import User, between, events
 from locust.clients import HttpSession
 from locust.event import EventHook
 
-from loadtest import capabilities as cap
-from loadtest.mcp_client import McpClient
-from loadtest.modern_client import ModernClient
+from loadtest.client import capabilities as cap
+from loadtest.client.legacy import McpClient
+from loadtest.client.modern import ModernClient
 
 TIMEOUT = (3.0, 10.0)  # connect, and the longest silence within a response
 

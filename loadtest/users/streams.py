@@ -13,9 +13,9 @@ import requests
 from gevent.event import Event
 from gevent.queue import Empty, Queue
 
-from loadtest import capabilities as cap
-from loadtest.mcp_client import INSTANCE_HEADER, McpClient, stream_events, stream_messages
-from loadtest.modern_client import ModernClient
+from loadtest.client import capabilities as cap
+from loadtest.client.legacy import INSTANCE_HEADER, McpClient, stream_events, stream_messages
+from loadtest.client.modern import ModernClient
 
 STREAM_READ_TIMEOUT = 40.0  # the streams are silent between updates; the server pings every 15 s
 RESUME_ATTEMPTS = 3  # reconnections of a GET stream before the next task subscribes afresh

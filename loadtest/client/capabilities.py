@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtest.mcp_client import LEGACY_VERSION, Exchange, McpClient
-from loadtest.modern_client import MODERN_VERSION, ModernClient
+from loadtest.client.legacy import LEGACY_VERSION, Exchange, McpClient
+from loadtest.client.modern import MODERN_VERSION, ModernClient
 
 LEGACY = LEGACY_VERSION  # "2025-11-25": initialize, sessions, server requests mid-call, GET stream
 MODERN = MODERN_VERSION  # "2026-07-28": no sessions, input-required rounds, subscriptions/listen

@@ -7,8 +7,8 @@ claims are transcribed from its feature matrix and configuration matrix, cell by
 
 from __future__ import annotations
 
-from loadtest import capabilities as cap
-from loadtest.capabilities import LEGACY, MODERN
+from loadtest.client import capabilities as cap
+from loadtest.client.capabilities import LEGACY, MODERN
 from loadtest.topology import PRESETS
 
 VICTIM = "app1"  # the instance an instance-loss run kills halfway through
