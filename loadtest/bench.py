@@ -1,6 +1,6 @@
 """What the Redis session store costs, measured on the local stack (real uvicorn, nginx, redis-server).
 
-    python -m loadtest.bench [--calls 1000] [--clients 4] [--out results/bench] [--readme README.md]
+    python -m loadtest.bench [--calls 1000] [--clients 4] [--out results/bench] [--page docs/results.md]
 
 1. One session, sequential `whoami` calls sent straight to its owner (local) and to another
    instance (forwarded): latency, and the CPU each process spent per call.
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1000, help="calls per measurement")
     parser.add_argument("--clients", type=int, default=4, help="concurrent sessions in the policy runs")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "bench")
-    parser.add_argument("--readme", type=Path, help="also replace this README's copy of bench.md")
+    parser.add_argument("--page", type=Path, help="also replace the copy of bench.md in this Markdown page")
     args = parser.parse_args(argv)
     run = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "bench.md").write_text(markdown(run, forwarded, by_policy))
     print((args.out / "bench.md").read_text(), end="")
     print(f"bench: wrote {args.out / 'bench.md'} and bench.json")
-    if args.readme is not None:
-        embed(args.readme, "bench", args.out / "bench.md")
+    if args.page is not None:
+        embed(args.page, "bench", args.out / "bench.md")
     return 0
 
 

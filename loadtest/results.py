@@ -1,22 +1,22 @@
-"""Results committed under results/ and copied into the README between markers, so the two never differ."""
+"""Results committed under results/ and copied into a docs page between markers, so the two never differ."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-# A committed result shown in the README: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
+# A committed result shown in a page: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
 README_EMBED = re.compile(
     r"(<!-- (?P<kind>matrix|ways|bench|soak): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
 )
 
 
-def embed(readme: Path, kind: str, source: Path) -> None:
-    """Replace the README's copy of a `kind` result with the file `source`."""
+def embed(page: Path, kind: str, source: Path) -> None:
+    """Replace the page's copy of a `kind` result with the file `source`."""
     content = source.read_text()
     text = README_EMBED.sub(
-        lambda m: m.group(1) + content + m.group(5) if m["kind"] == kind else m.group(0), readme.read_text()
+        lambda m: m.group(1) + content + m.group(5) if m["kind"] == kind else m.group(0), page.read_text()
     )
     if f"<!-- {kind}: " not in text:
-        raise SystemExit(f"no <!-- {kind}: ... --> marker in {readme}")
-    readme.write_text(text)
+        raise SystemExit(f"no <!-- {kind}: ... --> marker in {page}")
+    page.write_text(text)

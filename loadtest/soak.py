@@ -1,6 +1,6 @@
 """A long session-churn run against the Redis store, watching for leaks.
 
-    python -m loadtest.soak [--minutes 10] [--users 8] [--out results/soak] [--readme README.md]
+    python -m loadtest.soak [--minutes 10] [--users 8] [--out results/soak] [--page docs/results.md]
 
 Locust users open, use and DELETE sessions continuously through nginx (round-robin, three
 instances, `stateful-sse`, Redis store) while Redis' keys and memory and every instance's resident
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "soak")
-    parser.add_argument("--readme", type=Path, help="also replace this README's copy of soak.md")
+    parser.add_argument("--page", type=Path, help="also replace the copy of soak.md in this Markdown page")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         result = soak(args.minutes, args.users, Path(work))
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "soak.json").write_text(json.dumps(result, indent=1))
     (args.out / "soak.md").write_text(summary(result))
     print(summary(result), end="")
-    if args.readme is not None:
-        embed(args.readme, "soak", args.out / "soak.md")
+    if args.page is not None:
+        embed(args.page, "soak", args.out / "soak.md")
     last = result["samples"][-1]
     return 0 if last["redis_session_keys"] == 0 and not any(last["held_sessions"].values()) else 1
 

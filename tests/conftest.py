@@ -1,5 +1,6 @@
-"""Fixtures that start real processes: local stacks (redis, 3 x uvicorn, nginx) shared by the whole run. The
-plugins build the compose images before the first test, and end the run with its time by layer."""
+"""Fixtures that start real processes: local stacks (redis, 3 x uvicorn, nginx), each shared by the tests of
+one module and stopped when the module ends. The plugins build the compose images before the first test,
+and end the run with its time by layer."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack_for(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
-    """`stack_for(preset, policy, store)`: a running local stack, started on first use and stopped at the end."""
+    """`stack_for(preset, policy, store)`: a running local stack, started on first use in a module and stopped
+    when the module ends (two cores do not hold a dozen idle stacks well)."""
     stacks: dict[tuple[str, str, str], Stack] = {}
     with contextlib.ExitStack() as cleanup:
 

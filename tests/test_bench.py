@@ -1,5 +1,5 @@
 """The benchmark and soak commands, run small: they finish, measure what they say, and the soak
-finds nothing left behind (the full runs' numbers are in the README, never asserted as timings)."""
+finds nothing left behind (the full runs' numbers are in docs/results.md, never asserted as timings)."""
 
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ def run(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_benchmark_measures_forwarding_and_every_policy(tmp_path):
-    readme = tmp_path / "README.md"
-    shutil.copy(PROJECT_ROOT / "README.md", readme)
-    done = run("loadtest.bench", "--calls", "60", "--clients", "2", "--out", str(tmp_path), "--readme", str(readme))
+    results_page = tmp_path / "results.md"
+    shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
+    done = run("loadtest.bench", "--calls", "60", "--clients", "2", "--out", str(tmp_path), "--page", str(results_page))
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "bench.md").read_text() in readme.read_text(), "--readme should copy the table in"
+    assert (tmp_path / "bench.md").read_text() in results_page.read_text(), "--page should copy the table in"
     result = json.loads((tmp_path / "bench.json").read_text())
     local, forwarded, memory = result["forwarding"]
     assert memory["events_kept"] == 64 and memory["record_bytes"] < 1024 and memory["events_bytes"] < 32 * 1024
@@ -42,11 +42,13 @@ def test_the_benchmark_measures_forwarding_and_every_policy(tmp_path):
 
 
 def test_the_soak_leaves_no_session_behind(tmp_path):
-    readme = tmp_path / "README.md"
-    shutil.copy(PROJECT_ROOT / "README.md", readme)
-    done = run("loadtest.soak", "--minutes", "0.25", "--users", "4", "--out", str(tmp_path), "--readme", str(readme))
+    results_page = tmp_path / "results.md"
+    shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
+    done = run(
+        "loadtest.soak", "--minutes", "0.25", "--users", "4", "--out", str(tmp_path), "--page", str(results_page)
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (tmp_path / "soak.md").read_text() in readme.read_text(), "--readme should copy the summary in"
+    assert (tmp_path / "soak.md").read_text() in results_page.read_text(), "--page should copy the summary in"
     result = json.loads((tmp_path / "soak.json").read_text())
     churned, failed = result["operations"]["session lifecycle"]
     assert churned > 20 and failed == 0

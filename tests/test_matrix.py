@@ -1,4 +1,5 @@
-"""The README's quick matrix, run as written, and the pattern it must show.
+"""The quick matrix of docs/load-tests.md, run as written (into the test's own TMPDIR), and the pattern it
+must show.
 
 It runs on the compose stack where a Docker Engine answers (CI), else on the local stack.
 """
@@ -6,7 +7,6 @@ It runs on the compose stack where a Docker Engine answers (CI), else on the loc
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -18,16 +18,14 @@ from loadtest.matrix.run import configurations as quick_configurations
 from loadtest.topology import PROJECT_ROOT
 from tests.utils.docs import blocks, shell_env
 
-OUT = PROJECT_ROOT / "results" / "quick"  # where the README's command writes
-
-
 pytestmark = [pytest.mark.timeout(900), pytest.mark.matrix, pytest.mark.compose]
 
 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory) -> dict:
-    shutil.rmtree(OUT, ignore_errors=True)  # every file checked below comes from this run
-    env = shell_env(tmp_path_factory.mktemp("matrix"))
+    tmp = tmp_path_factory.mktemp("matrix")
+    env = {**shell_env(tmp), "TMPDIR": str(tmp)}
+    out = tmp / "matrix-quick"  # where the documented command writes, with this TMPDIR
     run = subprocess.Popen(
         ["bash", "-c", f"exec {blocks()['matrix-quick'][0]}"],
         cwd=PROJECT_ROOT,
@@ -45,9 +43,9 @@ def matrix(tmp_path_factory) -> dict:
         if docker_unavailable() is None:
             ComposeStack.remove_everything()  # in case the matrix could not
     assert run.returncode == 0, stdout
-    saved = json.loads((OUT / "rows.json").read_text())
+    saved = json.loads((out / "rows.json").read_text())
     rows = {(r["preset"], r["policy"], r["store"], r["loss"], r["protocol"], r["capability"]): r for r in saved["rows"]}
-    return {"stdout": stdout, "rows": rows, "run": saved["run"]}
+    return {"stdout": stdout, "rows": rows, "run": saved["run"], "out": out}
 
 
 def configurations() -> list[str]:
@@ -59,10 +57,10 @@ def test_it_shows_progress_and_writes_every_file(matrix):
     names = configurations()
     assert f"[{len(names)}/{len(names)}] {names[-1]}" in matrix["stdout"]
     assert "failures so far:" in matrix["stdout"]
-    assert (OUT / "heatmap.png").read_bytes().startswith(b"\x89PNG")
-    assert (OUT / "results.csv").read_text().count("\n") == 1 + len(names) * len(cap.CAPABILITIES)
+    assert (matrix["out"] / "heatmap.png").read_bytes().startswith(b"\x89PNG")
+    assert (matrix["out"] / "results.csv").read_text().count("\n") == 1 + len(names) * len(cap.CAPABILITIES)
     for name in names:
-        run = OUT / "runs" / name.replace("/", "_")
+        run = matrix["out"] / "runs" / name.replace("/", "_")
         assert {"locust.html", "locust_stats.csv", "locust.json", "cpu.json"} <= {p.name for p in run.iterdir()}
 
 
@@ -93,7 +91,7 @@ def test_sticky_stateful_sse_supports_every_capability(matrix):
 
 
 def test_the_seed_disagreements_are_listed(matrix):
-    text = (OUT / "matrix.md").read_text()
+    text = (matrix["out"] / "matrix.md").read_text()
     assert "- progress on `stateless-sse`: the seed says it does not work; measured 0% failures" in text
     assert "- sampling on `stateful-json`: the seed says it works; measured 100% failures" in text
 

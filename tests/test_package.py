@@ -1,5 +1,6 @@
-"""`pip install .` in a clean venv gives the layer, and a server of one's own runs on it from outside the
-repository (examples/notes, copied elsewhere). Needs PyPI, as any `pip install` does."""
+"""`pip install .` in a clean venv (docs/layer.md's block, as written) gives the layer, and a server of one's
+own runs on it from outside the repository (examples/notes, copied elsewhere). Needs PyPI, as any
+`pip install` does."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import requests
 from loadtest.stack import free_port
 from loadtest.topology import PROJECT_ROOT
 from tests.utils.clients import session
+from tests.utils.docs import blocks
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -31,18 +33,18 @@ def installed(tmp_path_factory):
     root = tmp_path_factory.mktemp("package")
     source = root / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "requirements.txt"):
         shutil.copy(PROJECT_ROOT / name, source / name)
     shutil.copytree(PROJECT_ROOT / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__"))
     run(sys.executable, "-m", "venv", str(root / "venv"), cwd=root)
-    python = str(root / "venv" / "bin" / "python")
-    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run(*pip, "-c", str(PROJECT_ROOT / "requirements.txt"), str(source), cwd=root)
+    venv_bin = root / "venv" / "bin"
+    activated = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    run("bash", "-euo", "pipefail", "-c", blocks()["pip-install"][0], cwd=source, env=activated)
     elsewhere = root / "elsewhere"
     shutil.copytree(
         PROJECT_ROOT / "examples" / "notes", elsewhere / "notes", ignore=shutil.ignore_patterns("__pycache__")
     )
-    return python, elsewhere
+    return str(venv_bin / "python"), elsewhere
 
 
 def test_the_public_api_comes_from_the_installed_package(installed):

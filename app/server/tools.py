@@ -1,6 +1,6 @@
 """The demo MCP server: one small tool per capability of the seed's feature matrix.
 
-Tool names are a public interface: the README, the load tests and outside checks call them. The server
+Tool names are a public interface: the docs, the load tests and outside checks call them. The server
 knows nothing of balancers or Redis sessions: `app/asgi.py` serves it through `app.instance`.
 """
 

@@ -53,18 +53,18 @@ def write_all(rows: list[dict], run_info: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m loadtest.matrix.report DIR [--readme README.md]`: rewrite the tables, CSV and heatmap from
-    DIR/rows.json, and optionally the README's copies of the tables (between its matrix and ways markers)."""
+    """`python -m loadtest.matrix.report DIR [--page docs/results.md]`: rewrite the tables, CSV and heatmap from
+    DIR/rows.json, and optionally a page's copies of the tables (between its matrix and ways markers)."""
     parser = argparse.ArgumentParser(prog="python -m loadtest.matrix.report")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--readme", type=Path)
+    parser.add_argument("--page", type=Path)
     args = parser.parse_args(argv)
     saved = json.loads((args.out / "rows.json").read_text())
     write_all(saved["rows"], saved["run"], args.out)
-    if args.readme is not None:
-        embed(args.readme, "matrix", args.out / "matrix.md")
+    if args.page is not None:
+        embed(args.page, "matrix", args.out / "matrix.md")
         if (args.out / "ways.md").exists():  # a partial run (--only) has nothing to compare
-            embed(args.readme, "ways", args.out / "ways.md")
+            embed(args.page, "ways", args.out / "ways.md")
     return 0
 
 

@@ -87,10 +87,10 @@ def require_docker(what: str, command: tuple[str, ...] | None = None) -> None:
 
 
 def port_free(port: int) -> None:
-    """Fail early, with the reason, when a fixed port the README uses is taken."""
+    """Fail early, with the reason, when a fixed port the docs' commands use is taken."""
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
-            pytest.fail(f"port {port} is in use: the README's commands need it (a stack or Locust still up?)")
+            pytest.fail(f"port {port} is in use: the docs' commands need it (a stack or Locust still up?)")
 
 
 MODERN = "2026-07-28"

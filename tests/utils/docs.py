@@ -1,4 +1,5 @@
-"""The shell blocks of the README: found by their tag, and run as a reader pasting them would."""
+"""The shell blocks of the README and the docs pages: found by their tag, and run as a reader pasting them
+would, page after page in reading order."""
 
 from __future__ import annotations
 
@@ -10,17 +11,33 @@ from pathlib import Path
 
 from loadtest.topology import PROJECT_ROOT
 
-README = (PROJECT_ROOT / "README.md").read_text()
+# The reading order: the README, then the walk-through that its first command starts, then the rest.
+PAGES = (
+    "README.md",
+    "docs/walk-through.md",
+    "docs/protocol-2026.md",
+    "docs/results.md",
+    "docs/load-tests.md",
+    "docs/configuration.md",
+    "docs/layer.md",
+    "docs/tests.md",
+    "docs/design/redis-sessions.md",
+)
 TAGGED = re.compile(r"<!-- (?P<kind>tested|ci): (?P<tag>[^>]*?) -->\n```bash\n(?P<code>.*?)```", re.S)
 
 
+def page(name: str) -> str:
+    return (PROJECT_ROOT / name).read_text()
+
+
 def blocks() -> dict[str, tuple[str, list[str]]]:
-    """name -> (code, [preset, policy, store?]) for every `tested` block, in README order."""
+    """name -> (code, [preset, policy, store?]) for every `tested` block, in reading order."""
     found = {}
-    for match in TAGGED.finditer(README):
-        if match["kind"] == "tested":
-            name, *stack = match["tag"].split()
-            found[name] = (match["code"], stack)
+    for name in PAGES:
+        for match in TAGGED.finditer(page(name)):
+            if match["kind"] == "tested":
+                block, *stack = match["tag"].split()
+                found[block] = (match["code"], stack)
     return found
 
 

@@ -1,7 +1,8 @@
-"""Every shell block in the README runs here as written, so the README cannot drift from what works.
+"""Every shell block of the README and the docs pages runs here as written, so the pages cannot drift from
+what works; every Python block is a verbatim excerpt of the file it names, or runs.
 
-The curl examples run twice: against the local stack, and inside the README's own Docker Compose
-walk-through (which runs when a Docker Engine answers).
+The curl examples run twice: against the local stack, and inside the Docker Compose walk-through
+(docs/walk-through.md, then the pages after it), which runs when a Docker Engine answers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from loadtest.results import README_EMBED
 from loadtest.stack import Stack
 from loadtest.topology import PRESETS, PROJECT_ROOT
 from tests.utils.clients import port_free
-from tests.utils.docs import README, TAGGED, blocks, run_blocks, shell_env
+from tests.utils.docs import PAGES, TAGGED, blocks, page, run_blocks, shell_env
 
 SESSION_NOT_FOUND = '{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}'
 NGINX_HEALTHY = '{"status":"ok","instance":"nginx"}'
@@ -61,31 +62,82 @@ EXPECTED = {
     "compose-down": [],
     "local-stack": [
         "http://127.0.0.1:8080/mcp",
-        "preset=stateless-json lb=round-robin store=memory",
+        "server=app preset=stateless-json lb=round-robin store=memory",
+        *(f"  {name:<6} pid=" for name in ("redis", "app1", "app2", "app3", "nginx")),
+        "stack: stopped",
+    ],
+    "notes-stack": [
+        "http://127.0.0.1:8080/mcp",
+        "server=examples.notes preset=stateful-sse lb=round-robin store=redis",
         *(f"  {name:<6} pid=" for name in ("redis", "app1", "app2", "app3", "nginx")),
         "stack: stopped",
     ],
 }
+LOCAL_STACKS = ["local-stack", "notes-stack"]
+README_LINES = 50  # one screen
+PYTHON_BLOCK = re.compile(r"(?:<!-- (?P<tag>[^>]*?) -->\n)?```python\n(?P<code>.*?)```", re.S)
+LINK = re.compile(r"\]\((?!https?://|#)(?P<target>[^)#]+)(?:#[^)]*)?\)")
 
 
 EXAMPLES = [name for name, (_, stack) in blocks().items() if stack]
-RUN_ELSEWHERE = {"locust-web-ui": "tests/test_locust.py", "matrix-quick": "tests/test_matrix.py"}
-# Compose v2, then the stand-in images (the README's order for a machine without them), then the rest.
+RUN_ELSEWHERE = {
+    "locust-web-ui": "tests/test_locust.py",
+    "matrix-quick": "tests/test_matrix.py",
+    "pip-install": "tests/test_package.py",
+}
+# Compose v2, then the stand-in images (the walk-through's order for a machine without them), then the rest.
 SETUP = ["compose-v2", "compose-images"]
 WALK_THROUGH = SETUP + [
     name for name in blocks() if name not in SETUP and (name.startswith("compose-") or name in EXAMPLES)
 ]
 
 
-def test_every_shell_block_in_the_readme_is_run_somewhere():
-    assert README.count("```bash") == len(TAGGED.findall(README)), "a ```bash block has no tested/ci tag"
+@pytest.mark.parametrize("name", PAGES)
+def test_every_shell_block_is_run_somewhere(name):
+    text = page(name)
+    assert text.count("```bash") == len(TAGGED.findall(text)), f"a ```bash block of {name} has no tested/ci tag"
+
+
+def test_every_tested_block_has_its_test():
     assert set(blocks()) == set(EXPECTED) | set(RUN_ELSEWHERE)
-    assert set(WALK_THROUGH) | {"local-stack"} == set(EXPECTED)
+    assert set(WALK_THROUGH) | set(LOCAL_STACKS) == set(EXPECTED)
+    assert all(name in (PROJECT_ROOT / test).read_text() for name, test in RUN_ELSEWHERE.items())
 
 
-def test_ci_runs_the_readme_commands_it_claims():
+def test_the_readme_fits_one_screen_and_every_page_is_linked():
+    readme = page("README.md")
+    assert readme.count("\n") <= README_LINES
+    assert all(f"]({name})" in readme for name in PAGES[1:]), "the README links every page"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_link_leads_to_a_file(name):
+    folder = (PROJECT_ROOT / name).parent
+    missing = [m["target"] for m in LINK.finditer(page(name)) if not (folder / m["target"]).exists()]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_python_blocks_are_excerpts_of_the_code_or_run(name, monkeypatch):
+    for match in PYTHON_BLOCK.finditer(page(name)):
+        tag, code = match["tag"] or "", match["code"]
+        if tag.startswith("excerpt: "):
+            assert code in (PROJECT_ROOT / tag.removeprefix("excerpt: ")).read_text(), f"{name}: {code[:60]!r}"
+        else:
+            assert tag == "run: with an MCPServer named mcp", f"{name}: a python block with no excerpt/run tag"
+            from mcp.server.mcpserver import MCPServer
+
+            monkeypatch.setenv("MCP_INSTANCE_ID", "docs")
+            scope = {"mcp": MCPServer("docs")}
+            exec(code, scope)
+            assert callable(scope["asgi_app"])
+
+
+def test_ci_runs_the_commands_the_pages_say_it_runs():
     ci_lines = (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
-    claimed = [m["code"].split("#")[0].strip() for m in TAGGED.finditer(README) if m["kind"] == "ci"]
+    claimed = [
+        m["code"].split("#")[0].strip() for name in PAGES for m in TAGGED.finditer(page(name)) if m["kind"] == "ci"
+    ]
     assert claimed == ["scripts/test", "scripts/reset-machine"]
     for command in claimed:
         assert any(line.split()[-1:] == [command] for line in ci_lines), f".ci/run does not run {command}"
@@ -99,7 +151,7 @@ def port_8080_free():
 def check(name: str, output: str) -> None:
     for expected in EXPECTED[name]:
         assert expected in output, f"{name}: {expected!r} not in:\n{output}"
-    if name == "modern-round-robin":  # the README says: the retry, and each count, from another instance
+    if name == "modern-round-robin":  # the page says: the retry, and each count, from another instance
         answered = re.findall(r"^x-mcp-instance: (app\d)$", output, re.M)
         assert len(answered) == 5 and len(set(answered[2:])) == 3, output
         assert all(first != then for first, then in itertools.pairwise(answered)), output
@@ -115,13 +167,14 @@ def test_curl_examples_against_the_local_stack(name, tmp_path, port_8080_free):
     check(name, output)
 
 
-def test_local_stack_commands(tmp_path, port_8080_free):
+@pytest.mark.parametrize("name", LOCAL_STACKS)
+def test_local_stack_commands(name, tmp_path, port_8080_free):
     env = shell_env(tmp_path)
     try:
-        output = run_blocks(["local-stack"], env)["local-stack"]
+        output = run_blocks([name], env)[name]
     finally:
         subprocess.run([sys.executable, "-m", "loadtest.stack", "down"], cwd=PROJECT_ROOT, env=env, check=False)
-    check("local-stack", output)
+    check(name, output)
     assert output.count("running, healthy") == 5, output
 
 
@@ -131,7 +184,7 @@ def test_docker_compose_walk_through(tmp_path, port_8080_free, compose_images):
     port_free(8089)
     env = shell_env(tmp_path)
     if not installed(V2):
-        env["PATH"] = f"{compose_v1_shim(tmp_path)}:{env['PATH']}"  # the README's note: type docker-compose
+        env["PATH"] = f"{compose_v1_shim(tmp_path)}:{env['PATH']}"  # the walk-through's note: type docker-compose
     try:
         outputs = run_blocks(WALK_THROUGH, env)
     finally:
@@ -155,10 +208,10 @@ def compose_v1_shim(tmp_path: Path) -> Path:
     return shim
 
 
-def test_the_readme_shows_the_committed_results():
-    """The README's copies of results/full/matrix.md and ways.md, results/bench/bench.md and results/soak/soak.md
-    are the committed files (each command's --readme option writes them)."""
-    shown = {m["kind"]: m for m in README_EMBED.finditer(README)}
+def test_the_results_page_shows_the_committed_results():
+    """docs/results.md's copies of results/full/matrix.md and ways.md, results/bench/bench.md and
+    results/soak/soak.md are the committed files (each command's --page option writes them)."""
+    shown = {m["kind"]: m for m in README_EMBED.finditer(page("docs/results.md"))}
     assert {kind: m["path"] for kind, m in shown.items()} == {
         "matrix": "results/full/matrix.md",
         "ways": "results/full/ways.md",

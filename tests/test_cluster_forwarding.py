@@ -1,0 +1,59 @@
+"""The forwarded hop's signature, in-process: what it binds, how long it lives, and the secret's rotation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app.cluster import forwarding
+from app.cluster.forwarding import ForwardSigner
+
+SECRET, OTHER = b"s" * 32, b"o" * 32
+
+
+def scope(method: str = "POST", path: str = "/mcp", session: str = "abc", query: bytes = b"") -> dict:
+    return {"method": method, "path": path, "query_string": query, "headers": [(b"mcp-session-id", session.encode())]}
+
+
+def test_a_signature_verifies_for_exactly_the_request_it_signed():
+    signer = ForwardSigner(SECRET, "app1:1")
+    header = signer.sign(scope(), b'{"id":1}')
+    assert signer.verify(header, scope(), b'{"id":1}')
+    for other, body in [
+        (scope(), b'{"id":2}'),
+        (scope(method="DELETE"), b'{"id":1}'),
+        (scope(path="/other"), b'{"id":1}'),
+        (scope(session="xyz"), b'{"id":1}'),
+        (scope(query=b"a=1"), b'{"id":1}'),
+    ]:
+        assert not signer.verify(header, other, body), other
+
+
+def test_only_the_cluster_secret_makes_a_valid_signature():
+    header = ForwardSigner(OTHER, "intruder").sign(scope(), b"")
+    assert not ForwardSigner(SECRET, "app1:1").verify(header, scope(), b"")
+
+
+@pytest.mark.parametrize("header", ["", "x;y;z", "1;app1;", "١٢٣;app1;00", ";;"])
+def test_malformed_headers_are_refused(header):
+    assert not ForwardSigner(SECRET, "app1:1").verify(header, scope(), b"")
+
+
+def test_a_signature_expires(monkeypatch):
+    signer = ForwardSigner(SECRET, "app1:1")
+    header = signer.sign(scope(), b"")
+    later = time.time() + forwarding._MAX_SKEW_SECONDS + 1
+    monkeypatch.setattr(forwarding.time, "time", lambda: later)  # the clock, not the code under test
+    assert not signer.verify(header, scope(), b"")
+
+
+def test_after_a_rotation_the_previous_secret_still_verifies_and_the_new_one_signs():
+    old = ForwardSigner(SECRET, "app1:1")
+    in_flight = old.sign(scope(), b"")
+    rotated = ForwardSigner(SECRET, "app2:1")
+    rotated.rotate(OTHER)
+    assert rotated.verify(in_flight, scope(), b"")
+    assert ForwardSigner(OTHER, "app3:1").verify(rotated.sign(scope(), b""), scope(), b"")
+    rotated.rotate(b"n" * 32)  # two rotations on, the first secret is gone
+    assert not rotated.verify(in_flight, scope(), b"")

@@ -1,0 +1,44 @@
+"""docker-compose.yml states each thing once, and every profile still gets exactly the services it had
+(tests/data/compose-services.json: `docker compose config` of the file before it was folded, in the
+default environment). Compose 1.29 reads the same file: tests/test_compose_v1.py runs a profile with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from loadtest.compose import V2
+from loadtest.topology import PRESETS, PROJECT_ROOT
+from tests.utils.clients import require_docker
+
+SNAPSHOT = PROJECT_ROOT / "tests" / "data" / "compose-services.json"
+PROFILES = (*PRESETS, "loadtest")
+# The compose file's own variables: a caller's value would change the services.
+VARIABLES = ("LB_POLICY", "SESSION_STORE", "NGINX_PORT", "NGINX_BIND", "LOCUST_PORT", "LOCUST_BIND", "MCP_WORKERS")
+VARIABLES += (
+    "MCP_ALLOWED_HOSTS",
+    "MCP_REQUEST_STATE_KEYS",
+    "MCP_LOG_LEVEL",
+    "PYTHON_IMAGE",
+    "NGINX_IMAGE",
+    "REDIS_IMAGE",
+)
+
+
+def config(profile: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES and not k.startswith("COMPOSE_")}
+    done = subprocess.run(
+        [*V2, "--profile", profile, "config", "--format", "json"], cwd=PROJECT_ROOT, env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    services = json.loads(done.stdout)["services"]
+    return json.loads(json.dumps(services).replace(json.dumps(str(PROJECT_ROOT))[:-1], '"<project>'))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_gets_the_services_it_had(profile):
+    require_docker("docker compose config", V2)
+    assert config(profile) == json.loads(SNAPSHOT.read_text())[profile]

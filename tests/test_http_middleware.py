@@ -1,0 +1,67 @@
+"""The middleware around the SDK's app, in-process over ASGI: session ids leave prefixed with the instance
+and come back bare, every response names its instance, and the SDK's Host rejection names the setting."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from app.http.messages import header
+from app.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorded:
+    """An inner ASGI app that answers with a session id and keeps the request it saw."""
+
+    def __init__(self, status: int = 200, session_id: bytes = b"0123abcd", body: bytes = b"ok") -> None:
+        self.status, self.session_id, self.body = status, session_id, body
+        self.seen: list[Scope] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.seen.append(scope)
+        headers = [(b"mcp-session-id", self.session_id)] if self.session_id else []
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+async def exchange(app, headers: list[tuple[bytes, bytes]] | None = None) -> list[dict]:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": headers or [], "query_string": b""}
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_session_ids_leave_with_the_instance_prefix_and_come_back_without_it():
+    inner = Recorded()
+    started, _ = await exchange(SessionIdPrefix(inner, "app2"), [(b"mcp-session-id", b"app2.0123abcd")])
+    assert header(started["headers"], b"mcp-session-id") == "app2.0123abcd"
+    assert header(inner.seen[0]["headers"], b"mcp-session-id") == "0123abcd"
+
+
+async def test_an_id_the_owner_already_prefixed_keeps_the_owners_prefix():
+    started, _ = await exchange(SessionIdPrefix(Recorded(session_id=b"app1.0123abcd"), "app2"))
+    assert header(started["headers"], b"mcp-session-id") == "app1.0123abcd"
+
+
+async def test_every_response_names_the_instance():
+    started, _ = await exchange(InstanceMiddleware(Recorded(), "app3"))
+    assert header(started["headers"], b"x-mcp-instance") == "app3"
+
+
+async def test_the_sdks_host_rejection_becomes_a_json_rpc_error_naming_the_setting():
+    rejecting = Recorded(status=421, session_id=b"", body=b"Invalid Host header")
+    started, body = await exchange(RejectionMessages(rejecting), [(b"host", b"evil.example")])
+    assert started["status"] == 421 and header(started["headers"], b"content-type") == "application/json"
+    error = json.loads(body["body"])["error"]
+    assert error["code"] == -32600 and "'evil.example'" in error["message"] and "MCP_ALLOWED_HOSTS" in error["message"]

@@ -1,0 +1,125 @@
+"""Session-scoped state, in memory (in-process) and in Redis (a real redis-server): the same answers, every
+bound reached, and nothing written for a session that has ended."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import redis.asyncio
+
+from app.sessions.state import (
+    MAX_KEYS,
+    MAX_STATE_BYTES,
+    MemorySessionState,
+    RedisSessionState,
+    SessionState,
+    SessionStateError,
+)
+from app.shared import keys
+from loadtest.stack import free_port
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    port = free_port()
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    workdir = str(tmp_path_factory.mktemp("redis"))
+    server = subprocess.Popen([binary, *options, "--dir", workdir], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
+            time.sleep(0.02)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(timeout=5)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def state(request):
+    """A session's state on either backend; with Redis, the session's record exists as the registry makes it."""
+    if request.param == "memory":
+        yield SessionState(MemorySessionState(limit=10), "s1")
+        return
+    client = redis.asyncio.Redis.from_url(request.getfixturevalue("redis_url"))
+    await client.delete(keys.SESSION.format("s1"))
+    await client.hset(keys.SESSION.format("s1"), mapping={"owner": "app1:x", "params": "{}"})
+    yield SessionState(RedisSessionState(client), "s1")
+    await client.aclose()
+
+
+async def test_values_round_trip_as_json_and_counters_count(state):
+    assert await state.get("missing", "default") == "default"
+    await state.set("notes", ["a", {"b": 2}])
+    assert await state.get("notes") == ["a", {"b": 2}]
+    assert [await state.increment("n") for _ in range(3)] == [1, 2, 3]
+    assert await state.increment("n", by=-3) == 0
+
+
+async def test_increment_refuses_a_value_that_is_not_an_integer(state):
+    await state.set("text", "hello")
+    with pytest.raises(SessionStateError, match="not an integer"):
+        await state.increment("text")
+
+
+@pytest.mark.parametrize("key", ["", "a b", "é", "x" * 65, "s/1"])
+async def test_keys_are_checked(state, key):
+    with pytest.raises(SessionStateError, match="is not valid"):
+        await state.set(key, 1)
+
+
+async def test_a_session_holds_at_most_max_keys(state):
+    for n in range(MAX_KEYS):
+        await state.set(f"k{n}", n)
+    with pytest.raises(SessionStateError, match="full"):
+        await state.set("one-more", 1)
+    with pytest.raises(SessionStateError, match="full"):
+        await state.increment("one-more")
+    await state.set("k0", "replaced")  # an existing key can always be rewritten
+    assert await state.get("k0") == "replaced"
+
+
+async def test_a_session_holds_at_most_max_state_bytes(state):
+    await state.set("big", "x" * (MAX_STATE_BYTES // 2))
+    with pytest.raises(SessionStateError, match="full"):
+        await state.set("bigger", "y" * (MAX_STATE_BYTES // 2))
+    with pytest.raises(SessionStateError, match="full"):
+        await state.set("alone", "z" * MAX_STATE_BYTES)
+    assert await state.get("bigger") is None
+
+
+async def test_an_ended_session_gets_an_error_and_nothing_is_written(redis_url):
+    client = redis.asyncio.Redis.from_url(redis_url)
+    ended = SessionState(RedisSessionState(client), "gone")
+    for operation in (ended.get("k"), ended.set("k", 1), ended.increment("k")):
+        with pytest.raises(SessionStateError, match="ended or expired"):
+            await operation
+    assert await client.exists(keys.SESSION.format("gone")) == 0
+    await client.aclose()
+
+
+async def test_without_redis_the_error_says_so():
+    client = redis.asyncio.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    with pytest.raises(SessionStateError, match=r"Redis\) is unavailable"):
+        await SessionState(RedisSessionState(client), "s1").increment("n")
+    await client.aclose()
+
+
+async def test_memory_keeps_the_state_of_open_sessions_over_ended_ones():
+    open_sessions = {"old-but-open", "new"}
+    backend = MemorySessionState(limit=2, live_sessions=lambda: open_sessions)
+    await SessionState(backend, "old-but-open").increment("n")
+    await SessionState(backend, "ended").increment("n")
+    await SessionState(backend, "new").increment("n")  # over the limit: "ended" goes although older ones stay
+    assert await SessionState(backend, "old-but-open").increment("n") == 2
+    assert await SessionState(backend, "ended").get("n") is None
