@@ -14,8 +14,9 @@ from starlette.types import ASGIApp
 
 from app.instance import instance_app
 from app.logs import configure_logging
+from app.server.bulletins import MemoryBulletins, RedisBulletins
+from app.server.counters import MemoryHandleCounters, RedisHandleCounters
 from app.server.settings import ServerSettings
-from app.server.stores import MemoryBulletins, MemoryHandleCounters, RedisBulletins, RedisHandleCounters
 from app.server.tools import UPDATES, Demo, build_server
 from app.settings import InstanceSettings
 from app.shared.redis import connect

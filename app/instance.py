@@ -61,6 +61,8 @@ class Instance:
     """The parts one instance runs, built from its settings (each None where the settings leave it out)."""
 
     def __init__(self, mcp: MCPServer, settings: InstanceSettings, subscribable: SubscribableURIs | None) -> None:
+        if state.bound(mcp):  # before anything is installed on it a second time
+            raise RuntimeError(f"{mcp.name!r} is already served by instance_app; build one app per server and process")
         self.mcp, self.settings = mcp, settings
         self.ready = False
         self.codec = self._share_request_state_keys()

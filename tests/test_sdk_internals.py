@@ -9,7 +9,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 
 from app import sdk_internals
-from app.server.stores import MemoryBulletins, MemoryHandleCounters
+from app.server.bulletins import MemoryBulletins
+from app.server.counters import MemoryHandleCounters
 from app.server.tools import UPDATES, Demo, build_server
 from app.sessions.subscriptions import ResourceSubscriptions
 from loadtest.topology import PROJECT_ROOT

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
-from app.server.stores import MemoryBulletins
+from app.server.bulletins import MemoryBulletins
 from app.server.tools import apply_operation, resolve_data_file
 
 pytestmark = pytest.mark.anyio

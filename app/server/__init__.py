@@ -1,1 +1,1 @@
-"""The demo MCP server: one small tool per capability of the seed's feature matrix, and their state."""
+"""The demo MCP server: one small tool per capability of the seed's feature matrix, and the state they keep."""

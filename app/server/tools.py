@@ -28,7 +28,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CreateMessageResult, SamplingMessage, TextContent
 from pydantic import BaseModel, Field
 
-from app.server.stores import HANDLE_PATTERN, Bulletins, HandleCounters
+from app.server.bulletins import Bulletins
+from app.server.counters import HANDLE_PATTERN, HandleCounters
 from app.sessions.state import session_id_of, session_state
 from app.sessions.subscriptions import SubscribableURIs, notify_resource_updated
 from app.shared.redis import RedisUnavailable
@@ -104,7 +105,7 @@ def ask_confirmation(action: str) -> Elicit[Confirmation]:
 
 @dataclass(frozen=True)
 class Demo:
-    """What the tools need besides the session: where files are, their stores, and who answers."""
+    """What the tools need besides the session: where files are, the counters and bulletins, and who answers."""
 
     data_dir: Path
     handles: HandleCounters

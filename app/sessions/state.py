@@ -217,8 +217,14 @@ class _Binding:
 _BINDINGS: WeakKeyDictionary[MCPServer, _Binding] = WeakKeyDictionary()
 
 
+def bound(mcp: MCPServer) -> bool:
+    return mcp in _BINDINGS
+
+
 def bind(mcp: MCPServer, backend: SessionStateBackend, *, stateless: bool) -> None:
-    """Give the tools of `mcp` their session state (done by `app.instance_app`)."""
+    """Give the tools of `mcp` their session state (done by `app.instance_app`, once per server)."""
+    if bound(mcp):
+        raise RuntimeError(f"{mcp.name!r} is already served by instance_app; build one app per server and process")
     _BINDINGS[mcp] = _Binding(backend, stateless)
 
 

@@ -1,14 +1,13 @@
-"""The demo tools' own state, beside the session: counters named by a handle, and the bulletins.
+"""Counters named by a handle the server issues: state without a session, for 2026-07-28 clients.
 
-Each comes in memory (this process only: exactly what a request loses when the balancer sends it to
-another instance) and in Redis (every instance reads the same).
+In memory (this process only: exactly what a request loses when the balancer sends it elsewhere) and in
+Redis (every instance counts alike).
 """
 
 from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -19,8 +18,6 @@ HANDLE_PREFIX = "ctr_"
 HANDLE_PATTERN = r"^ctr_[A-Za-z0-9_-]{22}$"
 UNKNOWN_HANDLE = "unknown or expired counter handle; call open_counter for a new one"
 HANDLE_KEY = "mcp:counter:{}"
-BULLETIN_KEY = "mcp:bulletin:{}"
-BULLETIN_TTL_SECONDS = 24 * 3600  # a topic nobody published on for a day is forgotten: topics cannot pile up
 
 
 def new_handle() -> str:
@@ -89,64 +86,3 @@ class RedisHandleCounters:
         if value is None:
             raise LookupError(UNKNOWN_HANDLE)
         return int(value)
-
-
-@dataclass(frozen=True)
-class Bulletin:
-    version: int
-    text: str
-
-
-NO_UPDATES = Bulletin(version=0, text="no updates yet")
-
-
-class Bulletins(Protocol):
-    """The resources `publish_update` changes, one per topic."""
-
-    async def publish(self, topic: str, text: str) -> Bulletin: ...
-
-    async def read(self, topic: str) -> Bulletin: ...
-
-
-class MemoryBulletins:
-    """Bulletins in this process; past `limit` topics the least recently published goes."""
-
-    def __init__(self, limit: int = 1000) -> None:
-        self._limit = limit
-        self._topics: OrderedDict[str, Bulletin] = OrderedDict()
-
-    async def publish(self, topic: str, text: str) -> Bulletin:
-        current = Bulletin(version=self._topics.pop(topic, NO_UPDATES).version + 1, text=text)
-        self._topics[topic] = current
-        while len(self._topics) > self._limit:
-            self._topics.popitem(last=False)
-        return current
-
-    async def read(self, topic: str) -> Bulletin:
-        return self._topics.get(topic, NO_UPDATES)
-
-
-_PUBLISH = """
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'text', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return version
-"""
-
-
-class RedisBulletins:
-    """Bulletins every instance reads alike: the resource an update notification points to."""
-
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._publish = redis.register_script(_PUBLISH)
-
-    async def publish(self, topic: str, text: str) -> Bulletin:
-        with unavailable_on_error():
-            version = await self._publish(keys=[BULLETIN_KEY.format(topic)], args=[text, BULLETIN_TTL_SECONDS])
-        return Bulletin(version=int(version), text=text)
-
-    async def read(self, topic: str) -> Bulletin:
-        with unavailable_on_error():
-            version, text = await self._redis.hmget(BULLETIN_KEY.format(topic), ["version", "text"])
-        return NO_UPDATES if version is None else Bulletin(version=int(version), text=text.decode())

@@ -1,0 +1,33 @@
+"""instance_app in-process, over the ASGI transport: what any MCPServer gets without Redis, and the
+mistakes it refuses."""
+
+from __future__ import annotations
+
+import httpx2
+import pytest
+from mcp.server.mcpserver import MCPServer
+
+from app import InstanceSettings, instance_app
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_health_names_the_instance_and_every_response_carries_it():
+    app = instance_app(MCPServer("probe"), InstanceSettings("probe1"))
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        health = await client.get("/healthz")
+    assert health.json() == {"status": "ok", "instance": "probe1"}
+    assert health.headers["x-mcp-instance"] == "probe1"
+
+
+def test_one_server_is_served_once():
+    mcp = MCPServer("twice")
+    instance_app(mcp, InstanceSettings("one"))
+    with pytest.raises(RuntimeError, match="already served by instance_app"):
+        instance_app(mcp, InstanceSettings("two"))
+
+
+def test_shared_keys_need_a_named_server():
+    keys = ("ab" * 32,)
+    with pytest.raises(ValueError, match="name the server"):
+        instance_app(MCPServer(), InstanceSettings("anon", request_state_keys=tuple(bytes.fromhex(k) for k in keys)))
