@@ -4,28 +4,32 @@ The public API, for a server of your own:
 
     from app import InstanceSettings, instance_app, session_state
 
-    app = instance_app(mcp, InstanceSettings.from_env())  # any MCPServer, as an ASGI app
+    asgi_app = instance_app(mcp, InstanceSettings.from_env())  # any MCPServer, as an ASGI app
 
 and, inside a tool, `await session_state(ctx).increment("calls")` (state kept with the session) and
 `await notify_resource_updated(ctx, uri)` (every subscriber, on every instance). docs/layer.md has more.
 """
 
-from app.instance import instance_app
-from app.logs import configure_logging
-from app.sessions.state import SessionState, SessionStateError, session_state
-from app.sessions.subscriptions import SubscribableURIs, notify_resource_updated
-from app.settings import InstanceSettings, Preset, SessionStore, SettingsError
+import importlib
 
-__all__ = [
-    "InstanceSettings",
-    "Preset",
-    "SessionState",
-    "SessionStateError",
-    "SessionStore",
-    "SettingsError",
-    "SubscribableURIs",
-    "configure_logging",
-    "instance_app",
-    "notify_resource_updated",
-    "session_state",
-]
+# Loaded on first use, so `import app.settings` (the load tests, the CLIs) does not pay for the SDK's import.
+_PUBLIC = {
+    "InstanceSettings": "app.settings",
+    "Preset": "app.settings",
+    "SessionStore": "app.settings",
+    "SettingsError": "app.settings",
+    "SessionState": "app.sessions.state",
+    "SessionStateError": "app.sessions.state",
+    "session_state": "app.sessions.state",
+    "SubscribableURIs": "app.sessions.subscriptions",
+    "notify_resource_updated": "app.sessions.subscriptions",
+    "configure_logging": "app.logs",
+    "instance_app": "app.instance",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'app' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)
