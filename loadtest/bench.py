@@ -169,8 +169,8 @@ def markdown(run: dict, forwarded: list[dict], by_policy: list[dict]) -> str:
     lines += [
         "",
         f"Redis memory per session: {memory['record_bytes']} bytes for its record (owner, `initialize` params,"
-        f" counter, subscriptions), and {memory['events_bytes']} bytes for its GET-stream events at the cap of"
-        f" {memory['events_kept']} events: at most {(memory['record_bytes'] + memory['events_bytes']) / 1024:.1f}"
+        f" session state, subscriptions), and {memory['events_bytes']} bytes for its GET-stream events at the cap"
+        f" of {memory['events_kept']} events: at most {(memory['record_bytes'] + memory['events_bytes']) / 1024:.1f}"
         " KiB per session with these tools.",
     ]
     lines += [
