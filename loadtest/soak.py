@@ -22,6 +22,7 @@ import psutil
 import redis
 import requests
 
+from app.shared import keys
 from loadtest.matrix.run import locust_command
 from loadtest.results import embed
 from loadtest.stack import Stack, free_port
@@ -38,7 +39,7 @@ def sample(stack: Stack, store: redis.Redis, started: float) -> dict:
         held[name] = ready["sessions"]
     return {
         "t_s": round(time.monotonic() - started, 1),
-        "redis_session_keys": sum(1 for _ in store.scan_iter("mcp:session:*", count=1000)),
+        "redis_session_keys": sum(1 for _ in store.scan_iter(keys.SESSION.format("*"), count=1000)),
         "redis_keys": store.dbsize(),
         "redis_used_memory_bytes": store.info("memory")["used_memory"],
         "instance_rss_bytes": {n: psutil.Process(stack.proc(n).pid).memory_info().rss for n in INSTANCES},

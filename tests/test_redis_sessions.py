@@ -13,6 +13,7 @@ import pytest
 import redis
 import requests
 
+from app.shared import keys
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient, stream_messages
 from loadtest.topology import INSTANCES
@@ -147,7 +148,7 @@ def test_a_signed_hop_cannot_carry_another_request(shared):
     """Even with the secret's signature captured from a real hop, changing the body breaks it."""
     from app.cluster.forwarding import ForwardSigner
 
-    secret = bytes.fromhex(redis.Redis.from_url(shared.redis_url).get("mcp:cluster-secret").decode())
+    secret = bytes.fromhex(redis.Redis.from_url(shared.redis_url).get(keys.CLUSTER_SECRET).decode())
     client = session(shared.instance_url("app1"))
     try:
         owner = client.call_tool("whoami").result["structuredContent"]["instance"]
@@ -170,7 +171,7 @@ def test_an_ended_session_left_in_redis_is_not_revived(shared):
     """A record that outlived its session (its deletion failed during a Redis blip) answers 404 and goes."""
     store = redis.Redis.from_url(shared.redis_url)
     client = session(shared.instance_url("app1"))
-    key = f"mcp:session:{client.session_id.partition('.')[2]}"
+    key = keys.SESSION.format(client.session_id.partition(".")[2])
     record = store.hgetall(key)
     assert client.close().status == 200
     wait_for(lambda: not store.exists(key))
@@ -209,12 +210,12 @@ def test_the_instances_agree_on_a_new_secret_after_redis_lost_its_data(tmp_path)
 
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
         store = redis.Redis.from_url(stack.redis_url)
-        before = store.get("mcp:cluster-secret")
+        before = store.get(keys.CLUSTER_SECRET)
         store.flushall()  # a Redis restart without persistence: every session and the secret are gone
         client = session(stack.instance_url("app1"))  # app1 makes a new secret; the others follow within seconds
         client.url = stack.instance_url("app2")
         wait_for(lambda: client.call_tool("whoami").status == 200, timeout=15)
-        assert store.get("mcp:cluster-secret") != before
+        assert store.get(keys.CLUSTER_SECRET) != before
 
 
 def test_sessions_survive_their_instance_being_killed(stack_for, tmp_path):
@@ -299,7 +300,7 @@ def test_idle_sessions_expire_everywhere_and_leave_nothing_in_redis(tmp_path):
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port(), app_env=settings) as stack:
         store = redis.Redis.from_url(stack.redis_url)
         client = session(stack.url)
-        key = f"mcp:session:{client.session_id.partition('.')[2]}"
+        key = keys.SESSION.format(client.session_id.partition(".")[2])
         assert store.exists(key)
         wait_for(lambda: not store.exists(key), timeout=10)  # the owner reaped it and deleted its record
         for name in INSTANCES:
@@ -313,14 +314,14 @@ def test_a_session_record_is_small_and_churn_leaves_no_keys(shared):
     client = session(shared.url)
     for n in range(1, 101):
         assert cap.counter(client, expected=n).failure is None
-    key = f"mcp:session:{client.session_id.partition('.')[2]}"
+    key = keys.SESSION.format(client.session_id.partition(".")[2])
     assert store.memory_usage(key) < 1024, "one session record (with a counter at 100) should stay under 1 KiB"
     assert store.pttl(key) > 0, "every record expires"
     client.close()
     churned = []
     for _ in range(30):
         other = session(shared.url)
-        churned.append(f"mcp:session:{other.session_id.partition('.')[2]}")
+        churned.append(keys.SESSION.format(other.session_id.partition(".")[2]))
         assert other.close().status == 200
     wait_for(lambda: store.exists(key, *churned) == 0)  # each owner deletes the record as the session ends
 
@@ -332,7 +333,7 @@ def test_a_dropped_get_stream_resumes_with_last_event_id_elsewhere_even_after_a_
         store = redis.Redis.from_url(stack.redis_url)
         subscriber = session(stack.instance_url("app1"))  # app1 owns the session
         publisher = session(stack.instance_url("app2"))
-        events_key = f"mcp:events:{subscriber.session_id.partition('.')[2]}"
+        events_key = keys.EVENTS.format(subscriber.session_id.partition(".")[2])
         assert cap.subscribe(subscriber, "resume").failure is None
         subscriber.url, subscriber.timeout = stack.instance_url("app2"), (5, 5)
         with subscriber.open_stream() as stream:  # held through app2, which forwards it to app1
