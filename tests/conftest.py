@@ -5,6 +5,12 @@ and end the run with its time by layer."""
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -46,3 +52,30 @@ def preset(request) -> str:
 def url(stack_for, preset) -> str:
     """One instance of the preset's stack, reached directly (no balancer in the way)."""
     return stack_for(preset).instance_url("app1")
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A redis-server of the module's own on 127.0.0.1: (its URL, its process)."""
+    port = free_port()
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    workdir = str(tmp_path_factory.mktemp("redis"))
+    server = subprocess.Popen([binary, *options, "--dir", workdir], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
+            time.sleep(0.02)
+    yield f"redis://127.0.0.1:{port}/0", server
+    os.kill(server.pid, signal.SIGCONT)
+    server.terminate()
+    server.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def redis_url(redis_server) -> str:
+    return redis_server[0]

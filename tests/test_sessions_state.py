@@ -3,11 +3,6 @@ bound reached, and nothing written for a session that has ended."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-
 import pytest
 import redis.asyncio
 
@@ -20,29 +15,11 @@ from app.sessions.state import (
     SessionStateError,
 )
 from app.shared import keys
+from app.shared.redis import connect
 from loadtest.stack import free_port
+from tests.utils.faults import increments_through_stalls
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    port = free_port()
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    workdir = str(tmp_path_factory.mktemp("redis"))
-    server = subprocess.Popen([binary, *options, "--dir", workdir], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
-            time.sleep(0.02)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(timeout=5)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -123,3 +100,18 @@ async def test_memory_keeps_the_state_of_open_sessions_over_ended_ones():
     await SessionState(backend, "new").increment("n")  # over the limit: "ended" goes although older ones stay
     assert await SessionState(backend, "old-but-open").increment("n") == 2
     assert await SessionState(backend, "ended").get("n") is None
+
+
+async def test_a_stalled_redis_applies_each_acknowledged_write_exactly_once(redis_server):
+    """Four writers increment one session's counter without pause while redis-server is SIGSTOPped three
+    times: every answer is distinct, and the counter holds exactly as many increments as were answered."""
+    url, server = redis_server
+    client = connect(url)  # the layer's own client: its timeouts and its retry
+    await client.hset(keys.SESSION.format("stalled"), mapping={"owner": "app1:x"})
+    counter = SessionState(RedisSessionState(client), "stalled")
+    answered, failed = await increments_through_stalls(server.pid, lambda: counter.increment("n"), SessionStateError)
+    counted = int(await client.hget(keys.SESSION.format("stalled"), "s:n"))
+    await client.aclose()
+    assert len(answered) == len(set(answered)), "an answer was given twice"
+    assert failed == [], failed  # a stall below two socket timeouts is ridden out by the one retry
+    assert counted == len(answered), f"{counted} increments applied, {len(answered)} acknowledged"

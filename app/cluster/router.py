@@ -197,9 +197,10 @@ class SessionRouter:
         if opening is None:
             return False
         connection = await manager.rebuild(session_id, opening.params, opening.protocol_version)
-        if connection is not None and self.member.subscriptions is not None:
-            self.member.subscriptions.restore(session_id, opening.subscriptions, connection)
-        log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})
+        if connection is not None:  # None: another request of this process rebuilt it first
+            if self.member.subscriptions is not None:
+                self.member.subscriptions.restore(session_id, opening.subscriptions, connection)
+            log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})
         return True
 
 

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from app.shared.redis import unavailable_on_error
+from app.shared.redis import applied_once, run_once, unavailable_on_error
 
 BULLETIN_KEY = "mcp:bulletin:{}"
 BULLETIN_TTL_SECONDS = 24 * 3600  # a topic nobody published on for a day is forgotten: topics cannot pile up
@@ -50,12 +50,12 @@ class MemoryBulletins:
         return self._topics.get(topic, NO_UPDATES)
 
 
-_PUBLISH = """
+_PUBLISH = applied_once("""
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'text', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return version
-"""
+""")
 
 
 class RedisBulletins:
@@ -66,8 +66,7 @@ class RedisBulletins:
         self._publish = redis.register_script(_PUBLISH)
 
     async def publish(self, topic: str, text: str) -> Bulletin:
-        with unavailable_on_error():
-            version = await self._publish(keys=[BULLETIN_KEY.format(topic)], args=[text, BULLETIN_TTL_SECONDS])
+        version = await run_once(self._publish, [BULLETIN_KEY.format(topic)], [text, BULLETIN_TTL_SECONDS])
         return Bulletin(version=int(version), text=text)
 
     async def read(self, topic: str) -> Bulletin:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from app.shared.redis import unavailable_on_error
+from app.shared.redis import applied_once, run_once, unavailable_on_error
 
 HANDLE_PREFIX = "ctr_"
 HANDLE_PATTERN = r"^ctr_[A-Za-z0-9_-]{22}$"
@@ -58,12 +58,12 @@ class MemoryHandleCounters:
 
 
 # Increments a handle's counter and pushes its expiry back; an unknown or expired handle creates nothing.
-_INCREMENT_HANDLE = """
+_INCREMENT_HANDLE = applied_once("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
 local value = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return value
-"""
+""")
 
 
 class RedisHandleCounters:
@@ -81,8 +81,7 @@ class RedisHandleCounters:
         return handle
 
     async def increment(self, handle: str) -> int:
-        with unavailable_on_error():
-            value = await self._increment(keys=[HANDLE_KEY.format(handle)], args=[self._ttl])
+        value = await run_once(self._increment, [HANDLE_KEY.format(handle)], [self._ttl])
         if value is None:
             raise LookupError(UNKNOWN_HANDLE)
         return int(value)

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from app.http.messages import SESSION_ID_HEADER
 from app.shared import keys
-from app.shared.redis import RedisUnavailable, unavailable_on_error
+from app.shared.redis import RedisUnavailable, applied_once, run_once, unavailable_on_error
 
 MAX_KEYS = 64
 MAX_STATE_BYTES = 64 * 1024
@@ -149,7 +149,7 @@ _GET = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 return {1, redis.call('HGET', KEYS[1], ARGV[1])}
 """
-_SET = (
+_SET = applied_once(
     _ROOM
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -158,7 +158,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 )
-_INCREMENT = (
+_INCREMENT = applied_once(
     _ROOM
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
@@ -182,25 +182,19 @@ class RedisSessionState:
         self._increment = redis.register_script(_INCREMENT)
 
     async def get(self, session_id: str, key: str) -> str | None:
-        answer = await self._run(self._get, session_id, key)
+        with unavailable_on_error():
+            answer = await self._get(keys=[keys.SESSION.format(session_id)], args=[FIELD_PREFIX + key])
+        _raise_for(answer[0], key)
         return answer[1].decode() if len(answer) > 1 and answer[1] is not None else None
 
     async def set(self, session_id: str, key: str, value: str) -> None:
-        status = await self._run(self._set, session_id, key, value)
+        status = await run_once(self._set, [keys.SESSION.format(session_id)], [FIELD_PREFIX + key, value])
         _raise_for(status, key)
 
     async def increment(self, session_id: str, key: str, by: int) -> int:
-        answer = await self._run(self._increment, session_id, key, by)
+        answer = await run_once(self._increment, [keys.SESSION.format(session_id)], [FIELD_PREFIX + key, by])
         _raise_for(answer[0], key)
         return int(answer[1])
-
-    @staticmethod
-    async def _run(script, session_id: str, key: str, *args):
-        with unavailable_on_error():
-            answer = await script(keys=[keys.SESSION.format(session_id)], args=[FIELD_PREFIX + key, *args])
-        if isinstance(answer, list) and answer[0] == -1:
-            raise SessionStateError(ENDED)
-        return answer
 
 
 def _raise_for(status: int, key: str) -> None:

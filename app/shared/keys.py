@@ -7,4 +7,5 @@ OWNER = "mcp:owner:{}"  # string: an owner process's internal URL, kept alive by
 EVENTS = "mcp:events:{}"  # stream: a session's GET-stream events, for Last-Event-ID resumption
 CLUSTER_SECRET = "mcp:cluster-secret"  # string: the secret that signs the forwarded hop
 REQUEST_STATE_KEYS = "mcp:request-state-keys"  # string: the key ring sealing 2026-07-28 requestState
+CALL = "mcp:call:{}"  # string: a write's first answer, kept briefly so that a re-sent script applies nothing
 BUS_CHANNEL = "mcp:bus"  # pub/sub channel: server events (a resource changed, a list changed)

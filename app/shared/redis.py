@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-# One retry: the first command after a Redis restart meets a dead pooled connection.
+from app.shared.keys import CALL
+
+# One retry: the first command after a Redis restart meets a dead pooled connection. A retry after a timeout
+# re-sends a command Redis may still run: every write script is therefore `applied_once`.
 _RETRY = Retry(NoBackoff(), 1)
+CALL_KEPT_MS = 30_000  # far longer than a call's retries take (two socket timeouts)
 
 
 class RedisUnavailable(RuntimeError):
@@ -43,3 +49,25 @@ def connect(url: str) -> Redis:
         health_check_interval=10,
     )
     return Redis(connection_pool=pool)
+
+
+def applied_once(body: str) -> str:
+    """A write script that a re-send (same call id: its last key) runs as a no-op returning the first answer.
+
+    `body` reads KEYS and ARGV as usual (the wrapper's own are the last of each) and returns its answer.
+    """
+    return f"""
+local call_key, kept_ms = KEYS[#KEYS], ARGV[#ARGV]
+local first = redis.call('GET', call_key)
+if first then return cjson.decode(first) end
+local answer = (function() {body} end)()
+if answer == nil then answer = false end
+redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
+return answer
+"""
+
+
+async def run_once(script: AsyncScript, keys: Sequence[str], args: Sequence[object]):
+    """Run an `applied_once` script with a fresh call id; Redis errors become RedisUnavailable."""
+    with unavailable_on_error():
+        return await script(keys=[*keys, CALL.format(secrets.token_hex(12))], args=[*args, CALL_KEPT_MS])
