@@ -10,13 +10,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from loadtest.stack import Stack, free_port
 from loadtest.topology import PRESETS
+from tests.utils.clients import wait_for
 
 pytest_plugins = ["tests.plugins.layer_times", "tests.plugins.compose_images"]
 
@@ -62,18 +62,20 @@ def redis_server(tmp_path_factory):
     options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     workdir = str(tmp_path_factory.mktemp("redis"))
     server = subprocess.Popen([binary, *options, "--dir", workdir], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
-            time.sleep(0.02)
+    wait_for(lambda: server.poll() is not None or _accepts(port), timeout=10, interval=0.02)
+    assert server.poll() is None, "redis-server did not start"
     yield f"redis://127.0.0.1:{port}/0", server
     os.kill(server.pid, signal.SIGCONT)
     server.terminate()
     server.wait(timeout=5)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
-import requests
 
-from loadtest.stack import free_port
+from loadtest.stack import answers, free_port
 from loadtest.topology import PROJECT_ROOT
-from tests.utils.clients import session
+from tests.utils.clients import session, wait_for
 from tests.utils.docs import blocks
 
 pytestmark = pytest.mark.timeout(300)
@@ -62,11 +60,8 @@ def test_a_server_of_ones_own_serves_from_the_installed_package(installed):
     server = subprocess.Popen([python, "-m", "notes"], cwd=elsewhere, env=env, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while not ready(url):
-            assert server.poll() is None, server.stderr.read().decode()
-            assert time.monotonic() < deadline, "the notes server did not get ready"
-            time.sleep(0.1)
+        wait_for(lambda: answers(f"{url}/readyz") or server.poll() is not None, timeout=30, interval=0.1)
+        assert server.poll() is None, server.stderr.read().decode()
         client = session(f"{url}/mcp")
         counts = [client.call_tool("add_note", {"text": f"note {n}"}).result["structuredContent"] for n in (1, 2)]
         assert counts == [{"result": 1}, {"result": 2}]
@@ -74,10 +69,3 @@ def test_a_server_of_ones_own_serves_from_the_installed_package(installed):
     finally:
         server.terminate()
         server.wait(timeout=10)
-
-
-def ready(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/readyz", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False

@@ -105,18 +105,15 @@ class MemorySessionState:
         return self._sessions.get(session_id, {}).get(key)
 
     async def set(self, session_id: str, key: str, value: str) -> None:
-        values = self._values(session_id)
-        others = {k: v for k, v in values.items() if k != key}
-        if len(others) >= MAX_KEYS or sum(map(len, others.values())) + len(value) > MAX_STATE_BYTES:
-            raise SessionStateError(FULL)
-        values[key] = value
+        _put(self._values(session_id), key, value)
 
     async def increment(self, session_id: str, key: str, by: int) -> int:
-        current = self._values(session_id).get(key, "0")
+        values = self._values(session_id)
+        current = values.get(key, "0")
         if not _INTEGER.match(current):
             raise SessionStateError(NOT_AN_INTEGER.format(key))
         value = int(current) + by
-        await self.set(session_id, key, str(value))
+        _put(values, key, str(value))
         return value
 
     def _values(self, session_id: str) -> dict[str, str]:
@@ -129,6 +126,14 @@ class MemorySessionState:
         while len(self._sessions) > self._limit:
             self._sessions.popitem(last=False)
         return values
+
+
+def _put(values: dict[str, str], key: str, value: str) -> None:
+    """Store `value` under `key` unless the session's state would pass its bounds."""
+    others = {k: v for k, v in values.items() if k != key}
+    if len(others) >= MAX_KEYS or sum(map(len, others.values())) + len(value) > MAX_STATE_BYTES:
+        raise SessionStateError(FULL)
+    values[key] = value
 
 
 _INTEGER = re.compile(r"^-?[0-9]{1,18}$")
@@ -216,9 +221,7 @@ def bound(mcp: MCPServer) -> bool:
 
 
 def bind(mcp: MCPServer, backend: SessionStateBackend, *, stateless: bool) -> None:
-    """Give the tools of `mcp` their session state (done by `app.instance_app`, once per server)."""
-    if bound(mcp):
-        raise RuntimeError(f"{mcp.name!r} is already served by instance_app; build one app per server and process")
+    """Give the tools of `mcp` their session state (done by `app.instance_app`, which refuses a second call)."""
     _BINDINGS[mcp] = _Binding(backend, stateless)
 
 
