@@ -6,10 +6,6 @@ It is also the model of how to serve a server of your own: build it, then `insta
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp
 
 from app.instance import instance_app
@@ -32,14 +28,6 @@ def create_app(settings: InstanceSettings | None = None, server: ServerSettings 
     else:
         handles, bulletins = MemoryHandleCounters(settings.max_sessions), MemoryBulletins()
 
-    @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            if redis is not None:
-                await redis.aclose()
-
     demo = Demo(server.data_dir, handles, bulletins, settings.instance_id, settings.preset.value)
-    mcp = build_server(demo, settings.log_level, lifespan)
-    return instance_app(mcp, settings, subscribable=UPDATES)
+    mcp = build_server(demo, settings.log_level)
+    return instance_app(mcp, settings, subscribable=UPDATES, redis=redis)  # one pool for the tools and the layer

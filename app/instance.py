@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -51,22 +52,39 @@ NO_SHARED_KEYS = (
 
 
 def instance_app(
-    mcp: MCPServer, settings: InstanceSettings, *, subscribable: SubscribableURIs | None = None
+    mcp: MCPServer,
+    settings: InstanceSettings,
+    *,
+    subscribable: SubscribableURIs | None = None,
+    redis: Redis | None = None,
 ) -> ASGIApp:
-    """The ASGI app serving `mcp` as one instance of several; call it once per server and process."""
-    return Instance(mcp, settings, subscribable).app
+    """The ASGI app serving `mcp` as one instance of several; call it once per server and process.
+
+    `redis`: a client of `settings.redis_url` the server's own tools already use, so the process keeps one
+    pool (made with `app.shared.redis.connect`; the instance closes it at shutdown). Default: one of its own.
+    """
+    if redis is not None and settings.redis_url is None:
+        raise ValueError("a Redis client was given but the settings name no Redis URL (MCP_REDIS_URL)")
+    return Instance(mcp, settings, subscribable, redis).app
 
 
 class Instance:
     """The parts one instance runs, built from its settings (each None where the settings leave it out)."""
 
-    def __init__(self, mcp: MCPServer, settings: InstanceSettings, subscribable: SubscribableURIs | None) -> None:
+    def __init__(
+        self,
+        mcp: MCPServer,
+        settings: InstanceSettings,
+        subscribable: SubscribableURIs | None,
+        redis: Redis | None = None,
+    ) -> None:
         if state.bound(mcp):  # before anything is installed on it a second time
             raise RuntimeError(f"{mcp.name!r} is already served by instance_app; build one app per server and process")
         self.mcp, self.settings = mcp, settings
         self.ready = False
         self.codec = self._share_request_state_keys()
-        redis = connect(settings.redis_url) if settings.redis_url is not None else None
+        if redis is None and settings.redis_url is not None:
+            redis = connect(settings.redis_url)
         registry = None
         if settings.session_store is SessionStore.REDIS:  # the settings guarantee a Redis URL
             registry = SessionRegistry(

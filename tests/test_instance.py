@@ -8,6 +8,7 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from app import InstanceSettings, instance_app
+from app.shared.redis import connect
 
 pytestmark = pytest.mark.anyio
 
@@ -31,3 +32,8 @@ def test_shared_keys_need_a_named_server():
     keys = ("ab" * 32,)
     with pytest.raises(ValueError, match="name the server"):
         instance_app(MCPServer(), InstanceSettings("anon", request_state_keys=tuple(bytes.fromhex(k) for k in keys)))
+
+
+def test_a_redis_client_needs_the_redis_url_it_belongs_to():
+    with pytest.raises(ValueError, match="no Redis URL"):
+        instance_app(MCPServer("given"), InstanceSettings("given1"), redis=connect("redis://127.0.0.1:1/0"))

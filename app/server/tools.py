@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -114,12 +112,8 @@ class Demo:
     preset: str
 
 
-def build_server(
-    demo: Demo,
-    log_level: str = "INFO",
-    lifespan: Callable[[MCPServer], AbstractAsyncContextManager[object]] | None = None,
-) -> MCPServer:
-    mcp = MCPServer(SERVER_NAME, log_level=log_level, lifespan=lifespan)
+def build_server(demo: Demo, log_level: str = "INFO") -> MCPServer:
+    mcp = MCPServer(SERVER_NAME, log_level=log_level)
     _add_file_tool(mcp, demo.data_dir)
     _add_counter_tools(mcp, demo.handles)
     _add_client_tools(mcp)
