@@ -44,8 +44,11 @@ local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner then return nil end
 return {owner, redis.call('GET', ARGV[1] .. owner) or ''}
 """
+# A claim re-sent after a timeout finds itself the owner: the first copy's answer, not a second generation.
 _CLAIM = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return nil end
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs') end
+if owner ~= ARGV[1] then return nil end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])

@@ -43,6 +43,7 @@ class SessionRouter:
     def __init__(self, app: ASGIApp, member: ClusterMember) -> None:
         self.app = app
         self.member = member
+        self._takeovers: dict[str, anyio.Event] = {}  # sessions a request of this process is claiming or rebuilding
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope.get("headers", [])
@@ -183,21 +184,34 @@ class SessionRouter:
         return True
 
     async def _rebuilt_here(self, session_id: str) -> bool:
-        """Whether a session this process claimed is served here, once a rebuild under way has finished."""
+        """Whether a session this process claimed is served here, once a takeover under way has finished."""
+        if (takeover := self._takeovers.get(session_id)) is not None:
+            await takeover.wait()  # Redis may already name this process while the claim's answer is on its way
         if not self.member.registry.owns(session_id):
             return False
         await self.member.manager.settled()
         return self.member.manager.holds(session_id)
 
     async def _take_over(self, session_id: str, previous_owner: str) -> bool:
-        manager = self.member.manager
-        if not manager.has_room():
+        """Claim and rebuild a dead owner's session; False if another process claimed it first."""
+        if (takeover := self._takeovers.get(session_id)) is not None:
+            await takeover.wait()  # another request of this process is taking it over: one claim, one rebuild
+            return self.member.manager.holds(session_id)
+        if not self.member.manager.has_room():
             raise Refused(503, -32603, "this instance holds as many sessions as it may (MCP_MAX_SESSIONS); retry")
+        takeover = self._takeovers[session_id] = anyio.Event()
+        try:
+            return await self._claim_and_rebuild(session_id, previous_owner)
+        finally:
+            del self._takeovers[session_id]
+            takeover.set()
+
+    async def _claim_and_rebuild(self, session_id: str, previous_owner: str) -> bool:
         opening = await self.member.registry.claim(session_id, previous_owner)
         if opening is None:
             return False
-        connection = await manager.rebuild(session_id, opening.params, opening.protocol_version)
-        if connection is not None:  # None: another request of this process rebuilt it first
+        connection = await self.member.manager.rebuild(session_id, opening.params, opening.protocol_version)
+        if connection is not None:  # None: the session is already served here
             if self.member.subscriptions is not None:
                 self.member.subscriptions.restore(session_id, opening.subscriptions, connection)
             log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})

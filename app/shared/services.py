@@ -41,7 +41,7 @@ class SharedServices:
                     group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await self.redis.aclose()
+                await self.redis.aclose(close_connection_pool=True)  # the pool is ours: connect() made it
 
     async def reachable(self) -> bool:
         try:

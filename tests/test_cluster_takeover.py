@@ -1,0 +1,97 @@
+"""Taking a dead owner's session over, in-process against a real redis-server: one claim and one rebuild
+however many of the session's requests arrive at once, and none of them takes the session for gone."""
+
+from __future__ import annotations
+
+import secrets
+
+import anyio
+import pytest
+from mcp.server.mcpserver import Context, MCPServer
+from redis.asyncio import Redis
+
+from app import InstanceSettings, Preset, SessionStore, session_state
+from app.cluster.registry import Opening, SessionRegistry
+from app.instance import Instance
+from app.shared import keys
+from tests.utils.asgi import served
+
+pytestmark = pytest.mark.anyio
+VERSION = "2025-11-25"
+PARAMS = {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+OPENING = Opening(PARAMS, VERSION)
+
+
+@pytest.fixture
+async def redis(redis_url):
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def counting_server() -> MCPServer:
+    mcp = MCPServer("takeover")
+
+    @mcp.tool()
+    async def count(ctx: Context) -> int:
+        return await session_state(ctx).increment("n")
+
+    return mcp
+
+
+def call(session_id: str, request_id: int) -> dict:
+    headers = {
+        "mcp-session-id": session_id,
+        "mcp-protocol-version": VERSION,
+        "accept": "application/json, text/event-stream",
+    }
+    body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": "count", "arguments": {}}}
+    return {"headers": headers, "json": body}
+
+
+async def test_requests_arriving_while_the_claim_is_answered_wait_for_the_rebuild(redis, redis_url):
+    """The claim has changed the owner in Redis but its answer is still on the way (a stall of this process):
+    the session's other requests see this process named as owner, and must wait rather than end the session."""
+    settings = InstanceSettings(
+        "taker", preset=Preset.STATEFUL_JSON, session_store=SessionStore.REDIS, redis_url=redis_url
+    )
+    instance = Instance(counting_server(), settings, None)
+    registry = instance.member.registry
+    session_id = secrets.token_hex(16)
+    await SessionRegistry(redis, "gone", "http://127.0.0.1:1", 60).register(session_id, OPENING)
+    claimed = registry.claim
+
+    async def stalled_claim(*args):
+        opening = await claimed(*args)
+        if opening is not None:
+            await anyio.sleep(0.3)  # the stall: long enough for every other request to look the owner up
+        return opening
+
+    registry.claim = stalled_claim
+    answers: list[dict] = []
+    async with served(instance.app) as client:
+
+        async def count(request_id: int) -> None:
+            response = await client.post("/mcp", **call(session_id, request_id))
+            answers.append({"status": response.status_code, **response.json()})
+
+        async with anyio.create_task_group() as group:
+            for request_id in range(1, 6):
+                group.start_soon(count, request_id)
+        record = await redis.hgetall(keys.SESSION.format(session_id))
+    results = sorted(answer.get("result", {}).get("structuredContent", {}).get("result", 0) for answer in answers)
+    assert results == [1, 2, 3, 4, 5], answers
+    assert record[b"owner"].decode() == registry.owner_id and record[b"gen"] == b"2", "one claim, one generation on"
+
+
+async def test_a_claim_sent_again_after_a_timeout_returns_the_first_answer(redis):
+    """The Redis client re-sends a command whose answer timed out; Redis may have run the first copy."""
+    session_id = secrets.token_hex(16)
+    dead = SessionRegistry(redis, "gone", "http://127.0.0.1:1", 60)
+    await dead.register(session_id, OPENING)
+    taker = SessionRegistry(redis, "taker", "http://127.0.0.1:2", 60)
+    first = await taker.claim(session_id, dead.owner_id)
+    again = await taker.claim(session_id, dead.owner_id)
+    assert first == again == OPENING
+    assert await redis.hget(keys.SESSION.format(session_id), "gen") == b"2"
+    assert await SessionRegistry(redis, "late", "http://127.0.0.1:3", 60).claim(session_id, dead.owner_id) is None
