@@ -101,7 +101,7 @@ class Instance:
             worker_host = settings.listen_host if settings.workers > 1 else None
             self.member = ClusterMember(redis, registry, self.subscriptions, worker_host)
         backend = (
-            state.RedisSessionState(redis)
+            state.RedisSessionState(redis, registry.tenure)
             if registry is not None
             else state.MemorySessionState(
                 settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp)

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import signal
+import time
 
 import pytest
 import redis
@@ -243,6 +244,35 @@ def test_sessions_survive_their_instance_being_killed(stack_for, tmp_path):
         }
 
 
+def test_an_owner_paused_past_its_heartbeat_lets_the_session_go_as_soon_as_it_resumes(tmp_path):
+    """SIGSTOP the owner for longer than its heartbeat timeout: the session is taken over on that evidence
+    alone, and when the owner resumes it drops its copy and closes the GET stream it held at once (its sweep
+    would come 10 minutes later), then relays the session's requests to the new owner."""
+    from loadtest.stack import Stack, free_port
+
+    with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
+        store = redis.Redis.from_url(stack.redis_url)
+        client = session(stack.instance_url("app1"))
+        assert cap.counter(client, expected=1).failure is None
+        record = keys.SESSION.format(client.session_id.partition(".")[2])
+        heartbeat = keys.OWNER.format(store.hget(record, "owner").decode())
+        other = McpClient(requests.Session(), stack.instance_url("app2"), timeout=(5, 10))
+        other.session_id, other.protocol_version = client.session_id, client.protocol_version
+        paused = stack.proc("app1").pid
+        with client.open_stream(read_timeout=5) as stream:
+            os.kill(paused, signal.SIGSTOP)
+            try:
+                wait_for(lambda: not store.exists(heartbeat), timeout=10)
+                assert cap.counter(other, expected=2).failure is None  # taken over, nothing forwarded
+            finally:
+                os.kill(paused, signal.SIGCONT)
+            deadline = time.monotonic() + 5
+            for _ in stream.iter_lines():  # ends when app1 closes it; a read timeout fails the test
+                assert time.monotonic() < deadline, "the resumed owner kept the GET stream open"
+        assert store.hget(record, "owner").decode().startswith("app2:")
+        assert cap.counter(client, expected=3).failure is None  # app1 now relays to app2
+
+
 def test_a_subscription_survives_the_takeover(tmp_path):
     from loadtest.stack import Stack, free_port
 
@@ -277,6 +307,8 @@ def test_without_redis_requests_fail_fast_with_503_and_recover_by_themselves(sta
             assert opening.status == 503
             ready = requests.get(stack.instance_url("app1").replace("/mcp", "/readyz"), timeout=10)
             assert (ready.status_code, ready.json()["status"]) == (503, "shared store (Redis) unavailable")
+            alive = requests.get(stack.instance_url("app1").replace("/mcp", "/healthz"), timeout=2)
+            assert alive.status_code == 200, "liveness must not follow Redis (or every instance is restarted)"
         finally:
             os.kill(redis_pid, signal.SIGCONT)
         recovered = wait_for(lambda: _counted(client), timeout=15)

@@ -19,7 +19,7 @@ async def test_a_stalled_redis_applies_each_acknowledged_increment_exactly_once(
     handle = await counters.open()
     answered, failed = await increments_through_stalls(server.pid, lambda: counters.increment(handle), RedisUnavailable)
     counted = int(await client.get(HANDLE_KEY.format(handle)))
-    await client.aclose()
+    await client.aclose(close_connection_pool=True)
     assert len(answered) == len(set(answered)), "an answer was given twice"
     assert failed == [], failed
     assert counted == len(answered), f"{counted} increments applied, {len(answered)} acknowledged"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio
 
+from app.cluster.registry import Opening, SessionRegistry
 from app.sessions.state import (
     MAX_KEYS,
     MAX_STATE_BYTES,
@@ -20,6 +21,11 @@ from loadtest.stack import free_port
 from tests.utils.faults import increments_through_stalls
 
 pytestmark = pytest.mark.anyio
+OPENING = Opening({}, "2025-11-25")
+
+
+def HELD(session_id: str) -> tuple[str, int]:
+    return ("app1:x", 1)  # the owner and generation of the records these tests write by hand
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -30,9 +36,10 @@ async def state(request):
         return
     client = redis.asyncio.Redis.from_url(request.getfixturevalue("redis_url"))
     await client.delete(keys.SESSION.format("s1"))
-    await client.hset(keys.SESSION.format("s1"), mapping={"owner": "app1:x", "params": "{}"})
-    yield SessionState(RedisSessionState(client), "s1")
-    await client.aclose()
+    registry = SessionRegistry(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
+    await registry.register("s1", OPENING)
+    yield SessionState(RedisSessionState(client, registry.tenure), "s1")
+    await client.aclose(close_connection_pool=True)
 
 
 async def test_values_round_trip_as_json_and_counters_count(state):
@@ -77,19 +84,42 @@ async def test_a_session_holds_at_most_max_state_bytes(state):
 
 async def test_an_ended_session_gets_an_error_and_nothing_is_written(redis_url):
     client = redis.asyncio.Redis.from_url(redis_url)
-    ended = SessionState(RedisSessionState(client), "gone")
+    ended = SessionState(RedisSessionState(client, HELD), "gone")
     for operation in (ended.get("k"), ended.set("k", 1), ended.increment("k")):
         with pytest.raises(SessionStateError, match="ended or expired"):
             await operation
     assert await client.exists(keys.SESSION.format("gone")) == 0
-    await client.aclose()
+    await client.aclose(close_connection_pool=True)
+
+
+async def test_a_process_that_lost_the_session_writes_nothing(redis_url):
+    """Paused while another instance took the session over, a resumed owner's writes are refused (fenced by
+    owner and generation), and reads still answer."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    first = SessionRegistry(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
+    await first.register("fenced", OPENING)
+    stale = SessionState(RedisSessionState(client, first.tenure), "fenced")
+    assert await stale.increment("n") == 1
+    taker = SessionRegistry(client, "app2", "http://127.0.0.1:2", ttl_seconds=60)
+    await taker.claim("fenced", first.owner_id)
+    for operation in (stale.set("n", 10), stale.increment("n")):
+        with pytest.raises(SessionStateError, match="moved to another instance"):
+            await operation
+    assert await stale.get("n") == 1
+    assert await SessionState(RedisSessionState(client, taker.tenure), "fenced").increment("n") == 2
+    before_the_pause = first.tenure("fenced")
+    await first.claim("fenced", taker.owner_id)  # back to the first owner, one generation on
+    with pytest.raises(SessionStateError, match="moved to another instance"):
+        await SessionState(RedisSessionState(client, lambda _: before_the_pause), "fenced").increment("n")
+    assert await stale.increment("n") == 3
+    await client.aclose(close_connection_pool=True)
 
 
 async def test_without_redis_the_error_says_so():
     client = redis.asyncio.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
     with pytest.raises(SessionStateError, match=r"Redis\) is unavailable"):
-        await SessionState(RedisSessionState(client), "s1").increment("n")
-    await client.aclose()
+        await SessionState(RedisSessionState(client, HELD), "s1").increment("n")
+    await client.aclose(close_connection_pool=True)
 
 
 async def test_memory_keeps_the_state_of_open_sessions_over_ended_ones():
@@ -107,11 +137,11 @@ async def test_a_stalled_redis_applies_each_acknowledged_write_exactly_once(redi
     times: every answer is distinct, and the counter holds exactly as many increments as were answered."""
     url, server = redis_server
     client = connect(url)  # the layer's own client: its timeouts and its retry
-    await client.hset(keys.SESSION.format("stalled"), mapping={"owner": "app1:x"})
-    counter = SessionState(RedisSessionState(client), "stalled")
+    await client.hset(keys.SESSION.format("stalled"), mapping={"owner": "app1:x", "gen": 1})
+    counter = SessionState(RedisSessionState(client, HELD), "stalled")
     answered, failed = await increments_through_stalls(server.pid, lambda: counter.increment("n"), SessionStateError)
     counted = int(await client.hget(keys.SESSION.format("stalled"), "s:n"))
-    await client.aclose()
+    await client.aclose(close_connection_pool=True)
     assert len(answered) == len(set(answered)), "an answer was given twice"
     assert failed == [], failed  # a stall below two socket timeouts is ridden out by the one retry
     assert counted == len(answered), f"{counted} increments applied, {len(answered)} acknowledged"

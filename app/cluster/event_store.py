@@ -18,16 +18,25 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.shared.keys import EVENTS
+from app.shared.redis import RedisUnavailable, applied_once, run_once
 
 MAX_EVENTS = 64
+# One event, however often the Redis client re-sends the script: ARGV[1] the message, then the cap and the expiry.
+_STORE = applied_once("""
+local event_id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'm', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return event_id
+""")
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _MESSAGE = TypeAdapter(JSONRPCMessage)
 log = logging.getLogger(__name__)
 
 
 class RedisEventStore(EventStore):
-    def __init__(self, redis: Redis, session_id: str, ttl_seconds: float) -> None:
+    def __init__(self, redis: Redis, session_id: str, ttl_seconds: float, max_events: int = MAX_EVENTS) -> None:
         self._redis = redis
+        self._max_events = max_events
+        self._store = redis.register_script(_STORE)
         self._key = EVENTS.format(session_id)
         self._ttl_ms = int(ttl_seconds * 1000)
 
@@ -36,13 +45,10 @@ class RedisEventStore(EventStore):
             return None  # no event id: the client does not try to resume a POST's stream
         data = _MESSAGE.dump_json(message, by_alias=True, exclude_unset=True) if message is not None else b""
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(self._key, {"m": data}, maxlen=MAX_EVENTS, approximate=False)
-                pipe.pexpire(self._key, self._ttl_ms)
-                event_id, _ = await pipe.execute()
-        except RedisError as exc:
+            event_id = await run_once(self._store, [self._key], [data, self._max_events, self._ttl_ms])
+        except RedisUnavailable as exc:
             # Delivered live all the same; only a later resume would miss it.
-            log.warning("could not keep a GET-stream event for resuming (%s)", exc.__class__.__name__)
+            log.warning("could not keep a GET-stream event for resuming (%s)", exc)
             return None
         return event_id.decode()
 

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.shared import keys
-from app.shared.redis import RedisUnavailable, unavailable_on_error
+from app.shared.redis import RedisUnavailable, dedicated_client, unavailable_on_error
 
 HEARTBEAT_SECONDS = 1.0
 OWNER_TIMEOUT_SECONDS = 3.0  # an owner silent this long is dead, and its sessions may be taken over
@@ -47,12 +47,12 @@ return {owner, redis.call('GET', ARGV[1] .. owner) or ''}
 # A claim re-sent after a timeout finds itself the owner: the first copy's answer, not a second generation.
 _CLAIM = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs') end
+if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen') end
 if owner ~= ARGV[1] then return nil end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs')
+return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen')
 """
 _SAVE_SUBSCRIPTIONS = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
@@ -84,6 +84,8 @@ class SessionRegistry:
         self.owner_id = f"{instance_id}:{secrets.token_hex(4)}"  # one per process: a restart is a new owner
         self.url = url
         self._redis = redis
+        self._beats = dedicated_client(redis)  # a heartbeat never waits for a connection behind requests
+        self._lapsed = anyio.Event()  # set when the heartbeat has been silent long enough for a takeover
         self._ttl_ms = int(ttl_seconds * 1000)
         self._register = redis.register_script(_REGISTER)
         self._confirm = redis.register_script(_CONFIRM)
@@ -92,6 +94,7 @@ class SessionRegistry:
         self._forget = redis.register_script(_FORGET)
         self._save_subscriptions = redis.register_script(_SAVE_SUBSCRIPTIONS)
         self._owned: dict[str, float] = {}  # sessions this process owns -> when that was last confirmed
+        self._generations: dict[str, int] = {}  # the generation each of them had when this process got it
         self._lookups: dict[str, tuple[Owner, float]] = {}
 
     async def register(self, session_id: str, opening: Opening) -> None:
@@ -99,6 +102,7 @@ class SessionRegistry:
         params = json.dumps(opening.params)
         await self._call(self._register, session_id, self.owner_id, params, opening.protocol_version, self._ttl_ms)
         self._owned[session_id] = time.monotonic()
+        self._generations[session_id] = 1
 
     async def confirm(self, session_id: str, *, now: bool = False) -> bool:
         """Is a session held here still ours? False when another process took it over or its record is gone
@@ -107,7 +111,7 @@ class SessionRegistry:
         if confirmed is not None and not now and time.monotonic() - confirmed < CONFIRM_EVERY_SECONDS:
             return True
         if await self._call(self._confirm, session_id, self.owner_id, self._ttl_ms) != 1:
-            self._owned.pop(session_id, None)
+            self._let_go(session_id)
             return False
         self._owned[session_id] = time.monotonic()
         return True
@@ -132,6 +136,16 @@ class SessionRegistry:
         """Whether this process registered or claimed the session (and has not let it go)."""
         return session_id in self._owned
 
+    def tenure(self, session_id: str) -> tuple[str, int] | None:
+        """(owner id, generation) of this process's hold on a session, the fence its writes carry; None when
+        it holds none."""
+        generation = self._generations.get(session_id)
+        return (self.owner_id, generation) if generation is not None else None
+
+    def _let_go(self, session_id: str) -> None:
+        self._owned.pop(session_id, None)
+        self._generations.pop(session_id, None)
+
     def forget_lookup(self, session_id: str) -> None:
         self._lookups.pop(session_id, None)
 
@@ -142,6 +156,7 @@ class SessionRegistry:
         if answer is None:
             return None
         self._owned[session_id] = time.monotonic()
+        self._generations[session_id] = int(answer[3])
         return Opening(json.loads(answer[0]), answer[1].decode(), tuple(json.loads(answer[2] or "[]")))
 
     async def save_subscriptions(self, session_id: str, uris: list[str]) -> None:
@@ -149,19 +164,26 @@ class SessionRegistry:
 
     async def forget(self, session_id: str) -> None:
         """The session has ended (DELETE or idle timeout): delete its record if it is still ours."""
-        self._owned.pop(session_id, None)
+        self._let_go(session_id)
         try:
             await self._call(self._forget, session_id, self.owner_id, extra_key=keys.EVENTS.format(session_id))
         except RedisUnavailable:
             log.warning("could not delete an ended session's record; it expires by itself")
 
     async def heartbeat(self) -> None:
-        """Tell the others, every second, that this owner is alive (nothing else in this loop may delay it)."""
+        """Tell the others, every second, that this owner is alive (nothing else in this loop may delay it).
+        After a silence long enough for a takeover (this process paused, or cut off from Redis), wake the sweep."""
+        last_beat = time.monotonic()
         while True:
             try:
-                await self._redis.set(keys.OWNER.format(self.owner_id), self.url, px=int(OWNER_TIMEOUT_SECONDS * 1000))
+                await self._beats.set(keys.OWNER.format(self.owner_id), self.url, px=int(OWNER_TIMEOUT_SECONDS * 1000))
             except RedisError as exc:
                 log.warning("heartbeat failed: %s", exc.__class__.__name__)
+            else:
+                if time.monotonic() - last_beat > OWNER_TIMEOUT_SECONDS:
+                    log.warning("this owner's heartbeat lapsed; checking which sessions are still ours")
+                    self._lapsed.set()
+                last_beat = time.monotonic()
             await anyio.sleep(HEARTBEAT_SECONDS)
 
     async def sweep(self, on_lost: Callable[[str], Awaitable[None]]) -> None:
@@ -169,7 +191,9 @@ class SessionRegistry:
         longer ours (taken over while this process was cut off, or ended elsewhere)."""
         every = max(HEARTBEAT_SECONDS, self._ttl_ms / 3000)
         while True:
-            await anyio.sleep(every)
+            with anyio.move_on_after(every):
+                await self._lapsed.wait()
+            self._lapsed = anyio.Event()
             for session_id in list(self._owned):
                 try:
                     ours = await self.confirm(session_id, now=True)
@@ -181,7 +205,8 @@ class SessionRegistry:
     async def stop(self) -> None:
         """Say this owner is gone, so the others take its sessions over without waiting for the timeout."""
         with contextlib.suppress(RedisError):
-            await self._redis.delete(keys.OWNER.format(self.owner_id))
+            await self._beats.delete(keys.OWNER.format(self.owner_id))
+        await self._beats.aclose(close_connection_pool=True)
 
     async def _call(self, script, session_id: str, *args, extra_key: str | None = None):
         names = [keys.SESSION.format(session_id), *([extra_key] if extra_key else [])]

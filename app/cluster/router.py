@@ -128,15 +128,20 @@ class SessionRouter:
                 try:
                     await self.member.forwarder.forward(owner.url, scope, body, receive, send)
                     return
-                except OwnerUnreachable as exc:
-                    if exc.timed_out and await self._still_beating(session_id, owner.owner_id):
+                except OwnerUnreachable:
+                    # Taken over only once its heartbeat lapses: a live owner may refuse or drop a connection.
+                    if await self._still_beating(session_id, owner.owner_id):
                         raise Refused(503, -32603, "the instance serving this session is busy; retry") from None
-                    log.warning("a session's owner is unreachable; taking the session over")
+                    log.warning("a session's owner is unreachable and silent; taking the session over")
                 except OwnerLost as exc:
                     owner_lost = True
                     registry.forget_lookup(session_id)
                     # A request may have run before its owner died, so only what is safe to repeat is served again.
-                    if not _repeatable(scope["method"], body) or await _accepts_connections(owner.url):
+                    if (
+                        not _repeatable(scope["method"], body)
+                        or await _accepts_connections(owner.url)
+                        or await self._still_beating(session_id, owner.owner_id)
+                    ):
                         message = f"the instance serving this session stopped answering ({exc}); retry"
                         raise Refused(502, -32603, message) from None
             if await self._take_over(session_id, owner.owner_id):
@@ -172,8 +177,8 @@ class SessionRouter:
         await self.app(scope, receive, send)
 
     async def _still_beating(self, session_id: str, owner_id: str) -> bool:
-        """After a connect timeout: a dead owner's heartbeat lapses within OWNER_TIMEOUT_SECONDS (a dropped
-        container's address swallows packets, so a timeout is what its death looks like); a busy one's does not."""
+        """After the owner could not be reached: a dead owner's heartbeat lapses within OWNER_TIMEOUT_SECONDS
+        (its record then names no URL), a busy or restarting one's does not."""
         deadline = anyio.current_time() + OWNER_TIMEOUT_SECONDS + 0.5
         while anyio.current_time() < deadline:
             self.member.registry.forget_lookup(session_id)

@@ -40,6 +40,7 @@ NO_SESSION = (
     "Mcp-Session-Id), so there is no session state to use"
 )
 ENDED = "this session has ended or expired; initialize a new one"
+MOVED = "this session moved to another instance while the call ran, and nothing was written; retry the call"
 FULL = f"this session's state is full ({MAX_KEYS} keys, {MAX_STATE_BYTES} bytes of JSON at most)"
 NOT_AN_INTEGER = "session state {!r} holds a value that is not an integer; increment needs one"
 
@@ -154,10 +155,18 @@ _GET = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 return {1, redis.call('HGET', KEYS[1], ARGV[1])}
 """
+# Written only by the owner that holds the session now: ARGV[3] its id, ARGV[4] the generation it got.
+_FENCE = """
+local function moved()
+  return redis.call('HGET', KEYS[1], 'owner') ~= ARGV[3] or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[4]
+end
+"""
 _SET = applied_once(
     _ROOM
+    + _FENCE
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if moved() then return -4 end
 if full(ARGV[1], string.len(ARGV[2])) then return -2 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
@@ -165,8 +174,10 @@ return 1
 )
 _INCREMENT = applied_once(
     _ROOM
+    + _FENCE
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+if moved() then return {-4} end
 local current = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
 if not string.match(current, '^-?%d+$') or string.len(current) > 18 then return {-3} end
 local value = tostring(tonumber(current) + tonumber(ARGV[2]))
@@ -175,13 +186,17 @@ redis.call('HSET', KEYS[1], ARGV[1], value)
 return {1, value}
 """
 )
-_FAILURES = {-1: ENDED, -2: FULL, -3: NOT_AN_INTEGER}
+_FAILURES = {-1: ENDED, -2: FULL, -3: NOT_AN_INTEGER, -4: MOVED}
+Tenure = Callable[[str], tuple[str, int] | None]  # a session's (owner id, generation) as held here, or None
 
 
 class RedisSessionState:
-    """Session state as fields of the session's record (`mcp:session:<id>`), written only while it exists."""
+    """Session state as fields of the session's record (`mcp:session:<id>`), written only while it exists and
+    only by the process that holds it now: `tenure` says which owner and generation that is, and a write from
+    a process that lost the session (paused while another took it over) is refused."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, tenure: Tenure) -> None:
+        self._tenure = tenure
         self._get = redis.register_script(_GET)
         self._set = redis.register_script(_SET)
         self._increment = redis.register_script(_INCREMENT)
@@ -193,13 +208,19 @@ class RedisSessionState:
         return answer[1].decode() if len(answer) > 1 and answer[1] is not None else None
 
     async def set(self, session_id: str, key: str, value: str) -> None:
-        status = await run_once(self._set, [keys.SESSION.format(session_id)], [FIELD_PREFIX + key, value])
+        status = await run_once(self._set, [keys.SESSION.format(session_id)], self._fenced(session_id, key, value))
         _raise_for(status, key)
 
     async def increment(self, session_id: str, key: str, by: int) -> int:
-        answer = await run_once(self._increment, [keys.SESSION.format(session_id)], [FIELD_PREFIX + key, by])
+        answer = await run_once(self._increment, [keys.SESSION.format(session_id)], self._fenced(session_id, key, by))
         _raise_for(answer[0], key)
         return int(answer[1])
+
+    def _fenced(self, session_id: str, key: str, value: object) -> list[object]:
+        tenure = self._tenure(session_id)
+        if tenure is None:
+            raise SessionStateError(MOVED)  # this process let the session go while the call ran
+        return [FIELD_PREFIX + key, value, *tenure]
 
 
 def _raise_for(status: int, key: str) -> None:

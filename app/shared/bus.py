@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -32,14 +34,17 @@ _KINDS = {
     "prompts": PromptsListChanged,
     "resources": ResourcesListChanged,
 }
+REMEMBERED_EVENTS = 1024  # far more than arrive while the Redis client re-sends one PUBLISH
 log = logging.getLogger(__name__)
 
 
 def encode(event: ServerEvent, origin: str) -> str:
+    """The event on the wire, with an id of its own: a PUBLISH the Redis client sends again is heard once."""
+    message = {"origin": origin, "id": secrets.token_hex(8)}
     if isinstance(event, ResourceUpdated):
-        return json.dumps({"origin": origin, "kind": "updated", "uri": event.uri})
+        return json.dumps({**message, "kind": "updated", "uri": event.uri})
     kind = next(name for name, cls in _KINDS.items() if isinstance(event, cls))
-    return json.dumps({"origin": origin, "kind": kind})
+    return json.dumps({**message, "kind": kind})
 
 
 def decode(raw: bytes | str) -> tuple[str, ServerEvent] | None:
@@ -61,6 +66,7 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
         self._redis = redis
         self._origin = origin
         self._remote_handlers: list[Callable[[ServerEvent], Awaitable[object]]] = []
+        self._heard: OrderedDict[bytes, None] = OrderedDict()  # the last REMEMBERED_EVENTS messages
 
     def on_remote(self, handler: Callable[[ServerEvent], Awaitable[object]]) -> None:
         """Also call `handler` for every event another instance publishes."""
@@ -85,7 +91,9 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
                             started = True
                         while True:
                             message = await pubsub.get_message(timeout=1.0)  # and a health check now and then
-                            decoded = decode(message["data"]) if message is not None else None
+                            if message is None or self._heard_before(message["data"]):
+                                continue
+                            decoded = decode(message["data"])
                             if decoded is None or decoded[0] == self._origin:
                                 continue
                             await InMemorySubscriptionBus.publish(self, decoded[1])
@@ -94,6 +102,14 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
                 except (RedisError, OSError) as exc:
                     log.warning("lost the event channel (%s); reconnecting", exc.__class__.__name__)
                     await anyio.sleep(1.0)
+
+    def _heard_before(self, raw: bytes) -> bool:
+        if raw in self._heard:
+            return True
+        self._heard[raw] = None
+        if len(self._heard) > REMEMBERED_EVENTS:
+            self._heard.popitem(last=False)
+        return False
 
 
 async def _logged(handler: Callable[[ServerEvent], Awaitable[object]], event: ServerEvent) -> None:

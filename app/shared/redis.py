@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -49,6 +49,13 @@ def connect(url: str) -> Redis:
         health_check_interval=10,
     )
     return Redis(connection_pool=pool)
+
+
+def dedicated_client(redis: Redis) -> Redis:
+    """A client of the same server on one connection of its own, for what must never wait behind requests."""
+    pool = redis.connection_pool
+    own = ConnectionPool(connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs)
+    return Redis(connection_pool=own)
 
 
 def applied_once(body: str) -> str:
