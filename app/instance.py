@@ -41,6 +41,7 @@ from app.shared import request_state_keys
 from app.shared.bus import RedisSubscriptionBus
 from app.shared.redis import connect
 from app.shared.services import SharedServices
+from app.shutdown import drain_on_sigterm
 
 log = logging.getLogger("app")
 NO_SHARED_KEYS = (
@@ -82,6 +83,8 @@ class Instance:
             raise RuntimeError(f"{mcp.name!r} is already served by instance_app; build one app per server and process")
         self.mcp, self.settings = mcp, settings
         self.ready = False
+        self.draining = False
+        self.router: SessionRouter | None = None
         self.codec = self._share_request_state_keys()
         if redis is None and settings.redis_url is not None:
             redis = connect(settings.redis_url)
@@ -151,7 +154,7 @@ class Instance:
                 self.member.registry.forget,
                 lambda session_id: RedisEventStore(self.member.redis, session_id, settings.session_idle_timeout),
             )
-            app = SessionRouter(app, self.member)
+            app = self.router = SessionRouter(app, self.member)
         app = SessionIdPrefix(app, settings.instance_id)
         app = InstanceMiddleware(RejectionMessages(app), settings.instance_id)
         if self.member is not None:
@@ -170,7 +173,7 @@ class Instance:
                     await stack.enter_async_context(self.shared.running())
                 if self.member is not None:
                     await stack.enter_async_context(self.member.running())
-                async with sdk_lifespan(app):
+                async with sdk_lifespan(app), drain_on_sigterm(self._drain):
                     self.ready = True
                     try:
                         yield
@@ -179,11 +182,18 @@ class Instance:
 
         sdk_app.router.lifespan_context = lifespan
 
+    async def _drain(self) -> None:
+        """SIGTERM: stop being ready, and with the Redis store hand every session over (memory sessions end)."""
+        self.draining = True
+        log.info("SIGTERM: draining", extra={"fields": {"within_seconds": self.settings.drain_seconds}})
+        if self.router is not None:
+            await self.router.handover.drain(self.settings.drain_seconds)
+
     async def _healthz(self, _: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "instance": self.settings.instance_id})
 
     async def _readyz(self, _: Request) -> JSONResponse:
-        status = "ready" if self.ready else "starting"
+        status = "draining" if self.draining else "ready" if self.ready else "starting"
         if self.ready and self.shared is not None and not await self.shared.reachable():
             status = "shared store (Redis) unavailable"
         settings, codec = self.settings, self.codec
@@ -194,6 +204,7 @@ class Instance:
             "preset": settings.preset.value,
             "store": settings.session_store.value,
             "sessions": len(sdk_internals.live_session_ids(self.mcp)),  # held by this process
+            **({"calls": self.router.handover.calls_running()} if self.router is not None else {}),
             "request_state_keys": keys,
             **(request_state_keys.describe(codec) if codec is not None else {}),
         }

@@ -63,6 +63,9 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     def holds(self, session_id: str) -> bool:
         return session_id in self._server_instances
 
+    def held(self) -> list[str]:
+        return list(self._server_instances)
+
     async def settled(self) -> None:
         """Wait until no session is being opened or rebuilt (both hold the creation lock)."""
         async with self._session_creation_lock:

@@ -21,7 +21,7 @@ def serve(factory: str, settings: InstanceSettings) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=5,
-        # Above nginx's upstream keepalive_timeout (60 s): an idle connection is always closed by nginx
+        # Above nginx's upstream keepalive_timeout (2 s): an idle connection is always closed by nginx
         # first, never by uvicorn while nginx reuses it (that race answers a POST with 502).
         timeout_keep_alive=75,
     )

@@ -65,6 +65,7 @@ class InstanceSettings:
     request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
     session_idle_timeout: float = 1800.0
     max_sessions: int = 10_000
+    drain_seconds: float = 20.0  # on SIGTERM, how long the calls in flight get before their sessions move anyway
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -94,6 +95,7 @@ class InstanceSettings:
             "request_state_keys": reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
             "session_idle_timeout": reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
             "max_sessions": reader.get("MCP_MAX_SESSIONS", _int_between(1, 1_000_000), 10_000),
+            "drain_seconds": reader.get("MCP_DRAIN_SECONDS", _seconds, 20.0),
             "log_level": reader.get("MCP_LOG_LEVEL", _one_of(LOG_LEVELS), "INFO"),
         }
         reader.raise_errors()

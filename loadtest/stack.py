@@ -33,6 +33,11 @@ from loadtest.topology import INSTANCES, POLICIES, PRESETS, PROJECT_ROOT, STORES
 DEFAULT_RUN_DIR = PROJECT_ROOT / ".stack"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
+# As nginx/compose/: never mark an instance down. A refused connection moves the request to the next instance
+# at once, and an instance that restarts is used again as soon as it listens: in a rolling restart, marking
+# left moments where every server of an upstream counted as down, and nginx answered 502.
+RETRY = "max_fails=0"
+RESTART_GRACE = 30.0  # an instance restarted as by a deploy gets as long to drain as docker-compose.yml gives it
 START_ATTEMPTS = 3
 
 
@@ -121,32 +126,55 @@ class Stack:
         redis += ["--save", "", "--appendonly", "no"]
         self.procs.append(self._spawn("redis", redis_port, None, redis))
         for name in INSTANCES:
-            port = free_port()
-            env = {
-                "MCP_INSTANCE_ID": name,
-                "MCP_PRESET": self.preset,
-                "MCP_SESSION_STORE": self.store,
-                "MCP_LISTEN_HOST": "127.0.0.1",
-                "MCP_LISTEN_PORT": str(port),
-                "MCP_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-                **self.app_env,
-            }
-            cmd = [sys.executable, "-m", self.server]
-            self.procs.append(self._spawn(name, port, f"http://127.0.0.1:{port}/readyz", cmd, env))
+            self.procs.append(self._spawn_instance(name, free_port()))
         site = self.run_dir / "nginx-site"
         site.mkdir(exist_ok=True)
         ports = {p.name: p.port for p in self.procs if p.name in INSTANCES}
-        (site / "upstream-servers.conf").write_text("".join(f"server 127.0.0.1:{p};\n" for p in ports.values()))
+        (site / "upstream-servers.conf").write_text("".join(f"server 127.0.0.1:{p} {RETRY};\n" for p in ports.values()))
         (site / "instance-upstreams.conf").write_text(_instance_upstreams(ports))
         (site / "listen.conf").write_text(f"listen 127.0.0.1:{self.port};\n")
         env = {"LB_POLICY": self.policy, "NGINX_SITE_DIR": str(site), "NGINX_RUN_DIR": str(self.run_dir / "nginx")}
         cmd = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
         self.procs.append(self._spawn("nginx", self.port, f"http://127.0.0.1:{self.port}/healthz", cmd, env))
 
-    def _spawn(self, name: str, port: int, health_url: str | None, cmd: list, env: dict | None = None) -> Proc:
+    def _spawn_instance(self, name: str, port: int, log_mode: str = "wb") -> Proc:
+        env = {
+            "MCP_INSTANCE_ID": name,
+            "MCP_PRESET": self.preset,
+            "MCP_SESSION_STORE": self.store,
+            "MCP_LISTEN_HOST": "127.0.0.1",
+            "MCP_LISTEN_PORT": str(port),
+            "MCP_REDIS_URL": self.redis_url,
+            **self.app_env,
+        }
+        cmd = [sys.executable, "-m", self.server]
+        return self._spawn(name, port, f"http://127.0.0.1:{port}/readyz", cmd, env, log_mode)
+
+    def restart(self, name: str) -> None:
+        """Stop one instance as a deploy does (SIGTERM, SIGKILL after the grace period), start it again on
+        its port, and wait until it is ready."""
+        old = self.proc(name)
+        _signal_group(old.pid, signal.SIGTERM)
+        deadline = time.monotonic() + RESTART_GRACE
+        while process_alive(old.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_group(old.pid, signal.SIGKILL)
+        _reap(old.pid)
+        new = self._spawn_instance(name, old.port, log_mode="ab")  # after the log of the one it replaces
+        self.procs[self.procs.index(old)] = new
+        self._save()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not _healthy(new):
+            if not process_alive(new.pid) or time.monotonic() > deadline:
+                raise StackError(f"{name} did not come back:\n{self.log_tail(name)}")
+            time.sleep(0.05)
+
+    def _spawn(
+        self, name: str, port: int, health_url: str | None, cmd: list, env: dict | None = None, log_mode: str = "wb"
+    ) -> Proc:
         # Only the settings given here reach the app: none of the caller's own MCP_* variables.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")}
-        with open(self.run_dir / f"{name}.log", "wb") as log:
+        with open(self.run_dir / f"{name}.log", log_mode) as log:
             child = subprocess.Popen(
                 cmd,
                 cwd=PROJECT_ROOT,
@@ -216,8 +244,8 @@ def _instance_upstreams(ports: dict[str, int]) -> str:
     """One upstream per instance with the others as backups, as nginx/compose/instance-upstreams.conf has."""
     blocks = []
     for name, port in ports.items():
-        backups = "".join(f" server 127.0.0.1:{p} backup;" for other, p in ports.items() if other != name)
-        blocks.append(f"upstream mcp_{name} {{ server 127.0.0.1:{port};{backups} include keepalive.conf; }}\n")
+        backups = "".join(f" server 127.0.0.1:{p} {RETRY} backup;" for other, p in ports.items() if other != name)
+        blocks.append(f"upstream mcp_{name} {{ server 127.0.0.1:{port} {RETRY};{backups} include keepalive.conf; }}\n")
     return "".join(blocks)
 
 

@@ -22,6 +22,7 @@ from app.shared.keys import CLUSTER_SECRET
 from app.shared.redis import unavailable_on_error
 
 FORWARD_HEADER = "x-mcp-forwarded"
+HANDED_OVER_HEADER = b"x-mcp-handed-over"  # on an owner's 503: it handed the session over and ran nothing
 SERVED_BY_HEADER = b"x-mcp-served-by"  # the owner's X-Mcp-Instance; X-Mcp-Instance stays the instance nginx picked
 _MAX_SKEW_SECONDS = 30
 # The longest silence on the hop: above the longest tool call (50 s, answered at its end on JSON presets)
@@ -52,6 +53,10 @@ class OwnerUnreachable(ConnectionError):
 
 class OwnerLost(ConnectionError):
     """The owner took the request but broke off or timed out before answering: it may or may not have run."""
+
+
+class OwnerHandedOver(ConnectionError):
+    """The owner is shutting down, handed the session over and ran nothing: look the owner up again."""
 
 
 class ForwardSigner:
@@ -96,8 +101,18 @@ class Forwarder:
         self._client = httpx2.AsyncClient(
             timeout=httpx2.Timeout(connect=1.0, read=_READ_TIMEOUT_SECONDS, write=10.0, pool=5.0),
             # No cap on connections: each relayed GET stream holds one for as long as the client listens.
-            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=128),
+            # Idle connections close within as long as an instance that stops waits for them to (app/shutdown.py).
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=128, keepalive_expiry=2.0),
         )
+        self._streams: set[anyio.CancelScope] = set()  # the GET streams relayed now
+        self._closing = False
+
+    def close_streams(self) -> None:
+        """End every relayed GET stream cleanly, now and from now on (this instance is shutting down): each
+        client reconnects with Last-Event-ID, through an instance that stays."""
+        self._closing = True
+        for stream in self._streams:
+            stream.cancel()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -119,6 +134,9 @@ class Forwarder:
             raise OwnerUnreachable(str(exc), timed_out=False) from exc
         except httpx2.TransportError as exc:
             raise OwnerLost(exc.__class__.__name__) from exc
+        if response.status_code == 503 and HANDED_OVER_HEADER.decode() in response.headers:
+            await response.aclose()
+            raise OwnerHandedOver()
         try:
             await send(
                 {
@@ -139,12 +157,18 @@ class Forwarder:
                     group.cancel_scope.cancel()  # and close the owner's stream, or a GET stays open there
 
                 group.start_soon(stop_when_client_leaves)
-                try:
-                    async for chunk in response.aiter_raw():
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                except httpx2.HTTPError as exc:
-                    # End cleanly: the SDK client reconnects a GET stream that ended, but gives up after errors.
-                    log.warning("the owner's stream broke off: %s", exc.__class__.__name__)
+                with anyio.CancelScope() as relaying:
+                    if scope["method"] == "GET":
+                        self._streams.add(relaying)
+                        if self._closing:
+                            relaying.cancel()
+                    try:
+                        async for chunk in response.aiter_raw():
+                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    except httpx2.HTTPError as exc:
+                        # End cleanly: the SDK client reconnects a GET stream that ended, but gives up after errors.
+                        log.warning("the owner's stream broke off: %s", exc.__class__.__name__)
+                self._streams.discard(relaying)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 group.cancel_scope.cancel()
         finally:

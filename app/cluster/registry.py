@@ -26,6 +26,7 @@ HEARTBEAT_SECONDS = 1.0
 OWNER_TIMEOUT_SECONDS = 3.0  # an owner silent this long is dead, and its sessions may be taken over
 CONFIRM_EVERY_SECONDS = 1.0  # a local session re-checks that it is still ours at most this often
 LOOKUP_CACHE_SECONDS = 1.0
+RELEASED_PREFIX = "released:"  # the owner of a session handed over: no process has that name, so none beats
 log = logging.getLogger(__name__)
 
 _REGISTER = """
@@ -53,6 +54,13 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen')
+"""
+# Handing a session over on shutdown: the owner becomes a name with no heartbeat, so the next instance that
+# gets one of its requests claims it at once.
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+return 1
 """
 _SAVE_SUBSCRIPTIONS = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
@@ -93,6 +101,7 @@ class SessionRegistry:
         self._claim = redis.register_script(_CLAIM)
         self._forget = redis.register_script(_FORGET)
         self._save_subscriptions = redis.register_script(_SAVE_SUBSCRIPTIONS)
+        self._release = redis.register_script(_RELEASE)
         self._owned: dict[str, float] = {}  # sessions this process owns -> when that was last confirmed
         self._generations: dict[str, int] = {}  # the generation each of them had when this process got it
         self._lookups: dict[str, tuple[Owner, float]] = {}
@@ -158,6 +167,18 @@ class SessionRegistry:
         self._owned[session_id] = time.monotonic()
         self._generations[session_id] = int(answer[3])
         return Opening(json.loads(answer[0]), answer[1].decode(), tuple(json.loads(answer[2] or "[]")))
+
+    async def release(self, session_id: str) -> None:
+        """Hand a session over (this process is shutting down): any instance may claim it from now on."""
+        self._let_go(session_id)
+        await self._call(self._release, session_id, self.owner_id, RELEASED_PREFIX + self.owner_id)
+
+    async def peers(self) -> list[str]:
+        """The internal URLs of the other owners whose heartbeat is alive."""
+        with unavailable_on_error():
+            names = [name async for name in self._redis.scan_iter(match=keys.OWNER.format("*"), count=100)]
+            urls = await self._redis.mget(names) if names else []
+        return [url.decode() for url in urls if url is not None and url.decode() != self.url]
 
     async def save_subscriptions(self, session_id: str, uris: list[str]) -> None:
         await self._call(self._save_subscriptions, session_id, self.owner_id, json.dumps(uris))

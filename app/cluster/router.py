@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from urllib.parse import urlsplit
 
 import anyio
@@ -17,7 +18,8 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import sdk_internals
-from app.cluster.forwarding import FORWARD_HEADER, OwnerLost, OwnerUnreachable
+from app.cluster.forwarding import FORWARD_HEADER, HANDED_OVER_HEADER, OwnerHandedOver, OwnerLost, OwnerUnreachable
+from app.cluster.handover import Handover
 from app.cluster.member import ClusterMember
 from app.cluster.registry import OWNER_TIMEOUT_SECONDS, Opening, Owner
 from app.http.messages import (
@@ -33,6 +35,7 @@ from app.http.messages import (
 )
 from app.shared.redis import RedisUnavailable
 
+HANDED_OVER = "this instance is shutting down and handed the session over; nothing ran"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 log = logging.getLogger(__name__)
 
@@ -43,11 +46,14 @@ class SessionRouter:
     def __init__(self, app: ASGIApp, member: ClusterMember) -> None:
         self.app = app
         self.member = member
+        self.handover = Handover(member)
         self._takeovers: dict[str, anyio.Event] = {}  # sessions a request of this process is claiming or rebuilding
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope.get("headers", [])
         version = header(headers, PROTOCOL_VERSION_HEADER)
+        if self.handover.draining and scope["type"] == "http":
+            send = _closing(send)
         # 2026-07-28 requests have no session; the SDK routes on this header before any session lookup.
         if scope["type"] != "http" or scope["path"] != "/mcp" or version not in (None, *HANDSHAKE_PROTOCOL_VERSIONS):
             await self.app(scope, receive, send)
@@ -72,7 +78,7 @@ class SessionRouter:
             if started:
                 raise
             status, code = (exc.status, exc.code) if isinstance(exc, Refused) else (503, -32603)
-            await send_error(send, status, code, str(exc))
+            await send_error(send, status, code, str(exc), getattr(exc, "headers", ()))
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session: record the session the SDK opens before the client learns its id."""
@@ -80,6 +86,9 @@ class SessionRouter:
             await self.app(scope, receive, send)
             return
         body = await read_body(receive, MAX_BODY_BYTES)
+        if self.handover.draining:
+            await self._hand_to_peer(scope, body, receive, send)  # the session opens where it can live on
+            return
         opening = _opening(body)
         if opening is None:  # not a valid initialize request: the SDK explains what is wrong
             await self.app(scope, replay(body, receive), send)
@@ -106,75 +115,139 @@ class SessionRouter:
 
     async def _route(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         manager, registry = self.member.manager, self.member.registry
+        body = await read_body(receive, MAX_BODY_BYTES)
         if manager.holds(session_id):
-            if await registry.confirm(session_id):
-                await self.app(scope, receive, send)
+            if self.handover.draining and _starts_something(scope["method"], body):
+                await self.handover.handed_over(session_id)  # then served where the session goes
+            elif self.handover.draining or await registry.confirm(session_id):
+                await self._serve_held(session_id, scope, body, receive, send)
                 return
-            log.warning("a session held here is no longer ours (taken over, or ended); letting it go")
-            await manager.drop(session_id)
-        body: bytes | None = None
+            else:
+                log.warning("a session held here is no longer ours (taken over, or ended); letting it go")
+                await manager.drop(session_id)
+        await self._route_elsewhere(session_id, scope, body, receive, send)
+
+    async def _route_elsewhere(self, session_id: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        """A session this process does not hold: forward to its owner, or take it over if the owner is gone."""
+        registry = self.member.registry
         owner_lost = False
-        for _ in range(2):  # a second look when another instance claimed the session first
+        for _ in range(3):  # looked up again when another instance claimed it first, or its owner handed it over
+            if self.handover.draining:
+                registry.forget_lookup(session_id)  # sessions move fast now: no second-old answers
             owner = await registry.lookup(session_id)
             if owner is None or owner.owner_id == registry.owner_id:
                 if owner_lost and scope["method"] == "DELETE":
                     await send_response(send, 200)  # the owner ended it before dying: what the client asked for
                     return
-                pending = receive if body is None else replay(body, receive)
-                await self._serve_here_or_end(session_id, owner, scope, pending, send)
+                await self._serve_here_or_end(session_id, owner, scope, body, receive, send)
                 return
-            body = await read_body(receive, MAX_BODY_BYTES) if body is None else body
             if owner.url is not None:
                 try:
                     await self.member.forwarder.forward(owner.url, scope, body, receive, send)
                     return
+                except OwnerHandedOver:
+                    registry.forget_lookup(session_id)
+                    continue
                 except OwnerUnreachable:
-                    # Taken over only once its heartbeat lapses: a live owner may refuse or drop a connection.
-                    if await self._still_beating(session_id, owner.owner_id):
-                        raise Refused(503, -32603, "the instance serving this session is busy; retry") from None
-                    log.warning("a session's owner is unreachable and silent; taking the session over")
+                    await self._refuse_unless_silent(session_id, owner)
                 except OwnerLost as exc:
                     owner_lost = True
                     registry.forget_lookup(session_id)
-                    # A request may have run before its owner died, so only what is safe to repeat is served again.
-                    if (
-                        not _repeatable(scope["method"], body)
-                        or await _accepts_connections(owner.url)
-                        or await self._still_beating(session_id, owner.owner_id)
-                    ):
-                        message = f"the instance serving this session stopped answering ({exc}); retry"
-                        raise Refused(502, -32603, message) from None
+                    await self._refuse_unless_repeatable(session_id, owner, scope, body, exc)
+            if self.handover.draining:
+                if await self._hand_to_peer(scope, body, receive, send):
+                    return
+                continue  # the peer found it owned by another instance meanwhile
             if await self._take_over(session_id, owner.owner_id):
-                await self.app(scope, replay(body, receive), send)
+                await self._serve_held(session_id, scope, body, receive, send)
                 return
             registry.forget_lookup(session_id)
         raise Refused(503, -32603, "another instance is taking this session over; retry")
 
+    async def _refuse_unless_silent(self, session_id: str, owner: Owner) -> None:
+        # Taken over only once its heartbeat lapses: a live owner may refuse or drop a connection.
+        if await self._still_beating(session_id, owner.owner_id):
+            raise Refused(503, -32603, "the instance serving this session is busy; retry")
+        log.warning("a session's owner is unreachable and silent; taking the session over")
+
+    async def _refuse_unless_repeatable(
+        self, session_id: str, owner: Owner, scope: Scope, body: bytes, exc: OwnerLost
+    ) -> None:
+        # A request may have run before its owner died, so only what is safe to repeat is served again.
+        if (
+            not _repeatable(scope["method"], body)
+            or await _accepts_connections(owner.url)
+            or await self._still_beating(session_id, owner.owner_id)
+        ):
+            raise Refused(502, -32603, f"the instance serving this session stopped answering ({exc}); retry")
+
     async def _serve_forwarded(self, session_id: str | None, scope: Scope, receive: Receive, send: Send) -> None:
-        """A request another instance sent here because the registry says this process owns the session."""
+        """A request another instance sent here: this process owns its session, or the sender handed it here
+        (it is shutting down) to open a session or to take one over."""
         body = await read_body(receive, MAX_BODY_BYTES)
         signature = header(scope["headers"], FORWARD_HEADER.encode())
-        if session_id is None or not self.member.forwarder.signer.verify(signature, scope, body):
+        if not self.member.forwarder.signer.verify(signature, scope, body):
             raise Refused(403, -32600, f"invalid {FORWARD_HEADER} header; only cluster instances may send it")
         manager, registry = self.member.manager, self.member.registry
-        if manager.holds(session_id) and await registry.confirm(session_id):
-            await self.app(scope, replay(body, receive), send)  # never forwarded again: no loops
+        if session_id is not None and manager.holds(session_id):
+            if self.handover.draining and _starts_something(scope["method"], body):
+                await self.handover.handed_over(session_id)
+                raise Refused(503, -32603, HANDED_OVER, [(HANDED_OVER_HEADER, b"1")])  # the sender looks again
+            if self.handover.draining or await registry.confirm(session_id):
+                await self._serve_held(session_id, scope, body, receive, send)  # never forwarded again: no loops
+                return
+        if self.handover.draining:
+            raise Refused(503, -32603, HANDED_OVER, [(HANDED_OVER_HEADER, b"1")])
+        if session_id is None:
+            await self._open(scope, replay(body, receive), send)
             return
         registry.forget_lookup(session_id)
         owner = await registry.lookup(session_id)
         if owner is not None and owner.owner_id != registry.owner_id:
-            raise Refused(503, -32603, "this session moved to another instance; retry")
-        await self._serve_here_or_end(session_id, owner, scope, replay(body, receive), send)
+            # Handed over, or its owner died: the sender could not take it over itself.
+            if owner.url is None and await self._take_over(session_id, owner.owner_id):
+                await self._serve_held(session_id, scope, body, receive, send)
+                return
+            raise Refused(
+                503, -32603, "this session moved to another instance; look again", [(HANDED_OVER_HEADER, b"1")]
+            )
+        await self._serve_here_or_end(session_id, owner, scope, body, receive, send)
+
+    async def _serve_held(self, session_id: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        if _repeatable(scope["method"], body):
+            await self.app(scope, replay(body, receive), send)
+            return
+        async with self.handover.call(session_id):
+            await self.app(scope, replay(body, receive), send)
+
+    async def _hand_to_peer(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
+        """While draining: let a live instance serve what this one will not start. False when the peer found
+        the session owned by another instance (nothing ran: look it up again)."""
+        peers = await self.member.registry.peers()
+        random.shuffle(peers)
+        for url in peers:
+            try:
+                await self.member.forwarder.forward(url, scope, body, receive, send)
+                return True
+            except OwnerHandedOver:
+                if header(scope["headers"], SESSION_ID_HEADER) is not None:
+                    return False
+            except OwnerUnreachable:
+                continue  # nothing ran there: try the next
+            except OwnerLost as exc:
+                message = f"the instance this request was handed to stopped answering ({exc}); retry"
+                raise Refused(502, -32603, message) from None
+        raise Refused(503, -32603, "this instance is shutting down and no other instance answered; retry")
 
     async def _serve_here_or_end(
-        self, session_id: str, owner: Owner | None, scope: Scope, receive: Receive, send: Send
+        self, session_id: str, owner: Owner | None, scope: Scope, body: bytes, receive: Receive, send: Send
     ) -> None:
         """The registry names no owner, or this process: serve a session this process claimed (once a rebuild
         under way has finished); anything else has ended here, so delete a record left behind and let the
         SDK answer 404."""
         if owner is not None and not await self._rebuilt_here(session_id):
             await self.member.registry.forget(session_id)
-        await self.app(scope, receive, send)
+        await self._serve_held(session_id, scope, body, receive, send)
 
     async def _still_beating(self, session_id: str, owner_id: str) -> bool:
         """After the owner could not be reached: a dead owner's heartbeat lapses within OWNER_TIMEOUT_SECONDS
@@ -260,3 +333,19 @@ async def _accepts_connections(url: str) -> bool:
         return True  # unknown: assume it lives, so nothing runs twice
     await stream.aclose()
     return True
+
+
+def _starts_something(method: str, body: bytes) -> bool:
+    """A new call, or a GET stream: what a draining instance leaves to the one that takes the session over."""
+    return method == "GET" or not _repeatable(method, body)
+
+
+def _closing(send: Send) -> Send:
+    """Ask the client (nginx) to close the connection after this response, so it reuses none of ours."""
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        await send(message)
+
+    return closing

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from starlette.types import Message, Receive, Send
 
@@ -19,9 +19,9 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
 class Refused(Exception):
     """A request the layer answers itself: HTTP status and JSON-RPC error."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(self, status: int, code: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         super().__init__(message)
-        self.status, self.code = status, code
+        self.status, self.code, self.headers = status, code, headers
 
 
 class ClientGone(ConnectionError):
@@ -58,13 +58,21 @@ def json_rpc_error(code: int, message: str) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
 
 
-async def send_response(send: Send, status: int, body: bytes = b"", content_type: bytes | None = None) -> None:
-    headers = [(b"content-length", str(len(body)).encode())]
+async def send_response(
+    send: Send,
+    status: int,
+    body: bytes = b"",
+    content_type: bytes | None = None,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    start = [(b"content-length", str(len(body)).encode()), *headers]
     if content_type is not None:
-        headers.insert(0, (b"content-type", content_type))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+        start.insert(0, (b"content-type", content_type))
+    await send({"type": "http.response.start", "status": status, "headers": start})
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, status: int, code: int, message: str) -> None:
-    await send_response(send, status, json_rpc_error(code, message), b"application/json")
+async def send_error(
+    send: Send, status: int, code: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    await send_response(send, status, json_rpc_error(code, message), b"application/json", headers)
