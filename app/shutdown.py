@@ -17,28 +17,28 @@ IDLE_CONNECTIONS_CLOSE_SECONDS = 3.0
 
 @asynccontextmanager
 async def drain_on_sigterm(drain: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
-    """While the block runs, the first SIGTERM runs `drain` and then hands the signal to the handler it
-    replaced (uvicorn's, which stops serving once the calls in flight end); a second one stops at once."""
+    """While the block runs, SIGTERM runs `drain` and then hands the signal to the handler it replaced
+    (uvicorn's, which stops serving once the requests in flight end). SIGTERMs that follow are ignored (a
+    process manager may signal both uvicorn's supervisor and its workers); SIGINT still stops at once."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach only the main thread: nothing to hook (e.g. an in-process test)
         return
     previous = signal.getsignal(signal.SIGTERM)
     requested = anyio.Event()
-    loop = asyncio.get_running_loop()  # a signal handler runs between two steps of the loop: it only schedules
+    loop = asyncio.get_running_loop()  # the handler may interrupt any code of this thread: it only schedules
 
     def on_sigterm(signum: int, frame: object) -> None:
-        if requested.is_set():
-            _pass_on(previous, signum, frame)
-        else:
-            loop.call_soon_threadsafe(requested.set)
+        loop.call_soon_threadsafe(requested.set)
 
     async def drain_then_stop() -> None:
         await requested.wait()
-        await drain()
-        server = getattr(previous, "__self__", None)
-        if isinstance(server, uvicorn.Server):
-            await _let_clients_close(server)
-        _pass_on(previous, signal.SIGTERM, None)
+        try:
+            await drain()
+            server = getattr(previous, "__self__", None)
+            if isinstance(server, uvicorn.Server):
+                await _let_clients_close(server)
+        finally:
+            _pass_on(previous, signal.SIGTERM, None)
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:

@@ -1,5 +1,6 @@
-"""Taking a dead owner's session over, in-process against a real redis-server: one claim and one rebuild
-however many of the session's requests arrive at once, and none of them takes the session for gone."""
+"""Taking a dead owner's session over, and handing sessions over on SIGTERM, in-process against a real
+redis-server: one claim and one rebuild however many of the session's requests arrive at once, a lost claim
+answer claimed again, and no call started on a session whose handover has begun."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from app import InstanceSettings, Preset, SessionStore, session_state
 from app.cluster.registry import Opening, SessionRegistry
 from app.instance import Instance
 from app.shared import keys
+from app.shared.redis import RedisUnavailable
 from tests.utils.asgi import served
 
 pytestmark = pytest.mark.anyio
 VERSION = "2025-11-25"
 PARAMS = {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
 OPENING = Opening(PARAMS, VERSION)
+INITIALIZE = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": PARAMS}
 
 
 @pytest.fixture
@@ -39,6 +42,10 @@ def counting_server() -> MCPServer:
     return mcp
 
 
+def taker_settings(redis_url: str) -> InstanceSettings:
+    return InstanceSettings("taker", preset=Preset.STATEFUL_JSON, session_store=SessionStore.REDIS, redis_url=redis_url)
+
+
 def call(session_id: str, request_id: int) -> dict:
     headers = {
         "mcp-session-id": session_id,
@@ -52,10 +59,7 @@ def call(session_id: str, request_id: int) -> dict:
 async def test_requests_arriving_while_the_claim_is_answered_wait_for_the_rebuild(redis, redis_url):
     """The claim has changed the owner in Redis but its answer is still on the way (a stall of this process):
     the session's other requests see this process named as owner, and must wait rather than end the session."""
-    settings = InstanceSettings(
-        "taker", preset=Preset.STATEFUL_JSON, session_store=SessionStore.REDIS, redis_url=redis_url
-    )
-    instance = Instance(counting_server(), settings, None)
+    instance = Instance(counting_server(), taker_settings(redis_url), None)
     registry = instance.member.registry
     session_id = secrets.token_hex(16)
     await SessionRegistry(redis, "gone", "http://127.0.0.1:1", 60).register(session_id, OPENING)
@@ -84,6 +88,32 @@ async def test_requests_arriving_while_the_claim_is_answered_wait_for_the_rebuil
     assert record[b"owner"].decode() == registry.owner_id and record[b"gen"] == b"2", "one claim, one generation on"
 
 
+async def test_a_claim_whose_answer_was_lost_is_claimed_again_not_ended(redis, redis_url):
+    """Redis ran the claim but its answer never came (both tries timed out): the record now names this
+    process, which does not hold the session. The next request claims it again and is served; the record is
+    not taken for one left behind by an ended session."""
+    instance = Instance(counting_server(), taker_settings(redis_url), None)
+    registry = instance.member.registry
+    session_id = secrets.token_hex(16)
+    await SessionRegistry(redis, "gone", "http://127.0.0.1:1", 60).register(session_id, OPENING)
+    claimed, lost = registry.claim, []
+
+    async def claim_losing_the_first_answer(*args):
+        opening = await claimed(*args)
+        if not lost:
+            lost.append(opening)
+            raise RedisUnavailable()
+        return opening
+
+    registry.claim = claim_losing_the_first_answer
+    async with served(instance.app) as client:
+        first = await client.post("/mcp", **call(session_id, 1))
+        second = await client.post("/mcp", **call(session_id, 2))
+    assert first.status_code == 503 and "unavailable" in first.json()["error"]["message"]
+    assert second.json()["result"]["structuredContent"]["result"] == 1
+    assert await redis.hget(keys.SESSION.format(session_id), "owner") == registry.owner_id.encode()
+
+
 async def test_a_claim_sent_again_after_a_timeout_returns_the_first_answer(redis):
     """The Redis client re-sends a command whose answer timed out; Redis may have run the first copy."""
     session_id = secrets.token_hex(16)
@@ -95,3 +125,31 @@ async def test_a_claim_sent_again_after_a_timeout_returns_the_first_answer(redis
     assert first == again == OPENING
     assert await redis.hget(keys.SESSION.format(session_id), "gen") == b"2"
     assert await SessionRegistry(redis, "late", "http://127.0.0.1:3", 60).claim(session_id, dead.owner_id) is None
+
+
+async def test_a_call_that_arrives_while_its_session_is_handed_over_does_not_start_here(redis, redis_url):
+    """Draining (SIGTERM): once a session's handover has begun, a new call of it runs nowhere on this instance.
+    With no other instance to take it, it gets a 503 that says nothing ran."""
+    instance = Instance(counting_server(), taker_settings(redis_url), None)
+    registry = instance.member.registry
+    released, handing = registry.release, anyio.Event()
+
+    async def stalled_release(session_id: str) -> None:
+        handing.set()
+        await anyio.sleep(0.3)  # the stall: the call below arrives meanwhile
+        await released(session_id)
+
+    registry.release = stalled_release
+    async with served(instance.app) as client:
+        opened = await client.post("/mcp", headers={"accept": "application/json, text/event-stream"}, json=INITIALIZE)
+        session_id = opened.headers["mcp-session-id"]
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        await client.post("/mcp", headers=call(session_id, 0)["headers"], json=initialized)
+        assert (await client.post("/mcp", **call(session_id, 1))).json()["result"]["structuredContent"]["result"] == 1
+        async with anyio.create_task_group() as group:
+            group.start_soon(instance.router.handover.drain, 5.0)
+            await handing.wait()
+            late = await client.post("/mcp", **call(session_id, 2))
+    assert late.status_code == 503 and "no other instance" in late.json()["error"]["message"]
+    record = await redis.hgetall(keys.SESSION.format(session_id.partition(".")[2]))
+    assert record[b"s:n"] == b"1" and record[b"owner"].startswith(b"released:")

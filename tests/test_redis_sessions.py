@@ -414,12 +414,13 @@ def test_several_workers_per_instance_share_sessions_through_redis(tmp_path):
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port(), app_env=settings) as stack:
         url = stack.instance_url("app1")
         by_owner: dict[int, McpClient] = {}
-        for _ in range(40):  # the kernel picks the worker for each new connection, not always evenly
-            client = session(url)
+
+        def opened_on_both_workers() -> bool:  # the kernel picks a worker per new connection, not always evenly
+            client = session(url)  # and the second worker may still be starting when the first is ready
             by_owner.setdefault(client.call_tool("whoami").result["structuredContent"]["pid"], client)
-            if len(by_owner) == 2:
-                break
-        assert len(by_owner) == 2, "40 sessions should have been opened on both workers"
+            return len(by_owner) == 2
+
+        wait_for(opened_on_both_workers, timeout=20)
         forwarded = 0
         for client in by_owner.values():
             for n in range(1, 41):

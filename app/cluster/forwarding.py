@@ -22,7 +22,8 @@ from app.shared.keys import CLUSTER_SECRET
 from app.shared.redis import unavailable_on_error
 
 FORWARD_HEADER = "x-mcp-forwarded"
-HANDED_OVER_HEADER = b"x-mcp-handed-over"  # on an owner's 503: it handed the session over and ran nothing
+HANDED_OVER_HEADER = b"x-mcp-handed-over"  # on a 503 from an instance: it ran nothing, and says why
+MOVED, DRAINING = b"moved", b"draining"  # the session is elsewhere now: look again; or it is stopping: try another
 SERVED_BY_HEADER = b"x-mcp-served-by"  # the owner's X-Mcp-Instance; X-Mcp-Instance stays the instance nginx picked
 _MAX_SKEW_SECONDS = 30
 # The longest silence on the hop: above the longest tool call (50 s, answered at its end on JSON presets)
@@ -44,11 +45,7 @@ log = logging.getLogger(__name__)
 
 
 class OwnerUnreachable(ConnectionError):
-    """No connection to the owner could be made: the request never reached it, so serving it here is safe."""
-
-    def __init__(self, message: str, *, timed_out: bool) -> None:
-        super().__init__(message)
-        self.timed_out = timed_out  # a refusal means nothing listens; a timeout may be a busy owner
+    """No connection to the owner could be made (refused, or timed out): the request never reached it."""
 
 
 class OwnerLost(ConnectionError):
@@ -56,7 +53,11 @@ class OwnerLost(ConnectionError):
 
 
 class OwnerHandedOver(ConnectionError):
-    """The owner is shutting down, handed the session over and ran nothing: look the owner up again."""
+    """The instance ran nothing: the session moved (look its owner up again), or it is stopping (try another)."""
+
+    def __init__(self, reason: bytes) -> None:
+        super().__init__(reason.decode("latin-1"))
+        self.reason = reason
 
 
 class ForwardSigner:
@@ -101,11 +102,12 @@ class Forwarder:
         self._client = httpx2.AsyncClient(
             timeout=httpx2.Timeout(connect=1.0, read=_READ_TIMEOUT_SECONDS, write=10.0, pool=5.0),
             # No cap on connections: each relayed GET stream holds one for as long as the client listens.
-            # Idle connections close within as long as an instance that stops waits for them to (app/shutdown.py).
+            # Idle connections are closed after 2 s, before a stopping instance gives up waiting for them.
             limits=httpx2.Limits(max_connections=None, max_keepalive_connections=128, keepalive_expiry=2.0),
         )
         self._streams: set[anyio.CancelScope] = set()  # the GET streams relayed now
         self._closing = False
+        self._relaying = 0  # other requests relayed now
 
     def close_streams(self) -> None:
         """End every relayed GET stream cleanly, now and from now on (this instance is shutting down): each
@@ -117,8 +119,21 @@ class Forwarder:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    async def relays_done(self) -> None:
+        """Return once no request but GET streams is being relayed (polled: this runs once, at shutdown)."""
+        while self._relaying:
+            await anyio.sleep(0.05)
+
     async def forward(self, owner_url: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         """Send the request to the owner and stream its answer back; raises before sending anything to the client."""
+        counted = scope["method"] != "GET"
+        self._relaying += counted
+        try:
+            await self._forward(owner_url, scope, body, receive, send)
+        finally:
+            self._relaying -= counted
+
+    async def _forward(self, owner_url: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         headers = [(key, value) for key, value in scope["headers"] if key.lower() not in _NOT_FORWARDED]
         headers.append((FORWARD_HEADER.encode(), self.signer.sign(scope, body).encode()))
         path = scope.get("raw_path") or scope["path"].encode()
@@ -128,15 +143,14 @@ class Forwarder:
         )
         try:
             response = await self._client.send(request, stream=True)
-        except httpx2.ConnectTimeout as exc:
-            raise OwnerUnreachable(str(exc), timed_out=True) from exc
-        except httpx2.ConnectError as exc:
-            raise OwnerUnreachable(str(exc), timed_out=False) from exc
+        except (httpx2.ConnectTimeout, httpx2.ConnectError) as exc:
+            raise OwnerUnreachable(str(exc)) from exc
         except httpx2.TransportError as exc:
             raise OwnerLost(exc.__class__.__name__) from exc
-        if response.status_code == 503 and HANDED_OVER_HEADER.decode() in response.headers:
+        handed_over = response.headers.get(HANDED_OVER_HEADER.decode()) if response.status_code == 503 else None
+        if handed_over is not None:
             await response.aclose()
-            raise OwnerHandedOver()
+            raise OwnerHandedOver(handed_over.encode("latin-1"))
         try:
             await send(
                 {
@@ -168,7 +182,8 @@ class Forwarder:
                     except httpx2.HTTPError as exc:
                         # End cleanly: the SDK client reconnects a GET stream that ended, but gives up after errors.
                         log.warning("the owner's stream broke off: %s", exc.__class__.__name__)
-                self._streams.discard(relaying)
+                    finally:
+                        self._streams.discard(relaying)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 group.cancel_scope.cancel()
         finally:

@@ -1,9 +1,9 @@
 """Handing this process's sessions to the others when it shuts down (SIGTERM: `docker stop`, a rollout).
 
-While draining, the process runs no new call: it relays each to the instance that owns the session, or to a
-live peer that takes the session over. It hands a session over (its record names no live owner from then on)
-as soon as none of the session's calls runs here, so every call in flight finishes where it started, and
-the answers those calls wait for (sampling, elicitation) still reach them.
+While draining, the process starts no new call: it relays each to the instance that owns the session, or to
+a live peer that takes the session over. It hands a session over (its record names no live owner from then
+on) as soon as none of the session's calls runs here, so a call in flight finishes where it started, with
+the answers it waits for (sampling, elicitation), if it ends within the drain's time.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ import anyio
 from app.cluster.member import ClusterMember
 from app.shared.redis import RedisUnavailable
 
+HANDOVERS_AT_ONCE = 32  # Redis calls a drain makes at a time, far below the pool's size
 log = logging.getLogger(__name__)
+
+
+class HandingOver(Exception):
+    """The session is on its way to another instance: nothing ran here, serve the request where it goes."""
 
 
 class Handover:
@@ -26,6 +31,8 @@ class Handover:
         self.member = member
         self.draining = False
         self._calls: Counter[str] = Counter()  # calls (JSON-RPC requests) of each session running here
+        self._closed: set[str] = set()  # sessions that start no new call here: their handover is due
+        self._started: set[str] = set()  # sessions whose handover has begun (it is done once)
         self._handed: dict[str, anyio.Event] = {}  # set once the session is handed over
 
     def calls_running(self) -> int:
@@ -33,7 +40,10 @@ class Handover:
 
     @asynccontextmanager
     async def call(self, session_id: str) -> AsyncIterator[None]:
-        """Serve one call of a session held here; while draining, its session moves once its last call ends."""
+        """Serve one call of a session held here; raises HandingOver (before anything runs) once the session's
+        handover has begun. While draining, the session moves when its last call here ends."""
+        if session_id in self._closed:
+            raise HandingOver()
         self._calls[session_id] += 1
         try:
             yield
@@ -47,33 +57,55 @@ class Handover:
 
     async def handed_over(self, session_id: str) -> None:
         """Wait until a session held here has been handed over: at once when none of its calls runs here."""
+        self._closed.add(session_id)
         if not self._calls.get(session_id):
             await self._hand_over(session_id)
-        await self._handed.setdefault(session_id, anyio.Event()).wait()
+        await self._event(session_id).wait()
 
     async def drain(self, seconds: float) -> None:
-        """Stop owning: hand every session over once its calls end (at most `seconds`), close relayed streams."""
+        """Stop owning: hand every session over once its calls end (at most `seconds`), then end relayed streams."""
         self.draining = True
-        self.member.forwarder.close_streams()  # their clients reconnect, through another instance
-        held = self.member.manager.held()
-        log.info("draining", extra={"fields": {"sessions": len(held), "calls": self.calls_running()}})
+        log.info("draining", extra={"fields": {"sessions": len(self._pending()), "calls": self.calls_running()}})
+        limiter = anyio.CapacityLimiter(HANDOVERS_AT_ONCE)
+
+        async def hand_over(session_id: str) -> None:
+            async with limiter:
+                await self.handed_over(session_id)
+
         with anyio.move_on_after(seconds):
-            async with anyio.create_task_group() as group:
-                for session_id in held:
-                    group.start_soon(self.handed_over, session_id)
-        late = self.member.manager.held()
-        if late:  # their calls outlived the drain: what they write now is refused (fenced), not lost in silence
+            while pending := self._pending():  # again: a session opened or taken over meanwhile is pending too
+                self._closed.update(pending)  # no new call starts on any of them while they wait their turn
+                async with anyio.create_task_group() as group:
+                    for session_id in pending:
+                        group.start_soon(hand_over, session_id)
+            await self.member.forwarder.relays_done()  # the calls this instance relays to others end too
+        late = self._pending()
+        if late:  # their calls outlived the drain: stopping ends them, and the client gets no answer
             log.warning("calls still running at the end of the drain", extra={"fields": {"sessions": len(late)}})
         for session_id in late:
             await self._hand_over(session_id)
+        self.member.forwarder.close_streams()  # their clients reconnect, through an instance that stays
+
+    def _pending(self) -> list[str]:
+        return [sid for sid in self.member.manager.held() if not self._event(sid).is_set()]
+
+    def _event(self, session_id: str) -> anyio.Event:
+        return self._handed.setdefault(session_id, anyio.Event())
 
     async def _hand_over(self, session_id: str) -> None:
-        handed = self._handed.setdefault(session_id, anyio.Event())
-        if handed.is_set():
+        handed = self._event(session_id)
+        if session_id in self._started:  # once: a second caller waits for the first
+            await handed.wait()
             return
+        self._started.add(session_id)
+        self._closed.add(session_id)
         try:
             await self.member.registry.release(session_id)
         except RedisUnavailable:
-            log.warning("could not hand a session over; it is taken over once this process has stopped")
-        await self.member.manager.drop(session_id)  # and its GET stream ends: the client reconnects elsewhere
-        handed.set()
+            # The record still names this process, which keeps serving the session until it stops; another
+            # instance takes it over once this one's heartbeat has lapsed.
+            log.warning("could not hand a session over; it moves once this process has stopped")
+        else:
+            await self.member.manager.drop(session_id)  # and its GET stream ends: the client reconnects elsewhere
+        finally:
+            handed.set()

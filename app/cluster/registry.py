@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ HEARTBEAT_SECONDS = 1.0
 OWNER_TIMEOUT_SECONDS = 3.0  # an owner silent this long is dead, and its sessions may be taken over
 CONFIRM_EVERY_SECONDS = 1.0  # a local session re-checks that it is still ours at most this often
 LOOKUP_CACHE_SECONDS = 1.0
+PEERS_CACHE_SECONDS = 1.0
+ENDED_REMEMBERED = 10_000
 RELEASED_PREFIX = "released:"  # the owner of a session handed over: no process has that name, so none beats
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,8 @@ class SessionRegistry:
         self._owned: dict[str, float] = {}  # sessions this process owns -> when that was last confirmed
         self._generations: dict[str, int] = {}  # the generation each of them had when this process got it
         self._lookups: dict[str, tuple[Owner, float]] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()  # the last ENDED_REMEMBERED sessions ended here
+        self._peers: tuple[list[str], float] = ([], -PEERS_CACHE_SECONDS)
 
     async def register(self, session_id: str, opening: Opening) -> None:
         """Record a session this process just opened."""
@@ -170,22 +175,34 @@ class SessionRegistry:
 
     async def release(self, session_id: str) -> None:
         """Hand a session over (this process is shutting down): any instance may claim it from now on."""
-        self._let_go(session_id)
         await self._call(self._release, session_id, self.owner_id, RELEASED_PREFIX + self.owner_id)
+        self._let_go(session_id)
 
     async def peers(self) -> list[str]:
-        """The internal URLs of the other owners whose heartbeat is alive."""
+        """The internal URLs of the other owners whose heartbeat is alive (some may be stopping too)."""
+        urls, when = self._peers
+        if time.monotonic() - when < PEERS_CACHE_SECONDS:
+            return list(urls)
         with unavailable_on_error():
-            names = [name async for name in self._redis.scan_iter(match=keys.OWNER.format("*"), count=100)]
-            urls = await self._redis.mget(names) if names else []
-        return [url.decode() for url in urls if url is not None and url.decode() != self.url]
+            names = [name async for name in self._redis.scan_iter(match=keys.OWNER.format("*"), count=1000)]
+            values = await self._redis.mget(names) if names else []
+        urls = [url.decode() for url in values if url is not None and url.decode() != self.url]
+        self._peers = (urls, time.monotonic())
+        return list(urls)
 
     async def save_subscriptions(self, session_id: str, uris: list[str]) -> None:
         await self._call(self._save_subscriptions, session_id, self.owner_id, json.dumps(uris))
 
+    def ended_here(self, session_id: str) -> bool:
+        """Whether this process ended the session (a record naming it afterwards is a deletion that failed)."""
+        return session_id in self._ended
+
     async def forget(self, session_id: str) -> None:
         """The session has ended (DELETE or idle timeout): delete its record if it is still ours."""
         self._let_go(session_id)
+        self._ended[session_id] = None
+        if len(self._ended) > ENDED_REMEMBERED:
+            self._ended.popitem(last=False)
         try:
             await self._call(self._forget, session_id, self.owner_id, extra_key=keys.EVENTS.format(session_id))
         except RedisUnavailable:
@@ -194,17 +211,18 @@ class SessionRegistry:
     async def heartbeat(self) -> None:
         """Tell the others, every second, that this owner is alive (nothing else in this loop may delay it).
         After a silence long enough for a takeover (this process paused, or cut off from Redis), wake the sweep."""
-        last_beat = time.monotonic()
+        last_beat = time.monotonic()  # when the last beat that Redis took was sent: its key lives 3 s from then
         while True:
+            sent = time.monotonic()
             try:
                 await self._beats.set(keys.OWNER.format(self.owner_id), self.url, px=int(OWNER_TIMEOUT_SECONDS * 1000))
             except RedisError as exc:
                 log.warning("heartbeat failed: %s", exc.__class__.__name__)
             else:
-                if time.monotonic() - last_beat > OWNER_TIMEOUT_SECONDS:
+                if sent - last_beat > OWNER_TIMEOUT_SECONDS:
                     log.warning("this owner's heartbeat lapsed; checking which sessions are still ours")
                     self._lapsed.set()
-                last_beat = time.monotonic()
+                last_beat = sent
             await anyio.sleep(HEARTBEAT_SECONDS)
 
     async def sweep(self, on_lost: Callable[[str], Awaitable[None]]) -> None:

@@ -18,8 +18,16 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import sdk_internals
-from app.cluster.forwarding import FORWARD_HEADER, HANDED_OVER_HEADER, OwnerHandedOver, OwnerLost, OwnerUnreachable
-from app.cluster.handover import Handover
+from app.cluster.forwarding import (
+    DRAINING,
+    FORWARD_HEADER,
+    HANDED_OVER_HEADER,
+    MOVED,
+    OwnerHandedOver,
+    OwnerLost,
+    OwnerUnreachable,
+)
+from app.cluster.handover import HandingOver, Handover
 from app.cluster.member import ClusterMember
 from app.cluster.registry import OWNER_TIMEOUT_SECONDS, Opening, Owner
 from app.http.messages import (
@@ -36,6 +44,7 @@ from app.http.messages import (
 from app.shared.redis import RedisUnavailable
 
 HANDED_OVER = "this instance is shutting down and handed the session over; nothing ran"
+LOOK_AGAIN = "this session moved to another instance; nothing ran, look again"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 log = logging.getLogger(__name__)
 
@@ -52,8 +61,8 @@ class SessionRouter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope.get("headers", [])
         version = header(headers, PROTOCOL_VERSION_HEADER)
-        if self.handover.draining and scope["type"] == "http":
-            send = _closing(send)
+        if scope["type"] == "http":
+            send = self._closing_while_draining(send)
         # 2026-07-28 requests have no session; the SDK routes on this header before any session lookup.
         if scope["type"] != "http" or scope["path"] != "/mcp" or version not in (None, *HANDSHAKE_PROTOCOL_VERSIONS):
             await self.app(scope, receive, send)
@@ -74,11 +83,25 @@ class SessionRouter:
                 await self._route(session_id, scope, receive, tracked)
         except ClientGone:
             return  # nobody is left to answer
+        except HandingOver:  # a session that began moving just as this request reached it
+            if started:
+                raise
+            await send_error(send, 503, -32603, HANDED_OVER, [(HANDED_OVER_HEADER, MOVED)])
         except (RedisUnavailable, Refused) as exc:
             if started:
                 raise
             status, code = (exc.status, exc.code) if isinstance(exc, Refused) else (503, -32603)
             await send_error(send, status, code, str(exc), getattr(exc, "headers", ()))
+
+    def _closing_while_draining(self, send: Send) -> Send:
+        """While draining, ask the client (nginx) to close the connection after the response: it reuses none."""
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.handover.draining:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        return closing
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session: record the session the SDK opens before the client learns its id."""
@@ -86,8 +109,9 @@ class SessionRouter:
             await self.app(scope, receive, send)
             return
         body = await read_body(receive, MAX_BODY_BYTES)
-        if self.handover.draining:
-            await self._hand_to_peer(scope, body, receive, send)  # the session opens where it can live on
+        if self.handover.draining:  # the session opens where it can live on
+            if not await self._hand_to_peer(scope, body, receive, send):
+                raise Refused(503, -32603, "this instance is shutting down; retry")
             return
         opening = _opening(body)
         if opening is None:  # not a valid initialize request: the SDK explains what is wrong
@@ -117,11 +141,12 @@ class SessionRouter:
         manager, registry = self.member.manager, self.member.registry
         body = await read_body(receive, MAX_BODY_BYTES)
         if manager.holds(session_id):
-            if self.handover.draining and _starts_something(scope["method"], body):
-                await self.handover.handed_over(session_id)  # then served where the session goes
-            elif self.handover.draining or await registry.confirm(session_id):
-                await self._serve_held(session_id, scope, body, receive, send)
-                return
+            if self.handover.draining or await registry.confirm(session_id):
+                try:
+                    await self._serve_held(session_id, scope, body, receive, send)
+                    return
+                except HandingOver:
+                    await self.handover.handed_over(session_id)  # then served where the session goes
             else:
                 log.warning("a session held here is no longer ours (taken over, or ended); letting it go")
                 await manager.drop(session_id)
@@ -189,15 +214,16 @@ class SessionRouter:
         if not self.member.forwarder.signer.verify(signature, scope, body):
             raise Refused(403, -32600, f"invalid {FORWARD_HEADER} header; only cluster instances may send it")
         manager, registry = self.member.manager, self.member.registry
-        if session_id is not None and manager.holds(session_id):
-            if self.handover.draining and _starts_something(scope["method"], body):
-                await self.handover.handed_over(session_id)
-                raise Refused(503, -32603, HANDED_OVER, [(HANDED_OVER_HEADER, b"1")])  # the sender looks again
-            if self.handover.draining or await registry.confirm(session_id):
+        held = session_id is not None and manager.holds(session_id)
+        if held and (self.handover.draining or await registry.confirm(session_id)):
+            try:
                 await self._serve_held(session_id, scope, body, receive, send)  # never forwarded again: no loops
                 return
-        if self.handover.draining:
-            raise Refused(503, -32603, HANDED_OVER, [(HANDED_OVER_HEADER, b"1")])
+            except HandingOver:
+                await self.handover.handed_over(session_id)
+                raise Refused(503, -32603, HANDED_OVER, [(HANDED_OVER_HEADER, MOVED)]) from None
+        if self.handover.draining:  # the sender tries another instance
+            raise Refused(503, -32603, HANDED_OVER, [(HANDED_OVER_HEADER, DRAINING)])
         if session_id is None:
             await self._open(scope, replay(body, receive), send)
             return
@@ -208,9 +234,7 @@ class SessionRouter:
             if owner.url is None and await self._take_over(session_id, owner.owner_id):
                 await self._serve_held(session_id, scope, body, receive, send)
                 return
-            raise Refused(
-                503, -32603, "this session moved to another instance; look again", [(HANDED_OVER_HEADER, b"1")]
-            )
+            raise Refused(503, -32603, LOOK_AGAIN, [(HANDED_OVER_HEADER, MOVED)])
         await self._serve_here_or_end(session_id, owner, scope, body, receive, send)
 
     async def _serve_held(self, session_id: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
@@ -229,8 +253,8 @@ class SessionRouter:
             try:
                 await self.member.forwarder.forward(url, scope, body, receive, send)
                 return True
-            except OwnerHandedOver:
-                if header(scope["headers"], SESSION_ID_HEADER) is not None:
+            except OwnerHandedOver as exc:
+                if exc.reason == MOVED:
                     return False
             except OwnerUnreachable:
                 continue  # nothing ran there: try the next
@@ -243,10 +267,14 @@ class SessionRouter:
         self, session_id: str, owner: Owner | None, scope: Scope, body: bytes, receive: Receive, send: Send
     ) -> None:
         """The registry names no owner, or this process: serve a session this process claimed (once a rebuild
-        under way has finished); anything else has ended here, so delete a record left behind and let the
-        SDK answer 404."""
+        under way has finished) or whose claim's answer it lost; a session that ended here stays ended (its
+        record, left behind by a failed delete, goes) and the SDK answers 404."""
+        registry = self.member.registry
         if owner is not None and not await self._rebuilt_here(session_id):
-            await self.member.registry.forget(session_id)
+            if registry.ended_here(session_id):
+                await registry.forget(session_id)  # an ended session is never rebuilt
+            else:  # its claim's answer was lost on the way: claim it again (the claim finds it ours) and rebuild
+                await self._take_over(session_id, registry.owner_id)
         await self._serve_held(session_id, scope, body, receive, send)
 
     async def _still_beating(self, session_id: str, owner_id: str) -> bool:
@@ -333,19 +361,3 @@ async def _accepts_connections(url: str) -> bool:
         return True  # unknown: assume it lives, so nothing runs twice
     await stream.aclose()
     return True
-
-
-def _starts_something(method: str, body: bytes) -> bool:
-    """A new call, or a GET stream: what a draining instance leaves to the one that takes the session over."""
-    return method == "GET" or not _repeatable(method, body)
-
-
-def _closing(send: Send) -> Send:
-    """Ask the client (nginx) to close the connection after this response, so it reuses none of ours."""
-
-    async def closing(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-        await send(message)
-
-    return closing

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from app.shared.keys import CALL
 
 # One retry: the first command after a Redis restart meets a dead pooled connection. A retry after a timeout
-# re-sends a command Redis may still run: every write script is therefore `applied_once`.
+# re-sends a command Redis may still run: every write it would repeat is `applied_once` or idempotent.
 _RETRY = Retry(NoBackoff(), 1)
 CALL_KEPT_MS = 30_000  # far longer than a call's retries take (two socket timeouts)
 
