@@ -156,7 +156,7 @@ class Instance:
             )
             app = self.router = SessionRouter(app, self.member)
         app = SessionIdPrefix(app, settings.instance_id)
-        app = InstanceMiddleware(RejectionMessages(app), settings.instance_id)
+        app = self.front = InstanceMiddleware(RejectionMessages(app), settings.instance_id)
         if self.member is not None:
             self.member.app = app
         log.info("serving", extra={"fields": {"preset": settings.preset.value, "store": settings.session_store.value}})
@@ -173,7 +173,7 @@ class Instance:
                     await stack.enter_async_context(self.shared.running())
                 if self.member is not None:
                     await stack.enter_async_context(self.member.running())
-                async with sdk_lifespan(app), drain_on_sigterm(self._drain):
+                async with sdk_lifespan(app), drain_on_sigterm(self._drain, self.front):
                     self.ready = True
                     try:
                         yield

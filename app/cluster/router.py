@@ -61,8 +61,6 @@ class SessionRouter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope.get("headers", [])
         version = header(headers, PROTOCOL_VERSION_HEADER)
-        if scope["type"] == "http":
-            send = self._closing_while_draining(send)
         # 2026-07-28 requests have no session; the SDK routes on this header before any session lookup.
         if scope["type"] != "http" or scope["path"] != "/mcp" or version not in (None, *HANDSHAKE_PROTOCOL_VERSIONS):
             await self.app(scope, receive, send)
@@ -92,16 +90,6 @@ class SessionRouter:
                 raise
             status, code = (exc.status, exc.code) if isinstance(exc, Refused) else (503, -32603)
             await send_error(send, status, code, str(exc), getattr(exc, "headers", ()))
-
-    def _closing_while_draining(self, send: Send) -> Send:
-        """While draining, ask the client (nginx) to close the connection after the response: it reuses none."""
-
-        async def closing(message: Message) -> None:
-            if message["type"] == "http.response.start" and self.handover.draining:
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            await send(message)
-
-        return closing
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session: record the session the SDK opens before the client learns its id."""

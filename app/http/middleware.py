@@ -21,12 +21,23 @@ _SDK_REJECTIONS = {
 }
 
 
+CONNECTION_CLOSE = (b"connection", b"close")
+
+
 class InstanceMiddleware:
-    """Adds `X-Mcp-Instance` to every response and writes one JSON access-log line per request."""
+    """Adds `X-Mcp-Instance` to every response, writes one JSON access-log line per request, and knows how
+    long the instance has had no request in flight (a stopping instance waits for that)."""
 
     def __init__(self, app: ASGIApp, instance_id: str) -> None:
         self.app = app
         self.instance_header = (INSTANCE_HEADER.encode(), instance_id.encode())
+        self.in_flight = 0
+        self.last_done = time.monotonic()
+        self.closing = False  # stopping: every response asks the client to close the connection, so none is reused
+
+    def quiet_seconds(self) -> float:
+        """How long no request has been in flight here (0 while one is)."""
+        return 0.0 if self.in_flight else time.monotonic() - self.last_done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,14 +56,19 @@ class InstanceMiddleware:
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [*message.get("headers", []), self.instance_header]
+                if self.closing:
+                    headers.append(CONNECTION_CLOSE)
                 message = {**message, "headers": headers}
                 response["status"] = message["status"]
                 response["session_id"] = header(headers, SESSION_ID_HEADER)
             await send(message)
 
+        self.in_flight += 1
         try:
             await self.app(scope, receive_and_keep, send_with_header)
         finally:
+            self.in_flight -= 1
+            self.last_done = time.monotonic()
             request_headers = scope.get("headers", [])
             session_id = header(request_headers, SESSION_ID_HEADER) or response.get("session_id")
             fields = {
