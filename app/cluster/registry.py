@@ -23,8 +23,10 @@ from redis.exceptions import RedisError
 from app.shared import keys
 from app.shared.redis import RedisUnavailable, dedicated_client, unavailable_on_error
 
-HEARTBEAT_SECONDS = 1.0
-OWNER_TIMEOUT_SECONDS = 3.0  # an owner silent this long is dead, and its sessions may be taken over
+HEARTBEAT_SECONDS = 0.5
+# An owner silent this long is dead, and its sessions may be taken over: every request of a dead owner's
+# session waits up to this long, and a live one is then fenced (app/sessions/state.py) if it was only paused.
+OWNER_TIMEOUT_SECONDS = 2.0
 CONFIRM_EVERY_SECONDS = 1.0  # a local session re-checks that it is still ours at most this often
 LOOKUP_CACHE_SECONDS = 1.0
 PEERS_CACHE_SECONDS = 1.0
