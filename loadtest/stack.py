@@ -155,19 +155,11 @@ class Stack:
         its port, and wait until it is ready."""
         old = self.proc(name)
         _signal_group(old.pid, signal.SIGTERM)
-        deadline = time.monotonic() + RESTART_GRACE
-        while process_alive(old.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        _signal_group(old.pid, signal.SIGKILL)
-        _reap(old.pid)
+        _end(old.pid, deadline=time.monotonic() + RESTART_GRACE)
         new = self._spawn_instance(name, old.port, log_mode="ab")  # after the log of the one it replaces
         self.procs[self.procs.index(old)] = new
         self._save()
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not _healthy(new):
-            if not process_alive(new.pid) or time.monotonic() > deadline:
-                raise StackError(f"{name} did not come back:\n{self.log_tail(name)}")
-            time.sleep(0.05)
+        self._wait_ready([new])
 
     def _spawn(
         self, name: str, port: int, health_url: str | None, cmd: list, env: dict | None = None, log_mode: str = "wb"
@@ -186,9 +178,9 @@ class Stack:
             )
         return Proc(name, child.pid, port, health_url, _start_time(child.pid))
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, procs: list[Proc] | None = None) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        for proc in self.procs:
+        for proc in self.procs if procs is None else procs:
             while not _healthy(proc):
                 if not process_alive(proc.pid):
                     log = self.log_tail(proc.name)
@@ -211,10 +203,7 @@ class Stack:
             _signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         for proc in ours:
-            while process_alive(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            _signal_group(proc.pid, signal.SIGKILL)
-            _reap(proc.pid)
+            _end(proc.pid, deadline)
         self.procs.clear()
         _state_file(self.run_dir).unlink(missing_ok=True)
 
@@ -290,6 +279,14 @@ def _start_time(pid: int) -> int:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def _end(pid: int, deadline: float) -> None:
+    """Wait for a process signalled to stop until `deadline`, then SIGKILL its group and reap it."""
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+    _reap(pid)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -87,7 +87,7 @@ class Handover:
         self.member.forwarder.close_streams()  # their clients reconnect, through an instance that stays
 
     def _pending(self) -> list[str]:
-        return [sid for sid in self.member.manager.held() if not self._event(sid).is_set()]
+        return [sid for sid in self.member.manager.held() if not (sid in self._handed and self._handed[sid].is_set())]
 
     def _event(self, session_id: str) -> anyio.Event:
         return self._handed.setdefault(session_id, anyio.Event())

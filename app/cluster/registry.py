@@ -211,9 +211,9 @@ class SessionRegistry:
             log.warning("could not delete an ended session's record; it expires by itself")
 
     async def heartbeat(self) -> None:
-        """Tell the others, every second, that this owner is alive (nothing else in this loop may delay it).
+        """Tell the others, every HEARTBEAT_SECONDS, that this owner is alive (nothing else in this loop may delay it).
         After a silence long enough for a takeover (this process paused, or cut off from Redis), wake the sweep."""
-        last_beat = time.monotonic()  # when the last beat that Redis took was sent: its key lives 3 s from then
+        last_beat = time.monotonic()  # when the last beat Redis took was sent: its key outlives that by the timeout
         while True:
             sent = time.monotonic()
             try:
