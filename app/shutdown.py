@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import socket
+import struct
+import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Protocol
 
@@ -18,6 +21,13 @@ import uvicorn
 # what connections are left, nobody will send on.
 QUIET_SECONDS = 3.0
 CLOSING_AT_MOST_SECONDS = 5.0  # with MCP_DRAIN_SECONDS and uvicorn's 5 s, within compose's 30 s to stop
+# Far above a handshake's round trip on one host or network: handshakes begun before the filter end by then.
+HANDSHAKES_SETTLE_SECONDS = 0.2
+
+# A classic BPF socket filter that drops a TCP segment with SYN set and ACK clear (a new handshake) and
+# passes the rest: (code, jt, jf, k) of `ldb [13]; and #0x12; jeq #0x02, drop, pass; drop: ret #0; pass: ret #-1`.
+_DROP_SYN = ((0x30, 0, 0, 13), (0x54, 0, 0, 0x12), (0x15, 0, 1, 0x02), (0x06, 0, 0, 0), (0x06, 0, 0, 0xFFFFFFFF))
+_SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h
 
 
 class Front(Protocol):
@@ -71,9 +81,13 @@ async def drain_on_sigterm(drain: Callable[[], Awaitable[None]], front: Front) -
 async def _let_clients_close(server: uvicorn.Server, front: Front) -> None:
     """Refuse new connections (nginx then tries another instance, nothing sent), then let the clients close
     theirs: each after its next response, an idle one after nginx's idle timeout. Closing one ourselves could
-    cross a request nginx is sending on it, which fails as a 502. Connections stay reusable until now, so
-    few new ones wait in the listen queue when it closes (the kernel resets those: a 502 each)."""
+    cross a request nginx is sending on it, which fails as a 502. Before the listening socket closes, it
+    ignores new handshakes: a connection the kernel completed and then reset at close would have carried a
+    request (a 502), where an ignored SYN is sent again after 1 s, refused, and nginx tries the next
+    instance."""
     loop = asyncio.get_running_loop()
+    if _ignore_new_handshakes(server):
+        await anyio.sleep(HANDSHAKES_SETTLE_SECONDS)  # meanwhile uvicorn accepts as usual
     for connection in _stop_listening(server):
         await loop.connect_accepted_socket(lambda: _protocol(server), connection)
     front.closing = True
@@ -82,23 +96,44 @@ async def _let_clients_close(server: uvicorn.Server, front: Front) -> None:
             await anyio.sleep(0.05)
 
 
+def _ignore_new_handshakes(server: uvicorn.Server) -> bool:
+    """Attach _DROP_SYN to every listening socket, where they are this process's alone (one worker; other
+    workers would go on serving from a shared socket) and on Linux; else return False."""
+    if server.config.workers > 1 or not sys.platform.startswith("linux"):
+        return False
+    code = b"".join(struct.pack("HBBI", *instruction) for instruction in _DROP_SYN)
+    program = ctypes.create_string_buffer(code, len(code))  # the kernel copies it: it need outlive the call only
+    fprog = struct.pack("HP", len(_DROP_SYN), ctypes.addressof(program))
+    for listening in _listening_sockets(server):
+        listening.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    return True
+
+
 def _stop_listening(server: uvicorn.Server) -> list[socket.socket]:
     """Close the listening sockets, taking first the connections already in their queues (the kernel would
     reset those, and nginx, having sent its request, would answer 502). Nothing awaits in between."""
     queued = []
+    for listening in _listening_sockets(server):
+        listening.setblocking(False)
+        try:
+            while True:
+                queued.append(listening.accept()[0])
+        except (BlockingIOError, InterruptedError):
+            pass
     for listener in server.servers:
-        for listening in listener.sockets:
-            taking = socket.socket(fileno=os.dup(listening.fileno()))  # the same socket, to accept from here
-            taking.setblocking(False)
-            try:
-                while True:
-                    queued.append(taking.accept()[0])
-            except (BlockingIOError, InterruptedError):
-                pass
-            finally:
-                taking.close()
         listener.close()
     return queued
+
+
+def _listening_sockets(server: uvicorn.Server) -> Iterator[socket.socket]:
+    """uvicorn's listening sockets, each as a socket of our own (a duplicate descriptor) to act on."""
+    for listener in server.servers:
+        for listening in listener.sockets:
+            own = socket.socket(fileno=os.dup(listening.fileno()))
+            try:
+                yield own
+            finally:
+                own.close()
 
 
 def _protocol(server: uvicorn.Server) -> asyncio.Protocol:

@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 # A committed result shown in a page: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
+KINDS = ("matrix", "ways", "bench", "soak", "faults", "scorecard")
 README_EMBED = re.compile(
-    r"(<!-- (?P<kind>matrix|ways|bench|soak): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
+    rf"(<!-- (?P<kind>{'|'.join(KINDS)}): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
 )
 
 

@@ -37,6 +37,9 @@ STOP_TIMEOUT = 5.0
 # at once, and an instance that restarts is used again as soon as it listens: in a rolling restart, marking
 # left moments where every server of an upstream counted as down, and nginx answered 502.
 RETRY = "max_fails=0"
+# As docker-compose.yml runs it: an append-only file Redis writes before it answers, so a restart or a crash of
+# Redis loses no acknowledged write; the disk has it within about a second (docs/configuration.md).
+REDIS_PERSISTENCE = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
 RESTART_GRACE = 30.0  # an instance restarted as by a deploy gets as long to drain as docker-compose.yml gives it
 START_ATTEMPTS = 3
 
@@ -101,14 +104,13 @@ class Stack:
             raise StackError(f"unknown preset/policy/store {self.preset}/{self.policy}/{self.store}")
         if _state_file(self.run_dir).exists():
             raise StackError(f"a stack is already running from {self.run_dir}; run `python -m loadtest.stack down`")
-        binaries = {name: shutil.which(name) or _sbin(name) for name in ("nginx", "redis-server")}
-        missing = [name for name, path in binaries.items() if path is None]
+        missing = [name for name in ("nginx", "redis-server") if not (shutil.which(name) or _sbin(name))]
         if missing:
             raise StackError(f"{', '.join(missing)} not found; install with: apt-get install nginx-light redis-server")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(START_ATTEMPTS):
             try:
-                self._start_processes(binaries)
+                self._start_processes()
                 self._save()
                 self._wait_ready()
                 return
@@ -120,11 +122,8 @@ class Stack:
                 self.stop()
                 raise
 
-    def _start_processes(self, binaries: dict[str, str | None]) -> None:
-        redis_port = free_port()
-        redis = [binaries["redis-server"], "--port", str(redis_port), "--bind", "127.0.0.1"]
-        redis += ["--save", "", "--appendonly", "no"]
-        self.procs.append(self._spawn("redis", redis_port, None, redis))
+    def _start_processes(self) -> None:
+        self.procs.append(self._spawn_redis(free_port()))
         for name in INSTANCES:
             self.procs.append(self._spawn_instance(name, free_port()))
         site = self.run_dir / "nginx-site"
@@ -136,6 +135,17 @@ class Stack:
         env = {"LB_POLICY": self.policy, "NGINX_SITE_DIR": str(site), "NGINX_RUN_DIR": str(self.run_dir / "nginx")}
         cmd = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
         self.procs.append(self._spawn("nginx", self.port, f"http://127.0.0.1:{self.port}/healthz", cmd, env))
+
+    def _spawn_redis(self, port: int, log_mode: str = "wb") -> Proc:
+        """redis-server with REDIS_PERSISTENCE, its file in the run directory: kept while the stack runs, and
+        new for each stack."""
+        redis = shutil.which("redis-server") or _sbin("redis-server")
+        data = self.run_dir / "redis"
+        if log_mode == "wb":
+            shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(exist_ok=True)
+        cmd = [redis, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), *REDIS_PERSISTENCE]
+        return self._spawn("redis", port, None, cmd, log_mode=log_mode)
 
     def _spawn_instance(self, name: str, port: int, log_mode: str = "wb") -> Proc:
         env = {
@@ -150,16 +160,30 @@ class Stack:
         cmd = [sys.executable, "-m", self.server]
         return self._spawn(name, port, f"http://127.0.0.1:{port}/readyz", cmd, env, log_mode)
 
-    def restart(self, name: str) -> None:
-        """Stop one instance as a deploy does (SIGTERM, SIGKILL after the grace period), start it again on
-        its port, and wait until it is ready."""
+    def restart(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop an instance or Redis as a deploy does (SIGTERM, SIGKILL after the grace period), or as a crash
+        does (`sig=SIGKILL`), start it again on its port, and wait until it is ready."""
         old = self.proc(name)
-        _signal_group(old.pid, signal.SIGTERM)
+        _signal_group(old.pid, sig)
         _end(old.pid, deadline=time.monotonic() + RESTART_GRACE)
-        new = self._spawn_instance(name, old.port, log_mode="ab")  # after the log of the one it replaces
+        port = old.port  # the new process's log follows the old one's
+        new = self._spawn_redis(port, "ab") if name == "redis" else self._spawn_instance(name, port, "ab")
         self.procs[self.procs.index(old)] = new
         self._save()
         self._wait_ready([new])
+
+    def pause(self, name: str, seconds: float) -> None:
+        """Stop a process (SIGSTOP) for `seconds`, as a stalled host or a debugger would, then resume it."""
+        proc = self.proc(name)
+        _signal_group(proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)  # the fault's length, not a wait for readiness
+        finally:
+            _signal_group(proc.pid, signal.SIGCONT)
+
+    def reload_nginx(self) -> None:
+        """What `nginx -s reload` does: new workers with the configuration, the old ones finish their requests."""
+        _signal_group(self.proc("nginx").pid, signal.SIGHUP)
 
     def _spawn(
         self, name: str, port: int, health_url: str | None, cmd: list, env: dict | None = None, log_mode: str = "wb"

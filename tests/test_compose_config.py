@@ -1,7 +1,7 @@
 """docker-compose.yml states each thing once, and every profile still gets exactly the services it had
 (tests/data/compose-services.json: `docker compose config` of the file before it was folded, in the
-default environment, plus what changed on purpose since: the apps' stop_grace_period). Compose 1.29 reads
-the same file: tests/test_compose_v1.py runs a profile with it."""
+default environment, plus what changed on purpose since: the apps' stop_grace_period, Redis's append-only
+file and its volume). Compose 1.29 reads the same file: tests/test_compose_v1.py runs a profile with it."""
 
 from __future__ import annotations
 

@@ -82,6 +82,7 @@ LINK = re.compile(r"\]\((?!https?://|#)(?P<target>[^)#]+)(?:#[^)]*)?\)")
 EXAMPLES = [name for name, (_, stack) in blocks().items() if stack]
 RUN_ELSEWHERE = {
     "locust-web-ui": "tests/test_locust.py",
+    "faults-quick": "tests/test_faults.py",
     "matrix-quick": "tests/test_matrix.py",
     "pip-install": "tests/test_package.py",
 }

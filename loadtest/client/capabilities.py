@@ -9,7 +9,10 @@ against real servers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import requests
 
 from loadtest.client.legacy import LEGACY_VERSION, Exchange, McpClient
 from loadtest.client.modern import MODERN_VERSION, ModernClient
@@ -66,6 +69,25 @@ class Outcome:
     def handle_lost(self) -> bool:
         """increment refused the counter handle: the server never issued it or has forgotten it."""
         return self.failure is not None and HANDLE_LOST in self.failure
+
+
+def attempt(operation: Callable[[], Outcome], read_timeout: float) -> Outcome:
+    """Run an operation; an exception the client raised (a broken stream, a timeout) is its failure."""
+    try:
+        return operation()
+    except Exception as exc:
+        return Outcome(None, client_error(exc, read_timeout))
+
+
+def client_error(exc: Exception, read_timeout: float) -> str:
+    """A short, stable reason for an exception the client raised."""
+    if isinstance(exc, requests.Timeout) or "Read timed out" in str(exc):
+        return f"timeout: no answer within {read_timeout:.0f} s"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "stream broken mid-response"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return f"client error: {type(exc).__name__}"
 
 
 def answer(server_request: dict) -> dict:

@@ -71,18 +71,19 @@ def verdict(expectation: str, requests: int, failures: int, reasons: dict[str, i
         return "ok" if requests == 0 else "unexpected"
     if requests == 0:
         return "no requests"
-    explained = SESSION_LOSS_REASONS + IN_FLIGHT_REASONS if expectation == SESSIONS_LOST else IN_FLIGHT_REASONS
+    lost_or_in_flight = SESSION_LOSS_REASONS + IN_FLIGHT_REASONS
     ok = {
         WORKS: failures == 0,
         UNSUPPORTED: failures == requests,
         NEEDS_AFFINITY: failures > 0,
-        IN_FLIGHT_ONLY: failures < requests and all(_explained(r, IN_FLIGHT_REASONS) for r in reasons or {}),
-        SESSIONS_LOST: failures < requests and all(_explained(r, explained) for r in reasons or {}),
+        IN_FLIGHT_ONLY: failures < requests and all(explained(r, IN_FLIGHT_REASONS) for r in reasons or {}),
+        SESSIONS_LOST: failures < requests and all(explained(r, lost_or_in_flight) for r in reasons or {}),
     }[expectation]
     return "ok" if ok else "unexpected"
 
 
-def _explained(reason: str, kinds: tuple[str, ...]) -> bool:
+def explained(reason: str, kinds: tuple[str, ...]) -> bool:
+    """Whether a failure reason is one of `kinds` (each a part of the reason)."""
     return any(kind in reason for kind in kinds)
 
 

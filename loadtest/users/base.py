@@ -93,10 +93,7 @@ class McpUser(User):
     def measure(self, name: str, operation: Callable[[], cap.Outcome]) -> cap.Outcome:
         """Run one operation and fire its Locust request event."""
         started = time.perf_counter()
-        try:
-            outcome = operation()
-        except Exception as exc:  # every operation is counted: a client-side error is a failure too
-            outcome = cap.Outcome(None, _client_error(exc))
+        outcome = cap.attempt(operation, TIMEOUT[1])  # every operation is counted: a client error is a failure too
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.environment.events.request.fire(
             request_type="MCP",
@@ -115,14 +112,3 @@ class McpUser(User):
         if self.ensure_session():
             return self.measure(name, lambda: operation(self.client))
         return self.measure(name, lambda: cap.Outcome(None, "no session: initialize failed"))
-
-
-def _client_error(exc: Exception) -> str:
-    """A short, stable reason for an exception the client raised."""
-    if isinstance(exc, requests.Timeout) or "Read timed out" in str(exc):
-        return f"timeout: no answer within {TIMEOUT[1]:.0f} s"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "stream broken mid-response"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection failed"
-    return f"client error: {type(exc).__name__}"

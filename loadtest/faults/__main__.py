@@ -1,0 +1,62 @@
+"""`python -m loadtest.faults`: the fault scorecard (loadtest/faults/__init__.py says what it does)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtest.faults import report
+from loadtest.faults.catalogue import FAULTS
+from loadtest.faults.scorecard import CONFIGURATIONS, QUICK_CONFIGURATIONS, as_json, score
+from loadtest.results import embed
+from loadtest.topology import PROJECT_ROOT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.faults", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the short run: Redis store, faults of a few seconds")
+    parser.add_argument("--only", default="", help="run only the faults whose name contains TEXT", metavar="TEXT")
+    parser.add_argument("--sessions", type=int, default=6, help="sessions counting through nginx (default: 6)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "faults", help="where faults.md goes")
+    parser.add_argument(
+        "--page",
+        type=Path,
+        action="append",
+        default=[],
+        help="a page to copy the results into, at its <!-- faults: --> or <!-- scorecard: --> marker (repeatable)",
+    )
+    args = parser.parse_args(argv)
+
+    faults = tuple(fault for fault in FAULTS if (fault.quick or not args.quick) and args.only in fault.name)
+    configurations = QUICK_CONFIGURATIONS if args.quick else CONFIGURATIONS
+    with tempfile.TemporaryDirectory(prefix="faults-") as work:
+        rows = score(faults, configurations, args.sessions, Path(work))
+    run = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "command": "python -m loadtest.faults" + (" --quick" if args.quick else ""),
+        "sessions": args.sessions,
+        "rows": as_json(rows),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "faults.json").write_text(json.dumps(run, indent=2) + "\n")
+    (args.out / "faults.md").write_text(report.markdown(run))
+    (args.out / "summary.md").write_text(report.summary(run))
+    for page in args.page:
+        for kind, source in (("faults", "faults.md"), ("scorecard", "summary.md")):
+            if f"<!-- {kind}: " in page.read_text():
+                embed(page, kind, args.out / source)
+    misses = [f"{row.store}/{row.policy}, {row.fault}: {'; '.join(row.misses)}" for row in rows if row.misses]
+    print("\n".join(["faults: goals missed:", *misses] if misses else ["faults: every goal met"]))
+    return 1 if misses else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The faults the scorecard injects into the local stack, each a row of it."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from loadtest.matrix.expectations import VICTIM
+from loadtest.stack import Stack
+from loadtest.topology import INSTANCES
+
+INSTANCE_PAUSE_SECONDS = 5.0  # past the owner's heartbeat expiry: its sessions are taken over meanwhile
+REDIS_PAUSE_SECONDS = 1.5  # past the layer's 1 s socket timeout: every write in flight is sent again
+KILL_EVERY_SECONDS = 60.0
+KILLS = 10
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    strike: Callable[[Stack], None]  # returns once the fault is over (a killed process started again)
+    quick: bool = True  # in the short run (CI) as well as the full one
+    failed_at_most: float | None = None  # the goal for failed calls, as a share of all calls (None: no goal)
+    in_flight_only: bool = False  # the goal: every failed call was in flight on a killed instance
+    not_run: str | None = None  # why this scorecard cannot inject it
+
+
+def _kill_every_minute(stack: Stack) -> None:
+    for kill in range(KILLS):
+        started = time.monotonic()
+        stack.restart(INSTANCES[kill % len(INSTANCES)], signal.SIGKILL)
+        time.sleep(max(0.0, KILL_EVERY_SECONDS - (time.monotonic() - started)))  # the fault's rhythm
+
+
+def _rolling_restart(stack: Stack) -> None:
+    for name in INSTANCES:
+        stack.restart(name)
+
+
+FAULTS = (
+    Fault("instance SIGKILL, started again", lambda stack: stack.restart(VICTIM, signal.SIGKILL), in_flight_only=True),
+    Fault(
+        f"a SIGKILL every {KILL_EVERY_SECONDS:.0f} s, {KILLS} times",
+        _kill_every_minute,
+        quick=False,
+        failed_at_most=0.001,
+        in_flight_only=True,
+    ),
+    Fault("rolling restart (SIGTERM, one at a time)", _rolling_restart, failed_at_most=0.0),
+    Fault(
+        f"instance SIGSTOP {INSTANCE_PAUSE_SECONDS:.0f} s", lambda stack: stack.pause(VICTIM, INSTANCE_PAUSE_SECONDS)
+    ),
+    Fault(f"Redis SIGSTOP {REDIS_PAUSE_SECONDS} s", lambda stack: stack.pause("redis", REDIS_PAUSE_SECONDS)),
+    Fault("Redis SIGKILL, started again", lambda stack: stack.restart("redis", signal.SIGKILL)),
+    Fault("nginx reload", lambda stack: stack.reload_nginx()),
+    Fault("Redis primary failover", lambda stack: None, not_run="the redis-ha variant is not built yet"),
+    Fault(
+        "instance cut off from Redis",
+        lambda stack: None,
+        not_run="needs a network to cut (compose: docker network disconnect); this scorecard runs the local stack",
+    ),
+)

@@ -1,0 +1,81 @@
+"""The scorecard as a Markdown page: one row per configuration and fault, then why calls failed."""
+
+from __future__ import annotations
+
+from loadtest.faults.scorecard import PRESET
+
+COLUMNS = (
+    "Store",
+    "Policy",
+    "Fault",
+    "Calls",
+    "Failed",
+    "Sessions lost",
+    "Acknowledged writes lost",
+    "Doubled",
+    "Recovered after",
+    "Slowest call",
+    "Goals",
+)
+
+
+SUMMED = ("calls", "failed", "sessions_lost", "acknowledged_lost", "doubled")
+
+
+def markdown(run: dict) -> str:
+    lines = [
+        f"`{run['command']}`, {run['date']}, {run['machine']}. The local stack (`{PRESET}`, three instances,",
+        f"nginx, redis-server); {run['sessions']} sessions count through nginx (and sample every 5th increment) from",
+        "before each fault until every session has counted 10 more times after it. Goals are set for the Redis",
+        "store; the memory store's rows say what it loses.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += [_row(row) for row in run["rows"]]
+    failing = [row for row in run["rows"] if row["reasons"]]
+    if failing:
+        lines += ["", "Why calls failed:", ""]
+        for row in failing:
+            reasons = ", ".join(f"{count} × {reason}" for reason, count in row["reasons"].items())
+            lines.append(f"- {row['store']}/{row['policy']}, {row['fault']}: {reasons}")
+    return "\n".join(lines) + "\n"
+
+
+def summary(run: dict) -> str:
+    """The Redis store's rows, the policies added up: one line per fault, for the README."""
+    lines = [
+        f"Faults under load, Redis store, `session` and round-robin policies added up ({run['date']}, "
+        f"{run['machine'].split(', Python')[0]}; every row: [docs/results.md](docs/results.md#fault-scorecard)):",
+        "",
+        "| Fault | Calls | Failed | Sessions lost | Acknowledged writes lost | Doubled |",
+        "|---|---|---|---|---|---|",
+    ]
+    faults = {row["fault"]: [] for row in run["rows"] if row["store"] == "redis" and not row["not_run"]}
+    for row in run["rows"]:
+        if row["fault"] in faults and row["store"] == "redis":
+            faults[row["fault"]].append(row)
+    for fault, rows in faults.items():
+        sums = [sum(row[column] for row in rows) for column in SUMMED]
+        lines.append("| " + " | ".join([fault, *(f"{value:,}" for value in sums)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _row(row: dict) -> str:
+    head = [row["store"], row["policy"], row["fault"]]
+    if row["not_run"]:
+        return "| " + " | ".join([*head, f"not run: {row['not_run']}", *[""] * (len(COLUMNS) - 4)]) + " |"
+    recovered = "no call failed" if row["recovery_seconds"] is None else f"{row['recovery_seconds']} s"
+    goals = "; ".join(row["misses"]) if row["misses"] else ("met" if row["store"] == "redis" else "(none set)")
+    cells = [
+        *head,
+        f"{row['calls']:,}",
+        f"{row['failed']:,}",
+        f"{row['sessions_lost']:,}",
+        f"{row['acknowledged_lost']:,}",
+        f"{row['doubled']:,}",
+        recovered,
+        f"{row['longest_seconds']} s",
+        goals,
+    ]
+    return "| " + " | ".join(cells) + " |"

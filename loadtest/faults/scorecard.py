@@ -1,0 +1,95 @@
+"""Run the faults against each configuration of the local stack and judge every row against the goals."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from loadtest.faults.catalogue import Fault
+from loadtest.faults.load import CountingLoad
+from loadtest.matrix.expectations import IN_FLIGHT_REASONS, explained
+from loadtest.stack import Stack, free_port
+
+PRESET = "stateful-sse"  # every capability, sessions and all
+CONFIGURATIONS = (("memory", "session"), ("redis", "session"), ("redis", "round-robin"))
+QUICK_CONFIGURATIONS = (("redis", "round-robin"), ("redis", "session"))
+NOT_RUN = {("memory", "round-robin"): "needs session affinity: every call after initialize misses its session"}
+LOSSES = {"sessions_lost": "sessions lost", "acknowledged_lost": "acknowledged writes lost", "doubled": "doubled"}
+CALLS_AROUND = 10  # per session, before the fault (all counting) and after it (all counting again)
+
+
+@dataclass
+class Row:
+    store: str
+    policy: str
+    fault: str
+    calls: int = 0
+    failed: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    sessions_lost: int = 0
+    acknowledged_lost: int = 0
+    doubled: int = 0
+    recovery_seconds: float | None = None  # from the fault to the first call answered after the last failure
+    longest_seconds: float | None = None  # the slowest call
+    not_run: str | None = None
+    misses: list[str] = field(default_factory=list)  # the goals this row missed
+
+    def judge(self, fault: Fault) -> None:
+        if self.not_run is not None or self.store != "redis":
+            return  # the memory store loses what its instance held, by design: the row says how much
+        for what, label in LOSSES.items():
+            if getattr(self, what):
+                self.misses.append(f"{label}: {getattr(self, what)}")
+        if fault.failed_at_most is not None and self.failed > fault.failed_at_most * self.calls:
+            self.misses.append(f"{self.failed} of {self.calls} calls failed (goal: at most {fault.failed_at_most:.1%})")
+        if fault.in_flight_only and (unexplained := [r for r in self.reasons if not explained(r, IN_FLIGHT_REASONS)]):
+            self.misses.append(f"failed calls not in flight on the killed instance: {', '.join(unexplained)}")
+
+
+def score(faults: tuple[Fault, ...], configurations: tuple, sessions: int, work: Path) -> list[Row]:
+    rows = []
+    for store, policy in configurations:
+        rows += _configuration(store, policy, faults, sessions, work / f"{store}-{policy}")
+    for (store, policy), why in NOT_RUN.items():
+        if (store, policy) in CONFIGURATIONS:
+            rows.append(Row(store, policy, "every fault", not_run=why))
+    return rows
+
+
+def _configuration(store: str, policy: str, faults: tuple[Fault, ...], sessions: int, work: Path) -> list[Row]:
+    rows = []
+    with Stack(run_dir=work, preset=PRESET, policy=policy, store=store, port=free_port()) as stack:
+        for fault in faults:
+            row = Row(store, policy, fault.name, not_run=fault.not_run)
+            if fault.not_run is None:
+                _strike(stack, fault, sessions, row)
+            row.judge(fault)
+            rows.append(row)
+            print(f"faults: {store}/{policy}: {fault.name}: {_summary(row)}", flush=True)
+    return rows
+
+
+def _strike(stack: Stack, fault: Fault, sessions: int, row: Row) -> None:
+    with CountingLoad(stack.url, sessions) as load:
+        load.go_on(sessions * CALLS_AROUND)
+        struck = time.monotonic()
+        fault.strike(stack)
+        load.go_on(sessions * CALLS_AROUND, timeout=60)
+    tally = load.tally
+    row.calls, row.failed, row.reasons = tally.calls, load.failed_calls, dict(tally.failed.most_common())
+    row.sessions_lost, row.acknowledged_lost, row.doubled = tally.sessions_lost, tally.acknowledged_lost, tally.doubled
+    row.longest_seconds = round(tally.longest_seconds, 2)
+    if tally.recovered is not None:
+        row.recovery_seconds = round(tally.recovered - struck, 2)
+
+
+def _summary(row: Row) -> str:
+    if row.not_run:
+        return f"not run: {row.not_run}"
+    verdict = "; ".join(row.misses) or "goals met"
+    return f"{row.calls} calls, {row.failed} failed, {row.sessions_lost} sessions lost ({verdict})"
+
+
+def as_json(rows: list[Row]) -> list[dict]:
+    return [asdict(row) for row in rows]
