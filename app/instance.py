@@ -87,7 +87,7 @@ class Instance:
         self.router: SessionRouter | None = None
         self.codec = self._share_request_state_keys()
         if redis is None and settings.redis_url is not None:
-            redis = connect(settings.redis_url)
+            redis = connect(settings.redis_url, settings.redis_wait_replicas)
         registry = None
         if settings.session_store is SessionStore.REDIS:  # the settings guarantee a Redis URL
             registry = SessionRegistry(

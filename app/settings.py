@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.shared.redis import SENTINEL_SCHEME, sentinel_address
+
 
 class Preset(enum.Enum):
     """The four transport configurations of the seed's matrix."""
@@ -61,6 +63,7 @@ class InstanceSettings:
     allowed_origins: tuple[str, ...] = ()
     session_store: SessionStore = SessionStore.MEMORY
     redis_url: str | None = None  # set: the instances share state through this Redis
+    redis_wait_replicas: int = 0  # replicas a write must reach before it is answered (Redis WAIT)
     advertise_url: str | None = None  # where the other instances reach this one; default from the listen address
     request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
     session_idle_timeout: float = 1800.0
@@ -91,6 +94,7 @@ class InstanceSettings:
             ),
             "session_store": reader.get("MCP_SESSION_STORE", _choice(SessionStore), SessionStore.MEMORY),
             "redis_url": reader.get("MCP_REDIS_URL", _redis_url, None),
+            "redis_wait_replicas": reader.get("MCP_REDIS_WAIT_REPLICAS", _int_between(0, 16), 0),
             "advertise_url": reader.get("MCP_ADVERTISE_URL", _http_url, None),
             "request_state_keys": reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
             "session_idle_timeout": reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
@@ -246,9 +250,15 @@ def _origins(raw: str) -> tuple[str, ...]:
 
 
 def _redis_url(raw: str) -> str:
+    if raw.startswith(SENTINEL_SCHEME):
+        sentinel_address(raw)  # raises ValueError naming the form
+        return raw
     parts = urlsplit(raw)
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ValueError("is not a Redis URL; valid values: redis://host:port/db or rediss://host:port/db")
+        raise ValueError(
+            "is not a Redis URL; valid values: redis://host:port/db, rediss://host:port/db or "
+            "redis+sentinel://host:port[,host:port...]/service[/db]"
+        )
     return raw
 
 

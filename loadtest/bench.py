@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,11 +30,12 @@ from app.cluster.event_store import MAX_EVENTS
 from app.shared import keys
 from loadtest.client.legacy import McpClient
 from loadtest.cpu import tree_times
-from loadtest.results import embed
-from loadtest.stack import Stack, free_port
+from loadtest.results import embed, machine
+from loadtest.stack import REDIS_SERVERS, SENTINELS, Stack, free_port
 from loadtest.topology import PROJECT_ROOT
 
 WARMUP = 50
+REDIS_PROCESSES = (*REDIS_SERVERS, *SENTINELS)
 POLICY_RUNS = (("session", "memory"), ("session", "redis"), ("ip-hash", "redis"), ("round-robin", "redis"))
 
 
@@ -49,14 +48,14 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return {name: sum(tree_times(pid).values()) for name, pid in pids.items()}
 
 
-def timed_calls(client: McpClient, calls: int) -> list[float]:
+def timed_calls(client: McpClient, calls: int, tool: str = "whoami") -> list[float]:
     latencies = []
     for _ in range(calls):
         started = time.perf_counter()
-        answer = client.call_tool("whoami")
+        answer = client.call_tool(tool)
         latencies.append((time.perf_counter() - started) * 1000)
         if answer.result is None or answer.result.get("isError"):
-            raise RuntimeError(f"whoami failed: HTTP {answer.status} {answer.error}")
+            raise RuntimeError(f"{tool} failed: HTTP {answer.status} {answer.error}")
     return latencies
 
 
@@ -126,17 +125,17 @@ def policies(calls: int, clients: int, work: Path) -> list[dict]:
     return rows
 
 
-def concurrent_calls(stack: Stack, calls: int, clients: int) -> dict:
-    """`clients` sessions calling at once; a session whose call fails fails the measurement."""
-    servers = {p.name: p.pid for p in stack.procs if p.name != "redis" or stack.store == "redis"}
+def concurrent_calls(stack: Stack, calls: int, clients: int, tool: str = "whoami") -> dict:
+    """`clients` sessions calling `tool` at once; a session whose call fails fails the measurement."""
+    servers = {p.name: p.pid for p in stack.procs if p.name not in REDIS_PROCESSES or stack.store == "redis"}
     sessions = [McpClient(requests.Session(), stack.url) for _ in range(clients)]
     for session in sessions:
         session.initialize()
-        timed_calls(session, WARMUP // clients + 1)
+        timed_calls(session, WARMUP // clients + 1, tool)
     before = cpu_seconds(servers)
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        latencies = [f.result() for f in [pool.submit(timed_calls, s, calls // clients) for s in sessions]]
+        latencies = [f.result() for f in [pool.submit(timed_calls, s, calls // clients, tool) for s in sessions]]
     elapsed = time.perf_counter() - started
     after = cpu_seconds(servers)
     for session in sessions:
@@ -199,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": machine(),
         "clients": args.clients,
     }
     with tempfile.TemporaryDirectory() as work:

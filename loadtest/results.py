@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 from pathlib import Path
 
 # A committed result shown in a page: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
-KINDS = ("matrix", "ways", "bench", "soak", "faults", "scorecard")
+KINDS = ("matrix", "ways", "bench", "soak", "faults", "scorecard", "durability")
 README_EMBED = re.compile(
     rf"(<!-- (?P<kind>{'|'.join(KINDS)}): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
 )
@@ -21,3 +23,8 @@ def embed(page: Path, kind: str, source: Path) -> None:
     if f"<!-- {kind}: " not in text:
         raise SystemExit(f"no <!-- {kind}: ... --> marker in {page}")
     page.write_text(text)
+
+
+def machine() -> str:
+    """The machine a result was measured on, as every result states it."""
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

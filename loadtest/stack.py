@@ -3,7 +3,7 @@
 The same topology as docker-compose.yml, for machines without Docker and for the tests:
 
     python -m loadtest.stack up --preset stateless-json --lb round-robin [--store memory] [--port 8080]
-                                [--server examples.notes]
+                                [--server examples.notes] [--redis ha]
     python -m loadtest.stack status
     python -m loadtest.stack down
 
@@ -28,6 +28,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import redis as redis_client
+
 from loadtest.topology import INSTANCES, POLICIES, PRESETS, PROJECT_ROOT, STORES
 
 DEFAULT_RUN_DIR = PROJECT_ROOT / ".stack"
@@ -40,6 +42,11 @@ RETRY = "max_fails=0"
 # As docker-compose.yml runs it: an append-only file Redis writes before it answers, so a restart or a crash of
 # Redis loses no acknowledged write; the disk has it within about a second (docs/configuration.md).
 REDIS_PERSISTENCE = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+SENTINEL_SERVICE = "mcp"
+SENTINELS = ("sentinel1", "sentinel2", "sentinel3")
+REDIS_SERVERS = ("redis", "redis-replica")  # with redis="ha"; "redis" is the first primary
+SENTINEL_DOWN_AFTER_MS = 1000  # a primary silent this long is down: the Sentinels then promote the replica
+FAILOVER_TIMEOUT = 30.0
 RESTART_GRACE = 30.0  # an instance restarted as by a deploy gets as long to drain as docker-compose.yml gives it
 START_ATTEMPTS = 3
 
@@ -74,6 +81,8 @@ class Stack:
     store: str = "memory"
     port: int = 8080
     server: str = "app"  # the module each instance runs with `python -m`: the demo, or a server of your own
+    redis: str = "single"  # or "ha": a primary, a replica and three Sentinels, which the instances follow
+    redis_persistence: tuple[str, ...] = REDIS_PERSISTENCE
     app_env: dict[str, str] = field(default_factory=dict)  # extra MCP_* settings for every instance
     procs: list[Proc] = field(default_factory=list)
 
@@ -90,7 +99,59 @@ class Stack:
 
     @property
     def redis_url(self) -> str:
+        if self.redis == "ha":
+            sentinels = ",".join(f"127.0.0.1:{self.proc(name).port}" for name in SENTINELS)
+            return f"redis+sentinel://{sentinels}/{SENTINEL_SERVICE}/0"
         return f"redis://127.0.0.1:{self.proc('redis').port}/0"
+
+    def primary(self) -> str:
+        """The Redis process the Sentinels name primary now ("redis" without them)."""
+        if self.redis != "ha":
+            return "redis"
+        with redis_client.Redis(port=self.proc(SENTINELS[0]).port, socket_timeout=1) as sentinel:
+            _, port = sentinel.sentinel_get_master_addr_by_name(SENTINEL_SERVICE)
+        return next(proc.name for proc in self.procs if proc.name in REDIS_SERVERS and proc.port == int(port))
+
+    def fail_over(self) -> None:
+        """SIGKILL the Redis primary, wait until the Sentinels have promoted the replica, and start the old primary
+        again, as a replica of the new one."""
+        old = self.primary()
+        _signal_group(self.proc(old).pid, signal.SIGKILL)
+        deadline = time.monotonic() + FAILOVER_TIMEOUT
+        while self._primary_or_none() in (old, None):
+            if time.monotonic() > deadline:
+                raise StackError(f"the Sentinels promoted no replica within {FAILOVER_TIMEOUT:.0f} s")
+            time.sleep(0.1)
+        self.restart(old, signal.SIGKILL)
+
+    def _wait_replicated(self) -> None:
+        """With redis="ha", wait until the replica is in sync and every Sentinel knows the others: until then a
+        write waiting for the replica is refused, and a failover could not be agreed on."""
+        if self.redis != "ha":
+            return
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not self._replicated():
+            if time.monotonic() > deadline:
+                raise StackError(f"the replica and the Sentinels did not find each other within {READY_TIMEOUT:.0f} s")
+            time.sleep(0.1)
+
+    def _replicated(self) -> bool:
+        try:
+            with redis_client.Redis(port=self.proc(self.primary()).port, socket_timeout=1) as primary:
+                online = primary.info("replication").get("slave0", {}).get("state") == "online"
+            for name in SENTINELS:
+                with redis_client.Redis(port=self.proc(name).port, socket_timeout=1) as sentinel:
+                    if int(sentinel.sentinel_master(SENTINEL_SERVICE)["num-other-sentinels"]) < len(SENTINELS) - 1:
+                        return False
+            return online
+        except redis_client.RedisError:
+            return False
+
+    def _primary_or_none(self) -> str | None:
+        try:
+            return self.primary()
+        except (redis_client.RedisError, StopIteration):
+            return None
 
     def __enter__(self) -> Stack:
         self.start()
@@ -113,6 +174,7 @@ class Stack:
                 self._start_processes()
                 self._save()
                 self._wait_ready()
+                self._wait_replicated()
                 return
             except PortTaken:
                 self.stop()  # another process took a port between our probe and the bind: new ports
@@ -123,7 +185,11 @@ class Stack:
                 raise
 
     def _start_processes(self) -> None:
-        self.procs.append(self._spawn_redis(free_port()))
+        self.procs.append(self._spawn_redis("redis", free_port()))
+        if self.redis == "ha":
+            primary = self.proc("redis").port
+            self.procs.append(self._spawn_redis("redis-replica", free_port(), replica_of=primary))
+            self.procs += [self._spawn_sentinel(name, free_port(), primary) for name in SENTINELS]
         for name in INSTANCES:
             self.procs.append(self._spawn_instance(name, free_port()))
         site = self.run_dir / "nginx-site"
@@ -136,16 +202,27 @@ class Stack:
         cmd = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
         self.procs.append(self._spawn("nginx", self.port, f"http://127.0.0.1:{self.port}/healthz", cmd, env))
 
-    def _spawn_redis(self, port: int, log_mode: str = "wb") -> Proc:
+    def _spawn_redis(self, name: str, port: int, log_mode: str = "wb", replica_of: int | None = None) -> Proc:
         """redis-server with REDIS_PERSISTENCE, its file in the run directory: kept while the stack runs, and
         new for each stack."""
-        redis = shutil.which("redis-server") or _sbin("redis-server")
-        data = self.run_dir / "redis"
+        data = self.run_dir / name
         if log_mode == "wb":
             shutil.rmtree(data, ignore_errors=True)
         data.mkdir(exist_ok=True)
-        cmd = [redis, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), *REDIS_PERSISTENCE]
-        return self._spawn("redis", port, None, cmd, log_mode=log_mode)
+        cmd = [_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), *self.redis_persistence]
+        cmd += ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of is not None else []
+        return self._spawn(name, port, None, cmd, log_mode=log_mode)
+
+    def _spawn_sentinel(self, name: str, port: int, primary: int) -> Proc:
+        """A Sentinel (the same redis-server, in Sentinel mode) watching the primary; it rewrites its own file."""
+        config = self.run_dir / f"{name}.conf"
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.run_dir}\n"
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {primary} 2\n"
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {SENTINEL_SERVICE} 10000\n"
+        )
+        return self._spawn(name, port, None, [_redis_server(), str(config), "--sentinel"])
 
     def _spawn_instance(self, name: str, port: int, log_mode: str = "wb") -> Proc:
         env = {
@@ -155,6 +232,7 @@ class Stack:
             "MCP_LISTEN_HOST": "127.0.0.1",
             "MCP_LISTEN_PORT": str(port),
             "MCP_REDIS_URL": self.redis_url,
+            **({"MCP_REDIS_WAIT_REPLICAS": "1"} if self.redis == "ha" else {}),  # each write on the replica too
             **self.app_env,
         }
         cmd = [sys.executable, "-m", self.server]
@@ -167,7 +245,11 @@ class Stack:
         _signal_group(old.pid, sig)
         _end(old.pid, deadline=time.monotonic() + RESTART_GRACE)
         port = old.port  # the new process's log follows the old one's
-        new = self._spawn_redis(port, "ab") if name == "redis" else self._spawn_instance(name, port, "ab")
+        if name in REDIS_SERVERS:
+            primary = None if self.redis != "ha" else self.proc(self.primary()).port
+            new = self._spawn_redis(name, port, "ab", replica_of=None if primary == port else primary)
+        else:
+            new = self._spawn_instance(name, port, "ab")
         self.procs[self.procs.index(old)] = new
         self._save()
         self._wait_ready([new])
@@ -245,7 +327,8 @@ class Stack:
         return cls(run_dir=run_dir, procs=procs, **state)
 
     def describe(self) -> list[str]:
-        lines = [f"server={self.server} preset={self.preset} lb={self.policy} store={self.store} url={self.url}"]
+        lines = [f"server={self.server} preset={self.preset} lb={self.policy} store={self.store} redis={self.redis}"]
+        lines[0] += f" url={self.url}"
         for proc in self.procs:
             running = "running" if proc.alive() else "stopped"
             health = "healthy" if proc.alive() and _healthy(proc) else "not answering"
@@ -264,6 +347,10 @@ def _instance_upstreams(ports: dict[str, int]) -> str:
 
 def _state_file(run_dir: Path) -> Path:
     return run_dir / "stack.json"
+
+
+def _redis_server() -> str:
+    return shutil.which("redis-server") or _sbin("redis-server") or "redis-server"
 
 
 def _sbin(name: str) -> str | None:
@@ -351,6 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--preset", choices=PRESETS, default="stateful-sse")
     up.add_argument("--lb", choices=POLICIES, default="round-robin", help="nginx balancing policy")
     up.add_argument("--store", choices=STORES, default="memory", help="session store")
+    up.add_argument(
+        "--redis",
+        choices=("single", "ha"),
+        default="single",
+        help="one Redis, or a primary, a replica and three Sentinels",
+    )
     up.add_argument("--port", type=int, default=8080, help="nginx port on 127.0.0.1")
     up.add_argument("--server", default="app", help="module each instance runs with python -m (default: app)")
     commands.add_parser("down", help="stop everything `up` started")
@@ -358,7 +451,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "up":
-        options = {"preset": args.preset, "policy": args.lb, "store": args.store, "port": args.port}
+        options = {
+            "preset": args.preset,
+            "policy": args.lb,
+            "store": args.store,
+            "port": args.port,
+            "redis": args.redis,
+        }
         stack = Stack(run_dir=args.dir, server=args.server, **options)
         try:
             stack.start()

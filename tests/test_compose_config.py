@@ -1,7 +1,8 @@
 """docker-compose.yml states each thing once, and every profile still gets exactly the services it had
 (tests/data/compose-services.json: `docker compose config` of the file before it was folded, in the
-default environment, plus what changed on purpose since: the apps' stop_grace_period, Redis's append-only
-file and its volume). Compose 1.29 reads the same file: tests/test_compose_v1.py runs a profile with it."""
+default environment, plus what changed on purpose since: the apps' stop_grace_period and
+MCP_REDIS_WAIT_REPLICAS, Redis's append-only file and its volume, the redis-ha profile). Compose 1.29
+reads the same file: tests/test_compose_v1.py runs a profile with it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from loadtest.topology import PRESETS, PROJECT_ROOT
 from tests.utils.clients import require_docker
 
 SNAPSHOT = PROJECT_ROOT / "tests" / "data" / "compose-services.json"
-PROFILES = (*PRESETS, "loadtest")
+PROFILES = (*PRESETS, "loadtest", "redis-ha")
 # The compose file's own variables: a caller's value would change the services.
 VARIABLES = ("LB_POLICY", "SESSION_STORE", "NGINX_PORT", "NGINX_BIND", "LOCUST_PORT", "LOCUST_BIND", "MCP_WORKERS")
 VARIABLES += (
@@ -26,6 +27,8 @@ VARIABLES += (
     "PYTHON_IMAGE",
     "NGINX_IMAGE",
     "REDIS_IMAGE",
+    "REDIS_URL",
+    "REDIS_WAIT_REPLICAS",
 )
 
 

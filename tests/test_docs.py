@@ -82,6 +82,7 @@ LINK = re.compile(r"\]\((?!https?://|#)(?P<target>[^)#]+)(?:#[^)]*)?\)")
 EXAMPLES = [name for name, (_, stack) in blocks().items() if stack]
 RUN_ELSEWHERE = {
     "locust-web-ui": "tests/test_locust.py",
+    "compose-redis-ha": "tests/test_compose_redis_ha.py",
     "faults-quick": "tests/test_faults.py",
     "matrix-quick": "tests/test_matrix.py",
     "pip-install": "tests/test_package.py",
@@ -210,16 +211,23 @@ def compose_v1_shim(tmp_path: Path) -> Path:
 
 
 def test_the_results_page_shows_the_committed_results():
-    """docs/results.md's copies of results/full/matrix.md and ways.md, results/bench/bench.md and
-    results/soak/soak.md are the committed files (each command's --page option writes them)."""
+    """docs/results.md's copies of results/full/matrix.md and ways.md, results/bench/bench.md,
+    results/soak/soak.md, results/faults/faults.md and results/durability/durability.md, and the README's of
+    results/faults/summary.md, are the committed files (each command's --page option writes them)."""
     shown = {m["kind"]: m for m in README_EMBED.finditer(page("docs/results.md"))}
     assert {kind: m["path"] for kind, m in shown.items()} == {
         "matrix": "results/full/matrix.md",
         "ways": "results/full/ways.md",
         "bench": "results/bench/bench.md",
         "soak": "results/soak/soak.md",
+        "faults": "results/faults/faults.md",
+        "durability": "results/durability/durability.md",
     }
     for match in shown.values():
         assert match["body"] == (PROJECT_ROOT / match["path"]).read_text(), match["path"]
+    (summary,) = [m for m in README_EMBED.finditer(page("README.md")) if m["kind"] == "scorecard"]
+    assert summary["body"] == (PROJECT_ROOT / summary["path"]).read_text() and summary["path"].endswith("summary.md")
+    faults = json.loads((PROJECT_ROOT / "results" / "faults" / "faults.json").read_text())
+    assert faults["command"] == "python -m loadtest.faults" and faults["date"] in shown["faults"]["body"]
     run = json.loads((PROJECT_ROOT / "results" / "full" / "rows.json").read_text())["run"]
     assert run["mode"] == "full" and run["date"] in shown["matrix"]["body"]

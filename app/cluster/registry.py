@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.shared import keys
-from app.shared.redis import RedisUnavailable, dedicated_client, unavailable_on_error
+from app.shared.redis import RedisUnavailable, dedicated_client, durable, unavailable_on_error
 
 HEARTBEAT_SECONDS = 0.5
 # An owner silent this long is dead, and its sessions may be taken over: every request of a dead owner's
@@ -251,5 +251,4 @@ class SessionRegistry:
 
     async def _call(self, script, session_id: str, *args, extra_key: str | None = None):
         names = [keys.SESSION.format(session_id), *([extra_key] if extra_key else [])]
-        with unavailable_on_error():
-            return await script(keys=names, args=list(args))
+        return await durable(script, names, list(args))

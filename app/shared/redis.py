@@ -1,4 +1,8 @@
-"""The Redis connection every instance opens when `MCP_REDIS_URL` is set, and the one error it raises."""
+"""The Redis connection every instance opens when `MCP_REDIS_URL` is set, and the one error it raises.
+
+`MCP_REDIS_URL` names one Redis (`redis://host:port/db`) or, through Sentinel, whichever server is the
+primary of a service (`redis+sentinel://host:port,host:port,.../service/db`): the client asks the
+Sentinels for the primary and follows a failover."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from contextlib import contextmanager
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
@@ -18,6 +23,8 @@ from app.shared.keys import CALL
 # re-sends a command Redis may still run: every write it would repeat is `applied_once` or idempotent.
 _RETRY = Retry(NoBackoff(), 1)
 CALL_KEPT_MS = 30_000  # far longer than a call's retries take (two socket timeouts)
+SENTINEL_SCHEME = "redis+sentinel://"
+WAIT_MS = 500  # for a write's replicas (WAIT); below the socket timeout, which would cut the wait short
 
 
 class RedisUnavailable(RuntimeError):
@@ -37,25 +44,85 @@ def unavailable_on_error() -> Iterator[None]:
         raise RedisUnavailable(exc) from exc
 
 
-def connect(url: str) -> Redis:
+class SharedRedis(Redis):
+    """A Redis client that knows how many replicas a write must reach before it is answered (WAIT)."""
+
+    replicas_to_wait: int = 0
+
+
+def connect(url: str, replicas_to_wait: int = 0) -> SharedRedis:
     """A client that fails within about a second when Redis is down, instead of hanging."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=1024,
-        timeout=1.0,  # wait this long for a free connection when all are busy, then fail
-        socket_connect_timeout=0.5,
-        socket_timeout=1.0,
-        retry=_RETRY,
-        health_check_interval=10,
-    )
-    return Redis(connection_pool=pool)
+    timeouts = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}
+    if url.startswith(SENTINEL_SCHEME):
+        sentinels, service, db = sentinel_address(url)
+        manager = Sentinel(sentinels, **timeouts)
+        redis = manager.master_for(
+            service,
+            redis_class=SharedRedis,
+            db=db,
+            max_connections=1024,
+            retry=_RETRY,
+            health_check_interval=10,
+            **timeouts,
+        )
+    else:
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=1024,
+            timeout=1.0,  # wait this long for a free connection when all are busy, then fail
+            retry=_RETRY,
+            health_check_interval=10,
+            **timeouts,
+        )
+        redis = SharedRedis(connection_pool=pool)
+    redis.replicas_to_wait = replicas_to_wait
+    return redis
+
+
+def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, int]:
+    """(Sentinels' (host, port)s, service, db) of a `redis+sentinel://` URL; ValueError if it is not one."""
+    hosts, _, path = url.removeprefix(SENTINEL_SCHEME).partition("/")
+    service, _, db = path.partition("/")
+    try:
+        sentinels = [(host, int(port)) for host, _, port in (address.rpartition(":") for address in hosts.split(","))]
+        number = int(db or 0)
+    except ValueError:
+        sentinels, number = [], -1
+    if not sentinels or not all(host for host, _ in sentinels) or not service or number < 0:
+        raise ValueError("is not a Sentinel URL; valid: redis+sentinel://host:port[,host:port...]/service[/db]")
+    return sentinels, service, number
 
 
 def dedicated_client(redis: Redis) -> Redis:
     """A client of the same server on one connection of its own, for what must never wait behind requests."""
     pool = redis.connection_pool
-    own = ConnectionPool(connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs)
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+    if isinstance(pool, SentinelConnectionPool):
+        own = SentinelConnectionPool(pool.service_name, pool.sentinel_manager, max_connections=1, **kwargs)
+    else:
+        own = ConnectionPool(connection_class=pool.connection_class, max_connections=1, **kwargs)
     return Redis(connection_pool=own)
+
+
+async def durable(script: AsyncScript, keys: Sequence[str], args: Sequence[object]):
+    """Run a write script and answer once `replicas_to_wait` replicas have it too (WAIT, on the script's own
+    connection); fewer in time raise RedisUnavailable: the write may stay, as any unanswered call's may."""
+    redis = script.registered_client
+    wait = getattr(redis, "replicas_to_wait", 0)
+    with unavailable_on_error():
+        if not wait:
+            return await script(keys=keys, args=args)
+        async with redis.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)
+            pipe.wait(wait, WAIT_MS)
+            answer, replicas = await pipe.execute()
+    if replicas < wait:
+        raise RedisUnavailable(NotReplicated(f"{replicas} of {wait} replicas within {WAIT_MS} ms"))
+    return answer
+
+
+class NotReplicated(RuntimeError):
+    pass
 
 
 def applied_once(body: str) -> str:
@@ -75,6 +142,5 @@ return answer
 
 
 async def run_once(script: AsyncScript, keys: Sequence[str], args: Sequence[object]):
-    """Run an `applied_once` script with a fresh call id; Redis errors become RedisUnavailable."""
-    with unavailable_on_error():
-        return await script(keys=[*keys, CALL.format(secrets.token_hex(12))], args=[*args, CALL_KEPT_MS])
+    """Run an `applied_once` script with a fresh call id, `durable`: Redis errors become RedisUnavailable."""
+    return await durable(script, [*keys, CALL.format(secrets.token_hex(12))], [*args, CALL_KEPT_MS])

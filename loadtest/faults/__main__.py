@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import signal
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -14,7 +13,7 @@ from pathlib import Path
 from loadtest.faults import report
 from loadtest.faults.catalogue import FAULTS
 from loadtest.faults.scorecard import CONFIGURATIONS, QUICK_CONFIGURATIONS, as_json, score
-from loadtest.results import embed
+from loadtest.results import embed, machine
 from loadtest.topology import PROJECT_ROOT
 
 
@@ -33,14 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: every stack comes down with its processes
     faults = tuple(fault for fault in FAULTS if (fault.quick or not args.quick) and args.only in fault.name)
     configurations = QUICK_CONFIGURATIONS if args.quick else CONFIGURATIONS
     with tempfile.TemporaryDirectory(prefix="faults-") as work:
         rows = score(faults, configurations, args.sessions, Path(work))
     run = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": machine(),
         "command": "python -m loadtest.faults" + (" --quick" if args.quick else ""),
         "sessions": args.sessions,
         "rows": as_json(rows),

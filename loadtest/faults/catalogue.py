@@ -24,6 +24,7 @@ class Fault:
     quick: bool = True  # in the short run (CI) as well as the full one
     failed_at_most: float | None = None  # the goal for failed calls, as a share of all calls (None: no goal)
     in_flight_only: bool = False  # the goal: every failed call was in flight on a killed instance
+    ha_only: bool = False  # needs Sentinels: run only with the redis-ha variant
     not_run: str | None = None  # why this scorecard cannot inject it
 
 
@@ -55,7 +56,7 @@ FAULTS = (
     Fault(f"Redis SIGSTOP {REDIS_PAUSE_SECONDS} s", lambda stack: stack.pause("redis", REDIS_PAUSE_SECONDS)),
     Fault("Redis SIGKILL, started again", lambda stack: stack.restart("redis", signal.SIGKILL)),
     Fault("nginx reload", lambda stack: stack.reload_nginx()),
-    Fault("Redis primary failover", lambda stack: None, not_run="the redis-ha variant is not built yet"),
+    Fault("Redis primary SIGKILL, failed over", lambda stack: stack.fail_over(), ha_only=True),
     Fault(
         "instance cut off from Redis",
         lambda stack: None,

@@ -12,8 +12,10 @@ from loadtest.matrix.expectations import IN_FLIGHT_REASONS, explained
 from loadtest.stack import Stack, free_port
 
 PRESET = "stateful-sse"  # every capability, sessions and all
-CONFIGURATIONS = (("memory", "session"), ("redis", "session"), ("redis", "round-robin"))
+CONFIGURATIONS = (("memory", "session"), ("redis", "session"), ("redis", "round-robin"), ("redis-ha", "round-robin"))
 QUICK_CONFIGURATIONS = (("redis", "round-robin"), ("redis", "session"))
+# redis-ha: the Redis store on a primary, a replica and three Sentinels, each write answered once on the replica.
+HA = {"redis": "ha"}
 NOT_RUN = {("memory", "round-robin"): "needs session affinity: every call after initialize misses its session"}
 LOSSES = {"sessions_lost": "sessions lost", "acknowledged_lost": "acknowledged writes lost", "doubled": "doubled"}
 CALLS_AROUND = 10  # per session, before the fault (all counting) and after it (all counting again)
@@ -36,7 +38,7 @@ class Row:
     misses: list[str] = field(default_factory=list)  # the goals this row missed
 
     def judge(self, fault: Fault) -> None:
-        if self.not_run is not None or self.store != "redis":
+        if self.not_run is not None or self.store == "memory":
             return  # the memory store loses what its instance held, by design: the row says how much
         for what, label in LOSSES.items():
             if getattr(self, what):
@@ -59,8 +61,11 @@ def score(faults: tuple[Fault, ...], configurations: tuple, sessions: int, work:
 
 def _configuration(store: str, policy: str, faults: tuple[Fault, ...], sessions: int, work: Path) -> list[Row]:
     rows = []
-    with Stack(run_dir=work, preset=PRESET, policy=policy, store=store, port=free_port()) as stack:
-        for fault in faults:
+    ha = HA if store == "redis-ha" else {}
+    with Stack(
+        run_dir=work, preset=PRESET, policy=policy, store=store.removesuffix("-ha"), port=free_port(), **ha
+    ) as stack:
+        for fault in (fault for fault in faults if ha or not fault.ha_only):
             row = Row(store, policy, fault.name, not_run=fault.not_run)
             if fault.not_run is None:
                 _strike(stack, fault, sessions, row)

@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -38,6 +37,7 @@ from loadtest.matrix import report
 from loadtest.matrix.configs import Config
 from loadtest.matrix.console import Progress, live_failures
 from loadtest.matrix.expectations import VICTIM, expected, verdict
+from loadtest.results import machine
 from loadtest.stack import Stack, free_port
 from loadtest.topology import POLICIES, PRESETS, PROJECT_ROOT
 
@@ -289,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         target.close()
     run_info = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": machine(),
         "target": settings.target,
         "users": settings.users,
         "duration_s": settings.duration,

@@ -1,0 +1,101 @@
+"""What keeping acknowledged writes costs, measured on the local stack (real uvicorn, nginx, redis-server).
+
+    python -m loadtest.durability [--calls 2000] [--clients 4] [--out results/durability] [--page docs/results.md]
+
+Concurrent sessions call `increment` (one Redis write each) through nginx, `session` policy, Redis store,
+once per way of keeping Redis's writes, each on a stack of its own in the same run: no persistence, an
+append-only file synced every second (the default here) or on every write, and redis-ha (a replica and
+three Sentinels) with and without waiting for the replica (WAIT). Latency p50/p99, calls per second and
+the CPU of every server process, with ratios against the first row. The fsync figures depend on the disk
+the run directory is on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtest.bench import concurrent_calls
+from loadtest.results import embed, machine
+from loadtest.stack import Stack, free_port
+from loadtest.topology import PROJECT_ROOT
+
+NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+FSYNC_ALWAYS = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
+VARIANTS = (  # label, Stack options
+    ("no persistence", {"redis_persistence": NO_PERSISTENCE}),
+    ("append-only file, fsync every second (default)", {}),
+    ("append-only file, fsync on every write", {"redis_persistence": FSYNC_ALWAYS}),
+    ("redis-ha, no WAIT", {"redis": "ha", "app_env": {"MCP_REDIS_WAIT_REPLICAS": "0"}}),
+    ("redis-ha, WAIT for the replica (default)", {"redis": "ha"}),
+)
+
+
+def measure(calls: int, clients: int, work: Path) -> list[dict]:
+    rows = []
+    for n, (label, options) in enumerate(VARIANTS):
+        stack = Stack(run_dir=work / str(n), policy="session", store="redis", port=free_port(), **options)
+        with stack:
+            rows.append({"variant": label, **concurrent_calls(stack, calls, clients, tool="increment")})
+    for row in rows:
+        for what in ("p50_ms", "p99_ms", "calls_per_s", "server_cpu_ms_per_call"):
+            row[f"{what}_ratio"] = row[what] / rows[0][what]
+    return rows
+
+
+def markdown(run: dict, rows: list[dict]) -> str:
+    lines = [
+        f"Measured {run['date']} on {run['machine']}, the run directory on {run['disk']}: local stack,",
+        f"`stateful-sse`, `session` policy, Redis store, {run['clients']} sessions calling `increment` (one",
+        f"Redis write each) through nginx, {rows[0]['calls']} calls per row; ratios against the first row.",
+        "",
+        "| Redis keeps writes by | p50 | p99 | calls/s | server CPU per call | p50 ratio | calls/s ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['variant']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | {row['calls_per_s']:.0f} | "
+            f"{row['server_cpu_ms_per_call']:.2f} ms | {row['p50_ms_ratio']:.2f} | {row['calls_per_s_ratio']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _disk(path: Path) -> str:
+    """The filesystem type `path` is on, from /proc/mounts (the longest mount point that holds it)."""
+    path, best = path.resolve(), ("", "an unknown filesystem")
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, point, kind, *_ = line.split()
+        if str(path).startswith(point) and len(point) > len(best[0]):
+            best = (point, kind)
+    return best[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.durability", description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=2000, help="calls per row")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent sessions")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "durability")
+    parser.add_argument("--page", type=Path, help="also replace the copy of durability.md in this Markdown page")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="durability-") as work:
+        run = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            "disk": _disk(Path(work)),
+            "clients": args.clients,
+        }
+        rows = measure(args.calls, args.clients, Path(work))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "durability.json").write_text(json.dumps({"run": run, "rows": rows}, indent=1) + "\n")
+    (args.out / "durability.md").write_text(markdown(run, rows))
+    print((args.out / "durability.md").read_text(), end="")
+    if args.page is not None:
+        embed(args.page, "durability", args.out / "durability.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""The compose stack's redis-ha profile, started with the command of docs/configuration.md as written: the
+apps follow three Sentinels to the primary and wait for the replica on every write. Redis's primary is
+SIGKILLed under load (sessions counting through nginx, Redis store): the Sentinels promote the replica, the
+old primary comes back as its replica, and no session and no acknowledged write is lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from loadtest.compose import PROJECT, ComposeStack
+from loadtest.faults.load import CountingLoad
+from loadtest.stack import free_port
+from loadtest.topology import PROJECT_ROOT
+from tests.utils.clients import wait_for
+from tests.utils.docs import blocks
+
+pytestmark = pytest.mark.compose
+PROFILE = "stateful-sse"
+SESSIONS = 6
+
+
+def primary(stack: ComposeStack) -> str | None:
+    """The primary's address as the first Sentinel names it (None while it cannot say)."""
+    asked = ("exec", "-T", "sentinel1", "redis-cli", "-p", "26379", "sentinel", "get-master-addr-by-name", "mcp")
+    answer = stack.compose(*asked, check=False).stdout.split()
+    return answer[0] if len(answer) == 2 else None
+
+
+def test_the_primary_fails_over_and_nothing_acknowledged_is_lost(compose_images):
+    port = free_port()
+    stack = ComposeStack(PROFILE, port, {**compose_images, "SESSION_STORE": "redis"}, extra_profiles=("redis-ha",))
+    env = {**os.environ, **compose_images, "COMPOSE_PROJECT_NAME": PROJECT, "NGINX_PORT": str(port)}
+    try:
+        command = blocks()["compose-redis-ha"][0]
+        done = subprocess.run(["bash", "-c", command], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        stack.wait_healthy()
+        first = wait_for(lambda: primary(stack), timeout=30)
+        with CountingLoad(stack.url, SESSIONS) as load:
+            load.go_on(SESSIONS * 10)
+            stack.kill("redis")
+            wait_for(lambda: primary(stack) not in (first, None), timeout=30, interval=0.5)
+            stack.compose("start", "redis")
+            load.go_on(SESSIONS * 10, timeout=90)
+        tally = load.tally
+        assert (tally.sessions_lost, tally.acknowledged_lost, tally.doubled) == (0, 0, 0), tally
+        assert tally.recovered is not None and min(load.counted) > 0, tally
+        assert all("Redis" in reason for reason in tally.failed), tally.failed
+    finally:
+        stack.down()

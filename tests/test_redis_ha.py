@@ -1,0 +1,62 @@
+"""The redis-ha variant with real processes: a primary, a replica and three Sentinels (the same redis-server
+build), three uvicorn instances following them through a `redis+sentinel://` URL, nginx round-robin, and
+each write answered only once the replica has it (MCP_REDIS_WAIT_REPLICAS=1). The primary's SIGKILL under
+load loses no session and no acknowledged write; a write no replica took is refused, never acknowledged."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.shared.redis import RedisUnavailable, applied_once, connect, run_once, sentinel_address
+from loadtest.faults.load import CountingLoad
+from loadtest.faults.scorecard import HA
+from loadtest.stack import Stack, free_port
+
+SESSIONS = 6
+
+
+def test_a_primary_failover_loses_no_session_and_no_acknowledged_write(tmp_path):
+    with Stack(run_dir=tmp_path, policy="round-robin", store="redis", port=free_port(), **HA) as stack:
+        assert stack.primary() == "redis"
+        with CountingLoad(stack.url, SESSIONS) as load:
+            load.go_on(SESSIONS * 10)
+            stack.fail_over()
+            assert stack.primary() == "redis-replica"
+            load.go_on(SESSIONS * 10, timeout=60)  # every session counts on, on the new primary
+        tally = load.tally
+        assert (tally.sessions_lost, tally.acknowledged_lost, tally.doubled) == (0, 0, 0), tally
+        assert tally.recovered is not None and min(load.counted) > 0, tally  # answered again after the failures
+        assert all("Redis" in reason for reason in tally.failed), tally.failed  # unanswered: "retry", never wrong
+
+
+@pytest.mark.anyio
+async def test_a_write_no_replica_took_is_refused_not_acknowledged(redis_url):
+    redis = connect(redis_url, replicas_to_wait=1)  # a Redis with no replica at all
+    script = redis.register_script(applied_once("return redis.call('INCR', KEYS[1])"))
+    try:
+        with pytest.raises(RedisUnavailable, match=r"Redis\) is unavailable \(NotReplicated\)"):
+            await run_once(script, ["test:ha:counter"], [])
+        redis.replicas_to_wait = 0
+        assert await run_once(script, ["test:ha:counter"], []) == 2  # the refused write may stay: as unanswered
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        (
+            "redis+sentinel://s1:26379,s2:26379,s3:26379/mcp/0",
+            ([("s1", 26379), ("s2", 26379), ("s3", 26379)], "mcp", 0),
+        ),
+        ("redis+sentinel://127.0.0.1:5000/main", ([("127.0.0.1", 5000)], "main", 0)),
+    ],
+)
+def test_a_sentinel_url_names_the_sentinels_the_service_and_the_db(url, address):
+    assert sentinel_address(url) == address
+
+
+@pytest.mark.parametrize("url", ["redis+sentinel://s1/mcp", "redis+sentinel://s1:1", "redis+sentinel://:1/mcp/x"])
+def test_a_sentinel_url_without_ports_or_service_is_refused(url):
+    with pytest.raises(ValueError, match=r"valid: redis\+sentinel://host:port\[,host:port...\]/service\[/db\]"):
+        sentinel_address(url)
