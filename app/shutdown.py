@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -11,7 +12,7 @@ import struct
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Protocol
 
 import anyio
@@ -97,43 +98,67 @@ async def _let_clients_close(server: uvicorn.Server, front: Front) -> None:
 
 
 def _ignore_new_handshakes(server: uvicorn.Server) -> bool:
-    """Attach _DROP_SYN to every listening socket, where they are this process's alone (one worker; other
-    workers would go on serving from a shared socket) and on Linux; else return False."""
-    if server.config.workers > 1 or not sys.platform.startswith("linux"):
-        return False
+    """Attach _DROP_SYN to every listening socket, where they are this process's alone (on Linux; a socket that
+    another process holds too, such as uvicorn's supervisor or other workers, goes on serving there); else
+    return False."""
     code = b"".join(struct.pack("HBBI", *instruction) for instruction in _DROP_SYN)
     program = ctypes.create_string_buffer(code, len(code))  # the kernel copies it: it need outlive the call only
     fprog = struct.pack("HP", len(_DROP_SYN), ctypes.addressof(program))
-    for listening in _listening_sockets(server):
-        listening.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    with _listening_sockets(server) as listening:
+        if not sys.platform.startswith("linux") or any(_held_elsewhere(sock) for sock in listening):
+            return False
+        try:
+            for sock in listening:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+        except OSError:  # a kernel or sandbox without classic socket filters: stop listening without one
+            return False
     return True
+
+
+def _held_elsewhere(sock: socket.socket) -> bool:
+    """Whether another process has this socket open too (its descriptors in /proc name the same inode)."""
+    target, own = f"socket:[{os.fstat(sock.fileno()).st_ino}]", str(os.getpid())
+    for process in os.scandir("/proc"):
+        if not process.name.isdigit() or process.name == own:
+            continue
+        try:
+            descriptors = os.scandir(f"/proc/{process.name}/fd")
+        except OSError:  # gone, or not ours to read (a process of another user cannot hold our socket)
+            continue
+        with descriptors:
+            for descriptor in descriptors:
+                with contextlib.suppress(OSError):
+                    if os.readlink(descriptor.path) == target:
+                        return True
+    return False
 
 
 def _stop_listening(server: uvicorn.Server) -> list[socket.socket]:
     """Close the listening sockets, taking first the connections already in their queues (the kernel would
     reset those, and nginx, having sent its request, would answer 502). Nothing awaits in between."""
     queued = []
-    for listening in _listening_sockets(server):
-        listening.setblocking(False)
-        try:
-            while True:
-                queued.append(listening.accept()[0])
-        except (BlockingIOError, InterruptedError):
-            pass
+    with _listening_sockets(server) as listening:
+        for sock in listening:
+            sock.setblocking(False)
+            try:
+                while True:
+                    queued.append(sock.accept()[0])
+            except (BlockingIOError, InterruptedError):
+                pass
     for listener in server.servers:
         listener.close()
     return queued
 
 
-def _listening_sockets(server: uvicorn.Server) -> Iterator[socket.socket]:
+@contextmanager
+def _listening_sockets(server: uvicorn.Server) -> Iterator[list[socket.socket]]:
     """uvicorn's listening sockets, each as a socket of our own (a duplicate descriptor) to act on."""
-    for listener in server.servers:
-        for listening in listener.sockets:
-            own = socket.socket(fileno=os.dup(listening.fileno()))
-            try:
-                yield own
-            finally:
-                own.close()
+    own = [socket.socket(fileno=os.dup(sock.fileno())) for listener in server.servers for sock in listener.sockets]
+    try:
+        yield own
+    finally:
+        for sock in own:
+            sock.close()
 
 
 def _protocol(server: uvicorn.Server) -> asyncio.Protocol:

@@ -29,8 +29,8 @@ VARIANTS = (  # label, Stack options
     ("no persistence", {"redis_persistence": NO_PERSISTENCE}),
     ("append-only file, fsync every second (default)", {}),
     ("append-only file, fsync on every write", {"redis_persistence": FSYNC_ALWAYS}),
-    ("redis-ha, no WAIT", {"redis": "ha", "app_env": {"MCP_REDIS_WAIT_REPLICAS": "0"}}),
-    ("redis-ha, WAIT for the replica (default)", {"redis": "ha"}),
+    ("redis-ha, no WAIT (MCP_REDIS_WAIT_REPLICAS=0)", {"redis": "ha", "app_env": {"MCP_REDIS_WAIT_REPLICAS": "0"}}),
+    ("redis-ha, WAIT for the replica (MCP_REDIS_WAIT_REPLICAS=1)", {"redis": "ha"}),
 )
 
 
@@ -68,7 +68,7 @@ def _disk(path: Path) -> str:
     path, best = path.resolve(), ("", "an unknown filesystem")
     for line in Path("/proc/mounts").read_text().splitlines():
         _, point, kind, *_ = line.split()
-        if str(path).startswith(point) and len(point) > len(best[0]):
+        if path.is_relative_to(point) and len(point) > len(best[0]):
             best = (point, kind)
     return best[1]
 

@@ -124,9 +124,9 @@ class Stack:
             time.sleep(0.1)
         self.restart(old, signal.SIGKILL)
 
-    def _wait_replicated(self) -> None:
-        """With redis="ha", wait until the replica is in sync and every Sentinel knows the others: until then a
-        write waiting for the replica is refused, and a failover could not be agreed on."""
+    def wait_replicated(self) -> None:
+        """With redis="ha", wait until the replica is in sync and every Sentinel knows it and the others: until
+        then a write waiting for the replica is refused, and a failover could not be agreed on."""
         if self.redis != "ha":
             return
         deadline = time.monotonic() + READY_TIMEOUT
@@ -138,12 +138,16 @@ class Stack:
     def _replicated(self) -> bool:
         try:
             with redis_client.Redis(port=self.proc(self.primary()).port, socket_timeout=1) as primary:
-                online = primary.info("replication").get("slave0", {}).get("state") == "online"
+                if primary.info("replication").get("slave0", {}).get("state") != "online":
+                    return False
             for name in SENTINELS:
                 with redis_client.Redis(port=self.proc(name).port, socket_timeout=1) as sentinel:
-                    if int(sentinel.sentinel_master(SENTINEL_SERVICE)["num-other-sentinels"]) < len(SENTINELS) - 1:
+                    others = int(sentinel.sentinel_master(SENTINEL_SERVICE)["num-other-sentinels"])
+                    # a replica it could promote: known (from the primary's INFO, every 10 s) and not down
+                    promotable = [r for r in sentinel.sentinel_slaves(SENTINEL_SERVICE) if r["flags"] == "slave"]
+                    if others < len(SENTINELS) - 1 or not promotable:
                         return False
-            return online
+            return True
         except redis_client.RedisError:
             return False
 
@@ -174,7 +178,7 @@ class Stack:
                 self._start_processes()
                 self._save()
                 self._wait_ready()
-                self._wait_replicated()
+                self.wait_replicated()
                 return
             except PortTaken:
                 self.stop()  # another process took a port between our probe and the bind: new ports

@@ -74,7 +74,7 @@ EXPECTED = {
     ],
 }
 LOCAL_STACKS = ["local-stack", "notes-stack"]
-README_LINES = 50  # one screen
+README_LINES = 60  # one screen of a terminal
 PYTHON_BLOCK = re.compile(r"(?:<!-- (?P<tag>[^>]*?) -->\n)?```python\n(?P<code>.*?)```", re.S)
 LINK = re.compile(r"\]\((?!https?://|#)(?P<target>[^)#]+)(?:#[^)]*)?\)")
 
@@ -82,7 +82,7 @@ LINK = re.compile(r"\]\((?!https?://|#)(?P<target>[^)#]+)(?:#[^)]*)?\)")
 EXAMPLES = [name for name, (_, stack) in blocks().items() if stack]
 RUN_ELSEWHERE = {
     "locust-web-ui": "tests/test_locust.py",
-    "compose-redis-ha": "tests/test_compose_redis_ha.py",
+    "redis-ha-compose": "tests/test_compose_redis_ha.py",
     "faults-quick": "tests/test_faults.py",
     "matrix-quick": "tests/test_matrix.py",
     "pip-install": "tests/test_package.py",

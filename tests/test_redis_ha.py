@@ -16,13 +16,19 @@ SESSIONS = 6
 
 
 def test_a_primary_failover_loses_no_session_and_no_acknowledged_write(tmp_path):
+    """First the replica stops for 1.5 s: writes are refused (never acknowledged without it), then the primary
+    is SIGKILLed and failed over."""
     with Stack(run_dir=tmp_path, policy="round-robin", store="redis", port=free_port(), **HA) as stack:
         assert stack.primary() == "redis"
         with CountingLoad(stack.url, SESSIONS) as load:
-            load.go_on(SESSIONS * 10)
+            load.go_on(10)
+            stack.pause("redis-replica", 1.5)
+            load.go_on(5)
+            assert any("NotReplicated" in reason for reason in load.tally.failed), load.tally.failed
+            stack.wait_replicated()
             stack.fail_over()
             assert stack.primary() == "redis-replica"
-            load.go_on(SESSIONS * 10, timeout=60)  # every session counts on, on the new primary
+            load.go_on(10, timeout=60)  # every session counts on, on the new primary
         tally = load.tally
         assert (tally.sessions_lost, tally.acknowledged_lost, tally.doubled) == (0, 0, 0), tally
         assert tally.recovered is not None and min(load.counted) > 0, tally  # answered again after the failures

@@ -8,6 +8,7 @@ import asyncio
 import errno
 import select
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -74,5 +75,24 @@ async def test_connections_the_kernel_completed_before_the_filter_are_taken_not_
         taken[0].close()
     finally:
         queued.close()
+        server.should_exit = True
+        await serving
+
+
+async def test_a_socket_another_process_holds_too_gets_no_filter():
+    """uvicorn's supervisor, other workers or gunicorn's arbiter may serve from the same socket: leave it be."""
+    server = uvicorn.Server(uvicorn.Config(_hello_app(), host="127.0.0.1", port=0, log_config=None, lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    await asyncio.to_thread(wait_for, lambda: server.started)
+    listening = server.servers[0].sockets[0]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, pass_fds=[listening.fileno()]
+    )
+    try:
+        assert not _ignore_new_handshakes(server)
+        late = await asyncio.to_thread(socket.create_connection, listening.getsockname(), 5)
+        late.close()  # its handshake completed: no filter
+    finally:
+        holder.communicate(b"")
         server.should_exit = True
         await serving

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.shared import keys
-from app.shared.redis import RedisUnavailable, dedicated_client, durable, unavailable_on_error
+from app.shared.redis import RedisUnavailable, dedicated_client, run_script, unavailable_on_error
 
 HEARTBEAT_SECONDS = 0.5
 # An owner silent this long is dead, and its sessions may be taken over: every request of a dead owner's
@@ -137,7 +137,7 @@ class SessionRegistry:
         cached = self._lookups.get(session_id)
         if cached is not None and time.monotonic() - cached[1] < LOOKUP_CACHE_SECONDS:
             return cached[0]
-        answer = await self._call(self._lookup, session_id, keys.OWNER.format(""))
+        answer = await self._call(self._lookup, session_id, keys.OWNER.format(""), write=False)
         if answer is None:
             self._lookups.pop(session_id, None)
             return None
@@ -249,6 +249,9 @@ class SessionRegistry:
             await self._beats.delete(keys.OWNER.format(self.owner_id))
         await self._beats.aclose(close_connection_pool=True)
 
-    async def _call(self, script, session_id: str, *args, extra_key: str | None = None):
+    async def _call(self, script, session_id: str, *args, extra_key: str | None = None, write: bool = True):
         names = [keys.SESSION.format(session_id), *([extra_key] if extra_key else [])]
-        return await durable(script, names, list(args))
+        if write:
+            return await run_script(script, names, list(args))
+        with unavailable_on_error():
+            return await script(keys=names, args=list(args))

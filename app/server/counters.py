@@ -12,7 +12,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from app.shared.redis import applied_once, run_once, unavailable_on_error
+from app.shared.redis import applied_once, durable, run_once
 
 HANDLE_PREFIX = "ctr_"
 HANDLE_PATTERN = r"^ctr_[A-Za-z0-9_-]{22}$"
@@ -76,8 +76,7 @@ class RedisHandleCounters:
 
     async def open(self) -> str:
         handle = new_handle()
-        with unavailable_on_error():
-            await self._redis.set(HANDLE_KEY.format(handle), 0, ex=self._ttl, nx=True)
+        await durable(self._redis, "SET", HANDLE_KEY.format(handle), 0, "EX", self._ttl, "NX")
         return handle
 
     async def increment(self, handle: str) -> int:

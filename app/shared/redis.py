@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from app.shared.keys import CALL
 
@@ -56,7 +56,7 @@ def connect(url: str, replicas_to_wait: int = 0) -> SharedRedis:
     if url.startswith(SENTINEL_SCHEME):
         sentinels, service, db = sentinel_address(url)
         manager = Sentinel(sentinels, **timeouts)
-        redis = manager.master_for(
+        redis = manager.master_for(  # redis-py has no blocking Sentinel pool: past 1024 connections, it fails at once
             service,
             redis_class=SharedRedis,
             db=db,
@@ -83,6 +83,8 @@ def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, int]:
     """(Sentinels' (host, port)s, service, db) of a `redis+sentinel://` URL; ValueError if it is not one."""
     hosts, _, path = url.removeprefix(SENTINEL_SCHEME).partition("/")
     service, _, db = path.partition("/")
+    if "@" in hosts or "[" in hosts:  # neither a password nor IPv6 addresses are read yet: refuse, never misread
+        hosts = ""
     try:
         sentinels = [(host, int(port)) for host, _, port in (address.rpartition(":") for address in hosts.split(","))]
         number = int(db or 0)
@@ -104,21 +106,36 @@ def dedicated_client(redis: Redis) -> Redis:
     return Redis(connection_pool=own)
 
 
-async def durable(script: AsyncScript, keys: Sequence[str], args: Sequence[object]):
-    """Run a write script and answer once `replicas_to_wait` replicas have it too (WAIT, on the script's own
-    connection); fewer in time raise RedisUnavailable: the write may stay, as any unanswered call's may."""
-    redis = script.registered_client
+async def durable(redis: Redis, *command: object):
+    """Send one write command and answer once `replicas_to_wait` replicas have it too (WAIT, on the same
+    connection, in one round trip); fewer in time raise RedisUnavailable: the write may stay there, as any
+    unanswered call's may. Other Redis errors become RedisUnavailable too, except a missing script."""
     wait = getattr(redis, "replicas_to_wait", 0)
-    with unavailable_on_error():
+    try:
         if not wait:
-            return await script(keys=keys, args=args)
+            return await redis.execute_command(*command)
         async with redis.pipeline(transaction=False) as pipe:
-            await script(keys=keys, args=args, client=pipe)
+            pipe.execute_command(*command)
             pipe.wait(wait, WAIT_MS)
             answer, replicas = await pipe.execute()
+    except NoScriptError:
+        raise
+    except RedisError as exc:
+        raise RedisUnavailable(exc) from exc
     if replicas < wait:
         raise RedisUnavailable(NotReplicated(f"{replicas} of {wait} replicas within {WAIT_MS} ms"))
     return answer
+
+
+async def run_script(script: AsyncScript, keys: Sequence[str], args: Sequence[object]):
+    """Run a write script `durable`, loading it first where Redis does not have it (a restarted Redis)."""
+    redis = script.registered_client
+    try:
+        return await durable(redis, "EVALSHA", script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        with unavailable_on_error():
+            await redis.script_load(script.script)
+        return await durable(redis, "EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 class NotReplicated(RuntimeError):
@@ -142,5 +159,5 @@ return answer
 
 
 async def run_once(script: AsyncScript, keys: Sequence[str], args: Sequence[object]):
-    """Run an `applied_once` script with a fresh call id, `durable`: Redis errors become RedisUnavailable."""
-    return await durable(script, [*keys, CALL.format(secrets.token_hex(12))], [*args, CALL_KEPT_MS])
+    """Run an `applied_once` script with a fresh call id (`run_script`): Redis errors become RedisUnavailable."""
+    return await run_script(script, [*keys, CALL.format(secrets.token_hex(12))], [*args, CALL_KEPT_MS])

@@ -21,7 +21,7 @@ from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
 
 BACKOFF_SECONDS = 0.1  # after a failed call, as a client would, instead of a tight loop of failures
-SETTLE_ATTEMPTS = 50  # at the end, calls per session to learn where its count stands (with BACKOFF_SECONDS)
+SETTLE_ATTEMPTS = 10  # at the end, calls per session to learn where its count stands (with BACKOFF_SECONDS)
 
 
 @dataclass
@@ -49,6 +49,16 @@ class Tally:
 
 
 @dataclass
+class _Session:
+    """One counting session: where its count stands."""
+
+    client: McpClient | None = None
+    acknowledged: int = 0  # the count the server last answered
+    unanswered: int = 0  # increments since, that failed without an answer (they may have run)
+    answered: int = 0  # increments answered so far
+
+
+@dataclass
 class CountingLoad:
     """`sessions` clients counting through `url` while the block runs (a context manager)."""
 
@@ -61,8 +71,8 @@ class CountingLoad:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._threads = [threading.Thread(target=self._count) for _ in range(self.sessions)]
-        self.counted: list[int] = []  # every session's acknowledged count at the end
+        self._sessions = [_Session() for _ in range(self.sessions)]
+        self._threads = [threading.Thread(target=self._count, args=(session,)) for session in self._sessions]
 
     def __enter__(self) -> CountingLoad:
         for thread in self._threads:
@@ -72,53 +82,60 @@ class CountingLoad:
     def __exit__(self, *exc_info: object) -> None:
         self._done.set()
         for thread in self._threads:
-            thread.join(timeout=120)
+            thread.join()  # each ends within SETTLE_ATTEMPTS calls
+
+    @property
+    def counted(self) -> list[int]:
+        """Every session's acknowledged count (at the end: where each stands)."""
+        return [session.acknowledged for session in self._sessions]
 
     @property
     def failed_calls(self) -> int:
         return sum(self.tally.failed.values())
 
-    def go_on(self, calls: int, timeout: float = 30.0) -> None:
-        """Return once `calls` more calls have been made (after a fault: the sessions still work)."""
-        target, deadline = self.tally.calls + calls, time.monotonic() + timeout
-        while self.tally.calls < target:
+    def go_on(self, increments: int, timeout: float = 30.0) -> None:
+        """Return once every session has had `increments` more increments answered (after a fault: they all
+        count again); TimeoutError if one has not within `timeout`."""
+        targets, deadline = [session.answered + increments for session in self._sessions], time.monotonic() + timeout
+        while any(session.answered < target for session, target in zip(self._sessions, targets, strict=True)):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{calls} calls not made within {timeout:.0f} s")
+                raise TimeoutError(f"a session did not count {increments} more times within {timeout:.0f} s")
             time.sleep(0.05)
 
-    def _count(self) -> None:
-        client, acknowledged, unanswered = self._open(), 0, 0
+    def _count(self, session: _Session) -> None:
+        session.client = self._open()
         while not self._done.is_set():
-            before = acknowledged
-            acknowledged, unanswered, client = self._increment(client, acknowledged, unanswered)
-            if self.sample_every and acknowledged != before and acknowledged % self.sample_every == 0:
+            answered = session.answered
+            self._increment(session)
+            if self.sample_every and session.answered != answered and session.acknowledged % self.sample_every == 0:
                 started = time.monotonic()
-                self._record(self._attempt(cap.sampling, client).failure, started)
+                self._record(self._attempt(cap.sampling, session.client).failure, started)
         for _ in range(SETTLE_ATTEMPTS):  # the calls that failed without an answer: did they run?
-            if not unanswered:
+            if not session.unanswered:
                 break
-            acknowledged, unanswered, client = self._increment(client, acknowledged, unanswered)
-        with self._lock:
-            self.counted.append(acknowledged)
+            self._increment(session)
 
-    def _increment(self, client: McpClient, acknowledged: int, unanswered: int) -> tuple[int, int, McpClient]:
-        """One increment, judged: the session's new (acknowledged, unanswered) and the client to go on with."""
+    def _increment(self, session: _Session) -> None:
+        """One increment, judged against what the session had acknowledged."""
         started = time.monotonic()
-        outcome = self._attempt(cap.counter, client, acknowledged + 1, unanswered)
+        outcome = self._attempt(cap.counter, session.client, session.acknowledged + 1, session.unanswered)
         if outcome.session_lost:
             with self._lock:
                 self.tally.sessions_lost += 1
-                self.tally.acknowledged_lost += acknowledged
+                self.tally.acknowledged_lost += session.acknowledged
             self._record(outcome.failure, started)
-            return 0, 0, self._open()
+            session.acknowledged, session.unanswered, session.client = 0, 0, self._open()
+            return
         if outcome.value is None:  # no answer: it may have run
             self._record(outcome.failure, started)
-            return acknowledged, unanswered + 1, client
+            session.unanswered += 1
+            return
         with self._lock:
-            self.tally.acknowledged_lost += max(0, acknowledged + 1 - outcome.value)
-            self.tally.doubled += max(0, outcome.value - (acknowledged + 1 + unanswered))
+            self.tally.acknowledged_lost += max(0, session.acknowledged + 1 - outcome.value)
+            self.tally.doubled += max(0, outcome.value - (session.acknowledged + 1 + session.unanswered))
         self._record(None, started)
-        return outcome.value, 0, client
+        session.acknowledged, session.unanswered = outcome.value, 0
+        session.answered += 1
 
     def _open(self) -> McpClient:
         """A new session, trying until one opens or the load ends."""

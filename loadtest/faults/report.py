@@ -65,7 +65,8 @@ def _row(row: dict) -> str:
     head = [row["store"], row["policy"], row["fault"]]
     if row["not_run"]:
         return "| " + " | ".join([*head, f"not run: {row['not_run']}", *[""] * (len(COLUMNS) - 4)]) + " |"
-    recovered = "no call failed" if row["recovery_seconds"] is None else f"{row['recovery_seconds']} s"
+    recovered = f"{row['recovery_seconds']} s" if row["recovery_seconds"] is not None else "not recovered"
+    recovered = recovered if row["failed"] else "no call failed"
     goals = "; ".join(row["misses"]) if row["misses"] else ("(none set)" if row["store"] == "memory" else "met")
     cells = [
         *head,
