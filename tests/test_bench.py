@@ -68,7 +68,7 @@ def test_calls_that_fail_fail_the_measurement_with_their_reason(tmp_path):
 def test_the_durability_benchmark_measures_every_way_of_keeping_writes(tmp_path):
     results_page = tmp_path / "results.md"
     shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
-    args = ("--calls", "40", "--clients", "2", "--out", str(tmp_path), "--page", str(results_page))
+    args = ("--calls", "40", "--clients", "2", "--rounds", "1", "--out", str(tmp_path), "--page", str(results_page))
     done = run("loadtest.durability", *args)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "durability.md").read_text() in results_page.read_text(), "--page should copy the table in"
