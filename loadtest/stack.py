@@ -193,7 +193,8 @@ class Stack:
         if self.redis == "ha":
             primary = self.proc("redis").port
             self.procs.append(self._spawn_redis("redis-replica", free_port(), replica_of=primary))
-            self.procs += [self._spawn_sentinel(name, free_port(), primary) for name in SENTINELS]
+            replica = self.proc("redis-replica").port
+            self.procs += [self._spawn_sentinel(name, free_port(), primary, replica) for name in SENTINELS]
         for name in INSTANCES:
             self.procs.append(self._spawn_instance(name, free_port()))
         site = self.run_dir / "nginx-site"
@@ -217,14 +218,16 @@ class Stack:
         cmd += ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of is not None else []
         return self._spawn(name, port, None, cmd, log_mode=log_mode)
 
-    def _spawn_sentinel(self, name: str, port: int, primary: int) -> Proc:
-        """A Sentinel (the same redis-server, in Sentinel mode) watching the primary; it rewrites its own file."""
+    def _spawn_sentinel(self, name: str, port: int, primary: int, replica: int) -> Proc:
+        """A Sentinel (the same redis-server, in Sentinel mode) watching the primary; it rewrites its own file.
+        It is told of the replica, which it would otherwise learn of from the primary's INFO within 10 s."""
         config = self.run_dir / f"{name}.conf"
         config.write_text(
             f"port {port}\nbind 127.0.0.1\ndir {self.run_dir}\n"
             f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {primary} 2\n"
             f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {SENTINEL_SERVICE} 10000\n"
+            f"sentinel known-replica {SENTINEL_SERVICE} 127.0.0.1 {replica}\n"
         )
         return self._spawn(name, port, None, [_redis_server(), str(config), "--sentinel"])
 

@@ -20,6 +20,7 @@ from tests.utils.docs import blocks
 pytestmark = pytest.mark.compose
 PROFILE = "stateful-sse"
 SESSIONS = 6
+SENTINELS = ("sentinel1", "sentinel2", "sentinel3")
 
 
 def primary(stack: ComposeStack) -> str | None:
@@ -27,6 +28,13 @@ def primary(stack: ComposeStack) -> str | None:
     asked = ("exec", "-T", "sentinel1", "redis-cli", "-p", "26379", "sentinel", "get-master-addr-by-name", "mcp")
     answer = stack.compose(*asked, check=False).stdout.split()
     return answer[0] if len(answer) == 2 else None
+
+
+def replica_known(stack: ComposeStack) -> bool:
+    """Whether every Sentinel knows a replica it could promote (it learns of it from the primary's INFO)."""
+    asked = ("redis-cli", "-p", "26379", "sentinel", "replicas", "mcp")
+    answers = [stack.compose("exec", "-T", name, *asked, check=False).stdout for name in SENTINELS]
+    return all("flags\nslave\n" in answer for answer in answers)
 
 
 def test_the_primary_fails_over_and_nothing_acknowledged_is_lost(compose_images):
@@ -39,6 +47,7 @@ def test_the_primary_fails_over_and_nothing_acknowledged_is_lost(compose_images)
         assert done.returncode == 0, done.stderr
         stack.wait_healthy()
         first = wait_for(lambda: primary(stack), timeout=30)
+        wait_for(lambda: replica_known(stack), timeout=30, interval=0.5)
         with CountingLoad(stack.url, SESSIONS) as load:
             load.go_on(10)
             stack.kill("redis")
