@@ -14,7 +14,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from redis.asyncio import Redis
@@ -92,6 +92,15 @@ class Opening:
     subscriptions: tuple[str, ...] = ()  # resources/subscribe URIs, restored on takeover
 
 
+@dataclass
+class _Hold:
+    """This process's hold on a session: the generation it got it at (the fence of its writes), and when
+    Redis last confirmed it."""
+
+    generation: int
+    confirmed: float = field(default_factory=time.monotonic)
+
+
 class SessionRegistry:
     def __init__(self, redis: Redis, instance_id: str, url: str, ttl_seconds: float) -> None:
         self.owner_id = f"{instance_id}:{secrets.token_hex(4)}"  # one per process: a restart is a new owner
@@ -107,8 +116,7 @@ class SessionRegistry:
         self._forget = redis.register_script(_FORGET)
         self._save_subscriptions = redis.register_script(_SAVE_SUBSCRIPTIONS)
         self._release = redis.register_script(_RELEASE)
-        self._owned: dict[str, float] = {}  # sessions this process owns -> when that was last confirmed
-        self._generations: dict[str, int] = {}  # the generation each of them had when this process got it
+        self._owned: dict[str, _Hold] = {}  # the sessions this process owns
         self._lookups: dict[str, tuple[Owner, float]] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()  # the last ENDED_REMEMBERED sessions ended here
         self._peers: tuple[list[str], float] = ([], -PEERS_CACHE_SECONDS)
@@ -117,19 +125,19 @@ class SessionRegistry:
         """Record a session this process just opened."""
         params = json.dumps(opening.params)
         await self._call(self._register, session_id, self.owner_id, params, opening.protocol_version, self._ttl_ms)
-        self._owned[session_id] = time.monotonic()
-        self._generations[session_id] = 1
+        self._owned[session_id] = _Hold(generation=1)
 
     async def confirm(self, session_id: str, *, now: bool = False) -> bool:
         """Is a session held here still ours? False when another process took it over or its record is gone
         (ended elsewhere, or lost by Redis): either way this process must stop serving it."""
-        confirmed = self._owned.get(session_id)
-        if confirmed is not None and not now and time.monotonic() - confirmed < CONFIRM_EVERY_SECONDS:
+        hold = self._owned.get(session_id)
+        if hold is not None and not now and time.monotonic() - hold.confirmed < CONFIRM_EVERY_SECONDS:
             return True
         if await self._call(self._confirm, session_id, self.owner_id, self._ttl_ms) != 1:
             self._let_go(session_id)
             return False
-        self._owned[session_id] = time.monotonic()
+        if (hold := self._owned.get(session_id)) is not None:  # still ours (it may have been let go meanwhile)
+            hold.confirmed = time.monotonic()
         return True
 
     async def lookup(self, session_id: str) -> Owner | None:
@@ -155,12 +163,11 @@ class SessionRegistry:
     def tenure(self, session_id: str) -> tuple[str, int] | None:
         """(owner id, generation) of this process's hold on a session, the fence its writes carry; None when
         it holds none."""
-        generation = self._generations.get(session_id)
-        return (self.owner_id, generation) if generation is not None else None
+        hold = self._owned.get(session_id)
+        return (self.owner_id, hold.generation) if hold is not None else None
 
     def _let_go(self, session_id: str) -> None:
         self._owned.pop(session_id, None)
-        self._generations.pop(session_id, None)
 
     def forget_lookup(self, session_id: str) -> None:
         self._lookups.pop(session_id, None)
@@ -171,8 +178,7 @@ class SessionRegistry:
         answer = await self._call(self._claim, session_id, dead_owner, self.owner_id, self._ttl_ms)
         if answer is None:
             return None
-        self._owned[session_id] = time.monotonic()
-        self._generations[session_id] = int(answer[3])
+        self._owned[session_id] = _Hold(generation=int(answer[3]))
         return Opening(json.loads(answer[0]), answer[1].decode(), tuple(json.loads(answer[2] or "[]")))
 
     async def release(self, session_id: str) -> None:

@@ -81,15 +81,11 @@ class SessionRouter:
                 await self._route(session_id, scope, receive, tracked)
         except ClientGone:
             return  # nobody is left to answer
-        except HandingOver:  # a session that began moving just as this request reached it
+        except (HandingOver, RedisUnavailable, Refused) as exc:
             if started:
                 raise
-            await send_error(send, 503, -32603, HANDED_OVER, [(HANDED_OVER_HEADER, MOVED)])
-        except (RedisUnavailable, Refused) as exc:
-            if started:
-                raise
-            status, code = (exc.status, exc.code) if isinstance(exc, Refused) else (503, -32603)
-            await send_error(send, status, code, str(exc), getattr(exc, "headers", ()))
+            refused = _as_refused(exc)
+            await send_error(send, refused.status, refused.code, str(refused), refused.headers)
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session: record the session the SDK opens before the client learns its id."""
@@ -209,9 +205,9 @@ class SessionRouter:
                 return
             except HandingOver:
                 await self.handover.handed_over(session_id)
-                raise Refused(503, -32603, HANDED_OVER, [(HANDED_OVER_HEADER, MOVED)]) from None
+                raise _handed_over(HANDED_OVER, MOVED) from None
         if self.handover.draining:  # the sender tries another instance
-            raise Refused(503, -32603, HANDED_OVER, [(HANDED_OVER_HEADER, DRAINING)])
+            raise _handed_over(HANDED_OVER, DRAINING)
         if session_id is None:
             await self._open(scope, replay(body, receive), send)
             return
@@ -222,7 +218,7 @@ class SessionRouter:
             if owner.url is None and await self._take_over(session_id, owner.owner_id):
                 await self._serve_held(session_id, scope, body, receive, send)
                 return
-            raise Refused(503, -32603, LOOK_AGAIN, [(HANDED_OVER_HEADER, MOVED)])
+            raise _handed_over(LOOK_AGAIN, MOVED)
         await self._serve_here_or_end(session_id, owner, scope, body, receive, send)
 
     async def _serve_held(self, session_id: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
@@ -349,3 +345,14 @@ async def _accepts_connections(url: str) -> bool:
         return True  # unknown: assume it lives, so nothing runs twice
     await stream.aclose()
     return True
+
+
+def _handed_over(message: str, reason: str) -> Refused:
+    """The 503 a peer answers with when nothing ran here: the relaying instance reads the reason in the header."""
+    return Refused(503, -32603, message, [(HANDED_OVER_HEADER, reason)])
+
+
+def _as_refused(exc: Exception) -> Refused:
+    if isinstance(exc, HandingOver):  # a session that began moving just as this request reached it
+        return _handed_over(HANDED_OVER, MOVED)
+    return exc if isinstance(exc, Refused) else Refused(503, -32603, str(exc))
