@@ -83,6 +83,7 @@ class Stack:
     server: str = "app"  # the module each instance runs with `python -m`: the demo, or a server of your own
     redis: str = "single"  # or "ha": a primary, a replica and three Sentinels, which the instances follow
     redis_persistence: tuple[str, ...] = REDIS_PERSISTENCE
+    redis_links: bool = False  # each instance reaches Redis through a link of its own, which a fault can cut
     app_env: dict[str, str] = field(default_factory=dict)  # extra MCP_* settings for every instance
     procs: list[Proc] = field(default_factory=list)
 
@@ -167,6 +168,10 @@ class Stack:
     def start(self) -> None:
         if self.preset not in PRESETS or self.policy not in POLICIES or self.store not in STORES:
             raise StackError(f"unknown preset/policy/store {self.preset}/{self.policy}/{self.store}")
+        if self.redis_links and self.redis == "ha":
+            raise StackError(
+                "redis links stand in front of one Redis; the Sentinels hand out the servers' own addresses"
+            )
         if _state_file(self.run_dir).exists():
             raise StackError(f"a stack is already running from {self.run_dir}; run `python -m loadtest.stack down`")
         missing = [name for name in ("nginx", "redis-server") if not (shutil.which(name) or _sbin(name))]
@@ -190,6 +195,13 @@ class Stack:
 
     def _start_processes(self) -> None:
         self.procs.append(self._spawn_redis("redis", free_port()))
+        if self.redis_links:
+            link = [sys.executable, "-m", "loadtest.link"]
+            for name in INSTANCES:
+                port = free_port()
+                self.procs.append(
+                    self._spawn(link_of(name), port, None, [*link, str(port), str(self.proc("redis").port)])
+                )
         if self.redis == "ha":
             primary = self.proc("redis").port
             self.procs.append(self._spawn_redis("redis-replica", free_port(), replica_of=primary))
@@ -238,7 +250,9 @@ class Stack:
             "MCP_SESSION_STORE": self.store,
             "MCP_LISTEN_HOST": "127.0.0.1",
             "MCP_LISTEN_PORT": str(port),
-            "MCP_REDIS_URL": self.redis_url,
+            "MCP_REDIS_URL": f"redis://127.0.0.1:{self.proc(link_of(name)).port}/0"
+            if self.redis_links
+            else self.redis_url,
             **({"MCP_REDIS_WAIT_REPLICAS": "1"} if self.redis == "ha" else {}),  # each write on the replica too
             **self.app_env,
         }
@@ -354,6 +368,11 @@ def _instance_upstreams(ports: dict[str, int]) -> str:
 
 def _state_file(run_dir: Path) -> Path:
     return run_dir / "stack.json"
+
+
+def link_of(instance: str) -> str:
+    """The name of the process that links `instance` to Redis (with redis_links)."""
+    return f"{instance}-link"
 
 
 def _redis_server() -> str:

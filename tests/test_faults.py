@@ -1,5 +1,5 @@
 """The fault scorecard's short run (docs/load-tests.md), as written, against real processes (redis-server,
-uvicorn, nginx): with the Redis store no session and no acknowledged write is lost or doubled whatever the
+uvicorn, nginx), round-robin: with the Redis store no session and no acknowledged write is lost or doubled whatever the
 fault, and a rolling restart fails no call. The pieces of the scorecard are checked on their own too."""
 
 from __future__ import annotations
@@ -39,21 +39,20 @@ def test_every_goal_is_met_and_said(quick):
 
 def test_the_redis_store_loses_and_doubles_nothing_under_every_fault(quick):
     run = [row for row in quick["run"]["rows"] if not row["not_run"]]
-    assert {row["store"] for row in run} == {"redis"} and {row["policy"] for row in run} == {"session", "round-robin"}
-    quick = {fault.name for fault in FAULTS if fault.quick and not fault.not_run and not fault.ha_only}
+    assert {(row["store"], row["policy"]) for row in run} == {("redis", "round-robin")}
+    quick = {fault.name for fault in FAULTS if fault.quick and not fault.ha_only}
     assert {row["fault"] for row in run} == quick  # the failover: tests/test_redis_ha.py
     for row in run:
         assert row["failed"] == 0 or row["recovery_seconds"] is not None, row  # answered again after failing
         assert (row["sessions_lost"], row["acknowledged_lost"], row["doubled"]) == (0, 0, 0), row
     rolling = [row for row in run if row["fault"].startswith("rolling restart")]
-    assert len(rolling) == 2 and all(row["failed"] == 0 for row in rolling), rolling
+    assert len(rolling) == 1 and rolling[0]["failed"] == 0, rolling
 
 
 def test_the_scorecard_and_its_summary_show_every_row(quick):
     page = (quick["out"] / "faults.md").read_text()
     for row in quick["run"]["rows"]:
         assert f"| {row['store']} | {row['policy']} | {row['fault']} |" in page
-    assert "| instance cut off from Redis | not run: needs a network to cut" in page
     summary = (quick["out"] / "summary.md").read_text()
     assert summary.count("\n| ") == 1 + len({row["fault"] for row in quick["run"]["rows"] if not row["not_run"]})
 

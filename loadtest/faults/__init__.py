@@ -8,6 +8,6 @@ started again, a rolling restart, an instance or Redis paused, Redis killed and 
 reload, and (full run) a kill every minute for ten minutes. A row says how many calls failed and why,
 how many sessions were lost, how many acknowledged increments were lost or applied twice, and how long
 until the calls succeeded again; with the Redis store each row is judged against the goals
-(scorecard.py). `--quick` (CI) runs the Redis store with the faults of a few seconds. The exit status is
-1 when a goal is missed.
+(scorecard.py). `--quick` (CI) runs the Redis store under round-robin with the faults of a few seconds.
+The exit status is 1 when a goal is missed.
 """

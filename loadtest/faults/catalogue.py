@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from loadtest.matrix.expectations import VICTIM
-from loadtest.stack import Stack
+from loadtest.stack import Stack, link_of
 from loadtest.topology import INSTANCES
 
-INSTANCE_PAUSE_SECONDS = 5.0  # past the owner's heartbeat expiry: its sessions are taken over meanwhile
+INSTANCE_PAUSE_SECONDS = 5.0  # past the owner's heartbeat expiry: its sessions are taken over meanwhile (or cut off)
 # Past the layer's 1 s socket timeout (every write in flight is sent again) and, with redis-ha, past the Sentinels'
 # 1 s: the primary may be failed over while it is stopped, and resume as a primary nobody should write to.
 REDIS_PAUSE_SECONDS = 1.5
@@ -27,7 +27,7 @@ class Fault:
     failed_at_most: float | None = None  # the goal for failed calls, as a share of all calls (None: no goal)
     in_flight_only: bool = False  # the goal: every failed call was in flight on a killed instance
     ha_only: bool = False  # needs Sentinels: run only with the redis-ha variant
-    not_run: str | None = None  # why this scorecard cannot inject it
+    cuts_links: bool = False  # needs a link of its own between each instance and Redis (one Redis only)
 
 
 def _kill_every_minute(stack: Stack) -> None:
@@ -60,8 +60,8 @@ FAULTS = (
     Fault("nginx reload", lambda stack: stack.reload_nginx()),
     Fault("Redis primary SIGKILL, failed over", lambda stack: stack.fail_over(), ha_only=True),
     Fault(
-        "instance cut off from Redis",
-        lambda stack: None,
-        not_run="needs a network to cut (compose: docker network disconnect); this scorecard runs the local stack",
+        f"instance cut off from Redis {INSTANCE_PAUSE_SECONDS:.0f} s",
+        lambda stack: stack.pause(link_of(VICTIM), INSTANCE_PAUSE_SECONDS),
+        cuts_links=True,
     ),
 )
