@@ -23,19 +23,10 @@ def test_a_call_in_flight_finishes_where_it_started_and_the_session_moves_after(
         client = session(stack.instance_url("app1"))
         client.timeout = (5, 30)
         assert cap.counter(client, expected=1).failure is None
-        answers = []
-        call = threading.Thread(
-            target=lambda: answers.append(
-                client.call_tool("slow_task", {"steps": 8, "step_seconds": 0.25}, progress=True)
-            )
+        answer = _restart_app1_during(
+            stack, lambda: client.call_tool("slow_task", {"steps": 8, "step_seconds": 0.25}, progress=True)
         )
-        call.start()
-        ready = stack.instance_url("app1").replace("/mcp", "/readyz")
-        wait_for(lambda: requests.get(ready, timeout=5).json()["calls"] == 1)  # running on app1
-        stack.restart("app1")
-        call.join(timeout=30)
         assert '"msg": "draining", "sessions": 1, "calls": 1' in stack.log_tail("app1", lines=200)
-        (answer,) = answers
         assert answer.status == 200 and answer.result["content"][0]["text"] == "done: 8 steps", answer
         assert len(answer.notifications("notifications/progress")) == 8
         assert cap.counter(client, expected=2).failure is None  # through the new app1, from where the session went
@@ -52,18 +43,23 @@ def test_a_call_longer_than_the_drain_ends_unanswered_and_its_session_moves_on(t
         client = session(stack.instance_url("app1"))
         client.timeout = (5, 30)
         assert cap.counter(client, expected=1).failure is None
-        outcomes = []
-        call = threading.Thread(
-            target=lambda: outcomes.append(
-                cap.attempt(lambda: cap.Outcome(None, cap.judge(client.call_tool("slow_task", SLOW))), 30)
-            )
+        outcome = _restart_app1_during(
+            stack, lambda: cap.attempt(lambda: cap.Outcome(None, cap.judge(client.call_tool("slow_task", SLOW))), 30)
         )
-        call.start()
-        ready = stack.instance_url("app1").replace("/mcp", "/readyz")
-        wait_for(lambda: requests.get(ready, timeout=5).json()["calls"] == 1)
-        stack.restart("app1")
-        call.join(timeout=30)
         assert '"msg": "calls still running at the end of the drain", "sessions": 1' in stack.log_tail("app1", 200)
-        (outcome,) = outcomes
         assert outcome.failure is not None, "the call was answered, though its instance stopped before it ended"
         assert cap.counter(client, expected=2).failure is None  # through the new app1
+
+
+def _restart_app1_during(stack, call):
+    """Run `call` (a call on a session app1 holds) in a thread; once app1 runs it, restart app1 as a deploy does;
+    return what `call` returned."""
+    results = []
+    thread = threading.Thread(target=lambda: results.append(call()))
+    thread.start()
+    ready = stack.instance_url("app1").replace("/mcp", "/readyz")
+    wait_for(lambda: requests.get(ready, timeout=5).json()["calls"] == 1)  # running on app1
+    stack.restart("app1")
+    thread.join(timeout=30)
+    (result,) = results
+    return result
