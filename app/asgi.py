@@ -22,7 +22,9 @@ def create_app(settings: InstanceSettings | None = None, server: ServerSettings 
     settings = settings or InstanceSettings.from_env()
     server = server or ServerSettings.from_env()
     configure_logging(settings.instance_id, settings.log_level)
-    redis = connect(settings.redis_url, settings.redis_wait_replicas) if settings.redis_url is not None else None
+    redis = None
+    if settings.redis_url is not None:
+        redis = connect(settings.redis_url, settings.redis_wait_replicas, settings.redis_password)
     if redis is not None:  # the tools' own state, shared by every instance
         handles, bulletins = RedisHandleCounters(redis, settings.session_idle_timeout), RedisBulletins(redis)
     else:

@@ -33,7 +33,7 @@ from app.cluster.event_store import RedisEventStore
 from app.cluster.member import ClusterMember
 from app.cluster.registry import SessionRegistry
 from app.cluster.router import SessionRouter
-from app.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
+from app.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix, StatelessGetRefused
 from app.sessions import state
 from app.sessions.subscriptions import ResourceSubscriptions, SubscribableURIs
 from app.settings import InstanceSettings, SessionStore
@@ -41,6 +41,7 @@ from app.shared import request_state_keys
 from app.shared.bus import RedisSubscriptionBus
 from app.shared.redis import connect
 from app.shared.services import SharedServices
+from app.shared.single_use import SingleUseRequestState
 from app.shutdown import drain_on_sigterm
 
 log = logging.getLogger("app")
@@ -87,7 +88,8 @@ class Instance:
         self.router: SessionRouter | None = None
         self.codec = self._share_request_state_keys()
         if redis is None and settings.redis_url is not None:
-            redis = connect(settings.redis_url, settings.redis_wait_replicas)
+            redis = connect(settings.redis_url, settings.redis_wait_replicas, settings.redis_password)
+        SingleUseRequestState(mcp, redis).install()  # around whichever boundary seals this server's state
         registry = None
         if settings.session_store is SessionStore.REDIS:  # the settings guarantee a Redis URL
             registry = SessionRegistry(
@@ -102,7 +104,7 @@ class Instance:
         self.member = None
         if registry is not None:
             worker_host = settings.listen_host if settings.workers > 1 else None
-            self.member = ClusterMember(redis, registry, self.subscriptions, worker_host)
+            self.member = ClusterMember(redis, registry, self.subscriptions, settings.is_peer, worker_host)
         backend = (
             state.RedisSessionState(redis, registry.tenure)
             if registry is not None
@@ -156,6 +158,8 @@ class Instance:
             )
             app = self.router = SessionRouter(app, self.member)
         app = SessionIdPrefix(app, settings.instance_id)
+        if settings.preset.stateless:
+            app = StatelessGetRefused(app, "/mcp")
         app = self.front = InstanceMiddleware(RejectionMessages(app), settings.instance_id)
         if self.member is not None:
             self.member.app = app

@@ -14,12 +14,13 @@ from anyio.abc import TaskStatus
 from mcp.server.connection import Connection
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
+from mcp.server.request_state import RequestStateBoundary
 from mcp.server.runner import ServerRunner, serve_connection
 from mcp.server.streamable_http import EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import ListenHandler, SubscriptionBus
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
-from mcp.types import InitializeRequestParams, SubscriptionsListenRequestParams
+from mcp.types import InitializeRequestParams, SubscriptionsListenRequestParams, ToolAnnotations
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,17 @@ def use_subscription_bus(mcp: MCPServer, bus: SubscriptionBus) -> None:
     server = lowlevel_server(mcp)
     if server.get_request_handler("subscriptions/listen") is not None:
         server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, ListenHandler(bus))
+
+
+def tool_annotations(mcp: MCPServer, name: str) -> ToolAnnotations | None:
+    """The annotations of a tool of `mcp` (None for a tool it does not have, or one without)."""
+    tool = mcp._tool_manager.get_tool(name)
+    return tool.annotations if tool is not None else None
+
+
+def request_state_ttl(boundary: RequestStateBoundary) -> float:
+    """How long a requestState the boundary seals stays valid, in seconds."""
+    return boundary._security.ttl
 
 
 def live_session_ids(mcp: MCPServer) -> set[str]:

@@ -13,6 +13,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -46,6 +47,7 @@ class SettingsError(ValueError):
 
 
 DEFAULT_ALLOWED_HOSTS = ("localhost:*", "127.0.0.1:*", "[::1]:*")
+LOOPBACK_PEERS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _INSTANCE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _HOST_PATTERN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:(\*|[0-9]{1,5}))?$")
@@ -63,8 +65,10 @@ class InstanceSettings:
     allowed_origins: tuple[str, ...] = ()
     session_store: SessionStore = SessionStore.MEMORY
     redis_url: str | None = None  # set: the instances share state through this Redis
+    redis_password: str | None = field(default=None, repr=False)  # read from MCP_REDIS_PASSWORD_FILE
     redis_wait_replicas: int = 0  # replicas a write must reach before it is answered (Redis WAIT)
     advertise_url: str | None = None  # where the other instances reach this one; default from the listen address
+    peer_urls: tuple[str, ...] = LOOPBACK_PEERS  # the only URLs a request is forwarded to (`*` matches any run)
     request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
     session_idle_timeout: float = 1800.0
     max_sessions: int = 10_000
@@ -93,9 +97,11 @@ class InstanceSettings:
                 "MCP_ALLOWED_ORIGINS", _origins, _origins_for(allowed_hosts or DEFAULT_ALLOWED_HOSTS)
             ),
             "session_store": reader.get("MCP_SESSION_STORE", _choice(SessionStore), SessionStore.MEMORY),
-            "redis_url": reader.get("MCP_REDIS_URL", _redis_url, None),
+            "redis_url": reader.get("MCP_REDIS_URL", _redis_url_without_password, None),
+            "redis_password": reader.get("MCP_REDIS_PASSWORD_FILE", _secret_file, None),
             "redis_wait_replicas": reader.get("MCP_REDIS_WAIT_REPLICAS", _int_between(0, 16), 0),
             "advertise_url": reader.get("MCP_ADVERTISE_URL", _http_url, None),
+            "peer_urls": reader.get("MCP_PEER_URLS", _peer_patterns, LOOPBACK_PEERS),
             "request_state_keys": reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
             "session_idle_timeout": reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
             "max_sessions": reader.get("MCP_MAX_SESSIONS", _int_between(1, 1_000_000), 10_000),
@@ -123,6 +129,27 @@ class InstanceSettings:
                 "would give each worker its own session table, so requests that reach another worker fail with "
                 "404 'Session not found'; use MCP_WORKERS=1, a stateless preset, or MCP_SESSION_STORE=redis"
             )
+        if self.redis_url is not None and not self._redis_password_given():
+            hosts = _redis_hosts(self.redis_url)
+            if not all(_is_loopback(host) for host in hosts):
+                raise SettingsError(
+                    f"MCP_REDIS_URL names a Redis beyond this host ({hosts[0]}) and no password: anything on that "
+                    "network could read and rewrite every session; give the Redis user's password in a file, "
+                    "MCP_REDIS_PASSWORD_FILE=/run/secrets/redis-password"
+                )
+        if self.session_store is SessionStore.REDIS and not self.is_peer(self.internal_url):
+            raise SettingsError(
+                f"this instance's own URL {self.internal_url} is not in MCP_PEER_URLS ({', '.join(self.peer_urls)}), "
+                "so the others would refuse to forward to it; add it, e.g. MCP_PEER_URLS=http://app*:8000"
+            )
+
+    def _redis_password_given(self) -> bool:
+        return self.redis_password is not None or _has_password(self.redis_url or "")
+
+    def is_peer(self, url: str) -> bool:
+        """Whether `url` is one of the instances' own addresses (MCP_PEER_URLS): the only places a request
+        is ever forwarded to, whatever Redis says."""
+        return any(fnmatchcase(url, pattern) for pattern in self.peer_urls)
 
     @property
     def internal_url(self) -> str:
@@ -148,7 +175,7 @@ class EnvReader:
         try:
             return parse(raw.strip())
         except ValueError as exc:
-            shown = "<hidden>" if secret else repr(raw)
+            shown = "<hidden>" if secret else repr(_without_password(raw))
             self.errors.append(f"{name}={shown} {exc}")
             return default
 
@@ -257,9 +284,68 @@ def _redis_url(raw: str) -> str:
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise ValueError(
             "is not a Redis URL; valid values: redis://host:port/db, rediss://host:port/db or "
-            "redis+sentinel://host:port[,host:port...]/service[/db]"
+            "redis+sentinel://[user@]host:port[,host:port...]/service[/db]"
         )
     return raw
+
+
+def _redis_url_without_password(raw: str) -> str:
+    url = _redis_url(raw)
+    if _has_password(url):
+        raise ValueError(
+            "holds a password, which the environment shows to anyone who can inspect the process; "
+            "keep the user in the URL (redis://mcp@redis:6379/0) and the password in MCP_REDIS_PASSWORD_FILE"
+        )
+    return url
+
+
+def _without_password(raw: str) -> str:
+    """`raw` with the password of a URL in it replaced, for error messages."""
+    parts = urlsplit(raw) if "://" in raw else None
+    if parts is None or not parts.password:
+        return raw
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":<hidden>@", 1)).geturl()
+
+
+def _has_password(url: str) -> bool:
+    return not url.startswith(SENTINEL_SCHEME) and urlsplit(url).password is not None
+
+
+def _redis_hosts(url: str) -> list[str]:
+    if url.startswith(SENTINEL_SCHEME):
+        return [host for host, _ in sentinel_address(url)[0]]
+    return [urlsplit(url).hostname or ""]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secret_file(raw: str) -> str:
+    try:
+        value = Path(raw).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror}); give the path of a file holding the password") from None
+    if not value or "\n" in value:
+        raise ValueError("holds no password (or several lines); the file must hold the password alone")
+    return value
+
+
+def _peer_patterns(raw: str) -> tuple[str, ...]:
+    patterns = tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+    for pattern in patterns:
+        parts = urlsplit(pattern.replace("*", "x"))
+        if parts.scheme != "http" or not parts.hostname or parts.path or parts.query:
+            raise ValueError(
+                f"has the entry {pattern!r}; valid values: comma-separated base URLs, `*` matching any run of "
+                "characters, e.g. http://app1:8000,http://app2:8000 or http://app-*.app.default.svc:8000"
+            )
+    if not patterns:
+        raise ValueError("lists no URL; valid values: comma-separated base URLs such as http://app1:8000")
+    return patterns
 
 
 def _http_url(raw: str) -> str:

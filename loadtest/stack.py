@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -42,6 +43,7 @@ RETRY = "max_fails=0"
 # As docker-compose.yml runs it: an append-only file Redis writes before it answers, so a restart or a crash of
 # Redis loses no acknowledged write; the disk has it within about a second (docs/configuration.md).
 REDIS_PERSISTENCE = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+REDIS_MEMORY = ("--maxmemory", "256mb", "--maxmemory-policy", "noeviction")  # full: writes refused, nothing dropped
 SENTINEL_SERVICE = "mcp"
 SENTINELS = ("sentinel1", "sentinel2", "sentinel3")
 REDIS_SERVERS = ("redis", "redis-replica")  # with redis="ha"; "redis" is the first primary
@@ -49,6 +51,8 @@ SENTINEL_DOWN_AFTER_MS = 1000  # a primary silent this long is down: the Sentine
 FAILOVER_TIMEOUT = 30.0
 RESTART_GRACE = 30.0  # an instance restarted as by a deploy gets as long to drain as docker-compose.yml gives it
 START_ATTEMPTS = 3
+RUN_REDIS = PROJECT_ROOT / "redis" / "run-redis.sh"  # as docker-compose.yml runs Redis: ACL users, default user off
+APP_USER = "mcp"  # the instances' Redis user (redis/users.acl); the harness logs in as "admin", which only we have
 
 
 class StackError(RuntimeError):
@@ -85,6 +89,7 @@ class Stack:
     redis_persistence: tuple[str, ...] = REDIS_PERSISTENCE
     redis_links: bool = False  # each instance reaches Redis through a link of its own, which a fault can cut
     app_env: dict[str, str] = field(default_factory=dict)  # extra MCP_* settings for every instance
+    nginx_env: dict[str, str] = field(default_factory=dict)  # e.g. NGINX_REQUESTS_PER_CLIENT (nginx/run-nginx.sh)
     procs: list[Proc] = field(default_factory=list)
 
     @property
@@ -100,16 +105,37 @@ class Stack:
 
     @property
     def redis_url(self) -> str:
+        """The harness's URL of the Redis (as the admin user, password included); with redis="ha", the primary
+        as it was at start."""
+        return f"redis://admin:{self.password('admin')}@127.0.0.1:{self.proc('redis').port}/0"
+
+    def instance_redis_url(self, name: str) -> str:
+        """MCP_REDIS_URL of an instance: the app user, its password in MCP_REDIS_PASSWORD_FILE."""
         if self.redis == "ha":
-            sentinels = ",".join(f"127.0.0.1:{self.proc(name).port}" for name in SENTINELS)
-            return f"redis+sentinel://{sentinels}/{SENTINEL_SERVICE}/0"
-        return f"redis://127.0.0.1:{self.proc('redis').port}/0"
+            sentinels = ",".join(f"127.0.0.1:{self.proc(sentinel).port}" for sentinel in SENTINELS)
+            return f"redis+sentinel://{APP_USER}@{sentinels}/{SENTINEL_SERVICE}/0"
+        return f"redis://{APP_USER}@127.0.0.1:{self.proc(link_of(name) if self.redis_links else 'redis').port}/0"
+
+    def password(self, user: str = APP_USER) -> str:
+        """The password of a Redis user (the Sentinels take the app user's), made for this stack at start."""
+        return self.password_file(user).read_text()
+
+    def password_file(self, user: str = APP_USER) -> Path:
+        return self.run_dir / ("redis-admin-password" if user == "admin" else "redis-password")
+
+    def redis_client(self, name: str) -> redis_client.Redis:
+        """The harness's client of one Redis process: a server as admin, a Sentinel with its password."""
+        if name in SENTINELS:
+            return redis_client.Redis(port=self.proc(name).port, password=self.password(), socket_timeout=1)
+        return redis_client.Redis(
+            port=self.proc(name).port, username="admin", password=self.password("admin"), socket_timeout=1
+        )
 
     def primary(self) -> str:
         """The Redis process the Sentinels name primary now ("redis" without them)."""
         if self.redis != "ha":
             return "redis"
-        with redis_client.Redis(port=self.proc(SENTINELS[0]).port, socket_timeout=1) as sentinel:
+        with self.redis_client(SENTINELS[0]) as sentinel:
             _, port = sentinel.sentinel_get_master_addr_by_name(SENTINEL_SERVICE)
         return next(proc.name for proc in self.procs if proc.name in REDIS_SERVERS and proc.port == int(port))
 
@@ -138,11 +164,11 @@ class Stack:
 
     def _replicated(self) -> bool:
         try:
-            with redis_client.Redis(port=self.proc(self.primary()).port, socket_timeout=1) as primary:
+            with self.redis_client(self.primary()) as primary:
                 if primary.info("replication").get("slave0", {}).get("state") != "online":
                     return False
             for name in SENTINELS:
-                with redis_client.Redis(port=self.proc(name).port, socket_timeout=1) as sentinel:
+                with self.redis_client(name) as sentinel:
                     others = int(sentinel.sentinel_master(SENTINEL_SERVICE)["num-other-sentinels"])
                     # a replica it could promote: known (from the primary's INFO, every 10 s) and not down
                     promotable = [r for r in sentinel.sentinel_slaves(SENTINEL_SERVICE) if r["flags"] == "slave"]
@@ -194,6 +220,9 @@ class Stack:
                 raise
 
     def _start_processes(self) -> None:
+        for user in (APP_USER, "admin"):
+            self.password_file(user).touch(mode=0o600)
+            self.password_file(user).write_text(secrets.token_hex(32))
         self.procs.append(self._spawn_redis("redis", free_port()))
         if self.redis_links:
             link = [sys.executable, "-m", "loadtest.link"]
@@ -216,6 +245,7 @@ class Stack:
         (site / "instance-upstreams.conf").write_text(_instance_upstreams(ports))
         (site / "listen.conf").write_text(f"listen 127.0.0.1:{self.port};\n")
         env = {"LB_POLICY": self.policy, "NGINX_SITE_DIR": str(site), "NGINX_RUN_DIR": str(self.run_dir / "nginx")}
+        env.update(self.nginx_env)
         cmd = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
         self.procs.append(self._spawn("nginx", self.port, f"http://127.0.0.1:{self.port}/healthz", cmd, env))
 
@@ -226,22 +256,31 @@ class Stack:
         if log_mode == "wb":
             shutil.rmtree(data, ignore_errors=True)
         data.mkdir(exist_ok=True)
-        cmd = [_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), *self.redis_persistence]
-        cmd += ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of is not None else []
-        return self._spawn(name, port, None, cmd, log_mode=log_mode)
+        cmd = ["sh", str(RUN_REDIS), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data)]
+        env = {**self._redis_env(name), **({"REDIS_REPLICA_OF": f"127.0.0.1 {replica_of}"} if replica_of else {})}
+        return self._spawn(name, port, None, [*cmd, *self.redis_persistence, *REDIS_MEMORY], env, log_mode)
+
+    def _redis_env(self, name: str) -> dict[str, str]:
+        return {
+            "PATH": f"{Path(_redis_server()).parent}:{os.environ.get('PATH', '')}",
+            "REDIS_PASSWORD_FILE": str(self.password_file()),
+            "REDIS_ADMIN_PASSWORD_FILE": str(self.password_file("admin")),
+            "REDIS_RUN_DIR": str(self.run_dir / f"{name}-conf"),
+        }
 
     def _spawn_sentinel(self, name: str, port: int, primary: int, replica: int) -> Proc:
         """A Sentinel (the same redis-server, in Sentinel mode) watching the primary; it rewrites its own file.
         It is told of the replica, which it would otherwise learn of from the primary's INFO within 10 s."""
-        config = self.run_dir / f"{name}.conf"
-        config.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {self.run_dir}\n"
-            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {primary} 2\n"
-            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {SENTINEL_SERVICE} 10000\n"
-            f"sentinel known-replica {SENTINEL_SERVICE} 127.0.0.1 {replica}\n"
-        )
-        return self._spawn(name, port, None, [_redis_server(), str(config), "--sentinel"])
+        env = {
+            **self._redis_env(name),
+            "REDIS_SENTINEL_MONITOR": f"127.0.0.1 {primary}",
+            "REDIS_SENTINEL_KNOWN_REPLICA": f"127.0.0.1 {replica}",
+            "REDIS_SENTINEL_PORT": str(port),
+            "REDIS_SENTINEL_SERVICE": SENTINEL_SERVICE,
+            "REDIS_SENTINEL_DOWN_AFTER_MS": str(SENTINEL_DOWN_AFTER_MS),
+            "REDIS_BIND": "127.0.0.1",
+        }
+        return self._spawn(name, port, None, ["sh", str(RUN_REDIS)], env)
 
     def _spawn_instance(self, name: str, port: int, log_mode: str = "wb") -> Proc:
         env = {
@@ -250,9 +289,8 @@ class Stack:
             "MCP_SESSION_STORE": self.store,
             "MCP_LISTEN_HOST": "127.0.0.1",
             "MCP_LISTEN_PORT": str(port),
-            "MCP_REDIS_URL": f"redis://127.0.0.1:{self.proc(link_of(name)).port}/0"
-            if self.redis_links
-            else self.redis_url,
+            "MCP_REDIS_URL": self.instance_redis_url(name),
+            "MCP_REDIS_PASSWORD_FILE": str(self.password_file()),
             **({"MCP_REDIS_WAIT_REPLICAS": "1"} if self.redis == "ha" else {}),  # each write on the replica too
             **self.app_env,
         }
@@ -436,7 +474,7 @@ def _healthy(proc: Proc) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", proc.port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # it answers: up (and locked)
         except OSError:
             return False
     return answers(proc.health_url)

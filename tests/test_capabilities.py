@@ -9,7 +9,7 @@ import requests
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
 from loadtest.topology import STATEFUL
-from tests.utils.clients import operations, session
+from tests.utils.clients import every_operation, session
 
 NO_BACK_CHANNEL = (
     "JSON-RPC -32600: Cannot send '{}': this transport context has no back-channel for server-initiated requests."
@@ -17,11 +17,7 @@ NO_BACK_CHANNEL = (
 
 
 def test_every_operation_succeeds_on_stateful_sse(stack_for):
-    client = session(stack_for("stateful-sse").instance_url("app1"))
-    try:
-        outcomes = operations(client)
-    finally:
-        client.close()  # its subscription must not reach other tests sharing this stack
+    outcomes = every_operation(stack_for("stateful-sse").instance_url("app1"))
     assert {name: o.failure for name, o in outcomes.items()} == dict.fromkeys(outcomes)
     assert {o.instance for o in outcomes.values()} == {"app1"}
 

@@ -12,8 +12,11 @@ from app.cluster.forwarding import ForwardSigner
 SECRET, OTHER = b"s" * 32, b"o" * 32
 
 
-def scope(method: str = "POST", path: str = "/mcp", session: str = "abc", query: bytes = b"") -> dict:
-    return {"method": method, "path": path, "query_string": query, "headers": [(b"mcp-session-id", session.encode())]}
+def scope(
+    method: str = "POST", path: str = "/mcp", session: str = "abc", query: bytes = b"", name: bytes = b"whoami"
+) -> dict:
+    headers = [(b"mcp-session-id", session.encode()), (b"mcp-name", name), (b"accept", b"application/json")]
+    return {"method": method, "path": path, "query_string": query, "headers": headers}
 
 
 def test_a_signature_verifies_for_exactly_the_request_it_signed():
@@ -26,6 +29,8 @@ def test_a_signature_verifies_for_exactly_the_request_it_signed():
         (scope(path="/other"), b'{"id":1}'),
         (scope(session="xyz"), b'{"id":1}'),
         (scope(query=b"a=1"), b'{"id":1}'),
+        (scope(name=b"increment"), b'{"id":1}'),  # a header the owner acts on
+        ({**scope(), "headers": scope()["headers"][:2]}, b'{"id":1}'),  # one of them left out
     ]:
         assert not signer.verify(header, other, body), other
 
@@ -35,7 +40,13 @@ def test_only_the_cluster_secret_makes_a_valid_signature():
     assert not ForwardSigner(SECRET, "app1:1").verify(header, scope(), b"")
 
 
-@pytest.mark.parametrize("header", ["", "x;y;z", "1;app1;", "١٢٣;app1;00", ";;"])
+def test_every_signature_carries_a_nonce_of_its_own():
+    signer = ForwardSigner(SECRET, "app1:1")
+    nonces = {signer.verify(signer.sign(scope(), b""), scope(), b"") for _ in range(100)}
+    assert len(nonces) == 100 and all(len(nonce) == 32 for nonce in nonces)
+
+
+@pytest.mark.parametrize("header", ["", "x;y;z", "1;app1;", "١٢٣;app1;00", ";;", ";;;", f"{int(time.time())};a;zz;00"])
 def test_malformed_headers_are_refused(header):
     assert not ForwardSigner(SECRET, "app1:1").verify(header, scope(), b"")
 
@@ -43,7 +54,7 @@ def test_malformed_headers_are_refused(header):
 def test_a_signature_expires(monkeypatch):
     signer = ForwardSigner(SECRET, "app1:1")
     header = signer.sign(scope(), b"")
-    later = time.time() + forwarding._MAX_SKEW_SECONDS + 1
+    later = time.time() + forwarding.MAX_SKEW_SECONDS + 1
     monkeypatch.setattr(forwarding.time, "time", lambda: later)  # the clock, not the code under test
     assert not signer.verify(header, scope(), b"")
 

@@ -5,6 +5,8 @@ Skipped with one line when no Docker Engine is reachable; with MCP_REQUIRE_DOCKE
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import pytest
 import requests
@@ -49,6 +51,29 @@ def test_every_container_is_healthy_and_only_nginx_and_locust_are_published(stac
     assert all(c["published"] == [] for service, c in containers.items() if service not in (nginx, "locust"))
 
 
+def test_every_container_is_hardened(stack):
+    """Read-only root, no capabilities, no privilege gained through exec, memory and pids bounded, not root."""
+    ids = [c["id"] for c in stack.containers().values()]
+    for info in json.loads(docker_cli("inspect", *ids)):
+        name, host = info["Name"], info["HostConfig"]
+        assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"] and not host["CapAdd"], name
+        assert "no-new-privileges:true" in host["SecurityOpt"], name
+        assert host["Memory"] > 0 and host["PidsLimit"] > 0, name
+        assert info["Config"]["User"] not in ("", "0", "root", "0:0"), name
+
+
+def test_redis_is_reached_only_by_the_apps_and_only_as_its_users(stack):
+    nginx, app1 = f"nginx-{stack.profile}", f"app1-{stack.profile}"
+    assert stack.compose("exec", "-T", nginx, "getent", "hosts", "redis", check=False).returncode != 0
+    assert stack.compose("exec", "-T", "locust", "getent", "hosts", "redis", check=False).returncode != 0
+    address = stack.compose("exec", "-T", app1, "getent", "hosts", "redis").stdout.split()[0]
+    probe = f"import socket; socket.create_connection(({address!r}, 6379), timeout=2)"
+    unreachable = stack.compose("exec", "-T", "locust", "python3", "-c", probe, check=False)
+    assert unreachable.returncode != 0 and "Error" in unreachable.stderr  # no route from the front network
+    anonymous = stack.compose("exec", "-T", "redis", "redis-cli", "get", "mcp:cluster-secret").stdout
+    assert "NOAUTH" in anonymous
+
+
 def test_nginx_follows_an_app_that_comes_back_at_another_address(stack):
     """Compose v2 recreates an app (a rebuild, a changed setting) without nginx, which resolved the names at its
     start: with app1's old address taken by another container, nginx must still reach app1 by its name."""
@@ -57,7 +82,7 @@ def test_nginx_follows_an_app_that_comes_back_at_another_address(stack):
     stack.compose("stop", "-t", "3", app1)
     squatter = docker_cli(  # the image's compose labels would make it one of the stack's containers
         *("run", "-d", "--rm", "--no-healthcheck", "--label", "com.docker.compose.project=squatter"),
-        *("--network", f"{PROJECT}_default", "mcp-scale-lab-app", "sleep", "120"),
+        *("--network", f"{PROJECT}_frontend", "mcp-scale-lab-app", "sleep", "120"),
     )
     try:
         stack.compose("up", "-d", "--no-build", app1)

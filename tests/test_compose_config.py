@@ -1,7 +1,9 @@
 """docker-compose.yml states each thing once, and every profile still gets exactly the services it had
 (tests/data/compose-services.json: `docker compose config` of the file before it was folded, in the
 default environment, plus what changed on purpose since: the apps' stop_grace_period and
-MCP_REDIS_WAIT_REPLICAS, Redis's append-only file and its volume, the redis-ha profile). Compose 1.29
+MCP_REDIS_WAIT_REPLICAS, Redis's append-only file and its volume, the redis-ha profile, Redis locked
+down (redis-init, its ACL users and password, the backend network, maxmemory), every container
+hardened, nginx's per-client bounds). Compose 1.29
 reads the same file: tests/test_compose_v1.py runs a profile with it."""
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ VARIABLES += (
     "REDIS_IMAGE",
     "REDIS_URL",
     "REDIS_WAIT_REPLICAS",
+    "REDIS_MAXMEMORY",
+    "NGINX_CONNECTIONS_PER_CLIENT",
+    "NGINX_REQUESTS_PER_CLIENT",
 )
 
 

@@ -23,17 +23,21 @@ SESSIONS = 6
 SENTINELS = ("sentinel1", "sentinel2", "sentinel3")
 
 
+def ask_sentinel(stack: ComposeStack, name: str, *question: str) -> str:
+    """A Sentinel's answer to `redis-cli` (it takes the one password of the secret file)."""
+    login = 'REDISCLI_AUTH="$(cat /run/secrets/redis-password)" exec redis-cli -p 26379 "$@"'
+    return stack.compose("exec", "-T", name, "sh", "-c", login, "sh", *question, check=False).stdout
+
+
 def primary(stack: ComposeStack) -> str | None:
     """The primary's address as the first Sentinel names it (None while it cannot say)."""
-    asked = ("exec", "-T", "sentinel1", "redis-cli", "-p", "26379", "sentinel", "get-master-addr-by-name", "mcp")
-    answer = stack.compose(*asked, check=False).stdout.split()
+    answer = ask_sentinel(stack, "sentinel1", "sentinel", "get-master-addr-by-name", "mcp").split()
     return answer[0] if len(answer) == 2 else None
 
 
 def replica_known(stack: ComposeStack) -> bool:
     """Whether every Sentinel knows a replica it could promote (it learns of it from the primary's INFO)."""
-    asked = ("redis-cli", "-p", "26379", "sentinel", "replicas", "mcp")
-    answers = [stack.compose("exec", "-T", name, *asked, check=False).stdout for name in SENTINELS]
+    answers = [ask_sentinel(stack, name, "sentinel", "replicas", "mcp") for name in SENTINELS]
     return all("flags\nslave\n" in answer for answer in answers)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
 
 from app.logs import session_fingerprint
@@ -94,3 +95,28 @@ def test_session_ids_name_their_instance_and_only_it_serves_them(stack_for):
     elsewhere.session_id, elsewhere.protocol_version = client.session_id, client.protocol_version
     lost = elsewhere.call_tool("whoami")
     assert (lost.status, lost.error["message"]) == (404, "Session not found")
+
+
+def test_a_stateless_server_answers_a_get_with_405_at_once(stack_for):
+    stack = stack_for("stateless-json")
+    headers = {"Accept": "text/event-stream"}
+    refused = requests.get(stack.url, headers=headers, timeout=5)  # through nginx; held open before, 45 s
+    assert refused.status_code == 405 and refused.headers["Allow"] == "POST"
+    assert refused.json()["error"]["code"] == -32600 and "opens no GET stream" in refused.json()["error"]["message"]
+    assert McpClient(requests.Session(), stack.url).call_tool("whoami").status == 200
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_deeply_nested_json_gets_a_parse_error_on_either_store(stack_for, store):
+    stack = stack_for("stateful-sse", "session", store)
+    client = McpClient(requests.Session(), stack.url)
+    client.initialize()
+    nested = b"[" * 100_000 + b"]" * 100_000
+    for headers in (
+        {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
+        client.headers(),
+    ):
+        answer = requests.post(stack.url, data=nested, headers=headers, timeout=10)  # without a session, and with
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == -32700
+    assert client.call_tool("whoami").status == 200

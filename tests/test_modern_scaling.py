@@ -126,36 +126,60 @@ def test_forged_tampered_expired_and_replayed_states_are_refused_and_nothing_run
 
 def test_rotating_the_key_ring_in_redis_breaks_no_call(stack_for):
     stack = stack_for("stateless-json")
-    _, answers, sealed_before = ask(stack.url, "confirm_action", {"action": "rotate"})
+    _, answers, sealed_before = ask(stack.url, "analyze_with_ai", {"text": "rotate"})  # read-only: retried at will
     rotate = [sys.executable, "-m", "app.shared.request_state_keys", "rotate", "--activate-in", "10"]
-    env = {**os.environ, "MCP_REDIS_URL": stack.redis_url}
+    env = {
+        **os.environ,
+        "MCP_REDIS_URL": stack.instance_redis_url("app1"),
+        "MCP_REDIS_PASSWORD_FILE": str(stack.password_file()),
+    }
     printed = subprocess.run(rotate, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True).stdout
     new_key, role = printed.splitlines()[0].split("  ")
     assert role.startswith("seals from ")
     # Every instance learns the new key first, and seals with it only once all of them can open it.
     wait_for(lambda: all(new_key in ready(stack, name)["keys"] for name in INSTANCES), timeout=15, interval=0.5)
     wait_for(lambda: all(ready(stack, name)["sealing_key"] == new_key for name in INSTANCES), timeout=20, interval=0.5)
-    _, _, sealed_after = ask(stack.url, "confirm_action", {"action": "rotate"})
+    _, _, sealed_after = ask(stack.url, "analyze_with_ai", {"text": "rotate"})
     for state in (sealed_before, sealed_after) * 2:  # each retried on two different instances
-        done = modern_call(
-            stack.url, "confirm_action", {"action": "rotate"}, inputResponses=answers, requestState=state
-        )
-        assert done.json()["result"]["content"][0]["text"] == "confirmed: rotate"
+        done = modern_call(stack.url, "analyze_with_ai", {"text": "rotate"}, inputResponses=answers, requestState=state)
+        assert done.json()["result"]["content"][0]["text"].startswith("analysis: ")
 
 
 def test_a_ring_lost_by_redis_is_written_back_unchanged(stack_for):
     """Redis restarted without persistence: an instance stores the ring it holds, so no state breaks."""
     stack = stack_for("stateless-json")
     store = redis.Redis.from_url(stack.redis_url)
-    _, answers, state = ask(stack.url, "confirm_action", {"action": "redis lost"})
+    _, answers, state = ask(stack.url, "analyze_with_ai", {"text": "redis lost"})
     held = {key.secret for key in decode(store.get(RING_KEY))}
     store.delete(RING_KEY)
     assert {key.secret for key in decode(wait_for(lambda: store.get(RING_KEY), timeout=15, interval=0.2))} == held
     for _ in range(2):  # on two different instances
         done = modern_call(
-            stack.url, "confirm_action", {"action": "redis lost"}, inputResponses=answers, requestState=state
+            stack.url, "analyze_with_ai", {"text": "redis lost"}, inputResponses=answers, requestState=state
         )
-        assert done.json()["result"]["content"][0]["text"] == "confirmed: redis lost"
+        assert done.json()["result"]["content"][0]["text"].startswith("analysis: ")
+
+
+@pytest.mark.parametrize("redis_url", ["shared", ""])
+def test_a_state_that_authorises_a_side_effect_is_honoured_once(tmp_path, redis_url):
+    """One confirmation, one execution: a replay, on this instance or another, gets the SDK's error."""
+    env = {} if redis_url else {"MCP_REDIS_URL": "", "MCP_REQUEST_STATE_KEYS": os.urandom(32).hex()}
+    with Stack(run_dir=tmp_path, preset="stateless-json", port=free_port(), app_env=env) as stack:
+        action = f"deploy once {redis_url or 'memory'}"
+        _, answers, state = ask(stack.instance_url("app1"), "confirm_action", {"action": action})
+        retry = {"inputResponses": answers, "requestState": state}
+        done = modern_call(stack.instance_url("app1"), "confirm_action", {"action": action}, **retry)
+        assert done.json()["result"]["content"][0]["text"] == f"confirmed: {action}"
+        replays = ["app1", "app2"] if redis_url else ["app1"]  # without Redis each process keeps its own claims
+        for name in replays:
+            replayed = modern_call(stack.instance_url(name), "confirm_action", {"action": action}, **retry).json()
+            assert replayed["error"] == {
+                "code": -32602,
+                "message": "Invalid or expired requestState",
+                "data": {"reason": "invalid_request_state"},
+            }
+        assert app_logs(stack).count(action) == 1  # one audit line: the action ran once
+        assert "requestState rejected on tools/call: used before" in app_logs(stack)
 
 
 def test_deployment_keys_are_shared_without_redis(tmp_path):

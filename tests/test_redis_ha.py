@@ -53,16 +53,22 @@ async def test_a_write_no_replica_took_is_refused_not_acknowledged(redis_url):
     [
         (
             "redis+sentinel://s1:26379,s2:26379,s3:26379/mcp/0",
-            ([("s1", 26379), ("s2", 26379), ("s3", 26379)], "mcp", 0),
+            ([("s1", 26379), ("s2", 26379), ("s3", 26379)], "mcp", 0, None),
         ),
-        ("redis+sentinel://127.0.0.1:5000/main", ([("127.0.0.1", 5000)], "main", 0)),
+        ("redis+sentinel://127.0.0.1:5000/main", ([("127.0.0.1", 5000)], "main", 0, None)),
+        ("redis+sentinel://mcp@s1:26379/mcp/2", ([("s1", 26379)], "mcp", 2, "mcp")),
     ],
 )
-def test_a_sentinel_url_names_the_sentinels_the_service_and_the_db(url, address):
+def test_a_sentinel_url_names_the_sentinels_the_service_the_db_and_the_user(url, address):
     assert sentinel_address(url) == address
 
 
-@pytest.mark.parametrize("url", ["redis+sentinel://s1/mcp", "redis+sentinel://s1:1", "redis+sentinel://:1/mcp/x"])
-def test_a_sentinel_url_without_ports_or_service_is_refused(url):
-    with pytest.raises(ValueError, match=r"valid: redis\+sentinel://host:port\[,host:port...\]/service\[/db\]"):
+@pytest.mark.parametrize(
+    "url",
+    ["redis+sentinel://s1/mcp", "redis+sentinel://s1:1", "redis+sentinel://:1/mcp/x", "redis+sentinel://u:pw@s1:1/m"],
+)
+def test_a_sentinel_url_without_ports_or_service_or_with_a_password_is_refused(url):
+    with pytest.raises(
+        ValueError, match=r"valid: redis\+sentinel://\[user@\]host:port\[,host:port...\]/service\[/db\]"
+    ):
         sentinel_address(url)

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -18,7 +19,7 @@ from app.shared import keys
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient, stream_messages
 from loadtest.topology import INSTANCES
-from tests.utils.clients import Recorder, operations, session, wait_for
+from tests.utils.clients import Recorder, every_operation, session, wait_for
 
 pytestmark = pytest.mark.anyio
 NOT_FOUND = {"code": -32600, "message": "Session not found"}
@@ -31,11 +32,7 @@ def shared(stack_for):
 
 
 def test_every_capability_works_through_round_robin(shared):
-    client = session(shared.url)
-    try:
-        outcomes = operations(client)
-    finally:
-        client.close()
+    outcomes = every_operation(shared.url)
     assert {name: o.failure for name, o in outcomes.items()} == dict.fromkeys(outcomes)
     assert {o.instance for o in outcomes.values()} == set(INSTANCES), "round-robin should reach every instance"
 
@@ -135,7 +132,10 @@ def test_a_forged_forwarding_header_is_refused_and_nothing_runs(shared):
             timeout=5,
         )
         assert forged.status_code == 403
-        assert forged.json()["error"]["message"] == "invalid x-mcp-forwarded header; only cluster instances may send it"
+        assert (
+            forged.json()["error"]["message"]
+            == "invalid x-mcp-forwarded header; only cluster instances may send it, once"
+        )
         odd = requests.post(
             shared.instance_url("app2"), data=b"{}", headers=client.headers({"X-Mcp-Forwarded": "\u00b2;a;\u00e9"})
         )
@@ -155,14 +155,19 @@ def test_a_signed_hop_cannot_carry_another_request(shared):
         owner = client.call_tool("whoami").result["structuredContent"]["instance"]
         signed = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{}}}'
         swapped = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"increment","arguments":{}}}'
-        headers = client.headers()
-        scope = {"method": "POST", "path": "/mcp", "headers": [(b"mcp-session-id", client.session_id.encode())]}
-        scope["headers"][0] = (b"mcp-session-id", client.session_id.partition(".")[2].encode())
+        url, headers = shared.instance_url(owner), client.headers()
+        # What the owner's router sees: the headers as sent, the session id without its instance prefix.
+        sent = requests.Request("POST", url, data=signed, headers=headers).prepare().headers
+        seen = {**{k.lower(): v for k, v in sent.items()}, "host": urlsplit(url).netloc}
+        seen["mcp-session-id"] = client.session_id.partition(".")[2]
+        scope = {"method": "POST", "path": "/mcp", "headers": [(k.encode(), v.encode()) for k, v in seen.items()]}
         headers["X-Mcp-Forwarded"] = ForwardSigner(secret, "test").sign(scope, signed)
-        genuine = requests.post(shared.instance_url(owner), data=signed, headers=headers, timeout=5)
-        tampered = requests.post(shared.instance_url(owner), data=swapped, headers=headers, timeout=5)
+        genuine = requests.post(url, data=signed, headers=headers, timeout=5)
+        tampered = requests.post(url, data=swapped, headers=headers, timeout=5)
+        replayed = requests.post(url, data=signed, headers=headers, timeout=5)
         assert genuine.status_code == 200 and '"instance":"app1"' in genuine.text
         assert tampered.status_code == 403
+        assert replayed.status_code == 403 and "once" in replayed.json()["error"]["message"]
         assert cap.counter(client, expected=1).failure is None, "the tampered call must not have run"
     finally:
         client.close()

@@ -62,3 +62,15 @@ def test_the_names_the_redis_store_relies_on_still_exist():
     params = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
     assert ServerRunner._negotiate_initialize(params)[1] == "2025-11-25"
     assert sdk_internals.negotiated_version({**params, "protocolVersion": "1999-01-01"}) == "2025-11-25"
+
+
+def test_the_names_the_single_use_guard_relies_on_still_exist():
+    from mcp.server.request_state import RequestStateBoundary
+
+    demo = Demo(PROJECT_ROOT / "data", MemoryHandleCounters(10), MemoryBulletins(), "app1", "stateless-json")
+    mcp = build_server(demo)
+    assert sdk_internals.tool_annotations(mcp, "analyze_with_ai").read_only_hint is True
+    assert sdk_internals.tool_annotations(mcp, "confirm_action") is None
+    assert sdk_internals.tool_annotations(mcp, "no-such-tool") is None
+    boundary = next(m for m in mcp.middleware if isinstance(m, RequestStateBoundary))
+    assert sdk_internals.request_state_ttl(boundary) == 600.0  # the SDK's default, until the instance seals its own

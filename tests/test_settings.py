@@ -50,7 +50,10 @@ def test_the_demo_refuses_a_data_directory_that_does_not_exist():
 
 
 def test_settings_given_in_code_are_checked_like_the_environment():
-    assert InstanceSettings("a1", session_store="redis", redis_url="redis://r:6379/0").session_store.value == "redis"
+    settings = InstanceSettings("a1", session_store="redis", redis_url="redis://r:6379/0", redis_password="pw")
+    assert settings.session_store.value == "redis"
+    with pytest.raises(SettingsError, match="names a Redis beyond this host"):
+        InstanceSettings("a1", session_store="redis", redis_url="redis://r:6379/0")
     with pytest.raises(SettingsError, match="needs MCP_REDIS_URL"):
         InstanceSettings("a1", session_store="redis")
 
@@ -130,3 +133,53 @@ def test_nginx_launcher_refuses_an_unknown_policy(tmp_path):
     assert (
         result.stderr == "run-nginx: LB_POLICY='least-conn' is not valid; valid values: round-robin, ip-hash, session\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"MCP_REDIS_URL": "redis://mcp:hunter2@redis:6379/0"},
+            "MCP_REDIS_URL='redis://mcp:<hidden>@redis:6379/0' holds a password, which the environment shows",
+        ),
+        (
+            {"MCP_REDIS_URL": "redis://mcp@redis:6379/0"},
+            "MCP_REDIS_URL names a Redis beyond this host (redis) and no password",
+        ),
+        (
+            {"MCP_REDIS_URL": "redis+sentinel://mcp@s1:26379/mcp/0"},
+            "MCP_REDIS_URL names a Redis beyond this host (s1) and no password",
+        ),
+        ({"MCP_REDIS_PASSWORD_FILE": "/no/such/file"}, "MCP_REDIS_PASSWORD_FILE='/no/such/file' cannot be read"),
+        ({"MCP_PEER_URLS": "app1:8000"}, "MCP_PEER_URLS='app1:8000' has the entry 'app1:8000'; valid values"),
+        (
+            {"MCP_SESSION_STORE": "redis", "MCP_REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_PEER_URLS": "http://a*:1"},
+            "this instance's own URL http://127.0.0.1:8000 is not in MCP_PEER_URLS (http://a*:1)",
+        ),
+    ],
+)
+def test_redis_without_a_password_or_forwarding_beyond_the_peers_is_refused(env, message):
+    with pytest.raises(SettingsError) as refused:
+        InstanceSettings.from_env(env)
+    assert str(refused.value).startswith(message)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_the_redis_password_comes_from_its_file_and_never_shows(tmp_path):
+    secret = tmp_path / "redis-password"
+    secret.write_text("s3cret-password\n")
+    env = {"MCP_REDIS_URL": "redis://mcp@redis:6379/0", "MCP_REDIS_PASSWORD_FILE": str(secret)}
+    settings = InstanceSettings.from_env(env)
+    assert settings.redis_password == "s3cret-password"
+    assert "s3cret" not in repr(settings)
+    secret.write_text("\n")
+    with pytest.raises(SettingsError, match=r"MCP_REDIS_PASSWORD_FILE=.* holds no password"):
+        InstanceSettings.from_env(env)
+
+
+def test_peer_urls_match_with_wildcards_and_nothing_else():
+    settings = InstanceSettings.from_env({"MCP_PEER_URLS": "http://app1:*, http://app-*.mcp.svc:8000"})
+    assert settings.is_peer("http://app1:8000") and settings.is_peer("http://app1:41234")
+    assert settings.is_peer("http://app-0.mcp.svc:8000")
+    assert not settings.is_peer("http://evil:8000") and not settings.is_peer("http://app10:8000")
+    assert not settings.is_peer("https://app1:8000") and not settings.is_peer("http://app-0.mcp.svc:8001")

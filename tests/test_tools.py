@@ -27,21 +27,22 @@ def test_files_under_the_data_directory_are_served(data_dir):
     assert resolve_data_file(data_dir, "inside") == data_dir / "sub" / "notes.txt"
 
 
-@pytest.mark.parametrize("path", ["../secret.txt", "sub/../../secret.txt", "escape"])
-def test_traversal_and_symlink_escapes_are_refused(data_dir, path):
-    with pytest.raises(ToolError, match="is outside the data directory"):
+@pytest.mark.parametrize(
+    "path",
+    ["../secret.txt", "sub/../../secret.txt", "escape", "missing.txt", "sub", "../missing.txt", "poem\x00.txt", ""],
+)
+def test_whatever_names_no_file_inside_gets_one_refusal(data_dir, path):
+    with pytest.raises(ToolError, match=r"^no file .* in the data directory; give a path relative to it"):
         resolve_data_file(data_dir, path)
 
 
-def test_absolute_paths_outside_are_refused(data_dir, tmp_path):
-    with pytest.raises(ToolError, match="is outside the data directory"):
-        resolve_data_file(data_dir, str(tmp_path / "secret.txt"))
-
-
-@pytest.mark.parametrize(("path", "message"), [("missing.txt", "no file"), ("sub", "is not a regular file")])
-def test_missing_files_and_directories_are_refused(data_dir, path, message):
-    with pytest.raises(ToolError, match=message):
-        resolve_data_file(data_dir, path)
+def test_an_absolute_path_gets_the_same_refusal_whether_it_exists_or_not(data_dir, tmp_path):
+    refusals = set()
+    for path in (tmp_path / "secret.txt", tmp_path / "missing.txt", data_dir / "sub" / "notes.txt"):
+        with pytest.raises(ToolError) as refused:
+            resolve_data_file(data_dir, str(path))
+        refusals.add(str(refused.value).replace(str(path), "<path>"))
+    assert len(refusals) == 1
 
 
 def test_operations():

@@ -11,21 +11,35 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 import anyio
 import httpx2
 from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
-from app.http.messages import SESSION_ID_HEADER, header
+from app.http.messages import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER, header
 from app.shared.keys import CLUSTER_SECRET
-from app.shared.redis import unavailable_on_error
+from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, unavailable_on_error
 
 FORWARD_HEADER = "x-mcp-forwarded"
 HANDED_OVER_HEADER = b"x-mcp-handed-over"  # on a 503 from an instance: it ran nothing, and says why
 MOVED, DRAINING = b"moved", b"draining"  # the session is elsewhere now: look again; or it is stopping: try another
 SERVED_BY_HEADER = b"x-mcp-served-by"  # the owner's X-Mcp-Instance; X-Mcp-Instance stays the instance nginx picked
-_MAX_SKEW_SECONDS = 30
+MAX_SKEW_SECONDS = 10  # a hop older (or newer) than this is refused; its nonce is remembered twice as long
+# Every request header the owner acts on: a hop cannot be replayed with another of them.
+_SIGNED_HEADERS = (
+    SESSION_ID_HEADER,
+    PROTOCOL_VERSION_HEADER,
+    b"mcp-method",
+    b"mcp-name",
+    b"last-event-id",
+    b"content-type",
+    b"accept",
+    b"authorization",
+    b"host",
+    b"origin",
+)
 # The longest silence on the hop: above the longest tool call (50 s, answered at its end on JSON presets)
 # and the SSE keepalive ping (15 s); an owner silent longer than that is hung or gone.
 _READ_TIMEOUT_SECONDS = 60.0
@@ -61,8 +75,9 @@ class OwnerHandedOver(ConnectionError):
 
 
 class ForwardSigner:
-    """Signs the forwarded hop with the cluster secret, binding it to the time, the sender and the request
-    (method, path, session and a hash of the body), so a captured header cannot carry another request."""
+    """Signs the forwarded hop with the cluster secret, binding it to the time, the sender, a nonce and the
+    request (method, target, a hash of the body and every header the owner acts on), so a captured header
+    can carry no other request; the receiver lets each nonce through once (`ClusterMember.first_use`)."""
 
     def __init__(self, secret: bytes, sender: str) -> None:
         self._secrets = [secret]
@@ -74,22 +89,24 @@ class ForwardSigner:
             self._secrets = [secret, self._secrets[0]]
 
     def sign(self, scope: Scope, body: bytes) -> str:
-        stamp = str(int(time.time()))
-        return f"{stamp};{self.sender};{self._mac(self._secrets[0], stamp, self.sender, scope, body)}"
+        stamp, nonce = str(int(time.time())), secrets.token_hex(16)
+        return f"{stamp};{self.sender};{nonce};{self._mac(self._secrets[0], stamp, self.sender, nonce, scope, body)}"
 
-    def verify(self, header: str, scope: Scope, body: bytes) -> bool:
-        stamp, _, rest = header.partition(";")
-        sender, _, mac = rest.partition(";")
-        if not (stamp.isascii() and stamp.isdigit()) or abs(time.time() - int(stamp)) > _MAX_SKEW_SECONDS:
-            return False
-        expected = [self._mac(secret, stamp, sender, scope, body) for secret in self._secrets]
-        return mac.isascii() and any(hmac.compare_digest(mac, candidate) for candidate in expected)
+    def verify(self, header: str, scope: Scope, body: bytes) -> str | None:
+        """The hop's nonce if `header` signs exactly this request within the window, else None."""
+        stamp, sender, nonce, mac = [*header.split(";"), "", "", ""][:4]
+        if not (stamp.isascii() and stamp.isdigit()) or abs(time.time() - int(stamp)) > MAX_SKEW_SECONDS:
+            return None
+        if len(nonce) != 32 or not all(c in "0123456789abcdef" for c in nonce) or not mac.isascii():
+            return None
+        expected = [self._mac(secret, stamp, sender, nonce, scope, body) for secret in self._secrets]
+        return nonce if any(hmac.compare_digest(mac, candidate) for candidate in expected) else None
 
     @staticmethod
-    def _mac(secret: bytes, stamp: str, sender: str, scope: Scope, body: bytes) -> str:
+    def _mac(secret: bytes, stamp: str, sender: str, nonce: str, scope: Scope, body: bytes) -> str:
         target = (scope.get("raw_path") or scope["path"].encode()) + b"?" + scope.get("query_string", b"")
-        session_id = header(scope["headers"], SESSION_ID_HEADER) or ""
-        parts = [stamp.encode(), sender.encode(), scope["method"].encode(), target, session_id.encode()]
+        headers = [(header(scope["headers"], name) or "").encode("latin-1") for name in _SIGNED_HEADERS]
+        parts = [stamp.encode(), sender.encode(), nonce.encode(), scope["method"].encode(), target, *headers]
         message = b"|".join([*parts, hashlib.sha256(body).hexdigest().encode()])
         return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
@@ -97,8 +114,9 @@ class ForwardSigner:
 class Forwarder:
     """Replays one HTTP exchange against the owner's URL over pooled keep-alive connections."""
 
-    def __init__(self, signer: ForwardSigner) -> None:
+    def __init__(self, signer: ForwardSigner, is_peer: Callable[[str], bool]) -> None:
         self.signer = signer
+        self._is_peer = is_peer  # what MCP_PEER_URLS allows: an owner URL read from Redis may be anything
         self._client = httpx2.AsyncClient(
             timeout=httpx2.Timeout(connect=1.0, read=_READ_TIMEOUT_SECONDS, write=10.0, pool=5.0),
             # No cap on connections: each relayed GET stream holds one for as long as the client listens.
@@ -134,13 +152,18 @@ class Forwarder:
             self._relaying -= counted
 
     async def _forward(self, owner_url: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        if not self._is_peer(owner_url):
+            log.error("refused to forward to %r, which Redis names but MCP_PEER_URLS does not allow", owner_url[:200])
+            raise OwnerUnreachable("not an instance's address")
         headers = [(key, value) for key, value in scope["headers"] if key.lower() not in _NOT_FORWARDED]
-        headers.append((FORWARD_HEADER.encode(), self.signer.sign(scope, body).encode()))
         path = scope.get("raw_path") or scope["path"].encode()
         query = b"?" + scope["query_string"] if scope.get("query_string") else b""
         request = self._client.build_request(
             scope["method"], owner_url + (path + query).decode("latin-1"), headers=headers, content=body
         )
+        # Signed as sent, with the headers the client library adds where the client sent none (Accept).
+        sent = {**scope, "headers": request.headers.raw}
+        request.headers[FORWARD_HEADER] = self.signer.sign(sent, body)
         try:
             response = await self._client.send(request, stream=True)
         except (httpx2.ConnectTimeout, httpx2.ConnectError) as exc:
@@ -193,12 +216,27 @@ class Forwarder:
 
 async def cluster_secret(redis: Redis) -> bytes:
     """The secret all instances share to sign forwarded requests: made once, by whichever instance comes first
-    (and again after Redis lost its data; the instances re-read it every few seconds, so they converge).
+    (and again after Redis lost its data, or when what Redis holds is not a secret of ours; the instances
+    re-read it every few seconds, so they converge).
 
     Whoever can read Redis can already read every session, so keeping the secret there adds no exposure,
     and nothing secret is committed or differs between processes.
     """
+    ours = secrets.token_hex(32)
     with unavailable_on_error():
-        await redis.set(CLUSTER_SECRET, secrets.token_hex(32), nx=True)
+        await redis.set(CLUSTER_SECRET, ours, nx=True)
         value = await redis.get(CLUSTER_SECRET)
+        if not _is_secret(value):
+            log.error("refused the forwarding secret in Redis (%s), and replaced it", _describe(value))
+            value = await redis.register_script(REPLACE_IF_SAME)(keys=[CLUSTER_SECRET], args=[value or b"", ours])
+    if not _is_secret(value):
+        raise RedisUnavailable(ValueError(f"{CLUSTER_SECRET} holds no secret"))
     return bytes.fromhex(value.decode())
+
+
+def _is_secret(value: bytes | None) -> bool:
+    return value is not None and len(value) == 64 and all(c in b"0123456789abcdef" for c in value)
+
+
+def _describe(value: bytes | None) -> str:
+    return "none" if value is None else f"{len(value)} bytes, not 64 hex digits"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
@@ -14,10 +14,12 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from app import sdk_internals
-from app.cluster.forwarding import Forwarder, ForwardSigner, cluster_secret
+from app.cluster.forwarding import MAX_SKEW_SECONDS, Forwarder, ForwardSigner, cluster_secret
 from app.cluster.registry import SessionRegistry
 from app.cluster.worker_listener import own_listener
 from app.sessions.subscriptions import ResourceSubscriptions
+from app.shared import keys
+from app.shared.claims import Claims, TooManyClaims
 from app.shared.redis import RedisUnavailable
 
 SECRET_CHECK_SECONDS = 5.0
@@ -30,11 +32,14 @@ class ClusterMember:
         redis: Redis,
         registry: SessionRegistry,
         subscriptions: ResourceSubscriptions | None,
+        is_peer: Callable[[str], bool],
         worker_host: str | None = None,
     ) -> None:
         self.redis = redis
+        self._nonces = Claims(redis, keys.HOP_NONCE, 2 * MAX_SKEW_SECONDS)
         self.registry = registry
         self.subscriptions = subscriptions  # restored on takeover; None when the server has no subscribable URIs
+        self.is_peer = is_peer  # the only URLs requests are forwarded to (MCP_PEER_URLS)
         self.worker_host = worker_host  # set when this process is one of several workers: it needs its own port
         self.app: ASGIApp | None = None  # the whole app, served on that port
         self.forwarder: Forwarder | None = None
@@ -42,7 +47,8 @@ class ClusterMember:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        self.forwarder = Forwarder(ForwardSigner(await cluster_secret(self.redis), self.registry.owner_id))
+        signer = ForwardSigner(await cluster_secret(self.redis), self.registry.owner_id)
+        self.forwarder = Forwarder(signer, self.is_peer)
         async with AsyncExitStack() as stack:
             if self.worker_host is not None:
                 listener = own_listener(self.app, self.worker_host, self.registry.url)
@@ -58,6 +64,13 @@ class ClusterMember:
                     with anyio.CancelScope(shield=True):
                         await self.registry.stop()
                         await self.forwarder.aclose()
+
+    async def first_use(self, nonce: str) -> bool:
+        """Whether a signed hop's nonce is new (then remembered as long as its signature lives): a replay is not."""
+        try:
+            return await self._nonces.first(nonce)
+        except TooManyClaims:
+            return False
 
     async def _follow_secret(self) -> None:
         """Pick up a new signing secret (Redis lost the old one and an instance made another)."""

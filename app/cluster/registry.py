@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import anyio
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from app.shared import keys
 from app.shared.redis import RedisUnavailable, dedicated_client, run_script, unavailable_on_error
@@ -101,6 +101,19 @@ class _Hold:
     confirmed: float = field(default_factory=time.monotonic)
 
 
+def _opening(answer: list) -> Opening | None:
+    """The Opening a claim read back, or None when the record does not hold one."""
+    try:
+        params, protocol_version = json.loads(answer[0]), answer[1].decode()
+        subscriptions = tuple(json.loads(answer[2] or "[]"))
+        int(answer[3])
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if not isinstance(params, dict) or not all(isinstance(uri, str) for uri in subscriptions):
+        return None
+    return Opening(params, protocol_version, subscriptions)
+
+
 class SessionRegistry:
     def __init__(self, redis: Redis, instance_id: str, url: str, ttl_seconds: float) -> None:
         self.owner_id = f"{instance_id}:{secrets.token_hex(4)}"  # one per process: a restart is a new owner
@@ -178,8 +191,13 @@ class SessionRegistry:
         answer = await self._call(self._claim, session_id, dead_owner, self.owner_id, self._ttl_ms)
         if answer is None:
             return None
+        opening = _opening(answer)
+        if opening is None:  # a record written by something else: nothing to rebuild from, the session is gone
+            log.error("refused a session record that is not one of ours; ending the session")
+            await self.forget(session_id)
+            return None
         self._owned[session_id] = _Hold(generation=int(answer[3]))
-        return Opening(json.loads(answer[0]), answer[1].decode(), tuple(json.loads(answer[2] or "[]")))
+        return opening
 
     async def release(self, session_id: str) -> None:
         """Hand a session over (this process is shutting down): any instance may claim it from now on."""
@@ -223,7 +241,7 @@ class SessionRegistry:
         while True:
             sent = time.monotonic()
             try:
-                await self._beats.set(keys.OWNER.format(self.owner_id), self.url, px=int(OWNER_TIMEOUT_SECONDS * 1000))
+                await self._beat()
             except RedisError as exc:
                 log.warning("heartbeat failed: %s", exc.__class__.__name__)
             else:
@@ -232,6 +250,14 @@ class SessionRegistry:
                     self._lapsed.set()
                 last_beat = sent
             await anyio.sleep(HEARTBEAT_SECONDS)
+
+    async def _beat(self) -> None:
+        key, ttl_ms = keys.OWNER.format(self.owner_id), int(OWNER_TIMEOUT_SECONDS * 1000)
+        try:
+            await self._beats.set(key, self.url, px=ttl_ms)
+        except OutOfMemoryError:  # a full Redis refuses SET, not PEXPIRE: this owner stays alive all the same
+            if not await self._beats.pexpire(key, ttl_ms):
+                raise
 
     async def sweep(self, on_lost: Callable[[str], Awaitable[None]]) -> None:
         """Keep the records of the sessions held here from expiring, and hand `on_lost` any that are no

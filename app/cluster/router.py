@@ -36,6 +36,7 @@ from app.http.messages import (
     ClientGone,
     Refused,
     header,
+    parse_json,
     read_body,
     replay,
     send_error,
@@ -46,6 +47,8 @@ from app.shared.redis import RedisUnavailable
 HANDED_OVER = "this instance is shutting down and handed the session over; nothing ran"
 LOOK_AGAIN = "this session moved to another instance; nothing ran, look again"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
+REBUILD_PARAMS = ("protocolVersion", "capabilities", "clientInfo")  # what a takeover rebuilds a session from
+MAX_OPENING_BYTES = 16 * 1024  # of them, kept in every session's record in Redis
 log = logging.getLogger(__name__)
 
 
@@ -195,8 +198,9 @@ class SessionRouter:
         (it is shutting down) to open a session or to take one over."""
         body = await read_body(receive, MAX_BODY_BYTES)
         signature = header(scope["headers"], FORWARD_HEADER.encode())
-        if not self.member.forwarder.signer.verify(signature, scope, body):
-            raise Refused(403, -32600, f"invalid {FORWARD_HEADER} header; only cluster instances may send it")
+        nonce = self.member.forwarder.signer.verify(signature, scope, body)
+        if nonce is None or not await self.member.first_use(nonce):
+            raise Refused(403, -32600, f"invalid {FORWARD_HEADER} header; only cluster instances may send it, once")
         manager, registry = self.member.manager, self.member.registry
         held = session_id is not None and manager.holds(session_id)
         if held and (self.handover.draining or await registry.confirm(session_id)):
@@ -309,16 +313,24 @@ class SessionRouter:
 
 
 def _opening(body: bytes) -> Opening | None:
-    """What to store of an initialize request, or None for anything else (or initialize params that are invalid)."""
-    try:
-        message = json.loads(body)
-    except ValueError:
-        return None
+    """What to store of an initialize request (what a rebuild needs, at most MAX_OPENING_BYTES), or None for
+    anything else (or initialize params that are invalid)."""
+    message = parse_json(body)
     if not (isinstance(message, dict) and message.get("method") == "initialize"):
         return None
     params = message.get("params")
+    if not isinstance(params, dict):
+        return None
+    kept = {name: params[name] for name in REBUILD_PARAMS if name in params}
+    if (size := len(json.dumps(kept))) > MAX_OPENING_BYTES:
+        raise Refused(
+            400,
+            -32602,
+            f"initialize params hold {size} bytes of protocolVersion, capabilities and clientInfo; a session "
+            f"keeps at most {MAX_OPENING_BYTES} bytes of them",
+        )
     try:
-        return Opening(params, sdk_internals.negotiated_version(params)) if isinstance(params, dict) else None
+        return Opening(kept, sdk_internals.negotiated_version(params))
     except ValidationError:
         return None
 
@@ -327,10 +339,7 @@ def _repeatable(method: str, body: bytes) -> bool:
     """GET streams, DELETE, notifications and answers to the server: serving them twice changes nothing."""
     if method in ("GET", "DELETE"):
         return True
-    try:
-        message = json.loads(body)
-    except ValueError:
-        return False
+    message = parse_json(body)
     return isinstance(message, dict) and not ("method" in message and "id" in message)
 
 

@@ -54,6 +54,18 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
+NOT_JSON = object()  # what `parse_json` returns for a body that is not JSON
+
+
+def parse_json(body: bytes) -> object:
+    """A request body as JSON, or NOT_JSON: malformed, or nested too deeply for Python's parser (which
+    raises RecursionError, not ValueError, and the SDK answers such a body 400 -32700 itself)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return NOT_JSON
+
+
 def json_rpc_error(code: int, message: str) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http.messages import SESSION_ID_HEADER, header, json_rpc_error
+from app.http.messages import SESSION_ID_HEADER, header, json_rpc_error, parse_json, send_error
 from app.logs import session_fingerprint
 
 INSTANCE_HEADER = "x-mcp-instance"
@@ -115,6 +114,24 @@ class SessionIdPrefix:
         await self.app({**scope, "headers": headers}, receive, add_prefix)
 
 
+class StatelessGetRefused:
+    """A stateless server has no session to send anything for, so its GET stream would stay silent until the
+    client gives up: a GET of the MCP path gets 405 at once instead, which the spec allows."""
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == self.path:
+            message = (
+                "this server is stateless and opens no GET stream; POST each request, answers come on its response"
+            )
+            await send_error(send, 405, -32600, message, headers=[(b"allow", b"POST")])
+            return
+        await self.app(scope, receive, send)
+
+
 class RejectionMessages:
     """Turns the SDK's plain-text Host/Origin rejections (421/403) into JSON-RPC errors that name the fix."""
 
@@ -158,10 +175,7 @@ def _rpc_method(body: bytes) -> str | None:
     """The JSON-RPC method of a small request body; "response" for a client's answer to the server."""
     if not body or len(body) >= _LOGGED_BODY_BYTES:
         return None
-    try:
-        message = json.loads(body)
-    except ValueError:
-        return None
+    message = parse_json(body)
     if isinstance(message, dict):
         return message.get("method") or ("response" if "result" in message or "error" in message else None)
     return "batch" if isinstance(message, list) else None

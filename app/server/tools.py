@@ -23,7 +23,7 @@ from mcp.server.mcpserver import (
     Sample,
 )
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CreateMessageResult, SamplingMessage, TextContent
+from mcp.types import CreateMessageResult, SamplingMessage, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from app.server.bulletins import Bulletins
@@ -66,17 +66,17 @@ class Identity(BaseModel):
 
 
 def resolve_data_file(data_dir: Path, path: str) -> Path:
-    """The file `path` names under `data_dir`; refuses anything that resolves outside it."""
+    """The file `path` names under `data_dir`. Whatever names no regular file inside it (missing, absolute,
+    escaping, a NUL byte, a directory) gets the one same refusal, so none tells what exists outside."""
+    refusal = ToolError(f"no file {path!r} in the data directory; give a path relative to it, like 'poem.txt'")
+    if "\x00" in path or Path(path).is_absolute():
+        raise refusal
     try:
         candidate = (data_dir / path).resolve(strict=True)
-    except (FileNotFoundError, NotADirectoryError):
-        raise ToolError(f"no file {path!r} in the data directory") from None
-    except (OSError, RuntimeError) as exc:
-        raise ToolError(f"cannot open {path!r}: {exc.__class__.__name__}") from None
-    if not candidate.is_relative_to(data_dir):
-        raise ToolError(f"path {path!r} is outside the data directory; give a path relative to it, like 'poem.txt'")
-    if not candidate.is_file():
-        raise ToolError(f"path {path!r} is not a regular file")
+    except (OSError, RuntimeError, ValueError):
+        raise refusal from None
+    if not candidate.is_relative_to(data_dir) or not candidate.is_file():
+        raise refusal
     if candidate.stat().st_size > MAX_FILE_BYTES:
         raise ToolError(f"file {path!r} is larger than {MAX_FILE_BYTES} bytes")
     return candidate
@@ -191,7 +191,7 @@ def _add_client_tools(mcp: MCPServer) -> None:
             await ctx.report_progress(step, steps, f"step {step}/{steps}")
         return f"done: {steps} steps"
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True))  # changes nothing: its requestState may be retried
     async def analyze_with_ai(
         text: Annotated[str, Field(max_length=10_000)],
         completion: Annotated[CreateMessageResult, Resolve(ask_model)],

@@ -1,7 +1,7 @@
 """The Redis connection every instance opens when `MCP_REDIS_URL` is set, and the one error it raises.
 
 `MCP_REDIS_URL` names one Redis (`redis://host:port/db`) or, through Sentinel, whichever server is the
-primary of a service (`redis+sentinel://host:port,host:port,.../service/db`): the client asks the
+primary of a service (`redis+sentinel://[user@]host:port,host:port,.../service/db`): the client asks the
 Sentinels for the primary and follows a failover."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
 from app.shared.keys import CALL
 
@@ -27,10 +27,20 @@ SENTINEL_SCHEME = "redis+sentinel://"
 WAIT_MS = 500  # for a write's replicas (WAIT); below the socket timeout, which would cut the wait short
 
 
+# Replace a value refused as poisoned, unless another instance replaced it first: all end up with one value.
+REPLACE_IF_SAME = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
+return redis.call('GET', KEYS[1])
+"""
+
+
 class RedisUnavailable(RuntimeError):
     """Redis did not answer in time; the message says so in words a client can act on."""
 
     def __init__(self, cause: BaseException | None = None) -> None:
+        if isinstance(cause, OutOfMemoryError):  # maxmemory with noeviction: Redis keeps what it has, takes nothing
+            super().__init__("the shared store (Redis) is full and refuses writes (maxmemory); nothing was changed")
+            return
         detail = f" ({cause.__class__.__name__})" if cause is not None else ""
         super().__init__(f"the shared store (Redis) is unavailable{detail}; retry in a few seconds")
 
@@ -50,16 +60,19 @@ class SharedRedis(Redis):
     replicas_to_wait: int = 0
 
 
-def connect(url: str, replicas_to_wait: int = 0) -> SharedRedis:
-    """A client that fails within about a second when Redis is down, instead of hanging."""
+def connect(url: str, replicas_to_wait: int = 0, password: str | None = None) -> SharedRedis:
+    """A client that fails within about a second when Redis is down, instead of hanging. `password`: that of
+    the URL's user (MCP_REDIS_PASSWORD_FILE), and of the Sentinels too."""
     timeouts = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}
     if url.startswith(SENTINEL_SCHEME):
-        sentinels, service, db = sentinel_address(url)
-        manager = Sentinel(sentinels, **timeouts)
+        sentinels, service, db, username = sentinel_address(url)
+        manager = Sentinel(sentinels, sentinel_kwargs={"password": password, **timeouts}, **timeouts)
         redis = manager.master_for(  # redis-py has no blocking Sentinel pool: past 1024 connections, it fails at once
             service,
             redis_class=SharedRedis,
             db=db,
+            username=username,
+            password=password,
             max_connections=1024,
             retry=_RETRY,
             health_check_interval=10,
@@ -68,6 +81,7 @@ def connect(url: str, replicas_to_wait: int = 0) -> SharedRedis:
     else:
         pool = BlockingConnectionPool.from_url(
             url,
+            password=password,  # one in the URL wins; the settings refuse one in the environment
             max_connections=1024,
             timeout=1.0,  # wait this long for a free connection when all are busy, then fail
             retry=_RETRY,
@@ -79,11 +93,13 @@ def connect(url: str, replicas_to_wait: int = 0) -> SharedRedis:
     return redis
 
 
-def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, int]:
-    """(Sentinels' (host, port)s, service, db) of a `redis+sentinel://` URL; ValueError if it is not one."""
+def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, int, str | None]:
+    """(Sentinels' (host, port)s, service, db, user) of a `redis+sentinel://[user@]...` URL; ValueError if it
+    is not one. The user is the data servers' (the Sentinels take the password alone)."""
     hosts, _, path = url.removeprefix(SENTINEL_SCHEME).partition("/")
+    username, _, hosts = hosts.rpartition("@")
     service, _, db = path.partition("/")
-    if "@" in hosts or "[" in hosts:  # neither a password nor IPv6 addresses are read yet: refuse, never misread
+    if ":" in username or "[" in hosts:  # neither a password nor IPv6 addresses are read: refuse, never misread
         hosts = ""
     try:
         sentinels = [(host, int(port)) for host, _, port in (address.rpartition(":") for address in hosts.split(","))]
@@ -91,8 +107,8 @@ def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, int]:
     except ValueError:
         sentinels, number = [], -1
     if not sentinels or not all(host for host, _ in sentinels) or not service or number < 0:
-        raise ValueError("is not a Sentinel URL; valid: redis+sentinel://host:port[,host:port...]/service[/db]")
-    return sentinels, service, number
+        raise ValueError("is not a Sentinel URL; valid: redis+sentinel://[user@]host:port[,host:port...]/service[/db]")
+    return sentinels, service, number, username or None
 
 
 def dedicated_client(redis: Redis) -> Redis:

@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import secrets
 import sys
 import time
@@ -28,12 +27,14 @@ from mcp.server.request_state import AESGCMRequestStateCodec, InvalidRequestStat
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.settings import InstanceSettings, SettingsError
 from app.shared.keys import REQUEST_STATE_KEYS as RING_KEY
-from app.shared.redis import RedisUnavailable, connect, unavailable_on_error
+from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, connect, unavailable_on_error
 
 REFRESH_SECONDS = 5.0
 MIN_ACTIVATION_SECONDS = 2 * REFRESH_SECONDS  # every instance has re-read the ring by then, with a margin
 ACTIVATION_SECONDS = 3 * REFRESH_SECONDS
+STATE_TTL_SECONDS = 300.0  # a sealed requestState opens this long: a person answering an elicitation, with room
 RING_SIZE = 3  # keys kept by a rotation: a state sealed two rotations ago still opens
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def newest_first(ring: Sequence[RingKey]) -> tuple[RingKey, ...]:
 def ring_security(keys: Sequence[bytes]) -> tuple[RequestStateSecurity, KeyRingCodec]:
     """The SDK policy over a ring; given `keys` (newest first) make a fixed ring, none an empty one for Redis."""
     codec = KeyRingCodec([RingKey(key, -index) for index, key in enumerate(keys)])
-    return RequestStateSecurity(codec=codec), codec
+    return RequestStateSecurity(codec=codec, ttl=STATE_TTL_SECONDS), codec
 
 
 def seal_with(mcp: MCPServer, security: RequestStateSecurity) -> None:
@@ -141,13 +142,20 @@ return encoded
 
 
 async def load_ring(redis: Redis, held: Sequence[RingKey] = ()) -> list[RingKey]:
-    """The ring in Redis. If there is none (first start, or Redis lost its data), store `held`, the ring this
-    instance already uses, or else a new key: the first instance to write wins and the others read its ring."""
+    """The ring in Redis. If there is none (first start, or Redis lost its data) or it is not a ring (written by
+    something else), store `held`, the ring this instance already uses, or else a new key: the first instance
+    to write wins and the others read its ring."""
+    ours = encode(held or [RingKey(secrets.token_bytes(32), 0.0)])
     with unavailable_on_error():
         raw = await redis.get(RING_KEY)
         if raw is None:
-            await redis.set(RING_KEY, encode(held or [RingKey(secrets.token_bytes(32), 0.0)]), nx=True)
+            await redis.set(RING_KEY, ours, nx=True)
             raw = await redis.get(RING_KEY)
+        try:
+            return decode(raw)
+        except ValueError as exc:
+            log.error("refused the request-state key ring in Redis, and replaced it: %s", exc)
+            raw = await redis.register_script(REPLACE_IF_SAME)(keys=[RING_KEY], args=[raw, ours])
     return decode(raw)
 
 
@@ -209,13 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.activate_in < MIN_ACTIVATION_SECONDS:
         parser.error(f"--activate-in must be at least {MIN_ACTIVATION_SECONDS:.0f} seconds")
-    url = os.environ.get("MCP_REDIS_URL", "").strip()
-    if not url:
+    try:
+        settings = InstanceSettings.from_env()  # MCP_REDIS_URL and MCP_REDIS_PASSWORD_FILE, checked as the instances do
+    except SettingsError as exc:
+        print(f"request_state_keys: {exc}", file=sys.stderr)
+        return 2
+    if settings.redis_url is None:
         print("request_state_keys: set MCP_REDIS_URL to the Redis the instances share", file=sys.stderr)
         return 2
 
     async def run() -> list[RingKey]:
-        redis = connect(url)
+        redis = connect(settings.redis_url, password=settings.redis_password)
         try:
             return await (rotate(redis, args.activate_in) if args.command == "rotate" else load_ring(redis))
         finally:

@@ -153,3 +153,12 @@ def operations(client: McpClient) -> dict[str, cap.Outcome]:
         "publish": cap.publish(client, "capabilities", "hello"),
         "churn": cap.session_churn(McpClient(requests.Session(), client.url)),
     }
+
+
+def every_operation(url: str) -> dict[str, cap.Outcome]:
+    """`operations` in a session of its own, closed afterwards (its subscription reaches no other test)."""
+    client = session(url)
+    try:
+        return operations(client)
+    finally:
+        client.close()

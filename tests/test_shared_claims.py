@@ -1,0 +1,55 @@
+"""Names claimed once (the hop's nonces, side-effecting requestStates): in process, and on a real
+redis-server, full or not. The whole path through the SDK is in tests/test_modern_scaling.py."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from mcp.server.mcpserver import MCPServer
+
+from app.shared import claims as claims_module
+from app.shared.claims import Claims, TooManyClaims
+from app.shared.redis import connect
+from app.shared.single_use import SingleUseRequestState
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_name_is_claimed_once_and_a_single_use_guard_claims_states():
+    here = Claims(None, "test:{}", 60)
+    assert await here.first("a") and not await here.first("a") and await here.first("b")
+    guard = SingleUseRequestState(MCPServer("single-use"), redis=None)
+    guard.install()
+    assert await guard.claim("sealed") and not await guard.claim("sealed")
+
+
+async def test_the_memory_bound_refuses_rather_than_forget_a_live_claim(monkeypatch):
+    monkeypatch.setattr(claims_module, "MEMORY_CLAIMS", 3)
+    here = Claims(None, "test:{}", 60)
+    for n in range(3):
+        assert await here.first(f"name-{n}")
+    with pytest.raises(TooManyClaims, match="retry in a few minutes"):
+        await here.first("name-3")
+    assert not await here.first("name-0")  # still remembered: its replay is refused
+
+
+async def test_claims_lapse_with_their_ttl(monkeypatch):
+    monkeypatch.setattr(claims_module, "MEMORY_CLAIMS", 1)
+    here = Claims(None, "test:{}", 60)
+    assert await here.first("name-0")
+    later = claims_module.time.monotonic() + 61
+    monkeypatch.setattr(claims_module.time, "monotonic", lambda: later)  # the clock, not the code under test
+    assert await here.first("name-1")
+
+
+async def test_a_full_redis_still_finds_its_claims_and_new_ones_are_kept_here(redis_url):
+    shared = Claims(connect(redis_url), "mcp:test-claim:{}", 60)
+    admin = redis.Redis.from_url(redis_url)
+    assert await shared.first("before")
+    admin.config_set("maxmemory", 1)  # below what it holds: every write refused
+    try:
+        assert not await shared.first("before")  # claimed in Redis before it filled up
+        assert await shared.first("during") and not await shared.first("during")
+    finally:
+        admin.config_set("maxmemory", 0)
+    assert await shared.first("after")
