@@ -1,10 +1,11 @@
 """nginx's per-client bounds (nginx/run-nginx.sh): a client address past its requests per second or its
-open connections gets 429 with a JSON-RPC error at once, while another address goes on being served.
-Real nginx and uvicorn instances, with the bounds set low enough to reach."""
+open requests (GET streams among them) gets 429 with a JSON-RPC error at once, while another address
+goes on being served; a session holds one GET stream at most. Real nginx and uvicorn instances, with
+the bounds set low enough to reach."""
 
 from __future__ import annotations
 
-import concurrent.futures
+import contextlib
 import http.client
 import json
 from urllib.parse import urlsplit
@@ -14,18 +15,29 @@ import pytest
 from loadtest.stack import Stack, free_port
 from tests.utils.clients import wait_for
 
-CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "limits", "version": "1"}},
+}
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
-def post(stack: Stack, body: dict, source: str = "127.0.0.1") -> tuple[int, dict]:
-    """One POST to nginx from the client address `source` (all of 127/8 is this host's)."""
+def connect(stack: Stack, source: str) -> http.client.HTTPConnection:
+    """A connection to nginx from the client address `source` (all of 127/8 is this host's)."""
     parts = urlsplit(stack.url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30, source_address=(source, 0))
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=30, source_address=(source, 0))
+
+
+def initialize(stack: Stack, source: str = "127.0.0.1") -> tuple[int, str | None, dict]:
+    """Open a session from `source`: the status, the session id and, refused, the JSON-RPC error."""
+    connection = connect(stack, source)
     try:
-        connection.request("POST", parts.path, json.dumps(body), HEADERS)
+        connection.request("POST", "/mcp", json.dumps(INITIALIZE), HEADERS)
         response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
+        body = response.read()
+        return response.status, response.getheader("Mcp-Session-Id"), json.loads(body) if response.status == 429 else {}
     finally:
         connection.close()
 
@@ -34,25 +46,33 @@ def post(stack: Stack, body: dict, source: str = "127.0.0.1") -> tuple[int, dict
 def limited(tmp_path_factory):
     bounds = {"NGINX_REQUESTS_PER_CLIENT": "5", "NGINX_CONNECTIONS_PER_CLIENT": "2"}
     run_dir = tmp_path_factory.mktemp("limited")
-    with Stack(run_dir=run_dir, preset="stateless-json", port=free_port(), nginx_env=bounds) as stack:
+    with Stack(run_dir=run_dir, preset="stateful-sse", policy="session", port=free_port(), nginx_env=bounds) as stack:
         yield stack
 
 
 def test_a_client_past_its_request_rate_gets_429_and_others_are_served(limited):
-    statuses = [post(limited, CALL) for _ in range(20)]  # far faster than 5 a second, past the burst of 5
-    refused = [answer for status, answer in statuses if status == 429]
-    assert refused and statuses[0][0] == 200
+    answers = [initialize(limited) for _ in range(20)]  # far faster than 5 a second, past the burst of 5
+    refused = [error for status, _, error in answers if status == 429]
+    assert refused and answers[0][0] == 200
     assert refused[0]["error"]["message"].startswith("Too many requests or connections from this client")
     assert "limiting requests" in limited.log_tail("nginx", 200)
-    assert post(limited, CALL, source="127.0.0.2")[0] == 200
+    assert initialize(limited, source="127.0.0.2")[0] == 200
 
 
-def test_a_client_past_its_open_connections_gets_429_and_others_are_served(limited):
-    slow = {**CALL, "params": {"name": "slow_task", "arguments": {"steps": 40, "step_seconds": 0.25}}}
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        held = [pool.submit(post, limited, slow, "127.0.0.3") for _ in range(2)]
-        # Refused once both are in nginx (for 10 s); asked 3 times a second, under the rate bound.
-        wait_for(lambda: post(limited, CALL, source="127.0.0.3")[0] == 429, timeout=8, interval=0.3)
+def test_a_client_past_its_open_streams_gets_429_and_others_are_served(limited):
+    with contextlib.ExitStack() as streams:
+        for _ in range(2):  # two GET streams from one address, each open once its headers are in
+            status, session_id, _ = initialize(limited, "127.0.0.3")
+            assert status == 200
+            stream = streams.enter_context(contextlib.closing(connect(limited, "127.0.0.3")))
+            stream.request("GET", "/mcp", headers={"Accept": "text/event-stream", "Mcp-Session-Id": session_id})
+            assert stream.getresponse().status == 200
+            second = connect(limited, "127.0.0.5")  # one GET stream per session: the SDK's own bound
+            second.request("GET", "/mcp", headers={"Accept": "text/event-stream", "Mcp-Session-Id": session_id})
+            assert second.getresponse().status == 409
+            second.close()
+        assert initialize(limited, "127.0.0.3")[0] == 429  # a third request of that address, while both stay open
         assert "limiting connections by zone" in limited.log_tail("nginx", 200)
-        assert post(limited, CALL, source="127.0.0.4")[0] == 200
-        assert [future.result()[0] for future in held] == [200, 200]
+        assert initialize(limited, "127.0.0.4")[0] == 200
+    # The streams closed: room again, once nginx has seen them go (asked under the rate bound).
+    wait_for(lambda: initialize(limited, "127.0.0.3")[0] == 200, timeout=10, interval=0.3)
