@@ -45,6 +45,7 @@ from app.shared.single_use import SingleUseRequestState
 from app.shutdown import drain_on_sigterm
 
 log = logging.getLogger("app")
+MCP_PATH = "/mcp"
 NO_SHARED_KEYS = (
     "NO SHARED REQUEST-STATE KEYS: neither MCP_REQUEST_STATE_KEYS nor MCP_REDIS_URL is set, so this process "
     "seals 2026-07-28 requestState with a random key of its own, and an input-required retry that reaches "
@@ -137,7 +138,7 @@ class Instance:
         self.mcp.custom_route("/healthz", methods=["GET"])(self._healthz)
         self.mcp.custom_route("/readyz", methods=["GET"])(self._readyz)
         sdk_app = self.mcp.streamable_http_app(
-            streamable_http_path="/mcp",
+            streamable_http_path=MCP_PATH,
             json_response=settings.preset.json_response,
             stateless_http=settings.preset.stateless,
             session_idle_timeout=settings.session_idle_timeout,
@@ -159,7 +160,7 @@ class Instance:
             app = self.router = SessionRouter(app, self.member)
         app = SessionIdPrefix(app, settings.instance_id)
         if settings.preset.stateless:
-            app = StatelessGetRefused(app, "/mcp")
+            app = StatelessGetRefused(app, MCP_PATH)
         app = self.front = InstanceMiddleware(RejectionMessages(app), settings.instance_id)
         if self.member is not None:
             self.member.app = app

@@ -18,7 +18,7 @@ import httpx2
 from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
-from app.http.messages import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER, header
+from app.http.messages import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from app.shared.keys import CLUSTER_SECRET
 from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, unavailable_on_error
 
@@ -97,7 +97,7 @@ class ForwardSigner:
         stamp, sender, nonce, mac = [*header.split(";"), "", "", ""][:4]
         if not (stamp.isascii() and stamp.isdigit()) or abs(time.time() - int(stamp)) > MAX_SKEW_SECONDS:
             return None
-        if len(nonce) != 32 or not all(c in "0123456789abcdef" for c in nonce) or not mac.isascii():
+        if not _hex_digits(nonce, 32) or not mac.isascii():
             return None
         expected = [self._mac(secret, stamp, sender, nonce, scope, body) for secret in self._secrets]
         return nonce if any(hmac.compare_digest(mac, candidate) for candidate in expected) else None
@@ -105,7 +105,10 @@ class ForwardSigner:
     @staticmethod
     def _mac(secret: bytes, stamp: str, sender: str, nonce: str, scope: Scope, body: bytes) -> str:
         target = (scope.get("raw_path") or scope["path"].encode()) + b"?" + scope.get("query_string", b"")
-        headers = [(header(scope["headers"], name) or "").encode("latin-1") for name in _SIGNED_HEADERS]
+        present: dict[bytes, bytes] = {}
+        for key, value in scope["headers"]:  # one pass; the first value of a repeated header, as `header` reads
+            present.setdefault(key.lower(), value)
+        headers = [present.get(name, b"") for name in _SIGNED_HEADERS]
         parts = [stamp.encode(), sender.encode(), nonce.encode(), scope["method"].encode(), target, *headers]
         message = b"|".join([*parts, hashlib.sha256(body).hexdigest().encode()])
         return hmac.new(secret, message, hashlib.sha256).hexdigest()
@@ -226,16 +229,18 @@ async def cluster_secret(redis: Redis) -> bytes:
     with unavailable_on_error():
         await redis.set(CLUSTER_SECRET, ours, nx=True)
         value = await redis.get(CLUSTER_SECRET)
-        if not _is_secret(value):
+        if not _hex_digits(value, 64):
             log.error("refused the forwarding secret in Redis (%s), and replaced it", _describe(value))
             value = await redis.register_script(REPLACE_IF_SAME)(keys=[CLUSTER_SECRET], args=[value or b"", ours])
-    if not _is_secret(value):
+    if not _hex_digits(value, 64):
         raise RedisUnavailable(ValueError(f"{CLUSTER_SECRET} holds no secret"))
     return bytes.fromhex(value.decode())
 
 
-def _is_secret(value: bytes | None) -> bool:
-    return value is not None and len(value) == 64 and all(c in b"0123456789abcdef" for c in value)
+def _hex_digits(value: str | bytes | None, digits: int) -> bool:
+    """Whether `value` is exactly `digits` lower-case hex digits (a secret or a nonce of ours)."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    return text is not None and len(text) == digits and all(c in "0123456789abcdef" for c in text)
 
 
 def _describe(value: bytes | None) -> str:
