@@ -13,7 +13,8 @@ COPY requirements.txt .
 # Pinned wheels only: no compiler in the image. A stand-in image already has them (a no-op then).
 RUN { [ -x /opt/venv/bin/python ] || python3 -m venv /opt/venv; } \
     && pip install --quiet --no-cache-dir --disable-pip-version-check -r requirements.txt \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mcp
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mcp \
+    && mkdir /srv/mcp-auth && chown 10001:10001 /srv/mcp-auth  # the local issuer's JWKS volume (compose `auth`)
 COPY app/ app/
 COPY data/ data/
 

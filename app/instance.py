@@ -15,11 +15,14 @@ This module only composes; each concern lives in its own subpackage.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from redis.asyncio import Redis
@@ -29,6 +32,10 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from app import sdk_internals
+from app.auth.bearer import RequireBearer
+from app.auth.keys import KeySet
+from app.auth.quota import SessionsPerPrincipal
+from app.auth.verifier import JWTVerifier
 from app.cluster.event_store import RedisEventStore
 from app.cluster.member import ClusterMember
 from app.cluster.registry import SessionRegistry
@@ -51,6 +58,12 @@ NO_SHARED_KEYS = (
     "seals 2026-07-28 requestState with a random key of its own, and an input-required retry that reaches "
     "another instance fails with -32602 'Invalid or expired requestState'. Fine for one instance; behind a "
     "balancer set MCP_REDIS_URL (a key ring kept in Redis) or give every instance MCP_REQUEST_STATE_KEYS."
+)
+
+NO_AUTHENTICATION = (
+    "NO AUTHENTICATION: MCP_AUTH_JWKS is not set, so anyone who reaches this server may open sessions and call "
+    "every tool, and a session's id is the only credential of its session. Fine on a laptop; in front of users "
+    "set MCP_AUTH_JWKS, MCP_AUTH_ISSUER and MCP_AUTH_RESOURCE (docs/configuration.md, Authentication)."
 )
 
 
@@ -88,6 +101,7 @@ class Instance:
         self.draining = False
         self.router: SessionRouter | None = None
         self.codec = self._share_request_state_keys()
+        self.verifier = self._require_tokens()
         if redis is None and settings.redis_url is not None:
             redis = connect(settings.redis_url, settings.redis_wait_replicas, settings.redis_password)
         SingleUseRequestState(mcp, redis).install()  # around whichever boundary seals this server's state
@@ -126,6 +140,27 @@ class Instance:
         request_state_keys.seal_with(self.mcp, security)
         return codec
 
+    def _require_tokens(self) -> JWTVerifier | None:
+        """With MCP_AUTH_JWKS: the SDK's resource-server auth on this server, with a JWT verifier; else None."""
+        settings = self.settings
+        if sdk_internals.has_own_auth(self.mcp):
+            raise ValueError(
+                f"{self.mcp.name!r} was built with auth of its own; give it through the instance settings "
+                "(MCP_AUTH_JWKS, MCP_AUTH_ISSUER, MCP_AUTH_RESOURCE), which every instance checks before routing"
+            )
+        if not settings.auth_enabled:
+            log.warning(NO_AUTHENTICATION)
+            return None
+        verifier = JWTVerifier(KeySet(settings.auth_jwks), settings.auth_issuer, settings.auth_resource)
+        auth = AuthSettings(
+            issuer_url=settings.auth_issuer,
+            resource_server_url=settings.auth_resource,
+            required_scopes=list(settings.auth_scopes) or None,
+            validate_token_resource=True,
+        )
+        sdk_internals.require_tokens(self.mcp, auth, verifier)
+        return verifier
+
     def _share_events(self, redis) -> SharedServices:
         bus = RedisSubscriptionBus(redis, f"{self.settings.instance_id}:{secrets.token_hex(4)}")
         if self.subscriptions is not None:
@@ -161,6 +196,12 @@ class Instance:
         app = SessionIdPrefix(app, settings.instance_id)
         if settings.preset.stateless:
             app = StatelessGetRefused(app, MCP_PATH)
+        if self.verifier is not None:  # outside the router: it needs the principal to route by
+            if not settings.preset.stateless:
+                sessions_of = functools.partial(sdk_internals.sessions_of, self.mcp)
+                app = SessionsPerPrincipal(app, MCP_PATH, settings.max_sessions_per_principal, sessions_of)
+            metadata_url = str(build_resource_metadata_url(self.mcp.settings.auth.resource_server_url))
+            app = RequireBearer(app, self.verifier, MCP_PATH, metadata_url, settings.auth_scopes)
         app = self.front = InstanceMiddleware(RejectionMessages(app), settings.instance_id)
         if self.member is not None:
             self.member.app = app
@@ -178,6 +219,8 @@ class Instance:
                     await stack.enter_async_context(self.shared.running())
                 if self.member is not None:
                     await stack.enter_async_context(self.member.running())
+                if self.verifier is not None:
+                    await self.verifier.keys.load()  # now rather than on the first request
                 async with sdk_lifespan(app), drain_on_sigterm(self._drain, self.front):
                     self.ready = True
                     try:

@@ -11,6 +11,9 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import TaskStatus
+from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.connection import Connection
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
@@ -42,6 +45,17 @@ def use_subscription_bus(mcp: MCPServer, bus: SubscriptionBus) -> None:
         server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, ListenHandler(bus))
 
 
+def require_tokens(mcp: MCPServer, auth: AuthSettings, verifier: TokenVerifier) -> None:
+    """What `MCPServer(auth=auth, token_verifier=verifier)` does, for a server already built: its app then
+    checks tokens, serves the protected-resource metadata, and binds sessions and requestState to them."""
+    mcp.settings.auth = auth
+    mcp._token_verifier = verifier
+
+
+def has_own_auth(mcp: MCPServer) -> bool:
+    return mcp.settings.auth is not None
+
+
 def tool_annotations(mcp: MCPServer, name: str) -> ToolAnnotations | None:
     """The annotations of a tool of `mcp` (None for a tool it does not have, or one without)."""
     tool = mcp._tool_manager.get_tool(name)
@@ -56,6 +70,11 @@ def request_state_ttl(boundary: RequestStateBoundary) -> float:
 def live_session_ids(mcp: MCPServer) -> set[str]:
     """Ids of the sessions this process holds now (stateful presets only)."""
     return set(mcp.session_manager._server_instances)
+
+
+def sessions_of(mcp: MCPServer, principal: AuthorizationContext) -> int:
+    """How many of the sessions this process holds belong to `principal`."""
+    return sum(1 for owner in mcp.session_manager._session_owners.values() if owner == principal)
 
 
 def negotiated_version(params: dict) -> str:
@@ -86,8 +105,11 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     def has_room(self) -> bool:
         return self.max_sessions is None or len(self._server_instances) < self.max_sessions
 
-    async def rebuild(self, session_id: str, params: dict, protocol_version: str) -> Connection | None:
-        """Serve `session_id` here from its stored `initialize` params, as if this process had opened it.
+    async def rebuild(
+        self, session_id: str, params: dict, protocol_version: str, principal: AuthorizationContext | None = None
+    ) -> Connection | None:
+        """Serve `session_id` here from its stored `initialize` params, as if this process had opened it for
+        `principal` (the SDK then refuses the session to anyone else, as for a session opened here).
 
         Returns the session's connection (its standalone channel reaches the client's GET stream), or None
         when the session is already served here.
@@ -130,6 +152,8 @@ class SharedSessionManager(StreamableHTTPSessionManager):
                 # The SDK starts the idle countdown when a request ends; a rebuilt session has had none yet.
                 transport.idle_scope.deadline = anyio.current_time() + self.session_idle_timeout
             self._server_instances[session_id] = transport
+            if principal is not None:
+                self._session_owners[session_id] = principal
         return connection
 
     def _admit_session(self, requestor):

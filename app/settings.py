@@ -72,6 +72,11 @@ class InstanceSettings:
     request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
     session_idle_timeout: float = 1800.0
     max_sessions: int = 10_000
+    auth_jwks: str | None = None  # set: every /mcp request needs a bearer JWT signed by a key in this JWKS
+    auth_issuer: str | None = None  # the tokens' `iss`, and the authorization server the metadata names
+    auth_resource: str | None = None  # this server's public /mcp URL: the tokens' audience (RFC 8707)
+    auth_scopes: tuple[str, ...] = ()  # scopes every token must hold
+    max_sessions_per_principal: int = 100  # with auth on, the sessions one principal may hold on an instance
     drain_seconds: float = 20.0  # on SIGTERM, how long the calls in flight get before their sessions move anyway
     log_level: str = "INFO"
 
@@ -105,6 +110,11 @@ class InstanceSettings:
             "request_state_keys": reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
             "session_idle_timeout": reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
             "max_sessions": reader.get("MCP_MAX_SESSIONS", _int_between(1, 1_000_000), 10_000),
+            "auth_jwks": reader.get("MCP_AUTH_JWKS", _jwks_source, None),
+            "auth_issuer": reader.get("MCP_AUTH_ISSUER", _public_url, None),
+            "auth_resource": reader.get("MCP_AUTH_RESOURCE", _public_url, None),
+            "auth_scopes": reader.get("MCP_AUTH_SCOPES", _scopes, ()),
+            "max_sessions_per_principal": reader.get("MCP_MAX_SESSIONS_PER_PRINCIPAL", _int_between(1, 1_000_000), 100),
             "drain_seconds": reader.get("MCP_DRAIN_SECONDS", _seconds, 20.0),
             "log_level": reader.get("MCP_LOG_LEVEL", _one_of(LOG_LEVELS), "INFO"),
         }
@@ -142,6 +152,28 @@ class InstanceSettings:
                 f"this instance's own URL {self.internal_url} is not in MCP_PEER_URLS ({', '.join(self.peer_urls)}), "
                 "so the others would refuse to forward to it; add it, e.g. MCP_PEER_URLS=http://app*:8000"
             )
+
+        self._check_auth()
+
+    def _check_auth(self) -> None:
+        given = {"MCP_AUTH_ISSUER": self.auth_issuer, "MCP_AUTH_RESOURCE": self.auth_resource}
+        if self.auth_jwks is None:
+            stray = [name for name, value in given.items() if value] + (["MCP_AUTH_SCOPES"] if self.auth_scopes else [])
+            if stray:
+                raise SettingsError(
+                    f"{', '.join(stray)} set but not MCP_AUTH_JWKS, so no token would be checked; set MCP_AUTH_JWKS "
+                    "to the issuer's JWKS (a file or an https URL) to turn authentication on"
+                )
+            return
+        if missing := [name for name, value in given.items() if not value]:
+            raise SettingsError(
+                f"MCP_AUTH_JWKS turns authentication on, which needs {' and '.join(missing)}: the tokens' issuer "
+                "(e.g. https://login.example.com) and this server's public MCP URL (e.g. https://mcp.example.com/mcp)"
+            )
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth_jwks is not None
 
     def _redis_password_given(self) -> bool:
         return self.redis_password is not None or _has_password(self.redis_url or "")
@@ -353,6 +385,34 @@ def _http_url(raw: str) -> str:
     if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
         raise ValueError("is not a base URL; valid values: http://host:port, e.g. http://app1:8000")
     return raw.rstrip("/")
+
+
+def _jwks_source(raw: str) -> str:
+    """A JWKS file that exists, or a URL fetched over TLS (plain http only from this host)."""
+    if "://" not in raw:  # the file may be written after this instance starts (the local issuer's is)
+        if not Path(raw).parent.is_dir():
+            raise ValueError("is in no existing directory; valid values: the path of a JWKS file, or its https:// URL")
+        return raw
+    parts = urlsplit(raw)
+    if not parts.hostname or parts.scheme not in ("http", "https"):
+        raise ValueError("is not a URL; valid values: https://issuer.example.com/.well-known/jwks.json, or a file")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(
+            "is fetched without TLS, so anything on the way could hand this server keys of its own; "
+            "valid values: an https:// URL, an http:// URL on this host, or a file"
+        )
+    return raw
+
+
+def _public_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError("is not a URL; valid values: e.g. https://login.example.com or https://mcp.example.com/mcp")
+    return raw
+
+
+def _scopes(raw: str) -> tuple[str, ...]:
+    return tuple(raw.replace(",", " ").split())
 
 
 def existing_directory(raw: str) -> Path:

@@ -51,13 +51,14 @@ def docker_unavailable(command: tuple[str, ...] | None = None) -> str | None:
 
 def build_images(say: Callable[[str], None]) -> dict[str, str]:
     """Build what every profile runs on, passing each line of progress to `say`: the stand-in where no
-    registry answers (scripts/compose-images), then the app and Locust images. Returns the image variables."""
+    registry answers (scripts/compose-images), then the app, Locust and issuer images. Returns the image variables."""
     deadline = time.monotonic() + BUILD_TIMEOUT
     printed = _streamed(["scripts/compose-images"], say, deadline, os.environ)
     exports = [line.removeprefix("export ") for line in printed if line.startswith("export ")]
     env = dict(word.split("=", 1) for line in exports for word in line.split())
-    build = [*compose_command(), "-p", PROJECT, "--profile", "stateful-sse", "--profile", "loadtest"]
-    _streamed([*build, "build", "app1-stateful-sse", "locust"], say, deadline, {**os.environ, **env})
+    profiles = [arg for profile in ("stateful-sse", "loadtest", "auth") for arg in ("--profile", profile)]
+    build = [*compose_command(), "-p", PROJECT, *profiles, "build", "app1-stateful-sse", "locust", "issuer"]
+    _streamed(build, say, deadline, {**os.environ, **env})
     return env
 
 
@@ -164,7 +165,7 @@ class ComposeStack:
     @staticmethod
     def remove_everything() -> None:
         """Take down whatever of this project still runs, in any profile (after an interrupted run)."""
-        profiles = (*PRESETS, "loadtest", "redis-ha")
+        profiles = (*PRESETS, "loadtest", "redis-ha", "auth")
         stack = ComposeStack(profile=profiles[0], port=0, extra_profiles=profiles[1:])
         stack.compose("down", "-v", "--remove-orphans", "-t", "3", check=False)
 

@@ -3,7 +3,7 @@
 default environment, plus what changed on purpose since: the apps' stop_grace_period and
 MCP_REDIS_WAIT_REPLICAS, Redis's append-only file and its volume, the redis-ha profile, Redis locked
 down (redis-init, its ACL users and password, the backend network, maxmemory), every container
-hardened, nginx's per-client bounds). Compose 1.29
+hardened, nginx's per-client bounds, the auth settings and the `auth` profile's local issuer). Compose 1.29
 reads the same file: tests/test_compose_v1.py runs a profile with it."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from loadtest.topology import PRESETS, PROJECT_ROOT
 from tests.utils.clients import require_docker
 
 SNAPSHOT = PROJECT_ROOT / "tests" / "data" / "compose-services.json"
-PROFILES = (*PRESETS, "loadtest", "redis-ha")
+PROFILES = (*PRESETS, "loadtest", "redis-ha", "auth")
 # The compose file's own variables: a caller's value would change the services.
 VARIABLES = ("LB_POLICY", "SESSION_STORE", "NGINX_PORT", "NGINX_BIND", "LOCUST_PORT", "LOCUST_BIND", "MCP_WORKERS")
 VARIABLES += (
@@ -34,6 +34,12 @@ VARIABLES += (
     "REDIS_MAXMEMORY",
     "NGINX_CONNECTIONS_PER_CLIENT",
     "NGINX_REQUESTS_PER_CLIENT",
+    "MCP_AUTH_JWKS",
+    "MCP_AUTH_ISSUER",
+    "MCP_AUTH_RESOURCE",
+    "MCP_AUTH_SCOPES",
+    "ISSUER_BIND",
+    "ISSUER_PORT",
 )
 
 
@@ -51,3 +57,12 @@ def config(profile: str) -> dict:
 def test_every_profile_gets_the_services_it_had(profile):
     require_docker("docker compose config", V2)
     assert config(profile) == json.loads(SNAPSHOT.read_text())[profile]
+
+
+def test_every_service_of_every_profile_is_hardened():
+    """Read-only root, no capabilities (redis-init adds back CHOWN only), no privilege gained through exec."""
+    for profile, services in json.loads(SNAPSHOT.read_text()).items():
+        for name, service in services.items():
+            assert service["read_only"] and service["cap_drop"] == ["ALL"], (profile, name)
+            assert service.get("cap_add", []) in ([], ["CHOWN"]), (profile, name)
+            assert "no-new-privileges:true" in service["security_opt"], (profile, name)

@@ -60,6 +60,10 @@ EXPECTED = {
     "compose-rotate-keys": ["  seals from ", "  seals\n"],
     "compose-loadtest": ["Locust: http://127.0.0.1:8089"],
     "compose-down": [],
+    "compose-auth": [
+        "alice: 200, bob: 404, no token: 401",
+        '"resource":"http://localhost:8080/mcp","authorization_servers":["http://localhost:8090"]',
+    ],
     "local-stack": [
         "http://127.0.0.1:8080/mcp",
         "server=app preset=stateless-json lb=round-robin store=memory",
@@ -190,7 +194,7 @@ def test_docker_compose_walk_through(tmp_path, port_8080_free, compose_images):
     try:
         outputs = run_blocks(WALK_THROUGH, env)
     finally:
-        profiles = [arg for preset in (*PRESETS, "loadtest") for arg in ("--profile", preset)]
+        profiles = [arg for preset in (*PRESETS, "loadtest", "auth") for arg in ("--profile", preset)]
         cleanup = ["docker", "compose", *profiles, "down", "-v", "--remove-orphans", "-t", "3"]
         subprocess.run(cleanup, cwd=PROJECT_ROOT, env=env, capture_output=True, check=False)
     for name in WALK_THROUGH:

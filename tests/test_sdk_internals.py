@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 
 from app import sdk_internals
+from app.auth.keys import KeySet
+from app.auth.verifier import JWTVerifier
 from app.server.bulletins import MemoryBulletins
 from app.server.counters import MemoryHandleCounters
 from app.server.tools import UPDATES, Demo, build_server
@@ -74,3 +77,20 @@ def test_the_names_the_single_use_guard_relies_on_still_exist():
     assert sdk_internals.tool_annotations(mcp, "no-such-tool") is None
     boundary = next(m for m in mcp.middleware if isinstance(m, RequestStateBoundary))
     assert sdk_internals.request_state_ttl(boundary) == 600.0  # the SDK's default, until the instance seals its own
+
+
+def test_the_names_authentication_relies_on_still_exist():
+    """Auth given after the server is built: the SDK's app then checks tokens and records session owners."""
+    mcp = MCPServer("t")
+    verifier = JWTVerifier(KeySet("/nonexistent"), "https://issuer.test", "http://mcp.test/mcp")
+    auth = AuthSettings(
+        issuer_url="https://issuer.test", resource_server_url="http://mcp.test/mcp", validate_token_resource=True
+    )
+    assert not sdk_internals.has_own_auth(mcp)
+    sdk_internals.require_tokens(mcp, auth, verifier)
+    app = mcp.streamable_http_app()
+    assert mcp._token_verifier is verifier and sdk_internals.has_own_auth(mcp)
+    paths = {getattr(route, "path", None) for route in app.routes}
+    assert "/.well-known/oauth-protected-resource/mcp" in paths
+    assert mcp.session_manager._session_owners == {}
+    assert sdk_internals.sessions_of(mcp, {"client_id": "a", "issuer": None, "subject": None}) == 0

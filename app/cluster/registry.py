@@ -20,6 +20,7 @@ import anyio
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError, RedisError
 
+from app.auth.principal import ANONYMOUS
 from app.shared import keys
 from app.shared.redis import RedisUnavailable, dedicated_client, run_script, unavailable_on_error
 
@@ -35,7 +36,7 @@ RELEASED_PREFIX = "released:"  # the owner of a session handed over: no process 
 log = logging.getLogger(__name__)
 
 _REGISTER = """
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'params', ARGV[2], 'pv', ARGV[3], 'gen', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'params', ARGV[2], 'pv', ARGV[3], 'gen', 1, 'principal', ARGV[5])
 return redis.call('PEXPIRE', KEYS[1], ARGV[4])
 """
 # 1: still ours (and its expiry pushed back); 0: another process took it over; -1: no record.
@@ -48,17 +49,17 @@ return -1
 _LOOKUP = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner then return nil end
-return {owner, redis.call('GET', ARGV[1] .. owner) or ''}
+return {owner, redis.call('GET', ARGV[1] .. owner) or '', redis.call('HGET', KEYS[1], 'principal') or ''}
 """
 # A claim re-sent after a timeout finds itself the owner: the first copy's answer, not a second generation.
 _CLAIM = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen') end
+if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal') end
 if owner ~= ARGV[1] then return nil end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen')
+return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal')
 """
 # Handing a session over on shutdown: the owner becomes a name with no heartbeat, so the next instance that
 # gets one of its requests claims it at once.
@@ -81,6 +82,7 @@ return 0
 class Owner:
     owner_id: str
     url: str | None  # None when its heartbeat has stopped
+    principal: str = ANONYMOUS  # the hash of who the session belongs to (app/auth/principal.py)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Opening:
     params: dict
     protocol_version: str
     subscriptions: tuple[str, ...] = ()  # resources/subscribe URIs, restored on takeover
+    principal: str = ANONYMOUS  # the hash of who opened it: no one else may use it, on any instance
 
 
 @dataclass
@@ -107,11 +110,12 @@ def _opening(answer: list) -> Opening | None:
         params, protocol_version = json.loads(answer[0]), answer[1].decode()
         subscriptions = tuple(json.loads(answer[2] or "[]"))
         int(answer[3])
-    except (ValueError, TypeError, AttributeError):
+        principal = (answer[4] or b"").decode()
+    except (ValueError, TypeError, AttributeError, IndexError):
         return None
     if not isinstance(params, dict) or not all(isinstance(uri, str) for uri in subscriptions):
         return None
-    return Opening(params, protocol_version, subscriptions)
+    return Opening(params, protocol_version, subscriptions, principal)
 
 
 class SessionRegistry:
@@ -136,8 +140,8 @@ class SessionRegistry:
 
     async def register(self, session_id: str, opening: Opening) -> None:
         """Record a session this process just opened."""
-        params = json.dumps(opening.params)
-        await self._call(self._register, session_id, self.owner_id, params, opening.protocol_version, self._ttl_ms)
+        params, version, principal = json.dumps(opening.params), opening.protocol_version, opening.principal
+        await self._call(self._register, session_id, self.owner_id, params, version, self._ttl_ms, principal)
         self._owned[session_id] = _Hold(generation=1)
 
     async def confirm(self, session_id: str, *, now: bool = False) -> bool:
@@ -162,7 +166,7 @@ class SessionRegistry:
         if answer is None:
             self._lookups.pop(session_id, None)
             return None
-        owner = Owner(answer[0].decode(), answer[1].decode() or None)
+        owner = Owner(answer[0].decode(), answer[1].decode() or None, answer[2].decode())
         now = time.monotonic()
         if len(self._lookups) >= 1000:  # keep only what is still fresh: the cache holds the last second's sessions
             self._lookups = {sid: hit for sid, hit in self._lookups.items() if now - hit[1] < LOOKUP_CACHE_SECONDS}

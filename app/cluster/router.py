@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import sdk_internals
+from app.auth.principal import AuthorizationContext, is_principal, principal_hash, principal_of
 from app.cluster.forwarding import (
     DRAINING,
     FORWARD_HEADER,
@@ -100,7 +101,7 @@ class SessionRouter:
             if not await self._hand_to_peer(scope, body, receive, send):
                 raise Refused(503, -32603, "this instance is shutting down; retry")
             return
-        opening = _opening(body)
+        opening = _opening(body, principal_hash(principal_of(scope)))
         if opening is None:  # not a valid initialize request: the SDK explains what is wrong
             await self.app(scope, replay(body, receive), send)
             return
@@ -147,6 +148,7 @@ class SessionRouter:
             if self.handover.draining:
                 registry.forget_lookup(session_id)  # sessions move fast now: no second-old answers
             owner = await registry.lookup(session_id)
+            _check_principal(owner, scope)
             if owner is None or owner.owner_id == registry.owner_id:
                 if owner_lost and scope["method"] == "DELETE":
                     await send_response(send, 200)  # the owner ended it before dying: what the client asked for
@@ -170,7 +172,7 @@ class SessionRouter:
                 if await self._hand_to_peer(scope, body, receive, send):
                     return
                 continue  # the peer found it owned by another instance meanwhile
-            if await self._take_over(session_id, owner.owner_id):
+            if await self._take_over(session_id, owner.owner_id, scope):
                 await self._serve_held(session_id, scope, body, receive, send)
                 return
             registry.forget_lookup(session_id)
@@ -217,9 +219,10 @@ class SessionRouter:
             return
         registry.forget_lookup(session_id)
         owner = await registry.lookup(session_id)
+        _check_principal(owner, scope)
         if owner is not None and owner.owner_id != registry.owner_id:
             # Handed over, or its owner died: the sender could not take it over itself.
-            if owner.url is None and await self._take_over(session_id, owner.owner_id):
+            if owner.url is None and await self._take_over(session_id, owner.owner_id, scope):
                 await self._serve_held(session_id, scope, body, receive, send)
                 return
             raise _handed_over(LOOK_AGAIN, MOVED)
@@ -262,7 +265,7 @@ class SessionRouter:
             if registry.ended_here(session_id):
                 await registry.forget(session_id)  # an ended session is never rebuilt
             else:  # its claim's answer was lost on the way: claim it again (the claim finds it ours) and rebuild
-                await self._take_over(session_id, registry.owner_id)
+                await self._take_over(session_id, registry.owner_id, scope)
         await self._serve_held(session_id, scope, body, receive, send)
 
     async def _still_beating(self, session_id: str, owner_id: str) -> bool:
@@ -286,7 +289,7 @@ class SessionRouter:
         await self.member.manager.settled()
         return self.member.manager.holds(session_id)
 
-    async def _take_over(self, session_id: str, previous_owner: str) -> bool:
+    async def _take_over(self, session_id: str, previous_owner: str, scope: Scope) -> bool:
         """Claim and rebuild a dead owner's session; False if another process claimed it first."""
         if (takeover := self._takeovers.get(session_id)) is not None:
             await takeover.wait()  # another request of this process is taking it over: one claim, one rebuild
@@ -295,16 +298,21 @@ class SessionRouter:
             raise Refused(503, -32603, "this instance holds as many sessions as it may (MCP_MAX_SESSIONS); retry")
         takeover = self._takeovers[session_id] = anyio.Event()
         try:
-            return await self._claim_and_rebuild(session_id, previous_owner)
+            return await self._claim_and_rebuild(session_id, previous_owner, principal_of(scope))
         finally:
             del self._takeovers[session_id]
             takeover.set()
 
-    async def _claim_and_rebuild(self, session_id: str, previous_owner: str) -> bool:
+    async def _claim_and_rebuild(
+        self, session_id: str, previous_owner: str, principal: AuthorizationContext | None
+    ) -> bool:
         opening = await self.member.registry.claim(session_id, previous_owner)
         if opening is None:
             return False
-        connection = await self.member.manager.rebuild(session_id, opening.params, opening.protocol_version)
+        if not is_principal(opening.principal, principal):  # claimed, and rebuilt by its own principal's request
+            raise _session_not_found()
+        manager = self.member.manager
+        connection = await manager.rebuild(session_id, opening.params, opening.protocol_version, principal)
         if connection is not None:  # None: the session is already served here
             if self.member.subscriptions is not None:
                 self.member.subscriptions.restore(session_id, opening.subscriptions, connection)
@@ -312,7 +320,18 @@ class SessionRouter:
         return True
 
 
-def _opening(body: bytes) -> Opening | None:
+def _check_principal(owner: Owner | None, scope: Scope) -> None:
+    """A session is served to its own principal only; anyone else learns no more than for an unknown id."""
+    if owner is not None and not is_principal(owner.principal, principal_of(scope)):
+        log.warning("refused a session to a principal other than the one that opened it")
+        raise _session_not_found()
+
+
+def _session_not_found() -> Refused:
+    return Refused(404, -32600, "Session not found")  # the SDK's own answer for an unknown session
+
+
+def _opening(body: bytes, principal: str) -> Opening | None:
     """What to store of an initialize request (what a rebuild needs, at most MAX_OPENING_BYTES), or None for
     anything else (or initialize params that are invalid)."""
     message = parse_json(body)
@@ -330,7 +349,7 @@ def _opening(body: bytes) -> Opening | None:
             f"keeps at most {MAX_OPENING_BYTES} bytes of them",
         )
     try:
-        return Opening(kept, sdk_internals.negotiated_version(params))
+        return Opening(kept, sdk_internals.negotiated_version(params), principal=principal)
     except ValidationError:
         return None
 

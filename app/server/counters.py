@@ -12,12 +12,15 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from app.shared.redis import applied_once, durable, run_once
+from app.server.capacity import AtCapacity
+from app.shared.redis import applied_once, run_once
 
 HANDLE_PREFIX = "ctr_"
 HANDLE_PATTERN = r"^ctr_[A-Za-z0-9_-]{22}$"
 UNKNOWN_HANDLE = "unknown or expired counter handle; call open_counter for a new one"
 HANDLE_KEY = "mcp:counter:{}"
+HANDLE_INDEX_KEY = "mcp:counters"  # every live handle's key, by when it expires: what the cap counts
+MAX_HANDLES = 100_000  # in Redis, for every instance together
 
 
 def new_handle() -> str:
@@ -57,30 +60,46 @@ class MemoryHandleCounters:
         return self._counts[handle]
 
 
+# A new counter at 0, unless `limit` live ones exist (0 then); expired ones leave the index first.
+_OPEN_HANDLE = applied_once("""
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), KEYS[1])
+return 1
+""")
 # Increments a handle's counter and pushes its expiry back; an unknown or expired handle creates nothing.
 _INCREMENT_HANDLE = applied_once("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
 local value = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 'XX', tonumber(redis.call('TIME')[1]) + tonumber(ARGV[1]), KEYS[1])
 return value
 """)
 
 
 class RedisHandleCounters:
-    """Handle counters every instance shares; one left unused for `ttl_seconds` is forgotten."""
+    """Handle counters every instance shares, at most `limit` (AtCapacity past it); one left unused for
+    `ttl_seconds` is forgotten."""
 
-    def __init__(self, redis: Redis, ttl_seconds: float) -> None:
-        self._redis = redis
+    def __init__(self, redis: Redis, ttl_seconds: float, limit: int = MAX_HANDLES) -> None:
         self._ttl = max(1, int(ttl_seconds))
+        self._limit = limit
+        self._open = redis.register_script(_OPEN_HANDLE)
         self._increment = redis.register_script(_INCREMENT_HANDLE)
 
     async def open(self) -> str:
         handle = new_handle()
-        await durable(self._redis, "SET", HANDLE_KEY.format(handle), 0, "EX", self._ttl, "NX")
+        if not await run_once(self._open, [HANDLE_KEY.format(handle), HANDLE_INDEX_KEY], [self._ttl, self._limit]):
+            raise AtCapacity(
+                f"the server holds {self._limit} open counters, the most it may; use one you hold, or retry "
+                f"once unused ones have expired ({self._ttl} s after their last use)"
+            )
         return handle
 
     async def increment(self, handle: str) -> int:
-        value = await run_once(self._increment, [HANDLE_KEY.format(handle)], [self._ttl])
+        value = await run_once(self._increment, [HANDLE_KEY.format(handle), HANDLE_INDEX_KEY], [self._ttl])
         if value is None:
             raise LookupError(UNKNOWN_HANDLE)
         return int(value)

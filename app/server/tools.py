@@ -27,6 +27,7 @@ from mcp.types import CreateMessageResult, SamplingMessage, TextContent, ToolAnn
 from pydantic import BaseModel, Field
 
 from app.server.bulletins import Bulletins
+from app.server.capacity import AtCapacity
 from app.server.counters import HANDLE_PATTERN, HandleCounters
 from app.sessions.state import session_id_of, session_state
 from app.sessions.subscriptions import SubscribableURIs, notify_resource_updated
@@ -151,7 +152,7 @@ def _add_counter_tools(mcp: MCPServer, handles: HandleCounters) -> None:
         """Start a counter at 0 and return its handle, for increment: state without a session."""
         try:
             return CounterHandle(handle=await handles.open())
-        except RedisUnavailable as exc:
+        except (RedisUnavailable, AtCapacity) as exc:
             raise ToolError(str(exc)) from None
 
     @mcp.tool()
@@ -229,6 +230,9 @@ def _add_update_tools(mcp: MCPServer, bulletins: Bulletins) -> None:
     ) -> PublishResult:
         """Change the resource updates://<topic> and notify every client subscribed to it."""
         uri = UPDATES_URI.format(topic=topic)
-        current = await bulletins.publish(topic, message)
+        try:
+            current = await bulletins.publish(topic, message)
+        except AtCapacity as exc:
+            raise ToolError(str(exc)) from None
         notified = await notify_resource_updated(ctx, uri)
         return PublishResult(uri=uri, version=current.version, notified_sessions=notified)

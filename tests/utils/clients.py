@@ -96,8 +96,8 @@ def port_free(port: int) -> None:
 MODERN = "2026-07-28"
 
 
-def modern_call(url: str, tool: str, arguments: dict, **params) -> requests.Response:
-    """One 2026-07-28 tools/call as raw HTTP."""
+def modern_call(url: str, tool: str, arguments: dict, *, token: str | None = None, **params) -> requests.Response:
+    """One 2026-07-28 tools/call as raw HTTP (with `token` as its bearer token)."""
     body = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -118,13 +118,14 @@ def modern_call(url: str, tool: str, arguments: dict, **params) -> requests.Resp
         "MCP-Protocol-Version": MODERN,
         "Mcp-Method": "tools/call",
         "Mcp-Name": tool,
+        **({"Authorization": f"Bearer {token}"} if token else {}),
     }
     return requests.post(url, json=body, headers=headers, timeout=10)
 
 
-def ask(url: str, tool: str, arguments: dict) -> tuple[requests.Response, dict, str]:
+def ask(url: str, tool: str, arguments: dict, token: str | None = None) -> tuple[requests.Response, dict, str]:
     """The first round of an input-required call: the response, the answers to give, the sealed state."""
-    asked = modern_call(url, tool, arguments)
+    asked = modern_call(url, tool, arguments, token=token)
     result = asked.json()["result"]
     assert result["resultType"] == "input_required", result
     answers = {key: cap.answer(request) for key, request in result["inputRequests"].items()}

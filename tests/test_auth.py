@@ -1,0 +1,209 @@
+"""Authentication in-process, over the ASGI transport: bearer JWTs checked against a JWKS made at run time
+(signature, issuer, audience, expiry, algorithm, scopes), the 401 that tells a client where to get a token,
+the protected-resource metadata, sessions and requestState bound to their principal, and the loud warning
+when auth is off."""
+
+from __future__ import annotations
+
+import logging
+
+import jwt
+import pytest
+from mcp.server.mcpserver import MCPServer
+
+from app import InstanceSettings, instance_app
+from app.asgi import create_app
+from app.auth import keys as auth_keys
+from app.settings import SettingsError
+from issuer.signing import SigningKey
+from tests.utils.asgi import served
+from tests.utils.tokens import ISSUER, RESOURCE, TestIssuer
+
+pytestmark = pytest.mark.anyio
+MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
+ACCEPT = "application/json, text/event-stream"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+METADATA_URL = "http://mcp.test/.well-known/oauth-protected-resource/mcp"
+
+
+@pytest.fixture
+def issuer(tmp_path) -> TestIssuer:
+    return TestIssuer(tmp_path)
+
+
+def settings(issuer: TestIssuer, **env: str) -> InstanceSettings:
+    return InstanceSettings.from_env({"MCP_INSTANCE_ID": "auth1", "MCP_PRESET": "stateful-json", **issuer.env(**env)})
+
+
+def modern(tool: str, arguments: dict, **params) -> tuple[dict, dict]:
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+    }
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments, "_meta": meta, **params},
+    }
+    headers = {"accept": ACCEPT, "mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": tool}
+    return body, headers
+
+
+async def test_a_request_without_a_token_is_told_where_to_get_one(issuer):
+    async with served(create_app(settings(issuer))) as client:
+        response = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT})
+        metadata = await client.get("/.well-known/oauth-protected-resource/mcp")
+        health = await client.get("/healthz")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == f'Bearer resource_metadata="{METADATA_URL}"'
+    assert response.json()["error"] == {
+        "code": -32600,
+        "message": "Unauthorized: this server needs a bearer token (Authorization: Bearer ...)",
+    }
+    assert metadata.json()["resource"] == RESOURCE
+    assert metadata.json()["authorization_servers"] == [ISSUER]
+    assert health.status_code == 200  # probes need no token
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        (
+            {"audience": "http://other.test/mcp"},
+            f"the token is not for this server: ask the issuer for audience {RESOURCE}",
+        ),
+        ({"issuer": "https://elsewhere.test"}, f"the token was not issued by {ISSUER}"),
+        ({"seconds": -120}, "the token has expired"),  # past the 30 s leeway
+    ],
+)
+async def test_a_token_for_another_audience_issuer_or_time_is_refused_with_the_reason(issuer, claims, reason):
+    async with served(create_app(settings(issuer))) as client:
+        refused = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer(**claims)})
+        accepted = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["message"] == f"Unauthorized: {reason}"
+    assert f'error="invalid_token", error_description="{reason}"' in refused.headers["www-authenticate"]
+    assert accepted.status_code == 200 and accepted.headers["mcp-session-id"]
+
+
+async def test_unsigned_shared_secret_and_foreign_key_tokens_are_refused(issuer):
+    claims = {"iss": ISSUER, "sub": "mallory", "aud": RESOURCE, "exp": 2**40}
+    unsigned = jwt.encode(claims, None, "none")
+    shared_secret = jwt.encode(claims, "a-guessable-secret-of-32-bytes-!!", "HS256")
+    foreign = SigningKey.generate().mint(ISSUER, "mallory", RESOURCE)  # a key the JWKS does not hold
+    async with served(create_app(settings(issuer))) as client:
+        answers = [
+            await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, "authorization": f"Bearer {token}"})
+            for token in (unsigned, shared_secret, foreign, "not-a-jwt")
+        ]
+    assert [a.status_code for a in answers] == [401] * 4
+    messages = [a.json()["error"]["message"] for a in answers]
+    assert messages[0].startswith("Unauthorized: the token is signed with 'none'; accepted: RS256")
+    assert messages[1].startswith("Unauthorized: the token is signed with 'HS256'")
+    assert "is not in the issuer's JWKS" in messages[2]
+    assert messages[3] == "Unauthorized: the bearer token is not a JWT"
+
+
+async def test_a_rotated_key_is_fetched_when_a_token_names_it(issuer, monkeypatch):
+    monkeypatch.setattr(auth_keys, "REFRESH_SECONDS", 0.0)
+    async with served(create_app(settings(issuer))) as client:
+        old = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+        new_key = SigningKey.generate()
+        issuer.publish(new_key, issuer.key)
+        issuer.key = new_key
+        new = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+    assert (old.status_code, new.status_code) == (200, 200)
+
+
+async def test_a_required_scope_is_checked(issuer):
+    async with served(create_app(settings(issuer, MCP_AUTH_SCOPES="mcp:tools"))) as client:
+        lacking = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+        holding = await client.post(
+            "/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer(scope="openid mcp:tools")}
+        )
+    assert lacking.status_code == 403
+    assert 'error="insufficient_scope"' in lacking.headers["www-authenticate"]
+    assert lacking.json()["error"]["message"] == "Unauthorized: the token lacks the scope mcp:tools"
+    assert holding.status_code == 200
+
+
+async def test_a_session_is_refused_to_another_principal_as_if_unknown(issuer):
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "increment", "arguments": {}}}
+    async with served(create_app(settings(issuer))) as client:
+        opened = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer("alice")})
+        session = {"accept": ACCEPT, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": LEGACY}
+        by_bob = await client.post("/mcp", json=call, headers={**session, **issuer.bearer("bob")})
+        by_alice = await client.post("/mcp", json=call, headers={**session, **issuer.bearer("alice")})
+    assert by_bob.status_code == 404
+    assert by_bob.json()["error"] == {"code": -32600, "message": "Session not found"}
+    assert by_alice.status_code == 200
+    assert by_alice.json()["result"]["structuredContent"] == {"result": 1}  # bob's attempt ran nothing
+
+
+async def test_a_principal_holding_its_share_of_sessions_opens_no_more_while_others_do(issuer):
+    initialize = {"json": INITIALIZE, "headers": {"accept": ACCEPT, **issuer.bearer("alice")}}
+    async with served(create_app(settings(issuer, MCP_MAX_SESSIONS_PER_PRINCIPAL="2"))) as client:
+        held = [(await client.post("/mcp", **initialize)).headers["mcp-session-id"] for _ in range(2)]
+        refused = await client.post("/mcp", **initialize)
+        by_bob = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer("bob")})
+        ended = await client.delete(
+            "/mcp", headers={"mcp-session-id": held[0], "mcp-protocol-version": LEGACY, **issuer.bearer("alice")}
+        )
+        again = await client.post("/mcp", **initialize)
+    assert refused.status_code == 429
+    assert refused.json()["error"] == {
+        "code": -32000,
+        "message": "this principal holds 2 sessions on this instance, the most it may "
+        "(MCP_MAX_SESSIONS_PER_PRINCIPAL); end one (DELETE) or let one idle out, then open another",
+    }
+    assert by_bob.status_code == 200 and ended.status_code == 200 and again.status_code == 200
+
+
+async def test_request_state_is_refused_to_another_principal(issuer):
+    body, headers = modern("confirm_action", {"action": "deploy"})
+    async with served(create_app(settings(issuer))) as client:
+        asked = (await client.post("/mcp", json=body, headers={**headers, **issuer.bearer("alice")})).json()["result"]
+        answers = {key: {"action": "accept", "content": {"confirm": True}} for key in asked["inputRequests"]}
+        retry, _ = modern(
+            "confirm_action", {"action": "deploy"}, inputResponses=answers, requestState=asked["requestState"]
+        )
+        by_bob = await client.post("/mcp", json=retry, headers={**headers, **issuer.bearer("bob")})
+        by_alice = await client.post("/mcp", json=retry, headers={**headers, **issuer.bearer("alice")})
+    refused = by_bob.json()["error"]
+    assert (refused["code"], refused["message"]) == (-32602, "Invalid or expired requestState")
+    assert by_alice.json()["result"]["content"][0]["text"] == "confirmed: deploy"
+
+
+def test_without_auth_the_instance_warns_loudly_at_start(caplog):
+    with caplog.at_level(logging.WARNING, logger="app"):
+        instance_app(MCPServer("open"), InstanceSettings("open1"))
+    assert any(
+        record.getMessage().startswith("NO AUTHENTICATION: MCP_AUTH_JWKS is not set") for record in caplog.records
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"MCP_AUTH_ISSUER": ISSUER}, "MCP_AUTH_ISSUER set but not MCP_AUTH_JWKS, so no token would be checked"),
+        (
+            {"MCP_AUTH_JWKS": "/", "MCP_AUTH_RESOURCE": RESOURCE},
+            "MCP_AUTH_JWKS turns authentication on, which needs MCP_AUTH_ISSUER",
+        ),
+        (
+            {"MCP_AUTH_JWKS": "http://keys.example.com/jwks.json"},
+            "MCP_AUTH_JWKS='http://keys.example.com/jwks.json' is fetched without TLS",
+        ),
+        ({"MCP_AUTH_JWKS": "/no/such/dir/jwks.json"}, "is in no existing directory"),
+    ],
+)
+def test_incomplete_or_unsafe_auth_settings_are_refused(env, error):
+    with pytest.raises(SettingsError, match=error.replace("(", r"\(")):
+        InstanceSettings.from_env({"MCP_INSTANCE_ID": "bad1", **env})
