@@ -5,7 +5,10 @@ when auth is off."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import logging
+import threading
 
 import jwt
 import pytest
@@ -120,6 +123,32 @@ async def test_a_rotated_key_is_fetched_when_a_token_names_it(issuer, monkeypatc
         issuer.key = new_key
         new = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
     assert (old.status_code, new.status_code) == (200, 200)
+
+
+@pytest.fixture
+def jwks_url(issuer):
+    """The JWKS served over HTTP on 127.0.0.1, as an issuer's jwks_uri is."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(issuer.jwks_file.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+
+
+async def test_a_jwks_fetched_from_a_url_verifies_and_one_that_fails_verifies_nothing(issuer, jwks_url):
+    served_keys = settings(issuer, MCP_AUTH_JWKS=f"{jwks_url}/jwks.json")
+    missing_keys = settings(issuer, MCP_AUTH_JWKS=f"{jwks_url}/missing.json")
+    async with served(create_app(served_keys)) as client:
+        accepted = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+    async with served(create_app(missing_keys)) as client:
+        refused = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+        health = await client.get("/healthz")
+    assert accepted.status_code == 200
+    assert refused.status_code == 401 and "is not in the issuer's JWKS" in refused.json()["error"]["message"]
+    assert health.status_code == 200  # the instance keeps serving, and tries the URL again
 
 
 async def test_a_required_scope_is_checked(issuer):
