@@ -136,7 +136,7 @@ class Instance:
         if not keys and redis_url is None:
             log.warning(NO_SHARED_KEYS)
             return None
-        security, codec = request_state_keys.ring_security(keys)
+        security, codec = request_state_keys.ring_security(keys, self.settings.request_state_ttl)
         request_state_keys.seal_with(self.mcp, security)
         return codec
 

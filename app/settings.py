@@ -70,6 +70,7 @@ class InstanceSettings:
     advertise_url: str | None = None  # where the other instances reach this one; default from the listen address
     peer_urls: tuple[str, ...] = LOOPBACK_PEERS  # the only URLs a request is forwarded to (`*` matches any run)
     request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    request_state_ttl: float = 300.0  # how long a sealed requestState opens: a person answering, with room
     session_idle_timeout: float = 1800.0
     max_sessions: int = 10_000
     auth_jwks: str | None = None  # set: every /mcp request needs a bearer JWT signed by a key in this JWKS
@@ -108,6 +109,7 @@ class InstanceSettings:
             "advertise_url": reader.get("MCP_ADVERTISE_URL", _http_url, None),
             "peer_urls": reader.get("MCP_PEER_URLS", _peer_patterns, LOOPBACK_PEERS),
             "request_state_keys": reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
+            "request_state_ttl": reader.get("MCP_REQUEST_STATE_TTL", _seconds, 300.0),
             "session_idle_timeout": reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
             "max_sessions": reader.get("MCP_MAX_SESSIONS", _int_between(1, 1_000_000), 10_000),
             "auth_jwks": reader.get("MCP_AUTH_JWKS", _jwks_source, None),

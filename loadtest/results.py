@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 # A committed result shown in a page: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
-KINDS = ("matrix", "ways", "bench", "soak", "faults", "scorecard", "durability")
+KINDS = ("matrix", "ways", "bench", "soak", "faults", "scorecard", "durability", "hostile-summary", "hostile")
 README_EMBED = re.compile(
     rf"(<!-- (?P<kind>{'|'.join(KINDS)}): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
 )
@@ -23,6 +23,18 @@ def embed(page: Path, kind: str, source: Path) -> None:
     if f"<!-- {kind}: " not in text:
         raise SystemExit(f"no <!-- {kind}: ... --> marker in {page}")
     page.write_text(text)
+
+
+def write_results(out: Path, files: dict[str, str], pages: list[Path], kinds: dict[str, str]) -> None:
+    """Write a command's result files (name -> text) into `out`, then copy each `kinds` file (kind -> file
+    name) into every page of `pages` (`--page`) that has its marker."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+    for page in pages:
+        for kind, source in kinds.items():
+            if f"<!-- {kind}: " in page.read_text():
+                embed(page, kind, out / source)
 
 
 def machine() -> str:

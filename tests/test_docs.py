@@ -88,6 +88,7 @@ RUN_ELSEWHERE = {
     "locust-web-ui": "tests/test_locust.py",
     "redis-ha-compose": "tests/test_compose_redis_ha.py",
     "faults-quick": "tests/test_faults.py",
+    "hostile-quick": "tests/test_hostile.py",
     "matrix-quick": "tests/test_matrix.py",
     "pip-install": "tests/test_package.py",
 }
@@ -216,8 +217,9 @@ def compose_v1_shim(tmp_path: Path) -> Path:
 
 def test_the_results_page_shows_the_committed_results():
     """docs/results.md's copies of results/full/matrix.md and ways.md, results/bench/bench.md,
-    results/soak/soak.md, results/faults/faults.md and results/durability/durability.md, and the README's of
-    results/faults/summary.md, are the committed files (each command's --page option writes them)."""
+    results/soak/soak.md, results/faults/faults.md, results/durability/durability.md and results/hostile/hostile.md,
+    and the README's of results/faults/summary.md and results/hostile/summary.md, are the committed files (each
+    command's --page option writes them)."""
     shown = {m["kind"]: m for m in README_EMBED.finditer(page("docs/results.md"))}
     assert {kind: m["path"] for kind, m in shown.items()} == {
         "matrix": "results/full/matrix.md",
@@ -226,11 +228,14 @@ def test_the_results_page_shows_the_committed_results():
         "soak": "results/soak/soak.md",
         "faults": "results/faults/faults.md",
         "durability": "results/durability/durability.md",
+        "hostile": "results/hostile/hostile.md",
     }
     for match in shown.values():
         assert match["body"] == (PROJECT_ROOT / match["path"]).read_text(), match["path"]
-    (summary,) = [m for m in README_EMBED.finditer(page("README.md")) if m["kind"] == "scorecard"]
-    assert summary["body"] == (PROJECT_ROOT / summary["path"]).read_text() and summary["path"].endswith("summary.md")
+    for kind in ("scorecard", "hostile-summary"):
+        (summary,) = [m for m in README_EMBED.finditer(page("README.md")) if m["kind"] == kind]
+        assert summary["path"].endswith("summary.md")
+        assert summary["body"] == (PROJECT_ROOT / summary["path"]).read_text()
     faults = json.loads((PROJECT_ROOT / "results" / "faults" / "faults.json").read_text())
     assert faults["command"] == "python -m loadtest.faults" and faults["date"] in shown["faults"]["body"]
     run = json.loads((PROJECT_ROOT / "results" / "full" / "rows.json").read_text())["run"]

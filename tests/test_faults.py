@@ -5,14 +5,12 @@ fault, and a rolling restart fails no call. The pieces of the scorecard are chec
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from loadtest.faults.catalogue import FAULTS
 from loadtest.faults.scorecard import Row
-from loadtest.topology import PROJECT_ROOT
-from tests.utils.docs import blocks, shell_env
+from tests.utils.docs import run_block_in
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -20,14 +18,7 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("faults")
-    done = subprocess.run(
-        ["bash", "-c", f"exec {blocks()['faults-quick'][0]}"],
-        cwd=PROJECT_ROOT,
-        env={**shell_env(tmp), "TMPDIR": str(tmp)},
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
+    done = run_block_in("faults-quick", tmp)
     out = tmp / "faults-quick"
     return {"done": done, "run": json.loads((out / "faults.json").read_text()), "out": out}
 

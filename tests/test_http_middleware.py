@@ -65,3 +65,19 @@ async def test_the_sdks_host_rejection_becomes_a_json_rpc_error_naming_the_setti
     assert started["status"] == 421 and header(started["headers"], b"content-type") == "application/json"
     error = json.loads(body["body"])["error"]
     assert error["code"] == -32600 and "'evil.example'" in error["message"] and "MCP_ALLOWED_HOSTS" in error["message"]
+
+
+async def test_the_sdks_content_type_rejection_becomes_a_json_rpc_error_saying_what_to_send():
+    rejecting = Recorded(status=400, session_id=b"", body=b"Invalid Content-Type header")
+    started, body = await exchange(RejectionMessages(rejecting), [(b"content-type", b"text/plain")])
+    assert started["status"] == 400 and header(started["headers"], b"content-type") == "application/json"
+    assert json.loads(body["body"])["error"] == {
+        "code": -32600,
+        "message": "Content-Type header 'text/plain' is not accepted; send the JSON-RPC message as application/json",
+    }
+
+
+async def test_another_400_passes_through_unchanged():
+    passing = Recorded(status=400, session_id=b"", body=b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700}}')
+    started, body = await exchange(RejectionMessages(passing))
+    assert started["status"] == 400 and body["body"] == b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700}}'

@@ -13,10 +13,11 @@ from app.logs import session_fingerprint
 INSTANCE_HEADER = "x-mcp-instance"
 _LOGGED_BODY_BYTES = 64 * 1024
 access_log = logging.getLogger("app.access")
-# The SDK's plain-text rejection bodies, and the header and setting each one is about.
+# The SDK's plain-text rejection bodies, and the header and setting each one is about (None: no setting).
 _SDK_REJECTIONS = {
     b"Invalid Host header": ("host", "MCP_ALLOWED_HOSTS"),
     b"Invalid Origin header": ("origin", "MCP_ALLOWED_ORIGINS"),
+    b"Invalid Content-Type header": ("content-type", None),
 }
 
 
@@ -133,7 +134,8 @@ class StatelessGetRefused:
 
 
 class RejectionMessages:
-    """Turns the SDK's plain-text Host/Origin rejections (421/403) into JSON-RPC errors that name the fix."""
+    """Turns the SDK's plain-text Host, Origin and Content-Type rejections (421, 403, 400) into JSON-RPC
+    errors that name the fix."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -145,7 +147,7 @@ class RejectionMessages:
         held: list[Message] = []
 
         async def rewrite(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] in (403, 421):
+            if message["type"] == "http.response.start" and message["status"] in (400, 403, 421):
                 held.append(message)  # wait for the body to know whether it is the SDK's rejection
                 return
             if held and message["type"] == "http.response.body":
@@ -163,8 +165,11 @@ class RejectionMessages:
             await send(held.pop())
 
 
-def _rejection_body(scope: Scope, name: str, setting: str) -> bytes:
+def _rejection_body(scope: Scope, name: str, setting: str | None) -> bytes:
     value = header(scope.get("headers", []), name.encode())
+    if setting is None:
+        message = f"Content-Type header {value!r} is not accepted; send the JSON-RPC message as application/json"
+        return json_rpc_error(-32600, message)
     message = f"{name.title()} header {value!r} is not allowed by this server; add it to {setting}"
     if name == "host":
         message += " (and have the proxy forward the client's Host, as nginx's $http_host does)"

@@ -98,10 +98,10 @@ def newest_first(ring: Sequence[RingKey]) -> tuple[RingKey, ...]:
     return tuple(sorted(ring, key=lambda key: -key.seals_from))
 
 
-def ring_security(keys: Sequence[bytes]) -> tuple[RequestStateSecurity, KeyRingCodec]:
+def ring_security(keys: Sequence[bytes], ttl: float = STATE_TTL_SECONDS) -> tuple[RequestStateSecurity, KeyRingCodec]:
     """The SDK policy over a ring; given `keys` (newest first) make a fixed ring, none an empty one for Redis."""
     codec = KeyRingCodec([RingKey(key, -index) for index, key in enumerate(keys)])
-    return RequestStateSecurity(codec=codec, ttl=STATE_TTL_SECONDS), codec
+    return RequestStateSecurity(codec=codec, ttl=ttl), codec
 
 
 def seal_with(mcp: MCPServer, security: RequestStateSecurity) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from loadtest.faults import report
 from loadtest.faults.catalogue import FAULTS
 from loadtest.faults.scorecard import CONFIGURATIONS, QUICK_CONFIGURATIONS, as_json, score
-from loadtest.results import embed, machine
+from loadtest.results import machine, write_results
 from loadtest.topology import PROJECT_ROOT
 
 
@@ -44,14 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         "sessions": args.sessions,
         "rows": as_json(rows),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "faults.json").write_text(json.dumps(run, indent=2) + "\n")
-    (args.out / "faults.md").write_text(report.markdown(run))
-    (args.out / "summary.md").write_text(report.summary(run))
-    for page in args.page:
-        for kind, source in (("faults", "faults.md"), ("scorecard", "summary.md")):
-            if f"<!-- {kind}: " in page.read_text():
-                embed(page, kind, args.out / source)
+    files = {
+        "faults.json": json.dumps(run, indent=2) + "\n",
+        "faults.md": report.markdown(run),
+        "summary.md": report.summary(run),
+    }
+    write_results(args.out, files, args.page, {"faults": "faults.md", "scorecard": "summary.md"})
     misses = [f"{row.store}/{row.policy}, {row.fault}: {'; '.join(row.misses)}" for row in rows if row.misses]
     print("\n".join(["faults: goals missed:", *misses] if misses else ["faults: every goal met"]))
     return 1 if misses else 0

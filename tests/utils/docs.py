@@ -48,6 +48,18 @@ def shell_env(tmp_path: Path) -> dict[str, str]:
     return {**env, "MCP_STACK_DIR": str(tmp_path / "stack"), "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
 
 
+def run_block_in(name: str, tmp: Path, timeout: float = 540) -> subprocess.CompletedProcess:
+    """Run one block as a reader would, with its temporary files (`TMPDIR`) in `tmp`."""
+    return subprocess.run(
+        ["bash", "-c", f"exec {blocks()[name][0]}"],
+        cwd=PROJECT_ROOT,
+        env={**shell_env(tmp), "TMPDIR": str(tmp)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def run_blocks(names: list[str], env: dict[str, str]) -> dict[str, str]:
     """Run blocks in one bash, as a reader pasting them in order would; return each block's output."""
     script = "".join(f"printf '\\n=== {name}\\n'\n{blocks()[name][0]}" for name in names)
