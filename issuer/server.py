@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from issuer.signing import SigningKey, write_private
+from issuer.signing import SigningKey, write_whole
 
 TOKEN_SECONDS = 600
 MAX_FORM_BYTES = 8 * 1024
@@ -34,9 +34,7 @@ def issuer_app(settings: IssuerSettings) -> Starlette:
     key = SigningKey.load_or_create(settings.state_dir / "signing-key.json")
     clients = _client_secrets(settings.state_dir / "clients", settings.clients)
     if settings.jwks_file is not None:
-        partial = settings.jwks_file.with_name(f".{settings.jwks_file.name}.partial")
-        partial.write_text(json.dumps(key.jwks()))
-        partial.replace(settings.jwks_file)
+        write_whole(settings.jwks_file, json.dumps(key.jwks()), mode=0o644)  # public keys, for the apps
 
     async def metadata(_: Request) -> JSONResponse:
         return JSONResponse(
@@ -85,7 +83,7 @@ def _client_secrets(folder: Path, names: tuple[str, ...]) -> dict[str, str]:
     folder.mkdir(mode=0o700, exist_ok=True)
     for name in names:
         if not (folder / name).exists():
-            write_private(folder / name, secrets.token_urlsafe(24))
+            write_whole(folder / name, secrets.token_urlsafe(24))
     return {name: (folder / name).read_text().strip() for name in names}
 
 

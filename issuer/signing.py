@@ -32,7 +32,7 @@ class SigningKey:
             pem = key.private_key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
-            write_private(path, json.dumps({"kid": key.key_id, "pem": pem.decode()}))
+            write_whole(path, json.dumps({"kid": key.key_id, "pem": pem.decode()}))
         kept = json.loads(path.read_text())
         return cls(serialization.load_pem_private_key(kept["pem"].encode(), password=None), kept["kid"])
 
@@ -49,10 +49,10 @@ class SigningKey:
         )
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file only this user may read, whole or not at all."""
+def write_whole(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write a file whole or not at all; by default one only this user may read."""
     partial = path.with_name(f".{path.name}.partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(descriptor, "w") as file:
         file.write(text)
     partial.replace(path)

@@ -19,18 +19,18 @@ from app.asgi import create_app
 from app.auth import keys as auth_keys
 from app.settings import SettingsError
 from issuer.signing import SigningKey
+from loadtest.client.legacy import ACCEPT_BOTH, LEGACY_VERSION
+from loadtest.client.modern import MODERN_VERSION
+from loadtest.hostile import wire
 from tests.utils.asgi import served
 from tests.utils.tokens import ISSUER, RESOURCE, TestIssuer
 
 pytestmark = pytest.mark.anyio
-MODERN = "2026-07-28"
-LEGACY = "2025-11-25"
-ACCEPT = "application/json, text/event-stream"
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 0,
     "method": "initialize",
-    "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    "params": {"protocolVersion": LEGACY_VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }
 METADATA_URL = "http://mcp.test/.well-known/oauth-protected-resource/mcp"
 
@@ -45,23 +45,14 @@ def settings(issuer: TestIssuer, **env: str) -> InstanceSettings:
 
 
 def modern(tool: str, arguments: dict, **params) -> tuple[dict, dict]:
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
-    }
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments, "_meta": meta, **params},
-    }
-    headers = {"accept": ACCEPT, "mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": tool}
-    return body, headers
+    """A 2026-07-28 tools/call's body and headers, without a token (each test adds its own)."""
+    names = {"Mcp-Method": "tools/call", "Mcp-Name": tool}
+    return wire.call_body(tool, arguments, MODERN_VERSION, **params), wire.headers(None, None, MODERN_VERSION, **names)
 
 
 async def test_a_request_without_a_token_is_told_where_to_get_one(issuer):
     async with served(create_app(settings(issuer))) as client:
-        response = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT})
+        response = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH})
         metadata = await client.get("/.well-known/oauth-protected-resource/mcp")
         health = await client.get("/healthz")
     assert response.status_code == 401
@@ -88,8 +79,8 @@ async def test_a_request_without_a_token_is_told_where_to_get_one(issuer):
 )
 async def test_a_token_for_another_audience_issuer_or_time_is_refused_with_the_reason(issuer, claims, reason):
     async with served(create_app(settings(issuer))) as client:
-        refused = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer(**claims)})
-        accepted = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+        refused = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer(**claims)})
+        accepted = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer()})
     assert refused.status_code == 401
     assert refused.json()["error"]["message"] == f"Unauthorized: {reason}"
     assert f'error="invalid_token", error_description="{reason}"' in refused.headers["www-authenticate"]
@@ -103,7 +94,9 @@ async def test_unsigned_shared_secret_and_foreign_key_tokens_are_refused(issuer)
     foreign = SigningKey.generate().mint(ISSUER, "mallory", RESOURCE)  # a key the JWKS does not hold
     async with served(create_app(settings(issuer))) as client:
         answers = [
-            await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, "authorization": f"Bearer {token}"})
+            await client.post(
+                "/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, "authorization": f"Bearer {token}"}
+            )
             for token in (unsigned, shared_secret, foreign, "not-a-jwt")
         ]
     assert [a.status_code for a in answers] == [401] * 4
@@ -117,11 +110,11 @@ async def test_unsigned_shared_secret_and_foreign_key_tokens_are_refused(issuer)
 async def test_a_rotated_key_is_fetched_when_a_token_names_it(issuer, monkeypatch):
     monkeypatch.setattr(auth_keys, "REFRESH_SECONDS", 0.0)
     async with served(create_app(settings(issuer))) as client:
-        old = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+        old = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer()})
         new_key = SigningKey.generate()
         issuer.publish(new_key, issuer.key)
         issuer.key = new_key
-        new = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+        new = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer()})
     assert (old.status_code, new.status_code) == (200, 200)
 
 
@@ -142,9 +135,9 @@ async def test_a_jwks_fetched_from_a_url_verifies_and_one_that_fails_verifies_no
     served_keys = settings(issuer, MCP_AUTH_JWKS=f"{jwks_url}/jwks.json")
     missing_keys = settings(issuer, MCP_AUTH_JWKS=f"{jwks_url}/missing.json")
     async with served(create_app(served_keys)) as client:
-        accepted = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+        accepted = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer()})
     async with served(create_app(missing_keys)) as client:
-        refused = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+        refused = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer()})
         health = await client.get("/healthz")
     assert accepted.status_code == 200
     assert refused.status_code == 401 and "is not in the issuer's JWKS" in refused.json()["error"]["message"]
@@ -153,9 +146,9 @@ async def test_a_jwks_fetched_from_a_url_verifies_and_one_that_fails_verifies_no
 
 async def test_a_required_scope_is_checked(issuer):
     async with served(create_app(settings(issuer, MCP_AUTH_SCOPES="mcp:tools"))) as client:
-        lacking = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer()})
+        lacking = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer()})
         holding = await client.post(
-            "/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer(scope="openid mcp:tools")}
+            "/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer(scope="openid mcp:tools")}
         )
     assert lacking.status_code == 403
     assert 'error="insufficient_scope"' in lacking.headers["www-authenticate"]
@@ -166,8 +159,12 @@ async def test_a_required_scope_is_checked(issuer):
 async def test_a_session_is_refused_to_another_principal_as_if_unknown(issuer):
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "increment", "arguments": {}}}
     async with served(create_app(settings(issuer))) as client:
-        opened = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer("alice")})
-        session = {"accept": ACCEPT, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": LEGACY}
+        opened = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer("alice")})
+        session = {
+            "accept": ACCEPT_BOTH,
+            "mcp-session-id": opened.headers["mcp-session-id"],
+            "mcp-protocol-version": LEGACY_VERSION,
+        }
         by_bob = await client.post("/mcp", json=call, headers={**session, **issuer.bearer("bob")})
         by_alice = await client.post("/mcp", json=call, headers={**session, **issuer.bearer("alice")})
     assert by_bob.status_code == 404
@@ -177,13 +174,14 @@ async def test_a_session_is_refused_to_another_principal_as_if_unknown(issuer):
 
 
 async def test_a_principal_holding_its_share_of_sessions_opens_no_more_while_others_do(issuer):
-    initialize = {"json": INITIALIZE, "headers": {"accept": ACCEPT, **issuer.bearer("alice")}}
+    initialize = {"json": INITIALIZE, "headers": {"accept": ACCEPT_BOTH, **issuer.bearer("alice")}}
     async with served(create_app(settings(issuer, MCP_MAX_SESSIONS_PER_PRINCIPAL="2"))) as client:
         held = [(await client.post("/mcp", **initialize)).headers["mcp-session-id"] for _ in range(2)]
         refused = await client.post("/mcp", **initialize)
-        by_bob = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT, **issuer.bearer("bob")})
+        by_bob = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer("bob")})
         ended = await client.delete(
-            "/mcp", headers={"mcp-session-id": held[0], "mcp-protocol-version": LEGACY, **issuer.bearer("alice")}
+            "/mcp",
+            headers={"mcp-session-id": held[0], "mcp-protocol-version": LEGACY_VERSION, **issuer.bearer("alice")},
         )
         again = await client.post("/mcp", **initialize)
     assert refused.status_code == 429

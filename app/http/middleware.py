@@ -13,11 +13,15 @@ from app.logs import session_fingerprint
 INSTANCE_HEADER = "x-mcp-instance"
 _LOGGED_BODY_BYTES = 64 * 1024
 access_log = logging.getLogger("app.access")
-# The SDK's plain-text rejection bodies, and the header and setting each one is about (None: no setting).
+# The SDK's plain-text rejection bodies, the header each one is about, and what fixes it.
 _SDK_REJECTIONS = {
-    b"Invalid Host header": ("host", "MCP_ALLOWED_HOSTS"),
-    b"Invalid Origin header": ("origin", "MCP_ALLOWED_ORIGINS"),
-    b"Invalid Content-Type header": ("content-type", None),
+    b"Invalid Host header": (
+        "host",
+        "is not allowed by this server; add it to MCP_ALLOWED_HOSTS "
+        "(and have the proxy forward the client's Host, as nginx's $http_host does)",
+    ),
+    b"Invalid Origin header": ("origin", "is not allowed by this server; add it to MCP_ALLOWED_ORIGINS"),
+    b"Invalid Content-Type header": ("content-type", "is not accepted; send the JSON-RPC message as application/json"),
 }
 
 
@@ -165,15 +169,9 @@ class RejectionMessages:
             await send(held.pop())
 
 
-def _rejection_body(scope: Scope, name: str, setting: str | None) -> bytes:
+def _rejection_body(scope: Scope, name: str, fix: str) -> bytes:
     value = header(scope.get("headers", []), name.encode())
-    if setting is None:
-        message = f"Content-Type header {value!r} is not accepted; send the JSON-RPC message as application/json"
-        return json_rpc_error(-32600, message)
-    message = f"{name.title()} header {value!r} is not allowed by this server; add it to {setting}"
-    if name == "host":
-        message += " (and have the proxy forward the client's Host, as nginx's $http_host does)"
-    return json_rpc_error(-32600, message)
+    return json_rpc_error(-32600, f"{name.title()} header {value!r} {fix}")
 
 
 def _rpc_method(body: bytes) -> str | None:

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from loadtest.hostile.wire import LEGACY, MODERN, Answer, Wire, call_body, headers, initialize_body
+from loadtest.client.legacy import LEGACY_VERSION
+from loadtest.client.modern import MODERN_VERSION
+from loadtest.hostile.wire import Answer, Wire, call_body, headers, initialize_body
 
 NESTING = 100_000
 BIG_BODY = 5 * 1024 * 1024  # past nginx's and the SDK's 4 MiB
@@ -40,17 +42,19 @@ class Target:
         opened = self.wire.send(initialize_body(), headers(self.tokens[subject]), source=source)
         if opened.session_id:
             initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-            self.wire.send(initialized, headers(self.tokens[subject], opened.session_id, LEGACY), source=source)
+            self.wire.send(initialized, headers(self.tokens[subject], opened.session_id, LEGACY_VERSION), source=source)
         return opened
 
-    def modern(self, tool: str, arguments: dict, subject: str = "alice", **params) -> Answer:
+    def modern(
+        self, tool: str, arguments: dict, subject: str = "alice", *, source: str = "127.0.0.1", **params
+    ) -> Answer:
+        """A 2026-07-28 tools/call as `subject`, from `source`; `params` go beside the name and arguments."""
+        body = call_body(tool, arguments, MODERN_VERSION, **params)
         names = {"Mcp-Method": "tools/call", "Mcp-Name": tool}
-        return self.wire.send(
-            call_body(tool, arguments, MODERN, **params), headers(self.tokens[subject], None, MODERN, **names)
-        )
+        return self.wire.send(body, headers(self.tokens[subject], None, MODERN_VERSION, **names), source=source)
 
     def in_session(self, body: dict, session_id: str | None, subject: str = "alice", **extra: str) -> Answer:
-        return self.wire.send(body, headers(self.tokens[subject], session_id, LEGACY, **extra))
+        return self.wire.send(body, headers(self.tokens[subject], session_id, LEGACY_VERSION, **extra))
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,9 @@ def _other_principals_session(t: Target) -> Answer:
 def _headers_disagree(header: str, value: str) -> Callable[[Target], Answer]:
     def run(t: Target) -> Answer:
         names = {"Mcp-Method": "tools/call", "Mcp-Name": "whoami", header: value}
-        return t.wire.send(call_body("whoami", {}, MODERN), headers(t.tokens["alice"], None, MODERN, **names))
+        return t.wire.send(
+            call_body("whoami", {}, MODERN_VERSION), headers(t.tokens["alice"], None, MODERN_VERSION, **names)
+        )
 
     return run
 
@@ -149,9 +155,9 @@ def _two_get_streams(t: Target) -> Answer:
     opened = t.open("alice")
     first = t.wire.connect()
     try:
-        first.request("GET", t.wire.path, headers=headers(t.tokens["alice"], opened.session_id, LEGACY))
+        first.request("GET", t.wire.path, headers=headers(t.tokens["alice"], opened.session_id, LEGACY_VERSION))
         first.getresponse()  # the stream's headers: it is open from here on
-        return t.wire.send(None, headers(t.tokens["alice"], opened.session_id, LEGACY), method="GET")
+        return t.wire.send(None, headers(t.tokens["alice"], opened.session_id, LEGACY_VERSION), method="GET")
     finally:
         first.close()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from issuer.signing import SigningKey
 from loadtest.hostile.cases import CASES, Case, Target
-from loadtest.hostile.wire import MODERN, Answer, Wire, call_body, headers
+from loadtest.hostile.wire import Answer, Wire
 from loadtest.stack import Stack, free_port
 
 ISSUER, RESOURCE = "https://issuer.hostile.test", "http://mcp.hostile.test/mcp"
@@ -96,10 +96,7 @@ def _serves_another_client(target: Target) -> bool:
     """carol, from an address of her own, calls a tool (and, stateful, opens a session) within the bounds."""
     deadline = time.monotonic() + 5  # a per-client bound a case reached is carol's to stay clear of
     while True:
-        names = {"Mcp-Method": "tools/call", "Mcp-Name": "whoami"}
-        called = target.wire.send(
-            call_body("whoami", {}, MODERN), headers(target.tokens["carol"], None, MODERN, **names), source=OTHER_CLIENT
-        )
+        called = target.modern("whoami", {}, "carol", source=OTHER_CLIENT)
         opened = target.open("carol", source=OTHER_CLIENT) if target.stateful else called
         if called.error == "ok" and opened.status == 200:
             return True

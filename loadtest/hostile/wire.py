@@ -9,9 +9,10 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from loadtest.client.legacy import ACCEPT_BOTH, LEGACY_VERSION
+from loadtest.client.modern import MODERN_VERSION
+
 HANG_SECONDS = 20.0  # no answer within this is a hang
-ACCEPT = "application/json, text/event-stream"
-LEGACY, MODERN = "2025-11-25", "2026-07-28"
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def describe(message: object) -> str:
 
 def headers(token: str | None = None, session_id: str | None = None, version: str | None = None, **extra: str):
     """The headers of an MCP POST: JSON in, JSON or SSE out, and the bearer token, session and version given."""
-    found = {"Content-Type": "application/json", "Accept": ACCEPT}
+    found = {"Content-Type": "application/json", "Accept": ACCEPT_BOTH}
     if token:
         found["Authorization"] = f"Bearer {token}"
     if session_id:
@@ -107,17 +108,17 @@ def headers(token: str | None = None, session_id: str | None = None, version: st
 
 
 def initialize_body(request_id: int = 0) -> dict:
-    params = {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "hostile", "version": "1"}}
+    params = {"protocolVersion": LEGACY_VERSION, "capabilities": {}, "clientInfo": {"name": "hostile", "version": "1"}}
     return {"jsonrpc": "2.0", "id": request_id, "method": "initialize", "params": params}
 
 
 def call_body(tool: str, arguments: dict, version: str | None = None, request_id: int = 1, **params) -> dict:
     """A tools/call; with `version` 2026-07-28, the per-request metadata that protocol carries."""
     body_params = {"name": tool, "arguments": arguments, **params}
-    if version == MODERN:
+    if version == MODERN_VERSION:
         capabilities = {"elicitation": {}, "sampling": {}}
         body_params["_meta"] = {
-            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
             "io.modelcontextprotocol/clientCapabilities": capabilities,
         }
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": body_params}

@@ -14,7 +14,9 @@ from mcp.types import CreateMessageResult, ElicitResult, TextContent
 
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
+from loadtest.client.modern import MODERN_VERSION
 from loadtest.compose import docker_unavailable
+from loadtest.hostile import wire
 
 SAMPLED_TEXT = "a short analysis"
 NO_BACK_CHANNEL = "this transport context has no back-channel for server-initiated requests."
@@ -93,34 +95,14 @@ def port_free(port: int) -> None:
             pytest.fail(f"port {port} is in use: the docs' commands need it (a stack or Locust still up?)")
 
 
-MODERN = "2026-07-28"
+MODERN = MODERN_VERSION
 
 
 def modern_call(url: str, tool: str, arguments: dict, *, token: str | None = None, **params) -> requests.Response:
     """One 2026-07-28 tools/call as raw HTTP (with `token` as its bearer token)."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": tool,
-            "arguments": arguments,
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": MODERN,
-                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}, "sampling": {}},
-            },
-            **params,
-        },
-    }
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": MODERN,
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": tool,
-        **({"Authorization": f"Bearer {token}"} if token else {}),
-    }
-    return requests.post(url, json=body, headers=headers, timeout=10)
+    names = {"Mcp-Method": "tools/call", "Mcp-Name": tool}
+    body, sent = wire.call_body(tool, arguments, MODERN, **params), wire.headers(token, None, MODERN, **names)
+    return requests.post(url, json=body, headers=sent, timeout=10)
 
 
 def ask(url: str, tool: str, arguments: dict, token: str | None = None) -> tuple[requests.Response, dict, str]:
