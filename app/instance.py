@@ -16,6 +16,7 @@ This module only composes; each concern lives in its own subpackage.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -64,6 +65,12 @@ NO_AUTHENTICATION = (
     "NO AUTHENTICATION: MCP_AUTH_JWKS is not set, so anyone who reaches this server may open sessions and call "
     "every tool, and a session's id is the only credential of its session. Fine on a laptop; in front of users "
     "set MCP_AUTH_JWKS, MCP_AUTH_ISSUER and MCP_AUTH_RESOURCE (docs/configuration.md, Authentication)."
+)
+
+FORWARDED_TO_PUBLIC_PORT = (
+    "FORWARDING ON THE PUBLIC PORT: MCP_FORWARD_PORT is not set, so the other instances forward sessions' "
+    "requests to the port clients use, and whatever reaches it may try signed hops. Set MCP_FORWARD_PORT, and "
+    "MCP_FORWARD_HOST to an address only the instances reach (docs/configuration.md, Forwarding)."
 )
 
 
@@ -118,8 +125,11 @@ class Instance:
         self.shared = self._share_events(redis) if redis is not None else None
         self.member = None
         if registry is not None:
-            worker_host = settings.listen_host if settings.workers > 1 else None
-            self.member = ClusterMember(redis, registry, self.subscriptions, settings.is_peer, worker_host)
+            ports = settings.forward_ports
+            forward_to = (settings.forward_address, ports) if ports is not None else None
+            if forward_to is None and not ipaddress.ip_address(settings.listen_host).is_loopback:
+                log.warning(FORWARDED_TO_PUBLIC_PORT)
+            self.member = ClusterMember(redis, registry, self.subscriptions, settings.is_peer, forward_to)
         backend = (
             state.RedisSessionState(redis, registry.tenure)
             if registry is not None

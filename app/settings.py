@@ -51,6 +51,7 @@ LOOPBACK_PEERS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _INSTANCE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _HOST_PATTERN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:(\*|[0-9]{1,5}))?$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 _MIN_KEY_BYTES = 32
 
 
@@ -68,6 +69,8 @@ class InstanceSettings:
     redis_password: str | None = field(default=None, repr=False)  # read from MCP_REDIS_PASSWORD_FILE
     redis_wait_replicas: int = 0  # replicas a write must reach before it is answered (Redis WAIT)
     advertise_url: str | None = None  # where the other instances reach this one; default from the listen address
+    forward_host: str | None = None  # the address forwarded requests arrive on (default: the listen host)
+    forward_port: int | None = None  # set: they arrive on this port only (the first of MCP_WORKERS ports)
     peer_urls: tuple[str, ...] = LOOPBACK_PEERS  # the only URLs a request is forwarded to (`*` matches any run)
     request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
     request_state_ttl: float = 300.0  # how long a sealed requestState opens: a person answering, with room
@@ -107,6 +110,8 @@ class InstanceSettings:
             "redis_password": reader.get("MCP_REDIS_PASSWORD_FILE", _secret_file, None),
             "redis_wait_replicas": reader.get("MCP_REDIS_WAIT_REPLICAS", _int_between(0, 16), 0),
             "advertise_url": reader.get("MCP_ADVERTISE_URL", _http_url, None),
+            "forward_host": reader.get("MCP_FORWARD_HOST", _host_name, None),
+            "forward_port": reader.get("MCP_FORWARD_PORT", _int_between(1, 65535), None),
             "peer_urls": reader.get("MCP_PEER_URLS", _peer_patterns, LOOPBACK_PEERS),
             "request_state_keys": reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
             "request_state_ttl": reader.get("MCP_REQUEST_STATE_TTL", _seconds, 300.0),
@@ -149,6 +154,7 @@ class InstanceSettings:
                     "network could read and rewrite every session; give the Redis user's password in a file, "
                     "MCP_REDIS_PASSWORD_FILE=/run/secrets/redis-password"
                 )
+        self._check_forwarding()
         if self.session_store is SessionStore.REDIS and not self.is_peer(self.internal_url):
             raise SettingsError(
                 f"this instance's own URL {self.internal_url} is not in MCP_PEER_URLS ({', '.join(self.peer_urls)}), "
@@ -156,6 +162,21 @@ class InstanceSettings:
             )
 
         self._check_auth()
+
+    def _check_forwarding(self) -> None:
+        if (ports := self.forward_ports) is None or ports[0] == 0:
+            return
+        if ports[-1] > 65535 or self.listen_port in ports:
+            raise SettingsError(
+                f"MCP_FORWARD_PORT={ports[0]} with MCP_WORKERS={self.workers} takes ports {ports[0]}..{ports[-1]}, "
+                f"which must lie below 65536 and leave out MCP_LISTEN_PORT ({self.listen_port}); pick another"
+            )
+        advertised = urlsplit(self.advertise_url).port if self.advertise_url else None
+        if self.workers == 1 and advertised not in (None, ports[0]):
+            raise SettingsError(
+                f"MCP_ADVERTISE_URL names port {advertised} and MCP_FORWARD_PORT is {ports[0]}: the other instances "
+                "forward to the advertised URL, which must name the forwarding port (or leave MCP_ADVERTISE_URL unset)"
+            )
 
     def _check_auth(self) -> None:
         given = {"MCP_AUTH_ISSUER": self.auth_issuer, "MCP_AUTH_RESOURCE": self.auth_resource}
@@ -186,13 +207,31 @@ class InstanceSettings:
         return any(fnmatchcase(url, pattern) for pattern in self.peer_urls)
 
     @property
+    def forward_ports(self) -> tuple[int, ...] | None:
+        """The ports this process may take for the requests other processes forward to it (0: one the kernel
+        picks), or None when they come to the public port with the clients'."""
+        if self.session_store is not SessionStore.REDIS:
+            return None  # nothing is forwarded
+        if self.forward_port is not None:
+            return tuple(range(self.forward_port, self.forward_port + self.workers))
+        return (0,) if self.workers > 1 else None  # workers share the public port: each needs one of its own
+
+    @property
+    def forward_address(self) -> str:
+        """The host the forwarding port is bound to (MCP_FORWARD_HOST, default the listen host)."""
+        return self.forward_host or self.listen_host
+
+    @property
     def internal_url(self) -> str:
-        """Where the other instances reach this one to forward a session's requests (MCP_ADVERTISE_URL)."""
+        """Where the other instances reach this one to forward a session's requests (MCP_ADVERTISE_URL); with
+        several workers, each replaces the port with its own."""
         if self.advertise_url is not None:
             return self.advertise_url
-        host = socket.gethostname() if ipaddress.ip_address(self.listen_host).is_unspecified else self.listen_host
+        host = self.forward_host or self.listen_host
+        if _is_ip(host) and ipaddress.ip_address(host).is_unspecified:
+            host = socket.gethostname()
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.listen_port}"
+        return f"http://{host}:{self.forward_port or self.listen_port}"
 
 
 class EnvReader:
@@ -278,6 +317,20 @@ def _ip_address(raw: str) -> str:
     except ValueError:
         raise ValueError("is not an IP address; valid values: e.g. 127.0.0.1 or 0.0.0.0") from None
     return raw
+
+
+def _host_name(raw: str) -> str:
+    if not (_is_ip(raw) or _HOST_NAME.match(raw)):
+        raise ValueError("is not an IP address or host name; valid values: e.g. 10.0.1.5 or app1-peer")
+    return raw
+
+
+def _is_ip(raw: str) -> bool:
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def _hosts(raw: str) -> tuple[str, ...]:

@@ -90,6 +90,7 @@ class Stack:
     redis_links: bool = False  # each instance reaches Redis through a link of its own, which a fault can cut
     app_env: dict[str, str] = field(default_factory=dict)  # extra MCP_* settings for every instance
     nginx_env: dict[str, str] = field(default_factory=dict)  # e.g. NGINX_REQUESTS_PER_CLIENT (nginx/run-nginx.sh)
+    forward_ports: dict[str, int] = field(default_factory=dict)  # each instance's MCP_FORWARD_PORT (Redis store)
     procs: list[Proc] = field(default_factory=list)
 
     @property
@@ -99,6 +100,10 @@ class Stack:
     def instance_url(self, name: str) -> str:
         """The /mcp URL of one app instance, bypassing nginx."""
         return f"http://127.0.0.1:{self.proc(name).port}/mcp"
+
+    def forwarding_url(self, name: str) -> str:
+        """The /mcp URL of an instance's forwarding port, where only the other instances' requests are taken."""
+        return f"http://127.0.0.1:{self.forward_ports[name]}/mcp"
 
     def proc(self, name: str) -> Proc:
         return next(p for p in self.procs if p.name == name)
@@ -236,6 +241,9 @@ class Stack:
             self.procs.append(self._spawn_redis("redis-replica", free_port(), replica_of=primary))
             replica = self.proc("redis-replica").port
             self.procs += [self._spawn_sentinel(name, free_port(), primary, replica) for name in SENTINELS]
+        if self.store == "redis":  # with MCP_WORKERS=N, worker k takes the k-th port from this one
+            workers = int(self.app_env.get("MCP_WORKERS", "1"))
+            self.forward_ports = {name: free_ports(workers) for name in INSTANCES}
         for name in INSTANCES:
             self.procs.append(self._spawn_instance(name, free_port()))
         site = self.run_dir / "nginx-site"
@@ -292,6 +300,7 @@ class Stack:
             "MCP_REDIS_URL": self.instance_redis_url(name),
             "MCP_REDIS_PASSWORD_FILE": str(self.password_file()),
             **({"MCP_REDIS_WAIT_REPLICAS": "1"} if self.redis == "ha" else {}),  # each write on the replica too
+            **({"MCP_FORWARD_PORT": str(self.forward_ports[name])} if name in self.forward_ports else {}),
             **self.app_env,
         }
         cmd = [sys.executable, "-m", self.server]
@@ -391,7 +400,8 @@ class Stack:
         for proc in self.procs:
             running = "running" if proc.alive() else "stopped"
             health = "healthy" if proc.alive() and _healthy(proc) else "not answering"
-            lines.append(f"  {proc.name:<6} pid={proc.pid:<8} port={proc.port:<6} {running}, {health}")
+            forwarding = f" forwarding port={self.forward_ports[proc.name]}" if proc.name in self.forward_ports else ""
+            lines.append(f"  {proc.name:<6} pid={proc.pid:<8} port={proc.port:<6} {running}, {health}{forwarding}")
         return lines
 
 
@@ -426,6 +436,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports free on 127.0.0.1."""
+    while True:
+        first = free_port()
+        if first + count <= 65536 and all(_free(port) for port in range(first + 1, first + count)):
+            return first
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def process_alive(pid: int) -> bool:

@@ -117,6 +117,14 @@ async def test_2026_clients_share_keys_counters_and_updates_through_round_robin(
     done = modern_call(stack.url, "confirm_action", {"action": "compose"}, inputResponses=answers, requestState=state)
     assert done.json()["result"]["content"][0]["text"] == "confirmed: compose"
     assert instance(asked) != instance(done)
+    replays = [
+        modern_call(stack.url, "confirm_action", {"action": "compose"}, inputResponses=answers, requestState=state)
+        for _ in range(2)  # on the two other containers: the state was used once, cluster-wide
+    ]
+    assert {instance(replay) for replay in replays} | {instance(done)} == INSTANCES
+    for replay in replays:
+        error = replay.json()["error"]
+        assert (error["code"], error["message"]) == (-32602, "Invalid or expired requestState")
     handle = modern_call(stack.url, "open_counter", {}).json()["result"]["structuredContent"]["handle"]
     calls = [modern_call(stack.url, "increment", {"handle": handle}) for _ in range(3)]
     assert [(c.json()["result"]["structuredContent"]["result"]) for c in calls] == [1, 2, 3]

@@ -3,7 +3,8 @@
 default environment, plus what changed on purpose since: the apps' stop_grace_period and
 MCP_REDIS_WAIT_REPLICAS, Redis's append-only file and its volume, the redis-ha profile, Redis locked
 down (redis-init, its ACL users and password, the backend network, maxmemory), every container
-hardened, nginx's per-client bounds, the auth settings and the `auth` profile's local issuer). Compose 1.29
+hardened, nginx's per-client bounds, the auth settings and the `auth` profile's local issuer, the forwarding
+port on the backend network). Compose 1.29
 reads the same file: tests/test_compose_v1.py runs a profile with it."""
 
 from __future__ import annotations
@@ -66,3 +67,22 @@ def test_every_service_of_every_profile_is_hardened():
             assert service["read_only"] and service["cap_drop"] == ["ALL"], (profile, name)
             assert service.get("cap_add", []) in ([], ["CHOWN"]), (profile, name)
             assert "no-new-privileges:true" in service["security_opt"], (profile, name)
+
+
+def test_every_app_forwards_on_a_name_only_the_backend_network_knows():
+    """MCP_FORWARD_HOST is the app's alias on `backend` and on no other network, and the peers list it."""
+    from fnmatch import fnmatchcase
+
+    checked = set()
+    for profile, services in json.loads(SNAPSHOT.read_text()).items():
+        for name, service in services.items():
+            env = service.get("environment", {})
+            if not name.startswith("app"):
+                continue
+            checked.add(name)
+            host, networks = env["MCP_FORWARD_HOST"], service["networks"]
+            assert networks["backend"]["aliases"] == [host], (profile, name)
+            assert all(host not in (net or {}).get("aliases", []) for key, net in networks.items() if key != "backend")
+            url = f"http://{host}:{env['MCP_FORWARD_PORT']}"
+            assert any(fnmatchcase(url, pattern) for pattern in env["MCP_PEER_URLS"].split(",")), (profile, name)
+    assert len(checked) == 3 * len(PRESETS), checked

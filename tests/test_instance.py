@@ -3,6 +3,8 @@ mistakes it refuses."""
 
 from __future__ import annotations
 
+import logging
+
 import httpx2
 import pytest
 from mcp.server.mcpserver import MCPServer
@@ -37,3 +39,22 @@ def test_shared_keys_need_a_named_server():
 def test_a_redis_client_needs_the_redis_url_it_belongs_to():
     with pytest.raises(ValueError, match="no Redis URL"):
         instance_app(MCPServer("given"), InstanceSettings("given1"), redis=connect("redis://127.0.0.1:1/0"))
+
+
+@pytest.mark.parametrize(("forward_port", "warned"), [(None, True), (8001, False)])
+def test_forwarding_on_the_public_port_of_a_network_address_is_warned_of(caplog, forward_port, warned):
+    settings = InstanceSettings(
+        "app1",
+        listen_host="0.0.0.0",
+        session_store="redis",
+        redis_url="redis://127.0.0.1:6379/0",
+        forward_port=forward_port,
+        peer_urls=("http://*",),
+    )
+    with caplog.at_level(logging.WARNING, logger="app"):
+        instance_app(MCPServer("cluster"), settings)
+    messages = [record.getMessage() for record in caplog.records]
+    assert (
+        any(message.startswith("FORWARDING ON THE PUBLIC PORT: MCP_FORWARD_PORT is not set") for message in messages)
+        == warned
+    )

@@ -15,6 +15,8 @@ import pytest
 import redis
 import requests
 
+from app.cluster.forward_listener import CLIENTS_ELSEWHERE
+from app.cluster.router import FORWARDED_ELSEWHERE
 from app.shared import keys
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient, stream_messages
@@ -125,28 +127,49 @@ def test_a_forged_forwarding_header_is_refused_and_nothing_runs(shared):
     client = session(shared.url)
     try:
         assert cap.counter(client, expected=1).failure is None
-        forged = requests.post(
-            shared.instance_url("app2"),
-            json={"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "increment"}},
-            headers=client.headers({"X-Mcp-Forwarded": "1700000000;app9:0;00ff"}),
-            timeout=5,
-        )
-        assert forged.status_code == 403
+        call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "increment"}}
+        forged = client.headers({"X-Mcp-Forwarded": "1700000000;app9:0;00ff"})
+        on_public_port = requests.post(shared.instance_url("app2"), json=call, headers=forged, timeout=5)
+        assert on_public_port.status_code == 403
+        assert on_public_port.json()["error"]["message"] == FORWARDED_ELSEWHERE
+        on_forwarding_port = requests.post(shared.forwarding_url("app2"), json=call, headers=forged, timeout=5)
+        assert on_forwarding_port.status_code == 403
         assert (
-            forged.json()["error"]["message"]
+            on_forwarding_port.json()["error"]["message"]
             == "invalid x-mcp-forwarded header; only cluster instances may send it, once"
         )
         odd = requests.post(
-            shared.instance_url("app2"), data=b"{}", headers=client.headers({"X-Mcp-Forwarded": "\u00b2;a;\u00e9"})
+            shared.forwarding_url("app2"),
+            data=b"{}",
+            headers=client.headers({"X-Mcp-Forwarded": "\u00b2;a;\u00e9"}),
         )
         assert odd.status_code == 403
-        assert cap.counter(client, expected=2).failure is None, "the forged call must not have counted"
+        assert cap.counter(client, expected=2).failure is None, "the forged calls must not have counted"
+    finally:
+        client.close()
+
+
+def test_the_forwarding_port_serves_no_client(shared):
+    client = session(shared.url)
+    try:
+        mcp, ping = shared.forwarding_url("app1"), {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        modern = {"Mcp-Protocol-Version": "2026-07-28", "X-Mcp-Forwarded": "1;a;b"}  # a kind never forwarded
+        for url, headers in (
+            (mcp, client.headers()),
+            (mcp.replace("/mcp", "/healthz"), client.headers()),
+            (mcp, {**client.headers(), **modern}),
+        ):
+            answer = requests.post(url, json=ping, headers=headers, timeout=5)
+            assert answer.status_code == 403, (url, headers)
+            assert answer.json()["error"]["message"] == CLIENTS_ELSEWHERE
+        assert cap.counter(client, expected=1).failure is None  # the instance serves its clients on
     finally:
         client.close()
 
 
 def test_a_signed_hop_cannot_carry_another_request(shared):
-    """Even with the secret's signature captured from a real hop, changing the body breaks it."""
+    """Even with the secret's signature captured from a real hop, changing the body breaks it, and only the
+    forwarding port takes it."""
     from app.cluster.forwarding import ForwardSigner
 
     secret = bytes.fromhex(redis.Redis.from_url(shared.redis_url).get(keys.CLUSTER_SECRET).decode())
@@ -155,16 +178,18 @@ def test_a_signed_hop_cannot_carry_another_request(shared):
         owner = client.call_tool("whoami").result["structuredContent"]["instance"]
         signed = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{}}}'
         swapped = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"increment","arguments":{}}}'
-        url, headers = shared.instance_url(owner), client.headers()
+        url, headers = shared.forwarding_url(owner), client.headers()
         # What the owner's router sees: the headers as sent, the session id without its instance prefix.
         sent = requests.Request("POST", url, data=signed, headers=headers).prepare().headers
         seen = {**{k.lower(): v for k, v in sent.items()}, "host": urlsplit(url).netloc}
         seen["mcp-session-id"] = client.session_id.partition(".")[2]
         scope = {"method": "POST", "path": "/mcp", "headers": [(k.encode(), v.encode()) for k, v in seen.items()]}
         headers["X-Mcp-Forwarded"] = ForwardSigner(secret, "test").sign(scope, signed)
+        public = requests.post(shared.instance_url(owner), data=signed, headers=headers, timeout=5)
         genuine = requests.post(url, data=signed, headers=headers, timeout=5)
         tampered = requests.post(url, data=swapped, headers=headers, timeout=5)
         replayed = requests.post(url, data=signed, headers=headers, timeout=5)
+        assert public.status_code == 403 and public.json()["error"]["message"] == FORWARDED_ELSEWHERE
         assert genuine.status_code == 200 and '"instance":"app1"' in genuine.text
         assert tampered.status_code == 403
         assert replayed.status_code == 403 and "once" in replayed.json()["error"]["message"]
@@ -412,7 +437,8 @@ def sse_events(resp):
 
 def test_several_workers_per_instance_share_sessions_through_redis(tmp_path):
     """MCP_WORKERS=2: each worker has its own session table, like separate containers; with the Redis
-    store a request that the kernel hands to the other worker is forwarded to the session's owner."""
+    store a request that the kernel hands to the other worker is forwarded to the session's owner, on the
+    forwarding port that worker took of the two from MCP_FORWARD_PORT."""
     from loadtest.stack import Stack, free_port
 
     settings = {"MCP_WORKERS": "2"}
@@ -436,6 +462,10 @@ def test_several_workers_per_instance_share_sessions_through_redis(tmp_path):
                 assert cap.sampling(client).failure is None
             client.close()
         assert forwarded > 0, "some calls should have reached the worker that does not own their session"
+        first = stack.forward_ports["app1"]
+        for port in (first, first + 1):  # one per worker, both forwarded-only
+            refused = requests.post(f"http://127.0.0.1:{port}/mcp", json={}, timeout=5)
+            assert refused.status_code == 403 and refused.json()["error"]["message"] == CLIENTS_ELSEWHERE
 
 
 def test_concurrent_requests_for_a_dead_owners_session_take_it_over_once(tmp_path):

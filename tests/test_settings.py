@@ -101,6 +101,37 @@ def test_the_internal_url_names_this_instance_for_the_others():
         InstanceSettings.from_env({"MCP_ADVERTISE_URL": "app1:8000"})
 
 
+REDIS_STORE = {"MCP_SESSION_STORE": "redis", "MCP_REDIS_URL": "redis://127.0.0.1:6379/0"}
+
+
+def test_forwarded_requests_get_a_port_of_their_own():
+    assert InstanceSettings.from_env(REDIS_STORE).forward_ports is None  # the public port, as on one host
+    assert InstanceSettings.from_env({**REDIS_STORE, "MCP_WORKERS": "2"}).forward_ports == (0,)  # the kernel's
+    workers = InstanceSettings.from_env({**REDIS_STORE, "MCP_FORWARD_PORT": "8001", "MCP_WORKERS": "3"})
+    assert workers.forward_ports == (8001, 8002, 8003)
+    peer = {"MCP_FORWARD_HOST": "app1-peer", "MCP_FORWARD_PORT": "8001", "MCP_PEER_URLS": "http://app1-peer:*"}
+    given = InstanceSettings.from_env({**REDIS_STORE, **peer, "MCP_LISTEN_HOST": "0.0.0.0"})
+    assert (given.internal_url, given.forward_address) == ("http://app1-peer:8001", "app1-peer")
+    assert InstanceSettings.from_env({"MCP_FORWARD_PORT": "8001"}).forward_ports is None  # memory: none forwarded
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MCP_FORWARD_PORT": "8000"}, "MCP_FORWARD_PORT=8000 with MCP_WORKERS=1 takes ports 8000..8000"),
+        ({"MCP_FORWARD_PORT": "65535", "MCP_WORKERS": "2"}, "takes ports 65535..65536, which must lie below 65536"),
+        (
+            {"MCP_FORWARD_PORT": "8001", "MCP_ADVERTISE_URL": "http://127.0.0.1:8000"},
+            "MCP_ADVERTISE_URL names port 8000 and MCP_FORWARD_PORT is 8001",
+        ),
+        ({"MCP_FORWARD_HOST": "app 1"}, "MCP_FORWARD_HOST='app 1' is not an IP address or host name"),
+    ],
+)
+def test_forwarding_settings_that_cannot_work_are_refused(env, message):
+    with pytest.raises(SettingsError, match=message):
+        InstanceSettings.from_env({**REDIS_STORE, **env})
+
+
 def run_app(env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "app"],

@@ -1,12 +1,12 @@
 """This process as a member of the cluster, started and stopped with the server: its entry in the session
 registry and its heartbeat, the sweep that lets go of sessions taken over, the signing secret of the
-forwarded hop, and (with several workers) the port of its own that other processes forward to."""
+forwarded hop, and the port of its own that the other processes forward to (when it has one)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from app import sdk_internals
+from app.cluster.forward_listener import forwarding_port
 from app.cluster.forwarding import MAX_SKEW_SECONDS, Forwarder, ForwardSigner, cluster_secret
 from app.cluster.registry import SessionRegistry
-from app.cluster.worker_listener import own_listener
 from app.sessions.subscriptions import ResourceSubscriptions
 from app.shared import keys
 from app.shared.claims import Claims, TooManyClaims
@@ -33,14 +33,14 @@ class ClusterMember:
         registry: SessionRegistry,
         subscriptions: ResourceSubscriptions | None,
         is_peer: Callable[[str], bool],
-        worker_host: str | None = None,
+        forward_to: tuple[str, Sequence[int]] | None = None,
     ) -> None:
         self.redis = redis
         self._nonces = Claims(redis, keys.HOP_NONCE, 2 * MAX_SKEW_SECONDS)
         self.registry = registry
         self.subscriptions = subscriptions  # restored on takeover; None when the server has no subscribable URIs
         self.is_peer = is_peer  # the only URLs requests are forwarded to (MCP_PEER_URLS)
-        self.worker_host = worker_host  # set when this process is one of several workers: it needs its own port
+        self.forward_to = forward_to  # (host, ports) of the forwarding port; None: forwarded to the public port
         self.app: ASGIApp | None = None  # the whole app, served on that port
         self.forwarder: Forwarder | None = None
         self.manager: sdk_internals.SharedSessionManager | None = None
@@ -50,8 +50,8 @@ class ClusterMember:
         signer = ForwardSigner(await cluster_secret(self.redis), self.registry.owner_id)
         self.forwarder = Forwarder(signer, self.is_peer)
         async with AsyncExitStack() as stack:
-            if self.worker_host is not None:
-                listener = own_listener(self.app, self.worker_host, self.registry.url)
+            if self.forward_to is not None:
+                listener = forwarding_port(self.app, *self.forward_to, self.registry.url)
                 self.registry.url = await stack.enter_async_context(listener)
             async with anyio.create_task_group() as group:
                 group.start_soon(self.registry.heartbeat)

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import sdk_internals
 from app.auth.principal import AuthorizationContext, is_principal, principal_hash, principal_of
+from app.cluster.forward_listener import CLIENTS_ELSEWHERE, arrived_forwarded
 from app.cluster.forwarding import (
     DRAINING,
     FORWARD_HEADER,
@@ -46,6 +47,9 @@ from app.http.messages import (
 from app.shared.redis import RedisUnavailable
 
 HANDED_OVER = "this instance is shutting down and handed the session over; nothing ran"
+FORWARDED_ELSEWHERE = (
+    f"{FORWARD_HEADER} is taken only on the forwarding port (MCP_FORWARD_PORT), which only the instances reach"
+)
 LOOK_AGAIN = "this session moved to another instance; nothing ran, look again"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 REBUILD_PARAMS = ("protocolVersion", "capabilities", "clientInfo")  # what a takeover rebuilds a session from
@@ -67,6 +71,9 @@ class SessionRouter:
         version = header(headers, PROTOCOL_VERSION_HEADER)
         # 2026-07-28 requests have no session; the SDK routes on this header before any session lookup.
         if scope["type"] != "http" or scope["path"] != "/mcp" or version not in (None, *HANDSHAKE_PROTOCOL_VERSIONS):
+            if arrived_forwarded(scope):  # nothing else is ever forwarded
+                await send_error(send, 403, -32600, CLIENTS_ELSEWHERE)
+                return
             await self.app(scope, receive, send)
             return
         session_id = header(headers, SESSION_ID_HEADER)
@@ -198,6 +205,8 @@ class SessionRouter:
     async def _serve_forwarded(self, session_id: str | None, scope: Scope, receive: Receive, send: Send) -> None:
         """A request another instance sent here: this process owns its session, or the sender handed it here
         (it is shutting down) to open a session or to take one over."""
+        if self.member.forward_to is not None and not arrived_forwarded(scope):
+            raise Refused(403, -32600, FORWARDED_ELSEWHERE)
         body = await read_body(receive, MAX_BODY_BYTES)
         signature = header(scope["headers"], FORWARD_HEADER.encode())
         nonce = self.member.forwarder.signer.verify(signature, scope, body)
