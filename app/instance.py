@@ -212,7 +212,7 @@ class Instance:
                 app = SessionsPerPrincipal(app, MCP_PATH, settings.max_sessions_per_principal, sessions_of)
             metadata_url = str(build_resource_metadata_url(self.mcp.settings.auth.resource_server_url))
             app = RequireBearer(app, self.verifier, MCP_PATH, metadata_url, settings.auth_scopes)
-        app = self.front = InstanceMiddleware(RejectionMessages(app), settings.instance_id)
+        app = self.front = InstanceMiddleware(RejectionMessages(app), settings.instance_id, settings.access_log)
         if self.member is not None:
             self.member.app = app
         log.info("serving", extra={"fields": {"preset": settings.preset.value, "store": settings.session_store.value}})

@@ -17,14 +17,18 @@ def session_fingerprint(session_id: str | None) -> str | None:
     return None if session_id is None else hashlib.sha256(session_id.encode()).hexdigest()[:12]
 
 
+_ENCODER = json.JSONEncoder(default=str)  # made once: json.dumps(..., default=str) makes one per call
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, instance_id: str) -> None:
         super().__init__()
         self.instance_id = instance_id
+        self._second = (-1, "")  # the last second formatted, and its text: one strftime a second, not a line
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._timestamp(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "instance": self.instance_id,
             "logger": record.name,
@@ -33,7 +37,12 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
+
+    def _timestamp(self, second: int) -> str:
+        if self._second[0] != second:
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return self._second[1]
 
 
 def configure_logging(instance_id: str, level: str) -> None:
@@ -48,3 +57,5 @@ def configure_logging(instance_id: str, level: str) -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per forwarded request otherwise
     logging.getLogger("uvicorn.access").disabled = True  # app.access writes the richer line
+    # No line shows the thread or process names: a record spends no time looking them up.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

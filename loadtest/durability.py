@@ -20,7 +20,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtest.bench import concurrent_calls
+from loadtest.bench.redis_store import concurrent_calls
 from loadtest.results import embed, machine
 from loadtest.stack import Stack, free_port
 from loadtest.topology import PROJECT_ROOT

@@ -8,7 +8,9 @@ import re
 from pathlib import Path
 
 # A committed result shown in a page: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
-KINDS = ("matrix", "ways", "bench", "soak", "faults", "scorecard", "durability", "hostile-summary", "hostile")
+# A kind that another begins with comes first: the pattern tries them in order.
+KINDS = ("matrix", "ways", "bench-summary", "bench", "soak", "faults", "scorecard", "durability")
+KINDS += ("hostile-summary", "hostile")
 README_EMBED = re.compile(
     rf"(<!-- (?P<kind>{'|'.join(KINDS)}): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
 )

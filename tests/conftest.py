@@ -36,7 +36,10 @@ def stack_for(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
         def get(preset: str, policy: str = "round-robin", store: str = "memory") -> Stack:
             if (preset, policy, store) not in stacks:
                 run_dir = tmp_path_factory.mktemp(f"{preset}-{policy}-{store}")
-                stack = Stack(run_dir=run_dir, preset=preset, policy=policy, store=store, port=free_port())
+                logged = {"MCP_ACCESS_LOG": "on"}  # tests read which instance served what
+                stack = Stack(
+                    run_dir=run_dir, preset=preset, policy=policy, store=store, port=free_port(), app_env=logged
+                )
                 stacks[preset, policy, store] = cleanup.enter_context(stack)
             return stacks[preset, policy, store]
 

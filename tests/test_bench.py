@@ -10,7 +10,10 @@ import sys
 
 import pytest
 
-from loadtest import bench, durability
+from loadtest import durability
+from loadtest.bench import redis_store, wrk
+from loadtest.bench.servers import Subject, serve
+from loadtest.bench.wrk import WrkError
 from loadtest.stack import Stack, free_port
 from loadtest.topology import PROJECT_ROOT
 
@@ -21,13 +24,26 @@ def run(module: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_benchmark_measures_forwarding_and_every_policy(tmp_path):
+def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     results_page = tmp_path / "results.md"
     shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
-    done = run("loadtest.bench", "--calls", "60", "--clients", "2", "--out", str(tmp_path), "--page", str(results_page))
+    quick = ("--presets", "stateful-json", "--seconds", "1", "--rounds", "1", "--calls", "60", "--clients", "2")
+    quick += ("--profile-seconds", "1")
+    done = run("loadtest.bench", *quick, "--out", str(tmp_path), "--page", str(results_page))
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "bench.md").read_text() in results_page.read_text(), "--page should copy the table in"
+    assert (tmp_path / "bench.md").read_text() in results_page.read_text(), "--page should copy the tables in"
+    assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
     result = json.loads((tmp_path / "bench.json").read_text())
+    rows = {(row["group"], row["subject"]): row for row in result["instances"]}
+    legacy, modern = "stateful-json, 2025-11-25", "stateful-json, 2026-07-28"
+    ours = {"ours", "ours, Redis store", "ours, access log on"}
+    assert {subject for group, subject in rows if group == legacy} == {"floor", "bare SDK", *ours}
+    assert {subject for group, subject in rows if group == modern} == {"floor", "bare SDK", "ours"}
+    assert all(row["calls_per_s"] > 0 and row["cpu_ms_per_call"] > 0 for row in rows.values())
+    assert rows[(legacy, "bare SDK")]["cpu_vs_sdk"] == 1.0 and rows[(legacy, "floor")]["cpu_vs_floor"] == 1.0
+    assert rows[(legacy, "ours, Redis store")]["redis_cpu_ms_per_call"] is not None
+    loops = {subject for group, subject in rows if group.startswith("event loop")}
+    assert "ours, asyncio+h11" in loops and "bare SDK, uvloop+httptools" in loops
     local, forwarded, memory = result["forwarding"]
     assert memory["events_kept"] == 64 and memory["record_bytes"] < 1024 and memory["events_bytes"] < 32 * 1024
     assert local["relay_cpu_ms_per_call"] < forwarded["relay_cpu_ms_per_call"], "only the forwarded path uses app2"
@@ -39,6 +55,17 @@ def test_the_benchmark_measures_forwarding_and_every_policy(tmp_path):
     ]
     assert all(r["calls"] == 60 for r in result["policies"])
     assert "| forwarded (to another instance) |" in (tmp_path / "bench.md").read_text()
+    assert result["profiles"] == [
+        f"profiles/{name}{kind}.txt" for name in ("bare-sdk", "ours") for kind in ("", "-flat")
+    ]
+    assert all("Samples:" in (tmp_path / path).read_text() for path in result["profiles"])
+    assert "app.asgi:create_app" in (tmp_path / "profiles" / "ours.txt").read_text()
+
+
+def test_calls_that_fail_fail_a_wrk_run_with_their_count(tmp_path):
+    ours = Subject("ours", "ours", "app.asgi:create_app", {"MCP_PRESET": "stateful-json"})
+    with serve(ours, tmp_path) as server, pytest.raises(WrkError, match="answered with an error status"):
+        wrk.run(server.url, wrk.Call(sessions=("app1.no-such-session",)), connections=2, seconds=1)
 
 
 def test_the_soak_leaves_no_session_behind(tmp_path):
@@ -62,7 +89,7 @@ def test_calls_that_fail_fail_the_measurement_with_their_reason(tmp_path):
     refusing = {"MCP_ALLOWED_HOSTS": "elsewhere.example"}
     stack = Stack(run_dir=tmp_path, preset="stateful-json", port=free_port(), app_env=refusing)
     with stack, pytest.raises(RuntimeError, match="whoami failed: HTTP 421"):
-        bench.concurrent_calls(stack, calls=20, clients=2)
+        redis_store.concurrent_calls(stack, calls=20, clients=2)
 
 
 def test_the_durability_benchmark_measures_every_way_of_keeping_writes(tmp_path):

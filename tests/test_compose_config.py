@@ -4,7 +4,7 @@ default environment, plus what changed on purpose since: the apps' stop_grace_pe
 MCP_REDIS_WAIT_REPLICAS, Redis's append-only file and its volume, the redis-ha profile, Redis locked
 down (redis-init, its ACL users and password, the backend network, maxmemory), every container
 hardened, nginx's per-client bounds, the auth settings and the `auth` profile's local issuer, the forwarding
-port on the backend network). Compose 1.29
+port on the backend network, MCP_ACCESS_LOG). Compose 1.29
 reads the same file: tests/test_compose_v1.py runs a profile with it."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ VARIABLES += (
     "MCP_ALLOWED_HOSTS",
     "MCP_REQUEST_STATE_KEYS",
     "MCP_LOG_LEVEL",
+    "MCP_ACCESS_LOG",
     "PYTHON_IMAGE",
     "NGINX_IMAGE",
     "REDIS_IMAGE",

@@ -218,8 +218,8 @@ def compose_v1_shim(tmp_path: Path) -> Path:
 def test_the_results_page_shows_the_committed_results():
     """docs/results.md's copies of results/full/matrix.md and ways.md, results/bench/bench.md,
     results/soak/soak.md, results/faults/faults.md, results/durability/durability.md and results/hostile/hostile.md,
-    and the README's of results/faults/summary.md and results/hostile/summary.md, are the committed files (each
-    command's --page option writes them)."""
+    and the README's of results/faults/summary.md, results/hostile/summary.md and results/bench/summary.md, are
+    the committed files (each command's --page option writes them)."""
     shown = {m["kind"]: m for m in README_EMBED.finditer(page("docs/results.md"))}
     assert {kind: m["path"] for kind, m in shown.items()} == {
         "matrix": "results/full/matrix.md",
@@ -232,7 +232,7 @@ def test_the_results_page_shows_the_committed_results():
     }
     for match in shown.values():
         assert match["body"] == (PROJECT_ROOT / match["path"]).read_text(), match["path"]
-    for kind in ("scorecard", "hostile-summary"):
+    for kind in ("scorecard", "hostile-summary", "bench-summary"):
         (summary,) = [m for m in README_EMBED.finditer(page("README.md")) if m["kind"] == kind]
         assert summary["path"].endswith("summary.md")
         assert summary["body"] == (PROJECT_ROOT / summary["path"]).read_text()

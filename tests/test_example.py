@@ -23,7 +23,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(scope="module")
 def notes(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("notes")
-    with Stack(run_dir=run_dir, server="examples.notes", store="redis", port=free_port()) as stack:
+    logged = {"MCP_ACCESS_LOG": "on"}  # the tests read which instance served each call
+    with Stack(run_dir=run_dir, server="examples.notes", store="redis", port=free_port(), app_env=logged) as stack:
         yield stack
 
 

@@ -4,12 +4,14 @@ and come back bare, every response names its instance, and the SDK's Host reject
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from starlette.types import Receive, Scope, Send
 
 from app.http.messages import header
 from app.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
+from app.logs import session_fingerprint
 
 pytestmark = pytest.mark.anyio
 
@@ -28,11 +30,19 @@ class Recorded:
         await send({"type": "http.response.body", "body": self.body})
 
 
-async def exchange(app, headers: list[tuple[bytes, bytes]] | None = None) -> list[dict]:
+class Reading(Recorded):
+    """A Recorded app that reads the request body first, as the SDK does."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await super().__call__(scope, receive, send)
+
+
+async def exchange(app, headers: list[tuple[bytes, bytes]] | None = None, body: bytes = b"") -> list[dict]:
     sent: list[dict] = []
 
     async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict) -> None:
         sent.append(message)
@@ -57,6 +67,19 @@ async def test_an_id_the_owner_already_prefixed_keeps_the_owners_prefix():
 async def test_every_response_names_the_instance():
     started, _ = await exchange(InstanceMiddleware(Recorded(), "app3"))
     assert header(started["headers"], b"x-mcp-instance") == "app3"
+
+
+async def test_the_access_log_is_off_unless_asked_and_then_names_each_calls_method(caplog):
+    call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call"}).encode()
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        await exchange(InstanceMiddleware(Reading(), "app3"), body=call)
+        assert not [record for record in caplog.records if record.name == "app.access"]
+        await exchange(InstanceMiddleware(Reading(), "app3", access_log=True), body=call)
+        named = [(b"mcp-method", b"tools/list")]  # 2026-07-28: the header names it, the body is not read for it
+        await exchange(InstanceMiddleware(Reading(), "app3", access_log=True), named, body=b"{}")
+    logged = [record.fields for record in caplog.records if record.name == "app.access"]
+    assert [fields["rpc_method"] for fields in logged] == ["tools/call", "tools/list"]
+    assert (logged[0]["status"], logged[0]["session"]) == (200, session_fingerprint("0123abcd"))
 
 
 async def test_the_sdks_host_rejection_becomes_a_json_rpc_error_naming_the_setting():

@@ -28,6 +28,7 @@ def test_defaults_work_out_of_the_box():
     ("env", "message"),
     [
         ({"MCP_PRESET": "stateful"}, f"MCP_PRESET='stateful' is not valid; {PRESET_CHOICES}"),
+        ({"MCP_ACCESS_LOG": "yes"}, "MCP_ACCESS_LOG='yes' is not valid; valid values: on, off"),
         ({"MCP_LISTEN_PORT": "http"}, "MCP_LISTEN_PORT='http' is not a whole number; valid values: 1..65535"),
         ({"MCP_INSTANCE_ID": "App_1"}, "MCP_INSTANCE_ID='App_1' is not valid"),
         ({"MCP_ALLOWED_HOSTS": "*"}, "MCP_ALLOWED_HOSTS='*' has the entry '*'"),

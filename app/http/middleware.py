@@ -29,11 +29,13 @@ CONNECTION_CLOSE = (b"connection", b"close")
 
 
 class InstanceMiddleware:
-    """Adds `X-Mcp-Instance` to every response, writes one JSON access-log line per request, and knows how
-    long the instance has had no request in flight (a stopping instance waits for that)."""
+    """Adds `X-Mcp-Instance` to every response, writes one JSON access-log line per request (with
+    `access_log`), and knows how long the instance has had no request in flight (a stopping instance waits
+    for that)."""
 
-    def __init__(self, app: ASGIApp, instance_id: str) -> None:
+    def __init__(self, app: ASGIApp, instance_id: str, access_log: bool = False) -> None:
         self.app = app
+        self.access_log = access_log
         self.instance_header = (INSTANCE_HEADER.encode(), instance_id.encode())
         self.in_flight = 0
         self.last_done = time.monotonic()
@@ -48,13 +50,17 @@ class InstanceMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        body = bytearray()
+        level = logging.INFO if scope["path"] == "/mcp" else logging.DEBUG
+        logged = self.access_log and access_log.isEnabledFor(level)
+        request_headers = scope["headers"]
+        rpc_method = header(request_headers, b"mcp-method") if logged else None
+        first_body: list[bytes] = []  # the JSON-RPC method comes from the body when no header names it
         response: dict[str, object] = {}
 
         async def receive_and_keep() -> Message:
             message = await receive()
-            if message["type"] == "http.request" and len(body) < _LOGGED_BODY_BYTES:
-                body.extend(message.get("body", b""))
+            if not first_body and message["type"] == "http.request":
+                first_body.append(message.get("body", b""))
             return message
 
         async def send_with_header(message: Message) -> None:
@@ -64,27 +70,28 @@ class InstanceMiddleware:
                     headers.append(CONNECTION_CLOSE)
                 message = {**message, "headers": headers}
                 response["status"] = message["status"]
-                response["session_id"] = header(headers, SESSION_ID_HEADER)
+                response["headers"] = headers
             await send(message)
 
         self.in_flight += 1
         try:
-            await self.app(scope, receive_and_keep, send_with_header)
+            await self.app(scope, receive_and_keep if logged and rpc_method is None else receive, send_with_header)
         finally:
             self.in_flight -= 1
             self.last_done = time.monotonic()
-            request_headers = scope.get("headers", [])
-            session_id = header(request_headers, SESSION_ID_HEADER) or response.get("session_id")
-            fields = {
-                "http_method": scope["method"],
-                "path": scope["path"],
-                "status": response.get("status"),
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "session": session_fingerprint(session_id),
-                "rpc_method": header(request_headers, b"mcp-method") or _rpc_method(body),
-            }
-            level = logging.INFO if scope["path"] == "/mcp" else logging.DEBUG
-            access_log.log(level, "request", extra={"fields": fields})
+            if logged:
+                session_id = header(request_headers, SESSION_ID_HEADER) or header(
+                    response.get("headers", ()), SESSION_ID_HEADER
+                )
+                fields = {
+                    "http_method": scope["method"],
+                    "path": scope["path"],
+                    "status": response.get("status"),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "session": session_fingerprint(session_id),
+                    "rpc_method": rpc_method or _rpc_method(first_body[0] if first_body else b""),
+                }
+                access_log.log(level, "request", extra={"fields": fields})
 
 
 class SessionIdPrefix:

@@ -1,6 +1,4 @@
-"""What the Redis session store costs, measured on the local stack (real uvicorn, nginx, redis-server).
-
-    python -m loadtest.bench [--calls 1000] [--clients 4] [--out results/bench] [--page docs/results.md]
+"""What the Redis session store costs, measured on the local stack (real uvicorn, nginx, redis-server):
 
 1. One session, sequential `whoami` calls sent straight to its owner (local) and to another
    instance (forwarded): latency, and the CPU each process spent per call.
@@ -8,19 +6,13 @@
    memory store with the `session` policy (sticky, no Redis): latency p50/p99 and their ratios, and
    the CPU of all servers per call.
 
-Writes bench.md and bench.json to the output folder. Results depend on the machine: compare rows of
-one run, not runs of different machines.
+Results depend on the machine: compare rows of one run, not runs of different machines.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
-import json
-import sys
-import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
@@ -30,9 +22,7 @@ from app.cluster.event_store import MAX_EVENTS
 from app.shared import keys
 from loadtest.client.legacy import McpClient
 from loadtest.cpu import tree_times
-from loadtest.results import embed, machine
 from loadtest.stack import REDIS_SERVERS, SENTINELS, Stack, free_port
-from loadtest.topology import PROJECT_ROOT
 
 WARMUP = 50
 REDIS_PROCESSES = (*REDIS_SERVERS, *SENTINELS)
@@ -150,9 +140,9 @@ def concurrent_calls(stack: Stack, calls: int, clients: int, tool: str = "whoami
     }
 
 
-def markdown(run: dict, forwarded: list[dict], by_policy: list[dict]) -> str:
+def markdown(forwarded: list[dict], by_policy: list[dict], clients: int) -> str:
     lines = [
-        f"Measured {run['date']} on {run['machine']}, local stack, `stateful-sse`, `whoami` calls.",
+        "The Redis store on the local stack, `stateful-sse`, `whoami` calls.",
         "",
         f"One session, {forwarded[0]['calls']} sequential calls straight to an instance:",
         "",
@@ -174,7 +164,7 @@ def markdown(run: dict, forwarded: list[dict], by_policy: list[dict]) -> str:
     ]
     lines += [
         "",
-        f"{run['clients']} concurrent sessions through nginx, {by_policy[0]['calls']} calls per row; ratios"
+        f"{clients} concurrent sessions through nginx, {by_policy[0]['calls']} calls per row; ratios"
         " against the first row (sticky, no Redis):",
         "",
         "| Policy | Store | p50 | p99 | p50 ratio | p99 ratio | calls/s | server CPU per call |",
@@ -187,37 +177,3 @@ def markdown(run: dict, forwarded: list[dict], by_policy: list[dict]) -> str:
             f"{row['server_cpu_ms_per_call']:.2f} ms |"
         )
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=1000, help="calls per measurement")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent sessions in the policy runs")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "bench")
-    parser.add_argument("--page", type=Path, help="also replace the copy of bench.md in this Markdown page")
-    args = parser.parse_args(argv)
-    run = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
-        "clients": args.clients,
-    }
-    with tempfile.TemporaryDirectory() as work:
-        try:
-            forwarded = forwarding(args.calls, Path(work))
-            by_policy = policies(args.calls, args.clients, Path(work))
-        except RuntimeError as exc:  # a failing call, not a number: say so instead of dividing by zero
-            print(f"bench: could not measure: {exc}", file=sys.stderr)
-            return 1
-    args.out.mkdir(parents=True, exist_ok=True)
-    result = {"run": run, "forwarding": forwarded, "policies": by_policy}
-    (args.out / "bench.json").write_text(json.dumps(result, indent=1))
-    (args.out / "bench.md").write_text(markdown(run, forwarded, by_policy))
-    print((args.out / "bench.md").read_text(), end="")
-    print(f"bench: wrote {args.out / 'bench.md'} and bench.json")
-    if args.page is not None:
-        embed(args.page, "bench", args.out / "bench.md")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

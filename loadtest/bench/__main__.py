@@ -1,0 +1,105 @@
+"""`python -m loadtest.bench`: what each configuration costs, against the floor and the bare SDK.
+
+    python -m loadtest.bench [--presets stateful-json,...] [--seconds 5] [--rounds 5] [--calls 1000]
+                             [--clients 4] [--skip-redis-store] [--profile-seconds 10]
+                             [--out results/bench] [--page README.md ...]
+    python -m loadtest.bench --render results/bench/bench.json [--page ...]   # the tables again, no measuring
+
+1. One instance called directly (loadtest/bench/instances.py): calls/s, CPU per call and latency of the
+   floor, the bare SDK and ours, per preset and protocol, and asyncio+h11 against uvloop+httptools.
+2. The Redis store on the local stack (loadtest/bench/redis_store.py): a forwarded call against a local
+   one, and each balancing policy.
+3. With --profile-seconds: pyinstrument profiles of the bare SDK and ours on stateful-json under the same
+   load (loadtest/bench/profiles.py), in the output folder's profiles/.
+
+Writes bench.md, bench.json and bench.png to the output folder, and the tables into each `--page`.
+A benchmark, not a test: it asserts nothing about speed; compare rows of one run, on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtest.bench import instances, profiles, redis_store, report
+from loadtest.bench.wrk import WrkError
+from loadtest.results import machine, write_results
+from loadtest.topology import PRESETS, PROJECT_ROOT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.render is not None:
+        result = json.loads(args.render.read_text())
+    else:
+        try:
+            result = _measure(args)
+        except (WrkError, RuntimeError) as exc:  # a failing call, not a number: say so
+            print(f"bench: could not measure: {exc}", file=sys.stderr)
+            return 1
+    _write(result, args.out, args.page)
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> dict:
+    run = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
+    settings = {"presets": args.presets, "seconds": args.seconds, "rounds": args.rounds, "calls": args.calls}
+    result: dict = {"run": run, "settings": settings | {"clients": args.clients}}
+    one_instance = instances.Settings(tuple(args.presets.split(",")), args.seconds, args.rounds)
+    with tempfile.TemporaryDirectory() as work:
+        result["instances"] = instances.measure(one_instance, Path(work))
+        if not args.skip_redis_store:
+            result["forwarding"] = redis_store.forwarding(args.calls, Path(work))
+            result["policies"] = redis_store.policies(args.calls, args.clients, Path(work))
+        if args.profile_seconds:
+            written = profiles.profile(instances.profiled(), args.profile_seconds, args.out / "profiles", Path(work))
+            result["profiles"] = [str(path.relative_to(args.out)) for path in written]
+    return result
+
+
+def _write(result: dict, out: Path, pages: list[Path]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    report.instances_chart(result["instances"], out / "bench.png")
+    page = _markdown(result)
+    summary = report.summary_markdown(result["instances"], result["run"]["date"][:10], result["run"]["machine"])
+    files = {"bench.md": page, "summary.md": summary, "bench.json": json.dumps(result, indent=1)}
+    write_results(out, files, pages, {"bench": "bench.md", "bench-summary": "summary.md"})
+    print(page, end="")
+    print(f"bench: wrote {out}/bench.md, summary.md, bench.json and bench.png")
+
+
+def _markdown(result: dict) -> str:
+    run, settings = result["run"], result["settings"]
+    one_instance = report.instances_markdown(result["instances"], settings["seconds"], settings["rounds"])
+    parts = [f"Measured {run['date']} on {run['machine']}.", "", one_instance]
+    if "forwarding" in result:
+        parts += ["", redis_store.markdown(result["forwarding"], result["policies"], settings["clients"])]
+    if result.get("profiles"):
+        listed = ", ".join(f"[{Path(path).name}](../results/bench/{path})" for path in result["profiles"])  # docs/
+        parts += ["", f"Profiles (pyinstrument, stateful-json, saturating load): {listed}.", ""]
+    return "\n".join(parts)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets of the one-instance runs")
+    parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run (whole seconds)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the one-instance runs (medians)")
+    parser.add_argument("--calls", type=int, default=1000, help="calls per Redis-store measurement")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent sessions in the policy runs")
+    parser.add_argument("--skip-redis-store", action="store_true", help="only the one-instance runs")
+    parser.add_argument("--profile-seconds", type=int, default=0, help="also profile the SDK and ours this long")
+    parser.add_argument("--render", type=Path, help="measure nothing: write the tables again from this bench.json")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "bench")
+    parser.add_argument(
+        "--page", type=Path, action="append", default=[], help="a Markdown page to copy the tables into"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

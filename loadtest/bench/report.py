@@ -1,0 +1,94 @@
+"""The benchmark's tables (Markdown) and chart (PNG) from its rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+COLOURS = {
+    "floor": "#9e9e9e",
+    "bare SDK": "#4c72b0",
+    "ours": "#dd8452",
+    "ours, Redis store": "#c44e52",
+    "ours, access log on": "#55a868",
+}
+
+
+def instances_markdown(rows: list[dict], seconds: int, rounds: int) -> str:
+    groups = list(dict.fromkeys(row["group"] for row in rows))
+    lines = [
+        "One instance called directly by wrk (no nginx): `whoami`, spread over 8 sessions where the preset and",
+        "protocol have sessions. Calls/s and CPU per call with 16 connections (saturated); p50/p99 with 4",
+        f"connections each waiting 20 ms between calls (moderate load). Medians of {rounds} rounds of {seconds:g} s,",
+        "taken in turn; CPU per call is the serving process's CPU (and Redis's, where one serves) over the",
+        "saturated run divided by its calls. wrk's CPU is its own, in % of one core.",
+        "",
+        "| Preset, protocol | Server | calls/s | CPU per call (min-max) | vs bare SDK | vs floor | p50 | p99 | wrk |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for group in groups:
+        for row in (r for r in rows if r["group"] == group):
+            low, high = row["cpu_ms_per_call_spread"]
+            redis = f" + Redis {row['redis_cpu_ms_per_call']:.3f}" if row["redis_cpu_ms_per_call"] is not None else ""
+            lines.append(
+                f"| {group} | {row['subject']} | {row['calls_per_s']:.0f} | {row['cpu_ms_per_call']:.3f} ms{redis} "
+                f"({low:.3f}-{high:.3f}) | {row['cpu_vs_sdk']:.2f}x CPU, {row['calls_vs_sdk']:.2f}x calls/s | "
+                f"{row['cpu_vs_floor']:.1f}x CPU | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | "
+                f"{100 * row['wrk_cpu_share']:.0f}% |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def instances_chart(rows: list[dict], path: Path) -> None:
+    """CPU per call of each server, one cluster of bars per preset and protocol (the event-loop group too)."""
+    import matplotlib  # a dev dependency: the Locust image runs the load tests without it
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(row["group"] for row in rows))
+    figure, axes = plt.subplots(figsize=(max(8, 1.6 * len(groups)), 4.5))
+    width = 0.8 / max(sum(1 for row in rows if row["group"] == group) for group in groups)
+    for index, group in enumerate(groups):
+        members = [row for row in rows if row["group"] == group]
+        for offset, row in enumerate(members):
+            x = index + (offset - (len(members) - 1) / 2) * width
+            name, _, variant = row["subject"].partition(", asyncio")
+            name, _, fast = name.partition(", uvloop")
+            axes.bar(x, row["cpu_ms_per_call"], width * 0.95, color=COLOURS.get(name, "#8172b2"), label=name)
+            if variant or fast:  # the event-loop group: say which loop each bar ran on
+                axes.text(x, row["cpu_ms_per_call"], "asyncio" if variant else "uvloop", ha="center", fontsize=5)
+    handles, names = axes.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))
+    axes.legend(unique.values(), unique.keys(), fontsize=7)
+    labels = [group.replace(", ", "\n", 1).replace(" (", "\n(") for group in groups]
+    axes.set_xticks(range(len(groups)), labels, fontsize=7)
+    axes.set_ylabel("server CPU per call (ms)")
+    axes.set_title("CPU per whoami call: floor, bare SDK and ours, one instance")
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+
+
+def summary_markdown(rows: list[dict], date: str, machine: str) -> str:
+    machine = machine.split(", Python")[0]
+    """The README's lines: the chart, and what one call costs on stateful-json against the bare SDK."""
+    by = {(row["group"], row["subject"]): row for row in rows}
+    group = "stateful-json, 2025-11-25"
+    sdk, ours = by.get((group, "bare SDK")), by.get((group, "ours"))
+    if sdk is None or ours is None:
+        return f"Benchmark ({date}): see [every figure](docs/results.md#performance).\n"
+    redis = by.get((group, "ours, Redis store"))
+    loops = "event loop and HTTP parser (stateful-json)"
+    slow, fast = by.get((loops, "bare SDK, asyncio+h11")), by.get((loops, "bare SDK, uvloop+httptools"))
+    text = (
+        f"![CPU per call of the floor, the bare SDK and ours](results/bench/bench.png) "
+        f"One `whoami` call on one instance ({date}, {machine}), stateful-json: the bare SDK spends "
+        f"{sdk['cpu_ms_per_call']:.2f} ms of CPU, ours {ours['cpu_ms_per_call']:.2f} ms "
+        f"({ours['cpu_vs_sdk']:.2f}x)"
+    )
+    if redis is not None:
+        text += f", {redis['cpu_ms_per_call']:.2f} ms with the Redis store ({redis['cpu_vs_sdk']:.2f}x)"
+    if slow is not None and fast is not None:
+        text += f"; uvloop and httptools take the SDK's from {slow['cpu_ms_per_call']:.2f} ms"
+        text += f" to {fast['cpu_ms_per_call']:.2f} ms"
+    return text + " ([every figure](docs/results.md#performance)).\n"
