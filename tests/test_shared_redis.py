@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from app.cluster.event_store import _MESSAGE, RedisEventStore
 from app.shared.keys import CALL, EVENTS
-from app.shared.redis import CALL_KEPT_MS, RedisUnavailable, applied_once, connect
+from app.shared.redis import CALL_KEPT_MS, RedisUnavailable, applied_once, connect, unavailable_on_error
 from tests.utils.faults import increments_through_stalls
 
 pytestmark = pytest.mark.anyio
@@ -48,3 +48,12 @@ async def test_a_stalled_redis_keeps_each_get_stream_event_once(redis_server):
     await client.aclose(close_connection_pool=True)
     assert failed == [], failed
     assert sorted(stored) == sorted(answered), f"{len(stored)} events stored, {len(answered)} answered"
+
+
+def test_a_connection_that_closed_under_a_command_is_redis_being_unavailable():
+    """uvloop's words for a write to a connection a failover closed: a RuntimeError, not a RedisError."""
+    closed = "unable to perform operation on <TCPTransport closed=True reading=False>; the handler is closed"
+    with pytest.raises(RedisUnavailable, match="unavailable"), unavailable_on_error():
+        raise RuntimeError(closed)
+    with pytest.raises(RuntimeError, match="something else"), unavailable_on_error():
+        raise RuntimeError("something else")

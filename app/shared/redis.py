@@ -45,6 +45,12 @@ class RedisUnavailable(RuntimeError):
         super().__init__(f"the shared store (Redis) is unavailable{detail}; retry in a few seconds")
 
 
+def connection_lost(exc: RuntimeError) -> bool:
+    """uvloop raises RuntimeError, not the OSError redis-py turns into ConnectionError, when a command is written
+    to a connection that closed under it (a Redis failing over)."""
+    return "handler is closed" in str(exc) and not isinstance(exc, RedisUnavailable)
+
+
 @contextmanager
 def unavailable_on_error() -> Iterator[None]:
     """Turn any Redis error inside the block into RedisUnavailable."""
@@ -52,6 +58,10 @@ def unavailable_on_error() -> Iterator[None]:
         yield
     except RedisError as exc:
         raise RedisUnavailable(exc) from exc
+    except RuntimeError as exc:
+        if not connection_lost(exc):
+            raise
+        raise RedisUnavailable(ConnectionError(str(exc))) from exc
 
 
 class SharedRedis(Redis):
@@ -138,6 +148,10 @@ async def durable(redis: Redis, *command: object):
         raise
     except RedisError as exc:
         raise RedisUnavailable(exc) from exc
+    except RuntimeError as exc:
+        if not connection_lost(exc):
+            raise
+        raise RedisUnavailable(ConnectionError(str(exc))) from exc
     if replicas < wait:
         raise RedisUnavailable(NotReplicated(f"{replicas} of {wait} replicas within {WAIT_MS} ms"))
     return answer
