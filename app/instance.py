@@ -16,7 +16,6 @@ This module only composes; each concern lives in its own subpackage.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -127,7 +126,7 @@ class Instance:
         if registry is not None:
             ports = settings.forward_ports
             forward_to = (settings.forward_address, ports) if ports is not None else None
-            if forward_to is None and not ipaddress.ip_address(settings.listen_host).is_loopback:
+            if settings.forwards_to_public_port:
                 log.warning(FORWARDED_TO_PUBLIC_PORT)
             self.member = ClusterMember(redis, registry, self.subscriptions, settings.is_peer, forward_to)
         backend = (

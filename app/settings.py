@@ -219,6 +219,12 @@ class InstanceSettings:
         return (0,) if self.workers > 1 else None  # workers share the public port: each needs one of its own
 
     @property
+    def forwards_to_public_port(self) -> bool:
+        """Whether the other instances forward to the port clients use, on an address beyond this host."""
+        stored = self.session_store is SessionStore.REDIS
+        return stored and self.forward_ports is None and not _is_loopback(self.listen_host)
+
+    @property
     def forward_address(self) -> str:
         """The host the forwarding port is bound to (MCP_FORWARD_HOST, default the listen host)."""
         return self.forward_host or self.listen_host

@@ -45,10 +45,15 @@ class RedisUnavailable(RuntimeError):
         super().__init__(f"the shared store (Redis) is unavailable{detail}; retry in a few seconds")
 
 
-def connection_lost(exc: RuntimeError) -> bool:
-    """uvloop raises RuntimeError, not the OSError redis-py turns into ConnectionError, when a command is written
-    to a connection that closed under it (a Redis failing over)."""
-    return "handler is closed" in str(exc) and not isinstance(exc, RedisUnavailable)
+def as_unavailable(exc: Exception) -> RedisUnavailable | None:
+    """What a failed Redis call means to a client, or None for an error that is not Redis's. uvloop raises
+    RuntimeError, not the OSError redis-py turns into ConnectionError, when a command is written to a
+    connection that closed under it (a Redis failing over)."""
+    if isinstance(exc, RedisError):
+        return RedisUnavailable(exc)
+    if isinstance(exc, RuntimeError) and not isinstance(exc, RedisUnavailable) and "handler is closed" in str(exc):
+        return RedisUnavailable(ConnectionError(str(exc)))
+    return None
 
 
 @contextmanager
@@ -56,12 +61,10 @@ def unavailable_on_error() -> Iterator[None]:
     """Turn any Redis error inside the block into RedisUnavailable."""
     try:
         yield
-    except RedisError as exc:
-        raise RedisUnavailable(exc) from exc
-    except RuntimeError as exc:
-        if not connection_lost(exc):
+    except (RedisError, RuntimeError) as exc:
+        if (unavailable := as_unavailable(exc)) is None:
             raise
-        raise RedisUnavailable(ConnectionError(str(exc))) from exc
+        raise unavailable from exc
 
 
 class SharedRedis(Redis):
@@ -146,12 +149,10 @@ async def durable(redis: Redis, *command: object):
             answer, replicas = await pipe.execute()
     except NoScriptError:
         raise
-    except RedisError as exc:
-        raise RedisUnavailable(exc) from exc
-    except RuntimeError as exc:
-        if not connection_lost(exc):
+    except (RedisError, RuntimeError) as exc:
+        if (unavailable := as_unavailable(exc)) is None:
             raise
-        raise RedisUnavailable(ConnectionError(str(exc))) from exc
+        raise unavailable from exc
     if replicas < wait:
         raise RedisUnavailable(NotReplicated(f"{replicas} of {wait} replicas within {WAIT_MS} ms"))
     return answer

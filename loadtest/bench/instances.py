@@ -116,7 +116,6 @@ def _sample(server: Served, version: str, seconds: int) -> dict:
         "moderate_calls_per_s": moderate.calls_per_s,
         "p50_ms": moderate.p50_ms,
         "p99_ms": moderate.p99_ms,
-        "rounds": 1,
     }
 
 
