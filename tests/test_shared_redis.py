@@ -1,20 +1,50 @@
 """Writes the Redis client may send twice, against a real redis-server: a script sent again with the same
-call id is a no-op returning the first answer, and GET-stream events survive stalls once each."""
+call id is a no-op returning the first answer, and GET-stream events survive stalls once each. And a
+connection that closed under a command (uvloop's RuntimeError) is met as a RedisError is, at every call site."""
 
 from __future__ import annotations
 
 import itertools
 
+import anyio
 import pytest
 from mcp.server.streamable_http import GET_STREAM_KEY
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.cluster.event_store import _MESSAGE, RedisEventStore
-from app.shared.keys import CALL, EVENTS
-from app.shared.redis import CALL_KEPT_MS, RedisUnavailable, applied_once, connect, unavailable_on_error
+from app.cluster.registry import SessionRegistry
+from app.shared.bus import RedisSubscriptionBus
+from app.shared.keys import CALL, EVENTS, OWNER
+from app.shared.redis import (
+    CALL_KEPT_MS,
+    RedisUnavailable,
+    applied_once,
+    closed_as_redis_error,
+    connect,
+    unavailable_on_error,
+)
+from app.shared.services import SharedServices
 from tests.utils.faults import increments_through_stalls
 
 pytestmark = pytest.mark.anyio
+# uvloop's words for a write to a connection a failover closed: a RuntimeError, not a RedisError.
+UVLOOP_CLOSED = "unable to perform operation on <TCPTransport closed=True reading=False>; the handler is closed"
+# What a Redis call meets when its connection is lost: redis-py's own error, or uvloop's.
+FAILURES = {
+    "redis-py": lambda: RedisConnectionError("Connection closed by server."),
+    "uvloop": lambda: RuntimeError(UVLOOP_CLOSED),
+}
+each_failure = pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+
+
+def failing(failure):
+    """A stand-in for a client method whose connection closed under it."""
+
+    async def fail(*args, **kwargs):
+        raise failure()
+
+    return fail
 
 
 async def test_a_script_sent_again_with_its_call_id_returns_the_first_answer(redis_url):
@@ -51,9 +81,92 @@ async def test_a_stalled_redis_keeps_each_get_stream_event_once(redis_server):
 
 
 def test_a_connection_that_closed_under_a_command_is_redis_being_unavailable():
-    """uvloop's words for a write to a connection a failover closed: a RuntimeError, not a RedisError."""
-    closed = "unable to perform operation on <TCPTransport closed=True reading=False>; the handler is closed"
     with pytest.raises(RedisUnavailable, match="unavailable"), unavailable_on_error():
-        raise RuntimeError(closed)
+        raise RuntimeError(UVLOOP_CLOSED)
     with pytest.raises(RuntimeError, match="something else"), unavailable_on_error():
         raise RuntimeError("something else")
+
+
+def test_a_connection_that_closed_under_a_command_is_redis_py_s_connection_error():
+    with pytest.raises(RedisConnectionError, match="handler is closed"), closed_as_redis_error():
+        raise RuntimeError(UVLOOP_CLOSED)
+    with pytest.raises(RuntimeError, match="something else"), closed_as_redis_error():
+        raise RuntimeError("something else")
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})])
+async def test_uvloop_says_those_words_for_a_command_on_a_connection_closed_under_it(redis_url):
+    client = connect(redis_url)
+    connection = await client.connection_pool.get_connection()
+    connection._writer.transport.close()  # as a failover does, unseen by redis-py until it writes
+    await client.connection_pool.release(connection)
+    with pytest.raises(RedisConnectionError, match="handler is closed"), closed_as_redis_error():
+        await client.ping()
+    await client.aclose(close_connection_pool=True)
+
+
+@each_failure
+async def test_readiness_reports_a_lost_connection_as_redis_away(redis_url, failure):
+    client = connect(redis_url)
+    services = SharedServices(client, RedisSubscriptionBus(client, "here"), keys=None)
+    reachable = await services.reachable()
+    client.ping = failing(failure)
+    assert (reachable, await services.reachable()) == (True, False)
+    await client.aclose(close_connection_pool=True)
+
+
+@each_failure
+async def test_a_resume_over_a_lost_connection_replays_nothing_and_says_so(redis_url, failure, caplog):
+    client = connect(redis_url)
+    store = RedisEventStore(client, "resumed", ttl_seconds=60)
+    await store.store_event(GET_STREAM_KEY, _MESSAGE.validate_python({"jsonrpc": "2.0", "method": "n"}))
+    replayed = []
+
+    async def replay(event) -> None:
+        replayed.append(event)
+
+    client.xrange = failing(failure)
+    assert await store.replay_events_after("0-0", replay) is None
+    await client.aclose(close_connection_pool=True)
+    assert replayed == []
+    assert "could not replay GET-stream events (ConnectionError)" in caplog.text
+
+
+@each_failure
+async def test_the_heartbeat_beats_on_after_lost_connections_and_stop_ignores_one(redis_url, failure, caplog):
+    client = connect(redis_url)
+    registry = SessionRegistry(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
+    registry._beats.set = failing(failure)
+    async with anyio.create_task_group() as group:
+        group.start_soon(registry.heartbeat)
+        with anyio.fail_after(5):
+            while caplog.text.count("heartbeat failed: ConnectionError") < 2:
+                await anyio.sleep(0.05)
+            del registry._beats.set  # Redis answers again: the next beat lands
+            while not await client.exists(OWNER.format(registry.owner_id)):
+                await anyio.sleep(0.05)
+        group.cancel_scope.cancel()
+    registry._beats.delete = failing(failure)
+    await registry.stop()  # the owner key is left to expire
+    assert await client.exists(OWNER.format(registry.owner_id))
+    await client.aclose(close_connection_pool=True)
+
+
+@each_failure
+async def test_the_event_relay_reconnects_after_losing_its_channel(redis_url, failure, caplog):
+    client = connect(redis_url)
+    bus, pubsub = RedisSubscriptionBus(client, "here"), client.pubsub
+
+    def pubsub_losing_its_first_subscribe(**options):
+        client.pubsub = pubsub
+        lost = pubsub(**options)
+        lost.subscribe = failing(failure)
+        return lost
+
+    client.pubsub = pubsub_losing_its_first_subscribe
+    async with anyio.create_task_group() as group:
+        with anyio.fail_after(5):
+            await group.start(bus.run)  # started once subscribed: on the second connection
+        group.cancel_scope.cancel()
+    await client.aclose(close_connection_pool=True)
+    assert "lost the event channel (ConnectionError); reconnecting" in caplog.text

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.shared.keys import EVENTS
-from app.shared.redis import RedisUnavailable, applied_once, run_once
+from app.shared.redis import RedisUnavailable, applied_once, closed_as_redis_error, run_once
 
 MAX_EVENTS = 64
 # One event, however often the Redis client re-sends the script: ARGV[1] the message, then the cap and the expiry.
@@ -56,7 +56,8 @@ class RedisEventStore(EventStore):
         if not _EVENT_ID.match(last_event_id):
             return None
         try:
-            entries = await self._redis.xrange(self._key, min=f"({last_event_id}", max="+")
+            with closed_as_redis_error():
+                entries = await self._redis.xrange(self._key, min=f"({last_event_id}", max="+")
         except RedisError as exc:
             log.warning("could not replay GET-stream events (%s)", exc.__class__.__name__)
             return None

@@ -22,7 +22,7 @@ from redis.exceptions import OutOfMemoryError, RedisError
 
 from app.auth.principal import ANONYMOUS
 from app.shared import keys
-from app.shared.redis import RedisUnavailable, dedicated_client, run_script, unavailable_on_error
+from app.shared.redis import RedisUnavailable, closed_as_redis_error, dedicated_client, run_script, unavailable_on_error
 
 HEARTBEAT_SECONDS = 0.5
 # An owner silent this long is dead, and its sessions may be taken over: every request of a dead owner's
@@ -245,7 +245,8 @@ class SessionRegistry:
         while True:
             sent = time.monotonic()
             try:
-                await self._beat()
+                with closed_as_redis_error():
+                    await self._beat()
             except RedisError as exc:
                 log.warning("heartbeat failed: %s", exc.__class__.__name__)
             else:
@@ -281,7 +282,7 @@ class SessionRegistry:
 
     async def stop(self) -> None:
         """Say this owner is gone, so the others take its sessions over without waiting for the timeout."""
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(RedisError), closed_as_redis_error():
             await self._beats.delete(keys.OWNER.format(self.owner_id))
         await self._beats.aclose(close_connection_pool=True)
 

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.shared.keys import BUS_CHANNEL
-from app.shared.redis import unavailable_on_error
+from app.shared.redis import closed_as_redis_error, unavailable_on_error
 
 _KINDS = {
     "tools": ToolsListChanged,
@@ -84,21 +84,22 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
         async with anyio.create_task_group() as handlers:
             while True:
                 try:
-                    async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                        await pubsub.subscribe(BUS_CHANNEL)
-                        if not started:
-                            task_status.started()
-                            started = True
-                        while True:
-                            message = await pubsub.get_message(timeout=1.0)  # and a health check now and then
-                            if message is None or self._heard_before(message["data"]):
-                                continue
-                            decoded = decode(message["data"])
-                            if decoded is None or decoded[0] == self._origin:
-                                continue
-                            await InMemorySubscriptionBus.publish(self, decoded[1])
-                            for handler in self._remote_handlers:
-                                handlers.start_soon(_logged, handler, decoded[1])
+                    with closed_as_redis_error():
+                        async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                            await pubsub.subscribe(BUS_CHANNEL)
+                            if not started:
+                                task_status.started()
+                                started = True
+                            while True:
+                                message = await pubsub.get_message(timeout=1.0)  # and a health check now and then
+                                if message is None or self._heard_before(message["data"]):
+                                    continue
+                                decoded = decode(message["data"])
+                                if decoded is None or decoded[0] == self._origin:
+                                    continue
+                                await InMemorySubscriptionBus.publish(self, decoded[1])
+                                for handler in self._remote_handlers:
+                                    handlers.start_soon(_logged, handler, decoded[1])
                 except (RedisError, OSError) as exc:
                     log.warning("lost the event channel (%s); reconnecting", exc.__class__.__name__)
                     await anyio.sleep(1.0)

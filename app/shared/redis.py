@@ -15,6 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
 from app.shared.keys import CALL
@@ -45,15 +46,31 @@ class RedisUnavailable(RuntimeError):
         super().__init__(f"the shared store (Redis) is unavailable{detail}; retry in a few seconds")
 
 
+def _closed_under_command(exc: BaseException) -> bool:
+    """uvloop raises RuntimeError, not the OSError redis-py turns into ConnectionError, when a command is
+    written to a connection that closed under it (a Redis failing over)."""
+    return isinstance(exc, RuntimeError) and not isinstance(exc, RedisUnavailable) and "handler is closed" in str(exc)
+
+
 def as_unavailable(exc: Exception) -> RedisUnavailable | None:
-    """What a failed Redis call means to a client, or None for an error that is not Redis's. uvloop raises
-    RuntimeError, not the OSError redis-py turns into ConnectionError, when a command is written to a
-    connection that closed under it (a Redis failing over)."""
+    """What a failed Redis call means to a client, or None for an error that is not Redis's."""
     if isinstance(exc, RedisError):
         return RedisUnavailable(exc)
-    if isinstance(exc, RuntimeError) and not isinstance(exc, RedisUnavailable) and "handler is closed" in str(exc):
+    if _closed_under_command(exc):
         return RedisUnavailable(ConnectionError(str(exc)))
     return None
+
+
+@contextmanager
+def closed_as_redis_error() -> Iterator[None]:
+    """Re-raise uvloop's error for a connection closed under a command as redis-py's own for one, so the
+    `except RedisError` of a caller that handles Redis errors itself (logs, retries, gives up) meets both."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not _closed_under_command(exc):
+            raise
+        raise RedisConnectionError(str(exc)) from exc
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from app.shared import request_state_keys
 from app.shared.bus import RedisSubscriptionBus
+from app.shared.redis import closed_as_redis_error
 
 STARTUP_TIMEOUT_SECONDS = 5.0
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class SharedServices:
 
     async def reachable(self) -> bool:
         try:
-            with anyio.fail_after(1.0):
+            with anyio.fail_after(1.0), closed_as_redis_error():
                 return bool(await self.redis.ping())
         except (RedisError, TimeoutError):
             return False
