@@ -49,7 +49,7 @@ class SettingsError(ValueError):
 DEFAULT_ALLOWED_HOSTS = ("localhost:*", "127.0.0.1:*", "[::1]:*")
 LOOPBACK_PEERS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_INSTANCE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+INSTANCE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _HOST_PATTERN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:(\*|[0-9]{1,5}))?$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 _MIN_KEY_BYTES = 32
@@ -315,7 +315,7 @@ def _seconds(raw: str) -> float:
 
 
 def _instance_id(raw: str) -> str:
-    if not _INSTANCE_ID.match(raw):
+    if not INSTANCE_ID.match(raw):
         raise ValueError("is not valid; valid values: 1-32 of a-z, 0-9 and '-', starting with a letter or digit")
     return raw
 

@@ -16,7 +16,7 @@ esac
 site=${NGINX_SITE_DIR:?run-nginx: set NGINX_SITE_DIR to the directory with the site files (see nginx.conf)}
 run=${NGINX_RUN_DIR:-/tmp/nginx-mcp}
 mkdir -p "$run"
-cp "$here/nginx.conf" "$here/keepalive.conf" "$run/"
+cp "$here/nginx.conf" "$here/keepalive.conf" "$here/proxy-to-instance.conf" "$run/"
 cp "$here/policies/$policy.conf" "$run/policy.conf"
 cp "$site/upstream-servers.conf" "$site/instance-upstreams.conf" "$site/listen.conf" "$run/"
 connections=${NGINX_CONNECTIONS_PER_CLIENT:-512}

@@ -47,6 +47,9 @@ def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     local, forwarded, memory = result["forwarding"]
     assert memory["events_kept"] == 64 and memory["record_bytes"] < 1024 and memory["events_bytes"] < 32 * 1024
     assert local["relay_cpu_ms_per_call"] < forwarded["relay_cpu_ms_per_call"], "only the forwarded path uses app2"
+    direct, hopped = result["nginx_hop"]  # the run itself fails if an instance relayed one of these calls
+    assert direct["calls"] == hopped["calls"] == 60 and hopped["p50_ratio"] > 0
+    assert direct["relay_cpu_ms_per_call"] < hopped["relay_cpu_ms_per_call"], "only the hop reaches the old owner"
     assert [(r["policy"], r["store"]) for r in result["policies"]] == [
         ("session", "memory"),
         ("session", "redis"),

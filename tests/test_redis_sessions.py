@@ -21,7 +21,7 @@ from app.shared import keys
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient, stream_messages
 from loadtest.topology import INSTANCES
-from tests.utils.clients import Recorder, every_operation, session, wait_for
+from tests.utils.clients import Recorder, every_operation, operations, session, wait_for
 
 pytestmark = pytest.mark.anyio
 NOT_FOUND = {"code": -32600, "message": "Session not found"}
@@ -149,6 +149,15 @@ def test_a_forged_forwarding_header_is_refused_and_nothing_runs(shared):
         client.close()
 
 
+def test_through_a_balancer_that_relays_a_client_cannot_ask_for_the_owners_name(shared):
+    """nginx sets X-Mcp-Owner-Redirect itself: on round-robin it is empty, so every request is relayed."""
+    client = session(shared.url)
+    client.http.headers["X-Mcp-Owner-Redirect"] = "on"
+    answered = [client.call_tool("whoami") for _ in range(6)]
+    assert [exchange.status for exchange in answered] == [200] * 6
+    assert any("x-mcp-served-by" in exchange.headers for exchange in answered), "round-robin reached no other instance"
+
+
 def test_the_forwarding_port_serves_no_client(shared):
     client = session(shared.url)
     try:
@@ -272,6 +281,55 @@ def test_sessions_survive_their_instance_being_killed(stack_for, tmp_path):
         assert {c.call_tool("whoami").result["structuredContent"]["instance"] for c in clients} <= set(INSTANCES) - {
             victim
         }
+
+
+def test_with_the_session_policy_nginx_sends_a_taken_over_session_to_its_owner_and_nothing_is_relayed(stack_for):
+    """The old owner is back after its session was taken over, and nginx sends it the session's requests by
+    their id: it names the new owner (421 + X-Accel-Redirect) and nginx re-sends each request there with its
+    method, body and headers, POST answers and the GET stream streaming through; no instance relays one."""
+    stack = stack_for("stateful-sse", "session", "redis")
+    client = session(stack.url)
+    client.timeout = (5, 10)
+    minted_by = client.session_id.partition(".")[0]
+    os.kill(stack.proc(minted_by).pid, signal.SIGKILL)
+    wait_for(lambda: not stack.proc(minted_by).alive())
+    owner = client.call_tool("whoami").instance  # nginx's backup instance took the session over
+    assert owner in set(INSTANCES) - {minted_by}
+    stack.restart(minted_by)
+    subscriber = stack.instance_url(owner)
+    for exchange in (
+        client.call_tool("whoami"),
+        client.call_tool("slow_task", {"steps": 3, "step_seconds": 0.01}, progress=True),
+    ):
+        assert exchange.status == 200 and exchange.instance == owner, exchange
+        assert "x-mcp-served-by" not in exchange.headers, "an instance relayed the request"
+    outcomes = operations(client)
+    assert all(outcome.failure is None for outcome in outcomes.values()), outcomes
+    with client.open_stream() as stream:
+        assert stream.status_code == 200 and stream.headers["x-mcp-instance"] == owner
+        publisher = session(subscriber)
+        assert cap.publish(publisher, "capabilities", "through nginx's hop").failure is None
+        update = next(m for m in stream_messages(stream) if "method" in m)
+    assert update["params"] == {"uri": "updates://capabilities"}
+    assert client.close().status == 200
+    log = (stack.run_dir / "nginx.log").read_text().splitlines()
+    hops = [line for line in log if "upstream_status=421 : " in line]
+    assert len(hops) >= 10, stack.log_tail("nginx")  # every request above reached the old owner first
+    assert all(line.rpartition(" : ")[2] in ("200", "202") for line in hops), hops  # answered by the owner
+
+
+def test_nginx_sends_a_request_only_to_an_owner_that_is_one_of_its_instances(stack_for):
+    """Redis names an owner nginx does not know (poisoned): the instance names it, and nginx answers 502 as
+    JSON-RPC rather than send the request anywhere else."""
+    stack = stack_for("stateful-sse", "session", "redis")
+    client = session(stack.url)
+    store = redis.Redis.from_url(stack.redis_url)
+    store.hset(keys.SESSION.format(client.session_id.partition(".")[2]), "owner", "app9:00000000")
+    store.set(keys.OWNER.format("app9:00000000"), stack.instance_url("app2").removesuffix("/mcp"), ex=60)
+    answered = wait_for(lambda: (e := client.call_tool("whoami")).status == 502 and e, timeout=5)
+    assert answered.error["message"].startswith("No MCP instance answered"), answered.messages
+    last = (stack.run_dir / "nginx.log").read_text().splitlines()[-1]
+    assert last.endswith("upstream_status=421") and " : " not in last, last  # the one instance, nothing after
 
 
 def test_an_owner_paused_past_its_heartbeat_lets_the_session_go_as_soon_as_it_resumes(tmp_path):

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 
 import anyio
-import httpx2
 from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
+from app.cluster.hop_client import HopClient, HopResponse, OwnerLost, OwnerUnreachable
 from app.http.messages import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from app.shared.keys import CLUSTER_SECRET
 from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, unavailable_on_error
@@ -26,6 +26,11 @@ FORWARD_HEADER = "x-mcp-forwarded"
 HANDED_OVER_HEADER = b"x-mcp-handed-over"  # on a 503 from an instance: it ran nothing, and says why
 MOVED, DRAINING = b"moved", b"draining"  # the session is elsewhere now: look again; or it is stopping: try another
 SERVED_BY_HEADER = b"x-mcp-served-by"  # the owner's X-Mcp-Instance; X-Mcp-Instance stays the instance nginx picked
+# When the balancer is our nginx (the session policy): it asks, per request, to be told the owner of a session
+# held elsewhere instead of the request being relayed, and re-sends the request there itself (nginx.conf).
+OWNER_REDIRECT_HEADER = b"x-mcp-owner-redirect"  # "on" from nginx; anything else: relay as usual
+OWNER_HEADER = b"x-mcp-owner"  # on that 421: the owner's instance name, which nginx maps to its upstream
+BALANCER_REDIRECT = (b"x-accel-redirect", b"@session_owner")  # nginx's internal redirect, method and body kept
 MAX_SKEW_SECONDS = 10  # a hop older (or newer) than this is refused; its nonce is remembered twice as long
 # Every request header the owner acts on: a hop cannot be replayed with another of them.
 _SIGNED_HEADERS = (
@@ -56,14 +61,6 @@ _NOT_FORWARDED = {
     FORWARD_HEADER.encode(),
 }
 log = logging.getLogger(__name__)
-
-
-class OwnerUnreachable(ConnectionError):
-    """No connection to the owner could be made (refused, or timed out): the request never reached it."""
-
-
-class OwnerLost(ConnectionError):
-    """The owner took the request but broke off or timed out before answering: it may or may not have run."""
 
 
 class OwnerHandedOver(ConnectionError):
@@ -120,12 +117,7 @@ class Forwarder:
     def __init__(self, signer: ForwardSigner, is_peer: Callable[[str], bool]) -> None:
         self.signer = signer
         self._is_peer = is_peer  # what MCP_PEER_URLS allows: an owner URL read from Redis may be anything
-        self._client = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(connect=1.0, read=_READ_TIMEOUT_SECONDS, write=10.0, pool=5.0),
-            # No cap on connections: each relayed GET stream holds one for as long as the client listens.
-            # Idle connections are closed after 2 s, before a stopping instance gives up waiting for them.
-            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=128, keepalive_expiry=2.0),
-        )
+        self._client = HopClient(read_timeout=_READ_TIMEOUT_SECONDS)
         self._streams: set[anyio.CancelScope] = set()  # the GET streams relayed now
         self._closing = False
         self._relaying = 0  # other requests relayed now
@@ -158,63 +150,64 @@ class Forwarder:
         if not self._is_peer(owner_url):
             log.error("refused to forward to %r, which Redis names but MCP_PEER_URLS does not allow", owner_url[:200])
             raise OwnerUnreachable("not an instance's address")
-        headers = [(key, value) for key, value in scope["headers"] if key.lower() not in _NOT_FORWARDED]
+        headers = _forwarded(scope["headers"])
         path = scope.get("raw_path") or scope["path"].encode()
-        query = b"?" + scope["query_string"] if scope.get("query_string") else b""
-        request = self._client.build_request(
-            scope["method"], owner_url + (path + query).decode("latin-1"), headers=headers, content=body
-        )
-        # Signed as sent, with the headers the client library adds where the client sent none (Accept).
-        sent = {**scope, "headers": request.headers.raw}
-        request.headers[FORWARD_HEADER] = self.signer.sign(sent, body)
-        try:
-            response = await self._client.send(request, stream=True)
-        except (httpx2.ConnectTimeout, httpx2.ConnectError) as exc:
-            raise OwnerUnreachable(str(exc)) from exc
-        except httpx2.TransportError as exc:
-            raise OwnerLost(exc.__class__.__name__) from exc
-        handed_over = response.headers.get(HANDED_OVER_HEADER.decode()) if response.status_code == 503 else None
+        target = path + b"?" + scope["query_string"] if scope.get("query_string") else path
+        signature = self.signer.sign({**scope, "headers": headers}, body)  # signed as sent
+        headers.append((FORWARD_HEADER.encode(), signature.encode()))
+        response = await self._client.send(owner_url, scope["method"], target, headers, body)
+        handed_over = response.header(HANDED_OVER_HEADER) if response.status == 503 else None
         if handed_over is not None:
-            await response.aclose()
-            raise OwnerHandedOver(handed_over.encode("latin-1"))
+            await _drain(response)
+            raise OwnerHandedOver(handed_over)
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": [
-                        (SERVED_BY_HEADER if k.lower() == b"x-mcp-instance" else k, v)
-                        for k, v in response.headers.raw
-                        if k.lower() not in _NOT_FORWARDED
-                    ],
-                }
-            )
-            async with anyio.create_task_group() as group:
-
-                async def stop_when_client_leaves() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    group.cancel_scope.cancel()  # and close the owner's stream, or a GET stays open there
-
-                group.start_soon(stop_when_client_leaves)
-                with anyio.CancelScope() as relaying:
-                    if scope["method"] == "GET":
-                        self._streams.add(relaying)
-                        if self._closing:
-                            relaying.cancel()
-                    try:
-                        async for chunk in response.aiter_raw():
-                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    except httpx2.HTTPError as exc:
-                        # End cleanly: the SDK client reconnects a GET stream that ended, but gives up after errors.
-                        log.warning("the owner's stream broke off: %s", exc.__class__.__name__)
-                    finally:
-                        self._streams.discard(relaying)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                group.cancel_scope.cancel()
+            headers = [(SERVED_BY_HEADER if k == b"x-mcp-instance" else k, v) for k, v in response.headers]
+            await send({"type": "http.response.start", "status": response.status, "headers": _forwarded(headers)})
+            if scope["method"] == "GET" or (response.header(b"content-type") or b"").startswith(b"text/event-stream"):
+                await self._relay_stream(scope["method"], response, receive, send)
+            else:  # a JSON answer: its body follows its head at once
+                async for chunk in response.chunks():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
+
+    async def _relay_stream(self, method: str, response: HopResponse, receive: Receive, send: Send) -> None:
+        """Pass an SSE stream on as the owner writes it, until it ends or the client leaves."""
+        async with anyio.create_task_group() as group:
+
+            async def stop_when_client_leaves() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()  # and close the owner's stream, or a GET stays open there
+
+            group.start_soon(stop_when_client_leaves)
+            with anyio.CancelScope() as relaying:
+                if method == "GET":
+                    self._streams.add(relaying)
+                    if self._closing:
+                        relaying.cancel()
+                try:
+                    async for chunk in response.chunks():
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except OwnerLost as exc:
+                    # End cleanly: the SDK client reconnects a GET stream that ended, but gives up after errors.
+                    log.warning("the owner's stream broke off: %s", exc)
+                finally:
+                    self._streams.discard(relaying)
+            group.cancel_scope.cancel()
+
+
+def _forwarded(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(key, value) for key, value in headers if key not in _NOT_FORWARDED]
+
+
+async def _drain(response: HopResponse) -> None:
+    """Read a short answer to its end, so its connection serves the next hop."""
+    async for _ in response.chunks():
+        pass
+    await response.aclose()
 
 
 async def cluster_secret(redis: Redis) -> bytes:

@@ -21,15 +21,17 @@ from app import sdk_internals
 from app.auth.principal import AuthorizationContext, is_principal, principal_hash, principal_of
 from app.cluster.forward_listener import CLIENTS_ELSEWHERE, arrived_forwarded
 from app.cluster.forwarding import (
+    BALANCER_REDIRECT,
     DRAINING,
     FORWARD_HEADER,
     HANDED_OVER_HEADER,
     MOVED,
+    OWNER_HEADER,
+    OWNER_REDIRECT_HEADER,
     OwnerHandedOver,
-    OwnerLost,
-    OwnerUnreachable,
 )
 from app.cluster.handover import HandingOver, Handover
+from app.cluster.hop_client import OwnerLost, OwnerUnreachable
 from app.cluster.member import ClusterMember
 from app.cluster.registry import OWNER_TIMEOUT_SECONDS, Opening, Owner
 from app.http.messages import (
@@ -44,6 +46,7 @@ from app.http.messages import (
     send_error,
     send_response,
 )
+from app.settings import INSTANCE_ID  # an owner read from Redis may name anything
 from app.shared.redis import RedisUnavailable
 
 HANDED_OVER = "this instance is shutting down and handed the session over; nothing ran"
@@ -163,6 +166,8 @@ class SessionRouter:
                 await self._serve_here_or_end(session_id, owner, scope, body, receive, send)
                 return
             if owner.url is not None:
+                if (redirect := self._redirect_to(owner, scope)) is not None:
+                    raise redirect
                 try:
                     await self.member.forwarder.forward(owner.url, scope, body, receive, send)
                     return
@@ -184,6 +189,17 @@ class SessionRouter:
                 return
             registry.forget_lookup(session_id)
         raise Refused(503, -32603, "another instance is taking this session over; retry")
+
+    def _redirect_to(self, owner: Owner, scope: Scope) -> Refused | None:
+        """The 421 that has nginx re-send the request to the session's owner, when nginx asked for it and the
+        owner is another instance (a sibling worker of this one is reached by relaying, not through nginx)."""
+        instance = _instance_of(owner.owner_id)
+        if header(scope["headers"], OWNER_REDIRECT_HEADER) != "on" or not INSTANCE_ID.match(instance):
+            return None
+        if instance == _instance_of(self.member.registry.owner_id):
+            return None
+        message = f"this session is served by instance {instance}; the balancer re-sends the request there"
+        return Refused(421, -32600, message, [BALANCER_REDIRECT, (OWNER_HEADER, instance.encode())])
 
     async def _refuse_unless_silent(self, session_id: str, owner: Owner) -> None:
         # Taken over only once its heartbeat lapses: a live owner may refuse or drop a connection.
@@ -327,6 +343,11 @@ class SessionRouter:
                 self.member.subscriptions.restore(session_id, opening.subscriptions, connection)
             log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})
         return True
+
+
+def _instance_of(owner_id: str) -> str:
+    """The instance (MCP_INSTANCE_ID) of an owner: its process's owner id is `<instance>:<hex>`."""
+    return owner_id.partition(":")[0]
 
 
 def _check_principal(owner: Owner | None, scope: Scope) -> None:

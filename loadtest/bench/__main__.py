@@ -8,7 +8,7 @@
 1. One instance called directly (loadtest/bench/instances.py): calls/s, CPU per call and latency of the
    floor, the bare SDK and ours, per preset and protocol, and asyncio+h11 against uvloop+httptools.
 2. The Redis store on the local stack (loadtest/bench/redis_store.py): a forwarded call against a local
-   one, and each balancing policy.
+   one, nginx's hop after a takeover against a call nginx sends to the owner, and each balancing policy.
 3. With --profile-seconds: pyinstrument profiles of the bare SDK and ours on stateful-json under the same
    load (loadtest/bench/profiles.py), in the output folder's profiles/.
 
@@ -54,6 +54,7 @@ def _measure(args: argparse.Namespace) -> dict:
         result["instances"] = instances.measure(one_instance, Path(work))
         if not args.skip_redis_store:
             result["forwarding"] = redis_store.forwarding(args.calls, Path(work))
+            result["nginx_hop"] = redis_store.nginx_hop(args.calls, Path(work))
             result["policies"] = redis_store.policies(args.calls, args.clients, Path(work))
         if args.profile_seconds:
             written = profiles.profile(instances.profiled(), args.profile_seconds, args.out / "profiles", Path(work))
@@ -77,7 +78,12 @@ def _markdown(result: dict) -> str:
     one_instance = report.instances_markdown(result["instances"], settings["seconds"], settings["rounds"])
     parts = [f"Measured {run['date']} on {run['machine']}.", "", one_instance]
     if "forwarding" in result:
-        parts += ["", redis_store.markdown(result["forwarding"], result["policies"], settings["clients"])]
+        parts += [
+            "",
+            redis_store.markdown(
+                result["forwarding"], result.get("nginx_hop", []), result["policies"], settings["clients"]
+            ),
+        ]
     if result.get("profiles"):
         listed = ", ".join(f"[{Path(path).name}](../results/bench/{path})" for path in result["profiles"])  # docs/
         parts += ["", f"Profiles (pyinstrument, stateful-json, saturating load): {listed}.", ""]

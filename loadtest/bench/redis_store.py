@@ -2,7 +2,10 @@
 
 1. One session, sequential `whoami` calls sent straight to its owner (local) and to another
    instance (forwarded): latency, and the CPU each process spent per call.
-2. Concurrent sessions through nginx with the Redis store under each balancing policy, against the
+2. After a takeover, with the `session` policy: the taken-over session's calls reach its old owner, which
+   names the new one, and nginx re-sends them there (nginx's hop), against a session of the new owner
+   that nginx sends there directly.
+3. Concurrent sessions through nginx with the Redis store under each balancing policy, against the
    memory store with the `session` policy (sticky, no Redis): latency p50/p99 and their ratios, and
    the CPU of all servers per call.
 
@@ -12,7 +15,10 @@ Results depend on the machine: compare rows of one run, not runs of different ma
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -38,7 +44,8 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return {name: sum(tree_times(pid).values()) for name, pid in pids.items()}
 
 
-def timed_calls(client: McpClient, calls: int, tool: str = "whoami") -> list[float]:
+def timed_calls(client: McpClient, calls: int, tool: str = "whoami", relayed: bool | None = None) -> list[float]:
+    """Latencies in ms; with `relayed` True or False, a call relayed (or not) by an instance otherwise is an error."""
     latencies = []
     for _ in range(calls):
         started = time.perf_counter()
@@ -46,36 +53,88 @@ def timed_calls(client: McpClient, calls: int, tool: str = "whoami") -> list[flo
         latencies.append((time.perf_counter() - started) * 1000)
         if answer.result is None or answer.result.get("isError"):
             raise RuntimeError(f"{tool} failed: HTTP {answer.status} {answer.error}")
+        if relayed is not None and ("x-mcp-served-by" in answer.headers) != relayed:
+            raise RuntimeError(
+                f"a call {'not ' if relayed else ''}meant to be relayed was answered by {answer.instance}"
+            )
     return latencies
 
 
 def forwarding(calls: int, work: Path) -> list[dict]:
     """Rows for the same session's calls sent to its owner and to another instance."""
     with Stack(run_dir=work / "forwarding", store="redis", port=free_port()) as stack:
-        apps = {name: stack.proc(name).pid for name in ("app1", "app2")}
+        apps = {"owner": stack.proc("app1").pid, "relay": stack.proc("app2").pid}
         owner = McpClient(requests.Session(), stack.instance_url("app1"))
         owner.initialize()
         relay = McpClient(requests.Session(), stack.instance_url("app2"))
         relay.session_id, relay.protocol_version = owner.session_id, owner.protocol_version
-        rows = []
-        for path, client in (("local (to the owner)", owner), ("forwarded (to another instance)", relay)):
-            timed_calls(client, WARMUP)
-            before = cpu_seconds(apps)
-            latencies = timed_calls(client, calls)
-            after = cpu_seconds(apps)
-            rows.append(
-                {
-                    "path": path,
-                    "calls": calls,
-                    "p50_ms": percentile(latencies, 0.5),
-                    "p99_ms": percentile(latencies, 0.99),
-                    "owner_cpu_ms_per_call": 1000 * (after["app1"] - before["app1"]) / calls,
-                    "relay_cpu_ms_per_call": 1000 * (after["app2"] - before["app2"]) / calls,
-                }
-            )
+        local, forwarded = (
+            CallPath("local (to the owner)", owner, False),
+            CallPath("forwarded (to another instance)", relay, True),
+        )
+        rows = interleaved_calls([local, forwarded], calls, apps)
         rows.append(session_memory(stack, owner))
         owner.close()
     return rows
+
+
+def nginx_hop(calls: int, work: Path) -> list[dict]:
+    """Rows for a session nginx sends to its owner, and for one taken over that reaches its old owner first."""
+    with Stack(run_dir=work / "nginx-hop", policy="session", store="redis", port=free_port()) as stack:
+        moved = McpClient(requests.Session(), stack.instance_url("app1"))
+        moved.initialize()  # minted by app1: nginx sends it to app1 by its id
+        moved.url = stack.url
+        os.kill(stack.proc("app1").pid, signal.SIGKILL)
+        if moved.call_tool("whoami").status != 200:  # only nginx's request on a connection to app1 may fail
+            timed_calls(moved, 1)  # reaches a backup instance, which takes the session over
+        stack.restart("app1")
+        owner = moved.call_tool("whoami").result["structuredContent"]["instance"]
+        direct = McpClient(requests.Session(), stack.instance_url(owner))
+        direct.initialize()  # minted by the owner: nginx sends it straight there
+        direct.url = stack.url
+        processes = {"owner": stack.proc(owner).pid, "relay": stack.proc("app1").pid}
+        processes["nginx"] = stack.proc("nginx").pid
+        paths = [CallPath("to the owner", direct, False), CallPath("after a takeover (nginx's hop)", moved, False)]
+        rows = interleaved_calls(paths, calls, processes)
+        for client in (direct, moved):
+            client.close()
+    for row in rows:
+        row["p50_ratio"] = row["p50_ms"] / rows[0]["p50_ms"]
+    return rows
+
+
+@dataclass
+class CallPath:
+    """One way a session's calls go: its client, whether an instance relays them, and what they measured."""
+
+    label: str
+    client: McpClient
+    relayed: bool
+    latencies: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+def interleaved_calls(paths: list[CallPath], calls: int, pids: dict[str, int], rounds: int = 5) -> list[dict]:
+    """For each path, p50/p99 of `calls` sequential `whoami` calls and the CPU each of `pids` spent per call,
+    the paths taking turns in `rounds` so that a noisy machine weighs on all of them alike."""
+    for path in paths:
+        timed_calls(path.client, WARMUP, relayed=path.relayed)
+    for _ in range(rounds):
+        for path in paths:
+            before = cpu_seconds(pids)
+            path.latencies += timed_calls(path.client, calls // rounds, relayed=path.relayed)
+            for name, seconds in cpu_seconds(pids).items():
+                path.cpu[name] = path.cpu.get(name, 0.0) + seconds - before[name]
+    return [
+        {
+            "path": path.label,
+            "calls": len(path.latencies),
+            "p50_ms": percentile(path.latencies, 0.5),
+            "p99_ms": percentile(path.latencies, 0.99),
+            **{f"{name}_cpu_ms_per_call": 1000 * seconds / len(path.latencies) for name, seconds in path.cpu.items()},
+        }
+        for path in paths
+    ]
 
 
 def session_memory(stack: Stack, client: McpClient) -> dict:
@@ -140,7 +199,7 @@ def concurrent_calls(stack: Stack, calls: int, clients: int, tool: str = "whoami
     }
 
 
-def markdown(forwarded: list[dict], by_policy: list[dict], clients: int) -> str:
+def markdown(forwarded: list[dict], hop: list[dict], by_policy: list[dict], clients: int) -> str:
     lines = [
         "The Redis store on the local stack, `stateful-sse`, `whoami` calls.",
         "",
@@ -162,6 +221,22 @@ def markdown(forwarded: list[dict], by_policy: list[dict], clients: int) -> str:
         f" of {memory['events_kept']} events: at most {(memory['record_bytes'] + memory['events_bytes']) / 1024:.1f}"
         " KiB per session with these tools.",
     ]
+    if hop:  # absent from results measured before nginx did the hop
+        lines += [
+            "",
+            f"After a takeover, with the `session` policy, {hop[0]['calls']} sequential calls through nginx: the old"
+            " owner (restarted) gets the session's calls first and names the new owner (421), and nginx re-sends them"
+            " there:",
+            "",
+            "| Path | p50 | p99 | p50 ratio | owner CPU per call | old owner CPU per call | nginx CPU per call |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in hop:
+            lines.append(
+                f"| {row['path']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | {row['p50_ratio']:.2f} | "
+                f"{row['owner_cpu_ms_per_call']:.2f} ms | {row['relay_cpu_ms_per_call']:.2f} ms | "
+                f"{row['nginx_cpu_ms_per_call']:.2f} ms |"
+            )
     lines += [
         "",
         f"{clients} concurrent sessions through nginx, {by_policy[0]['calls']} calls per row; ratios"

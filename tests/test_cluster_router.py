@@ -1,0 +1,84 @@
+"""How `SessionRouter` answers a request of a session another instance owns, when nginx (the session policy)
+asks to be told the owner: in-process against a real redis-server. The whole hop, through a real nginx, is
+in tests/test_redis_sessions.py."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from mcp.server.mcpserver import MCPServer
+from redis.asyncio import Redis
+
+from app import InstanceSettings, Preset, SessionStore
+from app.cluster.registry import Opening, SessionRegistry
+from app.instance import Instance
+from app.shared import keys
+from tests.utils.asgi import served
+
+pytestmark = pytest.mark.anyio
+VERSION = "2025-11-25"
+PARAMS = {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+ASKED_BY_NGINX = {"x-mcp-owner-redirect": "on"}
+
+
+@pytest.fixture
+async def redis(redis_url):
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def owned_elsewhere(redis: Redis, instance_id: str) -> str:
+    """A session whose owner is a live process of `instance_id` (its heartbeat names a URL nothing listens on)."""
+    session_id = secrets.token_hex(16)
+    owner = SessionRegistry(redis, instance_id, "http://127.0.0.1:1", 60)
+    await owner.register(session_id, Opening(PARAMS, VERSION))
+    await redis.set(keys.OWNER.format(owner.owner_id), "http://127.0.0.1:1", ex=60)
+    return session_id
+
+
+def whoami(session_id: str, extra: dict[str, str]) -> dict:
+    headers = {"mcp-session-id": session_id, "mcp-protocol-version": VERSION, "accept": "application/json"}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    return {"headers": headers | extra, "json": body}
+
+
+def instance(redis_url: str) -> Instance:
+    settings = InstanceSettings(
+        "app1", preset=Preset.STATEFUL_JSON, session_store=SessionStore.REDIS, redis_url=redis_url
+    )
+    return Instance(MCPServer("router"), settings, None)
+
+
+async def test_asked_by_nginx_an_instance_names_the_owner_and_runs_nothing(redis, redis_url):
+    session_id = await owned_elsewhere(redis, "app2")
+    async with served(instance(redis_url).app) as client:
+        answered = await client.post("/mcp", **whoami(session_id, ASKED_BY_NGINX))
+    assert answered.status_code == 421
+    assert answered.headers["x-accel-redirect"] == "@session_owner" and answered.headers["x-mcp-owner"] == "app2"
+    assert answered.json()["error"]["message"].startswith("this session is served by instance app2")
+
+
+@pytest.mark.parametrize(
+    ("owner_instance", "extra"),
+    [("app1", ASKED_BY_NGINX), ("app2", {}), ("app2", {"x-mcp-owner-redirect": "yes"})],
+    ids=["a sibling worker of this instance", "not asked", "not asked with 'on'"],
+)
+async def test_otherwise_it_relays_the_request_to_the_owner(redis, redis_url, owner_instance, extra):
+    """Relayed: the owner's URL here takes no connection, so the answer is the relay's 503, never a 421."""
+    session_id = await owned_elsewhere(redis, owner_instance)
+    async with served(instance(redis_url).app) as client:
+        answered = await client.post("/mcp", **whoami(session_id, extra))
+    assert answered.status_code == 503 and "busy; retry" in answered.json()["error"]["message"], answered.text
+
+
+async def test_an_owner_named_in_redis_that_is_no_instance_name_is_not_sent_to_nginx(redis, redis_url):
+    """Redis may hold anything: an owner whose instance part is no valid MCP_INSTANCE_ID is relayed (and
+    refused by MCP_PEER_URLS there), never written into a header for nginx."""
+    session_id = await owned_elsewhere(redis, "app2")
+    await redis.hset(keys.SESSION.format(session_id), "owner", "App 2\r\nx:1")
+    await redis.set(keys.OWNER.format("App 2\r\nx:1"), "http://127.0.0.1:1", ex=60)
+    async with served(instance(redis_url).app) as client:
+        answered = await client.post("/mcp", **whoami(session_id, ASKED_BY_NGINX))
+    assert answered.status_code != 421 and "x-mcp-owner" not in answered.headers
