@@ -49,11 +49,13 @@ def docker_unavailable(command: tuple[str, ...] | None = None) -> str | None:
     return None
 
 
-def build_images(say: Callable[[str], None]) -> dict[str, str]:
+def build_images(say: Callable[[str], None], niceness: int = 0) -> dict[str, str]:
     """Build what every profile runs on, passing each line of progress to `say`: the stand-in where no
-    registry answers (scripts/compose-images), then the app, Locust and issuer images. Returns the image variables."""
+    registry answers (scripts/compose-images), then the app, Locust and issuer images. Returns the image variables.
+    `niceness` lowers the priority of the local build steps (the stand-in), for a build beside other work."""
     deadline = time.monotonic() + BUILD_TIMEOUT
-    printed = _streamed(["scripts/compose-images"], say, deadline, os.environ)
+    nice = ["nice", "-n", str(niceness)] if niceness else []
+    printed = _streamed([*nice, "scripts/compose-images"], say, deadline, os.environ)
     exports = [line.removeprefix("export ") for line in printed if line.startswith("export ")]
     env = dict(word.split("=", 1) for line in exports for word in line.split())
     profiles = [arg for profile in ("stateful-sse", "loadtest", "auth") for arg in ("--profile", profile)]

@@ -1,6 +1,6 @@
 """Fixtures that start real processes: local stacks (redis, 3 x uvicorn, nginx), each shared by the tests of
-one module and stopped when the module ends. The plugins build the compose images before the first test,
-and end the run with its time by layer."""
+one module and stopped when the module ends. The plugins build the compose images while the first tests run
+(the compose tests run last), and end the run with its time by layer."""
 
 from __future__ import annotations
 

@@ -44,7 +44,11 @@ def owner_app(peers: list[tuple[str, int]]) -> Starlette:
         await anyio.sleep(1)  # past the client's read timeout
         return JSONResponse({})
 
-    routes = [Route("/mcp", echo, methods=["POST", "DELETE"]), Route("/events", events), Route("/close", closing, methods=["POST"])]
+    routes = [
+        Route("/mcp", echo, methods=["POST", "DELETE"]),
+        Route("/events", events),
+        Route("/close", closing, methods=["POST"]),
+    ]
     return Starlette(routes=[*routes, Route("/silent", silent, methods=["POST"])])
 
 

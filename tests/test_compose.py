@@ -197,7 +197,7 @@ def test_killing_an_app_container(stack):
     killed_under = {"stateful-sse": ("ip-hash", "session"), "stateful-json": ("session",)}
     policies = killed_under.get(stack.profile, ("round-robin",))
     for policy in policies:
-        stack.up(policy=policy, fresh=True)
+        stack.up(policy=policy)  # also starts a container the last policy's run killed
         client = McpClient(requests.Session(), stack.url)
         victim = client.initialize().instance
         stack.kill(f"{victim}-{stack.profile}")

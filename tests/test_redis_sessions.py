@@ -177,8 +177,8 @@ def test_the_forwarding_port_serves_no_client(shared):
 
 
 def test_a_signed_hop_cannot_carry_another_request(shared):
-    """Even with the secret's signature captured from a real hop, changing the body breaks it, and only the
-    forwarding port takes it."""
+    """Even with the secret's signature captured from a real hop, changing the body breaks it, only the
+    forwarding port of the process it was signed for takes it (another answers that nothing ran), once."""
     from app.cluster.forwarding import ForwardSigner
 
     secret = bytes.fromhex(redis.Redis.from_url(shared.redis_url).get(keys.CLUSTER_SECRET).decode())
@@ -193,12 +193,17 @@ def test_a_signed_hop_cannot_carry_another_request(shared):
         seen = {**{k.lower(): v for k, v in sent.items()}, "host": urlsplit(url).netloc}
         seen["mcp-session-id"] = client.session_id.partition(".")[2]
         scope = {"method": "POST", "path": "/mcp", "headers": [(k.encode(), v.encode()) for k, v in seen.items()]}
-        headers["X-Mcp-Forwarded"] = ForwardSigner(secret, "test").sign(scope, signed)
+        record = keys.SESSION.format(seen["mcp-session-id"])
+        recipient = redis.Redis.from_url(shared.redis_url).hget(record, "owner").decode()
+        headers["X-Mcp-Forwarded"] = ForwardSigner(secret, "test").sign(scope, signed, recipient)
         public = requests.post(shared.instance_url(owner), data=signed, headers=headers, timeout=5)
+        as_sent = {**headers, "Host": seen["host"]}  # as if app1's address now led to app2
+        elsewhere = requests.post(shared.forwarding_url("app2"), data=signed, headers=as_sent, timeout=5)
         genuine = requests.post(url, data=signed, headers=headers, timeout=5)
         tampered = requests.post(url, data=swapped, headers=headers, timeout=5)
         replayed = requests.post(url, data=signed, headers=headers, timeout=5)
         assert public.status_code == 403 and public.json()["error"]["message"] == FORWARDED_ELSEWHERE
+        assert elsewhere.status_code == 503 and elsewhere.headers["x-mcp-handed-over"] == "moved", elsewhere.text
         assert genuine.status_code == 200 and '"instance":"app1"' in genuine.text
         assert tampered.status_code == 403
         assert replayed.status_code == 403 and "once" in replayed.json()["error"]["message"]

@@ -12,12 +12,14 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
 from app.cluster.hop_client import HopClient, HopResponse, OwnerLost, OwnerUnreachable
+from app.cluster.registry import Owner
 from app.http.messages import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from app.shared.keys import CLUSTER_SECRET
 from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, unavailable_on_error
@@ -71,10 +73,17 @@ class OwnerHandedOver(ConnectionError):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class SignedHop:
+    nonce: str
+    recipient: str  # the owner id of the process the sender meant the hop for
+
+
 class ForwardSigner:
-    """Signs the forwarded hop with the cluster secret, binding it to the time, the sender, a nonce and the
-    request (method, target, a hash of the body and every header the owner acts on), so a captured header
-    can carry no other request; the receiver lets each nonce through once (`ClusterMember.first_use`)."""
+    """Signs the forwarded hop with the cluster secret, binding it to the time, the sender, the process it is
+    sent to, a nonce and the request (method, target, a hash of the body and every header the owner acts on),
+    so a captured header can carry no other request and be used at no other process; that process lets each
+    nonce through once (`ClusterMember.first_use`, in its own memory)."""
 
     def __init__(self, secret: bytes, sender: str) -> None:
         self._secrets = [secret]
@@ -85,28 +94,30 @@ class ForwardSigner:
         if secret != self._secrets[0]:
             self._secrets = [secret, self._secrets[0]]
 
-    def sign(self, scope: Scope, body: bytes) -> str:
+    def sign(self, scope: Scope, body: bytes, recipient: str) -> str:
         stamp, nonce = str(int(time.time())), secrets.token_hex(16)
-        return f"{stamp};{self.sender};{nonce};{self._mac(self._secrets[0], stamp, self.sender, nonce, scope, body)}"
+        mac = self._mac(self._secrets[0], (stamp, self.sender, recipient, nonce), scope, body)
+        return f"{stamp};{self.sender};{recipient};{nonce};{mac}"
 
-    def verify(self, header: str, scope: Scope, body: bytes) -> str | None:
-        """The hop's nonce if `header` signs exactly this request within the window, else None."""
-        stamp, sender, nonce, mac = [*header.split(";"), "", "", ""][:4]
+    def verify(self, header: str, scope: Scope, body: bytes) -> SignedHop | None:
+        """The hop's nonce and recipient if `header` signs exactly this request within the window, else None."""
+        stamp, sender, recipient, nonce, mac = [*header.split(";"), "", "", "", ""][:5]
         if not (stamp.isascii() and stamp.isdigit()) or abs(time.time() - int(stamp)) > MAX_SKEW_SECONDS:
             return None
         if not _hex_digits(nonce, 32) or not mac.isascii():
             return None
-        expected = [self._mac(secret, stamp, sender, nonce, scope, body) for secret in self._secrets]
-        return nonce if any(hmac.compare_digest(mac, candidate) for candidate in expected) else None
+        fields = (stamp, sender, recipient, nonce)
+        expected = [self._mac(secret, fields, scope, body) for secret in self._secrets]
+        return SignedHop(nonce, recipient) if any(hmac.compare_digest(mac, e) for e in expected) else None
 
     @staticmethod
-    def _mac(secret: bytes, stamp: str, sender: str, nonce: str, scope: Scope, body: bytes) -> str:
+    def _mac(secret: bytes, fields: tuple[str, ...], scope: Scope, body: bytes) -> str:
         target = (scope.get("raw_path") or scope["path"].encode()) + b"?" + scope.get("query_string", b"")
         present: dict[bytes, bytes] = {}
         for key, value in scope["headers"]:  # one pass; the first value of a repeated header, as `header` reads
             present.setdefault(key.lower(), value)
         headers = [present.get(name, b"") for name in _SIGNED_HEADERS]
-        parts = [stamp.encode(), sender.encode(), nonce.encode(), scope["method"].encode(), target, *headers]
+        parts = [*(field.encode() for field in fields), scope["method"].encode(), target, *headers]
         message = b"|".join([*parts, hashlib.sha256(body).hexdigest().encode()])
         return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
@@ -137,25 +148,25 @@ class Forwarder:
         while self._relaying:
             await anyio.sleep(0.05)
 
-    async def forward(self, owner_url: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+    async def forward(self, owner: Owner, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         """Send the request to the owner and stream its answer back; raises before sending anything to the client."""
         counted = scope["method"] != "GET"
         self._relaying += counted
         try:
-            await self._forward(owner_url, scope, body, receive, send)
+            await self._forward(owner, scope, body, receive, send)
         finally:
             self._relaying -= counted
 
-    async def _forward(self, owner_url: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
-        if not self._is_peer(owner_url):
-            log.error("refused to forward to %r, which Redis names but MCP_PEER_URLS does not allow", owner_url[:200])
+    async def _forward(self, owner: Owner, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        if owner.url is None or not self._is_peer(owner.url):
+            log.error("refused to forward to %r, which Redis names but MCP_PEER_URLS does not allow", owner.url)
             raise OwnerUnreachable("not an instance's address")
         headers = _forwarded(scope["headers"])
         path = scope.get("raw_path") or scope["path"].encode()
         target = path + b"?" + scope["query_string"] if scope.get("query_string") else path
-        signature = self.signer.sign({**scope, "headers": headers}, body)  # signed as sent
+        signature = self.signer.sign({**scope, "headers": headers}, body, owner.owner_id)  # signed as sent
         headers.append((FORWARD_HEADER.encode(), signature.encode()))
-        response = await self._client.send(owner_url, scope["method"], target, headers, body)
+        response = await self._client.send(owner.url, scope["method"], target, headers, body)
         handed_over = response.header(HANDED_OVER_HEADER) if response.status == 503 else None
         if handed_over is not None:
             await _drain(response)
@@ -163,9 +174,9 @@ class Forwarder:
         try:
             headers = [(SERVED_BY_HEADER if k == b"x-mcp-instance" else k, v) for k, v in response.headers]
             await send({"type": "http.response.start", "status": response.status, "headers": _forwarded(headers)})
-            if scope["method"] == "GET" or (response.header(b"content-type") or b"").startswith(b"text/event-stream"):
-                await self._relay_stream(scope["method"], response, receive, send)
-            else:  # a JSON answer: its body follows its head at once
+            if scope["method"] == "GET":
+                await self._relay_stream(response, receive, send)
+            else:  # a call's answer (JSON, or its SSE events): it ends when the call does
                 async for chunk in response.chunks():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -173,21 +184,20 @@ class Forwarder:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
 
-    async def _relay_stream(self, method: str, response: HopResponse, receive: Receive, send: Send) -> None:
-        """Pass an SSE stream on as the owner writes it, until it ends or the client leaves."""
+    async def _relay_stream(self, response: HopResponse, receive: Receive, send: Send) -> None:
+        """Pass a GET stream on as the owner writes it, until it ends, the client leaves or this instance stops."""
         async with anyio.create_task_group() as group:
 
             async def stop_when_client_leaves() -> None:
                 while (await receive())["type"] != "http.disconnect":
                     pass
-                group.cancel_scope.cancel()  # and close the owner's stream, or a GET stays open there
+                group.cancel_scope.cancel()  # and close the owner's stream, or it stays open there
 
             group.start_soon(stop_when_client_leaves)
             with anyio.CancelScope() as relaying:
-                if method == "GET":
-                    self._streams.add(relaying)
-                    if self._closing:
-                        relaying.cancel()
+                self._streams.add(relaying)
+                if self._closing:
+                    relaying.cancel()
                 try:
                     async for chunk in response.chunks():
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})

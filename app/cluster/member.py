@@ -18,7 +18,6 @@ from app.cluster.forward_listener import forwarding_port
 from app.cluster.forwarding import MAX_SKEW_SECONDS, Forwarder, ForwardSigner, cluster_secret
 from app.cluster.registry import SessionRegistry
 from app.sessions.subscriptions import ResourceSubscriptions
-from app.shared import keys
 from app.shared.claims import Claims, TooManyClaims
 from app.shared.redis import RedisUnavailable
 
@@ -36,7 +35,8 @@ class ClusterMember:
         forward_to: tuple[str, Sequence[int]] | None = None,
     ) -> None:
         self.redis = redis
-        self._nonces = Claims(redis, keys.HOP_NONCE, 2 * MAX_SKEW_SECONDS)
+        # In this process's memory: a hop is signed for one process (its owner id), so no other may take it.
+        self._nonces = Claims(None, "{}", 2 * MAX_SKEW_SECONDS)
         self.registry = registry
         self.subscriptions = subscriptions  # restored on takeover; None when the server has no subscribable URIs
         self.is_peer = is_peer  # the only URLs requests are forwarded to (MCP_PEER_URLS)

@@ -136,7 +136,7 @@ class SessionRegistry:
         self._owned: dict[str, _Hold] = {}  # the sessions this process owns
         self._lookups: dict[str, tuple[Owner, float]] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()  # the last ENDED_REMEMBERED sessions ended here
-        self._peers: tuple[list[str], float] = ([], -PEERS_CACHE_SECONDS)
+        self._peers: tuple[list[Owner], float] = ([], -PEERS_CACHE_SECONDS)
 
     async def register(self, session_id: str, opening: Opening) -> None:
         """Record a session this process just opened."""
@@ -208,17 +208,22 @@ class SessionRegistry:
         await self._call(self._release, session_id, self.owner_id, RELEASED_PREFIX + self.owner_id)
         self._let_go(session_id)
 
-    async def peers(self) -> list[str]:
-        """The internal URLs of the other owners whose heartbeat is alive (some may be stopping too)."""
-        urls, when = self._peers
+    async def peers(self) -> list[Owner]:
+        """The other owners whose heartbeat is alive (some may be stopping too), with their internal URLs."""
+        owners, when = self._peers
         if time.monotonic() - when < PEERS_CACHE_SECONDS:
-            return list(urls)
+            return list(owners)
         with unavailable_on_error():
             names = [name async for name in self._redis.scan_iter(match=keys.OWNER.format("*"), count=1000)]
             values = await self._redis.mget(names) if names else []
-        urls = [url.decode() for url in values if url is not None and url.decode() != self.url]
-        self._peers = (urls, time.monotonic())
-        return list(urls)
+        prefix = keys.OWNER.format("")
+        owners = [
+            Owner(name.decode().removeprefix(prefix), url.decode())
+            for name, url in zip(names, values, strict=True)
+            if url is not None and url.decode() != self.url  # this process, or its predecessor at its address
+        ]
+        self._peers = (owners, time.monotonic())
+        return list(owners)
 
     async def save_subscriptions(self, session_id: str, uris: list[str]) -> None:
         await self._call(self._save_subscriptions, session_id, self.owner_id, json.dumps(uris))

@@ -54,6 +54,7 @@ FORWARDED_ELSEWHERE = (
     f"{FORWARD_HEADER} is taken only on the forwarding port (MCP_FORWARD_PORT), which only the instances reach"
 )
 LOOK_AGAIN = "this session moved to another instance; nothing ran, look again"
+MEANT_FOR_ANOTHER = "this hop was signed for another process (one this instance replaced); nothing ran, look again"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 REBUILD_PARAMS = ("protocolVersion", "capabilities", "clientInfo")  # what a takeover rebuilds a session from
 MAX_OPENING_BYTES = 16 * 1024  # of them, kept in every session's record in Redis
@@ -169,7 +170,7 @@ class SessionRouter:
                 if (redirect := self._redirect_to(owner, scope)) is not None:
                     raise redirect
                 try:
-                    await self.member.forwarder.forward(owner.url, scope, body, receive, send)
+                    await self.member.forwarder.forward(owner, scope, body, receive, send)
                     return
                 except OwnerHandedOver:
                     registry.forget_lookup(session_id)
@@ -224,9 +225,10 @@ class SessionRouter:
         if self.member.forward_to is not None and not arrived_forwarded(scope):
             raise Refused(403, -32600, FORWARDED_ELSEWHERE)
         body = await read_body(receive, MAX_BODY_BYTES)
-        signature = header(scope["headers"], FORWARD_HEADER.encode())
-        nonce = self.member.forwarder.signer.verify(signature, scope, body)
-        if nonce is None or not await self.member.first_use(nonce):
+        hop = self.member.forwarder.signer.verify(header(scope["headers"], FORWARD_HEADER.encode()), scope, body)
+        if hop is not None and hop.recipient != self.member.registry.owner_id:
+            raise _handed_over(MEANT_FOR_ANOTHER, MOVED)  # the process it was sent to is gone; this one ran nothing
+        if hop is None or not await self.member.first_use(hop.nonce):
             raise Refused(403, -32600, f"invalid {FORWARD_HEADER} header; only cluster instances may send it, once")
         manager, registry = self.member.manager, self.member.registry
         held = session_id is not None and manager.holds(session_id)
@@ -265,9 +267,9 @@ class SessionRouter:
         the session owned by another instance (nothing ran: look it up again)."""
         peers = await self.member.registry.peers()
         random.shuffle(peers)
-        for url in peers:
+        for peer in peers:
             try:
-                await self.member.forwarder.forward(url, scope, body, receive, send)
+                await self.member.forwarder.forward(peer, scope, body, receive, send)
                 return True
             except OwnerHandedOver as exc:
                 if exc.reason == MOVED:

@@ -6,7 +6,6 @@ SESSION = "mcp:session:{}"  # hash: a 2025-11-25 session's record (owner, initia
 OWNER = "mcp:owner:{}"  # string: an owner process's internal URL, kept alive by its heartbeat
 EVENTS = "mcp:events:{}"  # stream: a session's GET-stream events, for Last-Event-ID resumption
 CLUSTER_SECRET = "mcp:cluster-secret"  # string: the secret that signs the forwarded hop
-HOP_NONCE = "mcp:hop:{}"  # string: a forwarded hop's nonce, seen once (a replay of the hop is refused)
 REQUEST_STATE_KEYS = "mcp:request-state-keys"  # string: the key ring sealing 2026-07-28 requestState
 USED_REQUEST_STATE = "mcp:used-state:{}"  # string: a side-effecting retry's sealed requestState, honoured once
 CALL = "mcp:call:{}"  # string: a write's first answer, kept briefly so that a re-sent script applies nothing

@@ -1,7 +1,8 @@
 """`python -m loadtest.bench`: what each configuration costs, against the floor and the bare SDK.
 
     python -m loadtest.bench [--presets stateful-json,...] [--seconds 5] [--rounds 5] [--calls 1000]
-                             [--clients 4] [--skip-redis-store] [--profile-seconds 10]
+                             [--clients 4] [--skip-redis-store] [--skip-loops] [--idle-sessions 1000,10000]
+                             [--profile-seconds 10]
                              [--out results/bench] [--page README.md ...]
     python -m loadtest.bench --render results/bench/bench.json [--page ...]   # the tables again, no measuring
 
@@ -9,7 +10,8 @@
    floor, the bare SDK and ours, per preset and protocol, and asyncio+h11 against uvloop+httptools.
 2. The Redis store on the local stack (loadtest/bench/redis_store.py): a forwarded call against a local
    one, nginx's hop after a takeover against a call nginx sends to the owner, and each balancing policy.
-3. With --profile-seconds: pyinstrument profiles of the bare SDK and ours on stateful-json under the same
+3. Idle sessions (loadtest/bench/idle_sessions.py): memory per session in the server, and in Redis.
+4. With --profile-seconds: pyinstrument profiles of the bare SDK and ours on stateful-json under the same
    load (loadtest/bench/profiles.py), in the output folder's profiles/.
 
 Writes bench.md, bench.json and bench.png to the output folder, and the tables into each `--page`.
@@ -25,7 +27,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtest.bench import instances, profiles, redis_store, report
+from loadtest.bench import idle_sessions, instances, profiles, redis_store, report
 from loadtest.bench.wrk import WrkError
 from loadtest.results import machine, write_results
 from loadtest.topology import PRESETS, PROJECT_ROOT
@@ -48,16 +50,21 @@ def main(argv: list[str] | None = None) -> int:
 def _measure(args: argparse.Namespace) -> dict:
     run = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
     settings = {"presets": args.presets, "seconds": args.seconds, "rounds": args.rounds, "calls": args.calls}
+    settings["idle_sessions"] = args.idle_sessions
     result: dict = {"run": run, "settings": settings | {"clients": args.clients}}
-    one_instance = instances.Settings(tuple(args.presets.split(",")), args.seconds, args.rounds)
+    one_instance = instances.Settings(tuple(args.presets.split(",")), args.seconds, args.rounds, not args.skip_loops)
     with tempfile.TemporaryDirectory() as work:
         result["instances"] = instances.measure(one_instance, Path(work))
         if not args.skip_redis_store:
-            result["forwarding"] = redis_store.forwarding(args.calls, Path(work))
+            result["forwarding"] = redis_store.forwarding(args.calls, args.seconds, Path(work))
             result["nginx_hop"] = redis_store.nginx_hop(args.calls, Path(work))
             result["policies"] = redis_store.policies(args.calls, args.clients, Path(work))
+        if args.idle_sessions:
+            result["idle_sessions"] = idle_sessions.measure(args.idle_sessions, Path(work))
         if args.profile_seconds:
             written = profiles.profile(instances.profiled(), args.profile_seconds, args.out / "profiles", Path(work))
+            if not args.skip_redis_store:
+                written += profiles.relay(args.profile_seconds, args.out / "profiles", Path(work))
             result["profiles"] = [str(path.relative_to(args.out)) for path in written]
     return result
 
@@ -84,9 +91,12 @@ def _markdown(result: dict) -> str:
                 result["forwarding"], result.get("nginx_hop", []), result["policies"], settings["clients"]
             ),
         ]
+    if result.get("idle_sessions"):
+        parts += ["", idle_sessions.markdown(result["idle_sessions"])]
     if result.get("profiles"):
         listed = ", ".join(f"[{Path(path).name}](../results/bench/{path})" for path in result["profiles"])  # docs/
-        parts += ["", f"Profiles (pyinstrument, stateful-json, saturating load): {listed}.", ""]
+        what = "pyinstrument, saturating load; stateful-json, and a relay with its owner on stateful-sse"
+        parts += ["", f"Profiles ({what}): {listed}.", ""]
     return "\n".join(parts)
 
 
@@ -98,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--calls", type=int, default=1000, help="calls per Redis-store measurement")
     parser.add_argument("--clients", type=int, default=4, help="concurrent sessions in the policy runs")
     parser.add_argument("--skip-redis-store", action="store_true", help="only the one-instance runs")
+    parser.add_argument("--skip-loops", action="store_true", help="no asyncio+h11 against uvloop+httptools")
+    parser.add_argument(
+        "--idle-sessions",
+        type=_counts,
+        default=(1000, 10_000),
+        help="comma-separated numbers of idle sessions to measure memory at (0: none)",
+    )
     parser.add_argument("--profile-seconds", type=int, default=0, help="also profile the SDK and ours this long")
     parser.add_argument("--render", type=Path, help="measure nothing: write the tables again from this bench.json")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "bench")
@@ -105,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
         "--page", type=Path, action="append", default=[], help="a Markdown page to copy the tables into"
     )
     return parser
+
+
+def _counts(raw: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in raw.split(",") if part.strip())
+    if any(count < 0 for count in counts) or list(counts) != sorted(counts):
+        raise argparse.ArgumentTypeError("give increasing whole numbers, e.g. 1000,10000 (or 0 for none)")
+    return tuple(count for count in counts if count > 0)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class Settings:
     presets: tuple[str, ...]
     seconds: int  # of each wrk run (wrk takes whole seconds)
     rounds: int
+    loops: bool = True  # also asyncio+h11 against uvloop+httptools
 
 
 def subjects(preset: str, version: str) -> list[Subject]:
@@ -79,7 +80,8 @@ def measure(settings: Settings, work: Path) -> list[dict]:
     for preset in settings.presets:
         for version in (LEGACY, MODERN_VERSION):
             rows += _group(subjects(preset, version), version, settings, work, f"{preset}, {version}")
-    rows += _group(loop_subjects(), LEGACY, settings, work, "event loop and HTTP parser (stateful-json)")
+    if settings.loops:
+        rows += _group(loop_subjects(), LEGACY, settings, work, "event loop and HTTP parser (stateful-json)")
     return rows
 
 

@@ -1,4 +1,5 @@
-"""Where a call's CPU goes: pyinstrument profiles of the bare SDK and ours under the same wrk load.
+"""Where a call's CPU goes: pyinstrument profiles of the bare SDK and ours under the same wrk load, and of a
+relay and the owner it forwards to (the Redis store on the local stack).
 
 Each server runs under `python -m pyinstrument` (which slows it, alike for both) while wrk saturates it,
 then stops on SIGINT and saves its session; each is rendered as text twice, as a call tree (`NAME.txt`)
@@ -7,15 +8,20 @@ and as a flat list of where time was spent (`NAME-flat.txt`).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from loadtest.bench import wrk
-from loadtest.bench.servers import Subject, UvicornServer
+from loadtest.bench.servers import Subject, UvicornServer, open_session
+from loadtest.stack import Stack, free_port
 
 STOP_SECONDS = 60.0  # pyinstrument renders its profile after the server stops
+PROFILED_INSTANCE = "loadtest.bench.profiled_instance"
 
 
 class ProfiledServer(UvicornServer):
@@ -48,8 +54,49 @@ def profile(subjects: list[Subject], seconds: int, out: Path, work: Path) -> lis
         with ProfiledServer(subject, work / f"profile-{name}.log", session) as server:
             server.open_sessions(subject.kind != "floor")
             wrk.run(server.url, wrk.Call(sessions=server.sessions), 16, seconds)
-        for path, options in ((out / f"{name}.txt", []), (out / f"{name}-flat.txt", ["-p", "flat=true"])):
-            render = [sys.executable, "-m", "pyinstrument", "--load", str(session), "-r", "text", *options]
-            subprocess.run([*render, "-p", "color=false", "-p", "unicode=false", "-o", str(path)], check=True)
-            written.append(path)
+        written += _render(session, out, name)
     return written
+
+
+def relay(seconds: int, out: Path, work: Path) -> list[Path]:
+    """Two text profiles each of a relay (app2) and of the owner it forwards to (app1), under `seconds` of
+    wrk's load sent to the relay for sessions the owner holds, on the local stack with the Redis store."""
+    sessions_dir = work / "relay-profiles"
+    for folder in (sessions_dir, out):
+        folder.mkdir(parents=True, exist_ok=True)
+    profiled = {"BENCH_PROFILE_DIR": str(sessions_dir)}  # read by each instance (loadtest/bench/profiled_instance.py)
+    stack = Stack(run_dir=work / "relay-profile", store="redis", port=free_port(), server=PROFILED_INSTANCE)
+    with _environment(profiled), stack:
+        sessions = tuple(open_session(stack.instance_url("app1")) for _ in range(8))
+        for name in ("app1", "app2"):
+            os.kill(stack.proc(name).pid, signal.SIGUSR1)  # from now on, not the start
+        wrk.run(stack.instance_url("app2"), wrk.Call(sessions=sessions), 16, seconds)
+    written = []
+    for instance, name in (("app2", "relay"), ("app1", "owner-of-relayed-calls")):
+        written += _render(sessions_dir / f"{instance}.pyisession", out, name)
+    return written
+
+
+def _render(session: Path, out: Path, name: str) -> list[Path]:
+    """`session` as a call tree (`NAME.txt`) and as a flat list of where time was spent (`NAME-flat.txt`)."""
+    written = []
+    for path, options in ((out / f"{name}.txt", []), (out / f"{name}-flat.txt", ["-p", "flat=true"])):
+        render = [sys.executable, "-m", "pyinstrument", "--load", str(session), "-r", "text", *options]
+        subprocess.run([*render, "-p", "color=false", "-p", "unicode=false", "-o", str(path)], check=True)
+        written.append(path)
+    return written
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the processes started meanwhile (the stack's children inherit them)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -26,6 +26,8 @@ import requests
 
 from app.cluster.event_store import MAX_EVENTS
 from app.shared import keys
+from loadtest.bench import wrk
+from loadtest.bench.servers import open_session
 from loadtest.client.legacy import McpClient
 from loadtest.cpu import tree_times
 from loadtest.stack import REDIS_SERVERS, SENTINELS, Stack, free_port
@@ -60,8 +62,9 @@ def timed_calls(client: McpClient, calls: int, tool: str = "whoami", relayed: bo
     return latencies
 
 
-def forwarding(calls: int, work: Path) -> list[dict]:
-    """Rows for the same session's calls sent to its owner and to another instance."""
+def forwarding(calls: int, seconds: int, work: Path) -> list[dict]:
+    """Rows for the same sessions' calls sent to their owner and to another instance: one session's sequential
+    calls, then wrk's saturating load; and the memory one session takes in Redis."""
     with Stack(run_dir=work / "forwarding", store="redis", port=free_port()) as stack:
         apps = {"owner": stack.proc("app1").pid, "relay": stack.proc("app2").pid}
         owner = McpClient(requests.Session(), stack.instance_url("app1"))
@@ -73,9 +76,37 @@ def forwarding(calls: int, work: Path) -> list[dict]:
             CallPath("forwarded (to another instance)", relay, True),
         )
         rows = interleaved_calls([local, forwarded], calls, apps)
+        rows += saturating_calls(stack, seconds, apps)
         rows.append(session_memory(stack, owner))
         owner.close()
     return rows
+
+
+def saturating_calls(stack: Stack, seconds: int, pids: dict[str, int], rounds: int = 3) -> list[dict]:
+    """wrk's 16 connections over 8 sessions of app1, sent to app1 and to app2 in turn, `rounds` times."""
+    sessions = tuple(open_session(stack.instance_url("app1")) for _ in range(8))
+    urls = {
+        "local, saturating (wrk)": stack.instance_url("app1"),
+        "forwarded, saturating (wrk)": stack.instance_url("app2"),
+    }
+    totals = {path: {"calls": 0, "seconds": 0.0, **dict.fromkeys(pids, 0.0)} for path in urls}
+    for _ in range(rounds):
+        for path, url in urls.items():
+            before = cpu_seconds(pids)
+            run = wrk.run(url, wrk.Call(sessions=sessions), 16, seconds)
+            totals[path]["calls"] += run.calls
+            totals[path]["seconds"] += run.seconds
+            for name, spent in cpu_seconds(pids).items():
+                totals[path][name] += spent - before[name]
+    return [
+        {
+            "path": path,
+            "calls": total["calls"],
+            "calls_per_s": total["calls"] / total["seconds"],
+            **{f"{name}_cpu_ms_per_call": 1000 * total[name] / total["calls"] for name in pids},
+        }
+        for path, total in totals.items()
+    ]
 
 
 def nginx_hop(calls: int, work: Path) -> list[dict]:
@@ -200,20 +231,30 @@ def concurrent_calls(stack: Stack, calls: int, clients: int, tool: str = "whoami
 
 
 def markdown(forwarded: list[dict], hop: list[dict], by_policy: list[dict], clients: int) -> str:
+    sequential = [row for row in forwarded if "p50_ms" in row]
+    saturating = [row for row in forwarded if "calls_per_s" in row]
+    memory = forwarded[-1]
     lines = [
         "The Redis store on the local stack, `stateful-sse`, `whoami` calls.",
         "",
-        f"One session, {forwarded[0]['calls']} sequential calls straight to an instance:",
+        f"One session, {sequential[0]['calls']} sequential calls straight to an instance:",
         "",
         "| Path | p50 | p99 | owner CPU per call | relay CPU per call |",
         "|---|---|---|---|---|",
     ]
-    memory = forwarded[-1]
-    for row in forwarded[:-1]:
+    for row in sequential:
         lines.append(
             f"| {row['path']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | "
             f"{row['owner_cpu_ms_per_call']:.2f} ms | {row['relay_cpu_ms_per_call']:.2f} ms |"
         )
+    if saturating:  # absent from results measured before the relay was measured under load
+        lines += ["", "wrk's 16 connections over 8 sessions, straight to an instance:", ""]
+        lines += ["| Path | calls/s | owner CPU per call | relay CPU per call |", "|---|---|---|---|"]
+        for row in saturating:
+            lines.append(
+                f"| {row['path']} | {row['calls_per_s']:.0f} | {row['owner_cpu_ms_per_call']:.2f} ms | "
+                f"{row['relay_cpu_ms_per_call']:.2f} ms |"
+            )
     lines += [
         "",
         f"Redis memory per session: {memory['record_bytes']} bytes for its record (owner, `initialize` params,"

@@ -52,7 +52,7 @@ class Served(AbstractContextManager):
 
     def open_sessions(self, stateful: bool) -> None:
         if stateful:
-            self.sessions = tuple(_open_session(self.url) for _ in range(SESSIONS))
+            self.sessions = tuple(open_session(self.url) for _ in range(SESSIONS))
 
 
 class UvicornServer(Served):
@@ -129,7 +129,8 @@ def serve(subject: Subject, work: Path) -> Served:
     return UvicornServer(subject, work / f"{subject.label.replace(' ', '-')}-{subject.preset}.log")
 
 
-def _open_session(url: str) -> str:
+def open_session(url: str) -> str:
+    """A new 2025-11-25 session at `url` (initialize, then notifications/initialized): its id."""
     client = McpClient(requests.Session(), url)
     exchange = client.initialize()
     if client.session_id is None:

@@ -1,1 +1,1 @@
-"""pytest plugins: the compose images built before the first test, and the run's time by layer."""
+"""pytest plugins: the compose images built while the first tests run, and the run's time by layer."""

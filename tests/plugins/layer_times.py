@@ -1,9 +1,10 @@
 """The run's time by layer, printed at its end: in-process tests (unit), tests that start or use local processes
-(stack), the compose stack, the quick matrix; and the image build before the first test."""
+(stack), the compose stack, the quick matrix; and the image build, with how long the compose tests waited for it."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import defaultdict
 
@@ -17,7 +18,7 @@ _process_fixtures: set[str] = {"stack_for"}  # fixtures seen starting processes 
 
 
 def _audit(event: str, args: tuple) -> None:
-    if event in PROCESS_EVENTS:
+    if event in PROCESS_EVENTS and threading.current_thread() is threading.main_thread():  # not the image build
         _started_a_process[0] = True
 
 
@@ -60,5 +61,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     times = config.stash[LAYER_TIMES]
     parts = [f"{layer} {sum(runs):.0f} s ({len(runs)} tests)" for layer in LAYERS if (runs := times[layer])]
     if times["images"]:
-        parts.insert(0, f"images {times['images'][0]:.0f} s (built before the first test)")
+        built, waited = times["images"][0], times["images waited for"][0]
+        parts.insert(0, f"images {built:.0f} s (built while the first tests ran; {waited:.0f} s waited for)")
     terminalreporter.write_line("time by layer: " + ", ".join(parts))
