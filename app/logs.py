@@ -55,7 +55,9 @@ def configure_logging(instance_id: str, level: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per forwarded request otherwise
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per JWKS fetch otherwise
+    # The SDK's transport logs "Terminating session: None" at INFO after every stateless request.
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True  # app.access writes the richer line
     # No line shows the thread or process names: a record spends no time looking them up.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

@@ -45,7 +45,9 @@ def bare_sdk() -> Starlette:
     demo = Demo(
         ServerSettings.from_env().data_dir, MemoryHandleCounters(10_000), MemoryBulletins(), "sdk", preset.value
     )
-    return build_server(demo).streamable_http_app(
+    # At INFO the SDK writes a line per stateless request ("Terminating session: None") through its Rich
+    # console handler, which cost more than the call itself: a deployment keeps warnings, as ours does.
+    return build_server(demo, log_level="WARNING").streamable_http_app(
         streamable_http_path=MCP_PATH,
         json_response=preset.json_response,
         stateless_http=preset.stateless,
