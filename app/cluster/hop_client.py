@@ -122,14 +122,13 @@ class HopClient:
             lines.append(b"content-length: %d" % len(body))
         response = HopResponse(self, owner, stream, self._read_timeout)
         try:
-            with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
-                await stream.send(b"\r\n".join(lines) + b"\r\n\r\n" + body)
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError) as exc:
-            await stream.aclose()
-            raise OwnerLost(exc.__class__.__name__) from exc  # some of it may have reached the owner
-        try:
+            try:
+                with anyio.fail_after(WRITE_TIMEOUT_SECONDS):
+                    await stream.send(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError) as exc:
+                raise OwnerLost(exc.__class__.__name__) from exc  # some of it may have reached the owner
             await response.read_head(method)
-        except BaseException:
+        except BaseException:  # a failure, or the relay cancelled: the connection is in no state to reuse
             await stream.aclose()
             raise
         return response
