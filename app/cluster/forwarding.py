@@ -172,8 +172,8 @@ class Forwarder:
             await _drain(response)
             raise OwnerHandedOver(handed_over)
         try:
-            headers = [(SERVED_BY_HEADER if k == b"x-mcp-instance" else k, v) for k, v in response.headers]
-            await send({"type": "http.response.start", "status": response.status, "headers": _forwarded(headers)})
+            answered = [(SERVED_BY_HEADER if k == b"x-mcp-instance" else k, v) for k, v in response.headers]
+            await send({"type": "http.response.start", "status": response.status, "headers": _forwarded(answered)})
             if scope["method"] == "GET":
                 await self._relay_stream(response, receive, send)
             else:  # a call's answer (JSON, or its SSE events): it ends when the call does
