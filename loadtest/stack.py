@@ -14,6 +14,7 @@ The same topology as docker-compose.yml, for machines without Docker and for the
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -36,6 +37,7 @@ from loadtest.topology import INSTANCES, POLICIES, PRESETS, PROJECT_ROOT, STORES
 DEFAULT_RUN_DIR = PROJECT_ROOT / ".stack"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
+_handed_out: collections.deque[int] = collections.deque(maxlen=4096)  # by free_port, newest last
 # As nginx/compose/: never mark an instance down. A refused connection moves the request to the next instance
 # at once, and an instance that restarts is used again as soon as it listens: in a rolling restart, marking
 # left moments where every server of an upstream counted as down, and nginx answered 502.
@@ -433,16 +435,24 @@ def _sbin(name: str) -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free on 127.0.0.1 and not handed out lately by this process: a stack picks all its ports before
+    its processes bind them, and two of them given one port would look like one healthy process."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.append(port)
+            return port
 
 
 def free_ports(count: int) -> int:
     """The first of `count` consecutive ports free on 127.0.0.1."""
     while True:
         first = free_port()
-        if first + count <= 65536 and all(_free(port) for port in range(first + 1, first + count)):
+        rest = range(first + 1, first + count)
+        if first + count <= 65536 and all(_free(port) and port not in _handed_out for port in rest):
+            _handed_out.extend(rest)
             return first
 
 

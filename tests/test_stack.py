@@ -56,3 +56,10 @@ def test_down_leaves_alone_a_process_that_reused_a_recorded_pid(tmp_path):
         assert not stale.procs[0].alive()
         stale.stop()
         assert alive(stack.procs[0].pid), "stop() signalled a process that is not the one it started"
+
+
+def test_free_ports_are_never_handed_out_twice():
+    # The kernel's choice for port 0 repeats well within a thousand binds; a stack picks its ports before
+    # binding them, and two processes given one port would pass for one healthy process.
+    ports = [free_port() for _ in range(1000)]
+    assert len(set(ports)) == len(ports)
