@@ -27,7 +27,7 @@ PRESET = "stateful-json"
 def subjects(most: int) -> list[Subject]:
     room = {"MCP_PRESET": PRESET, "MCP_MAX_SESSIONS": str(most + WARM_UP)}
     return [
-        Subject("bare SDK", "sdk", SDK_APP, {"MCP_PRESET": PRESET}),
+        Subject("bare SDK", "sdk", SDK_APP, room),
         Subject("ours", "ours", OUR_APP, {**room, "MCP_INSTANCE_ID": "app1"}),
         Subject("ours, Redis store", "ours", "stack", room),
     ]

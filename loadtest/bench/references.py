@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 
+from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -51,6 +52,7 @@ def bare_sdk() -> Starlette:
         streamable_http_path=MCP_PATH,
         json_response=preset.json_response,
         stateless_http=preset.stateless,
+        max_sessions=int(os.environ.get("MCP_MAX_SESSIONS", DEFAULT_MAX_SESSIONS)),  # room for the idle-session count
         transport_security=TransportSecuritySettings(
             enable_dns_rebinding_protection=True, allowed_hosts=list(DEFAULT_ALLOWED_HOSTS)
         ),

@@ -109,7 +109,8 @@ class StackInstance(Served):
     its CPU and Redis's are counted."""
 
     def __init__(self, subject: Subject, run_dir: Path) -> None:
-        self.stack = Stack(run_dir=run_dir, preset=subject.preset, store="redis", port=free_port())
+        settings = {k: v for k, v in subject.env.items() if k != "MCP_PRESET"}  # the stack sets its preset itself
+        self.stack = Stack(run_dir=run_dir, preset=subject.preset, store="redis", port=free_port(), app_env=settings)
 
     def __enter__(self) -> StackInstance:
         self.stack.start()
