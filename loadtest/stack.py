@@ -42,6 +42,9 @@ _handed_out: collections.deque[int] = collections.deque(maxlen=4096)  # by free_
 # at once, and an instance that restarts is used again as soon as it listens: in a rolling restart, marking
 # left moments where every server of an upstream counted as down, and nginx answered 502.
 RETRY = "max_fails=0"
+NGINX_COMMAND = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
+# To nginx a load generator is one client address, whose per-client bounds would then cap the load, not the servers.
+ONE_ADDRESS_LOAD = {"NGINX_REQUESTS_PER_CLIENT": "100000", "NGINX_CONNECTIONS_PER_CLIENT": "10000"}
 # As docker-compose.yml runs it: an append-only file Redis writes before it answers, so a restart or a crash of
 # Redis loses no acknowledged write; the disk has it within about a second (docs/configuration.md).
 REDIS_PERSISTENCE = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
@@ -248,16 +251,9 @@ class Stack:
             self.forward_ports = {name: free_ports(workers) for name in INSTANCES}
         for name in INSTANCES:
             self.procs.append(self._spawn_instance(name, free_port()))
-        site = self.run_dir / "nginx-site"
-        site.mkdir(exist_ok=True)
         ports = {p.name: p.port for p in self.procs if p.name in INSTANCES}
-        (site / "upstream-servers.conf").write_text("".join(f"server 127.0.0.1:{p} {RETRY};\n" for p in ports.values()))
-        (site / "instance-upstreams.conf").write_text(_instance_upstreams(ports))
-        (site / "listen.conf").write_text(f"listen 127.0.0.1:{self.port};\n")
-        env = {"LB_POLICY": self.policy, "NGINX_SITE_DIR": str(site), "NGINX_RUN_DIR": str(self.run_dir / "nginx")}
-        env.update(self.nginx_env)
-        cmd = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
-        self.procs.append(self._spawn("nginx", self.port, f"http://127.0.0.1:{self.port}/healthz", cmd, env))
+        env = {**nginx_site_env(self.run_dir, self.port, ports, self.policy), **self.nginx_env}
+        self.procs.append(self._spawn("nginx", self.port, f"http://127.0.0.1:{self.port}/healthz", NGINX_COMMAND, env))
 
     def _spawn_redis(self, name: str, port: int, log_mode: str = "wb", replica_of: int | None = None) -> Proc:
         """redis-server with REDIS_PERSISTENCE, its file in the run directory: kept while the stack runs, and
@@ -405,6 +401,18 @@ class Stack:
             forwarding = f" forwarding port={self.forward_ports[proc.name]}" if proc.name in self.forward_ports else ""
             lines.append(f"  {proc.name:<6} pid={proc.pid:<8} port={proc.port:<6} {running}, {health}{forwarding}")
         return lines
+
+
+def nginx_site_env(run_dir: Path, port: int, instance_ports: dict[str, int], policy: str) -> dict[str, str]:
+    """What NGINX_COMMAND needs to balance `instance_ports` (name -> port) on `port`: the site files it
+    reads, written into `run_dir`, and the variables that name them."""
+    site = run_dir / "nginx-site"
+    site.mkdir(parents=True, exist_ok=True)
+    servers = "".join(f"server 127.0.0.1:{p} {RETRY};\n" for p in instance_ports.values())
+    (site / "upstream-servers.conf").write_text(servers)
+    (site / "instance-upstreams.conf").write_text(_instance_upstreams(instance_ports))
+    (site / "listen.conf").write_text(f"listen 127.0.0.1:{port};\n")
+    return {"LB_POLICY": policy, "NGINX_SITE_DIR": str(site), "NGINX_RUN_DIR": str(run_dir / "nginx")}
 
 
 def _instance_upstreams(ports: dict[str, int]) -> str:

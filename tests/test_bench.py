@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from loadtest import durability
-from loadtest.bench import redis_store, wrk
+from loadtest.bench import instances, redis_store, wrk
 from loadtest.bench.servers import Subject, serve
 from loadtest.bench.wrk import WrkError
 from loadtest.stack import Stack, free_port
@@ -44,6 +44,9 @@ def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     assert rows[(legacy, "bare SDK")]["cpu_vs_sdk"] == 1.0 and rows[(legacy, "floor")]["cpu_vs_floor"] == 1.0
     assert rows[(legacy, "ours, Redis store")]["redis_cpu_ms_per_call"] is not None
     assert not any(group.startswith("event loop") for group, _ in rows), "--skip-loops"
+    peer_group = {subject: row for (group, subject), row in rows.items() if group == instances.PEER_GROUP}
+    assert set(peer_group) == {f"{name}, behind nginx" for name in ("floor", "bare SDK", "ours", "FastMCP 4")}
+    assert all(row["nginx_cpu_ms_per_call"] > 0 for row in peer_group.values()), "each called through nginx"
     local, forwarded, local_busy, forwarded_busy, memory = result["forwarding"]
     assert forwarded_busy["relay_cpu_ms_per_call"] > local_busy["relay_cpu_ms_per_call"], "only wrk's forwarded load"
     assert memory["events_kept"] == 64 and memory["record_bytes"] < 1024 and memory["events_bytes"] < 32 * 1024
@@ -54,6 +57,9 @@ def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     idle = [(row["subject"], row["sessions"]) for row in result["idle_sessions"]]
     assert idle == [(subject, n) for subject in ("bare SDK", "ours", "ours, Redis store") for n in (40, 80)]
     assert 0 < result["idle_sessions"][-1]["redis_record_bytes"] < 1024, "each session has a small record in Redis"
+    traced = result["idle_breakdown"]
+    assert {row["subject"] for row in traced} == {"bare SDK", "ours"} and {row["sessions"] for row in traced} == {80}
+    assert any(row["file"].startswith("mcp/") and row["bytes_per_session"] > 0 for row in traced), "the SDK's own"
     assert [(r["policy"], r["store"]) for r in result["policies"]] == [
         ("session", "memory"),
         ("session", "redis"),
@@ -62,11 +68,12 @@ def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     ]
     assert all(r["calls"] == 60 for r in result["policies"])
     assert "| forwarded (to another instance) |" in (tmp_path / "bench.md").read_text()
-    profiled = ("bare-sdk", "ours", "relay", "owner-of-relayed-calls")
+    profiled = ("bare-sdk", "ours", "ours-redis-store", "relay", "owner-of-relayed-calls")
     assert result["profiles"] == [f"profiles/{name}{kind}.txt" for name in profiled for kind in ("", "-flat")]
     assert all("Samples:" in (tmp_path / path).read_text() for path in result["profiles"])
     assert "app.asgi:create_app" in (tmp_path / "profiles" / "ours.txt").read_text()
     assert "Forwarder.forward" in (tmp_path / "profiles" / "relay.txt").read_text()
+    assert "SessionRouter" in (tmp_path / "profiles" / "ours-redis-store.txt").read_text()
 
 
 def test_calls_that_fail_fail_a_wrk_run_with_their_count(tmp_path):
@@ -111,3 +118,19 @@ def test_the_durability_benchmark_measures_every_way_of_keeping_writes(tmp_path)
     assert [row["variant"] for row in rows] == [label for label, _ in durability.VARIANTS]
     assert all(row["calls"] == 10 and row["server_cpu_ms_per_call"] > 0 for row in rows)
     assert rows[0]["p50_ms_ratio"] == 1.0
+
+
+def test_the_scale_curve_measures_each_number_of_clients_with_every_process_s_cpu(tmp_path):
+    results_page = tmp_path / "results.md"
+    shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
+    only = ("--only", "stateful-json/session/memory", "--clients", "3,6", "--seconds", "3")
+    done = run("loadtest.scale", *only, "--out", str(tmp_path), "--page", str(results_page))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "scale.md").read_text() in results_page.read_text(), "--page should copy the table in"
+    assert (tmp_path / "scale.png").read_bytes().startswith(b"\x89PNG")
+    rows = json.loads((tmp_path / "scale.json").read_text())["rows"]
+    assert [(row["config"], row["clients"]) for row in rows] == [("stateful-json/session/memory", n) for n in (3, 6)]
+    for row in rows:  # each client opened its session and then called once a second
+        assert row["failures"] == 0 and row["operations"] - row["calls"] == row["clients"]
+        assert row["clients"] * 2 <= row["calls"] <= row["clients"] * (row["seconds"] + 1)
+        assert row["server_cpu_ms_per_operation"] > 0 and row["locust_cpu_percent"] > 0 and row["p99_ms"] > 0

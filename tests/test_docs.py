@@ -217,14 +217,15 @@ def compose_v1_shim(tmp_path: Path) -> Path:
 
 def test_the_results_page_shows_the_committed_results():
     """docs/results.md's copies of results/full/matrix.md and ways.md, results/bench/bench.md,
-    results/soak/soak.md, results/faults/faults.md, results/durability/durability.md and results/hostile/hostile.md,
-    and the README's of results/faults/summary.md, results/hostile/summary.md and results/bench/summary.md, are
-    the committed files (each command's --page option writes them)."""
+    results/scale/scale.md, results/soak/soak.md, results/faults/faults.md, results/durability/durability.md
+    and results/hostile/hostile.md, and the README's of results/faults/summary.md, results/hostile/summary.md
+    and results/bench/summary.md, are the committed files (each command's --page option writes them)."""
     shown = {m["kind"]: m for m in README_EMBED.finditer(page("docs/results.md"))}
     assert {kind: m["path"] for kind, m in shown.items()} == {
         "matrix": "results/full/matrix.md",
         "ways": "results/full/ways.md",
         "bench": "results/bench/bench.md",
+        "scale": "results/scale/scale.md",
         "soak": "results/soak/soak.md",
         "faults": "results/faults/faults.md",
         "durability": "results/durability/durability.md",

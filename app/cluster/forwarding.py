@@ -158,7 +158,10 @@ class Forwarder:
             self._relaying -= counted
 
     async def _forward(self, owner: Owner, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
-        if owner.url is None or not self._is_peer(owner.url):
+        if owner.url is None:
+            log.error("cannot forward to %s: its record in Redis names no URL", owner.owner_id)
+            raise OwnerUnreachable("no URL in its record")
+        if not self._is_peer(owner.url):
             log.error("refused to forward to %r, which Redis names but MCP_PEER_URLS does not allow", owner.url)
             raise OwnerUnreachable("not an instance's address")
         headers = _forwarded(scope["headers"])

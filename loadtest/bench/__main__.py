@@ -1,18 +1,22 @@
 """`python -m loadtest.bench`: what each configuration costs, against the floor and the bare SDK.
 
     python -m loadtest.bench [--presets stateful-json,...] [--seconds 5] [--rounds 5] [--calls 1000]
-                             [--clients 4] [--skip-redis-store] [--skip-loops] [--idle-sessions 1000,10000]
+                             [--clients 4] [--skip-redis-store] [--skip-loops] [--skip-peer]
+                             [--idle-sessions 1000,10000]
                              [--profile-seconds 10]
                              [--out results/bench] [--page README.md ...]
     python -m loadtest.bench --render results/bench/bench.json [--page ...]   # the tables again, no measuring
 
 1. One instance called directly (loadtest/bench/instances.py): calls/s, CPU per call and latency of the
-   floor, the bare SDK and ours, per preset and protocol, and asyncio+h11 against uvloop+httptools.
+   floor, the bare SDK and ours, per preset and protocol; asyncio+h11 against uvloop+httptools; and FastMCP 4
+   (its own venv, .venv-peer) against ours, each behind nginx.
 2. The Redis store on the local stack (loadtest/bench/redis_store.py): a forwarded call against a local
    one, nginx's hop after a takeover against a call nginx sends to the owner, and each balancing policy.
-3. Idle sessions (loadtest/bench/idle_sessions.py): memory per session in the server, and in Redis.
-4. With --profile-seconds: pyinstrument profiles of the bare SDK and ours on stateful-json under the same
-   load (loadtest/bench/profiles.py), in the output folder's profiles/.
+3. Idle sessions (loadtest/bench/idle_sessions.py): memory per session in the server, and in Redis; and where
+   the server's goes, by source file (tracemalloc, loadtest/bench/traced.py).
+4. With --profile-seconds: pyinstrument profiles of the bare SDK, ours and ours with the Redis store on
+   stateful-json under the same load, and of a relay and its owner (loadtest/bench/profiles.py), in the
+   output folder's profiles/.
 
 Writes bench.md, bench.json and bench.png to the output folder, and the tables into each `--page`.
 A benchmark, not a test: it asserts nothing about speed; compare rows of one run, on one machine.
@@ -27,6 +31,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from loadtest.arguments import increasing_counts
 from loadtest.bench import idle_sessions, instances, profiles, redis_store, report
 from loadtest.bench.wrk import WrkError
 from loadtest.results import machine, write_results
@@ -52,7 +57,9 @@ def _measure(args: argparse.Namespace) -> dict:
     settings = {"presets": args.presets, "seconds": args.seconds, "rounds": args.rounds, "calls": args.calls}
     settings["idle_sessions"] = args.idle_sessions
     result: dict = {"run": run, "settings": settings | {"clients": args.clients}}
-    one_instance = instances.Settings(tuple(args.presets.split(",")), args.seconds, args.rounds, not args.skip_loops)
+    one_instance = instances.Settings(
+        tuple(args.presets.split(",")), args.seconds, args.rounds, not args.skip_loops, not args.skip_peer
+    )
     with tempfile.TemporaryDirectory() as work:
         result["instances"] = instances.measure(one_instance, Path(work))
         if not args.skip_redis_store:
@@ -61,9 +68,12 @@ def _measure(args: argparse.Namespace) -> dict:
             result["policies"] = redis_store.policies(args.calls, args.clients, Path(work))
         if args.idle_sessions:
             result["idle_sessions"] = idle_sessions.measure(args.idle_sessions, Path(work))
+            traced = min(args.idle_sessions[-1], idle_sessions.BREAKDOWN_SESSIONS)
+            result["idle_breakdown"] = idle_sessions.breakdown(traced, Path(work))
         if args.profile_seconds:
             written = profiles.profile(instances.profiled(), args.profile_seconds, args.out / "profiles", Path(work))
             if not args.skip_redis_store:
+                written += profiles.redis_store(args.profile_seconds, args.out / "profiles", Path(work))
                 written += profiles.relay(args.profile_seconds, args.out / "profiles", Path(work))
             result["profiles"] = [str(path.relative_to(args.out)) for path in written]
     return result
@@ -93,6 +103,8 @@ def _markdown(result: dict) -> str:
         ]
     if result.get("idle_sessions"):
         parts += ["", idle_sessions.markdown(result["idle_sessions"])]
+    if result.get("idle_breakdown"):
+        parts += ["", idle_sessions.breakdown_markdown(result["idle_breakdown"])]
     if result.get("profiles"):
         listed = ", ".join(f"[{Path(path).name}](../results/bench/{path})" for path in result["profiles"])  # docs/
         what = "pyinstrument, saturating load; stateful-json, and a relay with its owner on stateful-sse"
@@ -109,9 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--clients", type=int, default=4, help="concurrent sessions in the policy runs")
     parser.add_argument("--skip-redis-store", action="store_true", help="only the one-instance runs")
     parser.add_argument("--skip-loops", action="store_true", help="no asyncio+h11 against uvloop+httptools")
+    parser.add_argument("--skip-peer", action="store_true", help="no FastMCP 4 (which needs a venv of its own)")
     parser.add_argument(
         "--idle-sessions",
-        type=_counts,
+        type=increasing_counts,
         default=(1000, 10_000),
         help="comma-separated numbers of idle sessions to measure memory at (0: none)",
     )
@@ -122,13 +135,6 @@ def _parser() -> argparse.ArgumentParser:
         "--page", type=Path, action="append", default=[], help="a Markdown page to copy the tables into"
     )
     return parser
-
-
-def _counts(raw: str) -> tuple[int, ...]:
-    counts = tuple(int(part) for part in raw.split(",") if part.strip())
-    if any(count < 0 for count in counts) or list(counts) != sorted(counts):
-        raise argparse.ArgumentTypeError("give increasing whole numbers, e.g. 1000,10000 (or 0 for none)")
-    return tuple(count for count in counts if count > 0)
 
 
 if __name__ == "__main__":

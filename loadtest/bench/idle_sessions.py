@@ -10,18 +10,24 @@ frees, so each figure is the growth from before the first session, divided by th
 from __future__ import annotations
 
 import concurrent.futures
+import tracemalloc
 from pathlib import Path
 
 import psutil
 import redis
+import requests
 
 from app.shared import keys
 from loadtest.bench.instances import OUR_APP, SDK_APP
 from loadtest.bench.servers import Served, StackInstance, Subject, open_session, serve
+from loadtest.bench.traced import SNAPSHOT_PATH
+from loadtest.topology import PROJECT_ROOT
 
 OPENERS = 8  # threads opening sessions at once
 WARM_UP = 20  # sessions opened before measuring: the first requests' allocations are not a session's
 PRESET = "stateful-json"
+BREAKDOWN_FILES = 8  # the source files the breakdown names, those that took the most
+BREAKDOWN_SESSIONS = 1000  # at most: tracemalloc slows every allocation, and a thousand show where they go
 
 
 def subjects(most: int) -> list[Subject]:
@@ -64,6 +70,41 @@ def _open(url: str, sessions: int) -> None:
         list(pool.map(lambda _: open_session(url), range(sessions)))  # then left idle
 
 
+def breakdown(sessions: int, work: Path) -> list[dict]:
+    """Where an idle session's memory goes, by source file (tracemalloc): the bare SDK and ours, each traced
+    from before its first session to `sessions` open; the files that took the most per session, then the rest."""
+    traced = work / "traced"
+    traced.mkdir(exist_ok=True)
+    room = {"MCP_PRESET": PRESET, "MCP_MAX_SESSIONS": str(sessions + WARM_UP), "BENCH_TRACE_DIR": str(traced)}
+    rows = []
+    for label, factory in (("bare SDK", "loadtest.bench.traced:bare_sdk"), ("ours", "loadtest.bench.traced:ours")):
+        with serve(Subject(label, "traced", factory, {**room, "MCP_INSTANCE_ID": "app1"}), work) as server:
+            _open(server.url, WARM_UP)
+            before = _snapshot(server.url)
+            _open(server.url, sessions)
+            after = _snapshot(server.url)
+        growth = [stat for stat in after.compare_to(before, "filename") if stat.size_diff > 0]
+        for stat in growth[:BREAKDOWN_FILES]:
+            rows.append({"subject": label, "file": _short(stat.traceback[0].filename), "bytes": stat.size_diff})
+        rest = sum(stat.size_diff for stat in growth[BREAKDOWN_FILES:])
+        rows.append({"subject": label, "file": "everything else", "bytes": rest})
+    return [row | {"sessions": sessions, "bytes_per_session": row["bytes"] / sessions} for row in rows]
+
+
+def _snapshot(url: str) -> tracemalloc.Snapshot:
+    answer = requests.get(url.removesuffix("/mcp") + SNAPSHOT_PATH, timeout=60)
+    answer.raise_for_status()
+    return tracemalloc.Snapshot.load(answer.text)
+
+
+def _short(filename: str) -> str:
+    """A source file as a reader finds it: from its package on (site-packages/...), or from the project root."""
+    for marker in ("site-packages/", f"{PROJECT_ROOT}/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename.rsplit("/lib/", 1)[-1]  # the standard library: python3.11/asyncio/...
+
+
 def _record_bytes(store: redis.Redis) -> float:
     """The mean MEMORY USAGE of the session records (mcp:session:*), each one as Redis accounts it."""
     sizes = [store.memory_usage(key) for key in store.scan_iter(match=keys.SESSION.format("*"), count=1000)]
@@ -72,6 +113,23 @@ def _record_bytes(store: redis.Redis) -> float:
 
 def _redis_used(store: redis.Redis | None) -> int:
     return int(store.info("memory")["used_memory"]) if store is not None else 0
+
+
+def breakdown_markdown(rows: list[dict]) -> str:
+    sessions = rows[0]["sessions"]
+    lines = [
+        f"Where that memory goes: Python's allocations (tracemalloc) that {sessions:,} idle sessions added, by the "
+        "source file that made them, per session; the bare SDK and ours each traced in a run of its own:",
+        "",
+        "| Server | Source file | Per session |",
+        "|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(f"| {row['subject']} | `{row['file']}` | {row['bytes_per_session'] / 1024:.2f} KiB |")
+    for subject in dict.fromkeys(row["subject"] for row in rows):
+        total = sum(row["bytes_per_session"] for row in rows if row["subject"] == subject)
+        lines.append(f"| {subject} | all | {total / 1024:.2f} KiB |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(rows: list[dict]) -> str:

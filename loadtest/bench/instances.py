@@ -3,7 +3,8 @@
 For each preset and protocol: the floor, the bare SDK, ours with the memory store and (stateful, 2025-11-25)
 ours with the Redis store, each loaded by wrk in turn, round after round, so a slow moment of the machine
 falls on all of them alike; each figure is the median of the rounds. Then the same for the event loop and
-HTTP parser: asyncio and h11 against uvloop and httptools.
+HTTP parser (asyncio and h11 against uvloop and httptools), and for a peer: FastMCP 4 against the bare SDK and
+ours, `stateless-json`, each behind nginx (loadtest/bench/peer/).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.bench import wrk
+from loadtest.bench.peer import venv as peer
 from loadtest.bench.servers import Served, Subject, serve
 from loadtest.client.modern import MODERN_VERSION
 from loadtest.topology import STATEFUL
 
 LEGACY = "2025-11-25"
 SATURATING = 16  # connections: enough to keep one process busy
+PEER_GROUP = "behind nginx: FastMCP 4 (stateless-json, 2025-11-25)"
 MODERATE = (4, 20)  # connections, and milliseconds each waits between calls: well below saturation
 FLOOR_APP, SDK_APP, OUR_APP = (
     "loadtest.bench.references:floor",
@@ -35,6 +38,7 @@ class Settings:
     seconds: int  # of each wrk run (wrk takes whole seconds)
     rounds: int
     loops: bool = True  # also asyncio+h11 against uvloop+httptools
+    peer: bool = True  # also FastMCP 4 against ours, behind nginx
 
 
 def subjects(preset: str, version: str) -> list[Subject]:
@@ -65,6 +69,24 @@ def loop_subjects() -> list[Subject]:
     return found
 
 
+def peer_subjects(peer_python: str) -> list[Subject]:
+    """`stateless-json` behind nginx: the floor, the bare SDK, ours and FastMCP 4 serving the same `whoami`."""
+    env = {"MCP_PRESET": "stateless-json"}
+    return [
+        Subject("floor, behind nginx", "floor", FLOOR_APP, behind_nginx=True),
+        Subject("bare SDK, behind nginx", "sdk", SDK_APP, env, behind_nginx=True),
+        Subject("ours, behind nginx", "ours", OUR_APP, {**env, "MCP_INSTANCE_ID": "app1"}, behind_nginx=True),
+        Subject(
+            "FastMCP 4, behind nginx",
+            "peer",
+            peer.FACTORY,
+            {**env, "FASTMCP_LOG_LEVEL": "WARNING", "FASTMCP_SHOW_SERVER_BANNER": "false"},
+            python=peer_python,
+            behind_nginx=True,
+        ),
+    ]
+
+
 def profiled() -> list[Subject]:
     """What the profiles compare: the bare SDK and ours (memory store) on stateful-json."""
     env = {"MCP_PRESET": "stateful-json"}
@@ -82,6 +104,8 @@ def measure(settings: Settings, work: Path) -> list[dict]:
             rows += _group(subjects(preset, version), version, settings, work, f"{preset}, {version}")
     if settings.loops:
         rows += _group(loop_subjects(), LEGACY, settings, work, "event loop and HTTP parser (stateful-json)")
+    if settings.peer:
+        rows += _group(peer_subjects(peer.python()), LEGACY, settings, work, PEER_GROUP)
     return rows
 
 
@@ -114,6 +138,7 @@ def _sample(server: Served, version: str, seconds: int) -> dict:
         "calls_per_s": busy.calls_per_s,
         "cpu_ms_per_call": per_call["server"],
         "redis_cpu_ms_per_call": per_call.get("redis"),
+        "nginx_cpu_ms_per_call": per_call.get("nginx"),
         "wrk_cpu_share": busy.wrk_cpu_seconds / busy.seconds,  # of one core
         "moderate_calls_per_s": moderate.calls_per_s,
         "p50_ms": moderate.p50_ms,

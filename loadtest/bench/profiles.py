@@ -1,5 +1,6 @@
-"""Where a call's CPU goes: pyinstrument profiles of the bare SDK and ours under the same wrk load, and of a
-relay and the owner it forwards to (the Redis store on the local stack).
+"""Where a call's CPU goes: pyinstrument profiles of the bare SDK and ours under the same wrk load, of ours
+with the Redis store serving its own sessions, and of a relay and the owner it forwards to (the Redis store on
+the local stack).
 
 Each server runs under `python -m pyinstrument` (which slows it, alike for both) while wrk saturates it,
 then stops on SIGINT and saves its session; each is rendered as text twice, as a call tree (`NAME.txt`)
@@ -58,21 +59,34 @@ def profile(subjects: list[Subject], seconds: int, out: Path, work: Path) -> lis
     return written
 
 
+def redis_store(seconds: int, out: Path, work: Path) -> list[Path]:
+    """Two text profiles of ours with the Redis store (app1 of a local stack, stateful-json) under `seconds`
+    of wrk's load on its own sessions: the same calls as the `ours` profile, with the store's path added."""
+    return _on_stack("stateful-json", "app1", seconds, work / "redis-store-profile", out, {"app1": "ours-redis-store"})
+
+
 def relay(seconds: int, out: Path, work: Path) -> list[Path]:
     """Two text profiles each of a relay (app2) and of the owner it forwards to (app1), under `seconds` of
     wrk's load sent to the relay for sessions the owner holds, on the local stack with the Redis store."""
-    sessions_dir = work / "relay-profiles"
+    names = {"app2": "relay", "app1": "owner-of-relayed-calls"}
+    return _on_stack("stateful-sse", "app2", seconds, work / "relay-profile", out, names)
+
+
+def _on_stack(preset: str, called: str, seconds: int, run_dir: Path, out: Path, names: dict[str, str]) -> list[Path]:
+    """Profiles of the instances in `names` (instance: profile name) while wrk calls `called` with sessions
+    app1 holds, on a local stack with the Redis store whose instances run under the profiler."""
+    sessions_dir = run_dir / "sessions"
     for folder in (sessions_dir, out):
         folder.mkdir(parents=True, exist_ok=True)
     profiled = {"BENCH_PROFILE_DIR": str(sessions_dir)}  # read by each instance (loadtest/bench/profiled_instance.py)
-    stack = Stack(run_dir=work / "relay-profile", store="redis", port=free_port(), server=PROFILED_INSTANCE)
+    stack = Stack(run_dir=run_dir, preset=preset, store="redis", port=free_port(), server=PROFILED_INSTANCE)
     with _environment(profiled), stack:
         sessions = tuple(open_session(stack.instance_url("app1")) for _ in range(8))
-        for name in ("app1", "app2"):
-            os.kill(stack.proc(name).pid, signal.SIGUSR1)  # from now on, not the start
-        wrk.run(stack.instance_url("app2"), wrk.Call(sessions=sessions), 16, seconds)
+        for instance in names:
+            os.kill(stack.proc(instance).pid, signal.SIGUSR1)  # from now on, not the start
+        wrk.run(stack.instance_url(called), wrk.Call(sessions=sessions), 16, seconds)
     written = []
-    for instance, name in (("app2", "relay"), ("app1", "owner-of-relayed-calls")):
+    for instance, name in names.items():
         written += _render(sessions_dir / f"{instance}.pyisession", out, name)
     return written
 

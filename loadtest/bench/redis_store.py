@@ -15,9 +15,11 @@ Results depend on the machine: compare rows of one run, not runs of different ma
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ import redis
 import requests
 
 from app.cluster.event_store import MAX_EVENTS
+from app.cluster.forwarding import SERVED_BY_HEADER
 from app.shared import keys
 from loadtest.bench import wrk
 from loadtest.bench.servers import open_session
@@ -55,7 +58,7 @@ def timed_calls(client: McpClient, calls: int, tool: str = "whoami", relayed: bo
         latencies.append((time.perf_counter() - started) * 1000)
         if answer.result is None or answer.result.get("isError"):
             raise RuntimeError(f"{tool} failed: HTTP {answer.status} {answer.error}")
-        if relayed is not None and ("x-mcp-served-by" in answer.headers) != relayed:
+        if relayed is not None and (SERVED_BY_HEADER.decode() in answer.headers) != relayed:
             raise RuntimeError(
                 f"a call {'not ' if relayed else ''}meant to be relayed was answered by {answer.instance}"
             )
@@ -89,24 +92,32 @@ def saturating_calls(stack: Stack, seconds: int, pids: dict[str, int], rounds: i
         "local, saturating (wrk)": stack.instance_url("app1"),
         "forwarded, saturating (wrk)": stack.instance_url("app2"),
     }
-    totals = {path: {"calls": 0, "seconds": 0.0, **dict.fromkeys(pids, 0.0)} for path in urls}
+    totals = {path: {"calls": 0, "seconds": 0.0} for path in urls}
+    cpu: dict[str, dict[str, float]] = {path: {} for path in urls}
     for _ in range(rounds):
         for path, url in urls.items():
-            before = cpu_seconds(pids)
-            run = wrk.run(url, wrk.Call(sessions=sessions), 16, seconds)
+            with charged_to(cpu[path], pids):
+                run = wrk.run(url, wrk.Call(sessions=sessions), 16, seconds)
             totals[path]["calls"] += run.calls
             totals[path]["seconds"] += run.seconds
-            for name, spent in cpu_seconds(pids).items():
-                totals[path][name] += spent - before[name]
     return [
         {
             "path": path,
             "calls": total["calls"],
             "calls_per_s": total["calls"] / total["seconds"],
-            **{f"{name}_cpu_ms_per_call": 1000 * total[name] / total["calls"] for name in pids},
+            **{f"{name}_cpu_ms_per_call": 1000 * spent / total["calls"] for name, spent in cpu[path].items()},
         }
         for path, total in totals.items()
     ]
+
+
+@contextlib.contextmanager
+def charged_to(account: dict[str, float], pids: dict[str, int]) -> Iterator[None]:
+    """Adds to `account` (by name) the CPU seconds each of `pids` spends while the block runs."""
+    before = cpu_seconds(pids)
+    yield
+    for name, seconds in cpu_seconds(pids).items():
+        account[name] = account.get(name, 0.0) + seconds - before[name]
 
 
 def nginx_hop(calls: int, work: Path) -> list[dict]:
@@ -152,10 +163,8 @@ def interleaved_calls(paths: list[CallPath], calls: int, pids: dict[str, int], r
         timed_calls(path.client, WARMUP, relayed=path.relayed)
     for _ in range(rounds):
         for path in paths:
-            before = cpu_seconds(pids)
-            path.latencies += timed_calls(path.client, calls // rounds, relayed=path.relayed)
-            for name, seconds in cpu_seconds(pids).items():
-                path.cpu[name] = path.cpu.get(name, 0.0) + seconds - before[name]
+            with charged_to(path.cpu, pids):
+                path.latencies += timed_calls(path.client, calls // rounds, relayed=path.relayed)
     return [
         {
             "path": path.label,

@@ -10,17 +10,19 @@ COLOURS = {
     "ours": "#dd8452",
     "ours, Redis store": "#c44e52",
     "ours, access log on": "#55a868",
+    "FastMCP 4": "#937860",
 }
 
 
 def instances_markdown(rows: list[dict], seconds: int, rounds: int) -> str:
     groups = list(dict.fromkeys(row["group"] for row in rows))
     lines = [
-        "One instance called directly by wrk (no nginx): `whoami`, spread over 8 sessions where the preset and",
-        "protocol have sessions. Calls/s and CPU per call with 16 connections (saturated); p50/p99 with 4",
+        "One instance called by wrk, directly (the last group: through nginx): `whoami`, over 8 sessions where the",
+        "preset and protocol have sessions. Calls/s and CPU per call with 16 connections (saturated); p50/p99 with 4",
         f"connections each waiting 20 ms between calls (moderate load). Medians of {rounds} rounds of {seconds:g} s,",
         "taken in turn; CPU per call is the serving process's CPU (and Redis's, where one serves) over the",
-        "saturated run divided by its calls. wrk's CPU is its own, in % of one core.",
+        "saturated run divided by its calls (nginx's apart, where nginx is in front). wrk's CPU is its own, in %",
+        "of one core.",
         "",
         "| Preset, protocol | Server | calls/s | CPU per call (min-max) | vs bare SDK | vs floor | p50 | p99 | wrk |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -29,6 +31,8 @@ def instances_markdown(rows: list[dict], seconds: int, rounds: int) -> str:
         for row in (r for r in rows if r["group"] == group):
             low, high = row["cpu_ms_per_call_spread"]
             redis = f" + Redis {row['redis_cpu_ms_per_call']:.3f}" if row["redis_cpu_ms_per_call"] is not None else ""
+            if row.get("nginx_cpu_ms_per_call") is not None:
+                redis += f" + nginx {row['nginx_cpu_ms_per_call']:.3f}"
             lines.append(
                 f"| {group} | {row['subject']} | {row['calls_per_s']:.0f} | {row['cpu_ms_per_call']:.3f} ms{redis} "
                 f"({low:.3f}-{high:.3f}) | {row['cpu_vs_sdk']:.2f}x CPU, {row['calls_vs_sdk']:.2f}x calls/s | "
@@ -54,6 +58,7 @@ def instances_chart(rows: list[dict], path: Path) -> None:
             x = index + (offset - (len(members) - 1) / 2) * width
             name, _, variant = row["subject"].partition(", asyncio")
             name, _, fast = name.partition(", uvloop")
+            name = name.removesuffix(", behind nginx")
             axes.bar(x, row["cpu_ms_per_call"], width * 0.95, color=COLOURS.get(name, "#8172b2"), label=name)
             if variant or fast:  # the event-loop group: say which loop each bar ran on
                 axes.text(x, row["cpu_ms_per_call"], "asyncio" if variant else "uvloop", ha="center", fontsize=5)
@@ -63,7 +68,7 @@ def instances_chart(rows: list[dict], path: Path) -> None:
     labels = [group.replace(", ", "\n", 1).replace(" (", "\n(") for group in groups]
     axes.set_xticks(range(len(groups)), labels, fontsize=7)
     axes.set_ylabel("server CPU per call (ms)")
-    axes.set_title("CPU per whoami call: floor, bare SDK and ours, one instance")
+    axes.set_title("CPU per whoami call: floor, bare SDK, ours and FastMCP 4, one instance")
     figure.tight_layout()
     figure.savefig(path, dpi=130)
     plt.close(figure)

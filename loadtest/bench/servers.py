@@ -16,7 +16,7 @@ import requests
 
 from loadtest.client.legacy import McpClient
 from loadtest.cpu import tree_times
-from loadtest.stack import Stack, free_port
+from loadtest.stack import NGINX_COMMAND, ONE_ADDRESS_LOAD, Stack, free_port, nginx_site_env
 from loadtest.topology import PROJECT_ROOT
 
 READY_SECONDS = 30.0
@@ -33,6 +33,8 @@ class Subject:
     env: dict[str, str] = field(default_factory=dict)
     loop: str = "auto"  # uvicorn's --loop and --http: auto takes uvloop and httptools when installed
     http: str = "auto"
+    python: str = sys.executable  # the interpreter (and so the venv) that serves it
+    behind_nginx: bool = False  # called through nginx (our config, round-robin, this one instance)
 
     @property
     def preset(self) -> str:
@@ -64,7 +66,7 @@ class UvicornServer(Served):
         self.url = f"http://127.0.0.1:{self.port}/mcp"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", *self.uvicorn_args()]
+        return [self.subject.python, "-m", "uvicorn", *self.uvicorn_args()]
 
     def uvicorn_args(self) -> list[str]:
         args = ["--factory", self.subject.factory, "--port", str(self.port), "--loop", self.subject.loop]
@@ -77,7 +79,7 @@ class UvicornServer(Served):
         env = {**inherited, "MCP_LISTEN_PORT": str(self.port), **self.subject.env}
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_listening()
+        wait_listening(self.port, self.process, self.log, self.subject.label)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -90,18 +92,6 @@ class UvicornServer(Served):
 
     def pids(self) -> dict[str, int]:
         return {"server": self.process.pid}
-
-    def _wait_listening(self) -> None:
-        deadline = time.monotonic() + READY_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.subject.label} exited at start:\n{self.log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.subject.label} did not listen within {READY_SECONDS:.0f} s")
 
 
 class StackInstance(Served):
@@ -124,10 +114,55 @@ class StackInstance(Served):
         return {"server": self.stack.proc("app1").pid, "redis": self.stack.proc("redis").pid}
 
 
+class BehindNginx(Served):
+    """A server with nginx in front (nginx/run-nginx.sh, round-robin, this one instance), called through nginx;
+    the server's CPU and nginx's are counted apart."""
+
+    def __init__(self, server: UvicornServer, run_dir: Path) -> None:
+        self.server, self.run_dir = server, run_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+
+    def __enter__(self) -> BehindNginx:
+        self.server.__enter__()
+        site = nginx_site_env(self.run_dir, self.port, {"app1": self.server.port}, "round-robin")
+        env = {**os.environ, **site, **ONE_ADDRESS_LOAD}
+        with open(self.run_dir / "nginx.log", "wb") as log:
+            self.nginx = subprocess.Popen(NGINX_COMMAND, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
+        wait_listening(self.port, self.nginx, self.run_dir / "nginx.log", "nginx")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.nginx.terminate()
+        self.nginx.wait(10)
+        self.server.__exit__(*exc_info)
+
+    def pids(self) -> dict[str, int]:
+        return {**self.server.pids(), "nginx": self.nginx.pid}
+
+
 def serve(subject: Subject, work: Path) -> Served:
+    name = f"{subject.label.replace(' ', '-').replace(',', '')}-{subject.preset}"
     if subject.factory == "stack":
         return StackInstance(subject, work / f"stack-{subject.preset}")
-    return UvicornServer(subject, work / f"{subject.label.replace(' ', '-')}-{subject.preset}.log")
+    server = UvicornServer(subject, work / f"{name}.log")
+    if subject.behind_nginx:
+        return BehindNginx(server, work / f"{name}-nginx")
+    return server
+
+
+def wait_listening(port: int, process: subprocess.Popen, log: Path, label: str) -> None:
+    """Until something accepts connections on `port`; an error if `process` exits first or it takes too long."""
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{label} exited at start:\n{log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{label} did not listen within {READY_SECONDS:.0f} s")
 
 
 def open_session(url: str) -> str:

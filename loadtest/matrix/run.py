@@ -43,6 +43,7 @@ from loadtest.topology import POLICIES, PRESETS, PROJECT_ROOT
 
 STOP = threading.Event()  # set by SIGTERM
 # Instance loss: the Redis store under both policies it serves, and the sticky policy without it for contrast.
+LOCUSTFILE = PROJECT_ROOT / "loadtest" / "locustfile.py"
 LOSS_RUNS = (("round-robin", "redis"), ("session", "redis"), ("session", "memory"))
 
 
@@ -131,11 +132,14 @@ def configurations(quick: bool) -> list[Config]:
     return configs + [Config(p, "round-robin", "memory", protocol=MODERN) for p in modern]
 
 
-def locust_command(host: str, users: int, seconds: int) -> list[str]:
-    """A headless Locust run of our users against `host` that stops by itself; callers add outputs and users."""
-    locustfile = str(PROJECT_ROOT / "loadtest" / "locustfile.py")
-    run = ["--headless", "--only-summary", "-u", str(users), "-r", str(users), "--run-time", f"{seconds}s"]
-    return [sys.executable, "-m", "locust", "-f", locustfile, "--host", host, *run, "--stop-timeout", "5"]
+def locust_command(
+    host: str, users: int, seconds: int, locustfile: Path = LOCUSTFILE, spawn_rate: int | None = None
+) -> list[str]:
+    """A headless Locust run of our users against `host` that stops by itself; callers add outputs and users.
+    Every user starts at once unless `spawn_rate` (users per second) says otherwise."""
+    rate = str(spawn_rate or users)
+    run = ["--headless", "--only-summary", "-u", str(users), "-r", rate, "--run-time", f"{seconds}s"]
+    return [sys.executable, "-m", "locust", "-f", str(locustfile), "--host", host, *run, "--stop-timeout", "5"]
 
 
 def run_locust(
@@ -220,7 +224,7 @@ def rows_for(config: Config, result: dict) -> list[dict]:
                 "top_failure": reasons[0][0] if reasons else "",
                 "reasons": dict(reasons),
                 "instances": ours["instances"],
-                "p50_ms": _median_ms(entry),
+                "p50_ms": locust_percentile(entry),
                 "cpu": {name: round(use.average, 1) for name, use in result["cpu"].items()},
                 "saturated": saturated or "",
             }
@@ -228,12 +232,12 @@ def rows_for(config: Config, result: dict) -> list[dict]:
     return rows
 
 
-def _median_ms(entry: dict) -> float | None:
-    """The median by Locust's own rule on its response-time histogram (importing locust here would
-    monkey-patch this process with gevent)."""
+def locust_percentile(entry: dict, share: float = 0.5) -> float | None:
+    """A percentile (0.5: the median) of one Locust stats entry, by Locust's own rule on its response-time
+    histogram (importing locust here would monkey-patch this process with gevent)."""
     histogram = {float(k): v for k, v in entry.get("response_times", {}).items()}
     total = sum(histogram.values())
-    below, counted = int(total * 0.5), 0
+    below, counted = int(total * share), 0
     for bucket in sorted(histogram, reverse=True):
         counted += histogram[bucket]
         if total - counted <= below:
