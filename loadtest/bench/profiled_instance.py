@@ -18,7 +18,7 @@ from app.serving import run_from_env
 
 
 def main() -> int:
-    profiler = Profiler(interval=0.0005, async_mode="disabled")  # started from a signal: plain thread stacks
+    profiler = Profiler(interval=0.001, async_mode="disabled")  # as `python -m pyinstrument` samples (profiles.py)
     signal.signal(signal.SIGUSR1, lambda *_: profiler.is_running or profiler.start())
     signal.signal(signal.SIGTERM, _exit)  # uvicorn raises SIGTERM again once it has shut down: save first
     try:
