@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # A committed result shown in a page: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
@@ -42,3 +44,20 @@ def write_results(out: Path, files: dict[str, str], pages: list[Path], kinds: di
 def machine() -> str:
     """The machine a result was measured on, as every result states it."""
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+@contextmanager
+def png_chart(path: Path, size: tuple[float, float], dpi: int = 130) -> Iterator[tuple]:
+    """A matplotlib figure with one set of axes, for the block to draw on; written to `path` as a PNG after it."""
+    import matplotlib  # a dev dependency: the Locust image runs the load tests without it
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=size)
+    try:
+        yield figure, axes
+        figure.tight_layout()
+        figure.savefig(path, dpi=dpi)
+    finally:
+        plt.close(figure)

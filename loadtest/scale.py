@@ -27,7 +27,7 @@ from loadtest.client import capabilities as cap
 from loadtest.cpu import CpuSampler, saturation
 from loadtest.matrix.configs import Config
 from loadtest.matrix.run import locust_command, locust_percentile
-from loadtest.results import machine, write_results
+from loadtest.results import machine, png_chart, write_results
 from loadtest.stack import ONE_ADDRESS_LOAD, Stack, free_port
 from loadtest.topology import INSTANCES, PROJECT_ROOT
 
@@ -140,24 +140,16 @@ def markdown(rows: list[dict], run: dict) -> str:
 
 def chart(rows: list[dict], path: Path) -> None:
     """p99 of a call against the number of clients, one line per configuration (both axes logarithmic)."""
-    import matplotlib  # a dev dependency: the Locust image runs the load tests without it
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 4.5))
-    for title in dict.fromkeys(row["title"] for row in rows):
-        line = [row for row in rows if row["title"] == title and row["p99_ms"] is not None]
-        axes.plot([row["clients"] for row in line], [row["p99_ms"] for row in line], marker="o", label=title)
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.set_xlabel("connected clients, each calling once a second")
-    axes.set_ylabel("p99 of a call (ms)")
-    axes.set_title("Three instances, nginx and Redis on two cores")
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=130)
-    plt.close(figure)
+    with png_chart(path, (8, 4.5)) as (_, axes):
+        for title in dict.fromkeys(row["title"] for row in rows):
+            line = [row for row in rows if row["title"] == title and row["p99_ms"] is not None]
+            axes.plot([row["clients"] for row in line], [row["p99_ms"] for row in line], marker="o", label=title)
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_xlabel("connected clients, each calling once a second")
+        axes.set_ylabel("p99 of a call (ms)")
+        axes.set_title("Three instances, nginx and Redis on two cores")
+        axes.legend(fontsize=7)
 
 
 def _ms(value: float | None) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loadtest.results import png_chart
+
 COLOURS = {
     "floor": "#9e9e9e",
     "bare SDK": "#4c72b0",
@@ -44,34 +46,26 @@ def instances_markdown(rows: list[dict], seconds: int, rounds: int) -> str:
 
 def instances_chart(rows: list[dict], path: Path) -> None:
     """CPU per call of each server, one cluster of bars per preset and protocol (the event-loop group too)."""
-    import matplotlib  # a dev dependency: the Locust image runs the load tests without it
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
     groups = list(dict.fromkeys(row["group"] for row in rows))
-    figure, axes = plt.subplots(figsize=(max(8, 1.6 * len(groups)), 4.5))
-    width = 0.8 / max(sum(1 for row in rows if row["group"] == group) for group in groups)
-    for index, group in enumerate(groups):
-        members = [row for row in rows if row["group"] == group]
-        for offset, row in enumerate(members):
-            x = index + (offset - (len(members) - 1) / 2) * width
-            name, _, variant = row["subject"].partition(", asyncio")
-            name, _, fast = name.partition(", uvloop")
-            name = name.removesuffix(", behind nginx")
-            axes.bar(x, row["cpu_ms_per_call"], width * 0.95, color=COLOURS.get(name, "#8172b2"), label=name)
-            if variant or fast:  # the event-loop group: say which loop each bar ran on
-                axes.text(x, row["cpu_ms_per_call"], "asyncio" if variant else "uvloop", ha="center", fontsize=5)
-    handles, names = axes.get_legend_handles_labels()
-    unique = dict(zip(names, handles, strict=True))
-    axes.legend(unique.values(), unique.keys(), fontsize=7)
-    labels = [group.replace(", ", "\n", 1).replace(" (", "\n(") for group in groups]
-    axes.set_xticks(range(len(groups)), labels, fontsize=7)
-    axes.set_ylabel("server CPU per call (ms)")
-    axes.set_title("CPU per whoami call: floor, bare SDK, ours and FastMCP 4, one instance")
-    figure.tight_layout()
-    figure.savefig(path, dpi=130)
-    plt.close(figure)
+    with png_chart(path, (max(8, 1.6 * len(groups)), 4.5)) as (_, axes):
+        width = 0.8 / max(sum(1 for row in rows if row["group"] == group) for group in groups)
+        for index, group in enumerate(groups):
+            members = [row for row in rows if row["group"] == group]
+            for offset, row in enumerate(members):
+                x = index + (offset - (len(members) - 1) / 2) * width
+                name, _, variant = row["subject"].partition(", asyncio")
+                name, _, fast = name.partition(", uvloop")
+                name = name.removesuffix(", behind nginx")
+                axes.bar(x, row["cpu_ms_per_call"], width * 0.95, color=COLOURS.get(name, "#8172b2"), label=name)
+                if variant or fast:  # the event-loop group: say which loop each bar ran on
+                    axes.text(x, row["cpu_ms_per_call"], "asyncio" if variant else "uvloop", ha="center", fontsize=5)
+        handles, names = axes.get_legend_handles_labels()
+        unique = dict(zip(names, handles, strict=True))
+        axes.legend(unique.values(), unique.keys(), fontsize=7)
+        labels = [group.replace(", ", "\n", 1).replace(" (", "\n(") for group in groups]
+        axes.set_xticks(range(len(groups)), labels, fontsize=7)
+        axes.set_ylabel("server CPU per call (ms)")
+        axes.set_title("CPU per whoami call: floor, bare SDK, ours and FastMCP 4, one instance")
 
 
 def summary_markdown(rows: list[dict], date: str, machine: str) -> str:
