@@ -107,7 +107,7 @@ def _markdown(result: dict) -> str:
         parts += ["", idle_sessions.breakdown_markdown(result["idle_breakdown"])]
     if result.get("profiles"):
         listed = ", ".join(f"[{Path(path).name}](../results/bench/{path})" for path in result["profiles"])  # docs/
-        what = "pyinstrument, saturating load; stateful-json, and a relay with its owner on stateful-sse"
+        what = "pyinstrument, saturating load; stateful-json (both stores), and a relay with its owner on stateful-sse"
         parts += ["", f"Profiles ({what}): {listed}.", ""]
     return "\n".join(parts)
 

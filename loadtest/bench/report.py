@@ -69,8 +69,8 @@ def instances_chart(rows: list[dict], path: Path) -> None:
 
 
 def summary_markdown(rows: list[dict], date: str, machine: str) -> str:
-    machine = machine.split(", Python")[0]
     """The README's lines: the chart, and what one call costs on stateful-json against the bare SDK."""
+    machine = machine.split(", Python")[0]
     by = {(row["group"], row["subject"]): row for row in rows}
     group = "stateful-json, 2025-11-25"
     sdk, ours = by.get((group, "bare SDK")), by.get((group, "ours"))
