@@ -177,12 +177,15 @@ class Forwarder:
         try:
             answered = [(SERVED_BY_HEADER if k == b"x-mcp-instance" else k, v) for k, v in response.headers]
             await send({"type": "http.response.start", "status": response.status, "headers": _forwarded(answered)})
+            ended = False
             if scope["method"] == "GET":
                 await self._relay_stream(response, receive, send)
             else:  # a call's answer (JSON, or its SSE events): it ends when the call does
                 async for chunk in response.chunks():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    ended = response.ended  # an answer read whole (most are) goes on in one message
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()

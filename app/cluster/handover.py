@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 
@@ -26,6 +24,21 @@ class HandingOver(Exception):
     """The session is on its way to another instance: nothing ran here, serve the request where it goes."""
 
 
+class RunningCall:
+    """One call counted among its session's while it runs (a class: every call of a held session enters it)."""
+
+    __slots__ = ("_handover", "_session_id")
+
+    def __init__(self, handover: Handover, session_id: str) -> None:
+        self._handover, self._session_id = handover, session_id
+
+    async def __aenter__(self) -> None:
+        self._handover.call_started(self._session_id)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._handover.call_ended(self._session_id)
+
+
 class Handover:
     def __init__(self, member: ClusterMember) -> None:
         self.member = member
@@ -38,22 +51,23 @@ class Handover:
     def calls_running(self) -> int:
         return sum(self._calls.values())
 
-    @asynccontextmanager
-    async def call(self, session_id: str) -> AsyncIterator[None]:
-        """Serve one call of a session held here; raises HandingOver (before anything runs) once the session's
-        handover has begun. While draining, the session moves when its last call here ends."""
+    def call(self, session_id: str) -> RunningCall:
+        """`async with` it to serve one call of a session held here; raises HandingOver (before anything runs)
+        once the session's handover has begun. While draining, the session moves when its last call here ends."""
         if session_id in self._closed:
             raise HandingOver()
+        return RunningCall(self, session_id)
+
+    def call_started(self, session_id: str) -> None:
         self._calls[session_id] += 1
-        try:
-            yield
-        finally:
-            self._calls[session_id] -= 1
-            if not self._calls[session_id]:
-                del self._calls[session_id]
-                if self.draining:
-                    with anyio.CancelScope(shield=True):
-                        await self._hand_over(session_id)
+
+    async def call_ended(self, session_id: str) -> None:
+        self._calls[session_id] -= 1
+        if not self._calls[session_id]:
+            del self._calls[session_id]
+            if self.draining:
+                with anyio.CancelScope(shield=True):
+                    await self._hand_over(session_id)
 
     async def handed_over(self, session_id: str) -> None:
         """Wait until a session held here has been handed over: at once when none of its calls runs here."""

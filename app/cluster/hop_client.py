@@ -76,11 +76,18 @@ class HopResponse:
         if method == "HEAD" or self.status in _BODYLESS:
             self._parsed.complete = True
 
+    @property
+    def ended(self) -> bool:
+        """Whether the whole body has been read and handed out: the last of `chunks()` was the end."""
+        return self._parsed.complete and not self._parsed.chunks
+
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (chunked transfer coding removed); OwnerLost if the owner breaks off."""
+        """The body as it arrives, what each read brought in one piece (chunked transfer coding removed);
+        OwnerLost if the owner breaks off."""
         while True:
-            while self._parsed.chunks:
-                yield self._parsed.chunks.pop(0)
+            if self._parsed.chunks:
+                pending, self._parsed.chunks = self._parsed.chunks, []
+                yield pending[0] if len(pending) == 1 else b"".join(pending)
             if self._parsed.complete:
                 return
             await self._feed()

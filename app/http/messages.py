@@ -13,7 +13,10 @@ PROTOCOL_VERSION_HEADER = b"mcp-protocol-version"
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     """The first value of header `name` (lower case) in ASGI `headers`, or None."""
-    return next((value.decode("latin-1") for key, value in headers if key.lower() == name), None)
+    for key, value in headers:  # a loop, not next() over a generator: every request looks up several
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 class Refused(Exception):
