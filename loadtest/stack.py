@@ -268,7 +268,7 @@ class Stack:
 
     def _redis_env(self, name: str) -> dict[str, str]:
         return {
-            "PATH": f"{Path(_redis_server()).parent}:{os.environ.get('PATH', '')}",
+            "PATH": f"{Path(redis_server_binary()).parent}:{os.environ.get('PATH', '')}",
             "REDIS_PASSWORD_FILE": str(self.password_file()),
             "REDIS_ADMIN_PASSWORD_FILE": str(self.password_file("admin")),
             "REDIS_RUN_DIR": str(self.run_dir / f"{name}-conf"),
@@ -433,7 +433,7 @@ def link_of(instance: str) -> str:
     return f"{instance}-link"
 
 
-def _redis_server() -> str:
+def redis_server_binary() -> str:
     return shutil.which("redis-server") or _sbin("redis-server") or "redis-server"
 
 

@@ -29,7 +29,7 @@ def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     results_page = tmp_path / "results.md"
     shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
     quick = ("--presets", "stateful-json", "--seconds", "1", "--rounds", "1", "--calls", "60", "--clients", "2")
-    quick += ("--skip-loops", "--profile-seconds", "1", "--idle-sessions", "40,80")
+    quick += ("--skip-loops", "--profile-seconds", "1", "--idle-sessions", "40,80", "--layer-seconds", "1")
     done = run("loadtest.bench", *quick, "--out", str(tmp_path), "--page", str(results_page))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "bench.md").read_text() in results_page.read_text(), "--page should copy the tables in"
@@ -68,9 +68,16 @@ def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     ]
     assert all(r["calls"] == 60 for r in result["policies"])
     assert "| forwarded (to another instance) |" in (tmp_path / "bench.md").read_text()
+    layer = {row["subject"]: row for row in result["layer_cost"]["rows"]}
+    assert set(layer) == {"bare SDK", "ours", "ours, Redis store"} and layer["bare SDK"]["vs_sdk"] == 1.0
+    assert all(row["rounds"] > 1 and row["cpu_ms_per_call"] > 0 for row in layer.values())
+    assert "with the Redis store" in (tmp_path / "summary.md").read_text()
     profiled = ("bare-sdk", "ours", "ours-redis-store", "relay", "owner-of-relayed-calls")
-    assert result["profiles"] == [f"profiles/{name}{kind}.txt" for name in profiled for kind in ("", "-flat")]
-    assert all("Samples:" in (tmp_path / path).read_text() for path in result["profiles"])
+    pyinstrument = [f"profiles/{name}{kind}.txt" for name in profiled for kind in ("", "-flat")]
+    assert result["profiles"] == [*pyinstrument, "profiles/relay-native.txt"]
+    assert all("Samples:" in (tmp_path / path).read_text() for path in pyinstrument)
+    native = (tmp_path / "profiles" / "relay-native.txt").read_text()
+    assert "writing to sockets" in native and "HopClient.send: the hop" in native, native
     assert "app.asgi:create_app" in (tmp_path / "profiles" / "ours.txt").read_text()
     assert "Forwarder.forward" in (tmp_path / "profiles" / "relay.txt").read_text()
     assert "SessionRouter" in (tmp_path / "profiles" / "ours-redis-store.txt").read_text()

@@ -3,7 +3,7 @@
     python -m loadtest.bench [--presets stateful-json,...] [--seconds 5] [--rounds 5] [--calls 1000]
                              [--clients 4] [--skip-redis-store] [--skip-loops] [--skip-peer]
                              [--idle-sessions 1000,10000]
-                             [--profile-seconds 10]
+                             [--layer-seconds 20] [--profile-seconds 10]
                              [--out results/bench] [--page README.md ...]
     python -m loadtest.bench --render results/bench/bench.json [--page ...]   # the tables again, no measuring
 
@@ -14,9 +14,12 @@
    one, nginx's hop after a takeover against a call nginx sends to the owner, and each balancing policy.
 3. Idle sessions (loadtest/bench/idle_sessions.py): memory per session in the server, and in Redis; and where
    the server's goes, by source file (tracemalloc, loadtest/bench/traced.py).
-4. With --profile-seconds: pyinstrument profiles of the bare SDK, ours and ours with the Redis store on
+4. Our layer in one process (loadtest/bench/layer_cost.py): the bare SDK's app and ours (both stores)
+   driven through ASGI in alternating blocks of calls, the precise figure of what the layer adds.
+5. With --profile-seconds: pyinstrument profiles of the bare SDK, ours and ours with the Redis store on
    stateful-json under the same load, and of a relay and its owner (loadtest/bench/profiles.py), in the
-   output folder's profiles/.
+   output folder's profiles/; and py-spy's native samples of the relay, system calls included
+   (loadtest/bench/native_profile.py).
 
 Writes bench.md, bench.json and bench.png to the output folder, and the tables into each `--page`.
 A benchmark, not a test: it asserts nothing about speed; compare rows of one run, on one machine.
@@ -32,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.arguments import increasing_counts
-from loadtest.bench import idle_sessions, instances, profiles, redis_store, report
+from loadtest.bench import idle_sessions, instances, layer_cost, native_profile, profiles, redis_store, report
 from loadtest.bench.wrk import WrkError
 from loadtest.results import machine, write_results
 from loadtest.topology import PRESETS, PROJECT_ROOT
@@ -70,11 +73,14 @@ def _measure(args: argparse.Namespace) -> dict:
             result["idle_sessions"] = idle_sessions.measure(args.idle_sessions, Path(work))
             traced = min(args.idle_sessions[-1], idle_sessions.BREAKDOWN_SESSIONS)
             result["idle_breakdown"] = idle_sessions.breakdown(traced, Path(work))
+        if args.layer_seconds:
+            result["layer_cost"] = layer_cost.run(args.layer_seconds)
         if args.profile_seconds:
             written = profiles.profile(instances.profiled(), args.profile_seconds, args.out / "profiles", Path(work))
             if not args.skip_redis_store:
                 written += profiles.redis_store(args.profile_seconds, args.out / "profiles", Path(work))
                 written += profiles.relay(args.profile_seconds, args.out / "profiles", Path(work))
+                written.append(native_profile.relay(args.profile_seconds, args.out / "profiles", Path(work)))
             result["profiles"] = [str(path.relative_to(args.out)) for path in written]
     return result
 
@@ -83,7 +89,9 @@ def _write(result: dict, out: Path, pages: list[Path]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     report.instances_chart(result["instances"], out / "bench.png")
     page = _markdown(result)
-    summary = report.summary_markdown(result["instances"], result["run"]["date"][:10], result["run"]["machine"])
+    summary = report.summary_markdown(
+        result["instances"], result.get("layer_cost"), result["run"]["date"][:10], result["run"]["machine"]
+    )
     files = {"bench.md": page, "summary.md": summary, "bench.json": json.dumps(result, indent=1)}
     write_results(out, files, pages, {"bench": "bench.md", "bench-summary": "summary.md"})
     print(page, end="")
@@ -105,9 +113,12 @@ def _markdown(result: dict) -> str:
         parts += ["", idle_sessions.markdown(result["idle_sessions"])]
     if result.get("idle_breakdown"):
         parts += ["", idle_sessions.breakdown_markdown(result["idle_breakdown"])]
+    if result.get("layer_cost"):
+        parts += ["", layer_cost.markdown(result["layer_cost"])]
     if result.get("profiles"):
         listed = ", ".join(f"[{Path(path).name}](../results/bench/{path})" for path in result["profiles"])  # docs/
         what = "pyinstrument, saturating load; stateful-json (both stores), and a relay with its owner on stateful-sse"
+        what += "; the relay's again by py-spy, system calls included"
         parts += ["", f"Profiles ({what}): {listed}.", ""]
     return "\n".join(parts)
 
@@ -127,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
         type=increasing_counts,
         default=(1000, 10_000),
         help="comma-separated numbers of idle sessions to measure memory at (0: none)",
+    )
+    parser.add_argument(
+        "--layer-seconds", type=float, default=20.0, help="our layer against the SDK in one process this long (0: no)"
     )
     parser.add_argument("--profile-seconds", type=int, default=0, help="also profile the SDK and ours this long")
     parser.add_argument("--render", type=Path, help="measure nothing: write the tables again from this bench.json")

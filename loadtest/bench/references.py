@@ -41,8 +41,9 @@ def floor() -> Starlette:
     return Starlette(routes=[Route(MCP_PATH, _answer, methods=["POST"])])
 
 
-def bare_sdk() -> Starlette:
-    preset = Preset(os.environ.get("MCP_PRESET", Preset.STATEFUL_SSE.value))
+def bare_sdk(preset: Preset | None = None) -> Starlette:
+    """The demo's tools on the SDK's app alone, with the options of `preset` (default: MCP_PRESET's)."""
+    preset = preset or Preset(os.environ.get("MCP_PRESET", Preset.STATEFUL_SSE.value))
     demo = Demo(
         ServerSettings.from_env().data_dir, MemoryHandleCounters(10_000), MemoryBulletins(), "sdk", preset.value
     )

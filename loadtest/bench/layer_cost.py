@@ -1,0 +1,237 @@
+"""What our layer adds to a call, measured in one process: the bare SDK's app, ours with the memory store and
+ours with the Redis store (against a redis-server of its own), each serving `whoami` on stateful-json over
+8 sessions, driven straight through ASGI (no HTTP server, no socket) in short alternating blocks of calls.
+
+Whole-process figures on a shared machine swing by a quarter between rounds of a few seconds (the neighbours'
+load, not ours), more than the 5% this has to resolve. Blocks of a few milliseconds taken in turn, hundreds of
+times, put the three under the same conditions; the ratio is the median of each round's ratio.
+
+A group of `python -m loadtest.bench` (`--layer-seconds`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from starlette.types import ASGIApp, Message
+
+from app.asgi import create_app
+from app.server.settings import ServerSettings
+from app.settings import InstanceSettings, Preset, SessionStore
+from loadtest.bench import references
+from loadtest.bench.servers import wait_listening
+from loadtest.hostile.wire import call_body, headers, initialize_body
+from loadtest.stack import free_port, redis_server_binary
+
+PRESET = Preset.STATEFUL_JSON
+SESSIONS = 8
+CALLS_PER_BLOCK = 40
+SUBJECTS = ("bare SDK", "ours", "ours, Redis store")
+_HOST = (b"host", b"127.0.0.1:8000")
+
+
+class InProcessClient:
+    """Requests to an ASGI app on this event loop: a POST's whole answer, as a server would hand it over."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def post(self, body: dict, sent: dict[str, str]) -> tuple[int, dict[bytes, bytes], bytes]:
+        encoded = json.dumps(body).encode()
+        pending = [{"type": "http.request", "body": encoded, "more_body": False}]
+        answered = anyio.Event()
+        start: dict = {}
+        chunks: list[bytes] = []
+
+        async def receive() -> Message:
+            if pending:
+                return pending.pop()
+            await answered.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    answered.set()
+
+        await self.app(_scope(sent), receive, send)
+        return start["status"], dict(start.get("headers", [])), b"".join(chunks)
+
+
+def _scope(sent: dict[str, str]) -> dict:
+    raw = [_HOST, *((name.lower().encode(), value.encode()) for name, value in sent.items())]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+@asynccontextmanager
+async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
+    """Run `app`'s lifespan around the block, as a server does around its requests."""
+    to_app, inbox = anyio.create_memory_object_stream[Message](2)
+    started, stopped = anyio.Event(), anyio.Event()
+
+    async def send(message: Message) -> None:
+        if message["type"].startswith("lifespan.startup."):
+            if message["type"] != "lifespan.startup.complete":
+                raise RuntimeError(f"the app did not start: {message}")
+            started.set()
+        elif message["type"].startswith("lifespan.shutdown."):
+            stopped.set()
+
+    async with to_app, inbox, anyio.create_task_group() as group:
+        group.start_soon(app, {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.receive, send)
+        await to_app.send({"type": "lifespan.startup"})
+        await started.wait()
+        try:
+            yield
+        finally:
+            await to_app.send({"type": "lifespan.shutdown"})
+            await stopped.wait()
+
+
+@dataclass
+class Served:
+    """One subject: its client and the sessions its calls go to, round robin."""
+
+    name: str
+    client: InProcessClient
+    sessions: list[str]
+
+    async def open_sessions(self) -> None:
+        for _ in range(SESSIONS):
+            status, answer_headers, body = await self.client.post(initialize_body(), headers())
+            session_id = answer_headers.get(b"mcp-session-id")
+            if status != 200 or session_id is None:
+                raise RuntimeError(f"{self.name} opened no session: HTTP {status} {body[:200]!r}")
+            self.sessions.append(session_id.decode())
+            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            await self.client.post(initialized, headers(None, self.sessions[-1], _version(body)))
+
+    async def calls(self, count: int) -> None:
+        for n in range(count):
+            session_id = self.sessions[n % SESSIONS]
+            status, _, body = await self.client.post(call_body("whoami", {}), headers(None, session_id, "2025-11-25"))
+            if status != 200 or b'"isError":false' not in body:
+                raise RuntimeError(f"{self.name}: whoami failed: HTTP {status} {body[:200]!r}")
+
+
+def _version(initialize_answer: bytes) -> str:
+    return json.loads(initialize_answer)["result"]["protocolVersion"]
+
+
+@contextmanager
+def redis_server() -> Iterator[tuple[str, str]]:
+    """A redis-server of this run's own on 127.0.0.1, with a password, nothing kept on disk: (URL, password)."""
+    port, password = free_port(), secrets.token_hex(16)
+    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "redis.log"
+        with open(log, "wb") as output:
+            command = [redis_server_binary(), *options, "--dir", folder, "--requirepass", password]
+            server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_listening(port, server, log, "redis-server")
+            yield f"redis://127.0.0.1:{port}/0", password
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+async def measure(seconds: float, redis_url: str, redis_password: str) -> dict:
+    """Rounds of one block per subject, in a rotating order, until `seconds` have passed."""
+    apps = _apps(redis_url, redis_password)
+    async with AsyncExitStack() as stack:
+        served = []
+        for name, app in apps.items():
+            await stack.enter_async_context(lifespan(app))
+            served.append(Served(name, InProcessClient(app), []))
+        for subject in served:
+            await subject.open_sessions()
+            await subject.calls(200)  # warm: caches, first allocations, the first confirm with Redis
+        cpu: dict[str, list[float]] = {subject.name: [] for subject in served}
+        deadline = time.monotonic() + seconds
+        rounds = 0
+        while time.monotonic() < deadline:
+            for subject in served[rounds % 3 :] + served[: rounds % 3]:
+                started = time.process_time()
+                await subject.calls(CALLS_PER_BLOCK)
+                cpu[subject.name].append((time.process_time() - started) * 1000 / CALLS_PER_BLOCK)
+            rounds += 1
+    return _summary(cpu)
+
+
+def _apps(redis_url: str, redis_password: str) -> dict[str, ASGIApp]:
+    server = ServerSettings.from_env()
+    memory = InstanceSettings("app1", preset=PRESET)
+    shared = InstanceSettings(
+        "app1", preset=PRESET, session_store=SessionStore.REDIS, redis_url=redis_url, redis_password=redis_password
+    )
+    apps = (references.bare_sdk(PRESET), create_app(memory, server), create_app(shared, server))
+    return dict(zip(SUBJECTS, apps, strict=True))
+
+
+def _summary(cpu: dict[str, list[float]]) -> dict:
+    sdk = cpu["bare SDK"]
+    rows = []
+    for name, values in cpu.items():
+        ratios = sorted(value / reference for value, reference in zip(values, sdk, strict=True))
+        rows.append(
+            {
+                "subject": name,
+                "cpu_ms_per_call": statistics.median(values),
+                "vs_sdk": statistics.median(ratios),
+                "vs_sdk_iqr": (ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]),
+                "rounds": len(values),
+            }
+        )
+    return {"calls_per_block": CALLS_PER_BLOCK, "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"In one process, through ASGI (no HTTP server): `whoami` on {PRESET.value}, 2025-11-25, over {SESSIONS} "
+        f"sessions; {result['rows'][0]['rounds']} rounds of {result['calls_per_block']} calls per subject, taken in "
+        "turn. CPU per call is the process's over each block; the ratio is the median of the rounds' ratios to "
+        "the bare SDK, with the middle half of them.",
+        "",
+        "| Server | CPU per call | vs bare SDK | middle half |",
+        "|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        low, high = row["vs_sdk_iqr"]
+        lines.append(
+            f"| {row['subject']} | {row['cpu_ms_per_call']:.3f} ms | {row['vs_sdk']:.3f}x | {low:.3f}-{high:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def run(seconds: float) -> dict:
+    """The three subjects measured for `seconds`, with a redis-server of this run's own."""
+    with redis_server() as (redis_url, password):
+        return anyio.run(measure, seconds, redis_url, password)
