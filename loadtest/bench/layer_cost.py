@@ -17,19 +17,21 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp
 
 from app.asgi import create_app
 from app.server.settings import ServerSettings
 from app.settings import InstanceSettings, Preset, SessionStore
 from loadtest.bench import references
+from loadtest.bench.in_process import InProcessClient, lifespan
 from loadtest.bench.servers import wait_listening
+from loadtest.client.legacy import LEGACY_VERSION
 from loadtest.hostile.wire import call_body, headers, initialize_body
 from loadtest.stack import free_port, redis_server_binary
 
@@ -37,82 +39,6 @@ PRESET = Preset.STATEFUL_JSON
 SESSIONS = 8
 CALLS_PER_BLOCK = 40
 SUBJECTS = ("bare SDK", "ours", "ours, Redis store")
-_HOST = (b"host", b"127.0.0.1:8000")
-
-
-class InProcessClient:
-    """Requests to an ASGI app on this event loop: a POST's whole answer, as a server would hand it over."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def post(self, body: dict, sent: dict[str, str]) -> tuple[int, dict[bytes, bytes], bytes]:
-        encoded = json.dumps(body).encode()
-        pending = [{"type": "http.request", "body": encoded, "more_body": False}]
-        answered = anyio.Event()
-        start: dict = {}
-        chunks: list[bytes] = []
-
-        async def receive() -> Message:
-            if pending:
-                return pending.pop()
-            await answered.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    answered.set()
-
-        await self.app(_scope(sent), receive, send)
-        return start["status"], dict(start.get("headers", [])), b"".join(chunks)
-
-
-def _scope(sent: dict[str, str]) -> dict:
-    raw = [_HOST, *((name.lower().encode(), value.encode()) for name, value in sent.items())]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/mcp",
-        "raw_path": b"/mcp",
-        "root_path": "",
-        "query_string": b"",
-        "headers": raw,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-
-
-@asynccontextmanager
-async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
-    """Run `app`'s lifespan around the block, as a server does around its requests."""
-    to_app, inbox = anyio.create_memory_object_stream[Message](2)
-    started, stopped = anyio.Event(), anyio.Event()
-
-    async def send(message: Message) -> None:
-        if message["type"].startswith("lifespan.startup."):
-            if message["type"] != "lifespan.startup.complete":
-                raise RuntimeError(f"the app did not start: {message}")
-            started.set()
-        elif message["type"].startswith("lifespan.shutdown."):
-            stopped.set()
-
-    async with to_app, inbox, anyio.create_task_group() as group:
-        group.start_soon(app, {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.receive, send)
-        await to_app.send({"type": "lifespan.startup"})
-        await started.wait()
-        try:
-            yield
-        finally:
-            await to_app.send({"type": "lifespan.shutdown"})
-            await stopped.wait()
 
 
 @dataclass
@@ -136,7 +62,7 @@ class Served:
     async def calls(self, count: int) -> None:
         for n in range(count):
             session_id = self.sessions[n % SESSIONS]
-            status, _, body = await self.client.post(call_body("whoami", {}), headers(None, session_id, "2025-11-25"))
+            status, _, body = await self.client.post(call_body("whoami", {}), headers(None, session_id, LEGACY_VERSION))
             if status != 200 or b'"isError":false' not in body:
                 raise RuntimeError(f"{self.name}: whoami failed: HTTP {status} {body[:200]!r}")
 
@@ -178,7 +104,8 @@ async def measure(seconds: float, redis_url: str, redis_password: str) -> dict:
         deadline = time.monotonic() + seconds
         rounds = 0
         while time.monotonic() < deadline:
-            for subject in served[rounds % 3 :] + served[: rounds % 3]:
+            turn = rounds % len(served)  # each subject first in its turn
+            for subject in served[turn:] + served[:turn]:
                 started = time.process_time()
                 await subject.calls(CALLS_PER_BLOCK)
                 cpu[subject.name].append((time.process_time() - started) * 1000 / CALLS_PER_BLOCK)
@@ -215,7 +142,7 @@ def _summary(cpu: dict[str, list[float]]) -> dict:
 
 def markdown(result: dict) -> str:
     lines = [
-        f"In one process, through ASGI (no HTTP server): `whoami` on {PRESET.value}, 2025-11-25, over {SESSIONS} "
+        f"In one process, through ASGI (no HTTP server): `whoami` on {PRESET.value}, {LEGACY_VERSION}, over {SESSIONS} "
         f"sessions; {result['rows'][0]['rounds']} rounds of {result['calls_per_block']} calls per subject, taken in "
         "turn. CPU per call is the process's over each block; the ratio is the median of the rounds' ratios to "
         "the bare SDK, with the middle half of them.",

@@ -66,10 +66,10 @@ def summary(collapsed: str, seconds: int) -> str:
     tops: Counter[str] = Counter()
     within: Counter[str] = Counter()
     for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
-        tops[_LOCATION.sub("", stack.rsplit(";", 1)[-1])] += int(count)
-        for frame in WITHIN:
-            within[frame] += int(count) if f"{frame} (" in stack else 0
+        stack, _, samples = line.rpartition(" ")
+        count = int(samples)
+        tops[_LOCATION.sub("", stack.rsplit(";", 1)[-1])] += count
+        within.update({frame: count for frame in WITHIN if f"{frame} (" in stack})
     total = sum(tops.values())
     kinds: Counter[str] = Counter()
     for frame, count in tops.items():
