@@ -8,7 +8,8 @@ What it adds, by settings:
   balancer can route by session), session-scoped state for the tools (`app.sessions.state`), and 2025-11-25
   `resources/subscribe` for the URIs given as `subscribable`;
 - a Redis URL: the 2026-07-28 request-state keys and the server events every instance shares;
-- the Redis session store: 2025-11-25 sessions that any instance serves and that outlive their instance.
+- the Redis session store: 2025-11-25 sessions that any instance serves and that outlive their instance;
+- a metrics port: what the instance counts (`app.metrics`), for Prometheus.
 
 This module only composes; each concern lives in its own subpackage.
 """
@@ -25,6 +26,7 @@ from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from prometheus_client import make_asgi_app
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -41,12 +43,15 @@ from app.cluster.member import ClusterMember
 from app.cluster.registry import SessionRegistry
 from app.cluster.router import SessionRouter
 from app.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix, StatelessGetRefused
+from app.metrics import InstanceMetrics
+from app.metrics.call_timer import CallTimer
+from app.serving import side_port
 from app.sessions import state
 from app.sessions.subscriptions import ResourceSubscriptions, SubscribableURIs
 from app.settings import InstanceSettings, SessionStore
 from app.shared import request_state_keys
 from app.shared.bus import RedisSubscriptionBus
-from app.shared.redis import connect
+from app.shared.redis import SharedRedis, connect
 from app.shared.services import SharedServices
 from app.shared.single_use import SingleUseRequestState
 from app.shutdown import drain_on_sigterm
@@ -106,10 +111,13 @@ class Instance:
         self.ready = False
         self.draining = False
         self.router: SessionRouter | None = None
+        self.metrics = InstanceMetrics()
         self.codec = self._share_request_state_keys()
         self.verifier = self._require_tokens()
         if redis is None and settings.redis_url is not None:
             redis = connect(settings.redis_url, settings.redis_wait_replicas, settings.redis_password)
+        if isinstance(redis, SharedRedis):
+            redis.metrics = self.metrics
         SingleUseRequestState(mcp, redis).install()  # around whichever boundary seals this server's state
         registry = None
         if settings.session_store is SessionStore.REDIS:  # the settings guarantee a Redis URL
@@ -128,7 +136,7 @@ class Instance:
             forward_to = (settings.forward_address, ports) if ports is not None else None
             if settings.forwards_to_public_port:
                 log.warning(FORWARDED_TO_PUBLIC_PORT)
-            self.member = ClusterMember(redis, registry, self.subscriptions, settings.is_peer, forward_to)
+            self.member = ClusterMember(redis, registry, self.subscriptions, settings.is_peer, forward_to, self.metrics)
         backend = (
             state.RedisSessionState(redis, registry.tenure)
             if registry is not None
@@ -137,6 +145,7 @@ class Instance:
             )
         )
         state.bind(mcp, backend, stateless=settings.preset.stateless)
+        self._count_calls(registry)
         self.app = self._asgi_app()
 
     def _share_request_state_keys(self) -> request_state_keys.KeyRingCodec | None:
@@ -169,6 +178,17 @@ class Instance:
         )
         sdk_internals.require_tokens(self.mcp, auth, verifier)
         return verifier
+
+    def _count_calls(self, registry: SessionRegistry | None) -> None:
+        """Time every request the server serves (outermost of its middleware), and follow its sessions."""
+        server = sdk_internals.lowlevel_server(self.mcp)
+        serves = lambda method: method == "initialize" or server.get_request_handler(method) is not None  # noqa: E731
+        server.middleware.insert(0, CallTimer(self.metrics, serves))
+        self.metrics.follow_sessions(
+            lambda: len(sdk_internals.live_session_ids(self.mcp)),
+            registry.owned if registry is not None else None,
+            self.settings.max_sessions,
+        )
 
     def _share_events(self, redis) -> SharedServices:
         bus = RedisSubscriptionBus(redis, f"{self.settings.instance_id}:{secrets.token_hex(4)}")
@@ -211,7 +231,8 @@ class Instance:
                 app = SessionsPerPrincipal(app, MCP_PATH, settings.max_sessions_per_principal, sessions_of)
             metadata_url = str(build_resource_metadata_url(self.mcp.settings.auth.resource_server_url))
             app = RequireBearer(app, self.verifier, MCP_PATH, metadata_url, settings.auth_scopes)
-        app = self.front = InstanceMiddleware(RejectionMessages(app), settings.instance_id, settings.access_log)
+        app = RejectionMessages(app, self.metrics, settings.max_sessions)
+        app = self.front = InstanceMiddleware(app, settings.instance_id, settings.access_log)
         if self.member is not None:
             self.member.app = app
         log.info("serving", extra={"fields": {"preset": settings.preset.value, "store": settings.session_store.value}})
@@ -230,18 +251,26 @@ class Instance:
                     await stack.enter_async_context(self.member.running())
                 if self.verifier is not None:
                     await self.verifier.keys.load()  # now rather than on the first request
+                if (ports := self.settings.metrics_ports) is not None:
+                    host = self.settings.metrics_host or self.settings.listen_host
+                    metrics_app = make_asgi_app(self.metrics.registry)
+                    await stack.enter_async_context(side_port(metrics_app, host, ports, "metrics"))
                 async with sdk_lifespan(app), drain_on_sigterm(self._drain, self.front):
                     self.ready = True
+                    self.metrics.ready.set(1)
                     try:
                         yield
                     finally:
                         self.ready = False
+                        self.metrics.ready.set(0)
 
         sdk_app.router.lifespan_context = lifespan
 
     async def _drain(self) -> None:
         """SIGTERM: stop being ready, and with the Redis store hand every session over (memory sessions end)."""
         self.draining = True
+        self.metrics.draining.set(1)
+        self.metrics.ready.set(0)
         log.info("SIGTERM: draining", extra={"fields": {"within_seconds": self.settings.drain_seconds}})
         if self.router is not None:
             await self.router.handover.drain(self.settings.drain_seconds)

@@ -81,6 +81,8 @@ class InstanceSettings:
     auth_resource: str | None = None  # this server's public /mcp URL: the tokens' audience (RFC 8707)
     auth_scopes: tuple[str, ...] = ()  # scopes every token must hold
     max_sessions_per_principal: int = 100  # with auth on, the sessions one principal may hold on an instance
+    metrics_port: int | None = None  # set: Prometheus metrics on this port (the first of MCP_WORKERS ports)
+    metrics_host: str | None = None  # the address the metrics port is bound to (default: the listen host)
     drain_seconds: float = 20.0  # on SIGTERM, how long the calls in flight get before their sessions move anyway
     log_level: str = "INFO"
     access_log: bool = False  # a JSON line per request: 0.11 ms of CPU a call (docs/results.md), and nginx logs it too
@@ -123,6 +125,8 @@ class InstanceSettings:
             "auth_resource": reader.get("MCP_AUTH_RESOURCE", _public_url, None),
             "auth_scopes": reader.get("MCP_AUTH_SCOPES", _scopes, ()),
             "max_sessions_per_principal": reader.get("MCP_MAX_SESSIONS_PER_PRINCIPAL", _int_between(1, 1_000_000), 100),
+            "metrics_port": reader.get("MCP_METRICS_PORT", _int_between(1, 65535), None),
+            "metrics_host": reader.get("MCP_METRICS_HOST", _ip_address, None),
             "drain_seconds": reader.get("MCP_DRAIN_SECONDS", _seconds, 20.0),
             "log_level": reader.get("MCP_LOG_LEVEL", _one_of(LOG_LEVELS), "INFO"),
             "access_log": reader.get("MCP_ACCESS_LOG", _on_off, False),
@@ -157,6 +161,7 @@ class InstanceSettings:
                     "MCP_REDIS_PASSWORD_FILE=/run/secrets/redis-password"
                 )
         self._check_forwarding()
+        self._check_metrics()
         if self.session_store is SessionStore.REDIS and not self.is_peer(self.internal_url):
             raise SettingsError(
                 f"this instance's own URL {self.internal_url} is not in MCP_PEER_URLS ({', '.join(self.peer_urls)}), "
@@ -179,6 +184,24 @@ class InstanceSettings:
                 f"MCP_ADVERTISE_URL names port {advertised} and MCP_FORWARD_PORT is {ports[0]}: the other instances "
                 "forward to the advertised URL, which must name the forwarding port (or leave MCP_ADVERTISE_URL unset)"
             )
+
+    def _check_metrics(self) -> None:
+        if (ports := self.metrics_ports) is None:
+            return
+        taken = {self.listen_port, *(self.forward_ports or ())}
+        if ports[-1] > 65535 or taken.intersection(ports):
+            raise SettingsError(
+                f"MCP_METRICS_PORT={ports[0]} with MCP_WORKERS={self.workers} takes ports {ports[0]}..{ports[-1]}, "
+                f"which must lie below 65536 and leave out MCP_LISTEN_PORT and MCP_FORWARD_PORT's ports "
+                f"({', '.join(map(str, sorted(taken)))}); pick another"
+            )
+
+    @property
+    def metrics_ports(self) -> tuple[int, ...] | None:
+        """The ports this process may take for its metrics (each worker one of its own), or None: not served."""
+        if self.metrics_port is None:
+            return None
+        return tuple(range(self.metrics_port, self.metrics_port + self.workers))
 
     def _check_auth(self) -> None:
         given = {"MCP_AUTH_ISSUER": self.auth_issuer, "MCP_AUTH_RESOURCE": self.auth_resource}

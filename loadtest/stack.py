@@ -336,19 +336,7 @@ class Stack:
     def _spawn(
         self, name: str, port: int, health_url: str | None, cmd: list, env: dict | None = None, log_mode: str = "wb"
     ) -> Proc:
-        # Only the settings given here reach the app: none of the caller's own MCP_* variables.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")}
-        with open(self.run_dir / f"{name}.log", log_mode) as log:
-            child = subprocess.Popen(
-                cmd,
-                cwd=PROJECT_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**inherited, **(env or {})},
-                start_new_session=True,
-            )
-        return Proc(name, child.pid, port, health_url, _start_time(child.pid))
+        return spawn(self.run_dir, name, port, health_url, cmd, env, log_mode)
 
     def _wait_ready(self, procs: list[Proc] | None = None) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -370,12 +358,7 @@ class Stack:
 
     def stop(self) -> None:
         """SIGTERM every process group, SIGKILL what is left after a grace period, forget the stack."""
-        ours = [proc for proc in self.procs if proc.alive()]  # a stale pid may belong to someone else now
-        for proc in reversed(ours):
-            _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for proc in ours:
-            _end(proc.pid, deadline)
+        stop_processes(self.procs)
         self.procs.clear()
         _state_file(self.run_dir).unlink(missing_ok=True)
 
@@ -401,6 +384,35 @@ class Stack:
             forwarding = f" forwarding port={self.forward_ports[proc.name]}" if proc.name in self.forward_ports else ""
             lines.append(f"  {proc.name:<6} pid={proc.pid:<8} port={proc.port:<6} {running}, {health}{forwarding}")
         return lines
+
+
+def spawn(
+    run_dir: Path, name: str, port: int, health_url: str | None, cmd: list, env: dict | None = None, log_mode="wb"
+) -> Proc:
+    """Start `cmd` in a process group of its own, its output in `run_dir/<name>.log`."""
+    # Only the settings given here reach the app: none of the caller's own MCP_* variables.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")}
+    with open(run_dir / f"{name}.log", log_mode) as log:
+        child = subprocess.Popen(
+            cmd,
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**inherited, **(env or {})},
+            start_new_session=True,
+        )
+    return Proc(name, child.pid, port, health_url, _start_time(child.pid))
+
+
+def stop_processes(procs: list[Proc], sig: signal.Signals = signal.SIGTERM, grace: float = STOP_TIMEOUT) -> None:
+    """Signal every process group (the last started first), and SIGKILL what is left after `grace` seconds."""
+    ours = [proc for proc in procs if proc.alive()]  # a stale pid may belong to someone else now
+    for proc in reversed(ours):
+        _signal_group(proc.pid, sig)
+    deadline = time.monotonic() + grace
+    for proc in ours:
+        _end(proc.pid, deadline)
 
 
 def nginx_site_env(run_dir: Path, port: int, instance_ports: dict[str, int], policy: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 from app.http.messages import header
 from app.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
 from app.logs import session_fingerprint
+from app.metrics import InstanceMetrics
 
 pytestmark = pytest.mark.anyio
 
@@ -84,7 +85,7 @@ async def test_the_access_log_is_off_unless_asked_and_then_names_each_calls_meth
 
 async def test_the_sdks_host_rejection_becomes_a_json_rpc_error_naming_the_setting():
     rejecting = Recorded(status=421, session_id=b"", body=b"Invalid Host header")
-    started, body = await exchange(RejectionMessages(rejecting), [(b"host", b"evil.example")])
+    started, body = await exchange(RejectionMessages(rejecting, InstanceMetrics(), 10), [(b"host", b"evil.example")])
     assert started["status"] == 421 and header(started["headers"], b"content-type") == "application/json"
     error = json.loads(body["body"])["error"]
     assert error["code"] == -32600 and "'evil.example'" in error["message"] and "MCP_ALLOWED_HOSTS" in error["message"]
@@ -92,7 +93,9 @@ async def test_the_sdks_host_rejection_becomes_a_json_rpc_error_naming_the_setti
 
 async def test_the_sdks_content_type_rejection_becomes_a_json_rpc_error_saying_what_to_send():
     rejecting = Recorded(status=400, session_id=b"", body=b"Invalid Content-Type header")
-    started, body = await exchange(RejectionMessages(rejecting), [(b"content-type", b"text/plain")])
+    started, body = await exchange(
+        RejectionMessages(rejecting, InstanceMetrics(), 10), [(b"content-type", b"text/plain")]
+    )
     assert started["status"] == 400 and header(started["headers"], b"content-type") == "application/json"
     assert json.loads(body["body"])["error"] == {
         "code": -32600,
@@ -102,5 +105,5 @@ async def test_the_sdks_content_type_rejection_becomes_a_json_rpc_error_saying_w
 
 async def test_another_400_passes_through_unchanged():
     passing = Recorded(status=400, session_id=b"", body=b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700}}')
-    started, body = await exchange(RejectionMessages(passing))
+    started, body = await exchange(RejectionMessages(passing, InstanceMetrics(), 10))
     assert started["status"] == 400 and body["body"] == b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700}}'

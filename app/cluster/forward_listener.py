@@ -10,16 +10,14 @@ advertises that one as its URL.
 from __future__ import annotations
 
 import contextlib
-import errno
-import socket
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.cluster.forwarding import FORWARD_HEADER
 from app.http.messages import header, send_error
+from app.serving import side_port
 
 ARRIVED_FORWARDED = "mcp.forwarding_port"  # the scope key that marks a request served on the forwarding port
 CLIENTS_ELSEWHERE = (
@@ -50,38 +48,7 @@ def arrived_forwarded(scope: Scope) -> bool:
 async def forwarding_port(app: ASGIApp, host: str, ports: Sequence[int], advertised: str) -> AsyncIterator[str]:
     """Serve `app` (forwarded requests only) on the first free port of `ports` on `host` (0: one the kernel
     picks), and yield `advertised` with that port."""
-    sock = _bind_first_free(host, ports)
-    # No lifespan: the worker's main server already runs the app's; no signal handlers either (serve() would
-    # take SIGTERM from the main server), so the documented startup/shutdown steps are driven here.
-    config = uvicorn.Config(
-        ForwardedOnly(app), lifespan="off", log_config=None, access_log=False, timeout_keep_alive=75
-    )
-    config.load()
-    server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)
-    await server.startup(sockets=[sock])
-    try:
+    async with side_port(ForwardedOnly(app), host, ports, "forwarding") as port:
         parts = urlsplit(advertised)
         name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        yield urlunsplit(parts._replace(netloc=f"{name}:{sock.getsockname()[1]}"))
-    finally:
-        await server.shutdown(sockets=[sock])
-
-
-def _bind_first_free(host: str, ports: Sequence[int]) -> socket.socket:
-    """A listening socket on `host` (an address or a name, resolved now) and the first port of `ports` free."""
-    family, _, _, _, address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
-    for port in ports:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address[0], port))
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                continue  # another worker of this instance took it
-            raise
-        sock.listen(128)
-        return sock
-    taken = f"{ports[0]}..{ports[-1]}"
-    raise OSError(errno.EADDRINUSE, f"address already in use: no forwarding port free on {host} in {taken}")
+        yield urlunsplit(parts._replace(netloc=f"{name}:{port}"))

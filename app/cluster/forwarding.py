@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from app.cluster.hop_client import HopClient, HopResponse, OwnerLost, OwnerUnreachable
 from app.cluster.registry import Owner
 from app.http.messages import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
+from app.metrics import InstanceMetrics
 from app.shared.keys import CLUSTER_SECRET
 from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, unavailable_on_error
 
@@ -125,8 +126,9 @@ class ForwardSigner:
 class Forwarder:
     """Replays one HTTP exchange against the owner's URL over pooled keep-alive connections."""
 
-    def __init__(self, signer: ForwardSigner, is_peer: Callable[[str], bool]) -> None:
+    def __init__(self, signer: ForwardSigner, is_peer: Callable[[str], bool], metrics: InstanceMetrics) -> None:
         self.signer = signer
+        self.forwarded = metrics.forwarded  # by outcome: relayed, or why not
         self._is_peer = is_peer  # what MCP_PEER_URLS allows: an owner URL read from Redis may be anything
         self._client = HopClient(read_timeout=_READ_TIMEOUT_SECONDS)
         self._streams: set[anyio.CancelScope] = set()  # the GET streams relayed now
@@ -152,10 +154,19 @@ class Forwarder:
         """Send the request to the owner and stream its answer back; raises before sending anything to the client."""
         counted = scope["method"] != "GET"
         self._relaying += counted
+        outcome = "failed"  # the owner stopped answering after the request went (OwnerLost), or the client left
         try:
             await self._forward(owner, scope, body, receive, send)
+            outcome = "relayed"
+        except OwnerHandedOver:
+            outcome = "handed_over"
+            raise
+        except OwnerUnreachable:
+            outcome = "unreachable"
+            raise
         finally:
             self._relaying -= counted
+            self.forwarded.labels(outcome).inc()
 
     async def _forward(self, owner: Owner, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         if owner.url is None:

@@ -120,6 +120,7 @@ class Handover:
             # instance takes it over once this one's heartbeat has lapsed.
             log.warning("could not hand a session over; it moves once this process has stopped")
         else:
+            self.member.metrics.handovers.inc()
             await self.member.manager.drop(session_id)  # and its GET stream ends: the client reconnects elsewhere
         finally:
             handed.set()

@@ -17,6 +17,7 @@ from app import sdk_internals
 from app.cluster.forward_listener import forwarding_port
 from app.cluster.forwarding import MAX_SKEW_SECONDS, Forwarder, ForwardSigner, cluster_secret
 from app.cluster.registry import SessionRegistry
+from app.metrics import InstanceMetrics
 from app.sessions.subscriptions import ResourceSubscriptions
 from app.shared.claims import Claims, TooManyClaims
 from app.shared.redis import RedisUnavailable
@@ -33,8 +34,10 @@ class ClusterMember:
         subscriptions: ResourceSubscriptions | None,
         is_peer: Callable[[str], bool],
         forward_to: tuple[str, Sequence[int]] | None = None,
+        metrics: InstanceMetrics | None = None,
     ) -> None:
         self.redis = redis
+        self.metrics = metrics or InstanceMetrics()  # what the router, the relay and the handover count
         # In this process's memory: a hop is signed for one process (its owner id), so no other may take it.
         self._nonces = Claims(None, "{}", 2 * MAX_SKEW_SECONDS)
         self.registry = registry
@@ -48,7 +51,7 @@ class ClusterMember:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         signer = ForwardSigner(await cluster_secret(self.redis), self.registry.owner_id)
-        self.forwarder = Forwarder(signer, self.is_peer)
+        self.forwarder = Forwarder(signer, self.is_peer, self.metrics)
         async with AsyncExitStack() as stack:
             if self.forward_to is not None:
                 listener = forwarding_port(self.app, *self.forward_to, self.registry.url)

@@ -173,6 +173,10 @@ class SessionRegistry:
         self._lookups[session_id] = (owner, now)
         return owner
 
+    def owned(self) -> int:
+        """How many sessions this process owns."""
+        return len(self._owned)
+
     def owns(self, session_id: str) -> bool:
         """Whether this process registered or claimed the session (and has not let it go)."""
         return session_id in self._owned

@@ -200,6 +200,7 @@ class SessionRouter:
         if instance == _instance_of(self.member.registry.owner_id):
             return None
         message = f"this session is served by instance {instance}; the balancer re-sends the request there"
+        self.member.metrics.owner_redirects.inc()
         return Refused(421, -32600, message, [BALANCER_REDIRECT, (OWNER_HEADER, instance.encode())])
 
     async def _refuse_unless_silent(self, session_id: str, owner: Owner) -> None:
@@ -343,6 +344,7 @@ class SessionRouter:
         if connection is not None:  # None: the session is already served here
             if self.member.subscriptions is not None:
                 self.member.subscriptions.restore(session_id, opening.subscriptions, connection)
+            self.member.metrics.takeovers.inc()
             log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})
         return True
 

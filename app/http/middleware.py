@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.messages import SESSION_ID_HEADER, header, json_rpc_error, parse_json, send_error
 from app.logs import session_fingerprint
+from app.metrics import Bound, InstanceMetrics
 
 INSTANCE_HEADER = "x-mcp-instance"
 _LOGGED_BODY_BYTES = 64 * 1024
@@ -25,6 +26,10 @@ _SDK_REJECTIONS = {
 }
 
 
+_SDK_FULL = b"Too many open sessions"  # the SDK's whole message when MCP_MAX_SESSIONS are open
+_OWN_FULL = b"(MCP_MAX_SESSIONS)"  # ours (a takeover past the bound, and the SDK's once rewritten)
+_HELD_STATUSES = (400, 403, 421, 503)
+_BOUND_OF_STATUS = {413: Bound.BODY_SIZE, 429: Bound.SESSIONS_PER_PRINCIPAL}  # no other bound answers these
 CONNECTION_CLOSE = (b"connection", b"close")
 
 
@@ -145,11 +150,18 @@ class StatelessGetRefused:
 
 
 class RejectionMessages:
-    """Turns the SDK's plain-text Host, Origin and Content-Type rejections (421, 403, 400) into JSON-RPC
-    errors that name the fix."""
+    """Turns the SDK's plain-text Host, Origin and Content-Type rejections (421, 403, 400) and its bare
+    "Too many open sessions" (503) into JSON-RPC errors that name the fix, and counts the requests each of the
+    instance's bounds refuses (`mcp_refused_total`)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: InstanceMetrics, max_sessions: int) -> None:
         self.app = app
+        self.metrics = metrics
+        self.full = json_rpc_error(
+            -32603,
+            f"this instance holds {max_sessions} sessions, the most it may (MCP_MAX_SESSIONS); retry, which the "
+            "balancer may send to another instance, or end sessions you no longer use (DELETE)",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -158,22 +170,35 @@ class RejectionMessages:
         held: list[Message] = []
 
         async def rewrite(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] in (400, 403, 421):
-                held.append(message)  # wait for the body to know whether it is the SDK's rejection
-                return
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if status in _HELD_STATUSES:
+                    held.append(message)  # wait for the body to know whether it is the SDK's rejection
+                    return
+                if (bound := _BOUND_OF_STATUS.get(status)) is not None:
+                    self.metrics.refuse(bound)
             if held and message["type"] == "http.response.body":
-                start = held.pop()
-                known = _SDK_REJECTIONS.get(message.get("body", b""))
-                if known is not None:
-                    body = _rejection_body(scope, *known)
-                    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                    start, message = {**start, "headers": headers}, {"type": "http.response.body", "body": body}
+                start, body = held.pop(), message.get("body", b"")
+                replaced = self._replacement(scope, start["status"], body)
+                if replaced is not None:
+                    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(replaced)).encode())]
+                    start, message = {**start, "headers": headers}, {"type": "http.response.body", "body": replaced}
                 await send(start)
             await send(message)
 
         await self.app(scope, receive, rewrite)
         if held:  # a rejection that never sent a body
             await send(held.pop())
+
+    def _replacement(self, scope: Scope, status: int, body: bytes) -> bytes | None:
+        """The body that replaces an SDK rejection's (None: keep it); an instance at MCP_MAX_SESSIONS is counted."""
+        if status != 503:
+            known = _SDK_REJECTIONS.get(body)
+            return _rejection_body(scope, *known) if known is not None else None
+        sdk_full = _SDK_FULL in body
+        if sdk_full or _OWN_FULL in body:
+            self.metrics.refuse(Bound.MAX_SESSIONS)
+        return self.full if sdk_full else None
 
 
 def _rejection_body(scope: Scope, name: str, fix: str) -> bytes:

@@ -7,6 +7,7 @@ Sentinels for the primary and follows a failover."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -17,7 +18,9 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.metrics import InstanceMetrics
 from app.shared.keys import CALL
 
 # One retry: the first command after a Redis restart meets a dead pooled connection. A retry after a timeout
@@ -85,9 +88,37 @@ def unavailable_on_error() -> Iterator[None]:
 
 
 class SharedRedis(Redis):
-    """A Redis client that knows how many replicas a write must reach before it is answered (WAIT)."""
+    """A Redis client that knows how many replicas a write must reach before it is answered (WAIT), and times
+    its commands into the instance's metrics once it has them."""
 
     replicas_to_wait: int = 0
+    metrics: InstanceMetrics | None = None
+
+    async def execute_command(self, *args, **options):
+        with observed(self):
+            return await super().execute_command(*args, **options)
+
+
+@contextmanager
+def observed(redis: Redis) -> Iterator[None]:
+    """Time a command (or pipeline) of `redis` into `mcp_redis_command_duration_seconds`, and count it in
+    `mcp_redis_errors_total` if Redis was away, timed out or full."""
+    metrics = getattr(redis, "metrics", None)
+    if metrics is None:
+        yield
+        return
+    started = time.perf_counter()
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OutOfMemoryError):
+        metrics.redis_errors.inc()
+        raise
+    except RuntimeError as exc:
+        if _closed_under_command(exc):
+            metrics.redis_errors.inc()
+        raise
+    finally:
+        metrics.redis_seconds.observe(time.perf_counter() - started)
 
 
 def connect(url: str, replicas_to_wait: int = 0, password: str | None = None) -> SharedRedis:
@@ -163,7 +194,8 @@ async def durable(redis: Redis, *command: object):
         async with redis.pipeline(transaction=False) as pipe:
             pipe.execute_command(*command)
             pipe.wait(wait, WAIT_MS)
-            answer, replicas = await pipe.execute()
+            with observed(redis):
+                answer, replicas = await pipe.execute()
     except NoScriptError:
         raise
     except (RedisError, RuntimeError) as exc:

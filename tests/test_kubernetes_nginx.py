@@ -1,0 +1,108 @@
+"""The Kubernetes nginx config (LB_POLICY=session-dns) for real, with no cluster: pods named like the
+StatefulSet's on loopback addresses of their own, dnsmasq answering the headless Services' names, the Redis
+store. Sessions route by their prefix; a pod added to DNS takes sessions with nginx untouched; a lost pod's
+sessions are taken over; a prefix that names no pod never sends nginx anywhere else."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+import requests
+
+from loadtest.client.legacy import McpClient
+from loadtest.pods import PODS_DOMAIN, PodStack
+from tests.utils.clients import wait_for
+
+
+@pytest.fixture(scope="module")
+def pods(redis_url, tmp_path_factory):
+    with PodStack(tmp_path_factory.mktemp("pods"), redis_url) as stack:
+        yield stack
+
+
+def open_sessions(url: str, count: int) -> list[McpClient]:
+    clients = [McpClient(requests.Session(), url) for _ in range(count)]
+    for client in clients:
+        assert client.initialize().status == 200
+    return clients
+
+
+def sessions_on(url: str, pods: set[str], each: int = 1) -> dict[str, list[McpClient]]:
+    """Open sessions, one per poll, until each of `pods` holds `each` of them (nginx picks one of the ready
+    pods' addresses at random, and asks DNS again once its answer is NGINX_DNS_VALID old)."""
+    landed: dict[str, list[McpClient]] = {pod: [] for pod in pods}
+
+    def enough() -> bool:
+        (client,) = open_sessions(url, 1)
+        landed.setdefault(pod_of(client), []).append(client)
+        return all(len(landed[pod]) >= each for pod in pods)
+
+    wait_for(enough, timeout=15)
+    return landed
+
+
+def pod_of(client: McpClient) -> str:
+    return client.session_id.partition(".")[0]
+
+
+def served_by(client: McpClient) -> str:
+    """The pod that ran a call of the session (whoami names it; a relayed answer would too)."""
+    exchange = client.call_tool("whoami")
+    assert exchange.status == 200 and exchange.error is None, (exchange.status, exchange.error)
+    return exchange.result["structuredContent"]["instance"]
+
+
+def test_sessions_are_routed_by_their_prefix_to_their_own_pod(pods):
+    landed = sessions_on(pods.url, {"mcp-0", "mcp-1", "mcp-2"})
+    assert set(landed) == {"mcp-0", "mcp-1", "mcp-2"}  # sessions open on the ready pods only
+    for client in (client for clients in landed.values() for client in clients):
+        exchange = client.call_tool("whoami")
+        assert exchange.instance == pod_of(client)  # answered by the pod itself: nothing was relayed
+
+
+def test_a_fourth_pod_takes_new_sessions_with_no_nginx_change(pods):
+    nginx_config = (pods.run_dir / "nginx" / "policy.conf").read_text()
+    pods.add("mcp-3")
+    landed = sessions_on(pods.url, {"mcp-3"})  # nginx asks DNS again within NGINX_DNS_VALID
+    assert served_by(landed["mcp-3"][0]) == "mcp-3"
+    assert pods.nginx.alive() and (pods.run_dir / "nginx" / "policy.conf").read_text() == nginx_config
+
+
+def test_a_lost_pods_sessions_are_taken_over_from_redis(pods):
+    clients = sessions_on(pods.url, {"mcp-1"}, each=2)["mcp-1"]
+    pods.kill_only("mcp-1")  # its name still resolves: the connection is refused, nothing was sent
+    assert served_by(clients[0]) != "mcp-1"
+    pods.remove("mcp-1")  # and now its name is gone from DNS
+    survivors = wait_for(lambda: [served_by(client) for client in clients], timeout=15)
+    assert "mcp-1" not in survivors
+
+
+def test_a_prefix_that_names_no_pod_goes_nowhere_else(pods):
+    canary = Canary("127.0.0.99", pods.app_port)
+    pods.add_name(f"attacker.{PODS_DOMAIN}", canary.address)  # a name under the domain that no pod has
+    pods.add_name("attacker.example", canary.address)
+    for prefix in ("attacker", f"attacker.{PODS_DOMAIN}:1/x", "attacker.example", "mcp-01", "mcp-0x", "mcp-99999"):
+        client = McpClient(requests.Session(), pods.url)
+        client.session_id, client.protocol_version = f"{prefix}.0123abcd", "2025-11-25"
+        exchange = client.call_tool("whoami")
+        assert (exchange.status, exchange.error["message"]) == (404, "Session not found"), prefix
+        assert exchange.instance in pods.pods  # one of the pods said so
+    assert canary.connections == 0
+
+
+class Canary:
+    """A listener on a loopback address no pod has, at the pods' port: counts who connects."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.address = address
+        self.connections = 0
+        self.sock = socket.create_server((address, port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            conn, _ = self.sock.accept()
+            self.connections += 1
+            conn.close()

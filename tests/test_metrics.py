@@ -1,0 +1,119 @@
+"""The metrics an instance serves on a port of its own (in-process over ASGI for the calls, and a real HTTP
+GET of the metrics port): each counter moves by what the requests did, and each bound counts its refusals."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx2
+import pytest
+from mcp.server.mcpserver import MCPServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from app import InstanceSettings, instance_app
+from app.settings import SettingsError
+from tests.utils.asgi import served
+
+pytestmark = pytest.mark.anyio
+JSON_RPC = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tools_server() -> MCPServer:
+    mcp = MCPServer("metered")
+
+    @mcp.tool()
+    def echo(text: str) -> str:
+        return text
+
+    @mcp.tool()
+    def fail() -> str:
+        raise ValueError("this tool always fails")
+
+    return mcp
+
+
+async def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """Every sample of the metrics port (served on this event loop), by (name, sorted labels)."""
+    async with httpx2.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def open_session(client: httpx2.AsyncClient) -> dict[str, str]:
+    answer = await client.post("/mcp", json=INITIALIZE, headers=JSON_RPC)
+    assert answer.status_code == 200, answer.text
+    headers = {**JSON_RPC, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    await client.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    return headers
+
+
+async def call(client: httpx2.AsyncClient, headers: dict, method: str, params: dict | None = None) -> httpx2.Response:
+    return await client.post(
+        "/mcp", json={"jsonrpc": "2.0", "id": 7, "method": method, "params": params or {}}, headers=headers
+    )
+
+
+async def test_calls_are_counted_by_method_and_outcome_and_sessions_are_followed():
+    port = free_port()
+    settings = InstanceSettings("meter1", preset="stateful-json", metrics_port=port, max_sessions=5)
+    async with served(instance_app(tools_server(), settings)) as client:
+        sessions = [await open_session(client) for _ in range(2)]
+        for _ in range(3):
+            await call(client, sessions[0], "tools/call", {"name": "echo", "arguments": {"text": "hi"}})
+        await call(client, sessions[1], "tools/call", {"name": "fail", "arguments": {}})
+        await call(client, sessions[1], "made/up", {})
+        await call(client, sessions[1], "made/up/too", {})
+        samples = await scrape(port)
+    calls = {key: value for key, value in samples.items() if key[0] == "mcp_calls_total"}
+    assert calls == {
+        ("mcp_calls_total", (("method", "initialize"), ("outcome", "ok"))): 2,
+        ("mcp_calls_total", (("method", "tools/call"), ("outcome", "ok"))): 3,
+        ("mcp_calls_total", (("method", "tools/call"), ("outcome", "tool_error"))): 1,
+        ("mcp_calls_total", (("method", "other"), ("outcome", "error"))): 2,  # what clients invent shares one label
+    }
+    assert samples[("mcp_call_duration_seconds_count", (("method", "tools/call"),))] == 4
+    assert samples[("mcp_sessions_held", ())] == 2
+    assert samples[("mcp_session_limit", ())] == 5
+    assert samples[("mcp_ready", ())] == 1 and samples[("mcp_draining", ())] == 0
+
+
+async def test_each_bound_counts_the_requests_it_refuses():
+    port = free_port()
+    settings = InstanceSettings("meter2", preset="stateful-json", metrics_port=port, max_sessions=1)
+    async with served(instance_app(tools_server(), settings)) as client:
+        assert (await scrape(port))[
+            ("mcp_refused_total", (("bound", "max_sessions"),))
+        ] == 0  # shown before it is reached
+        await open_session(client)
+        full = await client.post("/mcp", json=INITIALIZE, headers=JSON_RPC)
+        too_big = await client.post("/mcp", content=b"[" + b" " * (4 * 1024 * 1024) + b"]", headers=JSON_RPC)
+        samples = await scrape(port)
+    assert full.status_code == 503
+    assert "MCP_MAX_SESSIONS" in full.json()["error"]["message"]  # the SDK's bare message, made actionable
+    assert too_big.status_code == 413
+    assert samples[("mcp_refused_total", (("bound", "max_sessions"),))] == 1
+    assert samples[("mcp_refused_total", (("bound", "body_size"),))] == 1
+    assert samples[("mcp_refused_total", (("bound", "sessions_per_principal"),))] == 0
+
+
+def test_the_metrics_port_may_not_take_a_port_the_instance_uses():
+    with pytest.raises(SettingsError, match="MCP_METRICS_PORT=8000 .* leave out MCP_LISTEN_PORT"):
+        InstanceSettings.from_env({"MCP_INSTANCE_ID": "m", "MCP_METRICS_PORT": "8000"})
+    with pytest.raises(SettingsError, match="MCP_METRICS_PORT=7999 with MCP_WORKERS=2 takes ports 7999..8000"):
+        InstanceSettings("m", preset="stateless-json", workers=2, metrics_port=7999)
