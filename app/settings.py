@@ -126,7 +126,7 @@ class InstanceSettings:
             "auth_scopes": reader.get("MCP_AUTH_SCOPES", _scopes, ()),
             "max_sessions_per_principal": reader.get("MCP_MAX_SESSIONS_PER_PRINCIPAL", _int_between(1, 1_000_000), 100),
             "metrics_port": reader.get("MCP_METRICS_PORT", _int_between(1, 65535), None),
-            "metrics_host": reader.get("MCP_METRICS_HOST", _ip_address, None),
+            "metrics_host": reader.get("MCP_METRICS_HOST", _host_name, None),
             "drain_seconds": reader.get("MCP_DRAIN_SECONDS", _seconds, 20.0),
             "log_level": reader.get("MCP_LOG_LEVEL", _one_of(LOG_LEVELS), "INFO"),
             "access_log": reader.get("MCP_ACCESS_LOG", _on_off, False),

@@ -167,7 +167,7 @@ class ComposeStack:
     @staticmethod
     def remove_everything() -> None:
         """Take down whatever of this project still runs, in any profile (after an interrupted run)."""
-        profiles = (*PRESETS, "loadtest", "redis-ha", "auth")
+        profiles = (*PRESETS, "loadtest", "redis-ha", "auth", "monitoring")
         stack = ComposeStack(profile=profiles[0], port=0, extra_profiles=profiles[1:])
         stack.compose("down", "-v", "--remove-orphans", "-t", "3", check=False)
 

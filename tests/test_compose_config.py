@@ -4,7 +4,8 @@ default environment, plus what changed on purpose since: the apps' stop_grace_pe
 MCP_REDIS_WAIT_REPLICAS, Redis's append-only file and its volume, the redis-ha profile, Redis locked
 down (redis-init, its ACL users and password, the backend network, maxmemory), every container
 hardened, nginx's per-client bounds, the auth settings and the `auth` profile's local issuer, the forwarding
-port on the backend network, MCP_ACCESS_LOG). Compose 1.29
+port on the backend network, MCP_ACCESS_LOG, the metrics ports and nginx's stub_status, the `monitoring`
+profile's Prometheus). Compose 1.29
 reads the same file: tests/test_compose_v1.py runs a profile with it."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from loadtest.topology import PRESETS, PROJECT_ROOT
 from tests.utils.clients import require_docker
 
 SNAPSHOT = PROJECT_ROOT / "tests" / "data" / "compose-services.json"
-PROFILES = (*PRESETS, "loadtest", "redis-ha", "auth")
+PROFILES = (*PRESETS, "loadtest", "redis-ha", "auth", "monitoring")
 # The compose file's own variables: a caller's value would change the services.
 VARIABLES = ("LB_POLICY", "SESSION_STORE", "NGINX_PORT", "NGINX_BIND", "LOCUST_PORT", "LOCUST_BIND", "MCP_WORKERS")
 VARIABLES += (
@@ -42,6 +43,9 @@ VARIABLES += (
     "MCP_AUTH_SCOPES",
     "ISSUER_BIND",
     "ISSUER_PORT",
+    "PROMETHEUS_IMAGE",
+    "PROMETHEUS_BIND",
+    "PROMETHEUS_PORT",
 )
 
 

@@ -1,20 +1,29 @@
-"""The compose stack with the Redis store: only the instances reach each other's forwarding ports, and a
-rolling deploy under load, as a team runs one: each app container recreated in turn (`docker compose up -d
+"""The compose stack with the Redis store: only the instances reach each other's forwarding ports, Prometheus
+(the `monitoring` profile) counts what a load did and the takeovers a SIGKILL caused, and a rolling deploy
+under load, as a team runs one: each app container recreated in turn (`docker compose up -d
 --force-recreate --no-deps`), the next only once it is healthy, while sessions count through nginx (`session`
 policy). No session may be lost and every count must be exact."""
 
 from __future__ import annotations
 
-import pytest
+import os
+import subprocess
 
-from loadtest.compose import ComposeStack
+import pytest
+import requests
+
+from loadtest.client.legacy import McpClient
+from loadtest.compose import PROJECT, ComposeStack
 from loadtest.faults.load import CountingLoad
 from loadtest.stack import free_port
-from loadtest.topology import INSTANCES
+from loadtest.topology import INSTANCES, PROJECT_ROOT
+from tests.utils.clients import wait_for
+from tests.utils.docs import blocks
 
 pytestmark = pytest.mark.compose
 PROFILE = "stateful-sse"
 SESSIONS = 6
+CALLS_EACH = 5
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +31,16 @@ def stack(compose_images):
     stack = ComposeStack(
         PROFILE,
         free_port(),
-        {**compose_images, "SESSION_STORE": "redis"},
-        extra_profiles=("loadtest",),
+        {**compose_images, "SESSION_STORE": "redis", "PROMETHEUS_PORT": str(free_port())},
+        extra_profiles=("loadtest", "monitoring"),
         locust_port=free_port(),
     )
+    env = {**os.environ, **stack.env, "COMPOSE_PROJECT_NAME": PROJECT, "NGINX_PORT": str(stack.port)}
     try:
-        stack.up(policy="session")
+        command = blocks()["monitoring-compose"][0]  # docs/metrics.md, as written
+        done = subprocess.run(["bash", "-c", command], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        stack.up(policy="session")  # and the Locust container the next test looks from
         yield stack
     finally:
         stack.down()
@@ -47,6 +60,46 @@ def test_only_the_instances_reach_the_forwarding_ports(stack):
     assert not connects(stack, "locust", front_address, 8001)  # and the forwarding port is not bound to it
     assert connects(stack, app2, "app1-peer", 8001)
     assert connects(stack, app1, "app2-peer", 8001)
+
+
+def prometheus(stack: ComposeStack, query: str) -> float | None:
+    """The one value of an instant PromQL query (None while it has none), through Prometheus' HTTP API."""
+    answer = requests.get(f"http://127.0.0.1:{stack.env['PROMETHEUS_PORT']}/api/v1/query", params={"query": query})
+    result = answer.json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def settles_at(stack: ComposeStack, query: str, expected: float) -> None:
+    """Wait (a few scrapes) until the query answers `expected`; a count above it fails at once."""
+
+    def reached() -> bool:
+        value = prometheus(stack, query)
+        assert value is None or value <= expected, (query, value)
+        return value == expected
+
+    wait_for(reached, timeout=30, interval=0.5)
+
+
+def test_prometheus_counts_the_calls_and_the_takeovers_of_a_sigkill(stack):
+    settles_at(stack, 'count(up{job="mcp"} == 1)', 3)
+    clients = [McpClient(requests.Session(), stack.url) for _ in range(SESSIONS)]
+    for client in clients:
+        assert client.initialize().status == 200
+        assert all(client.call_tool("whoami").status == 200 for _ in range(CALLS_EACH))
+    settles_at(stack, 'sum(mcp_calls_total{method="tools/call",outcome="ok"})', SESSIONS * CALLS_EACH)
+    settles_at(stack, 'sum(mcp_calls_total{method="initialize"})', SESSIONS)
+    settles_at(stack, "sum(mcp_sessions_owned)", SESSIONS)
+    victim = clients[0].session_id.partition(".")[0]
+    orphans = [client for client in clients if client.session_id.startswith(f"{victim}.")]
+    stack.kill(f"{victim}-{PROFILE}")
+    for client in orphans:  # each is taken over by the instance its next request reaches
+        assert client.call_tool("whoami").status == 200
+    settles_at(stack, "sum(mcp_takeovers_total)", len(orphans))
+    status = stack.compose(
+        "exec", "-T", f"nginx-{PROFILE}", "wget", "-q", "-O", "-", "http://127.0.0.1:8081/stub_status"
+    )
+    assert status.stdout.startswith("Active connections:")
+    stack.up(policy="session")  # the killed app back, for what follows
 
 
 def test_a_rolling_deploy_loses_no_session_and_no_count(stack):

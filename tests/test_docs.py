@@ -87,6 +87,8 @@ EXAMPLES = [name for name, (_, stack) in blocks().items() if stack]
 RUN_ELSEWHERE = {
     "locust-web-ui": "tests/test_locust.py",
     "redis-ha-compose": "tests/test_compose_redis_ha.py",
+    "monitoring-compose": "tests/test_compose_rolling.py",
+    "kubernetes-deploy": "tests/test_kubernetes_manifests.py",
     "faults-quick": "tests/test_faults.py",
     "hostile-quick": "tests/test_hostile.py",
     "matrix-quick": "tests/test_matrix.py",

@@ -5,7 +5,9 @@ sessions are taken over; a prefix that names no pod never sends nginx anywhere e
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -13,7 +15,10 @@ import requests
 
 from loadtest.client.legacy import McpClient
 from loadtest.pods import PODS_DOMAIN, PodStack
+from loadtest.topology import PROJECT_ROOT
 from tests.utils.clients import wait_for
+
+RUN_NGINX = PROJECT_ROOT / "nginx" / "run-nginx.sh"
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +111,31 @@ class Canary:
             conn, _ = self.sock.accept()
             self.connections += 1
             conn.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NGINX_DNS_PODS_DOMAIN", "mcp.svc; }"),
+        ("NGINX_DNS_STATEFULSET", "MCP"),
+        ("NGINX_DNS_APP_PORT", "80a"),
+        ("NGINX_DNS_RESOLVER", "10.0.0.10;"),
+        ("NGINX_DNS_VALID", "5m"),
+        ("NGINX_STATUS_LISTEN", "8081;"),
+    ],
+)
+def test_a_value_nginx_would_misread_stops_it_at_start_naming_the_variable(tmp_path, variable, value):
+    (tmp_path / "listen.conf").write_text("listen 127.0.0.1:1;\n")
+    env = {
+        "PATH": os.environ["PATH"],
+        "LB_POLICY": "session-dns",
+        "NGINX_SITE_DIR": str(tmp_path),
+        "NGINX_RUN_DIR": str(tmp_path / "run"),
+        "NGINX_DNS_PODS_DOMAIN": PODS_DOMAIN,
+        "NGINX_DNS_READY_NAME": f"mcp-ready.{PODS_DOMAIN}",
+        "NGINX_DNS_RESOLVER": "127.0.0.1:53",
+        variable: value,
+    }
+    done = subprocess.run(["sh", str(RUN_NGINX)], env=env, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"run-nginx: {variable}={value} is not valid; valid values: ")

@@ -113,7 +113,7 @@ async def test_each_bound_counts_the_requests_it_refuses():
 
 
 def test_the_metrics_port_may_not_take_a_port_the_instance_uses():
-    with pytest.raises(SettingsError, match="MCP_METRICS_PORT=8000 .* leave out MCP_LISTEN_PORT"):
+    with pytest.raises(SettingsError, match=r"MCP_METRICS_PORT=8000 .* leave out MCP_LISTEN_PORT"):
         InstanceSettings.from_env({"MCP_INSTANCE_ID": "m", "MCP_METRICS_PORT": "8000"})
-    with pytest.raises(SettingsError, match="MCP_METRICS_PORT=7999 with MCP_WORKERS=2 takes ports 7999..8000"):
+    with pytest.raises(SettingsError, match=r"MCP_METRICS_PORT=7999 with MCP_WORKERS=2 takes ports 7999\.\.8000"):
         InstanceSettings("m", preset="stateless-json", workers=2, metrics_port=7999)

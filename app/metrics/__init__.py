@@ -1,5 +1,5 @@
 """What an instance counts, and the port of its own it serves the counts on (`MCP_METRICS_PORT`), for
-Prometheus: docs/operations.md names every metric and what it means.
+Prometheus: docs/metrics.md names every metric and what it means.
 """
 
 from app.metrics.instance_metrics import Bound, InstanceMetrics

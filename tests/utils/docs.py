@@ -19,6 +19,8 @@ PAGES = (
     "docs/results.md",
     "docs/load-tests.md",
     "docs/configuration.md",
+    "docs/metrics.md",
+    "docs/kubernetes.md",
     "docs/layer.md",
     "docs/tests.md",
     "docs/design/redis-sessions.md",

@@ -1,0 +1,81 @@
+"""A stand-in `kubectl` for the commands docs/kubernetes.md gives, where no cluster can run: each one is
+checked against what deploy/kubernetes/ renders to, and a wrong name, key or port fails with kubectl's
+own kind of message. It applies nothing. Every call is appended to $KUBECTL_LOG.
+
+    python -m tests.utils.kubectl apply -k deploy/kubernetes
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+
+from tests.utils.kustomize import pod_specs, render
+
+KUBERNETES_VERSION = "1.34.0"
+
+
+def main(argv: list[str]) -> int:
+    with open(os.environ["KUBECTL_LOG"], "a") as log:
+        log.write(" ".join(argv) + "\n")
+    namespace = None
+    if argv[:1] == ["-n"]:
+        namespace, argv = argv[1], argv[2:]
+    if argv[:2] == ["apply", "-k"]:
+        for obj in render(Path(argv[2])):
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+            print(f"{obj['kind'].lower()}/{obj['metadata']['name']} created")
+        return 0
+    objects = render(Path(os.environ["KUBECTL_MANIFESTS"]))
+    namespaced = {(o["kind"], o["metadata"]["name"]): o for o in objects if o["metadata"].get("namespace") == namespace}
+    if argv[:3] == ["create", "secret", "generic"]:
+        return _create_secret(argv[3], argv[4:], objects, namespace)
+    if argv[:2] == ["rollout", "status"]:
+        kind, _, name = argv[2].partition("/")
+        return _exists(namespaced, {"statefulset": "StatefulSet", "deployment": "Deployment"}[kind], name)
+    if argv[:1] == ["port-forward"]:
+        kind, _, name = argv[1].partition("/")
+        service = namespaced.get(("Service", name))
+        remote = int(argv[2].partition(":")[2])
+        if kind != "service" or service is None or remote not in {p["port"] for p in service["spec"]["ports"]}:
+            print(f'error: no service "{name}" with port {remote} in namespace {namespace}', file=sys.stderr)
+            return 1
+        print(f"Forwarding from 127.0.0.1:{argv[2].partition(':')[0]} -> {remote}")
+        return 0
+    print(f"kubectl stand-in: {' '.join(argv)} is not one of the commands docs/kubernetes.md gives", file=sys.stderr)
+    return 1
+
+
+def _create_secret(name: str, args: list[str], objects: list[dict], namespace: str | None) -> int:
+    """The Secret must be one the pods of `namespace` mount, with the keys they read."""
+    given = dict(re.fullmatch(r"--from-literal=([^=]+)=(.+)", arg).groups() for arg in args)
+    wanted = {
+        item["key"]
+        for obj in objects
+        if obj["metadata"].get("namespace") == namespace
+        for spec in pod_specs(obj)
+        for volume in spec.get("volumes", [])
+        if volume.get("secret", {}).get("secretName") == name
+        for item in volume["secret"]["items"]
+    }
+    if not wanted or set(given) != wanted or not all(len(value) >= 32 for value in given.values()):
+        print(f"error: the pods mount secret {name} with keys {sorted(wanted)}; given {sorted(given)}", file=sys.stderr)
+        return 1
+    print(f"secret/{name} created")
+    return 0
+
+
+def _exists(namespaced: dict, kind: str, name: str) -> int:
+    if (kind, name) not in namespaced:
+        print(f'Error from server (NotFound): {kind.lower()}s "{name}" not found', file=sys.stderr)
+        return 1
+    print(f'{kind.lower()} rolling update complete: "{name}"')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
