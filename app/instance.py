@@ -116,8 +116,8 @@ class Instance:
         self.verifier = self._require_tokens()
         if redis is None and settings.redis_url is not None:
             redis = connect(settings.redis_url, settings.redis_wait_replicas, settings.redis_password)
-        if isinstance(redis, SharedRedis):
-            redis.metrics = self.metrics
+        if isinstance(redis, SharedRedis) and settings.metrics_port is not None:
+            redis.metrics = self.metrics  # each command timed, for Prometheus
         SingleUseRequestState(mcp, redis).install()  # around whichever boundary seals this server's state
         registry = None
         if settings.session_store is SessionStore.REDIS:  # the settings guarantee a Redis URL
@@ -180,10 +180,12 @@ class Instance:
         return verifier
 
     def _count_calls(self, registry: SessionRegistry | None) -> None:
-        """Time every request the server serves (outermost of its middleware), and follow its sessions."""
-        server = sdk_internals.lowlevel_server(self.mcp)
-        serves = lambda method: method == "initialize" or server.get_request_handler(method) is not None  # noqa: E731
-        server.middleware.insert(0, CallTimer(self.metrics, serves))
+        """With a metrics port: time every request the server serves (outermost of its middleware), which costs
+        a call 1% more CPU (docs/results.md); and follow its sessions."""
+        if self.settings.metrics_port is not None:
+            server = sdk_internals.lowlevel_server(self.mcp)
+            serves = lambda method: method == "initialize" or server.get_request_handler(method) is not None  # noqa: E731
+            server.middleware.insert(0, CallTimer(self.metrics, serves))
         self.metrics.follow_sessions(
             lambda: len(sdk_internals.live_session_ids(self.mcp)),
             registry.owned if registry is not None else None,

@@ -18,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
 from loadtest.stack import (
     Proc,
     StackError,
@@ -42,7 +45,7 @@ class PodStack:
     def __init__(self, run_dir: Path, redis_url: str, pods: int = 3, preset: str = "stateful-json") -> None:
         self.run_dir, self.redis_url, self.preset = run_dir, redis_url, preset
         self.initial = [f"{STATEFULSET}-{n}" for n in range(pods)]
-        self.app_port = free_ports(2)  # every pod's MCP port, and the next one its forwarding port
+        self.app_port = free_ports(3)  # every pod's MCP port; the next two: its forwarding and metrics ports
         self.dns_port, self.port = free_port(), free_port()
         self.pods: dict[str, Proc] = {}
         self.ready: set[str] = set()  # the pods whose names resolve
@@ -88,6 +91,7 @@ class PodStack:
             "MCP_FORWARD_HOST": address,
             "MCP_FORWARD_PORT": str(self.app_port + 1),
             "MCP_PEER_URLS": f"http://127.0.0.*:{self.app_port + 1}",
+            "MCP_METRICS_PORT": str(self.app_port + 2),
             "MCP_DRAIN_SECONDS": "2",
         }
         health = f"http://{address}:{self.app_port}/readyz"
@@ -102,6 +106,15 @@ class PodStack:
         stop_processes([self.pods.pop(name)], sig)
         self.ready.discard(name)
         self._write_hosts()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A metric's samples with these labels, summed over the pods running now (their metrics ports)."""
+        total = 0.0
+        for pod in self.pods:
+            text = requests.get(f"http://{self.address(pod)}:{self.app_port + 2}/metrics", timeout=5).text
+            for family in text_string_to_metric_families(text):
+                total += sum(s.value for s in family.samples if s.name == name and labels.items() <= s.labels.items())
+        return total
 
     def kill_only(self, name: str) -> None:
         """SIGKILL pod `name` and leave its names in DNS, as before Kubernetes notices."""

@@ -22,7 +22,9 @@ from issuer.signing import SigningKey
 from loadtest.client.legacy import ACCEPT_BOTH, LEGACY_VERSION
 from loadtest.client.modern import MODERN_VERSION
 from loadtest.hostile import wire
+from loadtest.stack import free_port
 from tests.utils.asgi import served
+from tests.utils.metrics import scrape
 from tests.utils.tokens import ISSUER, RESOURCE, TestIssuer
 
 pytestmark = pytest.mark.anyio
@@ -175,9 +177,12 @@ async def test_a_session_is_refused_to_another_principal_as_if_unknown(issuer):
 
 async def test_a_principal_holding_its_share_of_sessions_opens_no_more_while_others_do(issuer):
     initialize = {"json": INITIALIZE, "headers": {"accept": ACCEPT_BOTH, **issuer.bearer("alice")}}
-    async with served(create_app(settings(issuer, MCP_MAX_SESSIONS_PER_PRINCIPAL="2"))) as client:
+    port = free_port()
+    limited = settings(issuer, MCP_MAX_SESSIONS_PER_PRINCIPAL="2", MCP_METRICS_PORT=str(port))
+    async with served(create_app(limited)) as client:
         held = [(await client.post("/mcp", **initialize)).headers["mcp-session-id"] for _ in range(2)]
         refused = await client.post("/mcp", **initialize)
+        counted = (await scrape(port))[("mcp_refused_total", (("bound", "sessions_per_principal"),))]
         by_bob = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer("bob")})
         ended = await client.delete(
             "/mcp",
@@ -191,6 +196,7 @@ async def test_a_principal_holding_its_share_of_sessions_opens_no_more_while_oth
         "(MCP_MAX_SESSIONS_PER_PRINCIPAL); end one (DELETE) or let one idle out, then open another",
     }
     assert by_bob.status_code == 200 and ended.status_code == 200 and again.status_code == 200
+    assert counted == 1
 
 
 async def test_request_state_is_refused_to_another_principal(issuer):

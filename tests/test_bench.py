@@ -69,7 +69,8 @@ def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     assert all(r["calls"] == 60 for r in result["policies"])
     assert "| forwarded (to another instance) |" in (tmp_path / "bench.md").read_text()
     layer = {row["subject"]: row for row in result["layer_cost"]["rows"]}
-    assert set(layer) == {"bare SDK", "ours", "ours, Redis store"} and layer["bare SDK"]["vs_sdk"] == 1.0
+    assert set(layer) == {"bare SDK", "ours", "ours, Redis store", "ours, metrics served"}
+    assert layer["bare SDK"]["vs_sdk"] == 1.0
     assert all(row["rounds"] > 1 and row["cpu_ms_per_call"] > 0 for row in layer.values())
     assert "with the Redis store" in (tmp_path / "summary.md").read_text()
     profiled = ("bare-sdk", "ours", "ours-redis-store", "relay", "owner-of-relayed-calls")

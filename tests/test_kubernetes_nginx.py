@@ -65,6 +65,7 @@ def test_sessions_are_routed_by_their_prefix_to_their_own_pod(pods):
     for client in (client for clients in landed.values() for client in clients):
         exchange = client.call_tool("whoami")
         assert exchange.instance == pod_of(client)  # answered by the pod itself: nothing was relayed
+    assert pods.metric("mcp_forwarded_total") == 0 and pods.metric("mcp_owner_redirects_total") == 0
 
 
 def test_a_fourth_pod_takes_new_sessions_with_no_nginx_change(pods):
@@ -82,6 +83,7 @@ def test_a_lost_pods_sessions_are_taken_over_from_redis(pods):
     pods.remove("mcp-1")  # and now its name is gone from DNS
     survivors = wait_for(lambda: [served_by(client) for client in clients], timeout=15)
     assert "mcp-1" not in survivors
+    assert pods.metric("mcp_takeovers_total") == len(clients)  # each taken over once, by the pod it reached
 
 
 def test_a_prefix_that_names_no_pod_goes_nowhere_else(pods):

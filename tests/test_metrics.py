@@ -3,16 +3,23 @@ GET of the metrics port): each counter moves by what the requests did, and each 
 
 from __future__ import annotations
 
-import socket
+import os
+import signal
 
 import httpx2
 import pytest
 from mcp.server.mcpserver import MCPServer
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import InstanceSettings, instance_app
+from app.metrics.accumulators import Accumulated, LabelledCounter, LabelledHistogram
+from app.metrics.call_timer import CallTimer
+from app.sdk_internals import lowlevel_server
 from app.settings import SettingsError
+from loadtest.stack import free_port
 from tests.utils.asgi import served
+from tests.utils.metrics import scrape
 
 pytestmark = pytest.mark.anyio
 JSON_RPC = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -22,12 +29,6 @@ INITIALIZE = {
     "method": "initialize",
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tools_server() -> MCPServer:
@@ -42,17 +43,6 @@ def tools_server() -> MCPServer:
         raise ValueError("this tool always fails")
 
     return mcp
-
-
-async def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    """Every sample of the metrics port (served on this event loop), by (name, sorted labels)."""
-    async with httpx2.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 async def open_session(client: httpx2.AsyncClient) -> dict[str, str]:
@@ -117,3 +107,60 @@ def test_the_metrics_port_may_not_take_a_port_the_instance_uses():
         InstanceSettings.from_env({"MCP_INSTANCE_ID": "m", "MCP_METRICS_PORT": "8000"})
     with pytest.raises(SettingsError, match=r"MCP_METRICS_PORT=7999 with MCP_WORKERS=2 takes ports 7999\.\.8000"):
         InstanceSettings("m", preset="stateless-json", workers=2, metrics_port=7999)
+
+
+async def test_redis_commands_are_timed_and_a_stalled_redis_is_counted(redis_server):
+    url, server = redis_server
+    port = free_port()
+    settings = InstanceSettings(
+        "meter3", preset="stateful-json", session_store="redis", redis_url=url, metrics_port=port
+    )
+    async with served(instance_app(tools_server(), settings)) as client:
+        await open_session(client)
+        before = await scrape(port)
+        assert before[("mcp_redis_command_duration_seconds_count", ())] > 0
+        assert before[("mcp_redis_errors_total", ())] == 0
+        assert before[("mcp_sessions_owned", ())] == 1
+        os.kill(server.pid, signal.SIGSTOP)  # Redis stalls: every command times out
+        try:
+            refused = await client.post("/mcp", json=INITIALIZE, headers=JSON_RPC)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        after = await scrape(port)
+    assert refused.status_code == 503 and "Redis" in refused.json()["error"]["message"]
+    assert after[("mcp_redis_errors_total", ())] >= 1
+
+
+def test_the_call_histogram_reads_as_prometheus_clients_own_would():
+    """The accumulators (plain numbers, for every call) against prometheus-client's Histogram and Counter
+    fed the same values: the same exposition, bucket bounds inclusive, +Inf last."""
+    ours = LabelledHistogram("t_seconds", "t", "method", [0.001, 0.01, 0.1])
+    ours_count = LabelledCounter("t_calls", "t", ["method"])
+    registry = CollectorRegistry()
+    registry.register(Accumulated(ours, ours_count))
+    reference_registry = CollectorRegistry()
+    reference = Histogram("t_seconds", "t", ["method"], buckets=[0.001, 0.01, 0.1], registry=reference_registry)
+    reference_count = Counter("t_calls", "t", ["method"], registry=reference_registry)
+    for method, seconds in [("a", 0.001), ("a", 0.0011), ("a", 0.5), ("b", 0.0), ("a", 0.1)]:
+        ours.observe(seconds, method)
+        ours_count.add(method)
+        reference.labels(method).observe(seconds)
+        reference_count.labels(method).inc()
+    samples = {
+        name: [
+            (s.name, s.labels, s.value)
+            for family in text_string_to_metric_families(generate_latest(r).decode())
+            for s in family.samples
+            if not s.name.endswith("_created")  # when each series began: prometheus-client's own
+        ]
+        for name, r in (("ours", registry), ("reference", reference_registry))
+    }
+    assert sorted(samples["ours"], key=repr) == sorted(samples["reference"], key=repr)
+
+
+def test_without_a_metrics_port_no_call_is_timed():
+    timed, untimed = tools_server(), tools_server()
+    instance_app(timed, InstanceSettings("meter4", metrics_port=free_port()))
+    instance_app(untimed, InstanceSettings("meter5"))
+    assert [type(m) for m in lowlevel_server(timed).middleware].count(CallTimer) == 1
+    assert CallTimer not in [type(m) for m in lowlevel_server(untimed).middleware]

@@ -14,8 +14,9 @@ OTHER_METHOD = "other"  # a method the server does not serve: clients choose tho
 
 
 class CallTimer:
-    """Records `mcp_calls_total{method, outcome}` and `mcp_call_duration_seconds{method}`; notifications are
-    not counted. `serves(method)` tells the methods the server has, the only ones named in a label."""
+    """Records `mcp_call_duration_seconds{method}` and the failures `mcp_calls_total{method, outcome}` reads
+    (app/metrics/call_counts.py); notifications are not counted. `serves(method)` tells the methods the
+    server has, the only ones named in a label."""
 
     def __init__(self, metrics: InstanceMetrics, serves: Callable[[str], bool]) -> None:
         self.metrics = metrics
@@ -26,14 +27,16 @@ class CallTimer:
             return await call_next(ctx)
         method = ctx.method if self.serves(ctx.method) else OTHER_METHOD
         started = time.perf_counter()
-        outcome = "error"
         try:
             result = await call_next(ctx)
-            outcome = "tool_error" if _tool_error(result) else "ok"
-            return result
+        except BaseException:
+            self.metrics.call_failures.add(method, "error")
+            raise
         finally:
-            self.metrics.call_seconds.labels(method).observe(time.perf_counter() - started)
-            self.metrics.calls.labels(method, outcome).inc()
+            self.metrics.call_seconds.observe(time.perf_counter() - started, method)
+        if _tool_error(result):
+            self.metrics.call_failures.add(method, "tool_error")
+        return result
 
 
 def _tool_error(result: HandlerResult) -> bool:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from app.metrics.accumulators import Accumulated, LabelledCounter, LabelledHistogram
+from app.metrics.call_counts import CallCounts
 
 # From a ping on loopback to a tool call that waits for a person (sampling, elicitation).
 CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -32,19 +35,16 @@ class InstanceMetrics:
             "mcp_sessions_owned", "Sessions whose record in Redis names this process (Redis store only)", **into
         )
         self.session_limit = Gauge("mcp_session_limit", "MCP_MAX_SESSIONS: the most this process holds", **into)
-        self.calls = Counter(
-            "mcp_calls",
-            "JSON-RPC requests served, by method and outcome (ok, error, tool_error)",
-            ["method", "outcome"],
-            **into,
+        # Counted on every call and Redis command: plain numbers, read when Prometheus scrapes.
+        self.call_seconds = LabelledHistogram(
+            "mcp_call_duration_seconds", "Time to serve a JSON-RPC request, by method", "method", CALL_BUCKETS
         )
-        self.call_seconds = Histogram(
-            "mcp_call_duration_seconds",
-            "Time to serve a JSON-RPC request, by method",
-            ["method"],
-            buckets=CALL_BUCKETS,
-            **into,
+        self.call_failures = LabelledCounter("mcp_call_failures", "(read into mcp_calls_total)", ("method", "outcome"))
+        self.redis_seconds = LabelledHistogram(
+            "mcp_redis_command_duration_seconds", "Time for a Redis command or pipeline to answer", None, REDIS_BUCKETS
         )
+        calls = CallCounts(self.call_seconds, self.call_failures)
+        self.registry.register(Accumulated(calls, self.call_seconds, self.redis_seconds))
         self.forwarded = Counter(
             "mcp_forwarded", "Requests relayed to the instance owning their session, by outcome", ["outcome"], **into
         )
@@ -55,12 +55,6 @@ class InstanceMetrics:
         self.handovers = Counter("mcp_handovers", "Sessions handed to the other instances while draining", **into)
         self.draining = Gauge("mcp_draining", "1 from SIGTERM until the process stops", **into)
         self.ready = Gauge("mcp_ready", "1 while /readyz answers ready", **into)
-        self.redis_seconds = Histogram(
-            "mcp_redis_command_duration_seconds",
-            "Time for a Redis command or pipeline to answer",
-            buckets=REDIS_BUCKETS,
-            **into,
-        )
         self.redis_errors = Counter("mcp_redis_errors", "Redis commands that failed or timed out", **into)
         self.refused = Counter("mcp_refused", "Requests refused by one of the instance's bounds", ["bound"], **into)
         for bound in Bound:

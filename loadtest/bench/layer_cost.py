@@ -1,12 +1,13 @@
-"""What our layer adds to a call, measured in one process: the bare SDK's app, ours with the memory store and
-ours with the Redis store (against a redis-server of its own), each serving `whoami` on stateful-json over
-8 sessions, driven straight through ASGI (no HTTP server, no socket) in short alternating blocks of calls.
+"""What our layer adds to a call, measured in one process: the bare SDK's app, ours with the memory store,
+ours with the Redis store (against a redis-server of its own) and ours serving metrics, each serving
+`whoami` on stateful-json over 8 sessions, driven straight through ASGI (no HTTP server, no socket) in short
+alternating blocks of calls.
 
 Whole-process figures on a shared machine swing by a quarter between rounds of a few seconds (the neighbours'
 load, not ours), more than the 5% this has to resolve. Blocks of a few milliseconds taken in turn, hundreds of
-times, put the three under the same conditions; the ratio is the median of each round's ratio.
+times, put them all under the same conditions; the ratio is the median of each round's ratio.
 
-A group of `python -m loadtest.bench` (`--layer-seconds`).
+A group of `python -m loadtest.bench` (`--layer-seconds`), or alone: `python -m loadtest.bench.layer_cost 20`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import secrets
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,7 +40,7 @@ from loadtest.stack import free_port, redis_server_binary
 PRESET = Preset.STATEFUL_JSON
 SESSIONS = 8
 CALLS_PER_BLOCK = 40
-SUBJECTS = ("bare SDK", "ours", "ours, Redis store")
+SUBJECTS = ("bare SDK", "ours", "ours, Redis store", "ours, metrics served")
 
 
 @dataclass
@@ -119,7 +121,13 @@ def _apps(redis_url: str, redis_password: str) -> dict[str, ASGIApp]:
     shared = InstanceSettings(
         "app1", preset=PRESET, session_store=SessionStore.REDIS, redis_url=redis_url, redis_password=redis_password
     )
-    apps = (references.bare_sdk(PRESET), create_app(memory, server), create_app(shared, server))
+    metered = InstanceSettings("app1", preset=PRESET, metrics_port=free_port())  # each call timed (app/metrics)
+    apps = (
+        references.bare_sdk(PRESET),
+        create_app(memory, server),
+        create_app(shared, server),
+        create_app(metered, server),
+    )
     return dict(zip(SUBJECTS, apps, strict=True))
 
 
@@ -159,6 +167,10 @@ def markdown(result: dict) -> str:
 
 
 def run(seconds: float) -> dict:
-    """The three subjects measured for `seconds`, with a redis-server of this run's own."""
+    """Every subject measured for `seconds`, with a redis-server of this run's own."""
     with redis_server() as (redis_url, password):
         return anyio.run(measure, seconds, redis_url, password)
+
+
+if __name__ == "__main__":  # this group alone: python -m loadtest.bench.layer_cost [seconds]
+    print(markdown(run(float(sys.argv[1]) if len(sys.argv) > 1 else 20.0)))
