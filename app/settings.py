@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import os
 import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -229,7 +229,7 @@ class InstanceSettings:
     def is_peer(self, url: str) -> bool:
         """Whether `url` is one of the instances' own addresses (MCP_PEER_URLS): the only places a request
         is ever forwarded to, whatever Redis says."""
-        return any(fnmatchcase(url, pattern) for pattern in self.peer_urls)
+        return any(_peer_pattern(pattern).fullmatch(url) for pattern in self.peer_urls)
 
     @property
     def forward_ports(self) -> tuple[int, ...] | None:
@@ -465,11 +465,19 @@ def _peer_patterns(raw: str) -> tuple[str, ...]:
         if parts.scheme != "http" or not parts.hostname or parts.path or parts.query:
             raise ValueError(
                 f"has the entry {pattern!r}; valid values: comma-separated base URLs, `*` matching any run of "
-                "characters, e.g. http://app1:8000,http://app2:8000 or http://app-*.app.default.svc:8000"
+                "letters, digits and hyphens (within one name or the port), e.g. http://app1:8000,http://app2:8000 "
+                "or http://app-*.app.default.svc:8000"
             )
     if not patterns:
         raise ValueError("lists no URL; valid values: comma-separated base URLs such as http://app1:8000")
     return patterns
+
+
+@functools.lru_cache(maxsize=64)
+def _peer_pattern(pattern: str) -> re.Pattern[str]:
+    """An MCP_PEER_URLS entry as a regex: `*` never spans a `.`, `:`, `@` or `/`, so no URL read from Redis
+    matches by adding a user, a path or another domain around what the pattern names."""
+    return re.compile(re.escape(pattern).replace(r"\*", "[A-Za-z0-9-]*"))
 
 
 def _http_url(raw: str) -> str:

@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -116,6 +117,13 @@ class PodStack:
                 total += sum(s.value for s in family.samples if s.name == name and labels.items() <= s.labels.items())
         return total
 
+    def stall(self, name: str, blackhole: Blackhole) -> None:
+        """As a node that stops answering: pod `name` is gone, not ready, and its own name now leads to an
+        address where every connection times out."""
+        stop_processes([self.pods.pop(name)], signal.SIGKILL)
+        self.ready.discard(name)
+        self.add_name(f"{name}.{PODS_DOMAIN}", blackhole.address)
+
     def kill_only(self, name: str) -> None:
         """SIGKILL pod `name` and leave its names in DNS, as before Kubernetes notices."""
         stop_processes([self.pods[name]], signal.SIGKILL)
@@ -182,3 +190,17 @@ class PodStack:
                 log = (self.run_dir / f"{proc.name}.log").read_text(errors="replace")[-2000:]
                 raise StackError(f"{proc.name} did not become ready within {timeout:.0f} s:\n{log}")
             time.sleep(0.05)
+
+
+class Blackhole:
+    """A listener that never accepts, its queue full: a connection to it waits until the client times out
+    (Linux drops the SYN of a connection its accept queue has no room for)."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.address = address
+        self.listener = socket.create_server((address, port), backlog=0)
+        self.fillers = [socket.create_connection((address, port), timeout=2)]  # a queue of 0 takes one
+
+    def close(self) -> None:
+        for sock in (*self.fillers, self.listener):
+            sock.close()

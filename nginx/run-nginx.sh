@@ -42,11 +42,16 @@ dns_policy() {
         -e "s/@APP_PORT@/$port/g" -e "s/@RESOLVER@/$resolver/g" -e "s/@RESOLVER_VALID@/$valid/g" "$1"
 }
 nameservers() { awk '$1 == "nameserver" { printf "%s ", ($2 ~ /:/ ? "[" $2 "]" : $2) }' /etc/resolv.conf; }
-check() { # check NAME=VALUE REGEX WHAT
-    printf '%s' "${1#*=}" | grep -Eq "$2" && return 0
+check() { # check NAME=VALUE REGEX WHAT   (grep reads lines: a value with a line break is refused first)
+    case "${1#*=}" in
+        *"$newline"*) ;;
+        *) printf '%s' "${1#*=}" | grep -Eq "$2" && return 0 ;;
+    esac
     echo "run-nginx: ${1} is not valid; valid values: $3" >&2
     exit 2
 }
+newline='
+'
 site=${NGINX_SITE_DIR:?run-nginx: set NGINX_SITE_DIR to the directory with the site files (see nginx.conf)}
 run=${NGINX_RUN_DIR:-/tmp/nginx-mcp}
 mkdir -p "$run"
@@ -68,6 +73,11 @@ done
 status_listen=${NGINX_STATUS_LISTEN:-}
 if [ -n "$status_listen" ]; then
     check "NGINX_STATUS_LISTEN=$status_listen" '^([0-9.]+:)?[1-9][0-9]{0,4}$' 'a port, or address:port'
+    front=$(sed -n 's/^ *listen \([0-9.]*:\)\{0,1\}\([0-9]*\).*/\2/p' "$site/listen.conf")
+    if [ "${status_listen##*:}" = "$front" ]; then
+        echo "run-nginx: NGINX_STATUS_LISTEN=$status_listen is not valid; valid values: a port other than MCP's ($front)" >&2
+        exit 2
+    fi
     printf 'server {\n    listen %s;\n    access_log off;\n    location = /stub_status { stub_status; }\n    location / { return 404; }\n}\n' \
         "$status_listen" >"$run/status.conf"
 else

@@ -92,14 +92,16 @@ def test_prometheus_counts_the_calls_and_the_takeovers_of_a_sigkill(stack):
     victim = clients[0].session_id.partition(".")[0]
     orphans = [client for client in clients if client.session_id.startswith(f"{victim}.")]
     stack.kill(f"{victim}-{PROFILE}")
-    for client in orphans:  # each is taken over by the instance its next request reaches
-        assert client.call_tool("whoami").status == 200
-    settles_at(stack, "sum(mcp_takeovers_total)", len(orphans))
+    try:
+        for client in orphans:  # each is taken over by the instance its next request reaches
+            assert client.call_tool("whoami").status == 200
+        settles_at(stack, "sum(mcp_takeovers_total)", len(orphans))
+    finally:
+        stack.up(policy="session")  # the killed app back, for what follows
     status = stack.compose(
         "exec", "-T", f"nginx-{PROFILE}", "wget", "-q", "-O", "-", "http://127.0.0.1:8081/stub_status"
     )
     assert status.stdout.startswith("Active connections:")
-    stack.up(policy="session")  # the killed app back, for what follows
 
 
 def test_a_rolling_deploy_loses_no_session_and_no_count(stack):

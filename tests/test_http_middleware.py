@@ -107,3 +107,16 @@ async def test_another_400_passes_through_unchanged():
     passing = Recorded(status=400, session_id=b"", body=b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700}}')
     started, body = await exchange(RejectionMessages(passing, InstanceMetrics(), 10))
     assert started["status"] == 400 and body["body"] == b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700}}'
+
+
+@pytest.mark.parametrize(("relayed", "counted"), [(False, 1), (True, 0)])
+async def test_a_refusal_is_counted_once_where_the_bound_is_not_again_where_it_is_relayed(relayed, counted):
+    async def too_large(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"x-mcp-served-by", b"app2")] if relayed else []
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    metrics = InstanceMetrics()
+    started, _ = await exchange(RejectionMessages(too_large, metrics, 10))
+    assert started["status"] == 413
+    assert metrics.registry.get_sample_value("mcp_refused_total", {"bound": "body_size"}) == counted

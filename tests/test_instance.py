@@ -49,7 +49,7 @@ def test_forwarding_on_the_public_port_of_a_network_address_is_warned_of(caplog,
         session_store="redis",
         redis_url="redis://127.0.0.1:6379/0",
         forward_port=forward_port,
-        peer_urls=("http://*",),
+        peer_urls=("http://*:*",),
     )
     with caplog.at_level(logging.WARNING, logger="app"):
         instance_app(MCPServer("cluster"), settings)

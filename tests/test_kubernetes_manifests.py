@@ -153,6 +153,19 @@ def test_network_policies_deny_all_but_the_paths_the_stack_uses(objects):
         for port in rule.get("ports", [])
     }
     assert allowed == {("nginx", 8080), ("nginx", 8081), ("mcp", 8000), ("mcp", 8001), ("mcp", 9000), ("redis", 6379)}
+    egress = {
+        (name, tuple(sorted(rule["to"][0].get("podSelector", {}).get("matchLabels", {}).items())), port["port"])
+        for name, policy in policies.items()
+        for rule in policy["spec"].get("egress", [])
+        for port in rule.get("ports", [])
+    }
+    dns = (("k8s-app", "kube-dns"),)
+    to = (("app.kubernetes.io/name", "mcp"),), (("app.kubernetes.io/name", "redis"),)
+    assert egress == {
+        ("nginx", to[0], 8000), ("nginx", dns, 53),  # the pods, by the names it resolves
+        ("mcp", to[0], 8001), ("mcp", to[1], 6379), ("mcp", dns, 53),  # the owners' forwarding ports, Redis
+    }  # fmt: skip
+    assert policies["redis"]["spec"]["egress"] == []
     for name in ("nginx", "mcp", "redis"):
         exposed = {p["containerPort"] for c in containers(workload(objects, name)) for p in c["ports"]}
         assert {port for policy, port in allowed if policy == name} <= exposed

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from loadtest.client.legacy import McpClient
-from loadtest.pods import PODS_DOMAIN, PodStack
+from loadtest.pods import PODS_DOMAIN, Blackhole, PodStack
 from loadtest.topology import PROJECT_ROOT
 from tests.utils.clients import wait_for
 
@@ -86,6 +86,28 @@ def test_a_lost_pods_sessions_are_taken_over_from_redis(pods):
     assert pods.metric("mcp_takeovers_total") == len(clients)  # each taken over once, by the pod it reached
 
 
+def test_a_pod_back_under_its_name_sends_its_old_sessions_on_to_their_owner(pods):
+    (client,) = open_sessions(pods.url, 1)
+    owner = pod_of(client)
+    pods.add("mcp-1")  # back after the test before: sessions minted under its name are owned elsewhere now
+    moved = McpClient(requests.Session(), pods.url)  # the same session, its id naming mcp-1 as if minted there
+    moved.session_id, moved.protocol_version = "mcp-1." + client.session_id.partition(".")[2], "2025-11-25"
+    # mcp-1 answers 421 naming the owner, and nginx sends the request there (once nginx resolves mcp-1 again).
+    wait_for(lambda: served_by(moved) == owner and pods.metric("mcp_owner_redirects_total") > 0, timeout=15)
+
+
+def test_a_stalled_pods_sessions_are_taken_over_after_the_connect_timeout(pods):
+    clients = sessions_on(pods.url, {"mcp-2"}, each=2)["mcp-2"]
+    taken_over = pods.metric("mcp_takeovers_total")
+    blackhole = Blackhole("127.0.0.98", pods.app_port)
+    try:
+        pods.stall("mcp-2", blackhole)  # its name resolves; every connection to it times out (504 in nginx)
+        assert all(served_by(client) not in ("mcp-2", None) for client in clients)
+    finally:
+        blackhole.close()
+    assert pods.metric("mcp_takeovers_total") - taken_over == len(clients)
+
+
 def test_a_prefix_that_names_no_pod_goes_nowhere_else(pods):
     canary = Canary("127.0.0.99", pods.app_port)
     pods.add_name(f"attacker.{PODS_DOMAIN}", canary.address)  # a name under the domain that no pod has
@@ -115,6 +137,14 @@ class Canary:
             conn.close()
 
 
+def test_with_no_pod_ready_the_answer_is_a_json_rpc_error(pods):
+    for name in list(pods.pods):
+        pods.remove(name)
+    exchange = McpClient(requests.Session(), pods.url).initialize()
+    assert exchange.status == 502
+    assert exchange.error["message"] == "No MCP instance answered, neither the pod of the session nor any other; retry"
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -124,10 +154,12 @@ class Canary:
         ("NGINX_DNS_RESOLVER", "10.0.0.10;"),
         ("NGINX_DNS_VALID", "5m"),
         ("NGINX_STATUS_LISTEN", "8081;"),
+        ("NGINX_STATUS_LISTEN", "8080"),  # the port MCP is served on (listen.conf)
+        ("NGINX_DNS_READY_NAME", "mcp-ready.mcp.svc\nresolver 203.0.113.1"),  # grep reads lines; sed would too
     ],
 )
 def test_a_value_nginx_would_misread_stops_it_at_start_naming_the_variable(tmp_path, variable, value):
-    (tmp_path / "listen.conf").write_text("listen 127.0.0.1:1;\n")
+    (tmp_path / "listen.conf").write_text("listen 127.0.0.1:8080;\n")
     env = {
         "PATH": os.environ["PATH"],
         "LB_POLICY": "session-dns",

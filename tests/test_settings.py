@@ -163,7 +163,8 @@ def test_nginx_launcher_refuses_an_unknown_policy(tmp_path):
     )
     assert result.returncode == 2
     assert (
-        result.stderr == "run-nginx: LB_POLICY='least-conn' is not valid; valid values: round-robin, ip-hash, session\n"
+        result.stderr
+        == "run-nginx: LB_POLICY='least-conn' is not valid; valid values: round-robin, ip-hash, session, session-dns\n"
     )
 
 
@@ -215,3 +216,7 @@ def test_peer_urls_match_with_wildcards_and_nothing_else():
     assert settings.is_peer("http://app-0.mcp.svc:8000")
     assert not settings.is_peer("http://evil:8000") and not settings.is_peer("http://app10:8000")
     assert not settings.is_peer("https://app1:8000") and not settings.is_peer("http://app-0.mcp.svc:8001")
+    # A wildcard never takes in a user, a path or another host around what the pattern names:
+    assert not settings.is_peer("http://app-0@evil.example:80/.mcp.svc:8000")
+    assert not settings.is_peer("http://app-evil.example/x.mcp.svc:8000")
+    assert not settings.is_peer("http://app1:80@evil.example")

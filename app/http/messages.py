@@ -9,6 +9,7 @@ from starlette.types import Message, Receive, Send
 
 SESSION_ID_HEADER = b"mcp-session-id"
 PROTOCOL_VERSION_HEADER = b"mcp-protocol-version"
+SERVED_BY_HEADER = b"x-mcp-served-by"  # on a relayed answer: the owner's X-Mcp-Instance (ours stays nginx's pick)
 
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:

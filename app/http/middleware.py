@@ -7,7 +7,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http.messages import SESSION_ID_HEADER, header, json_rpc_error, parse_json, send_error
+from app.http.messages import SERVED_BY_HEADER, SESSION_ID_HEADER, header, json_rpc_error, parse_json, send_error
 from app.logs import session_fingerprint
 from app.metrics import Bound, InstanceMetrics
 
@@ -175,11 +175,11 @@ class RejectionMessages:
                 if status in _HELD_STATUSES:
                     held.append(message)  # wait for the body to know whether it is the SDK's rejection
                     return
-                if (bound := _BOUND_OF_STATUS.get(status)) is not None:
+                if (bound := _BOUND_OF_STATUS.get(status)) is not None and not _relayed(message):
                     self.metrics.refuse(bound)
             if held and message["type"] == "http.response.body":
                 start, body = held.pop(), message.get("body", b"")
-                replaced = self._replacement(scope, start["status"], body)
+                replaced = self._replacement(scope, start["status"], body, _relayed(start))
                 if replaced is not None:
                     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(replaced)).encode())]
                     start, message = {**start, "headers": headers}, {"type": "http.response.body", "body": replaced}
@@ -190,15 +190,20 @@ class RejectionMessages:
         if held:  # a rejection that never sent a body
             await send(held.pop())
 
-    def _replacement(self, scope: Scope, status: int, body: bytes) -> bytes | None:
+    def _replacement(self, scope: Scope, status: int, body: bytes, relayed: bool) -> bytes | None:
         """The body that replaces an SDK rejection's (None: keep it); an instance at MCP_MAX_SESSIONS is counted."""
         if status != 503:
             known = _SDK_REJECTIONS.get(body)
             return _rejection_body(scope, *known) if known is not None else None
         sdk_full = _SDK_FULL in body
-        if sdk_full or _OWN_FULL in body:
+        if (sdk_full or _OWN_FULL in body) and not relayed:
             self.metrics.refuse(Bound.MAX_SESSIONS)
         return self.full if sdk_full else None
+
+
+def _relayed(start: Message) -> bool:
+    """An answer relayed from the session's owner, which counted its own refusal."""
+    return header(start.get("headers", []), SERVED_BY_HEADER) is not None
 
 
 def _rejection_body(scope: Scope, name: str, fix: str) -> bytes:

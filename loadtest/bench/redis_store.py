@@ -27,7 +27,7 @@ import redis
 import requests
 
 from app.cluster.event_store import MAX_EVENTS
-from app.cluster.forwarding import SERVED_BY_HEADER
+from app.http.messages import SERVED_BY_HEADER
 from app.shared import keys
 from loadtest.bench import wrk
 from loadtest.bench.servers import open_session
