@@ -246,6 +246,7 @@ class Stack:
             self.procs.append(self._spawn_redis("redis-replica", free_port(), replica_of=primary))
             replica = self.proc("redis-replica").port
             self.procs += [self._spawn_sentinel(name, free_port(), primary, replica) for name in SENTINELS]
+            self._wait_ready()  # an instance asks a Sentinel for the primary at start, and exits if none answers
         if self.store == "redis":  # with MCP_WORKERS=N, worker k takes the k-th port from this one
             workers = int(self.app_env.get("MCP_WORKERS", "1"))
             self.forward_ports = {name: free_ports(workers) for name in INSTANCES}
