@@ -43,8 +43,18 @@ DNS_VALID = "1s"  # how long nginx keeps an answer here (5 s in deploy/kubernete
 class PodStack:
     """Redis (given), pods named `mcp-N` on 127.0.0.(10+N), dnsmasq and nginx; a context manager."""
 
-    def __init__(self, run_dir: Path, redis_url: str, pods: int = 3, preset: str = "stateful-json") -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        redis_url: str,
+        pods: int = 3,
+        preset: str = "stateful-json",
+        redis_password_file: Path | None = None,
+        metrics: bool = True,
+        nginx_env: dict[str, str] | None = None,
+    ) -> None:
         self.run_dir, self.redis_url, self.preset = run_dir, redis_url, preset
+        self.redis_password_file, self.metrics, self.nginx_env = redis_password_file, metrics, nginx_env or {}
         self.initial = [f"{STATEFULSET}-{n}" for n in range(pods)]
         self.app_port = free_ports(3)  # every pod's MCP port; the next two: its forwarding and metrics ports
         self.dns_port, self.port = free_port(), free_port()
@@ -92,9 +102,12 @@ class PodStack:
             "MCP_FORWARD_HOST": address,
             "MCP_FORWARD_PORT": str(self.app_port + 1),
             "MCP_PEER_URLS": f"http://127.0.0.*:{self.app_port + 1}",
-            "MCP_METRICS_PORT": str(self.app_port + 2),
             "MCP_DRAIN_SECONDS": "2",
         }
+        if self.metrics:
+            env["MCP_METRICS_PORT"] = str(self.app_port + 2)
+        if self.redis_password_file is not None:
+            env["MCP_REDIS_PASSWORD_FILE"] = str(self.redis_password_file)
         health = f"http://{address}:{self.app_port}/readyz"
         pod = spawn(self.run_dir, name, self.app_port, health, [sys.executable, "-m", "app"], env)
         self.pods[name] = pod
@@ -179,6 +192,7 @@ class PodStack:
             "NGINX_DNS_APP_PORT": str(self.app_port),
             "NGINX_DNS_RESOLVER": f"127.0.0.1:{self.dns_port}",
             "NGINX_DNS_VALID": DNS_VALID,
+            **self.nginx_env,
         }
         cmd = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
         return spawn(self.run_dir, "nginx", self.port, f"http://127.0.0.1:{self.port}/healthz", cmd, env)

@@ -128,6 +128,20 @@ def test_the_durability_benchmark_measures_every_way_of_keeping_writes(tmp_path)
     assert rows[0]["p50_ms_ratio"] == 1.0
 
 
+def test_the_pod_routing_benchmark_measures_both_nginx_policies_with_their_cpu(tmp_path):
+    page = tmp_path / "kubernetes.md"
+    shutil.copy(PROJECT_ROOT / "docs" / "kubernetes.md", page)
+    args = ("--calls", "20", "--seconds", "1", "--rounds", "2", "--out", str(tmp_path), "--page", str(page))
+    done = run("loadtest.bench.pod_routing", *args)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "pod-routing.md").read_text() in page.read_text(), "--page should copy the tables in"
+    result = json.loads((tmp_path / "pod-routing.json").read_text())
+    for rows in (result["sequential"], result["saturating"]):
+        assert [row["path"].split()[0] for row in rows] == ["session", "session-dns"]
+    assert all(row["calls"] == 20 for row in result["sequential"])
+    assert all(row["nginx_cpu_ms_per_call"] > 0 and row["owner_cpu_ms_per_call"] > 0 for row in result["saturating"])
+
+
 def test_the_scale_curve_measures_each_number_of_clients_with_every_process_s_cpu(tmp_path):
     results_page = tmp_path / "results.md"
     shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)

@@ -154,16 +154,19 @@ class CallPath:
     relayed: bool
     latencies: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
+    pids: dict[str, int] | None = None  # the processes its CPU is counted of (default: interleaved_calls')
 
 
-def interleaved_calls(paths: list[CallPath], calls: int, pids: dict[str, int], rounds: int = 5) -> list[dict]:
+def interleaved_calls(
+    paths: list[CallPath], calls: int, pids: dict[str, int] | None = None, rounds: int = 5
+) -> list[dict]:
     """For each path, p50/p99 of `calls` sequential `whoami` calls and the CPU each of `pids` spent per call,
     the paths taking turns in `rounds` so that a noisy machine weighs on all of them alike."""
     for path in paths:
         timed_calls(path.client, WARMUP, relayed=path.relayed)
     for _ in range(rounds):
         for path in paths:
-            with charged_to(path.cpu, pids):
+            with charged_to(path.cpu, path.pids or pids):
                 path.latencies += timed_calls(path.client, calls // rounds, relayed=path.relayed)
     return [
         {
