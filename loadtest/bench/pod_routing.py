@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 
 from loadtest.bench import wrk
-from loadtest.bench.redis_store import CallPath, charged_to, interleaved_calls
+from loadtest.bench.redis_store import CallPath, Load, interleaved_calls, wrk_rounds
 from loadtest.client.legacy import McpClient
 from loadtest.pods import PodStack
 from loadtest.results import machine, write_results
@@ -101,24 +101,11 @@ def _sessions_of(url: str, owner: str) -> list[McpClient]:
 
 
 def _saturating(routes: list[Route], seconds: int, rounds: int) -> list[dict]:
-    totals = {route.label: {"calls": 0, "seconds": 0.0} for route in routes}
-    cpu: dict[str, dict[str, float]] = {route.label: {} for route in routes}
-    for _ in range(rounds):
-        for route in routes:
-            call = wrk.Call(sessions=tuple(client.session_id for client in route.sessions))
-            with charged_to(cpu[route.label], route.pids):
-                run = wrk.run(route.url, call, CONNECTIONS, seconds)
-            totals[route.label]["calls"] += run.calls
-            totals[route.label]["seconds"] += run.seconds
-    return [
-        {
-            "path": label,
-            "calls": total["calls"],
-            "calls_per_s": total["calls"] / total["seconds"],
-            **{f"{name}_cpu_ms_per_call": 1000 * spent / total["calls"] for name, spent in cpu[label].items()},
-        }
-        for label, total in totals.items()
-    ]
+    loads = {
+        route.label: Load(route.url, wrk.Call(sessions=tuple(c.session_id for c in route.sessions)), route.pids)
+        for route in routes
+    }
+    return wrk_rounds(loads, CONNECTIONS, seconds, rounds)
 
 
 def markdown(result: dict) -> str:

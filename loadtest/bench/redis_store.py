@@ -87,27 +87,42 @@ def forwarding(calls: int, seconds: int, work: Path) -> list[dict]:
 
 def saturating_calls(stack: Stack, seconds: int, pids: dict[str, int], rounds: int = 3) -> list[dict]:
     """wrk's 16 connections over 8 sessions of app1, sent to app1 and to app2 in turn, `rounds` times."""
-    sessions = tuple(open_session(stack.instance_url("app1")) for _ in range(8))
-    urls = {
-        "local, saturating (wrk)": stack.instance_url("app1"),
-        "forwarded, saturating (wrk)": stack.instance_url("app2"),
+    call = wrk.Call(sessions=tuple(open_session(stack.instance_url("app1")) for _ in range(8)))
+    loads = {
+        "local, saturating (wrk)": Load(stack.instance_url("app1"), call, pids),
+        "forwarded, saturating (wrk)": Load(stack.instance_url("app2"), call, pids),
     }
-    totals = {path: {"calls": 0, "seconds": 0.0} for path in urls}
-    cpu: dict[str, dict[str, float]] = {path: {} for path in urls}
+    return wrk_rounds(loads, 16, seconds, rounds)
+
+
+@dataclass(frozen=True)
+class Load:
+    """What wrk sends where, and the processes whose CPU it is charged."""
+
+    url: str
+    call: wrk.Call
+    pids: dict[str, int]
+
+
+def wrk_rounds(loads: dict[str, Load], connections: int, seconds: int, rounds: int) -> list[dict]:
+    """Each load (by label) for `seconds` with `connections`, in turn, `rounds` times: a row each, with calls/s
+    and the CPU per call of each of its processes."""
+    totals = {label: {"calls": 0, "seconds": 0.0} for label in loads}
+    cpu: dict[str, dict[str, float]] = {label: {} for label in loads}
     for _ in range(rounds):
-        for path, url in urls.items():
-            with charged_to(cpu[path], pids):
-                run = wrk.run(url, wrk.Call(sessions=sessions), 16, seconds)
-            totals[path]["calls"] += run.calls
-            totals[path]["seconds"] += run.seconds
+        for label, load in loads.items():
+            with charged_to(cpu[label], load.pids):
+                run = wrk.run(load.url, load.call, connections, seconds)
+            totals[label]["calls"] += run.calls
+            totals[label]["seconds"] += run.seconds
     return [
         {
-            "path": path,
+            "path": label,
             "calls": total["calls"],
             "calls_per_s": total["calls"] / total["seconds"],
-            **{f"{name}_cpu_ms_per_call": 1000 * spent / total["calls"] for name, spent in cpu[path].items()},
+            **{f"{name}_cpu_ms_per_call": 1000 * spent / total["calls"] for name, spent in cpu[label].items()},
         }
-        for path, total in totals.items()
+        for label, total in totals.items()
     ]
 
 
