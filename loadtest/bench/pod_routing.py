@@ -76,7 +76,7 @@ def measure(calls: int, seconds: int, rounds: int, work: Path) -> dict:
             ]
             for route in routes:
                 route.sessions = _sessions_of(route.url, route.owner.name)
-            sequential = [CallPath(route.label, route.sessions[0], False, pids=route.pids) for route in routes]
+            sequential = [CallPath(route.label, route.sessions[0], False, route.pids) for route in routes]
             return {
                 "sequential": interleaved_calls(sequential, calls, rounds=rounds),
                 "saturating": _saturating(routes, seconds, rounds),

@@ -75,10 +75,10 @@ def forwarding(calls: int, seconds: int, work: Path) -> list[dict]:
         relay = McpClient(requests.Session(), stack.instance_url("app2"))
         relay.session_id, relay.protocol_version = owner.session_id, owner.protocol_version
         local, forwarded = (
-            CallPath("local (to the owner)", owner, False),
-            CallPath("forwarded (to another instance)", relay, True),
+            CallPath("local (to the owner)", owner, False, apps),
+            CallPath("forwarded (to another instance)", relay, True, apps),
         )
-        rows = interleaved_calls([local, forwarded], calls, apps)
+        rows = interleaved_calls([local, forwarded], calls)
         rows += saturating_calls(stack, seconds, apps)
         rows.append(session_memory(stack, owner))
         owner.close()
@@ -151,8 +151,11 @@ def nginx_hop(calls: int, work: Path) -> list[dict]:
         direct.url = stack.url
         processes = {"owner": stack.proc(owner).pid, "relay": stack.proc("app1").pid}
         processes["nginx"] = stack.proc("nginx").pid
-        paths = [CallPath("to the owner", direct, False), CallPath("after a takeover (nginx's hop)", moved, False)]
-        rows = interleaved_calls(paths, calls, processes)
+        paths = [
+            CallPath("to the owner", direct, False, processes),
+            CallPath("after a takeover (nginx's hop)", moved, False, processes),
+        ]
+        rows = interleaved_calls(paths, calls)
         for client in (direct, moved):
             client.close()
     for row in rows:
@@ -167,21 +170,19 @@ class CallPath:
     label: str
     client: McpClient
     relayed: bool
+    pids: dict[str, int]  # the processes whose CPU its calls are charged
     latencies: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
-    pids: dict[str, int] | None = None  # the processes its CPU is counted of (default: interleaved_calls')
 
 
-def interleaved_calls(
-    paths: list[CallPath], calls: int, pids: dict[str, int] | None = None, rounds: int = 5
-) -> list[dict]:
-    """For each path, p50/p99 of `calls` sequential `whoami` calls and the CPU each of `pids` spent per call,
+def interleaved_calls(paths: list[CallPath], calls: int, rounds: int = 5) -> list[dict]:
+    """For each path, p50/p99 of `calls` sequential `whoami` calls and the CPU each of its processes spent per call,
     the paths taking turns in `rounds` so that a noisy machine weighs on all of them alike."""
     for path in paths:
         timed_calls(path.client, WARMUP, relayed=path.relayed)
     for _ in range(rounds):
         for path in paths:
-            with charged_to(path.cpu, path.pids or pids):
+            with charged_to(path.cpu, path.pids):
                 path.latencies += timed_calls(path.client, calls // rounds, relayed=path.relayed)
     return [
         {
