@@ -6,8 +6,9 @@ The public API, for a server of your own:
 
     asgi_app = instance_app(mcp, InstanceSettings.from_env())  # any MCPServer, as an ASGI app
 
-and, inside a tool, `await session_state(ctx).increment("calls")` (state kept with the session) and
-`await notify_resource_updated(ctx, uri)` (every subscriber, on every instance). docs/layer.md has more.
+and, inside a tool, `await session_state(ctx).increment("calls")` (state kept with the session, each write
+applied once per call however often it is retried), `request_key(ctx)` (the call's key, for effects of your
+own) and `await notify_resource_updated(ctx, uri)` (every subscriber, on every instance). docs/layer.md has more.
 """
 
 import importlib
@@ -21,6 +22,7 @@ _PUBLIC = {
     "SessionState": "app.sessions.state",
     "SessionStateError": "app.sessions.state",
     "session_state": "app.sessions.state",
+    "request_key": "app.sessions.once",
     "SubscribableURIs": "app.sessions.subscriptions",
     "notify_resource_updated": "app.sessions.subscriptions",
     "configure_logging": "app.logs",

@@ -47,6 +47,9 @@ from app.metrics import InstanceMetrics
 from app.metrics.call_timer import CallTimer
 from app.serving import side_port
 from app.sessions import state
+from app.sessions.ledger import MemoryLedger, RedisLedger
+from app.sessions.once import OncePerRequest
+from app.sessions.server_requests import ServerRequests
 from app.sessions.subscriptions import ResourceSubscriptions, SubscribableURIs
 from app.settings import InstanceSettings, SessionStore
 from app.shared import request_state_keys
@@ -137,14 +140,21 @@ class Instance:
             if settings.forwards_to_public_port:
                 log.warning(FORWARDED_TO_PUBLIC_PORT)
             self.member = ClusterMember(redis, registry, self.subscriptions, settings.is_peer, forward_to, self.metrics)
+        live_sessions = functools.partial(sdk_internals.live_session_ids, mcp)
         backend = (
             state.RedisSessionState(redis, registry.tenure)
             if registry is not None
-            else state.MemorySessionState(
-                settings.max_sessions, live_sessions=lambda: sdk_internals.live_session_ids(mcp)
-            )
+            else state.MemorySessionState(settings.max_sessions, live_sessions=live_sessions)
         )
         state.bind(mcp, backend, stateless=settings.preset.stateless)
+        self.server_requests = ServerRequests()
+        self.ledger = (
+            RedisLedger(redis, settings.retry_horizon)
+            if registry is not None
+            else MemoryLedger(settings.retry_horizon, settings.max_sessions, live_sessions)
+        )
+        process = (f"{settings.instance_id}:{secrets.token_hex(4)}", 1)  # the memory store: one holder, ever
+        self.tenure = registry.tenure if registry is not None else lambda session_id: process
         self._count_calls(registry)
         self.app = self._asgi_app()
 
@@ -216,14 +226,25 @@ class Instance:
             ),
         )
         self._run_with_sdk(sdk_app)
-        app: ASGIApp = sdk_app
+        once = OncePerRequest(
+            sdk_app,
+            self.mcp,
+            self.ledger,
+            self.tenure,
+            json_response=settings.preset.json_response,
+            horizon_seconds=settings.retry_horizon,
+            server_requests=self.server_requests,
+        )
+        chain = sdk_internals.lowlevel_server(self.mcp).middleware
+        chain[0:0] = [self.server_requests.middleware, once.record]  # outermost: they see every call, initialize too
+        app: ASGIApp = once
         if self.member is not None:
             self.member.manager = sdk_internals.install_shared_sessions(
                 self.mcp,
                 self.member.registry.forget,
                 lambda session_id: RedisEventStore(self.member.redis, session_id, settings.session_idle_timeout),
             )
-            app = self.router = SessionRouter(app, self.member)
+            app = self.router = SessionRouter(app, self.member, self.server_requests)
         app = SessionIdPrefix(app, settings.instance_id)
         if settings.preset.stateless:
             app = StatelessGetRefused(app, MCP_PATH)

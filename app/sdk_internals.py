@@ -15,6 +15,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.connection import Connection
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.request_state import RequestStateBoundary
@@ -22,6 +23,7 @@ from mcp.server.runner import ServerRunner, serve_connection
 from mcp.server.streamable_http import EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import ListenHandler, SubscriptionBus
+from mcp.shared.dispatcher import RequestId, coerce_request_id
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.types import InitializeRequestParams, SubscriptionsListenRequestParams, ToolAnnotations
 
@@ -72,9 +74,36 @@ def live_session_ids(mcp: MCPServer) -> set[str]:
     return set(mcp.session_manager._server_instances)
 
 
+def serves(mcp: MCPServer, session_id: str, requestor: AuthorizationContext | None) -> bool:
+    """Whether this process holds the session and the SDK would serve it to `requestor` (the principal that
+    opened it, or None without auth): otherwise the SDK answers 404 "Session not found"."""
+    manager = mcp.session_manager
+    return session_id in manager._server_instances and manager._session_owners.get(session_id) == requestor
+
+
 def sessions_of(mcp: MCPServer, principal: AuthorizationContext) -> int:
     """How many of the sessions this process holds belong to `principal`."""
     return sum(1 for owner in mcp.session_manager._session_owners.values() if owner == principal)
+
+
+def connection_of(ctx: ServerRequestContext) -> Connection:
+    """The connection (one per 2025-11-25 session) a request arrived on."""
+    return ctx.session._connection
+
+
+def dispatcher_of(connection: Connection) -> JSONRPCDispatcher:
+    """The dispatcher a session's requests to the client go out through (its connection's outbound channel)."""
+    return connection.outbound
+
+
+def issue_request_ids_after(dispatcher: JSONRPCDispatcher, last_id: int) -> None:
+    """Have the dispatcher number its next request to the client `last_id + 1` (it counts up from there)."""
+    dispatcher._next_id = last_id
+
+
+def awaits_answer(dispatcher: JSONRPCDispatcher, request_id: RequestId) -> bool:
+    """Whether the dispatcher waits for the client's answer to its request `request_id` (the SDK's own matching)."""
+    return coerce_request_id(request_id) in dispatcher._pending
 
 
 def negotiated_version(params: dict) -> str:

@@ -84,6 +84,7 @@ class InstanceSettings:
     metrics_port: int | None = None  # set: Prometheus metrics on this port (the first of MCP_WORKERS ports)
     metrics_host: str | None = None  # the address the metrics port is bound to (default: the listen host)
     drain_seconds: float = 20.0  # on SIGTERM, how long the calls in flight get before their sessions move anyway
+    retry_horizon: float = 600.0  # how long a tool call's outcome answers a repeat of it (the same request id)
     log_level: str = "INFO"
     access_log: bool = False  # a JSON line per request: 0.11 ms of CPU a call (docs/results.md), and nginx logs it too
 
@@ -128,6 +129,7 @@ class InstanceSettings:
             "metrics_port": reader.get("MCP_METRICS_PORT", _int_between(1, 65535), None),
             "metrics_host": reader.get("MCP_METRICS_HOST", _host_name, None),
             "drain_seconds": reader.get("MCP_DRAIN_SECONDS", _seconds, 20.0),
+            "retry_horizon": reader.get("MCP_RETRY_HORIZON", _seconds, 600.0),
             "log_level": reader.get("MCP_LOG_LEVEL", _one_of(LOG_LEVELS), "INFO"),
             "access_log": reader.get("MCP_ACCESS_LOG", _on_off, False),
         }

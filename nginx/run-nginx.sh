@@ -55,7 +55,7 @@ newline='
 site=${NGINX_SITE_DIR:?run-nginx: set NGINX_SITE_DIR to the directory with the site files (see nginx.conf)}
 run=${NGINX_RUN_DIR:-/tmp/nginx-mcp}
 mkdir -p "$run"
-cp "$here/nginx.conf" "$here/keepalive.conf" "$here/proxy-to-instance.conf" "$run/"
+cp "$here/nginx.conf" "$here/keepalive.conf" "$here/proxy-to-instance.conf" "$here/error-pages.conf" "$run/"
 cp "$site/listen.conf" "$run/"
 if [ "$policy" = session-dns ]; then
     dns_policy "$here/policies/session-dns.conf" >"$run/policy.conf"

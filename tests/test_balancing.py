@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 from loadtest.client.legacy import McpClient
 from loadtest.stack import Stack, free_port
 from loadtest.topology import POLICIES, PRESETS, STATEFUL, STATELESS
-from tests.utils.clients import Recorder, modern_call, text_of
+from tests.utils.clients import Recorder, modern_call, text_of, wait_for
 
 pytestmark = pytest.mark.anyio
 INSTANCES = {"app1", "app2", "app3"}
@@ -119,21 +119,23 @@ def test_nginx_errors_are_jsonrpc(stack_for):
     body, json_type = b"x" * (5 * 1024 * 1024), {"Content-Type": "application/json"}
     too_big = requests.post(url, data=body, headers=json_type, timeout=10)
     assert too_big.status_code == 413
-    assert too_big.json()["error"]["message"] == "Request body too large: the limit is 4 MiB"
+    assert too_big.json()["error"]["message"] == "Request body too large: the limit is 4 MiB; did not run"
     elsewhere = requests.get(url.replace("/mcp", "/admin"), timeout=10)
     assert (elsewhere.status_code, elsewhere.json()["error"]["code"]) == (404, -32600)
 
 
 def test_nginx_answers_502_as_jsonrpc_when_no_instance_is_up(tmp_path):
+    """Every instance refuses the connection: none got the request, and the answer says it did not run."""
     with Stack(run_dir=tmp_path, preset="stateless-json", port=free_port()) as stack:
-        for proc in stack.procs:
-            if proc.name.startswith("app"):
-                os.kill(proc.pid, signal.SIGKILL)
+        apps = [proc for proc in stack.procs if proc.name.startswith("app")]
+        for proc in apps:
+            os.kill(proc.pid, signal.SIGKILL)
+        wait_for(lambda: not any(proc.alive() for proc in apps))
         down = McpClient(requests.Session(), stack.url).request("tools/list")
     assert down.status == 502
     assert down.error == {
         "code": -32603,
-        "message": "No MCP instance answered: the instance is down or closed the connection; retry",
+        "message": "No MCP instance answered: each one tried was down or closed the connection; did not run: retry",
     }
 
 

@@ -142,7 +142,8 @@ def test_with_no_pod_ready_the_answer_is_a_json_rpc_error(pods):
         pods.remove(name)
     exchange = McpClient(requests.Session(), pods.url).initialize()
     assert exchange.status == 502
-    assert exchange.error["message"] == "No MCP instance answered, neither the pod of the session nor any other; retry"
+    message = exchange.error["message"]
+    assert message == "No MCP instance answered, neither the pod of the session nor any other; did not run: retry"
 
 
 @pytest.mark.parametrize(

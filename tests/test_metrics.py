@@ -3,6 +3,7 @@ GET of the metrics port): each counter moves by what the requests did, and each 
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 
@@ -53,10 +54,12 @@ async def open_session(client: httpx2.AsyncClient) -> dict[str, str]:
     return headers
 
 
+_ids = itertools.count(2)  # a request id is used once in a session: a repeat is answered, not run again
+
+
 async def call(client: httpx2.AsyncClient, headers: dict, method: str, params: dict | None = None) -> httpx2.Response:
-    return await client.post(
-        "/mcp", json={"jsonrpc": "2.0", "id": 7, "method": method, "params": params or {}}, headers=headers
-    )
+    body = {"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": params or {}}
+    return await client.post("/mcp", json=body, headers=headers)
 
 
 async def test_calls_are_counted_by_method_and_outcome_and_sessions_are_followed():

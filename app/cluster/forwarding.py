@@ -20,14 +20,12 @@ from starlette.types import Receive, Scope, Send
 
 from app.cluster.hop_client import HopClient, HopResponse, OwnerLost, OwnerUnreachable
 from app.cluster.registry import Owner
-from app.http.messages import PROTOCOL_VERSION_HEADER, SERVED_BY_HEADER, SESSION_ID_HEADER
+from app.http.messages import HANDED_OVER_HEADER, PROTOCOL_VERSION_HEADER, SERVED_BY_HEADER, SESSION_ID_HEADER
 from app.metrics import InstanceMetrics
 from app.shared.keys import CLUSTER_SECRET
 from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, unavailable_on_error
 
 FORWARD_HEADER = "x-mcp-forwarded"
-HANDED_OVER_HEADER = b"x-mcp-handed-over"  # on a 503 from an instance: it ran nothing, and says why
-MOVED, DRAINING = b"moved", b"draining"  # the session is elsewhere now: look again; or it is stopping: try another
 # When the balancer is our nginx (the session policy): it asks, per request, to be told the owner of a session
 # held elsewhere instead of the request being relayed, and re-sends the request there itself (nginx.conf).
 OWNER_REDIRECT_HEADER = b"x-mcp-owner-redirect"  # "on" from nginx; anything else: relay as usual

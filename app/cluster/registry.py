@@ -93,6 +93,7 @@ class Opening:
     protocol_version: str
     subscriptions: tuple[str, ...] = ()  # resources/subscribe URIs, restored on takeover
     principal: str = ANONYMOUS  # the hash of who opened it: no one else may use it, on any instance
+    generation: int = 1  # one more for every takeover
 
 
 @dataclass
@@ -109,13 +110,13 @@ def _opening(answer: list) -> Opening | None:
     try:
         params, protocol_version = json.loads(answer[0]), answer[1].decode()
         subscriptions = tuple(json.loads(answer[2] or "[]"))
-        int(answer[3])
+        generation = int(answer[3])
         principal = (answer[4] or b"").decode()
     except (ValueError, TypeError, AttributeError, IndexError):
         return None
     if not isinstance(params, dict) or not all(isinstance(uri, str) for uri in subscriptions):
         return None
-    return Opening(params, protocol_version, subscriptions, principal)
+    return Opening(params, protocol_version, subscriptions, principal, generation)
 
 
 class SessionRegistry:
@@ -204,7 +205,7 @@ class SessionRegistry:
             log.error("refused a session record that is not one of ours; ending the session")
             await self.forget(session_id)
             return None
-        self._owned[session_id] = _Hold(generation=int(answer[3]))
+        self._owned[session_id] = _Hold(generation=opening.generation)
         return opening
 
     async def release(self, session_id: str) -> None:

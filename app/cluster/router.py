@@ -22,10 +22,7 @@ from app.auth.principal import AuthorizationContext, is_principal, principal_has
 from app.cluster.forward_listener import CLIENTS_ELSEWHERE, arrived_forwarded
 from app.cluster.forwarding import (
     BALANCER_REDIRECT,
-    DRAINING,
     FORWARD_HEADER,
-    HANDED_OVER_HEADER,
-    MOVED,
     OWNER_HEADER,
     OWNER_REDIRECT_HEADER,
     OwnerHandedOver,
@@ -35,6 +32,9 @@ from app.cluster.hop_client import OwnerLost, OwnerUnreachable
 from app.cluster.member import ClusterMember
 from app.cluster.registry import OWNER_TIMEOUT_SECONDS, Opening, Owner
 from app.http.messages import (
+    DRAINING,
+    HANDED_OVER_HEADER,
+    MOVED,
     PROTOCOL_VERSION_HEADER,
     SESSION_ID_HEADER,
     ClientGone,
@@ -46,15 +46,17 @@ from app.http.messages import (
     send_error,
     send_response,
 )
+from app.sessions.server_requests import ServerRequests
 from app.settings import INSTANCE_ID  # an owner read from Redis may name anything
 from app.shared.redis import RedisUnavailable
+from app.shared.runs import DID_NOT_RUN, MAY_HAVE_RUN
 
-HANDED_OVER = "this instance is shutting down and handed the session over; nothing ran"
+HANDED_OVER = f"this instance is shutting down and handed the session over; {DID_NOT_RUN}"
 FORWARDED_ELSEWHERE = (
     f"{FORWARD_HEADER} is taken only on the forwarding port (MCP_FORWARD_PORT), which only the instances reach"
 )
-LOOK_AGAIN = "this session moved to another instance; nothing ran, look again"
-MEANT_FOR_ANOTHER = "this hop was signed for another process (one this instance replaced); nothing ran, look again"
+LOOK_AGAIN = f"this session moved to another instance; {DID_NOT_RUN}"
+MEANT_FOR_ANOTHER = f"this hop was signed for another process (one this instance replaced); {DID_NOT_RUN}"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 REBUILD_PARAMS = ("protocolVersion", "capabilities", "clientInfo")  # what a takeover rebuilds a session from
 MAX_OPENING_BYTES = 16 * 1024  # of them, kept in every session's record in Redis
@@ -64,9 +66,10 @@ log = logging.getLogger(__name__)
 class SessionRouter:
     """Routes each request of a session to the process that owns it, taking dead owners' sessions over."""
 
-    def __init__(self, app: ASGIApp, member: ClusterMember) -> None:
+    def __init__(self, app: ASGIApp, member: ClusterMember, server_requests: ServerRequests) -> None:
         self.app = app
         self.member = member
+        self.server_requests = server_requests  # a session rebuilt here asks its client with ids of its own
         self.handover = Handover(member)
         self._takeovers: dict[str, anyio.Event] = {}  # sessions a request of this process is claiming or rebuilding
 
@@ -110,7 +113,7 @@ class SessionRouter:
         body = await read_body(receive, MAX_BODY_BYTES)
         if self.handover.draining:  # the session opens where it can live on
             if not await self._hand_to_peer(scope, body, receive, send):
-                raise Refused(503, -32603, "this instance is shutting down; retry")
+                raise Refused(503, -32603, f"this instance is shutting down; {DID_NOT_RUN}")
             return
         opening = _opening(body, principal_hash(principal_of(scope)))
         if opening is None:  # not a valid initialize request: the SDK explains what is wrong
@@ -127,8 +130,8 @@ class SessionRouter:
                     try:
                         await self.member.registry.register(session_id, opening)
                     except RedisUnavailable as exc:
-                        refused.append(session_id)
-                        await send_error(send, 503, -32603, str(exc))
+                        refused.append(session_id)  # and the session goes: nothing of it lasts
+                        await send_error(send, 503, -32603, f"{exc.what}; {DID_NOT_RUN}")
                         return
             await send(message)
 
@@ -180,7 +183,7 @@ class SessionRouter:
                 except OwnerLost as exc:
                     owner_lost = True
                     registry.forget_lookup(session_id)
-                    await self._refuse_unless_repeatable(session_id, owner, scope, body, exc)
+                    await self._refuse_unless_dead(session_id, owner, exc)
             if self.handover.draining:
                 if await self._hand_to_peer(scope, body, receive, send):
                     return
@@ -189,7 +192,7 @@ class SessionRouter:
                 await self._serve_held(session_id, scope, body, receive, send)
                 return
             registry.forget_lookup(session_id)
-        raise Refused(503, -32603, "another instance is taking this session over; retry")
+        raise Refused(503, -32603, f"another instance is taking this session over; {DID_NOT_RUN}")
 
     def _redirect_to(self, owner: Owner, scope: Scope) -> Refused | None:
         """The 421 that has nginx re-send the request to the session's owner, when nginx asked for it and the
@@ -206,19 +209,14 @@ class SessionRouter:
     async def _refuse_unless_silent(self, session_id: str, owner: Owner) -> None:
         # Taken over only once its heartbeat lapses: a live owner may refuse or drop a connection.
         if await self._still_beating(session_id, owner.owner_id):
-            raise Refused(503, -32603, "the instance serving this session is busy; retry")
+            raise Refused(503, -32603, f"the instance serving this session is busy; {DID_NOT_RUN}")
         log.warning("a session's owner is unreachable and silent; taking the session over")
 
-    async def _refuse_unless_repeatable(
-        self, session_id: str, owner: Owner, scope: Scope, body: bytes, exc: OwnerLost
-    ) -> None:
-        # A request may have run before its owner died, so only what is safe to repeat is served again.
-        if (
-            not _repeatable(scope["method"], body)
-            or await _accepts_connections(owner.url)
-            or await self._still_beating(session_id, owner.owner_id)
-        ):
-            raise Refused(502, -32603, f"the instance serving this session stopped answering ({exc}); retry")
+    async def _refuse_unless_dead(self, session_id: str, owner: Owner, exc: OwnerLost) -> None:
+        # The request may have run before its owner died. Served again after the takeover, it runs once all the
+        # same: a tool call keyed by its id answers what it recorded, or runs again writing nothing twice.
+        if await _accepts_connections(owner.url) or await self._still_beating(session_id, owner.owner_id):
+            raise Refused(502, -32603, f"the instance serving this session stopped answering ({exc}); {MAY_HAVE_RUN}")
 
     async def _serve_forwarded(self, session_id: str | None, scope: Scope, receive: Receive, send: Send) -> None:
         """A request another instance sent here: this process owns its session, or the sender handed it here
@@ -257,7 +255,7 @@ class SessionRouter:
         await self._serve_here_or_end(session_id, owner, scope, body, receive, send)
 
     async def _serve_held(self, session_id: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
-        if _repeatable(scope["method"], body):
+        if not _is_call(scope["method"], body):  # a drain waits for a session's calls, not its streams or answers
             await self.app(scope, replay(body, receive), send)
             return
         async with self.handover.call(session_id):
@@ -278,9 +276,9 @@ class SessionRouter:
             except OwnerUnreachable:
                 continue  # nothing ran there: try the next
             except OwnerLost as exc:
-                message = f"the instance this request was handed to stopped answering ({exc}); retry"
+                message = f"the instance this request was handed to stopped answering ({exc}); {MAY_HAVE_RUN}"
                 raise Refused(502, -32603, message) from None
-        raise Refused(503, -32603, "this instance is shutting down and no other instance answered; retry")
+        raise Refused(503, -32603, f"this instance is shutting down and no other instance answered; {DID_NOT_RUN}")
 
     async def _serve_here_or_end(
         self, session_id: str, owner: Owner | None, scope: Scope, body: bytes, receive: Receive, send: Send
@@ -323,7 +321,8 @@ class SessionRouter:
             await takeover.wait()  # another request of this process is taking it over: one claim, one rebuild
             return self.member.manager.holds(session_id)
         if not self.member.manager.has_room():
-            raise Refused(503, -32603, "this instance holds as many sessions as it may (MCP_MAX_SESSIONS); retry")
+            message = f"this instance holds as many sessions as it may (MCP_MAX_SESSIONS); {DID_NOT_RUN}"
+            raise Refused(503, -32603, message)
         takeover = self._takeovers[session_id] = anyio.Event()
         try:
             return await self._claim_and_rebuild(session_id, previous_owner, principal_of(scope))
@@ -342,6 +341,7 @@ class SessionRouter:
         manager = self.member.manager
         connection = await manager.rebuild(session_id, opening.params, opening.protocol_version, principal)
         if connection is not None:  # None: the session is already served here
+            self.server_requests.adopt(session_id, connection, opening.generation)
             if self.member.subscriptions is not None:
                 self.member.subscriptions.restore(session_id, opening.subscriptions, connection)
             self.member.metrics.takeovers.inc()
@@ -388,14 +388,14 @@ def _opening(body: bytes, principal: str) -> Opening | None:
         return None
 
 
-def _repeatable(method: str, body: bytes) -> bool:
-    """GET streams, DELETE, notifications and answers to the server: serving them twice changes nothing."""
+def _is_call(method: str, body: bytes) -> bool:
+    """Whether a request is a call (a JSON-RPC request), not a GET stream, a DELETE, a notification or an answer."""
     if method in ("GET", "DELETE"):
-        return True
-    if b'"method"' in body and b'"id"' in body:  # a call, or (rarely) a notification counted as one: no parse
         return False
+    if b'"method"' in body and b'"id"' in body:  # a call, or (rarely) a notification counted as one: no parse
+        return True
     message = parse_json(body)
-    return isinstance(message, dict) and not ("method" in message and "id" in message)
+    return not isinstance(message, dict) or ("method" in message and "id" in message)
 
 
 async def _accepts_connections(url: str) -> bool:
@@ -419,4 +419,6 @@ def _handed_over(message: str, reason: str) -> Refused:
 def _as_refused(exc: Exception) -> Refused:
     if isinstance(exc, HandingOver):  # a session that began moving just as this request reached it
         return _handed_over(HANDED_OVER, MOVED)
-    return exc if isinstance(exc, Refused) else Refused(503, -32603, str(exc))
+    if isinstance(exc, RedisUnavailable):  # routing needed Redis: the request reached no tool
+        return Refused(503, -32603, f"{exc.what}; {DID_NOT_RUN}")
+    return exc

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from app.server.capacity import AtCapacity
 from app.shared.redis import applied_once, run_once, unavailable_on_error
+from app.shared.runs import written_once
 
 BULLETIN_KEY = "mcp:bulletin:{}"
 BULLETIN_TTL_SECONDS = 24 * 3600  # a topic nobody published on for a day is forgotten
@@ -43,11 +44,14 @@ class MemoryBulletins:
         self._topics: OrderedDict[str, Bulletin] = OrderedDict()
 
     async def publish(self, topic: str, text: str) -> Bulletin:
-        current = Bulletin(version=self._topics.pop(topic, NO_UPDATES).version + 1, text=text)
-        self._topics[topic] = current
-        while len(self._topics) > self._limit:
-            self._topics.popitem(last=False)
-        return current
+        async def put() -> Bulletin:
+            current = Bulletin(version=self._topics.pop(topic, NO_UPDATES).version + 1, text=text)
+            self._topics[topic] = current
+            while len(self._topics) > self._limit:
+                self._topics.popitem(last=False)
+            return current
+
+        return await written_once(put)
 
     async def read(self, topic: str) -> Bulletin:
         return self._topics.get(topic, NO_UPDATES)
@@ -58,7 +62,7 @@ _PUBLISH = applied_once("""
 local now = tonumber(redis.call('TIME')[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return nothing_written(0) end
 end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'text', ARGV[1])

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from app.server.capacity import AtCapacity
 from app.shared.redis import applied_once, run_once
+from app.shared.runs import written_once
 
 HANDLE_PREFIX = "ctr_"
 HANDLE_PATTERN = r"^ctr_[A-Za-z0-9_-]{22}$"
@@ -46,32 +47,38 @@ class MemoryHandleCounters:
         self._counts: OrderedDict[str, int] = OrderedDict()
 
     async def open(self) -> str:
-        handle = new_handle()
-        self._counts[handle] = 0
-        while len(self._counts) > self._limit:
-            self._counts.popitem(last=False)
-        return handle
+        async def add() -> str:
+            handle = new_handle()
+            self._counts[handle] = 0
+            while len(self._counts) > self._limit:
+                self._counts.popitem(last=False)
+            return handle
+
+        return await written_once(add)
 
     async def increment(self, handle: str) -> int:
-        if handle not in self._counts:
-            raise LookupError(UNKNOWN_HANDLE)
-        self._counts[handle] += 1
-        self._counts.move_to_end(handle)
-        return self._counts[handle]
+        async def add() -> int:
+            if handle not in self._counts:
+                raise LookupError(UNKNOWN_HANDLE)
+            self._counts[handle] += 1
+            self._counts.move_to_end(handle)
+            return self._counts[handle]
+
+        return await written_once(add)
 
 
 # A new counter at 0, unless `limit` live ones exist (0 then); expired ones leave the index first.
 _OPEN_HANDLE = applied_once("""
 local now = tonumber(redis.call('TIME')[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return nothing_written(0) end
 redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), KEYS[1])
 return 1
 """)
 # Increments a handle's counter and pushes its expiry back; an unknown or expired handle creates nothing.
 _INCREMENT_HANDLE = applied_once("""
-if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+if redis.call('EXISTS', KEYS[1]) == 0 then return nothing_written(nil) end
 local value = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], 'XX', tonumber(redis.call('TIME')[1]) + tonumber(ARGV[1]), KEYS[1])

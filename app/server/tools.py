@@ -42,6 +42,8 @@ MAX_FILE_BYTES = 1024 * 1024
 SESSION_COUNTER = "counter"  # increment's session-state key
 log = logging.getLogger(__name__)
 FileOperation = Literal["count-lines", "count-words", "reverse-words", "uppercase"]
+# Changes nothing: a repeated call runs again (the layer records the outcome of every other tool, app/sessions/once.py).
+READ_ONLY = ToolAnnotations(read_only_hint=True)
 
 
 class Confirmation(BaseModel):
@@ -120,7 +122,7 @@ def build_server(demo: Demo, log_level: str = "INFO") -> MCPServer:
     _add_client_tools(mcp)
     _add_update_tools(mcp, demo.bulletins)
 
-    @mcp.tool()
+    @mcp.tool(annotations=READ_ONLY)
     async def whoami(ctx: Context) -> Identity:
         """Which instance answered, under which preset, for which session."""
         return Identity(
@@ -135,7 +137,7 @@ def build_server(demo: Demo, log_level: str = "INFO") -> MCPServer:
 
 
 def _add_file_tool(mcp: MCPServer, data_dir: Path) -> None:
-    @mcp.tool()
+    @mcp.tool(annotations=READ_ONLY)
     async def process_file(path: str, operation: FileOperation) -> str:
         """Read a text file under the server's data directory and transform it."""
         file = resolve_data_file(data_dir, path)
@@ -179,7 +181,7 @@ def _add_counter_tools(mcp: MCPServer, handles: HandleCounters) -> None:
 def _add_client_tools(mcp: MCPServer) -> None:
     """The tools that ask the client something: progress and logs, sampling, elicitation."""
 
-    @mcp.tool()
+    @mcp.tool(annotations=READ_ONLY)
     async def slow_task(
         ctx: Context,
         steps: Annotated[int, Field(ge=1, le=100)] = 5,
@@ -192,7 +194,7 @@ def _add_client_tools(mcp: MCPServer) -> None:
             await ctx.report_progress(step, steps, f"step {step}/{steps}")
         return f"done: {steps} steps"
 
-    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True))  # changes nothing: its requestState may be retried
+    @mcp.tool(annotations=READ_ONLY)  # its requestState may be retried too
     async def analyze_with_ai(
         text: Annotated[str, Field(max_length=10_000)],
         completion: Annotated[CreateMessageResult, Resolve(ask_model)],

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from app.http.messages import SESSION_ID_HEADER
 from app.shared import keys
 from app.shared.redis import RedisUnavailable, applied_once, run_once, unavailable_on_error
+from app.shared.runs import mark_transient, retry_advice, written_once
 
 MAX_KEYS = 64
 MAX_STATE_BYTES = 64 * 1024
@@ -40,7 +41,7 @@ NO_SESSION = (
     "Mcp-Session-Id), so there is no session state to use"
 )
 ENDED = "this session has ended or expired; initialize a new one"
-MOVED = "this session moved to another instance while the call ran, and nothing was written; retry the call"
+MOVED = "this session moved to another instance while the call ran, and this write was not made"
 FULL = f"this session's state is full ({MAX_KEYS} keys, {MAX_STATE_BYTES} bytes of JSON at most)"
 NOT_AN_INTEGER = "session state {!r} holds a value that is not an integer; increment needs one"
 
@@ -106,16 +107,22 @@ class MemorySessionState:
         return self._sessions.get(session_id, {}).get(key)
 
     async def set(self, session_id: str, key: str, value: str) -> None:
-        _put(self._values(session_id), key, value)
+        async def put() -> None:
+            _put(self._values(session_id), key, value)
+
+        await written_once(put)
 
     async def increment(self, session_id: str, key: str, by: int) -> int:
-        values = self._values(session_id)
-        current = values.get(key, "0")
-        if not _INTEGER.match(current):
-            raise SessionStateError(NOT_AN_INTEGER.format(key))
-        value = int(current) + by
-        _put(values, key, str(value))
-        return value
+        async def add() -> int:
+            values = self._values(session_id)
+            current = values.get(key, "0")
+            if not _INTEGER.match(current):
+                raise SessionStateError(NOT_AN_INTEGER.format(key))
+            value = int(current) + by
+            _put(values, key, str(value))
+            return value
+
+        return await written_once(add)
 
     def _values(self, session_id: str) -> dict[str, str]:
         values = self._sessions.pop(session_id, None) or {}
@@ -165,9 +172,9 @@ _SET = applied_once(
     _ROOM
     + _FENCE
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if moved() then return -4 end
-if full(ARGV[1], string.len(ARGV[2])) then return -2 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return nothing_written(-1) end
+if moved() then return nothing_written(-4) end
+if full(ARGV[1], string.len(ARGV[2])) then return nothing_written(-2) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
@@ -176,17 +183,17 @@ _INCREMENT = applied_once(
     _ROOM
     + _FENCE
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-if moved() then return {-4} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return nothing_written({-1}) end
+if moved() then return nothing_written({-4}) end
 local current = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
-if not string.match(current, '^-?%d+$') or string.len(current) > 18 then return {-3} end
+if not string.match(current, '^-?%d+$') or string.len(current) > 18 then return nothing_written({-3}) end
 local value = tostring(tonumber(current) + tonumber(ARGV[2]))
-if full(ARGV[1], string.len(value)) then return {-2} end
+if full(ARGV[1], string.len(value)) then return nothing_written({-2}) end
 redis.call('HSET', KEYS[1], ARGV[1], value)
 return {1, value}
 """
 )
-_FAILURES = {-1: ENDED, -2: FULL, -3: NOT_AN_INTEGER, -4: MOVED}
+_FAILURES = {-1: ENDED, -2: FULL, -3: NOT_AN_INTEGER}
 Tenure = Callable[[str], tuple[str, int] | None]  # a session's (owner id, generation) as held here, or None
 
 
@@ -219,13 +226,21 @@ class RedisSessionState:
     def _fenced(self, session_id: str, key: str, value: object) -> list[object]:
         tenure = self._tenure(session_id)
         if tenure is None:
-            raise SessionStateError(MOVED)  # this process let the session go while the call ran
+            raise _moved()  # this process let the session go while the call ran
         return [FIELD_PREFIX + key, value, *tenure]
 
 
 def _raise_for(status: int, key: str) -> None:
+    if status == -4:
+        raise _moved()
     if status in _FAILURES:
         raise SessionStateError(_FAILURES[status].format(key))
+
+
+def _moved() -> SessionStateError:
+    """The session moved while the call ran: a retry reaches it where it is now."""
+    mark_transient("the session moved")
+    return SessionStateError(f"{MOVED}; {retry_advice(may_have_run=True)}")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.metrics import InstanceMetrics
 from app.shared.keys import CALL
+from app.shared.runs import current_run, mark_transient, retry_advice
 
 # One retry: the first command after a Redis restart meets a dead pooled connection. A retry after a timeout
 # re-sends a command Redis may still run: every write it would repeat is `applied_once` or idempotent.
@@ -39,14 +40,16 @@ return redis.call('GET', KEYS[1])
 
 
 class RedisUnavailable(RuntimeError):
-    """Redis did not answer in time; the message says so in words a client can act on."""
+    """Redis did not answer in time; the message says so in words a client can act on, and whether the request
+    may have run. Raised inside a tool call, it makes the call's outcome one a retry may change (not kept)."""
 
-    def __init__(self, cause: BaseException | None = None) -> None:
+    def __init__(self, cause: BaseException | None = None, *, may_have_run: bool = False) -> None:
+        mark_transient("the shared store (Redis) was unavailable")
         if isinstance(cause, OutOfMemoryError):  # maxmemory with noeviction: Redis keeps what it has, takes nothing
-            super().__init__("the shared store (Redis) is full and refuses writes (maxmemory); nothing was changed")
-            return
-        detail = f" ({cause.__class__.__name__})" if cause is not None else ""
-        super().__init__(f"the shared store (Redis) is unavailable{detail}; retry in a few seconds")
+            self.what, may_have_run = "the shared store (Redis) is full and refuses writes (maxmemory)", False
+        else:
+            self.what = "the shared store (Redis) is unavailable" + (f" ({type(cause).__name__})" if cause else "")
+        super().__init__(f"{self.what}; {retry_advice(may_have_run)}")
 
 
 def _closed_under_command(exc: BaseException) -> bool:
@@ -209,11 +212,11 @@ async def durable(redis: Redis, *command: object):
     except NoScriptError:
         raise
     except (RedisError, RuntimeError) as exc:
-        if (unavailable := as_unavailable(exc)) is None:
+        if as_unavailable(exc) is None:
             raise
-        raise unavailable from exc
-    if replicas < wait:
-        raise RedisUnavailable(NotReplicated(f"{replicas} of {wait} replicas within {WAIT_MS} ms"))
+        raise RedisUnavailable(exc, may_have_run=True) from exc  # sent: Redis may have applied it
+    if replicas < wait:  # applied on the primary, which may yet lose it in a failover
+        raise RedisUnavailable(NotReplicated(f"{replicas} of {wait} replicas within {WAIT_MS} ms"), may_have_run=True)
     return answer
 
 
@@ -235,19 +238,30 @@ class NotReplicated(RuntimeError):
 def applied_once(body: str) -> str:
     """A write script that a re-send (same call id: its last key) runs as a no-op returning the first answer.
 
-    `body` reads KEYS and ARGV as usual (the wrapper's own are the last of each) and returns its answer.
+    `body` reads KEYS and ARGV as usual (the wrapper's own are the last of each) and returns its answer; it
+    returns `nothing_written(answer)` where it changed nothing (refused, full, moved), which keeps no answer:
+    a later run of the same write decides afresh.
     """
     return f"""
 local call_key, kept_ms = KEYS[#KEYS], ARGV[#ARGV]
 local first = redis.call('GET', call_key)
 if first then return cjson.decode(first) end
+local written = true
+local function nothing_written(answer) written = false return answer end
 local answer = (function() {body} end)()
 if answer == nil then answer = false end
-redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
+if written then redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms) end
 return answer
 """
 
 
 async def run_once(script: AsyncScript, keys: Sequence[str], args: Sequence[object]):
-    """Run an `applied_once` script with a fresh call id (`run_script`): Redis errors become RedisUnavailable."""
-    return await run_script(script, [*keys, CALL.format(secrets.token_hex(12))], [*args, CALL_KEPT_MS])
+    """Run an `applied_once` script (`run_script`): Redis errors become RedisUnavailable. In a keyed run (a
+    2025-11-25 tool call) the call id is the run's key and the write's number, kept for the retry horizon, so a
+    retry of the call that runs it again applies none of the writes it made before; else a fresh one, which
+    covers the client's own re-send."""
+    run = current_run.get()
+    if run is None or run.key is None:
+        return await run_script(script, [*keys, CALL.format(secrets.token_hex(12))], [*args, CALL_KEPT_MS])
+    call = CALL.format(f"{run.key}:{run.next_write()}")
+    return await run_script(script, [*keys, call], [*args, int(run.kept_seconds * 1000)])
