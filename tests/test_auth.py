@@ -61,7 +61,7 @@ async def test_a_request_without_a_token_is_told_where_to_get_one(issuer):
     assert response.headers["www-authenticate"] == f'Bearer resource_metadata="{METADATA_URL}"'
     assert response.json()["error"] == {
         "code": -32600,
-        "message": "Unauthorized: this server needs a bearer token (Authorization: Bearer ...)",
+        "message": "Unauthorized: this server needs a bearer token (Authorization: Bearer ...); did not run",
     }
     assert metadata.json()["resource"] == RESOURCE
     assert metadata.json()["authorization_servers"] == [ISSUER]
@@ -84,7 +84,7 @@ async def test_a_token_for_another_audience_issuer_or_time_is_refused_with_the_r
         refused = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer(**claims)})
         accepted = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer()})
     assert refused.status_code == 401
-    assert refused.json()["error"]["message"] == f"Unauthorized: {reason}"
+    assert refused.json()["error"]["message"] == f"Unauthorized: {reason}; did not run"
     assert f'error="invalid_token", error_description="{reason}"' in refused.headers["www-authenticate"]
     assert accepted.status_code == 200 and accepted.headers["mcp-session-id"]
 
@@ -106,7 +106,7 @@ async def test_unsigned_shared_secret_and_foreign_key_tokens_are_refused(issuer)
     assert messages[0].startswith("Unauthorized: the token is signed with 'none'; accepted: RS256")
     assert messages[1].startswith("Unauthorized: the token is signed with 'HS256'")
     assert "is not in the issuer's JWKS" in messages[2]
-    assert messages[3] == "Unauthorized: the bearer token is not a JWT"
+    assert messages[3] == "Unauthorized: the bearer token is not a JWT; did not run"
 
 
 async def test_a_rotated_key_is_fetched_when_a_token_names_it(issuer, monkeypatch):
@@ -154,7 +154,7 @@ async def test_a_required_scope_is_checked(issuer):
         )
     assert lacking.status_code == 403
     assert 'error="insufficient_scope"' in lacking.headers["www-authenticate"]
-    assert lacking.json()["error"]["message"] == "Unauthorized: the token lacks the scope mcp:tools"
+    assert lacking.json()["error"]["message"] == "Unauthorized: the token lacks the scope mcp:tools; did not run"
     assert holding.status_code == 200
 
 
@@ -193,7 +193,7 @@ async def test_a_principal_holding_its_share_of_sessions_opens_no_more_while_oth
     assert refused.json()["error"] == {
         "code": -32000,
         "message": "this principal holds 2 sessions on this instance, the most it may "
-        "(MCP_MAX_SESSIONS_PER_PRINCIPAL); end one (DELETE) or let one idle out, then open another",
+        "(MCP_MAX_SESSIONS_PER_PRINCIPAL); did not run: end one (DELETE) or let one idle out, then open another",
     }
     assert by_bob.status_code == 200 and ended.status_code == 200 and again.status_code == 200
     assert counted == 1

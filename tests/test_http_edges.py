@@ -44,11 +44,12 @@ def test_dns_rebinding_protection_stays_on_with_actionable_errors(stack_for):
     wrong_origin = requests.post(url, json=body, headers={**headers, "Origin": "http://attacker.example"}, timeout=5)
     assert wrong_host.status_code == 421
     assert wrong_host.json()["error"]["message"].startswith(
-        "Host header 'attacker.example' is not allowed by this server; add it to MCP_ALLOWED_HOSTS"
+        "Host header 'attacker.example' is not allowed by this server; did not run: add it to MCP_ALLOWED_HOSTS"
     )
     assert wrong_origin.status_code == 403
     assert wrong_origin.json()["error"]["message"] == (
-        "Origin header 'http://attacker.example' is not allowed by this server; add it to MCP_ALLOWED_ORIGINS"
+        "Origin header 'http://attacker.example' is not allowed by this server; did not run: add it to "
+        "MCP_ALLOWED_ORIGINS"
     )
     assert wrong_host.headers["X-Mcp-Instance"] == "app1"
 

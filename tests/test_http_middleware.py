@@ -99,7 +99,8 @@ async def test_the_sdks_content_type_rejection_becomes_a_json_rpc_error_saying_w
     assert started["status"] == 400 and header(started["headers"], b"content-type") == "application/json"
     assert json.loads(body["body"])["error"] == {
         "code": -32600,
-        "message": "Content-Type header 'text/plain' is not accepted; send the JSON-RPC message as application/json",
+        "message": "Content-Type header 'text/plain' is not accepted; did not run: send the JSON-RPC message as "
+        "application/json",
     }
 
 

@@ -173,7 +173,7 @@ def test_only_known_resources_can_be_subscribed(stack_for):
     refused = client.request("resources/subscribe", {"uri": "file:///etc/passwd"})
     assert refused.error == {
         "code": -32602,
-        "message": "cannot subscribe to 'file:///etc/passwd'; subscribable: updates://<topic>",
+        "message": "cannot subscribe to 'file:///etc/passwd'; did not run: subscribable are updates://<topic>",
     }
 
 
@@ -190,6 +190,7 @@ def test_updates_reach_only_the_subscribers_of_their_topic(stack_for):
         for n in range(2, 9):
             assert client.request("resources/subscribe", {"uri": f"updates://t{n}"}).error is None
         refused = client.request("resources/subscribe", {"uri": "updates://one-too-many"})
-        assert refused.error == {"code": -32602, "message": "a session may hold 8 subscriptions at most"}
+        message = "a session may hold 8 subscriptions at most; did not run: unsubscribe from one first"
+        assert refused.error == {"code": -32602, "message": message}
     finally:
         client.close()

@@ -136,7 +136,7 @@ def test_a_forged_forwarding_header_is_refused_and_nothing_runs(shared):
         assert on_forwarding_port.status_code == 403
         assert (
             on_forwarding_port.json()["error"]["message"]
-            == "invalid x-mcp-forwarded header; only cluster instances may send it, once"
+            == "invalid x-mcp-forwarded header; only cluster instances may send it, once; did not run"
         )
         odd = requests.post(
             shared.forwarding_url("app2"),

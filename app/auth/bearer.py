@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.verifier import JWTVerifier, TokenRefused
 from app.http.messages import header, send_error
+from app.shared.runs import NOT_RUN
 
 log = logging.getLogger(__name__)
 
@@ -54,4 +55,4 @@ class RequireBearer:
         if self.scopes:
             params.append(f'scope="{" ".join(self.scopes)}"')
         challenge = (b"www-authenticate", f"Bearer {', '.join(params)}".encode("ascii", "replace"))
-        await send_error(send, status, -32600, f"Unauthorized: {description}", [challenge])
+        await send_error(send, status, -32600, f"Unauthorized: {description}; {NOT_RUN}", [challenge])

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.principal import principal_of
 from app.http.messages import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER, header, send_error
+from app.shared.runs import NOT_RUN
 
 
 class SessionsPerPrincipal:
@@ -24,7 +25,7 @@ class SessionsPerPrincipal:
         if principal is not None and self.sessions_of(principal) >= self.limit:
             message = (
                 f"this principal holds {self.limit} sessions on this instance, the most it may "
-                "(MCP_MAX_SESSIONS_PER_PRINCIPAL); end one (DELETE) or let one idle out, then open another"
+                f"(MCP_MAX_SESSIONS_PER_PRINCIPAL); {NOT_RUN}: end one (DELETE) or let one idle out, then open another"
             )
             await send_error(send, 429, -32000, message)
             return

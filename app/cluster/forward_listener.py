@@ -18,10 +18,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.cluster.forwarding import FORWARD_HEADER
 from app.http.messages import header, send_error
 from app.serving import side_port
+from app.shared.runs import NOT_RUN
 
 ARRIVED_FORWARDED = "mcp.forwarding_port"  # the scope key that marks a request served on the forwarding port
 CLIENTS_ELSEWHERE = (
-    f"this port takes only requests the other instances forward ({FORWARD_HEADER}); clients use the public port"
+    f"this port takes only requests the other instances forward ({FORWARD_HEADER}); {NOT_RUN}: clients use the "
+    "public port"
 )
 
 

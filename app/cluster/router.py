@@ -36,6 +36,7 @@ from app.http.messages import (
     HANDED_OVER_HEADER,
     MOVED,
     PROTOCOL_VERSION_HEADER,
+    REPLACED,
     SESSION_ID_HEADER,
     ClientGone,
     Refused,
@@ -49,11 +50,12 @@ from app.http.messages import (
 from app.sessions.server_requests import ServerRequests
 from app.settings import INSTANCE_ID  # an owner read from Redis may name anything
 from app.shared.redis import RedisUnavailable
-from app.shared.runs import DID_NOT_RUN, MAY_HAVE_RUN
+from app.shared.runs import DID_NOT_RUN, MAY_HAVE_RUN, NOT_RUN
 
 HANDED_OVER = f"this instance is shutting down and handed the session over; {DID_NOT_RUN}"
 FORWARDED_ELSEWHERE = (
-    f"{FORWARD_HEADER} is taken only on the forwarding port (MCP_FORWARD_PORT), which only the instances reach"
+    f"{FORWARD_HEADER} is taken only on the forwarding port (MCP_FORWARD_PORT), which only the instances reach; "
+    f"{NOT_RUN}"
 )
 LOOK_AGAIN = f"this session moved to another instance; {DID_NOT_RUN}"
 MEANT_FOR_ANOTHER = f"this hop was signed for another process (one this instance replaced); {DID_NOT_RUN}"
@@ -175,9 +177,11 @@ class SessionRouter:
                 try:
                     await self.member.forwarder.forward(owner, scope, body, receive, send)
                     return
-                except OwnerHandedOver:
+                except OwnerHandedOver as exc:
                     registry.forget_lookup(session_id)
-                    continue
+                    if exc.reason != REPLACED:
+                        continue
+                    await self._refuse_unless_silent(session_id, owner)  # the owner is gone: take over on its lapse
                 except OwnerUnreachable:
                     await self._refuse_unless_silent(session_id, owner)
                 except OwnerLost as exc:
@@ -202,7 +206,7 @@ class SessionRouter:
             return None
         if instance == _instance_of(self.member.registry.owner_id):
             return None
-        message = f"this session is served by instance {instance}; the balancer re-sends the request there"
+        message = f"this session is served by instance {instance}; {NOT_RUN}: the balancer re-sends it there"
         self.member.metrics.owner_redirects.inc()
         return Refused(421, -32600, message, [BALANCER_REDIRECT, (OWNER_HEADER, instance.encode())])
 
@@ -226,9 +230,10 @@ class SessionRouter:
         body = await read_body(receive, MAX_BODY_BYTES)
         hop = self.member.forwarder.signer.verify(header(scope["headers"], FORWARD_HEADER.encode()), scope, body)
         if hop is not None and hop.recipient != self.member.registry.owner_id:
-            raise _handed_over(MEANT_FOR_ANOTHER, MOVED)  # the process it was sent to is gone; this one ran nothing
+            raise _handed_over(MEANT_FOR_ANOTHER, REPLACED)  # the process it was sent to is gone; this one ran nothing
         if hop is None or not await self.member.first_use(hop.nonce):
-            raise Refused(403, -32600, f"invalid {FORWARD_HEADER} header; only cluster instances may send it, once")
+            message = f"invalid {FORWARD_HEADER} header; only cluster instances may send it, once; {NOT_RUN}"
+            raise Refused(403, -32600, message)
         manager, registry = self.member.manager, self.member.registry
         held = session_id is not None and manager.holds(session_id)
         if held and (self.handover.draining or await registry.confirm(session_id)):
@@ -380,7 +385,7 @@ def _opening(body: bytes, principal: str) -> Opening | None:
             400,
             -32602,
             f"initialize params hold {size} bytes of protocolVersion, capabilities and clientInfo; a session "
-            f"keeps at most {MAX_OPENING_BYTES} bytes of them",
+            f"keeps at most {MAX_OPENING_BYTES} bytes of them; {NOT_RUN}",
         )
     try:
         return Opening(kept, sdk_internals.negotiated_version(params), principal=principal)

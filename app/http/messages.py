@@ -7,11 +7,14 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import Message, Receive, Send
 
+from app.shared.runs import NOT_RUN
+
 SESSION_ID_HEADER = b"mcp-session-id"
 PROTOCOL_VERSION_HEADER = b"mcp-protocol-version"
 SERVED_BY_HEADER = b"x-mcp-served-by"  # on a relayed answer: the owner's X-Mcp-Instance (ours stays nginx's pick)
 HANDED_OVER_HEADER = b"x-mcp-handed-over"  # on a 503 from an instance: it ran nothing, and says why
 MOVED, DRAINING = b"moved", b"draining"  # the session is elsewhere now: look again; or it is stopping: try another
+REPLACED = b"replaced"  # the process the hop was signed for is gone (another took its address): it is dead
 
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -44,7 +47,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise Refused(413, -32600, f"request body larger than {limit} bytes")
+            raise Refused(413, -32600, f"request body larger than {limit} bytes; {NOT_RUN}")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.http.messages import SERVED_BY_HEADER, SESSION_ID_HEADER, header, json_rpc_error, parse_json, send_error
 from app.logs import session_fingerprint
 from app.metrics import Bound, InstanceMetrics
+from app.shared.runs import DID_NOT_RUN, NOT_RUN
 
 INSTANCE_HEADER = "x-mcp-instance"
 _LOGGED_BODY_BYTES = 64 * 1024
@@ -18,11 +19,14 @@ access_log = logging.getLogger("app.access")
 _SDK_REJECTIONS = {
     b"Invalid Host header": (
         "host",
-        "is not allowed by this server; add it to MCP_ALLOWED_HOSTS "
+        f"is not allowed by this server; {NOT_RUN}: add it to MCP_ALLOWED_HOSTS "
         "(and have the proxy forward the client's Host, as nginx's $http_host does)",
     ),
-    b"Invalid Origin header": ("origin", "is not allowed by this server; add it to MCP_ALLOWED_ORIGINS"),
-    b"Invalid Content-Type header": ("content-type", "is not accepted; send the JSON-RPC message as application/json"),
+    b"Invalid Origin header": ("origin", f"is not allowed by this server; {NOT_RUN}: add it to MCP_ALLOWED_ORIGINS"),
+    b"Invalid Content-Type header": (
+        "content-type",
+        f"is not accepted; {NOT_RUN}: send the JSON-RPC message as application/json",
+    ),
 }
 
 
@@ -142,7 +146,8 @@ class StatelessGetRefused:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == self.path:
             message = (
-                "this server is stateless and opens no GET stream; POST each request, answers come on its response"
+                f"this server is stateless and opens no GET stream; {NOT_RUN}: POST each request, answers come on "
+                "its response"
             )
             await send_error(send, 405, -32600, message, headers=[(b"allow", b"POST")])
             return
@@ -159,8 +164,8 @@ class RejectionMessages:
         self.metrics = metrics
         self.full = json_rpc_error(
             -32603,
-            f"this instance holds {max_sessions} sessions, the most it may (MCP_MAX_SESSIONS); retry, which the "
-            "balancer may send to another instance, or end sessions you no longer use (DELETE)",
+            f"this instance holds {max_sessions} sessions, the most it may (MCP_MAX_SESSIONS); {DID_NOT_RUN}, which "
+            "the balancer may send to another instance, or end sessions you no longer use (DELETE)",
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

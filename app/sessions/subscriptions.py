@@ -25,6 +25,7 @@ from mcp.types import INVALID_PARAMS, INVALID_REQUEST, EmptyResult, SubscribeReq
 
 from app import sdk_internals
 from app.http.messages import SESSION_ID_HEADER
+from app.shared.runs import NOT_RUN
 
 SEND_TIMEOUT = 1.0  # a subscriber whose stream does not take the notification by then is dropped
 PER_SESSION = 8  # subscriptions one session may hold: memory stays bounded by the session cap
@@ -66,7 +67,8 @@ class ResourceSubscriptions:
         self._forget_ended()
         held = sum(session_id in subscribers for subscribers in self._by_uri.values())
         if held >= PER_SESSION and session_id not in self._by_uri.get(uri, {}):
-            raise MCPError(code=INVALID_PARAMS, message=f"a session may hold {PER_SESSION} subscriptions at most")
+            message = f"a session may hold {PER_SESSION} subscriptions at most; {NOT_RUN}: unsubscribe from one first"
+            raise MCPError(code=INVALID_PARAMS, message=message)
         self._by_uri.setdefault(uri, {})[session_id] = ctx.session
         await self._changed(session_id)
         return EmptyResult()
@@ -113,7 +115,8 @@ class ResourceSubscriptions:
     def _checked(self, uri: str) -> str:
         if not self._uri_pattern.match(uri):
             raise MCPError(
-                code=INVALID_PARAMS, message=f"cannot subscribe to {uri!r}; subscribable: {self._uris.shown_as}"
+                code=INVALID_PARAMS,
+                message=f"cannot subscribe to {uri!r}; {NOT_RUN}: subscribable are {self._uris.shown_as}",
             )
         return uri
 
@@ -143,5 +146,6 @@ def _session_id(ctx: ServerRequestContext) -> str:
     request = ctx.request
     session_id = request.headers.get(SESSION_ID_HEADER.decode()) if request is not None else None
     if session_id is None:
-        raise MCPError(code=INVALID_REQUEST, message="resources/subscribe needs an MCP session (Mcp-Session-Id)")
+        message = f"resources/subscribe needs an MCP session (Mcp-Session-Id); {NOT_RUN}"
+        raise MCPError(code=INVALID_REQUEST, message=message)
     return session_id

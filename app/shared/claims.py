@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
 from app.shared.redis import RedisUnavailable, durable, unavailable_on_error
+from app.shared.runs import DID_NOT_RUN
 
 MEMORY_CLAIMS = 100_000  # claims a process keeps at most (they expire in the order they were made)
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class Claims:
         if name in self._here:
             return False
         if len(self._here) >= MEMORY_CLAIMS:
-            raise TooManyClaims(f"this instance holds {MEMORY_CLAIMS} claims still live; retry in a few minutes")
+            raise TooManyClaims(
+                f"this instance holds {MEMORY_CLAIMS} claims still live; {DID_NOT_RUN} in a few minutes"
+            )
         self._here[name] = now + self.ttl_seconds
         return True

@@ -17,7 +17,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-DID_NOT_RUN = "did not run: retry"
+NOT_RUN = "did not run"  # then what to change before sending it again, where a retry as it is would fail alike
+DID_NOT_RUN = f"{NOT_RUN}: retry"
 MAY_HAVE_RUN = "may have run: retry with the same request id, which is safe"
 # A request with no session (2026-07-28, a stateless transport) has no key: nothing recognises its retry.
 MAY_HAVE_RUN_UNKEYED = "may have run: a retry may run it again (a request without a session is not recognised)"

@@ -66,13 +66,15 @@ class Exchange:
 class McpClient:
     """One MCP client: a session id (on stateful servers) and monotonically increasing request ids."""
 
-    def __init__(self, http: requests.Session, url: str, *, timeout: tuple[float, float] = (5.0, 30.0)) -> None:
+    def __init__(
+        self, http: requests.Session, url: str, *, timeout: tuple[float, float] = (5.0, 30.0), first_id: int = 1
+    ) -> None:
         self.http = http
         self.url = url
         self.timeout = timeout
         self.session_id: str | None = None
         self.protocol_version: str | None = None
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(first_id)  # a second client of one session starts past the first's ids
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": ACCEPT_BOTH}
@@ -98,10 +100,17 @@ class McpClient:
         return exchange
 
     def request(
-        self, method: str, params: dict | None = None, *, answer: Answer | None = None, progress: bool = False
+        self,
+        method: str,
+        params: dict | None = None,
+        *,
+        answer: Answer | None = None,
+        progress: bool = False,
+        request_id: int | None = None,
     ) -> Exchange:
-        """Send one request and read its response, answering server requests that arrive on its stream."""
-        request_id = next(self._ids)
+        """Send one request and read its response, answering server requests that arrive on its stream.
+        `request_id`: that of an earlier request, to send it again (a retry); default, the next id."""
+        request_id = next(self._ids) if request_id is None else request_id
         params = dict(params or {})
         if progress:
             params["_meta"] = {**params.get("_meta", {}), "progressToken": f"p{request_id}"}
