@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
 import requests
 
+from app.sessions.once import IN_PROGRESS_WAIT_SECONDS
 from app.sessions.server_requests import IDS_PER_GENERATION
 from app.shared import keys
 from app.shared.runs import MAY_HAVE_RUN
@@ -23,6 +25,7 @@ from loadtest.topology import INSTANCES
 from tests.utils.clients import session, wait_for
 
 WAIT = {"wait_seconds": 5}  # the call's wait between its writes, in which the tests strike
+YES = {"action": "accept", "content": {"confirm": True}}
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +169,34 @@ def test_a_late_answer_to_the_dead_owners_elicitation_approves_nothing_the_new_o
     audit = "".join((demo.run_dir / f"{name}.log").read_text() for name in INSTANCES)
     assert "mallory" not in "".join(line for line in audit.splitlines() if "action confirmed" in line)
     assert audit.count('"msg": "action confirmed", "action": "delete all files"') == 1
+
+
+class Left(Exception):
+    """The client leaves: its connection closes while the call waits for the user's answer."""
+
+
+def test_a_call_whose_client_left_while_it_waited_for_the_user_asks_again_when_sent_again(demo):
+    """The first run would wait forever for an answer no one will send: the first repeat (same id) stops it and
+    hears so at once (409), and the next runs the call again; the action is confirmed once."""
+    client = session(demo.instance_url("app2"))
+
+    def leave(question: dict) -> dict:
+        raise Left
+
+    action = {"action": "archive the logs"}
+    with pytest.raises(Left):
+        client.call_tool("confirm_action", action, answer=leave, request_id=4)
+    started = time.monotonic()
+    stopped = client.call_tool("confirm_action", action, answer=lambda q: YES, request_id=4)
+    assert time.monotonic() - started < IN_PROGRESS_WAIT_SECONDS  # not held behind the first run
+    assert stopped.status == 409 and stopped.error["message"] == (
+        f"request 4 was still running, its client gone; it is stopped now; {MAY_HAVE_RUN}"
+    )
+    again = wait_for(lambda: _answered(client.call_tool("confirm_action", action, answer=lambda q: YES, request_id=4)))
+    assert again.result["content"][0]["text"] == "confirmed: archive the logs", again.messages
+    audit = "".join((demo.run_dir / f"{name}.log").read_text() for name in INSTANCES)
+    assert audit.count('"msg": "action confirmed", "action": "archive the logs"') == 1
+
+
+def _answered(exchange: Exchange) -> Exchange | None:
+    return exchange if exchange.status != 409 else None

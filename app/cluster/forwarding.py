@@ -189,9 +189,14 @@ class Forwarder:
             if scope["method"] == "GET":
                 await self._relay_stream(response, receive, send)
             else:  # a call's answer (JSON, or its SSE events): it ends when the call does
-                async for chunk in response.chunks():
-                    ended = response.ended  # an answer read whole (most are) goes on in one message
-                    await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+                try:
+                    async for chunk in response.chunks():
+                        ended = response.ended  # an answer read whole (most are) goes on in one message
+                        await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+                except OwnerLost as exc:
+                    # Its answer has begun: nothing can be sent in its place. Ended short, the client sends the
+                    # request again with its id, which the instance that serves the session next answers once.
+                    log.warning("the owner broke off an answer it had begun: %s", exc)
             if not ended:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:

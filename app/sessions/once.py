@@ -5,7 +5,9 @@ request again, with the same id. `OncePerRequest` sits right in front of the SDK
 holds the session, and keys each `tools/call` by its session and JSON-RPC id:
 
 - the same id while the first run goes on here waits for its answer (at most `IN_PROGRESS_WAIT_SECONDS`, then
-  409 "still running");
+  409 "still running"); a first run whose client has left is stopped instead (left to itself, a run that waits
+  for its client's answer to a sampling or elicitation request never ends) and the repeat hears 409: sent once
+  more, it runs again;
 - the same id after it ran gets the recorded answer (the ledger, `app/sessions/ledger.py`), and nothing runs;
 - the same id with another request (method or params) gets 422, and nothing runs;
 - the same id after a run that ended without an outcome (its instance died, Redis was away, the session
@@ -30,6 +32,7 @@ import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.dispatcher import RequestId, as_request_id, coerce_request_id
+from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
 from mcp.types import INTERNAL_ERROR, ErrorData
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -96,8 +99,17 @@ class _GatedRun(Run):
     tenure: Tenure = ("", 0)
     began: float = field(default_factory=time.monotonic)
     handler_running: bool = False
+    response_ended: bool = False  # its HTTP answer is over: sent, or its client has gone
+    handler_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     answer: bytes | None = None  # set once the run's outcome is recorded
     ended: anyio.Event = field(default_factory=anyio.Event)
+    settled: anyio.Event = field(default_factory=anyio.Event)  # ended, or its HTTP answer is over
+
+    @property
+    def orphaned(self) -> bool:
+        """Still running with no one to answer: its client left (a POST's stream is not resumed here), and if
+        it waits for that client (sampling, elicitation), it waits forever."""
+        return self.handler_running and self.response_ended
 
 
 class OncePerRequest:
@@ -158,10 +170,17 @@ class OncePerRequest:
             if first.digest != digest:
                 raise _reused(request_id)
             with anyio.move_on_after(IN_PROGRESS_WAIT_SECONDS):
-                await first.ended.wait()
-            if not first.ended.is_set():
-                seconds = time.monotonic() - first.began
-                raise Refused(409, -32000, f"request {request_id!r} is still running ({seconds:.0f} s); {MAY_HAVE_RUN}")
+                await first.settled.wait()
+            if not first.settled.is_set():
+                running = f"request {json.dumps(request_id)} is still running ({time.monotonic() - first.began:.0f} s)"
+                raise Refused(409, -32000, f"{running}; {MAY_HAVE_RUN}")
+            if first.orphaned:
+                # Stopped now; sent once more (not at once: the SDK has yet to close the first run's stream, which
+                # bears the same id), it runs again, its writes answering as before.
+                first.handler_scope.cancel()
+                stopped = f"request {json.dumps(request_id)} was still running, its client gone; it is stopped now"
+                raise Refused(409, -32000, f"{stopped}; {MAY_HAVE_RUN}")
+            await first.ended.wait()  # its answer is out: the run is ending
             if first.answer is not None:
                 await self._answer(send, session_id, request_id, first.answer)
                 return
@@ -185,6 +204,8 @@ class OncePerRequest:
                 await self.app(scope, receive, send)
             finally:
                 current_run.reset(token)
+                run.response_ended = True
+                run.settled.set()
         finally:
             if not run.handler_running:  # else `record` ends it, with the call
                 self._end(run)
@@ -226,14 +247,18 @@ class OncePerRequest:
                 current_run.reset(token)
         run.handler_running = True
         try:
-            try:
-                result = await call_next(ctx)
-            except Exception as exc:
-                error = handler_exception_to_error_data(exc) or ErrorData(code=0, message=str(exc))
-                await self._finish(run, {"error": error.model_dump(by_alias=True, mode="json", exclude_none=True)})
-                raise
-            await self._finish(run, {"result": result})
-            return result
+            with run.handler_scope:
+                try:
+                    result = await call_next(ctx)
+                except Exception as exc:
+                    error = handler_exception_to_error_data(exc) or ErrorData(code=0, message=str(exc))
+                    await self._finish(run, {"error": error.model_dump(by_alias=True, mode="json", exclude_none=True)})
+                    raise
+                await self._finish(run, {"result": result})
+                return result
+            raise MCPError(
+                INTERNAL_ERROR, f"this run was cancelled: its client left, and it was sent again; {MAY_HAVE_RUN}"
+            )
         finally:
             self._end(run)
 
@@ -250,6 +275,7 @@ class OncePerRequest:
         if self._running.get(run.local_key) is run:
             del self._running[run.local_key]
         run.ended.set()
+        run.settled.set()
 
     async def _answer(self, send: Send, session_id: str, request_id: RequestId, answer: bytes) -> None:
         """Send a recorded answer as the SDK would have sent the call's: one JSON body, or one SSE event."""

@@ -76,6 +76,10 @@ class McpClient:
         self.protocol_version: str | None = None
         self._ids = itertools.count(first_id)  # a second client of one session starts past the first's ids
 
+    def next_id(self) -> int:
+        """A request id this client has not used (in its session, an id is used once: a repeat is a retry)."""
+        return next(self._ids)
+
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": ACCEPT_BOTH}
         if self.session_id:
@@ -110,7 +114,7 @@ class McpClient:
     ) -> Exchange:
         """Send one request and read its response, answering server requests that arrive on its stream.
         `request_id`: that of an earlier request, to send it again (a retry); default, the next id."""
-        request_id = next(self._ids) if request_id is None else request_id
+        request_id = self.next_id() if request_id is None else request_id
         params = dict(params or {})
         if progress:
             params["_meta"] = {**params.get("_meta", {}), "progressToken": f"p{request_id}"}

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from loadtest.faults.late_answers import late_answers_after_takeover
+from loadtest.faults.load import Tally
 from loadtest.matrix.expectations import VICTIM
 from loadtest.stack import Stack, link_of
 from loadtest.topology import INSTANCES
@@ -22,12 +24,13 @@ KILLS = 10
 @dataclass(frozen=True)
 class Fault:
     name: str
-    strike: Callable[[Stack], None]  # returns once the fault is over (a killed process started again)
+    strike: Callable[[Stack], None] | None  # returns once the fault is over (a killed process started again)
     quick: bool = True  # in the short run (CI) as well as the full one
-    failed_at_most: float | None = None  # the goal for failed calls, as a share of all calls (None: no goal)
-    in_flight_only: bool = False  # the goal: every failed call was in flight on a killed instance
+    retried_at_most: int | None = None  # the goal for calls that needed a retry (None: no goal)
+    unstarted_at_most: int | None = None  # ... for first tries that failed before their answer began
     ha_only: bool = False  # needs Sentinels: run only with the redis-ha variant
     cuts_links: bool = False  # needs a link of its own between each instance and Redis (one Redis only)
+    scenario: Callable[[Stack, int], Tally] | None = None  # a load and fault of its own, instead of `strike`
 
 
 def _kill_every_minute(stack: Stack) -> None:
@@ -43,15 +46,15 @@ def _rolling_restart(stack: Stack) -> None:
 
 
 FAULTS = (
-    Fault("instance SIGKILL, started again", lambda stack: stack.restart(VICTIM, signal.SIGKILL), in_flight_only=True),
+    # nginx sends a call the killed instance never began to answer to the next one: a client sees those succeed.
+    Fault("instance SIGKILL, started again", lambda stack: stack.restart(VICTIM, signal.SIGKILL), unstarted_at_most=0),
     Fault(
         f"a SIGKILL every {KILL_EVERY_SECONDS:.0f} s, {KILLS} times",
         _kill_every_minute,
         quick=False,
-        failed_at_most=0.001,
-        in_flight_only=True,
+        unstarted_at_most=0,
     ),
-    Fault("rolling restart (SIGTERM, one at a time)", _rolling_restart, failed_at_most=0.0),
+    Fault("rolling restart (SIGTERM, one at a time)", _rolling_restart, retried_at_most=0),
     Fault(
         f"instance SIGSTOP {INSTANCE_PAUSE_SECONDS:.0f} s", lambda stack: stack.pause(VICTIM, INSTANCE_PAUSE_SECONDS)
     ),
@@ -63,5 +66,10 @@ FAULTS = (
         f"instance cut off from Redis {INSTANCE_PAUSE_SECONDS:.0f} s",
         lambda stack: stack.pause(link_of(VICTIM), INSTANCE_PAUSE_SECONDS),
         cuts_links=True,
+    ),
+    Fault(
+        "owner SIGKILL while an elicitation waits, answered after the takeover",
+        None,
+        scenario=late_answers_after_takeover,
     ),
 )
