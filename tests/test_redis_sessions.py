@@ -203,7 +203,7 @@ def test_a_signed_hop_cannot_carry_another_request(shared):
         tampered = requests.post(url, data=swapped, headers=headers, timeout=5)
         replayed = requests.post(url, data=signed, headers=headers, timeout=5)
         assert public.status_code == 403 and public.json()["error"]["message"] == FORWARDED_ELSEWHERE
-        assert elsewhere.status_code == 503 and elsewhere.headers["x-mcp-handed-over"] == "moved", elsewhere.text
+        assert elsewhere.status_code == 503 and elsewhere.headers["x-mcp-handed-over"] == "replaced", elsewhere.text
         assert genuine.status_code == 200 and '"instance":"app1"' in genuine.text
         assert tampered.status_code == 403
         assert replayed.status_code == 403 and "once" in replayed.json()["error"]["message"]
