@@ -47,13 +47,14 @@ from app.metrics import InstanceMetrics
 from app.metrics.call_timer import CallTimer
 from app.serving import side_port
 from app.sessions import state
+from app.sessions.connections import Connections
 from app.sessions.ledger import MemoryLedger, RedisLedger
 from app.sessions.once import OncePerRequest
 from app.sessions.server_requests import ServerRequests
-from app.sessions.subscriptions import ResourceSubscriptions, SubscribableURIs
+from app.sessions.subscriptions import ListChanges, ResourceSubscriptions, SubscribableURIs
 from app.settings import InstanceSettings, SessionStore
 from app.shared import request_state_keys
-from app.shared.bus import RedisSubscriptionBus
+from app.shared.bus import LocalSubscriptionBus, RedisSubscriptionBus
 from app.shared.redis import SharedRedis, connect
 from app.shared.services import SharedServices
 from app.shared.single_use import SingleUseRequestState
@@ -127,12 +128,13 @@ class Instance:
             registry = SessionRegistry(
                 redis, settings.instance_id, settings.internal_url, settings.session_idle_timeout
             )
+        self.connections = Connections()  # of the sessions held here: what they are told through
         self.subscriptions = None
         if subscribable is not None and not settings.preset.stateless:
             save = registry.save_subscriptions if registry is not None else None
-            self.subscriptions = ResourceSubscriptions(subscribable, on_change=save)
+            self.subscriptions = ResourceSubscriptions(subscribable, self.connections, on_change=save)
             self.subscriptions.install(mcp)
-        self.shared = self._share_events(redis) if redis is not None else None
+        self.shared = self._share_events(redis)
         self.member = None
         if registry is not None:
             ports = settings.forward_ports
@@ -147,7 +149,7 @@ class Instance:
             else state.MemorySessionState(settings.max_sessions, live_sessions=live_sessions)
         )
         state.bind(mcp, backend, stateless=settings.preset.stateless)
-        self.server_requests = ServerRequests()
+        self.server_requests = ServerRequests(self.connections)
         self.ledger = (
             RedisLedger(redis, settings.retry_horizon)
             if registry is not None
@@ -202,11 +204,22 @@ class Instance:
             self.settings.max_sessions,
         )
 
-    def _share_events(self, redis) -> SharedServices:
-        bus = RedisSubscriptionBus(redis, f"{self.settings.instance_id}:{secrets.token_hex(4)}")
+    def _share_events(self, redis: Redis | None) -> SharedServices | None:
+        """The event bus every server event goes through (over Redis, with a Redis): the 2025-11-25 sessions held
+        here hear their subscriptions' updates and every list change from it."""
+        bus = (
+            RedisSubscriptionBus(redis, f"{self.settings.instance_id}:{secrets.token_hex(4)}")
+            if redis is not None
+            else LocalSubscriptionBus()
+        )
         if self.subscriptions is not None:
-            bus.on_remote(self.subscriptions.announce_event)
+            bus.on_event(self.subscriptions.announce_event)
+        if not self.settings.preset.stateless:
+            bus.on_event(ListChanges(self.mcp, self.connections).announce_event)
+            sdk_internals.tell_list_changes(self.mcp)
         sdk_internals.use_subscription_bus(self.mcp, bus)
+        if redis is None:
+            return None
         return SharedServices(redis, bus, None if self.settings.request_state_keys else self.codec)
 
     def _asgi_app(self) -> ASGIApp:
@@ -236,15 +249,17 @@ class Instance:
             server_requests=self.server_requests,
         )
         chain = sdk_internals.lowlevel_server(self.mcp).middleware
-        chain[0:0] = [self.server_requests.middleware, once.record]  # outermost: they see every call, initialize too
+        chain[0:0] = [self.connections.middleware, once.record]  # outermost: they see every call, initialize too
         app: ASGIApp = once
         if self.member is not None:
             self.member.manager = sdk_internals.install_shared_sessions(
                 self.mcp,
                 self.member.registry.forget,
-                lambda session_id: RedisEventStore(self.member.redis, session_id, settings.session_idle_timeout),
+                lambda session_id, live: RedisEventStore(
+                    self.member.redis, session_id, settings.session_idle_timeout, live
+                ),
             )
-            app = self.router = SessionRouter(app, self.member, self.server_requests)
+            app = self.router = SessionRouter(app, self.member, self.server_requests, self.connections)
         app = SessionIdPrefix(app, settings.instance_id)
         if settings.preset.stateless:
             app = StatelessGetRefused(app, MCP_PATH)

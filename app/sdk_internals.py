@@ -6,6 +6,7 @@ the SDK version is pinned in requirements.txt for the same reason.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -16,11 +17,11 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel import Server
+from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.request_state import RequestStateBoundary
 from mcp.server.runner import ServerRunner, serve_connection
-from mcp.server.streamable_http import EventStore, StreamableHTTPServerTransport
+from mcp.server.streamable_http import GET_STREAM_KEY, EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import ListenHandler, SubscriptionBus
 from mcp.shared.dispatcher import RequestId, coerce_request_id
@@ -45,6 +46,14 @@ def use_subscription_bus(mcp: MCPServer, bus: SubscriptionBus) -> None:
     server = lowlevel_server(mcp)
     if server.get_request_handler("subscriptions/listen") is not None:
         server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, ListenHandler(bus))
+
+
+def tell_list_changes(mcp: MCPServer) -> None:
+    """Have `mcp` declare to 2025-11-25 clients that it tells them when its lists of tools, prompts and
+    resources change (`listChanged`): the layer sends those notifications on the sessions' GET streams."""
+    server = lowlevel_server(mcp)
+    declared = NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
+    server.create_initialization_options = functools.partial(server.create_initialization_options, declared)
 
 
 def require_tokens(mcp: MCPServer, auth: AuthSettings, verifier: TokenVerifier) -> None:
@@ -118,7 +127,8 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     """
 
     on_session_end: Callable[[str], Awaitable[None]]
-    event_store_for: Callable[[str], EventStore] | None = None  # one store per session: the SDK's has no session
+    # One store per session (the SDK's has no session), told whether the session's GET stream is open here.
+    event_store_for: Callable[[str, Callable[[], bool]], EventStore] | None = None
 
     def holds(self, session_id: str) -> bool:
         return session_id in self._server_instances
@@ -130,6 +140,11 @@ class SharedSessionManager(StreamableHTTPSessionManager):
         """Wait until no session is being opened or rebuilt (both hold the creation lock)."""
         async with self._session_creation_lock:
             pass
+
+    def event_store_of(self, session_id: str):
+        """The event store of a session held here (None: not held, or no store of ours)."""
+        transport = self._server_instances.get(session_id)
+        return transport._event_store if transport is not None and self.event_store_for is not None else None
 
     def has_room(self) -> bool:
         return self.max_sessions is None or len(self._server_instances) < self.max_sessions
@@ -147,11 +162,13 @@ class SharedSessionManager(StreamableHTTPSessionManager):
         transport = StreamableHTTPServerTransport(
             mcp_session_id=session_id,
             is_json_response_enabled=self.json_response,
-            event_store=self.event_store_for(session_id) if self.event_store_for else self.event_store,
+            event_store=self.event_store,
             security_settings=self.security_settings,
             retry_interval=self.retry_interval,
             idle_timeout=self.session_idle_timeout,
         )
+
+        self._own_event_store(transport)
 
         async def run_server(*, task_status: TaskStatus[Connection] = anyio.TASK_STATUS_IGNORED) -> None:
             async with transport.connect() as (read_stream, write_stream):
@@ -187,9 +204,14 @@ class SharedSessionManager(StreamableHTTPSessionManager):
 
     def _admit_session(self, requestor):
         transport = super()._admit_session(requestor)
-        if transport is not None and self.event_store_for is not None:
-            transport._event_store = self.event_store_for(transport.mcp_session_id)
+        if transport is not None:
+            self._own_event_store(transport)
         return transport
+
+    def _own_event_store(self, transport: StreamableHTTPServerTransport) -> None:
+        if self.event_store_for is not None:
+            live = functools.partial(_get_stream_open, transport)
+            transport._event_store = self.event_store_for(transport.mcp_session_id, live)
 
     async def drop(self, session_id: str) -> None:
         """Stop serving `session_id` here (another process owns it now); its stored state stays."""
@@ -207,10 +229,15 @@ class SharedSessionManager(StreamableHTTPSessionManager):
                 await self.on_session_end(session_id)
 
 
+def _get_stream_open(transport: StreamableHTTPServerTransport) -> bool:
+    """Whether the session's GET stream is open (live) on this transport."""
+    return GET_STREAM_KEY in transport._request_streams
+
+
 def install_shared_sessions(
     mcp: MCPServer,
     on_session_end: Callable[[str], Awaitable[None]],
-    event_store_for: Callable[[str], EventStore] | None = None,
+    event_store_for: Callable[[str, Callable[[], bool]], EventStore] | None = None,
 ) -> SharedSessionManager:
     """Make the manager `mcp.streamable_http_app()` built a SharedSessionManager (call after building the app)."""
     manager = mcp.session_manager

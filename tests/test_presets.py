@@ -159,7 +159,8 @@ def test_resource_updates_reach_subscribers_on_their_get_stream(url, preset):
             published = publisher.call_tool("publish_update", {"message": "v-next"})
             assert published.result["structuredContent"]["notified_sessions"] == 1
             first = next(m for m in stream_messages(stream) if "method" in m)
-        assert first == {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": BULLETIN}}
+        assert (first["method"], first["params"]["uri"]) == ("notifications/resources/updated", BULLETIN), first
+        assert set(first["params"]["_meta"]) == {"mcp-scale-lab/update"}  # the event's log id: resumed, it is caught up
         bulletin = subscriber.request("resources/read", {"uri": BULLETIN})
         assert bulletin.result["contents"][0]["text"].endswith(": v-next")
     finally:

@@ -15,6 +15,7 @@ from app.auth.verifier import JWTVerifier
 from app.server.bulletins import MemoryBulletins
 from app.server.counters import MemoryHandleCounters
 from app.server.tools import UPDATES, Demo, build_server
+from app.sessions.connections import Connections
 from app.sessions.subscriptions import ResourceSubscriptions
 from loadtest.topology import PROJECT_ROOT
 
@@ -26,7 +27,7 @@ def test_sdk_version_is_the_pinned_one():
 def test_private_names_still_exist():
     demo = Demo(PROJECT_ROOT / "data", MemoryHandleCounters(10), MemoryBulletins(), "app1", "stateful-sse")
     mcp = build_server(demo)
-    ResourceSubscriptions(UPDATES).install(mcp)
+    ResourceSubscriptions(UPDATES, Connections()).install(mcp)
     assert isinstance(sdk_internals.lowlevel_server(mcp), Server)
     assert hasattr(Server, "add_request_handler")
     mcp.streamable_http_app()  # creates the session manager
@@ -94,3 +95,27 @@ def test_the_names_authentication_relies_on_still_exist():
     assert "/.well-known/oauth-protected-resource/mcp" in paths
     assert mcp.session_manager._session_owners == {}
     assert sdk_internals.sessions_of(mcp, {"client_id": "a", "issuer": None, "subject": None}) == 0
+
+
+def test_the_names_exactly_once_relies_on_still_exist():
+    """A request's connection and dispatcher (its requests to the client: their ids, and which it waits for), a
+    transport's open streams, and what a server says of its lists (app/sessions/, app/cluster/event_store.py)."""
+    from mcp.server.connection import Connection
+    from mcp.server.session import ServerSession
+    from mcp.server.streamable_http import GET_STREAM_KEY, StreamableHTTPServerTransport
+    from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+
+    dispatcher = JSONRPCDispatcher(None, None)
+    connection = Connection.for_loop(dispatcher, session_id="s")
+    assert sdk_internals.dispatcher_of(connection) is dispatcher
+    sdk_internals.issue_request_ids_after(dispatcher, 2**32)
+    assert dispatcher._allocate_id() == 2**32 + 1
+    dispatcher._pending[7] = object()
+    assert sdk_internals.awaits_answer(dispatcher, "7") and not sdk_internals.awaits_answer(dispatcher, 8)
+    assert ServerSession(None, connection)._connection is connection
+    transport = StreamableHTTPServerTransport(mcp_session_id="abc")
+    assert GET_STREAM_KEY not in transport._request_streams
+    mcp = MCPServer("lists")
+    sdk_internals.tell_list_changes(mcp)
+    capabilities = sdk_internals.lowlevel_server(mcp).create_initialization_options().capabilities
+    assert capabilities.tools.list_changed and capabilities.resources.list_changed and capabilities.prompts.list_changed

@@ -16,7 +16,7 @@ from app.shared.redis import connect
     "event", [ResourceUpdated(uri="updates://news"), ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()]
 )
 def test_every_event_kind_round_trips_with_its_origin(event):
-    assert decode(encode(event, "app1:ab12")) == ("app1:ab12", event)
+    assert decode(encode(event, "app1:ab12")) == ("app1:ab12", event, None)
 
 
 @pytest.mark.parametrize("raw", [b"", b"not json", b"[]", b'{"kind":"updated"}', b'{"origin":"a","kind":"nope"}'])
@@ -28,12 +28,12 @@ def test_what_this_version_does_not_know_decodes_to_nothing(raw):
 async def test_a_publish_the_redis_client_sends_again_is_heard_once(redis_url):
     heard: list[str] = []
 
-    async def hear(event: ResourceUpdated) -> None:
+    async def hear(event: ResourceUpdated, logged: str | None) -> None:
         heard.append(event.uri)
 
     listening, publisher = connect(redis_url), connect(redis_url)
     listener = RedisSubscriptionBus(listening, "listener")
-    listener.on_remote(hear)
+    listener.on_event(hear)
     first, last = (
         encode(ResourceUpdated(uri="updates://a"), "other"),
         encode(ResourceUpdated(uri="updates://b"), "other"),

@@ -63,7 +63,7 @@ async def test_a_stalled_redis_keeps_each_get_stream_event_once(redis_server):
     ids were answered (a blind re-send would add an entry nobody was told about)."""
     url, server = redis_server
     client = connect(url)
-    store = RedisEventStore(client, "stalled", ttl_seconds=60, max_events=1_000_000)
+    store = RedisEventStore(client, "stalled", ttl_seconds=60, live=lambda: True, max_events=1_000_000)
     numbers = itertools.count()
 
     async def store_one() -> str:
@@ -118,7 +118,7 @@ async def test_readiness_reports_a_lost_connection_as_redis_away(redis_url, fail
 @each_failure
 async def test_a_resume_over_a_lost_connection_replays_nothing_and_says_so(redis_url, failure, caplog):
     client = connect(redis_url)
-    store = RedisEventStore(client, "resumed", ttl_seconds=60)
+    store = RedisEventStore(client, "resumed", ttl_seconds=60, live=lambda: True)
     await store.store_event(GET_STREAM_KEY, _MESSAGE.validate_python({"jsonrpc": "2.0", "method": "n"}))
     replayed = []
 

@@ -22,6 +22,7 @@ from redis.exceptions import OutOfMemoryError, RedisError
 
 from app.auth.principal import ANONYMOUS
 from app.shared import keys
+from app.shared.bus import LIST_LOGS
 from app.shared.redis import RedisUnavailable, closed_as_redis_error, dedicated_client, run_script, unavailable_on_error
 
 HEARTBEAT_SECONDS = 0.5
@@ -35,10 +36,34 @@ ENDED_REMEMBERED = 10_000
 RELEASED_PREFIX = "released:"  # the owner of a session handed over: no process has that name, so none beats
 log = logging.getLogger(__name__)
 
-_REGISTER = """
+# Where each log a session hears stood when it began hearing it (`heard`: {name: the log's last event id}), so
+# that an instance taking it over finds what it missed (app/cluster/event_store.py). KEYS[2..] the logs, ARGV the
+# names after the script's own: returns the map of `names`, keeping where those in `old` began.
+_HEARD_FROM_NOW = """
+local function heard_from_now(old, first_name)
+  local heard = {}
+  for i = 2, #KEYS do
+    local name = ARGV[first_name + i - 2]
+    if old[name] then
+      heard[name] = old[name]
+    else
+      local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+      heard[name] = last[1] and last[1][1] or '0-0'
+    end
+  end
+  return heard
+end
+"""
+# ARGV[6..]: the lists' names (KEYS[2..] their logs): a session hears every change of them from its start.
+_REGISTER = (
+    _HEARD_FROM_NOW
+    + """
+local heard = cjson.encode(heard_from_now({}, 6))
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'params', ARGV[2], 'pv', ARGV[3], 'gen', 1, 'principal', ARGV[5])
+redis.call('HSET', KEYS[1], 'heard', heard)
 return redis.call('PEXPIRE', KEYS[1], ARGV[4])
 """
+)
 # 1: still ours (and its expiry pushed back); 0: another process took it over; -1: no record.
 _CONFIRM = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
@@ -54,12 +79,12 @@ return {owner, redis.call('GET', ARGV[1] .. owner) or '', redis.call('HGET', KEY
 # A claim re-sent after a timeout finds itself the owner: the first copy's answer, not a second generation.
 _CLAIM = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal') end
+if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal', 'heard') end
 if owner ~= ARGV[1] then return nil end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal')
+return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal', 'heard')
 """
 # Handing a session over on shutdown: the owner becomes a name with no heartbeat, so the next instance that
 # gets one of its requests claims it at once.
@@ -68,10 +93,17 @@ if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 return 1
 """
-_SAVE_SUBSCRIPTIONS = """
+# ARGV[3..]: the lists' names and the subscribed URIs (KEYS[2..] their logs): a resource newly subscribed to is
+# heard from now on.
+_SAVE_SUBSCRIPTIONS = (
+    _HEARD_FROM_NOW
+    + """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+local old = cjson.decode(redis.call('HGET', KEYS[1], 'heard') or '{}')
+redis.call('HSET', KEYS[1], 'heard', cjson.encode(heard_from_now(old, 3)))
 return redis.call('HSET', KEYS[1], 'subs', ARGV[2])
 """
+)
 _FORGET = """
 if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
 return 0
@@ -94,6 +126,7 @@ class Opening:
     subscriptions: tuple[str, ...] = ()  # resources/subscribe URIs, restored on takeover
     principal: str = ANONYMOUS  # the hash of who opened it: no one else may use it, on any instance
     generation: int = 1  # one more for every takeover
+    heard: dict[str, str] = field(default_factory=dict)  # each log it hears: the last event before it began to
 
 
 @dataclass
@@ -112,11 +145,14 @@ def _opening(answer: list) -> Opening | None:
         subscriptions = tuple(json.loads(answer[2] or "[]"))
         generation = int(answer[3])
         principal = (answer[4] or b"").decode()
+        heard = json.loads(answer[5] or "{}") if len(answer) > 5 else {}
     except (ValueError, TypeError, AttributeError, IndexError):
         return None
     if not isinstance(params, dict) or not all(isinstance(uri, str) for uri in subscriptions):
         return None
-    return Opening(params, protocol_version, subscriptions, principal, generation)
+    if not isinstance(heard, dict) or not all(isinstance(since, str) for since in heard.values()):
+        heard = {}
+    return Opening(params, protocol_version, subscriptions, principal, generation, heard)
 
 
 class SessionRegistry:
@@ -142,7 +178,8 @@ class SessionRegistry:
     async def register(self, session_id: str, opening: Opening) -> None:
         """Record a session this process just opened."""
         params, version, principal = json.dumps(opening.params), opening.protocol_version, opening.principal
-        await self._call(self._register, session_id, self.owner_id, params, version, self._ttl_ms, principal)
+        args = (self.owner_id, params, version, self._ttl_ms, principal, *LIST_LOGS)
+        await self._call(self._register, session_id, *args, logs=LIST_LOGS)
         self._owned[session_id] = _Hold(generation=1)
 
     async def confirm(self, session_id: str, *, now: bool = False) -> bool:
@@ -231,7 +268,8 @@ class SessionRegistry:
         return list(owners)
 
     async def save_subscriptions(self, session_id: str, uris: list[str]) -> None:
-        await self._call(self._save_subscriptions, session_id, self.owner_id, json.dumps(uris))
+        logs = (*LIST_LOGS, *uris)
+        await self._call(self._save_subscriptions, session_id, self.owner_id, json.dumps(uris), *logs, logs=logs)
 
     def ended_here(self, session_id: str) -> bool:
         """Whether this process ended the session (a record naming it afterwards is a deletion that failed)."""
@@ -296,8 +334,11 @@ class SessionRegistry:
             await self._beats.delete(keys.OWNER.format(self.owner_id))
         await self._beats.aclose(close_connection_pool=True)
 
-    async def _call(self, script, session_id: str, *args, extra_key: str | None = None, write: bool = True):
+    async def _call(
+        self, script, session_id: str, *args, extra_key: str | None = None, logs: tuple[str, ...] = (), write=True
+    ):
         names = [keys.SESSION.format(session_id), *([extra_key] if extra_key else [])]
+        names += [keys.UPDATES.format(name) for name in logs]
         if write:
             return await run_script(script, names, list(args))
         with unavailable_on_error():

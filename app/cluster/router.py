@@ -7,6 +7,7 @@ from the stored `initialize` params. docs/design/redis-sessions.md has the whole
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -47,6 +48,7 @@ from app.http.messages import (
     send_error,
     send_response,
 )
+from app.sessions.connections import Connections
 from app.sessions.server_requests import ServerRequests
 from app.settings import INSTANCE_ID  # an owner read from Redis may name anything
 from app.shared.redis import RedisUnavailable
@@ -68,10 +70,13 @@ log = logging.getLogger(__name__)
 class SessionRouter:
     """Routes each request of a session to the process that owns it, taking dead owners' sessions over."""
 
-    def __init__(self, app: ASGIApp, member: ClusterMember, server_requests: ServerRequests) -> None:
+    def __init__(
+        self, app: ASGIApp, member: ClusterMember, server_requests: ServerRequests, connections: Connections
+    ) -> None:
         self.app = app
         self.member = member
         self.server_requests = server_requests  # a session rebuilt here asks its client with ids of its own
+        self.connections = connections  # and is told the events it missed once, whether caught up or live
         self.handover = Handover(member)
         self._takeovers: dict[str, anyio.Event] = {}  # sessions a request of this process is claiming or rebuilding
 
@@ -335,6 +340,19 @@ class SessionRouter:
             del self._takeovers[session_id]
             takeover.set()
 
+    async def _catch_up(self, session_id: str, heard: dict[str, str]) -> None:
+        """Store what the session missed while no instance told it (its owner died, or had handed it over), before
+        anything of it is served here: a client resuming its GET stream gets it."""
+        store = self.member.manager.event_store_of(session_id)
+        if store is None:
+            return
+        try:
+            self.connections.catching_up(session_id)
+            if missed := await store.catch_up(heard, functools.partial(self.connections.first_telling, session_id)):
+                log.info("a session taken over heard what it missed", extra={"fields": {"events": missed}})
+        except RedisUnavailable:
+            log.warning("could not catch a session taken over up on what it missed")
+
     async def _claim_and_rebuild(
         self, session_id: str, previous_owner: str, principal: AuthorizationContext | None
     ) -> bool:
@@ -348,7 +366,8 @@ class SessionRouter:
         if connection is not None:  # None: the session is already served here
             self.server_requests.adopt(session_id, connection, opening.generation)
             if self.member.subscriptions is not None:
-                self.member.subscriptions.restore(session_id, opening.subscriptions, connection)
+                self.member.subscriptions.restore(session_id, opening.subscriptions)
+            await self._catch_up(session_id, opening.heard)
             self.member.metrics.takeovers.inc()
             log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})
         return True

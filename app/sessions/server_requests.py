@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-from weakref import WeakValueDictionary
 
 from mcp.server.connection import Connection
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.dispatcher import as_request_id
 
 from app import sdk_internals
 from app.http.messages import Refused
+from app.sessions.connections import Connections
 
 IDS_PER_GENERATION = 2**32
 # A POST the client sends with no method is its answer to one of the server's requests.
@@ -31,33 +30,26 @@ NOT_AWAITED = (
 
 
 class ServerRequests:
-    """The dispatchers of the sessions this process holds, noted when a session opens (`middleware`, outermost
-    in the server's chain, sees `initialize`) or is rebuilt (`adopt`)."""
+    """What the sessions held here wait for: each one's requests to the client, by their ids."""
 
-    def __init__(self) -> None:
-        self._dispatchers: WeakValueDictionary[str, Any] = WeakValueDictionary()
-
-    async def middleware(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if ctx.method == "initialize":
-            connection = sdk_internals.connection_of(ctx)
-            if connection.session_id is not None:
-                self._dispatchers[connection.session_id] = sdk_internals.dispatcher_of(connection)
-        return await call_next(ctx)
+    def __init__(self, connections: Connections) -> None:
+        self._connections = connections
 
     def adopt(self, session_id: str, connection: Connection, generation: int) -> None:
         """A session rebuilt here at `generation`: its requests to the client take ids no earlier one took."""
         dispatcher = sdk_internals.dispatcher_of(connection)
         sdk_internals.issue_request_ids_after(dispatcher, (generation - 1) * IDS_PER_GENERATION)
-        self._dispatchers[session_id] = dispatcher
+        self._connections.add(session_id, connection)
 
     def check_answer(self, session_id: str, message: Mapping[str, Any]) -> None:
         """Raise Refused (400) for an answer the session held here is not waiting for; let any other through
         (a session not held here gets the SDK's own answer)."""
-        dispatcher = self._dispatchers.get(session_id)
+        connection = self._connections.get(session_id)
         request_id = as_request_id(message.get("id"))
-        if dispatcher is None or request_id is None or sdk_internals.awaits_answer(dispatcher, request_id):
+        if connection is None or request_id is None:
             return
-        raise Refused(400, -32600, NOT_AWAITED.format(id=json.dumps(request_id)))
+        if not sdk_internals.awaits_answer(sdk_internals.dispatcher_of(connection), request_id):
+            raise Refused(400, -32600, NOT_AWAITED.format(id=json.dumps(request_id)))
 
 
 def is_answer(message: object) -> bool:

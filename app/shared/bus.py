@@ -1,8 +1,11 @@
 """Server events (a resource changed, a list changed) carried to every instance over Redis pub/sub.
 
 The SDK's `SubscriptionBus` seam: `ctx.notify_resource_updated` on one instance reaches the
-`subscriptions/listen` streams held on all of them, and `on_remote` hands the same events to the
-2025-11-25 subscriptions each instance holds (`app/sessions/subscriptions.py`).
+`subscriptions/listen` streams held on all of them, and `on_event` hands the same events to the
+2025-11-25 sessions each instance holds (`app/sessions/subscriptions.py`). Each event is also kept for a while
+in a log of its resource (or list), `mcp:updates:<name>`, so a session taken over after its owner stopped
+hearing hears what it missed (`app/cluster/event_store.py`, `catch_up`). One script keeps and publishes it:
+inside a tool call it is one of the call's writes, so a call that runs again publishes nothing twice.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from mcp.shared.subscriptions import (
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.shared.keys import BUS_CHANNEL
-from app.shared.redis import closed_as_redis_error, unavailable_on_error
+from app.shared.keys import BUS_CHANNEL, UPDATES
+from app.shared.redis import applied_once, closed_as_redis_error, run_once
 
 _KINDS = {
     "tools": ToolsListChanged,
@@ -35,7 +38,25 @@ _KINDS = {
     "resources": ResourcesListChanged,
 }
 REMEMBERED_EVENTS = 1024  # far more than arrive while the Redis client re-sends one PUBLISH
+LOGGED_EVENTS = 64  # per resource or list: a session taken over later than that many updates misses the rest
+LOG_KEPT_MS = 300_000  # how long a resource's updates are kept after its last one
+LIST_LOGS = tuple(f"#{kind}" for kind in _KINDS)  # the logs of list changes: every session hears them
+# KEYS[1] the event's log; ARGV: the event on the wire (with no log id yet), the channel, the cap, the expiry.
+_PUBLISH = applied_once("""
+local logged = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'e', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[2], string.sub(ARGV[1], 1, -2) .. ',"log":"' .. logged .. '"}')
+return logged
+""")
 log = logging.getLogger(__name__)
+Handler = Callable[[ServerEvent, str | None], Awaitable[object]]  # (event, its log id: None when not logged)
+
+
+def log_name(event: ServerEvent) -> str:
+    """The log an event is kept in: its resource's URI, or `#tools`, `#prompts`, `#resources` (no URI starts so)."""
+    if isinstance(event, ResourceUpdated):
+        return event.uri
+    return "#" + next(name for name, cls in _KINDS.items() if isinstance(event, cls))
 
 
 def encode(event: ServerEvent, origin: str) -> str:
@@ -47,39 +68,59 @@ def encode(event: ServerEvent, origin: str) -> str:
     return json.dumps({**message, "kind": kind})
 
 
-def decode(raw: bytes | str) -> tuple[str, ServerEvent] | None:
-    """(origin, event), or None for a message this version does not know."""
+def decode(raw: bytes | str) -> tuple[str, ServerEvent, str | None] | None:
+    """(origin, event, log id), or None for a message this version does not know."""
     try:
         message = json.loads(raw)
+        logged = message.get("log")
+        logged = logged if isinstance(logged, str) else None
         if message["kind"] == "updated":
-            return message["origin"], ResourceUpdated(uri=str(message["uri"]))
-        return message["origin"], _KINDS[message["kind"]]()
-    except (ValueError, KeyError, TypeError):
+            return message["origin"], ResourceUpdated(uri=str(message["uri"])), logged
+        return message["origin"], _KINDS[message["kind"]](), logged
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
+class LocalSubscriptionBus(InMemorySubscriptionBus):
+    """With no Redis: the SDK's in-process bus, that also hands every event to its `on_event` handlers (no log)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._handlers: list[Handler] = []
+
+    def on_event(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    async def publish(self, event: ServerEvent) -> None:
+        await super().publish(event)
+        for handler in self._handlers:
+            await _logged(handler, event, None)
+
+
 class RedisSubscriptionBus(InMemorySubscriptionBus):
-    """Delivers to this instance's listeners at once, and to the other instances' through Redis."""
+    """Delivers every event, this instance's own included, from Redis: to this instance's 2026-07-28 listeners
+    and its `on_event` handlers, once each, whichever instance published it."""
 
     def __init__(self, redis: Redis, origin: str) -> None:
         super().__init__()
         self._redis = redis
         self._origin = origin
-        self._remote_handlers: list[Callable[[ServerEvent], Awaitable[object]]] = []
+        self._publish = redis.register_script(_PUBLISH)
+        self._handlers: list[Handler] = []
         self._heard: OrderedDict[bytes, None] = OrderedDict()  # the last REMEMBERED_EVENTS messages
 
-    def on_remote(self, handler: Callable[[ServerEvent], Awaitable[object]]) -> None:
-        """Also call `handler` for every event another instance publishes."""
-        self._remote_handlers.append(handler)
+    def on_event(self, handler: Handler) -> None:
+        """Also call `handler` for every event published on any instance, with its log id."""
+        self._handlers.append(handler)
 
     async def publish(self, event: ServerEvent) -> None:
-        await super().publish(event)
-        with unavailable_on_error():
-            await self._redis.publish(BUS_CHANNEL, encode(event, self._origin))
+        """Keep the event in its log and publish it; everyone, this instance too, hears it from Redis."""
+        keys, args = [UPDATES.format(log_name(event))], [encode(event, self._origin), BUS_CHANNEL]
+        await run_once(self._publish, keys, [*args, LOGGED_EVENTS, LOG_KEPT_MS])
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Relay the other instances' events until cancelled, reconnecting whenever Redis drops away;
-        started once subscribed. Events published while the relay reconnects are not heard here."""
+        """Relay the events until cancelled, reconnecting whenever Redis drops away; started once subscribed.
+        Events published while the relay reconnects are not heard here (a session taken over catches up)."""
         started = False
         async with anyio.create_task_group() as handlers:
             while True:
@@ -95,11 +136,12 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
                                 if message is None or self._heard_before(message["data"]):
                                     continue
                                 decoded = decode(message["data"])
-                                if decoded is None or decoded[0] == self._origin:
+                                if decoded is None:
                                     continue
-                                await InMemorySubscriptionBus.publish(self, decoded[1])
-                                for handler in self._remote_handlers:
-                                    handlers.start_soon(_logged, handler, decoded[1])
+                                _, event, logged = decoded
+                                await InMemorySubscriptionBus.publish(self, event)
+                                for handler in self._handlers:
+                                    handlers.start_soon(_logged, handler, event, logged)
                 except (RedisError, OSError) as exc:
                     log.warning("lost the event channel (%s); reconnecting", exc.__class__.__name__)
                     await anyio.sleep(1.0)
@@ -113,8 +155,8 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
         return False
 
 
-async def _logged(handler: Callable[[ServerEvent], Awaitable[object]], event: ServerEvent) -> None:
+async def _logged(handler: Handler, event: ServerEvent, logged: str | None) -> None:
     try:
-        await handler(event)
+        await handler(event, logged)
     except Exception:  # one failing handler must not end the relay
         log.exception("an event handler failed")

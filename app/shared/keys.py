@@ -11,4 +11,5 @@ USED_REQUEST_STATE = "mcp:used-state:{}"  # string: a side-effecting retry's sea
 REQUESTS = "mcp:requests:{}"  # hash: a session's keyed requests, each with its digest, runner and answer
 REQUESTS_AGE = "mcp:requests-age:{}"  # sorted set: when each of a session's keyed requests began (ms)
 CALL = "mcp:call:{}"  # string: a write's first answer: neither a re-sent script nor a retried call applies it twice
+UPDATES = "mcp:updates:{}"  # stream: the last events of a resource (or #tools, #prompts, #resources), for catch-up
 BUS_CHANNEL = "mcp:bus"  # pub/sub channel: server events (a resource changed, a list changed)

@@ -255,12 +255,12 @@ return answer
 """
 
 
-async def run_once(script: AsyncScript, keys: Sequence[str], args: Sequence[object]):
+async def run_once(script: AsyncScript, keys: Sequence[str], args: Sequence[object], *, of_the_call: bool = True):
     """Run an `applied_once` script (`run_script`): Redis errors become RedisUnavailable. In a keyed run (a
     2025-11-25 tool call) the call id is the run's key and the write's number, kept for the retry horizon, so a
-    retry of the call that runs it again applies none of the writes it made before; else a fresh one, which
-    covers the client's own re-send."""
-    run = current_run.get()
+    retry of the call that runs it again applies none of the writes it made before; else (or for a write that is
+    not the call's own: `of_the_call=False`) a fresh one, which covers the client's own re-send."""
+    run = current_run.get() if of_the_call else None
     if run is None or run.key is None:
         return await run_script(script, [*keys, CALL.format(secrets.token_hex(12))], [*args, CALL_KEPT_MS])
     call = CALL.format(f"{run.key}:{run.next_write()}")

@@ -1,5 +1,6 @@
 """A server whose tool writes, waits, then writes again, served as one instance of several: the tests kill or
-stall what they need (the instance, Redis) while it waits, then send the call again with the same id.
+stall what they need (the instance, Redis) while it waits, then send the call again with the same id. Its
+other tools announce what sessions hear on their GET streams: a resource's update, a change of the tool list.
 
     python -m tests.servers.writer      (configured by the MCP_* variables, as every instance)
 """
@@ -15,10 +16,11 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp
 
-from app import InstanceSettings, instance_app, request_key, session_state
+from app import InstanceSettings, SubscribableURIs, instance_app, notify_resource_updated, request_key, session_state
 from app.serving import run_from_env
 
 mcp = MCPServer("writer")
+TOPIC = r"^topic://[a-z0-9]{1,16}$"
 
 
 class Written(BaseModel):
@@ -43,8 +45,21 @@ async def counters(ctx: Context) -> dict[str, int]:
     return {"before": await state.get("before", 0), "after": await state.get("after", 0)}
 
 
+@mcp.tool()
+async def announce_update(ctx: Context, uri: Annotated[str, Field(pattern=TOPIC)]) -> int:
+    """Tell the subscribers of `uri` it changed; returns how many sessions held here are subscribed."""
+    return await notify_resource_updated(ctx, uri)
+
+
+@mcp.tool()
+async def announce_tools_changed(ctx: Context) -> str:
+    """Tell every session the tool list changed."""
+    await ctx.notify_tools_changed()
+    return "told"
+
+
 def create_app() -> ASGIApp:
-    return instance_app(mcp, InstanceSettings.from_env())
+    return instance_app(mcp, InstanceSettings.from_env(), subscribable=SubscribableURIs(TOPIC, "topic://<name>"))
 
 
 if __name__ == "__main__":
