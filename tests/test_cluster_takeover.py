@@ -123,7 +123,8 @@ async def test_a_claim_sent_again_after_a_timeout_returns_the_first_answer(redis
     taker = SessionRegistry(redis, "taker", "http://127.0.0.1:2", 60)
     first = await taker.claim(session_id, dead.owner_id)
     again = await taker.claim(session_id, dead.owner_id)
-    assert first == again == dataclasses.replace(OPENING, generation=2)
+    assert first == again == dataclasses.replace(OPENING, generation=2, heard=first.heard)
+    assert set(first.heard) == {"#tools", "#prompts", "#resources"}  # the lists it hears, from its start
     assert await redis.hget(keys.SESSION.format(session_id), "gen") == b"2"
     assert await SessionRegistry(redis, "late", "http://127.0.0.1:3", 60).claim(session_id, dead.owner_id) is None
 

@@ -190,9 +190,7 @@ class Forwarder:
                 await self._relay_stream(response, receive, send)
             else:  # a call's answer (JSON, or its SSE events): it ends when the call does
                 try:
-                    async for chunk in response.chunks():
-                        ended = response.ended  # an answer read whole (most are) goes on in one message
-                        await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+                    ended = await self._relay_answer(response, receive, send)
                 except OwnerLost as exc:
                     # Its answer has begun: nothing can be sent in its place. Ended short, the client sends the
                     # request again with its id, which the instance that serves the session next answers once.
@@ -202,6 +200,34 @@ class Forwarder:
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
+
+    async def _relay_answer(self, response: HopResponse, receive: Receive, send: Send) -> bool:
+        """Pass a call's answer on; whether it ended. Most are read whole, at once; one that goes on (SSE events,
+        waiting for the client's answer to a sampling or elicitation request) ends when its client leaves, so the
+        owner sees the client gone too (and a retry of the call is not held behind a run no one waits for)."""
+        chunks = response.chunks()
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": not response.ended})
+            if response.ended:
+                return True
+            break
+        else:
+            return False
+        async with anyio.create_task_group() as group:
+
+            async def stop_when_client_leaves() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()
+
+            group.start_soon(stop_when_client_leaves)
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": not response.ended})
+                if response.ended:
+                    group.cancel_scope.cancel()
+                    return True
+            group.cancel_scope.cancel()
+        return False
 
     async def _relay_stream(self, response: HopResponse, receive: Receive, send: Send) -> None:
         """Pass a GET stream on as the owner writes it, until it ends, the client leaves or this instance stops."""

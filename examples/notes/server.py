@@ -4,21 +4,32 @@ Its notes are session-scoped state (`session_state`), so with the Redis session 
 session in Redis: any instance serves them, and they outlive the instance that held the session.
 
     MCP_INSTANCE_ID=notes1 MCP_SESSION_STORE=redis MCP_REDIS_URL=redis://127.0.0.1:6379/0 python -m examples.notes
+
+Its outbox (`send_note`) stands for an effect outside the layer's stores, a mail system: a SQLite file
+(NOTES_OUTBOX) that the instances of one host share.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
+import anyio
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, MCPServer, Resolve, Sample
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CreateMessageResult, SamplingMessage, TextContent
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp
 
-from app import InstanceSettings, configure_logging, instance_app, session_state
+from app import InstanceSettings, configure_logging, instance_app, request_key, session_state
 
 mcp = MCPServer("notes")
 NoteText = Annotated[str, Field(min_length=1, max_length=500)]
+Recipient = Annotated[str, Field(pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$")]
+OUTBOX = Path(os.environ.get("NOTES_OUTBOX", Path(tempfile.gettempdir()) / "notes-outbox.sqlite3"))  # what mail sends
 
 
 class Forget(BaseModel):
@@ -75,6 +86,23 @@ async def forget_notes(ctx: Context, answer: Annotated[ElicitationResult[Forget]
         return "kept"
     await session_state(ctx).set("count", 0)
     return "forgotten"
+
+
+@mcp.tool()
+async def send_note(ctx: Context, to: Recipient, number: int) -> str:
+    """Mail note `number` to `to`, once however often the call is retried: the outbox (a database every instance
+    reaches) keys each mail by the call's request key, so a second run of the call adds no second mail."""
+    text = await session_state(ctx).get(f"note.{number}")
+    if text is None:
+        raise ToolError(f"no note {number} in this session")
+    await anyio.to_thread.run_sync(_post, request_key(ctx), to, text)
+    return f"sent note {number} to {to}"
+
+
+def _post(key: str | None, to: str, text: str) -> None:
+    with sqlite3.connect(OUTBOX) as outbox:
+        outbox.execute("CREATE TABLE IF NOT EXISTS mail (key TEXT UNIQUE, recipient TEXT, text TEXT)")
+        outbox.execute("INSERT INTO mail VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING", (key, to, text))
 
 
 def create_app() -> ASGIApp:
