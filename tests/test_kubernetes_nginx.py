@@ -121,6 +121,24 @@ def test_a_prefix_that_names_no_pod_goes_nowhere_else(pods):
     assert canary.connections == 0
 
 
+def test_a_call_whose_pod_died_before_answering_goes_on_to_a_ready_pod(pods):
+    """The call reached its session's pod, which died before any byte of its answer (JSON: the answer comes whole,
+    at the end): nginx sends it to a ready pod, which takes the session over and runs it."""
+    clients = sessions_on(pods.url, {"mcp-0"})["mcp-0"]
+    outcome: list = []
+    call = threading.Thread(
+        target=lambda: outcome.append(clients[0].call_tool("slow_task", {"steps": 10, "step_seconds": 0.3}))
+    )
+    call.start()
+    ready = f"http://{pods.address('mcp-0')}:{pods.app_port}/readyz"
+    wait_for(lambda: requests.get(ready, timeout=5).json()["calls"] == 1)
+    pods.kill_only("mcp-0")  # its name still resolves: the other pods refuse nothing
+    call.join(timeout=30)
+    (answered,) = outcome
+    assert answered.status == 200 and answered.result["content"][0]["text"] == "done: 10 steps", answered.messages
+    assert answered.instance != "mcp-0"
+
+
 class Canary:
     """A listener on a loopback address no pod has, at the pods' port: counts who connects."""
 

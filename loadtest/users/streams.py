@@ -18,7 +18,8 @@ from loadtest.client.legacy import INSTANCE_HEADER, McpClient, stream_events, st
 from loadtest.client.modern import ModernClient
 
 STREAM_READ_TIMEOUT = 40.0  # the streams are silent between updates; the server pings every 15 s
-RESUME_ATTEMPTS = 3  # reconnections of a GET stream before the next task subscribes afresh
+RESUME_ATTEMPTS = 3  # failed resumes of a GET stream in a row before the next task subscribes afresh
+RESUME_BACKOFF = 0.2  # seconds between them
 ACKNOWLEDGE_WAIT = 5.0  # for a listen stream's notifications/subscriptions/acknowledged
 UPDATED = "notifications/resources/updated"
 
@@ -84,20 +85,29 @@ class GetStream(UpdateStream):
 
     def _read(self, client: McpClient, stream: requests.Response) -> None:
         """Read updates; when the stream ends or breaks, resume it after the last event seen (the Redis
-        store replays what was missed, from whichever instance serves the session by then)."""
-        last_event_id = None
-        for _ in range(RESUME_ATTEMPTS):
+        store replays what was missed, from whichever instance serves the session by then), as often as it
+        breaks; after RESUME_ATTEMPTS resumes in a row that fail, or a 404 (the session is gone), stop."""
+        last_event_id, failed = None, 0
+        while failed < RESUME_ATTEMPTS:
             with contextlib.suppress(requests.RequestException):
                 for event_id, message in stream_events(stream):
                     last_event_id = event_id or last_event_id
                     if message.get("method") == UPDATED:
                         self.updates.put(message)
             stream.close()
-            with contextlib.suppress(requests.RequestException):
+            try:
                 stream = self.response = client.open_stream(STREAM_READ_TIMEOUT, last_event_id)
-                if stream.status_code == 200:
-                    continue
-            return  # the next task subscribes again
+            except requests.RequestException:
+                failed += 1
+                gevent.sleep(RESUME_BACKOFF)
+                continue
+            if stream.status_code == 404:
+                return  # the session is gone: the next task opens another
+            failed = 0 if stream.status_code == 200 else failed + 1
+            if stream.status_code != 200:
+                stream.close()
+                gevent.sleep(RESUME_BACKOFF)
+        # the next task subscribes again
 
 
 class ListenStream(UpdateStream):
