@@ -1,8 +1,9 @@
 """The compose stack with the Redis store: only the instances reach each other's forwarding ports, Prometheus
 (the `monitoring` profile) counts what a load did and the takeovers a SIGKILL caused, and a rolling deploy
 under load, as a team runs one: each app container recreated in turn (`docker compose up -d
---force-recreate --no-deps`), the next only once it is healthy, while sessions count through nginx (`session`
-policy). No session may be lost and every count must be exact."""
+--force-recreate --no-deps`), the next only once it is healthy, while the Locust web UI runs every scenario
+through nginx round-robin: no operation of any capability may fail (a count lost or doubled fails the counting
+scenario's operation). The counting load's rolling restart is the fault scorecard's row (local stack)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import subprocess
 import pytest
 import requests
 
+from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
 from loadtest.compose import PROJECT, ComposeStack
-from loadtest.faults.load import CountingLoad
 from loadtest.stack import free_port
 from loadtest.topology import INSTANCES, PROJECT_ROOT
 from tests.utils.clients import wait_for
@@ -104,14 +105,43 @@ def test_prometheus_counts_the_calls_and_the_takeovers_of_a_sigkill(stack):
     assert status.stdout.startswith("Active connections:")
 
 
-def test_a_rolling_deploy_loses_no_session_and_no_count(stack):
-    with CountingLoad(stack.url, SESSIONS, sample_every=0, timeout=(5, 40)) as load:
-        load.go_on(5)
+SCENARIOS = (
+    "BasicToolUser",
+    "SessionStateUser",
+    "LoggingUser",
+    "ProgressUser",
+    "SamplingUser",
+    "ElicitationUser",
+    "ResourceUpdatesUser",
+    "SessionChurnUser",
+)
+
+
+def test_a_rolling_deploy_fails_no_operation_of_the_full_locust_mix(stack):
+    """The issue's run: the web UI with every scenario (24 users) through nginx round-robin, each app recreated in
+    turn, the next once it is healthy."""
+    stack.up(policy="round-robin")
+    ui = f"http://127.0.0.1:{stack.locust_port}"
+    requests.get(f"{ui}/stats/reset", timeout=10)
+    swarm = {"user_count": 24, "spawn_rate": 24, "user_classes": list(SCENARIOS)}
+    assert requests.post(f"{ui}/swarm", data=swarm, timeout=10).json()["success"]
+    try:
+        wait_for(lambda: all(count >= 3 for count in ran(ui)), timeout=60, interval=1)
         for name in INSTANCES:
             stack.compose("up", "-d", "--no-build", "--force-recreate", "--no-deps", f"{name}-{PROFILE}")
             stack.wait_healthy()
-        load.go_on(5)  # and every session counts on, from exactly what was acknowledged
-    tally = load.tally
-    assert (tally.failed, tally.retried) == ({}, {}), tally  # nothing failed, so nothing was sent again
-    assert (tally.sessions_lost, tally.acknowledged_lost, tally.doubled) == (0, 0, 0), tally
-    assert min(load.counted) > 0, load.counted
+        after = ran(ui)  # and every capability runs on, three times more
+        wait_for(lambda: all(now >= then + 3 for now, then in zip(ran(ui), after, strict=True)), timeout=60)
+    finally:
+        stats = requests.get(f"{ui}/stats/requests", timeout=10).json()
+        requests.post(f"{ui}/stop", timeout=10)
+    failed = {entry["name"]: entry["num_failures"] for entry in stats["stats"] if entry["num_failures"]}
+    errors = [(error["name"], error["error"], error["occurrences"]) for error in stats["errors"]]
+    assert failed == {}, errors
+
+
+def ran(ui: str) -> list[int]:
+    """How many operations of each capability Locust has run (since the stats were reset)."""
+    stats = requests.get(f"{ui}/stats/requests", timeout=10).json()["stats"]
+    counts = {entry["name"]: entry["num_requests"] for entry in stats}
+    return [counts.get(name, 0) for name in cap.CAPABILITIES]

@@ -1,6 +1,7 @@
 """A call in flight when its instance gets SIGTERM, with real processes (redis-server, uvicorn, nginx): it
-finishes where it started, or, past MCP_DRAIN_SECONDS, ends unanswered. A rolling restart under load, both
-policies, is a row of the fault scorecard (tests/test_faults.py)."""
+finishes where it started, or, past MCP_DRAIN_SECONDS, ends unanswered. A rolling restart under Locust's every
+scenario fails no operation of any capability. A rolling restart under the counting load is a row of the fault
+scorecard (tests/test_faults.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import threading
 import requests
 
 from loadtest.client import capabilities as cap
+from loadtest.topology import INSTANCES
 from tests.utils.clients import session, wait_for
+from tests.utils.locust import run_headless
 
 SLOW = {"steps": 40, "step_seconds": 0.5}  # a 20 s call
+LOCUST_SECONDS = 35  # the load's length: past the three restarts (about 4 s each here)
 
 
 def test_a_call_in_flight_finishes_where_it_started_and_the_session_moves_after(tmp_path):
@@ -63,3 +67,33 @@ def _restart_app1_during(stack, call):
     thread.join(timeout=30)
     (result,) = results
     return result
+
+
+def test_a_rolling_restart_fails_no_operation_of_the_full_locust_mix(tmp_path):
+    """Locust's every scenario (24 users, three of each) through nginx round-robin with the Redis store, while the
+    three instances restart in turn (SIGTERM: drained): not one operation of any capability fails, the updates
+    of the GET streams included."""
+    from loadtest.stack import Stack, free_port
+
+    options = {"preset": "stateful-sse", "policy": "round-robin", "store": "redis", "port": free_port()}
+    with Stack(run_dir=tmp_path / "stack", **options) as stack:
+        out = tmp_path / "locust"
+        out.mkdir()
+        host, ran = stack.url.removesuffix("/mcp"), {}
+        load = threading.Thread(
+            target=lambda: ran.update(run=run_headless(host, out, "-u", "24", "-r", "24", seconds=LOCUST_SECONDS))
+        )
+        load.start()
+        wait_for(lambda: _sessions_held(stack) >= 16, timeout=20)
+        for name in INSTANCES:
+            stack.restart(name)
+        load.join(timeout=LOCUST_SECONDS + 30)
+    stats, report = ran["run"]
+    for name in (*cap.CAPABILITIES, cap.OPEN_SESSION):
+        assert stats[name]["num_requests"] > 0, name
+        assert stats[name]["num_failures"] == 0, (name, report[name]["failures"])
+
+
+def _sessions_held(stack) -> int:
+    urls = [stack.instance_url(name).replace("/mcp", "/readyz") for name in INSTANCES]
+    return sum(requests.get(url, timeout=5).json()["sessions"] for url in urls)

@@ -12,6 +12,7 @@ A group of `python -m loadtest.bench` (`--layer-seconds`), or alone: `python -m 
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import statistics
@@ -21,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -29,7 +30,9 @@ from starlette.types import ASGIApp
 
 from app.asgi import create_app
 from app.server.settings import ServerSettings
+from app.sessions.ledger import RedisLedger
 from app.settings import InstanceSettings, Preset, SessionStore
+from app.shared.redis import connect
 from loadtest.bench import references
 from loadtest.bench.in_process import InProcessClient, lifespan
 from loadtest.bench.servers import wait_listening
@@ -50,6 +53,7 @@ class Served:
     name: str
     client: InProcessClient
     sessions: list[str]
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(2))
 
     async def open_sessions(self) -> None:
         for _ in range(SESSIONS):
@@ -64,7 +68,8 @@ class Served:
     async def calls(self, count: int) -> None:
         for n in range(count):
             session_id = self.sessions[n % SESSIONS]
-            status, _, body = await self.client.post(call_body("whoami", {}), headers(None, session_id, LEGACY_VERSION))
+            body = call_body("whoami", {}, request_id=next(self.ids))  # a request id is used once in a session
+            status, _, body = await self.client.post(body, headers(None, session_id, LEGACY_VERSION))
             if status != 200 or b'"isError":false' not in body:
                 raise RuntimeError(f"{self.name}: whoami failed: HTTP {status} {body[:200]!r}")
 
@@ -163,13 +168,44 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {row['subject']} | {row['cpu_ms_per_call']:.3f} ms | {row['vs_sdk']:.3f}x | {low:.3f}-{high:.3f} |"
         )
+    if (record := result.get("record")) is not None:
+        lines += [
+            "",
+            f"`whoami` is annotated read-only, so its calls are not recorded. Recording a call (every call of a tool "
+            f"that may change something, with the Redis store: its record begun and finished, two scripts) took "
+            f"{record['cpu_ms_per_call']:.3f} ms of CPU and {record['p50_ms']:.3f} ms (p50) here, over "
+            f"{record['calls']} calls, one at a time.",
+        ]
     return "\n".join(lines)
 
 
+async def record_cost(seconds: float, redis_url: str, redis_password: str) -> dict:
+    """What recording a tool call costs with the Redis store (app/sessions/ledger.py, for every call of a tool
+    not annotated read-only): its two scripts, begun and finished, one pair at a time, for `seconds`."""
+    redis = connect(redis_url, password=redis_password)
+    ledger, tenure, answer = RedisLedger(redis, 600), ("app1:bench", 1), b'{"result":{"content":[]}}' + b" " * 200
+    cpu, wall = [], []
+    try:
+        deadline = time.monotonic() + seconds
+        for number in itertools.count():
+            if time.monotonic() > deadline and number >= CALLS_PER_BLOCK:
+                break
+            started, started_cpu = time.perf_counter(), time.process_time()
+            await ledger.begin(f"bench{number % SESSIONS}", f"call{number}", "digest", tenure)
+            await ledger.finish(f"bench{number % SESSIONS}", f"call{number}", tenure, answer)
+            wall.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - started_cpu) * 1000)
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    return {"calls": len(wall), "cpu_ms_per_call": statistics.median(cpu), "p50_ms": statistics.median(wall)}
+
+
 def run(seconds: float) -> dict:
-    """Every subject measured for `seconds`, with a redis-server of this run's own."""
+    """Every subject measured for `seconds`, and a call's record, with a redis-server of this run's own."""
     with redis_server() as (redis_url, password):
-        return anyio.run(measure, seconds, redis_url, password)
+        result = anyio.run(measure, seconds, redis_url, password)
+        result["record"] = anyio.run(record_cost, max(1.0, seconds / 4), redis_url, password)
+        return result
 
 
 if __name__ == "__main__":  # this group alone: python -m loadtest.bench.layer_cost [seconds]

@@ -28,6 +28,7 @@ IN_FLIGHT_REASONS = (
     "stream ended without a response",
     "timeout",
     "no session: initialize failed",
+    "not waiting for an answer to server request",  # the user's answer, after the instance that asked died
 )
 SESSION_LOSS_REASONS = ("Session not found", "GET stream: HTTP 404")
 

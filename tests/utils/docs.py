@@ -24,6 +24,7 @@ PAGES = (
     "docs/layer.md",
     "docs/tests.md",
     "docs/design/redis-sessions.md",
+    "docs/design/exactly-once.md",
 )
 TAGGED = re.compile(r"<!-- (?P<kind>tested|ci): (?P<tag>[^>]*?) -->\n```bash\n(?P<code>.*?)```", re.S)
 
