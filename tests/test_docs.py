@@ -21,7 +21,7 @@ from loadtest.compose import V2, installed
 from loadtest.results import README_EMBED
 from loadtest.stack import Stack
 from loadtest.topology import PRESETS, PROJECT_ROOT
-from tests.utils.clients import port_free
+from tests.utils.clients import docs_ports
 from tests.utils.docs import PAGES, TAGGED, blocks, page, run_blocks, shell_env
 
 SESSION_NOT_FOUND = '{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}'
@@ -154,7 +154,8 @@ def test_ci_runs_the_commands_the_pages_say_it_runs():
 
 @pytest.fixture
 def port_8080_free():
-    port_free(8080)
+    with docs_ports():
+        yield
 
 
 def check(name: str, output: str) -> None:
@@ -190,7 +191,6 @@ def test_local_stack_commands(name, tmp_path, port_8080_free):
 @pytest.mark.compose
 @pytest.mark.timeout(900)
 def test_docker_compose_walk_through(tmp_path, port_8080_free, compose_images):
-    port_free(8089)
     env = shell_env(tmp_path)
     if not installed(V2):
         env["PATH"] = f"{compose_v1_shim(tmp_path)}:{env['PATH']}"  # the walk-through's note: type docker-compose

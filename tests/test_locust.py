@@ -11,7 +11,7 @@ import requests
 from loadtest.client import capabilities as cap
 from loadtest.stack import Stack, answers, free_port
 from loadtest.topology import PROJECT_ROOT
-from tests.utils.clients import port_free, wait_for
+from tests.utils.clients import docs_ports, wait_for
 from tests.utils.docs import blocks, shell_env
 from tests.utils.locust import run_headless, stats_with, web_ui_summary
 
@@ -53,9 +53,7 @@ def test_operations_that_cannot_connect_are_counted_as_failures(tmp_path):
 
 def test_the_readme_web_ui_command(tmp_path):
     """`locust -f loadtest/locustfile.py --host http://localhost:8080`, driven through its HTTP API."""
-    port_free(8080)
-    port_free(8089)
-    with Stack(run_dir=tmp_path / "stack", preset="stateless-sse", port=8080):
+    with docs_ports(), Stack(run_dir=tmp_path / "stack", preset="stateless-sse", port=8080):
         locust = subprocess.Popen(
             ["bash", "-c", blocks()["locust-web-ui"][0]],
             cwd=PROJECT_ROOT,

@@ -63,8 +63,9 @@ def markdown(run: dict) -> str:
 def summary(run: dict) -> str:
     """The Redis store's rows (one Redis or redis-ha, either policy) added up: one line per fault, for the README."""
     lines = [
-        f"Faults under load with the Redis store, every configuration added up ({run['date']}, "
-        f"{run['machine'].split(', Python')[0]}; every row: [docs/results.md](docs/results.md#fault-scorecard)):",
+        f"Faults under load with the Redis store, sessions counting as careful clients do (a failed call sent again "
+        f"with its request id), every configuration added up ({run['date']}, {run['machine'].split(', Python')[0]}; "
+        "every row: [docs/results.md](docs/results.md#fault-scorecard)):",
         "",
         "| Fault | " + " | ".join(SUMMED_COLUMNS) + " |",
         "|---|" + "---|" * len(SUMMED_COLUMNS),

@@ -58,8 +58,12 @@ def pytest_collection_finish(session) -> None:
         return
     build = session.config.stash[BUILD] = ImageBuild(Path(tempfile.gettempdir()) / "mcpscale-compose-images.log")
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    reporter.write_line(f"images: building the compose tests' images while the other tests run: {build.log}")
     build.start()
+    if all(item.get_closest_marker("compose") for item in session.items):  # nothing to run meanwhile: wait here,
+        reporter.write_line(f"images: building the compose tests' images first: {build.log}")  # not in a test
+        build.wait()
+        return
+    reporter.write_line(f"images: building the compose tests' images while the other tests run: {build.log}")
 
 
 @pytest.fixture(scope="session")

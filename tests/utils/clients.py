@@ -3,9 +3,14 @@ our own wire client with a session open, raw 2026-07-28 calls, and polling with 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -93,6 +98,32 @@ def port_free(port: int) -> None:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             pytest.fail(f"port {port} is in use: the docs' commands need it (a stack or Locust still up?)")
+
+
+DOCS_PORTS = (8080, 8089)  # nginx and Locust's web UI, as the docs' commands publish them
+DOCS_PORTS_LOCK = Path(tempfile.gettempdir()) / "mcp-scale-lab-docs-ports.lock"
+
+
+@contextlib.contextmanager
+def docs_ports(timeout: float = 900.0) -> Iterator[None]:
+    """Hold the ports the docs' commands use for the block: the compose tests run beside the others, in a process
+    of their own (scripts/test), and a test of either takes its turn on them. Fails when something else holds one."""
+    with DOCS_PORTS_LOCK.open("w") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the docs' ports stayed taken by another test for {timeout:.0f} s")
+                time.sleep(0.2)  # the other test's turn: polled, the lock has no waiting with a deadline
+        try:
+            for port in DOCS_PORTS:
+                port_free(port)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 MODERN = MODERN_VERSION
