@@ -28,10 +28,10 @@ ROUNDS_AROUND = 10  # publications before the fault, and after it
 PACE_SECONDS = 0.2  # between publications during the fault: a session hears the last 64 events of each it missed
 
 
-@pytest.fixture
-def stack(tmp_path):
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
     options = {"preset": "stateful-sse", "store": "redis", "server": "tests.servers.writer"}
-    with Stack(run_dir=tmp_path, port=free_port(), **options) as stack:
+    with Stack(run_dir=tmp_path_factory.mktemp("resume"), port=free_port(), **options) as stack:
         yield stack
 
 

@@ -15,7 +15,7 @@ from tests.utils.clients import session, wait_for
 from tests.utils.locust import run_headless
 
 SLOW = {"steps": 40, "step_seconds": 0.5}  # a 20 s call
-LOCUST_SECONDS = 35  # the load's length: past the three restarts (about 4 s each here)
+LOCUST_SECONDS = 28  # the load's length: past the three restarts (about 4 s each here)
 
 
 def test_a_call_in_flight_finishes_where_it_started_and_the_session_moves_after(tmp_path):
