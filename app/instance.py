@@ -247,6 +247,7 @@ class Instance:
             json_response=settings.preset.json_response,
             horizon_seconds=settings.retry_horizon,
             server_requests=self.server_requests,
+            connections=self.connections,
         )
         chain = sdk_internals.lowlevel_server(self.mcp).middleware
         chain[0:0] = [self.connections.middleware, once.record]  # outermost: they see every call, initialize too

@@ -115,6 +115,17 @@ def awaits_answer(dispatcher: JSONRPCDispatcher, request_id: RequestId) -> bool:
     return coerce_request_id(request_id) in dispatcher._pending
 
 
+def cancel_request(connection: Connection, request_id: RequestId) -> bool:
+    """Stop the handler of the client's request `request_id` as the client's `notifications/cancelled` would
+    (the SDK then sends no answer for it); False when no such request is running."""
+    in_flight = connection.outbound._in_flight.get(coerce_request_id(request_id))
+    if in_flight is None:
+        return False
+    in_flight.dctx.cancel_requested.set()
+    in_flight.scope.cancel()
+    return True
+
+
 def negotiated_version(params: dict) -> str:
     """The protocol version the SDK picks for these `initialize` params (the SDK's own rule, reused)."""
     return ServerRunner._negotiate_initialize(params)[1]

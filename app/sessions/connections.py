@@ -13,6 +13,7 @@ from weakref import WeakValueDictionary
 
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.dispatcher import RequestId
 
 from app import sdk_internals
 
@@ -37,6 +38,11 @@ class Connections:
 
     def get(self, session_id: str) -> Connection | None:
         return self._by_session.get(session_id)
+
+    def cancel_request(self, session_id: str, request_id: RequestId) -> bool:
+        """Stop a request of the session's client that is running here, as its client's cancel would."""
+        connection = self._by_session.get(session_id)
+        return connection is not None and sdk_internals.cancel_request(connection, request_id)
 
     def held(self) -> list[tuple[str, Connection]]:
         """Every session held here now, with its connection."""

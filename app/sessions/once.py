@@ -32,7 +32,6 @@ import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.dispatcher import RequestId, as_request_id, coerce_request_id
-from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
 from mcp.types import INTERNAL_ERROR, ErrorData
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -53,6 +52,7 @@ from app.http.messages import (
     send_error,
     send_response,
 )
+from app.sessions.connections import Connections
 from app.sessions.ledger import RequestLedger, Tenure, Verdict, encoded
 from app.sessions.server_requests import ServerRequests, is_answer
 from app.sessions.state import session_id_of
@@ -79,37 +79,64 @@ def key_of(session_id: str, request_id: RequestId) -> str:
     return f"{session_id}:{named}"
 
 
-def digest_of(message: dict) -> str:
+def request_of(message: dict) -> tuple[Any, Any]:
     """What a repeat must match: the method and the params (their `_meta`, such as a progress token, may differ)."""
     params = message.get("params")
-    if isinstance(params, dict):
+    if isinstance(params, dict) and "_meta" in params:
         params = {name: value for name, value in params.items() if name != "_meta"}
-    request = json.dumps([message.get("method"), params], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(request.encode()).hexdigest()
+    return message.get("method"), params
+
+
+def digest_of(request: tuple[Any, Any]) -> str:
+    """A request (`request_of`) as the ledger keeps it, to match its repeats on any instance."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(eq=False)
 class _GatedRun(Run):
     """A run this process let through to the SDK, with what its repeats here wait on."""
 
-    local_key: str = ""  # its key among the runs in progress here (a read-only call's too)
+    local_key: tuple[str, RequestId] = ("", 0)  # among the runs in progress here (a read-only call's too)
     request_id: RequestId = 0
-    digest: str = ""
+    request: tuple[Any, Any] = (None, None)  # what its repeats must match (`request_of`)
     session_id: str = ""
     tenure: Tenure = ("", 0)
     began: float = field(default_factory=time.monotonic)
-    handler_running: bool = False
+    handler_running: bool = False  # its handler began (it ran or runs)
     response_ended: bool = False  # its HTTP answer is over: sent, or its client has gone
-    handler_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    ended: bool = False
     answer: bytes | None = None  # set once the run's outcome is recorded
-    ended: anyio.Event = field(default_factory=anyio.Event)
-    settled: anyio.Event = field(default_factory=anyio.Event)  # ended, or its HTTP answer is over
+    changed: anyio.Event | None = None  # made only when a repeat waits on the run (most runs have none)
+
+    @property
+    def settled(self) -> bool:
+        """Ended, or its HTTP answer is over."""
+        return self.ended or self.response_ended
 
     @property
     def orphaned(self) -> bool:
         """Still running with no one to answer: its client left (a POST's stream is not resumed here), and if
         it waits for that client (sampling, elicitation), it waits forever."""
-        return self.handler_running and self.response_ended
+        return self.handler_running and self.response_ended and not self.ended
+
+    async def wait_until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            if self.changed is None:
+                self.changed = anyio.Event()
+            await self.changed.wait()
+
+    def end_response(self) -> None:
+        self.response_ended = True
+        self._tell_waiters()
+
+    def end(self) -> None:
+        self.ended = True
+        self._tell_waiters()
+
+    def _tell_waiters(self) -> None:
+        if self.changed is not None:
+            self.changed.set()
+            self.changed = None
 
 
 class OncePerRequest:
@@ -123,6 +150,7 @@ class OncePerRequest:
         json_response: bool,
         horizon_seconds: float,
         server_requests: ServerRequests,
+        connections: Connections,
     ) -> None:
         self.app = app
         self._mcp = mcp
@@ -131,7 +159,8 @@ class OncePerRequest:
         self._json_response = json_response
         self._horizon = horizon_seconds
         self._server_requests = server_requests
-        self._running: dict[str, _GatedRun] = {}  # runs in progress here, by key
+        self._connections = connections
+        self._running: dict[tuple[str, RequestId], _GatedRun] = {}  # runs in progress here, by session and id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -165,34 +194,34 @@ class OncePerRequest:
     async def _serve_call(
         self, session_id: str, request_id: RequestId, message: dict, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        key, digest = key_of(session_id, request_id), digest_of(message)
-        while (first := self._running.get(key)) is not None:  # a repeat of a run in progress here: its answer
-            if first.digest != digest:
+        local_key, request = (session_id, coerce_request_id(request_id)), request_of(message)
+        while (first := self._running.get(local_key)) is not None:  # a repeat of a run in progress here: its answer
+            if first.request != request:
                 raise _reused(request_id)
             with anyio.move_on_after(IN_PROGRESS_WAIT_SECONDS):
-                await first.settled.wait()
-            if not first.settled.is_set():
+                await first.wait_until(lambda: first.settled)
+            if not first.settled:
                 running = f"request {json.dumps(request_id)} is still running ({time.monotonic() - first.began:.0f} s)"
                 raise Refused(409, -32000, f"{running}; {MAY_HAVE_RUN}")
             if first.orphaned:
                 # Stopped now; sent once more (not at once: the SDK has yet to close the first run's stream, which
                 # bears the same id), it runs again, its writes answering as before.
-                first.handler_scope.cancel()
+                self._connections.cancel_request(session_id, request_id)
                 stopped = f"request {json.dumps(request_id)} was still running, its client gone; it is stopped now"
                 raise Refused(409, -32000, f"{stopped}; {MAY_HAVE_RUN}")
-            await first.ended.wait()  # its answer is out: the run is ending
+            await first.wait_until(lambda: first.ended)  # its answer is out: the run is ending
             if first.answer is not None:
                 await self._answer(send, session_id, request_id, first.answer)
                 return
         tenure = self._tenure(session_id)
         if tenure is None:
             raise _moved()
-        run = self._running[key] = _GatedRun(
-            key if self._recorded(message) else None,
+        run = self._running[local_key] = _GatedRun(
+            key_of(session_id, request_id) if self._recorded(message) else None,
             self._horizon,
-            local_key=key,
+            local_key=local_key,
             request_id=request_id,
-            digest=digest,
+            request=request,
             session_id=session_id,
             tenure=tenure,
         )
@@ -204,8 +233,7 @@ class OncePerRequest:
                 await self.app(scope, receive, send)
             finally:
                 current_run.reset(token)
-                run.response_ended = True
-                run.settled.set()
+                run.end_response()
         finally:
             if not run.handler_running:  # else `record` ends it, with the call
                 self._end(run)
@@ -213,7 +241,7 @@ class OncePerRequest:
     async def _answered_before(self, run: _GatedRun, send: Send) -> bool:
         """Begin the run in the ledger; answer here what it says when the request must not run (True)."""
         try:
-            begun = await self._ledger.begin(run.session_id, run.key, run.digest, run.tenure)
+            begun = await self._ledger.begin(run.session_id, run.key, digest_of(run.request), run.tenure)
         except RedisUnavailable as exc:
             raise Refused(503, -32603, f"{exc.what}; {DID_NOT_RUN}") from None  # the call has not begun
         if begun.verdict is Verdict.CONFLICT:
@@ -246,36 +274,32 @@ class OncePerRequest:
             finally:
                 current_run.reset(token)
         run.handler_running = True
-        try:
-            with run.handler_scope:
-                try:
-                    result = await call_next(ctx)
-                except Exception as exc:
-                    error = handler_exception_to_error_data(exc) or ErrorData(code=0, message=str(exc))
-                    await self._finish(run, {"error": error.model_dump(by_alias=True, mode="json", exclude_none=True)})
-                    raise
-                await self._finish(run, {"result": result})
-                return result
-            raise MCPError(
-                INTERNAL_ERROR, f"this run was cancelled: its client left, and it was sent again; {MAY_HAVE_RUN}"
-            )
+        try:  # a run the gate cancels (orphaned) ends here unrecorded, unanswered
+            try:
+                result = await call_next(ctx)
+            except Exception as exc:
+                error = handler_exception_to_error_data(exc) or ErrorData(code=0, message=str(exc))
+                await self._finish(run, {"error": error.model_dump(by_alias=True, mode="json", exclude_none=True)})
+                raise
+            await self._finish(run, {"result": result})
+            return result
         finally:
             self._end(run)
 
     async def _finish(self, run: _GatedRun, outcome: dict) -> None:
+        if run.key is None:  # not recorded: a repeat runs it again
+            return
         answer = None if run.transient is not None else encoded(outcome)
-        if run.key is not None:
-            try:
-                await self._ledger.finish(run.session_id, run.key, run.tenure, answer)
-            except RedisUnavailable as exc:  # answered all the same: a retry runs it again, its writes answer once
-                log.warning("could not record a call's outcome: %s", exc)
+        try:
+            await self._ledger.finish(run.session_id, run.key, run.tenure, answer)
+        except RedisUnavailable as exc:  # answered all the same: a retry runs it again, its writes answer once
+            log.warning("could not record a call's outcome: %s", exc)
         run.answer = answer
 
     def _end(self, run: _GatedRun) -> None:
         if self._running.get(run.local_key) is run:
             del self._running[run.local_key]
-        run.ended.set()
-        run.settled.set()
+        run.end()
 
     async def _answer(self, send: Send, session_id: str, request_id: RequestId, answer: bytes) -> None:
         """Send a recorded answer as the SDK would have sent the call's: one JSON body, or one SSE event."""
