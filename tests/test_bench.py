@@ -84,6 +84,23 @@ def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     assert "SessionRouter" in (tmp_path / "profiles" / "ours-redis-store.txt").read_text()
 
 
+@pytest.mark.timeout(120)
+def test_the_layer_is_measured_again_under_the_committed_figures_with_its_own_date(tmp_path):
+    committed = json.loads((PROJECT_ROOT / "results" / "bench" / "bench.json").read_text())
+    readme = tmp_path / "README.md"
+    shutil.copy(PROJECT_ROOT / "README.md", readme)
+    args = ("--render", "results/bench/bench.json", "--remeasure-layer", "--layer-seconds", "1")
+    done = run("loadtest.bench", *args, "--out", str(tmp_path), "--page", str(readme))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["instances"] == committed["instances"] and result["run"] == committed["run"]
+    today = result["layer_cost"]["date"][:10]
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary in readme.read_text()
+    assert (f"(measured on {today} in one process" in summary) == (today != committed["run"]["date"][:10])
+    assert f"In one process ({result['layer_cost']['date']})" in (tmp_path / "bench.md").read_text()
+
+
 def test_calls_that_fail_fail_a_wrk_run_with_their_count(tmp_path):
     """On asyncio and h11, as the event-loop comparison runs it (the quick run above skips that)."""
     ours = Subject("ours", "ours", "app.asgi:create_app", {"MCP_PRESET": "stateful-json"}, "asyncio", "h11")

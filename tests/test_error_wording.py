@@ -15,17 +15,10 @@ from app.shared.redis import RedisUnavailable
 from app.shared.runs import DID_NOT_RUN, MAY_HAVE_RUN, MAY_HAVE_RUN_UNKEYED, NOT_RUN, Run, current_run
 from loadtest.client import careful
 from loadtest.topology import PROJECT_ROOT
-from tests.utils.asgi import served
+from tests.utils.asgi import INITIALIZE, JSON_RPC, served
 
 pytestmark = pytest.mark.anyio
 CLASSES = (NOT_RUN, MAY_HAVE_RUN, MAY_HAVE_RUN_UNKEYED)
-ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
 # Paths pinned by the tests that run them (real processes, or the SDK's session), by the words each asserts.
 ELSEWHERE = {
     "the relay's owner is busy (503)": ("tests/test_cluster_router.py", "busy; did not run: retry"),
@@ -95,20 +88,20 @@ async def test_every_refusal_of_an_instance_says_it_did_not_run():
     stateful = instance_app(MCPServer("stateful"), InstanceSettings("app1", preset="stateful-json", max_sessions=1))
     stateless = instance_app(MCPServer("stateless"), InstanceSettings("app2", preset="stateless-json"))
     async with served(stateful) as client:
-        opened = await client.post("/mcp", json=INITIALIZE, headers=ACCEPT)
-        session = {**ACCEPT, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        opened = await client.post("/mcp", json=INITIALIZE, headers=JSON_RPC)
+        session = {**JSON_RPC, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
         post = client.post
         refusals = {
             "a body over 4 MiB (413)": await post("/mcp", content=b"x" * (4 * 1024 * 1024 + 1), headers=session),
-            "a Host not allowed (421)": await post("/mcp", json=INITIALIZE, headers={**ACCEPT, "host": "x.test"}),
+            "a Host not allowed (421)": await post("/mcp", json=INITIALIZE, headers={**JSON_RPC, "host": "x.test"}),
             "an Origin not allowed (403)": await post(
-                "/mcp", json=INITIALIZE, headers={**ACCEPT, "origin": "http://x"}
+                "/mcp", json=INITIALIZE, headers={**JSON_RPC, "origin": "http://x"}
             ),
-            "not JSON (400)": await post("/mcp", json=INITIALIZE, headers={**ACCEPT, "content-type": "text/plain"}),
-            "MCP_MAX_SESSIONS (503)": await post("/mcp", json=INITIALIZE, headers=ACCEPT),
+            "not JSON (400)": await post("/mcp", json=INITIALIZE, headers={**JSON_RPC, "content-type": "text/plain"}),
+            "MCP_MAX_SESSIONS (503)": await post("/mcp", json=INITIALIZE, headers=JSON_RPC),
         }
     async with served(stateless) as client:
-        refusals["a GET of a stateless server (405)"] = await client.get("/mcp", headers=ACCEPT)
+        refusals["a GET of a stateless server (405)"] = await client.get("/mcp", headers=JSON_RPC)
     for path, response in refusals.items():
         assert response.status_code >= 400, path
         message = response.json()["error"]["message"]

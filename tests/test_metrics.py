@@ -19,17 +19,10 @@ from app.metrics.call_timer import CallTimer
 from app.sdk_internals import lowlevel_server
 from app.settings import SettingsError
 from loadtest.stack import free_port
-from tests.utils.asgi import served
+from tests.utils.asgi import INITIALIZE, JSON_RPC, served
 from tests.utils.metrics import scrape
 
 pytestmark = pytest.mark.anyio
-JSON_RPC = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
 
 
 def tools_server() -> MCPServer:

@@ -6,7 +6,9 @@ answers to the server's own requests are refused. Across processes and faults: t
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
 import anyio
 import pytest
@@ -83,24 +85,36 @@ def store(request) -> str:
     return request.param
 
 
-@pytest.fixture
-async def serving(store, request):
-    """(tools, client, session headers): a stateful-json instance of the store, a session open on it."""
-    tools = Tools()
+@asynccontextmanager
+async def session_on(tools: Tools, preset: Preset, store: str, request) -> AsyncIterator[tuple[Any, dict]]:
+    """(client, session headers): an instance of the preset and store serving `tools`, a session open on it."""
     redis_url = request.getfixturevalue("redis_url") if store == "redis" else None
-    settings = InstanceSettings(
-        "app1", preset=Preset.STATEFUL_JSON, session_store=SessionStore(store), redis_url=redis_url
-    )
+    settings = InstanceSettings("app1", preset=preset, session_store=SessionStore(store), redis_url=redis_url)
     async with served(Instance(tools.mcp, settings, None).app) as client:
         opened = await client.post("/mcp", json=_request(0, "initialize", INITIALIZE), headers=_accept())
         assert opened.status_code == 200, opened.text
         session = {**_accept(), "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
         await client.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+        yield client, session
+
+
+@pytest.fixture
+async def serving(store, request):
+    """(tools, client, session headers): a stateful-json instance of the store, a session open on it."""
+    tools = Tools()
+    async with session_on(tools, Preset.STATEFUL_JSON, store, request) as (client, session):
         yield tools, client, session
 
 
 async def _post(client, body: dict, headers: dict[str, str]) -> None:
     await client.post("/mcp", json=body, headers=headers)
+
+
+async def _running(tools: Tools, name: str) -> None:
+    """Until the tool's first run has begun (its handler is in), at most 5 s."""
+    with anyio.fail_after(5):
+        while tools.runs != [name]:
+            await anyio.sleep(0.01)
 
 
 def _accept() -> dict[str, str]:
@@ -166,9 +180,7 @@ async def test_a_repeat_while_the_first_runs_waits_for_its_answer(serving):
 
     async with anyio.create_task_group() as group:
         group.start_soon(call)
-        with anyio.fail_after(5):
-            while tools.runs != ["held"]:
-                await anyio.sleep(0.01)
+        await _running(tools, "held")
         group.start_soon(call)
         group.start_soon(call)
         await anyio.sleep(0.2)  # the repeats are in, waiting (none may start a second run meanwhile)
@@ -182,9 +194,7 @@ async def test_a_repeat_with_another_request_while_the_first_runs_is_refused_at_
     tools, client, session = serving
     async with anyio.create_task_group() as group:
         group.start_soon(_post, client, _call(9, "held"), session)
-        with anyio.fail_after(5):
-            while tools.runs != ["held"]:
-                await anyio.sleep(0.01)
+        await _running(tools, "held")
         reused = await client.post("/mcp", json=_call(9, "add"), headers=session)
         tools.release.set()
     assert reused.status_code == 422 and tools.runs == ["held"]
@@ -234,13 +244,7 @@ async def test_an_answer_too_large_to_keep_is_not_run_again(serving):
 
 async def test_a_repeat_of_an_sse_session_gets_the_answer_as_one_event(store, request):
     tools = Tools()
-    redis_url = request.getfixturevalue("redis_url") if store == "redis" else None
-    settings = InstanceSettings(
-        "app1", preset=Preset.STATEFUL_SSE, session_store=SessionStore(store), redis_url=redis_url
-    )
-    async with served(Instance(tools.mcp, settings, None).app) as client:
-        opened = await client.post("/mcp", json=_request(0, "initialize", INITIALIZE), headers=_accept())
-        session = {**_accept(), "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
+    async with session_on(tools, Preset.STATEFUL_SSE, store, request) as (client, session):
         first = await client.post("/mcp", json=_call(2, "add"), headers=session)
         again = await client.post("/mcp", json=_call(2, "add"), headers=session)
     assert again.headers["content-type"].startswith("text/event-stream")
@@ -295,9 +299,7 @@ async def test_a_repeat_waits_at_most_its_bound_then_hears_still_running(serving
     monkeypatch.setattr(once, "IN_PROGRESS_WAIT_SECONDS", 0.2)
     async with anyio.create_task_group() as group:
         group.start_soon(_post, client, _call(9, "held"), session)
-        with anyio.fail_after(5):
-            while tools.runs != ["held"]:
-                await anyio.sleep(0.01)
+        await _running(tools, "held")
         running = await client.post("/mcp", json=_call(9, "held"), headers=session)
         tools.release.set()
     assert running.status_code == 409

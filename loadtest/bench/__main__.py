@@ -6,6 +6,7 @@
                              [--layer-seconds 20] [--profile-seconds 10]
                              [--out results/bench] [--page README.md ...]
     python -m loadtest.bench --render results/bench/bench.json [--page ...]   # the tables again, no measuring
+    python -m loadtest.bench --render results/bench/bench.json --remeasure-layer [--page ...]  # and our layer's
 
 1. One instance called directly (loadtest/bench/instances.py): calls/s, CPU per call and latency of the
    floor, the bare SDK and ours, per preset and protocol; asyncio+h11 against uvloop+httptools; and FastMCP 4
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.render is not None:
         result = json.loads(args.render.read_text())
+        if args.remeasure_layer:  # the rest stays as measured then; the layer's figures say when they were
+            result["layer_cost"] = layer_cost.run(args.layer_seconds)
     else:
         try:
             result = _measure(args)
@@ -144,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--profile-seconds", type=int, default=0, help="also profile the SDK and ours this long")
     parser.add_argument("--render", type=Path, help="measure nothing: write the tables again from this bench.json")
+    parser.add_argument(
+        "--remeasure-layer", action="store_true", help="with --render: measure our layer in one process again"
+    )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "bench")
     parser.add_argument(
         "--page", type=Path, action="append", default=[], help="a Markdown page to copy the tables into"

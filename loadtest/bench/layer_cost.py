@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -154,11 +155,12 @@ def _summary(cpu: dict[str, list[float]]) -> dict:
 
 
 def markdown(result: dict) -> str:
+    measured = f" ({result['date']})" if "date" in result else ""  # runs before 2026-12-07 have no date of their own
     lines = [
-        f"In one process, through ASGI (no HTTP server): `whoami` on {PRESET.value}, {LEGACY_VERSION}, over {SESSIONS} "
-        f"sessions; {result['rows'][0]['rounds']} rounds of {result['calls_per_block']} calls per subject, taken in "
-        "turn. CPU per call is the process's over each block; the ratio is the median of the rounds' ratios to "
-        "the bare SDK, with the middle half of them.",
+        f"In one process{measured}, through ASGI (no HTTP server): `whoami` on {PRESET.value}, {LEGACY_VERSION}, "
+        f"over {SESSIONS} sessions; {result['rows'][0]['rounds']} rounds of {result['calls_per_block']} calls per "
+        "subject, taken in turn. CPU per call is the process's over each block; the ratio is the median of the "
+        "rounds' ratios to the bare SDK, with the middle half of them.",
         "",
         "| Server | CPU per call | vs bare SDK | middle half |",
         "|---|---|---|---|",
@@ -202,8 +204,9 @@ async def record_cost(seconds: float, redis_url: str, redis_password: str) -> di
 
 def run(seconds: float) -> dict:
     """Every subject measured for `seconds`, and a call's record, with a redis-server of this run's own."""
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     with redis_server() as (redis_url, password):
-        result = anyio.run(measure, seconds, redis_url, password)
+        result = {"date": date} | anyio.run(measure, seconds, redis_url, password)
         result["record"] = anyio.run(record_cost, max(1.0, seconds / 4), redis_url, password)
         return result
 

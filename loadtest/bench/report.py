@@ -87,9 +87,10 @@ def summary_markdown(rows: list[dict], layer: dict | None, date: str, machine: s
     )
     if layer is not None:
         ratios = {row["subject"]: row["vs_sdk"] for row in layer["rows"]}
+        when = f" on {layer['date'][:10]}" if layer.get("date", date)[:10] != date else ""
         text += (
             f"; our layer makes that {ratios['ours']:.2f}x, {ratios['ours, Redis store']:.2f}x with the Redis "
-            "store (measured in one process, where this shared machine's swings move both alike)"
+            f"store (measured{when} in one process, where this shared machine's swings move both alike)"
         )
     else:
         text += f"; ours {ours['cpu_ms_per_call']:.2f} ms ({ours['cpu_vs_sdk']:.2f}x)"

@@ -10,6 +10,14 @@ from starlette.types import ASGIApp
 
 from loadtest.bench.in_process import lifespan
 
+JSON_RPC = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+INITIALIZE = {  # a 2025-11-25 session's first request
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
 
 @asynccontextmanager
 async def served(app: ASGIApp) -> AsyncIterator[httpx2.AsyncClient]:
