@@ -1,6 +1,7 @@
 """Exactly once per request against real processes (redis-server, three uvicorn instances, nginx), the Redis
 store: a client that retries a call with the same id after its instance was killed mid-call, or after Redis
-stalled under its write, gets one answer and every write applied once; nginx sends a session's call whose
+stalled under its write, gets one answer and every write applied once; a retry relayed to the owner, or sent
+after the owner drained, gets the recorded answer; nginx sends a session's call whose
 instance died before answering to the next instance by itself; and a late answer to an elicitation the dead
 owner asked approves nothing the new owner asks."""
 
@@ -119,6 +120,21 @@ def test_nginx_sends_a_call_whose_instance_died_before_answering_to_the_next_one
     assert (counter(writer, client, "before"), counter(writer, client, "after")) == (1, 1)
     resent = [line for line in writer.log_tail("nginx", 40).splitlines() if '"POST /mcp' in line and ", " in line]
     assert resent, "nginx's log shows no request sent to two instances"
+
+
+def test_a_retry_relayed_to_the_owner_and_one_after_the_owner_drained_get_the_recorded_answer(writer):
+    """The same id sent again to an instance that does not hold the session (it relays the call to the owner),
+    then after the owner drained (SIGTERM) and handed the session over: the recorded answer each time, and the
+    call does not run again; the same id with other params is refused, relayed too."""
+    client = session(writer.instance_url("app3"))
+    first = written(client.call_tool("write_wait_write", request_id=21))
+    client.url = writer.instance_url("app1")
+    assert written(client.call_tool("write_wait_write", request_id=21)) == first  # relayed to app3
+    reused = client.call_tool("write_wait_write", {"wait_seconds": 1}, request_id=21)
+    assert reused.status == 422 and "did not run: retry with a new id" in reused.error["message"]
+    writer.restart("app3", signal.SIGTERM)
+    assert written(client.call_tool("write_wait_write", request_id=21)) == first  # app1 holds it now
+    assert (counter(writer, client, "before"), counter(writer, client, "after")) == (1, 1)
 
 
 def test_a_late_answer_to_the_dead_owners_elicitation_approves_nothing_the_new_owner_asks(demo):
