@@ -146,6 +146,10 @@ class PodStack:
         self.extra_names[name] = address
         self._write_hosts()
 
+    def remove_name(self, name: str) -> None:
+        self.extra_names.pop(name)
+        self._write_hosts()
+
     def _write_hosts(self) -> None:
         """The names the cluster DNS would answer, then SIGHUP: dnsmasq reads its hosts file again."""
         lines = [f"{self.address(name)} {name}.{PODS_DOMAIN} {READY_NAME}" for name in sorted(self.ready)]

@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -323,10 +324,16 @@ class Stack:
 
     def pause(self, name: str, seconds: float) -> None:
         """Stop a process (SIGSTOP) for `seconds`, as a stalled host or a debugger would, then resume it."""
+        with self.paused(name):
+            time.sleep(seconds)  # the fault's length, not a wait for readiness
+
+    @contextlib.contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """A process stopped (SIGSTOP) while the block runs, then resumed."""
         proc = self.proc(name)
         _signal_group(proc.pid, signal.SIGSTOP)
         try:
-            time.sleep(seconds)  # the fault's length, not a wait for readiness
+            yield
         finally:
             _signal_group(proc.pid, signal.SIGCONT)
 

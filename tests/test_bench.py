@@ -46,7 +46,9 @@ def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     assert not any(group.startswith("event loop") for group, _ in rows), "--skip-loops"
     peer_group = {subject: row for (group, subject), row in rows.items() if group == instances.PEER_GROUP}
     assert set(peer_group) == {f"{name}, behind nginx" for name in ("floor", "bare SDK", "ours", "FastMCP 4")}
-    assert all(row["nginx_cpu_ms_per_call"] > 0 for row in peer_group.values()), "each called through nginx"
+    # each called through nginx; /proc counts CPU in 10 ms ticks, which one loaded second of one subject may not fill
+    assert all(row["nginx_cpu_ms_per_call"] is not None for row in peer_group.values())
+    assert sum(row["nginx_cpu_ms_per_call"] for row in peer_group.values()) > 0
     local, forwarded, local_busy, forwarded_busy, memory = result["forwarding"]
     assert forwarded_busy["relay_cpu_ms_per_call"] > local_busy["relay_cpu_ms_per_call"], "only wrk's forwarded load"
     assert memory["events_kept"] == 64 and memory["record_bytes"] < 1024 and memory["events_bytes"] < 32 * 1024

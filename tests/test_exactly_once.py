@@ -1,9 +1,9 @@
 """Exactly once per request against real processes (redis-server, three uvicorn instances, nginx), the Redis
 store: a client that retries a call with the same id after its instance was killed mid-call, or after Redis
 stalled under its write, gets one answer and every write applied once; a retry relayed to the owner, or sent
-after the owner drained, gets the recorded answer; nginx sends a session's call whose
-instance died before answering to the next instance by itself; and a late answer to an elicitation the dead
-owner asked approves nothing the new owner asks."""
+after the owner drained, gets the recorded answer; a relayed call whose owner died is taken over and run once;
+nginx sends a session's call whose instance died before answering to the next instance by itself; and a late
+answer to an elicitation the dead owner asked approves nothing the new owner asks."""
 
 from __future__ import annotations
 
@@ -134,6 +134,23 @@ def test_a_retry_relayed_to_the_owner_and_one_after_the_owner_drained_get_the_re
     assert reused.status == 422 and "did not run: retry with a new id" in reused.error["message"]
     writer.restart("app3", signal.SIGTERM)
     assert written(client.call_tool("write_wait_write", request_id=21)) == first  # app1 holds it now
+    assert (counter(writer, client, "before"), counter(writer, client, "after")) == (1, 1)
+
+
+def test_a_relayed_call_whose_owner_died_and_started_again_is_taken_over_and_runs_once(writer):
+    """app2 relays the call to the session's owner app1, which dies between the call's writes and is started
+    again at its address (a new process) before app2 sees its answer break off: app2 waits for the dead
+    process's heartbeat to lapse, takes the session over and runs the call, its writes made once."""
+    client = session(writer.instance_url("app1"))
+    client.url = writer.instance_url("app2")
+    thread, outcome = in_thread(lambda: client.call_tool("write_wait_write", WAIT, request_id=9))
+    wait_for(lambda: counter(writer, client, "before") == 1)
+    with writer.paused("app2"):  # its relay reads the broken answer once app1 listens again
+        writer.restart("app1", signal.SIGKILL)
+    thread.join(timeout=30)
+    (answered,) = outcome
+    assert (written(answered)["before"], written(answered)["after"]) == (1, 1)
+    assert answered.instance == "app2"
     assert (counter(writer, client, "before"), counter(writer, client, "after")) == (1, 1)
 
 

@@ -6,6 +6,7 @@ sessions are taken over; a prefix that names no pod never sends nginx anywhere e
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from loadtest.client.legacy import McpClient
-from loadtest.pods import PODS_DOMAIN, Blackhole, PodStack
+from loadtest.pods import PODS_DOMAIN, READY_NAME, Blackhole, PodStack
 from loadtest.topology import PROJECT_ROOT
 from tests.utils.clients import wait_for
 
@@ -139,6 +140,28 @@ def test_a_call_whose_pod_died_before_answering_goes_on_to_a_ready_pod(pods):
     assert answered.instance != "mcp-0"
 
 
+def test_a_sessions_request_goes_past_a_ready_pod_that_took_it_and_failed(pods):
+    """A call whose pod is gone goes to a ready pod; one that accepts it and closes the connection (a pod dying as
+    it accepts, its name still in DNS) passes it on to the next, so every call is answered."""
+    live = next(name for name in pods.pods if name != "mcp-0")  # mcp-0 died in the test before
+    (client,) = sessions_on(pods.url, {live})[live]
+    dying = Canary("127.0.0.97", pods.app_port)
+    pods.add_name(READY_NAME, dying.address)
+    pods.remove(live, signal.SIGKILL)
+    answered_by: list[str] = []
+
+    def dying_pod_tried() -> bool:
+        answered_by.append(served_by(client))  # asserts each call was answered
+        return dying.connections > 0
+
+    try:
+        wait_for(dying_pod_tried, timeout=30)
+    finally:
+        pods.remove_name(READY_NAME)
+        dying.close()
+    assert live not in answered_by
+
+
 class Canary:
     """A listener on a loopback address no pod has, at the pods' port: counts who connects."""
 
@@ -150,9 +173,16 @@ class Canary:
 
     def _accept(self) -> None:
         while True:
-            conn, _ = self.sock.accept()
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
             self.connections += 1
             conn.close()
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept (a close alone would not)
+        self.sock.close()
 
 
 def test_with_no_pod_ready_the_answer_is_a_json_rpc_error(pods):

@@ -277,11 +277,7 @@ def test_sessions_survive_their_instance_being_killed(stack_for, tmp_path):
         os.kill(stack.proc(victim).pid, signal.SIGKILL)
         wait_for(lambda: not stack.proc(victim).alive())
         for client in clients:
-            outcome = cap.counter(client, expected=2)
-            if outcome.failure is not None:  # only a request sent to the dead instance may fail; a retry works
-                assert "stopped answering" in outcome.failure or "502" in outcome.failure, outcome.failure
-                outcome = cap.counter(client, expected=2)
-            assert outcome.failure is None
+            assert cap.counter(client, expected=2).failure is None  # nginx and the instances take each over
             assert cap.sampling(client).failure is None
         assert {c.call_tool("whoami").result["structuredContent"]["instance"] for c in clients} <= set(INSTANCES) - {
             victim

@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 import random
-from urllib.parse import urlsplit
 
 import anyio
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -223,8 +222,9 @@ class SessionRouter:
 
     async def _refuse_unless_dead(self, session_id: str, owner: Owner, exc: OwnerLost) -> None:
         # The request may have run before its owner died. Served again after the takeover, it runs once all the
-        # same: a tool call keyed by its id answers what it recorded, or runs again writing nothing twice.
-        if await _accepts_connections(owner.url) or await self._still_beating(session_id, owner.owner_id):
+        # same: a tool call keyed by its id answers what it recorded, or runs again writing nothing twice. Its
+        # address answering proves nothing: a restarted owner listens there as a new process.
+        if await self._still_beating(session_id, owner.owner_id):
             raise Refused(502, -32603, f"the instance serving this session stopped answering ({exc}); {MAY_HAVE_RUN}")
 
     async def _serve_forwarded(self, session_id: str | None, scope: Scope, receive: Receive, send: Send) -> None:
@@ -420,19 +420,6 @@ def _is_call(method: str, body: bytes) -> bool:
         return True
     message = parse_json(body)
     return not isinstance(message, dict) or ("method" in message and "id" in message)
-
-
-async def _accepts_connections(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with anyio.fail_after(0.5):
-            stream = await anyio.connect_tcp(parts.hostname, parts.port or 80)
-    except OSError:
-        return False
-    except TimeoutError:
-        return True  # unknown: assume it lives, so nothing runs twice
-    await stream.aclose()
-    return True
 
 
 def _handed_over(message: str, reason: str) -> Refused:

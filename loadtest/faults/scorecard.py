@@ -57,10 +57,10 @@ class Row:
     def judge(self, fault: Fault) -> None:
         if self.not_run is not None:
             return
-        if (self.retried or self.failed) and self.recovery_seconds is None:
-            self.misses.append("not recovered: no call answered after the last failure")
         if self.store == "memory":
             return  # the memory store loses what its instance held, by design: the row says how much
+        if (self.retried or self.failed) and self.recovery_seconds is None:
+            self.misses.append("not recovered: no call answered after the last failure")
         for what, label in LOSSES.items():
             if getattr(self, what):
                 self.misses.append(f"{label}: {getattr(self, what)}")
