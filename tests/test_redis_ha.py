@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from app.shared.redis import RedisUnavailable, applied_once, connect, run_once, sentinel_address
+from app.shared.keys import CALL
+from app.shared.redis import (
+    CALL_KEPT_MS,
+    RedisUnavailable,
+    applied_once,
+    connect,
+    run_once,
+    run_script,
+    sentinel_address,
+)
 from loadtest.faults.load import CountingLoad
 from loadtest.faults.scorecard import HA
 from loadtest.stack import Stack, free_port
@@ -47,6 +56,26 @@ async def test_a_write_no_replica_took_is_refused_not_acknowledged(redis_url):
         assert await run_once(script, ["test:ha:counter"], []) == 2  # the refused write may stay: as unanswered
     finally:
         await redis.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_write_sent_again_is_answered_only_once_the_replica_has_it(tmp_path):
+    """The first send of a keyed write reaches the primary while the replica is stopped: refused. Sent again with
+    its call id, on another connection as a retry comes, the primary has it already: refused again while the
+    replica lags (its answer alone is no proof), and answered once the replica has it."""
+    with Stack(run_dir=tmp_path, store="redis", port=free_port(), **HA) as stack:
+        sends = [connect(stack.redis_url, replicas_to_wait=1) for _ in range(2)]
+        scripts = [redis.register_script(applied_once("return redis.call('INCR', KEYS[1])")) for redis in sends]
+        sent = {"keys": ["test:ha:resent", CALL.format("call-1")], "args": [CALL_KEPT_MS]}
+        try:
+            with stack.paused("redis-replica"):
+                for script in scripts:
+                    with pytest.raises(RedisUnavailable, match=r"\(NotReplicated\)"):
+                        await run_script(script, **sent)
+            assert await run_script(scripts[1], **sent) == 1  # applied once, now on the replica too
+        finally:
+            for redis in sends:
+                await redis.aclose()
 
 
 @pytest.mark.parametrize(
