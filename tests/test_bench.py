@@ -174,4 +174,5 @@ def test_the_scale_curve_measures_each_number_of_clients_with_every_process_s_cp
     for row in rows:  # each client opened its session and then called once a second
         assert row["failures"] == 0 and row["operations"] - row["calls"] == row["clients"]
         assert row["clients"] * 2 <= row["calls"] <= row["clients"] * (row["seconds"] + 1)
-        assert row["server_cpu_ms_per_operation"] > 0 and row["locust_cpu_percent"] > 0 and row["p99_ms"] > 0
+        # /proc counts CPU in 10 ms ticks: a few seconds of a few calls may not fill one of the server's
+        assert row["server_cpu_ms_per_operation"] >= 0 and row["locust_cpu_percent"] > 0 and row["p99_ms"] > 0
