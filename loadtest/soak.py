@@ -20,7 +20,6 @@ from pathlib import Path
 
 import psutil
 import redis
-import requests
 
 from app.shared import keys
 from loadtest.matrix.run import locust_command
@@ -33,17 +32,13 @@ SETTLE_SECONDS = 15.0  # after the load: sessions of users that were stopped mid
 
 
 def sample(stack: Stack, store: redis.Redis, started: float) -> dict:
-    held = {}
-    for name in INSTANCES:
-        ready = requests.get(stack.instance_url(name).replace("/mcp", "/readyz"), timeout=5).json()
-        held[name] = ready["sessions"]
     return {
         "t_s": round(time.monotonic() - started, 1),
         "redis_session_keys": sum(1 for _ in store.scan_iter(keys.SESSION.format("*"), count=1000)),
         "redis_keys": store.dbsize(),
         "redis_used_memory_bytes": store.info("memory")["used_memory"],
         "instance_rss_bytes": {n: psutil.Process(stack.proc(n).pid).memory_info().rss for n in INSTANCES},
-        "held_sessions": held,
+        "held_sessions": stack.held_sessions(),
     }
 
 

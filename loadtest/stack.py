@@ -107,6 +107,15 @@ class Stack:
         """The /mcp URL of one app instance, bypassing nginx."""
         return f"http://127.0.0.1:{self.proc(name).port}/mcp"
 
+    def held_sessions(self) -> dict[str, int]:
+        """How many sessions each app instance holds now, as its /readyz says."""
+        held = {}
+        for name in INSTANCES:
+            ready = self.instance_url(name).replace("/mcp", "/readyz")
+            with urllib.request.urlopen(ready, timeout=5) as response:
+                held[name] = json.load(response)["sessions"]
+        return held
+
     def forwarding_url(self, name: str) -> str:
         """The /mcp URL of an instance's forwarding port, where only the other instances' requests are taken."""
         return f"http://127.0.0.1:{self.forward_ports[name]}/mcp"
