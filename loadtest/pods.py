@@ -23,6 +23,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest.stack import (
+    START_ATTEMPTS,
+    PortTaken,
     Proc,
     StackError,
     answers,
@@ -70,20 +72,34 @@ class PodStack:
 
     def __enter__(self) -> PodStack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._write_hosts()
-            self.dns = self._start_dns()
-            for name in self.initial:
-                self.add(name)
-            self.nginx = self._start_nginx()
-            self._wait_healthy(self.nginx)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
+        attempts = 1
+        while True:
+            try:
+                self._start()
+                return self
+            except PortTaken:
+                self.__exit__()  # a process of another test run bound a pod's port after our probe: new ports
+                if attempts == START_ATTEMPTS:
+                    raise
+                attempts += 1
+                self.app_port, self.port = free_ports(3), free_port()
+            except BaseException:
+                self.__exit__()
+                raise
+
+    def _start(self) -> None:
+        self._write_hosts()
+        self.dns = self._start_dns()
+        for name in self.initial:
+            self.add(name)
+        self.nginx = self._start_nginx()
+        self._wait_healthy(self.nginx)
 
     def __exit__(self, *exc_info: object) -> None:
         stop_processes([proc for proc in (self.dns, *self.pods.values(), self.nginx) if proc is not None])
+        self.pods.clear()
+        self.ready.clear()
+        self.dns = self.nginx = None
 
     def address(self, name: str) -> str:
         """The loopback address of pod `mcp-N`: 127.0.0.(10+N)."""
@@ -206,6 +222,8 @@ class PodStack:
         while not answers(proc.health_url):
             if not proc.alive() or time.monotonic() > deadline:
                 log = (self.run_dir / f"{proc.name}.log").read_text(errors="replace")[-2000:]
+                if not proc.alive() and proc is not self.nginx and "ddress already in use" in log:
+                    raise PortTaken(proc.name)
                 raise StackError(f"{proc.name} did not become ready within {timeout:.0f} s:\n{log}")
             time.sleep(0.05)
 
