@@ -26,6 +26,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import ListenHandler, SubscriptionBus
 from mcp.shared.dispatcher import RequestId, coerce_request_id
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp.shared.message import ServerMessageMetadata
 from mcp.types import InitializeRequestParams, SubscriptionsListenRequestParams, ToolAnnotations
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,18 @@ def awaits_answer(dispatcher: JSONRPCDispatcher, request_id: RequestId) -> bool:
     return coerce_request_id(request_id) in dispatcher._pending
 
 
-def cancel_request(connection: Connection, request_id: RequestId) -> bool:
-    """Stop the handler of the client's request `request_id` as the client's `notifications/cancelled` would
-    (the SDK then sends no answer for it); False when no such request is running."""
+def stop_orphaned(connection: Connection, request_id: RequestId) -> bool:
+    """Stop the handler of the client's request `request_id`, whose POST stream has closed, as the client's
+    `notifications/cancelled` would; False when no such request is running.
+
+    Unlike a cancel, the request's stream is not ended with a "cancelled" error: written after the handler stops,
+    that error would end the stream of the same request sent again (the SDK routes it by id).
+    """
     in_flight = connection.outbound._in_flight.get(coerce_request_id(request_id))
     if in_flight is None:
         return False
+    if isinstance(in_flight.dctx.message_metadata, ServerMessageMetadata):
+        in_flight.dctx.message_metadata.on_request_unanswered = None
     in_flight.dctx.cancel_requested.set()
     in_flight.scope.cancel()
     return True

@@ -25,7 +25,6 @@ ELSEWHERE = {
     "a hop for a replaced process (503)": ("tests/test_redis_sessions.py", '"replaced"'),
     "a forged hop (403)": ("tests/test_redis_sessions.py", "only cluster instances may send it, once; did not run"),
     "a retry whose first run goes on (409)": ("tests/test_sessions_once.py", "still running"),
-    "a retry whose first run's client left (409)": ("tests/test_exactly_once.py", "it is stopped now; {MAY_HAVE_RUN}"),
     "the same id for another request (422)": ("tests/test_sessions_once.py", '"did not run" in message'),
     "an answer the session does not wait for (400)": ("tests/test_sessions_once.py", "not waiting for an answer"),
     "a tool's write Redis may have applied": ("tests/test_exactly_once.py", "endswith(MAY_HAVE_RUN)"),

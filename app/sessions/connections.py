@@ -39,10 +39,11 @@ class Connections:
     def get(self, session_id: str) -> Connection | None:
         return self._by_session.get(session_id)
 
-    def cancel_request(self, session_id: str, request_id: RequestId) -> bool:
-        """Stop a request of the session's client that is running here, as its client's cancel would."""
+    def stop_orphaned(self, session_id: str, request_id: RequestId) -> bool:
+        """Stop a request of the session's client that is running here and whose client has left, so that the
+        same request, sent again, runs again here (`sdk_internals.stop_orphaned`)."""
         connection = self._by_session.get(session_id)
-        return connection is not None and sdk_internals.cancel_request(connection, request_id)
+        return connection is not None and sdk_internals.stop_orphaned(connection, request_id)
 
     def held(self) -> list[tuple[str, Connection]]:
         """Every session held here now, with its connection."""

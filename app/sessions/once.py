@@ -6,8 +6,7 @@ holds the session, and keys each `tools/call` by its session and JSON-RPC id:
 
 - the same id while the first run goes on here waits for its answer (at most `IN_PROGRESS_WAIT_SECONDS`, then
   409 "still running"); a first run whose client has left is stopped instead (left to itself, a run that waits
-  for its client's answer to a sampling or elicitation request never ends) and the repeat hears 409: sent once
-  more, it runs again;
+  for its client's answer to a sampling or elicitation request never ends) and the repeat runs the call again;
 - the same id after it ran gets the recorded answer (the ledger, `app/sessions/ledger.py`), and nothing runs;
 - the same id with another request (method or params) gets 422, and nothing runs;
 - the same id after a run that ended without an outcome (its instance died, Redis was away, the session
@@ -204,12 +203,10 @@ class OncePerRequest:
                 running = f"request {json.dumps(request_id)} is still running ({time.monotonic() - first.began:.0f} s)"
                 raise Refused(409, -32000, f"{running}; {MAY_HAVE_RUN}")
             if first.orphaned:
-                # Stopped now; sent once more (not at once: the SDK has yet to close the first run's stream, which
-                # bears the same id), it runs again, its writes answering as before.
-                self._connections.cancel_request(session_id, request_id)
-                stopped = f"request {json.dumps(request_id)} was still running, its client gone; it is stopped now"
-                raise Refused(409, -32000, f"{stopped}; {MAY_HAVE_RUN}")
-            await first.wait_until(lambda: first.ended)  # its answer is out: the run is ending
+                # Its client left (a relay that died, a dropped connection): stopped, it ends unanswered and this
+                # repeat runs the call again, its writes answering as they did.
+                self._connections.stop_orphaned(session_id, request_id)
+            await first.wait_until(lambda: first.ended)  # its answer is out, or it is stopped: the run is ending
             if first.answer is not None:
                 await self._answer(send, session_id, request_id, first.answer)
                 return
