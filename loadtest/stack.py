@@ -46,9 +46,9 @@ RETRY = "max_fails=0"
 NGINX_COMMAND = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
 # To nginx a load generator is one client address, whose per-client bounds would then cap the load, not the servers.
 ONE_ADDRESS_LOAD = {"NGINX_REQUESTS_PER_CLIENT": "100000", "NGINX_CONNECTIONS_PER_CLIENT": "10000"}
-# As docker-compose.yml runs it: an append-only file Redis writes before it answers, so a restart or a crash of
-# Redis loses no acknowledged write; the disk has it within about a second (docs/configuration.md).
-REDIS_PERSISTENCE = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+# As docker-compose.yml runs it: an append-only file Redis writes and syncs before it answers, so a crash of Redis
+# or of its host loses no acknowledged write (docs/configuration.md).
+REDIS_PERSISTENCE = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
 REDIS_MEMORY = ("--maxmemory", "256mb", "--maxmemory-policy", "noeviction")  # full: writes refused, nothing dropped
 SENTINEL_SERVICE = "mcp"
 SENTINELS = ("sentinel1", "sentinel2", "sentinel3")

@@ -238,7 +238,9 @@ def concurrent_calls(stack: Stack, calls: int, clients: int, tool: str = "whoami
     servers = {p.name: p.pid for p in stack.procs if p.name not in REDIS_PROCESSES or stack.store == "redis"}
     sessions = [McpClient(requests.Session(), stack.url) for _ in range(clients)]
     for session in sessions:
-        session.initialize()
+        opened = session.initialize()
+        if opened.result is None:
+            raise RuntimeError(f"initialize failed: HTTP {opened.status} {opened.error}")
         timed_calls(session, WARMUP // clients + 1, tool)
     before = cpu_seconds(servers)
     started = time.perf_counter()
