@@ -40,6 +40,7 @@ from app.auth.quota import SessionsPerPrincipal
 from app.auth.verifier import JWTVerifier
 from app.cluster.event_store import RedisEventStore
 from app.cluster.member import ClusterMember
+from app.cluster.primed_streams import PrimedGetStreams
 from app.cluster.registry import SessionRegistry
 from app.cluster.router import SessionRouter
 from app.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix, StatelessGetRefused
@@ -260,6 +261,7 @@ class Instance:
                     self.member.redis, session_id, settings.session_idle_timeout, live
                 ),
             )
+            app = PrimedGetStreams(app, MCP_PATH, self.member.manager.event_store_of)
             app = self.router = SessionRouter(app, self.member, self.server_requests, self.connections)
         app = SessionIdPrefix(app, settings.instance_id)
         if settings.preset.stateless:

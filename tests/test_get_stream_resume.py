@@ -2,7 +2,8 @@
 round-robin, the Redis store): while updates of its subscriptions and changes of the tool list are published
 without pause, the instance holding the session is SIGKILLed, or every instance is restarted in turn (SIGTERM,
 drained). The client resumes its stream with Last-Event-ID wherever nginx sends it, and hears every update and
-every list change exactly once: none lost while no instance held the session, none twice."""
+every list change exactly once: none lost while no instance held the session, none twice. A stream that breaks
+before its first update resumes from the id its first event carries."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class Listener:
                 stream = self.client.open_stream(read_timeout=2, last_event_id=self._last_event_id)
                 if stream.status_code == 200:
                     with stream:
-                        for event_id, message in stream_events(stream):
+                        for event_id, message in stream_events(stream, primes=True):
                             self._last_event_id = event_id or self._last_event_id
                             if message.get("method") == UPDATED:
                                 self.heard[message["params"]["uri"]] += 1
@@ -133,3 +134,25 @@ def test_a_rolling_restart_loses_no_update_and_no_list_change(stack):
         publisher.round()
     heard_all(listener, publisher)
     assert listener.resumed >= 1
+
+
+def test_a_stream_that_breaks_before_its_first_update_resumes_from_where_it_began(stack):
+    """A new GET stream begins with an event that has only an id (the session's latest): a client whose stream
+    breaks before any update resumes with that id on another instance and hears what was published meanwhile
+    (without it, a new stream would replay nothing)."""
+    subscriber = session(stack.instance_url("app1"))
+    assert subscriber.request("resources/subscribe", {"uri": TOPICS[0]}).result == {}
+    with subscriber.open_stream(read_timeout=5) as stream:
+        primed_id, primed = next(stream_events(stream, primes=True))
+    assert primed == {} and primed_id is not None
+    publisher = session(stack.url)
+    for _ in range(3):
+        assert careful.call_tool(publisher, "announce_update", {"uri": TOPICS[0]}).failure is None
+    subscriber.url = stack.instance_url("app2")  # relays the stream to app1, which holds the session
+    heard = 0
+    with subscriber.open_stream(read_timeout=5, last_event_id=primed_id) as resumed:
+        for _, message in stream_events(resumed):
+            heard += message.get("method") == UPDATED
+            if heard == 3:
+                break
+    assert heard == 3

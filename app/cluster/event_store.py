@@ -123,6 +123,13 @@ class RedisEventStore(EventStore):
         self._replayed_up_to = entries[-1][0].decode() if entries else last_event_id
         return GET_STREAM_KEY
 
+    async def latest_event_id(self) -> EventId:
+        """The id of the session's latest stored entry ("0-0" before the first): a stream resumed after it replays
+        every event stored since."""
+        with unavailable_on_error():
+            entries = await self._redis.xrevrange(self._key, max="+", min="-", count=1)
+        return entries[0][0].decode() if entries else "0-0"
+
     @staticmethod
     async def _until(condition: Callable[[], bool]) -> None:
         """Wait until `condition` holds (polled: it is the SDK's state), at most RESUME_WAIT_SECONDS."""

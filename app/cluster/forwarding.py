@@ -20,7 +20,13 @@ from starlette.types import Receive, Scope, Send
 
 from app.cluster.hop_client import HopClient, HopResponse, OwnerLost, OwnerUnreachable
 from app.cluster.registry import Owner
-from app.http.messages import HANDED_OVER_HEADER, PROTOCOL_VERSION_HEADER, SERVED_BY_HEADER, SESSION_ID_HEADER
+from app.http.messages import (
+    HANDED_OVER_HEADER,
+    LAST_EVENT_ID_HEADER,
+    PROTOCOL_VERSION_HEADER,
+    SERVED_BY_HEADER,
+    SESSION_ID_HEADER,
+)
 from app.metrics import InstanceMetrics
 from app.shared.keys import CLUSTER_SECRET
 from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, unavailable_on_error
@@ -38,7 +44,7 @@ _SIGNED_HEADERS = (
     PROTOCOL_VERSION_HEADER,
     b"mcp-method",
     b"mcp-name",
-    b"last-event-id",
+    LAST_EVENT_ID_HEADER,
     b"content-type",
     b"accept",
     b"authorization",

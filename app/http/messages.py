@@ -11,6 +11,7 @@ from app.shared.runs import NOT_RUN
 
 SESSION_ID_HEADER = b"mcp-session-id"
 PROTOCOL_VERSION_HEADER = b"mcp-protocol-version"
+LAST_EVENT_ID_HEADER = b"last-event-id"  # a GET stream resumed after this event
 SERVED_BY_HEADER = b"x-mcp-served-by"  # on a relayed answer: the owner's X-Mcp-Instance (ours stays nginx's pick)
 HANDED_OVER_HEADER = b"x-mcp-handed-over"  # on a 503 from an instance: it ran nothing, and says why
 MOVED, DRAINING = b"moved", b"draining"  # the session is elsewhere now: look again; or it is stopping: try another

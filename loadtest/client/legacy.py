@@ -174,11 +174,12 @@ def stream_messages(resp: requests.Response) -> Iterator[dict]:
         yield message
 
 
-def stream_events(resp: requests.Response) -> Iterator[tuple[str | None, dict]]:
-    """(SSE event id or None, message) for each JSON-RPC message of a response, as they arrive."""
+def stream_events(resp: requests.Response, primes: bool = False) -> Iterator[tuple[str | None, dict]]:
+    """(SSE event id or None, message) for each JSON-RPC message of a response, as they arrive; with `primes`,
+    (event id, {}) for an event with an id and no data too (a priming event: where a resume may begin)."""
     content_type = resp.headers.get("Content-Type", "")
     if content_type.startswith("text/event-stream"):
-        yield from _sse_events(resp)
+        yield from _sse_events(resp, primes)
     else:
         for message in _parse_json(resp.content):
             yield None, message
@@ -193,7 +194,7 @@ def raise_for_transport(resp: requests.Response) -> requests.Response:
     return resp
 
 
-def _sse_events(resp: requests.Response) -> Iterator[tuple[str | None, dict]]:
+def _sse_events(resp: requests.Response, primes: bool) -> Iterator[tuple[str | None, dict]]:
     """Parse SSE by hand: requests' iter_lines splits on U+2028 and on CRLF halves across chunks."""
     buffer = b""
     data: list[bytes] = []
@@ -204,7 +205,10 @@ def _sse_events(resp: requests.Response) -> Iterator[tuple[str | None, dict]]:
         for line in lines:
             line = line.rstrip(b"\r")
             if not line:
-                for message in _parse_json(b"\n".join(data)):
+                messages = _parse_json(b"\n".join(data))
+                if not messages and primes and event_id is not None:
+                    yield event_id, {}
+                for message in messages:
                     yield event_id, message
                 data, event_id = [], None
             elif line.startswith(b"data:"):

@@ -90,7 +90,7 @@ class GetStream(UpdateStream):
         last_event_id, failed = None, 0
         while failed < RESUME_ATTEMPTS:
             with contextlib.suppress(requests.RequestException):
-                for event_id, message in stream_events(stream):
+                for event_id, message in stream_events(stream, primes=True):
                     last_event_id = event_id or last_event_id
                     if message.get("method") == UPDATED:
                         self.updates.put(message)
