@@ -201,17 +201,17 @@ def publish(client: Client, topic: str, message: str) -> Outcome:
 def session_churn(client: McpClient) -> Outcome:
     """A whole session: initialize, initialized, one call, DELETE (when the server issued a session)."""
     opened = client.initialize(send_initialized=False)
-    steps = [opened]
+    steps = [("initialize", opened)]
     if judge(opened) is None:
-        steps.append(client.notify("notifications/initialized"))
-        steps.append(client.call_tool("whoami"))
+        steps.append(("initialized", client.notify("notifications/initialized")))
+        steps.append(("whoami", client.call_tool("whoami")))
         if client.session_id is not None:
-            steps.append(client.close())
-    for step in steps:
+            steps.append(("DELETE", client.close()))
+    for name, step in steps:  # a failure names its step
         failure = _http_reason(step) if step.status >= 400 else judge(step) if step.request_id else None
         if failure is not None:
-            return Outcome(step.instance, failure)
-    return Outcome(steps[-1].instance)
+            return Outcome(step.instance, f"{name}: {failure}")
+    return Outcome(steps[-1][1].instance)
 
 
 def _server_request_arrived(exchange: Exchange, method: str) -> str | None:
