@@ -130,7 +130,7 @@ def test_calls_that_fail_fail_the_measurement_with_their_reason(tmp_path):
     """Not a ZeroDivisionError: every call here is refused (the instances allow another Host)."""
     refusing = {"MCP_ALLOWED_HOSTS": "elsewhere.example"}
     stack = Stack(run_dir=tmp_path, preset="stateful-json", port=free_port(), app_env=refusing)
-    with stack, pytest.raises(RuntimeError, match="whoami failed: HTTP 421"):
+    with stack, pytest.raises(RuntimeError, match="initialize failed: HTTP 421"):
         redis_store.concurrent_calls(stack, calls=20, clients=2)
 
 

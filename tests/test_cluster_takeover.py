@@ -155,3 +155,36 @@ async def test_a_call_that_arrives_while_its_session_is_handed_over_does_not_sta
     assert late.status_code == 503 and "no other instance" in late.json()["error"]["message"]
     record = await redis.hgetall(keys.SESSION.format(session_id.partition(".")[2]))
     assert record[b"s:n"] == b"1" and record[b"owner"].startswith(b"released:")
+
+
+async def test_an_initialize_in_flight_when_the_drain_begins_is_answered_before_its_session_is_handed_over(
+    redis, redis_url
+):
+    """stateful-sse: SIGTERM while an initialize is served (its session held here, its answer not yet sent): the
+    client gets the answer, not a stream that ends without it, and the session is handed over after."""
+    settings = dataclasses.replace(taker_settings(redis_url), preset=Preset.STATEFUL_SSE)
+    instance = Instance(counting_server(), settings, None)
+    registry = instance.member.registry
+    register, registering = registry.register, anyio.Event()
+
+    async def stalled_register(session_id: str, opening: Opening) -> None:
+        registering.set()
+        await anyio.sleep(0.3)  # the stall: the drain begins meanwhile
+        await register(session_id, opening)
+
+    registry.register = stalled_register
+    answers = []
+    headers = {"accept": "application/json, text/event-stream"}
+    async with served(instance.app) as client:
+
+        async def initialize() -> None:
+            answers.append(await client.post("/mcp", headers=headers, json=INITIALIZE))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(initialize)
+            await registering.wait()
+            group.start_soon(instance.router.handover.drain, 5.0)
+    (opened,) = answers
+    assert opened.status_code == 200 and '"protocolVersion"' in opened.text, opened.text
+    record = await redis.hgetall(keys.SESSION.format(opened.headers["mcp-session-id"].partition(".")[2]))
+    assert record[b"owner"].startswith(b"released:")

@@ -141,7 +141,8 @@ class SessionRouter:
                         return
             await send(message)
 
-        await self.app(scope, replay(body, receive), register_then_send)
+        async with self.handover.opening():
+            await self.app(scope, replay(body, receive), register_then_send)
         if refused:
             await self.member.manager.drop(refused[0])
 
