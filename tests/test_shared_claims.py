@@ -3,14 +3,17 @@ redis-server, full or not. The whole path through the SDK is in tests/test_moder
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import redis
 from mcp.server.mcpserver import MCPServer
 
 from app.shared import claims as claims_module
 from app.shared.claims import Claims, TooManyClaims
-from app.shared.redis import connect
+from app.shared.redis import RedisUnavailable, connect
 from app.shared.single_use import SingleUseRequestState
+from tests.utils.faults import increments_through_stalls
 
 pytestmark = pytest.mark.anyio
 
@@ -53,3 +56,24 @@ async def test_a_full_redis_still_finds_its_claims_and_new_ones_are_kept_here(re
     finally:
         admin.config_set("maxmemory", 0)
     assert await shared.first("after")
+
+
+async def test_a_first_claim_under_a_redis_stall_is_claimed_and_its_replay_refused(redis_server):
+    """redis-server SIGSTOPped for longer than the socket timeout while names are claimed without pause: redis-py
+    re-sends each claim the timeout cut off, and every first claim answered says claimed (a bare SET NX re-sent
+    after the first went through refused it as its own replay); each claimed again is refused."""
+    url, server = redis_server
+    shared = Claims(connect(url), "mcp:test-stalled-claim:{}", 60)
+    names = (f"name-{n}" for n in itertools.count())
+    claimed: list[str] = []
+
+    async def claim_one() -> bool:
+        name = next(names)
+        first = await shared.first(name)
+        claimed.append(name)
+        return first
+
+    answered, failed = await increments_through_stalls(server.pid, claim_one, RedisUnavailable)
+    assert answered and all(answered), f"{answered.count(False)} of {len(answered)} first claims refused"
+    assert not any([await shared.first(name) for name in claimed])  # a replay of each, refused
+    assert failed == [], failed

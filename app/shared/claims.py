@@ -2,7 +2,9 @@
 the side-effecting `requestState`s (app/shared/single_use.py).
 
 In Redis when the instances share one (`SET NX PX`, so a claim on one instance holds on all), else in this
-process. A full Redis refuses the write: a name it already holds is still found there (EXISTS is a read),
+process. The claim is a write applied once (`applied_once`): redis-py re-sends a command its 1 s socket timeout
+cut off, and a bare `SET NX` re-sent after the first went through would refuse the first use as its own replay.
+A full Redis refuses the write: a name it already holds is still found there (EXISTS is a read),
 and a new one is claimed in this process meanwhile, so a full Redis stops no call.
 """
 
@@ -15,10 +17,15 @@ from collections import OrderedDict
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
-from app.shared.redis import RedisUnavailable, durable, unavailable_on_error
+from app.shared.redis import RedisUnavailable, applied_once, run_once, unavailable_on_error
 from app.shared.runs import DID_NOT_RUN
 
 MEMORY_CLAIMS = 100_000  # claims a process keeps at most (they expire in the order they were made)
+# KEYS[1] the name's key, ARGV[1] how long the claim lasts (ms): 1 the first time, 0 (nothing written) after.
+_CLAIM = applied_once("""
+if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 1 end
+return nothing_written(0)
+""")
 log = logging.getLogger(__name__)
 
 
@@ -32,14 +39,15 @@ class Claims:
         self._key = key  # a format string with one {}: the name
         self.ttl_seconds = ttl_seconds
         self._here: OrderedDict[str, float] = OrderedDict()  # name -> when its claim lapses
+        self._claim = redis.register_script(_CLAIM) if redis is not None else None
 
     async def first(self, name: str) -> bool:
         """True the first time `name` is claimed while its claim lasts, False after. Redis errors raise
         RedisUnavailable, and a process full of live claims TooManyClaims."""
-        if self._redis is not None:
+        if self._redis is not None and self._claim is not None:
             key = self._key.format(name)
             try:
-                return bool(await durable(self._redis, "SET", key, 1, "NX", "PX", int(self.ttl_seconds * 1000)))
+                return bool(await run_once(self._claim, [key], [int(self.ttl_seconds * 1000)]))
             except RedisUnavailable as exc:
                 if not isinstance(exc.__cause__, OutOfMemoryError):
                     raise
