@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from app.shared import request_state_keys
 from app.shared.bus import RedisSubscriptionBus
 from app.shared.redis import closed_as_redis_error
+from app.shared.redis_config import check_redis
 
 STARTUP_TIMEOUT_SECONDS = 5.0
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class SharedServices:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         try:
+            await check_redis(self.redis)  # before anything is kept in it
             if self.keys is not None:  # loaded before the first request: nothing is ever sealed with another key
                 await request_state_keys.refresh(self.redis, self.keys)
                 log.info("request-state keys from Redis", extra={"fields": request_state_keys.describe(self.keys)})
