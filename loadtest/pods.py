@@ -30,6 +30,7 @@ from loadtest.stack import (
     answers,
     free_port,
     free_ports,
+    lost_its_port,
     spawn,
     stop_processes,
 )
@@ -222,7 +223,7 @@ class PodStack:
         while not answers(proc.health_url):
             if not proc.alive() or time.monotonic() > deadline:
                 log = (self.run_dir / f"{proc.name}.log").read_text(errors="replace")[-2000:]
-                if not proc.alive() and proc is not self.nginx and "ddress already in use" in log:
+                if not proc.alive() and proc is not self.nginx and lost_its_port(log):
                     raise PortTaken(proc.name)
                 raise StackError(f"{proc.name} did not become ready within {timeout:.0f} s:\n{log}")
             time.sleep(0.05)

@@ -361,7 +361,7 @@ class Stack:
             while not _healthy(proc):
                 if not process_alive(proc.pid):
                     log = self.log_tail(proc.name)
-                    if proc.name != "nginx" and "ddress already in use" in log:
+                    if proc.name != "nginx" and lost_its_port(log):
                         raise PortTaken(proc.name)
                     raise StackError(f"{proc.name} exited at start:\n{log}")
                 if time.monotonic() > deadline:
@@ -491,6 +491,11 @@ def free_ports(count: int) -> int:
         if first + count <= 65536 and all(_free(port) and port not in _handed_out for port in rest):
             _handed_out.extend(rest)
             return first
+
+
+def lost_its_port(log: str) -> bool:
+    """Whether a process's log says it could not bind its port (another process took it after our probe)."""
+    return "ddress already in use" in log
 
 
 def _free(port: int) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 
@@ -39,29 +41,12 @@ class RunningCall:
         await self._handover.call_ended(self._session_id)
 
 
-class RunningOpening:
-    """One initialize served here while it runs: its session, held here before it is answered, is handed over
-    only after (a session dropped meanwhile would end the initialize's stream without its answer)."""
-
-    __slots__ = ("_handover",)
-
-    def __init__(self, handover: Handover) -> None:
-        self._handover = handover
-
-    async def __aenter__(self) -> None:
-        self._handover.openings += 1
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._handover.openings -= 1
-        self._handover.opened.set()
-
-
 class Handover:
     def __init__(self, member: ClusterMember) -> None:
         self.member = member
         self.draining = False
-        self.openings = 0  # initialize requests being served here (RunningOpening)
-        self.opened = anyio.Event()  # set whenever one of them ends
+        self._openings = 0  # initialize requests being served here (`opening`)
+        self._opening_ended = anyio.Event()  # set whenever one of them ends
         self._calls: Counter[str] = Counter()  # calls (JSON-RPC requests) of each session running here
         self._closed: set[str] = set()  # sessions that start no new call here: their handover is due
         self._started: set[str] = set()  # sessions whose handover has begun (it is done once)
@@ -77,9 +62,17 @@ class Handover:
             raise HandingOver()
         return RunningCall(self, session_id)
 
-    def opening(self) -> RunningOpening:
-        """`async with` it to serve an initialize (never while draining: it opens on an instance that stays)."""
-        return RunningOpening(self)
+    @asynccontextmanager
+    async def opening(self) -> AsyncIterator[None]:
+        """`async with` it to serve an initialize (never while draining: it opens on an instance that stays). Its
+        session, held here before it is answered, is handed over only after: dropped meanwhile, it would end the
+        initialize's stream without its answer."""
+        self._openings += 1
+        try:
+            yield
+        finally:
+            self._openings -= 1
+            self._opening_ended.set()
 
     def call_started(self, session_id: str) -> None:
         self._calls[session_id] += 1
@@ -110,9 +103,9 @@ class Handover:
                 await self.handed_over(session_id)
 
         with anyio.move_on_after(seconds):
-            while self.openings:  # the sessions they open are held here already: answered first, then handed over
-                self.opened = anyio.Event()
-                await self.opened.wait()
+            while self._openings:  # the sessions they open are held here already: answered first, then handed over
+                self._opening_ended = anyio.Event()
+                await self._opening_ended.wait()
             while pending := self._pending():  # again: a session opened or taken over meanwhile is pending too
                 self._closed.update(pending)  # no new call starts on any of them while they wait their turn
                 async with anyio.create_task_group() as group:
