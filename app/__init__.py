@@ -8,7 +8,8 @@ The public API, for a server of your own:
 
 and, inside a tool, `await session_state(ctx).increment("calls")` (state kept with the session, each write
 applied once per call however often it is retried), `request_key(ctx)` (the call's key, for effects of your
-own) and `await notify_resource_updated(ctx, uri)` (every subscriber, on every instance). docs/layer.md has more.
+own), `fencing_token(ctx)` (who runs it, in which generation of the session) and
+`await notify_resource_updated(ctx, uri)` (every subscriber, on every instance). docs/layer.md has more.
 """
 
 import importlib
@@ -23,6 +24,8 @@ _PUBLIC = {
     "SessionStateError": "app.sessions.state",
     "session_state": "app.sessions.state",
     "request_key": "app.sessions.once",
+    "fencing_token": "app.sessions.once",
+    "FencingToken": "app.sessions.once",
     "SubscribableURIs": "app.sessions.subscriptions",
     "notify_resource_updated": "app.sessions.subscriptions",
     "configure_logging": "app.logs",

@@ -24,7 +24,9 @@ def create_app(settings: InstanceSettings | None = None, server: ServerSettings 
     configure_logging(settings.instance_id, settings.log_level)
     redis = None
     if settings.redis_url is not None:
-        redis = connect(settings.redis_url, settings.redis_wait_replicas, settings.redis_password)
+        redis = connect(
+            settings.redis_url, settings.redis_wait_replicas, settings.redis_password, settings.redis_ride_through
+        )
     if redis is not None:  # the tools' own state, shared by every instance
         handles, bulletins = RedisHandleCounters(redis, settings.session_idle_timeout), RedisBulletins(redis)
     else:

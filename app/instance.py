@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from mcp.server.auth.routes import build_resource_metadata_url
@@ -120,7 +120,9 @@ class Instance:
         self.codec = self._share_request_state_keys()
         self.verifier = self._require_tokens()
         if redis is None and settings.redis_url is not None:
-            redis = connect(settings.redis_url, settings.redis_wait_replicas, settings.redis_password)
+            redis = connect(
+                settings.redis_url, settings.redis_wait_replicas, settings.redis_password, settings.redis_ride_through
+            )
         if isinstance(redis, SharedRedis) and settings.metrics_port is not None:
             redis.metrics = self.metrics  # each command timed, for Prometheus
         SingleUseRequestState(mcp, redis).install()  # around whichever boundary seals this server's state
@@ -135,7 +137,10 @@ class Instance:
             save = registry.save_subscriptions if registry is not None else None
             self.subscriptions = ResourceSubscriptions(subscribable, self.connections, on_change=save)
             self.subscriptions.install(mcp)
-        self.shared = self._share_events(redis)
+        may_publish = (
+            functools.partial(registry.lease.held_within, settings.redis_ride_through) if registry is not None else None
+        )
+        self.shared = self._share_events(redis, may_publish)
         self.member = None
         if registry is not None:
             ports = settings.forward_ports
@@ -205,11 +210,13 @@ class Instance:
             self.settings.max_sessions,
         )
 
-    def _share_events(self, redis: Redis | None) -> SharedServices | None:
+    def _share_events(
+        self, redis: Redis | None, may_publish: Callable[[], Awaitable[bool]] | None
+    ) -> SharedServices | None:
         """The event bus every server event goes through (over Redis, with a Redis): the 2025-11-25 sessions held
         here hear their subscriptions' updates and every list change from it."""
         bus = (
-            RedisSubscriptionBus(redis, f"{self.settings.instance_id}:{secrets.token_hex(4)}")
+            RedisSubscriptionBus(redis, f"{self.settings.instance_id}:{secrets.token_hex(4)}", may_publish)
             if redis is not None
             else LocalSubscriptionBus()
         )
@@ -258,11 +265,17 @@ class Instance:
                 self.mcp,
                 self.member.registry.forget,
                 lambda session_id, live: RedisEventStore(
-                    self.member.redis, session_id, settings.session_idle_timeout, live
+                    self.member.redis,
+                    session_id,
+                    settings.session_idle_timeout,
+                    live,
+                    may_store=functools.partial(self.member.registry.may_act, session_id, settings.redis_ride_through),
                 ),
             )
             app = PrimedGetStreams(app, MCP_PATH, self.member.manager.event_store_of)
-            app = self.router = SessionRouter(app, self.member, self.server_requests, self.connections)
+            app = self.router = SessionRouter(
+                app, self.member, self.server_requests, self.connections, settings.redis_ride_through
+            )
         app = SessionIdPrefix(app, settings.instance_id)
         if settings.preset.stateless:
             app = StatelessGetRefused(app, MCP_PATH)

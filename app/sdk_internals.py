@@ -231,6 +231,13 @@ class SharedSessionManager(StreamableHTTPSessionManager):
             live = functools.partial(_get_stream_open, transport)
             transport._event_store = self.event_store_for(transport.mcp_session_id, live)
 
+    def end_get_streams(self) -> int:
+        """End the GET stream of every session held here (their clients reconnect with Last-Event-ID); returns
+        how many sessions are held."""
+        for transport in self._server_instances.values():
+            transport.close_standalone_sse_stream()
+        return len(self._server_instances)
+
     async def drop(self, session_id: str) -> None:
         """Stop serving `session_id` here (another process owns it now); its stored state stays."""
         transport = self._server_instances.get(session_id)

@@ -67,7 +67,8 @@ class InstanceSettings:
     session_store: SessionStore = SessionStore.MEMORY
     redis_url: str | None = None  # set: the instances share state through this Redis
     redis_password: str | None = field(default=None, repr=False)  # read from MCP_REDIS_PASSWORD_FILE
-    redis_wait_replicas: int = 0  # replicas a write must reach before it is answered (Redis WAIT)
+    redis_wait_replicas: int | None = None  # replicas a write must reach before it is answered (Redis WAIT)
+    redis_ride_through: float = 10.0  # how long what a session sends waits for Redis to come back (a stall, a failover)
     advertise_url: str | None = None  # where the other instances reach this one; default from the listen address
     forward_host: str | None = None  # the address forwarded requests arrive on (default: the listen host)
     forward_port: int | None = None  # set: they arrive on this port only (the first of MCP_WORKERS ports)
@@ -92,6 +93,9 @@ class InstanceSettings:
         # Given in code, the enums may come as their values: InstanceSettings(..., session_store="redis").
         object.__setattr__(self, "preset", Preset(self.preset))
         object.__setattr__(self, "session_store", SessionStore(self.session_store))
+        if self.redis_wait_replicas is None:  # through Sentinels there is a replica: a write is answered once it has it
+            through_sentinels = self.redis_url is not None and self.redis_url.startswith(SENTINEL_SCHEME)
+            object.__setattr__(self, "redis_wait_replicas", 1 if through_sentinels else 0)
         self.check_combination()
 
     @classmethod
@@ -112,7 +116,8 @@ class InstanceSettings:
             "session_store": reader.get("MCP_SESSION_STORE", _choice(SessionStore), SessionStore.MEMORY),
             "redis_url": reader.get("MCP_REDIS_URL", _redis_url_without_password, None),
             "redis_password": reader.get("MCP_REDIS_PASSWORD_FILE", _secret_file, None),
-            "redis_wait_replicas": reader.get("MCP_REDIS_WAIT_REPLICAS", _int_between(0, 16), 0),
+            "redis_wait_replicas": reader.get("MCP_REDIS_WAIT_REPLICAS", _int_between(0, 16), None),
+            "redis_ride_through": reader.get("MCP_REDIS_RIDE_THROUGH", _seconds, 10.0),
             "advertise_url": reader.get("MCP_ADVERTISE_URL", _http_url, None),
             "forward_host": reader.get("MCP_FORWARD_HOST", _host_name, None),
             "forward_port": reader.get("MCP_FORWARD_PORT", _int_between(1, 65535), None),

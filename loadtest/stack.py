@@ -283,6 +283,7 @@ class Stack:
             "REDIS_PASSWORD_FILE": str(self.password_file()),
             "REDIS_ADMIN_PASSWORD_FILE": str(self.password_file("admin")),
             "REDIS_RUN_DIR": str(self.run_dir / f"{name}-conf"),
+            **({"REDIS_MIN_REPLICAS": "1"} if self.redis == "ha" else {}),  # a primary writes with its replica only
         }
 
     def _spawn_sentinel(self, name: str, port: int, primary: int, replica: int) -> Proc:
@@ -308,7 +309,6 @@ class Stack:
             "MCP_LISTEN_PORT": str(port),
             "MCP_REDIS_URL": self.instance_redis_url(name),
             "MCP_REDIS_PASSWORD_FILE": str(self.password_file()),
-            **({"MCP_REDIS_WAIT_REPLICAS": "1"} if self.redis == "ha" else {}),  # each write on the replica too
             **({"MCP_FORWARD_PORT": str(self.forward_ports[name])} if name in self.forward_ports else {}),
             **self.app_env,
         }

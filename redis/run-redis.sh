@@ -3,6 +3,7 @@
 #   sh run-redis.sh [redis-server options...]             a primary (options as redis-server's)
 #   REDIS_REPLICA_OF="host port" sh run-redis.sh [...]     a replica of that primary
 #   REDIS_SENTINEL_MONITOR="host port" sh run-redis.sh     a Sentinel watching that primary
+#   REDIS_MIN_REPLICAS=1 (or REDIS_APPS_URL=redis+sentinel://...)  a primary writes only with a replica in sync
 # Every password is the one in $REDIS_PASSWORD_FILE; the ACL (users.acl beside this script) gets only its
 # SHA-256, and the generated files, which hold it, go to $REDIS_RUN_DIR, never to the command line.
 # The default user is off: a client must log in as one of the users in users.acl.
@@ -44,10 +45,18 @@ fi
         echo "user admin on #$(printf %s "$admin" | sha256sum | cut -d" " -f1) ~* &* +@all"
     fi
 } >"$run/users.acl"
+# With Sentinels (the apps' URL names them, or REDIS_MIN_REPLICAS says), a primary takes a write only while a
+# replica is in sync: cut off from it, the primary refuses writes its demotion would throw away.
+min_replicas=${REDIS_MIN_REPLICAS:-0}
+case "${REDIS_APPS_URL:-}" in redis+sentinel://*) min_replicas=${REDIS_MIN_REPLICAS:-1} ;; esac
 {
     echo "aclfile $run/users.acl"
     echo "masteruser replica" # used once a Sentinel makes this server a replica
     echo "masterauth $password"
     [ -z "${REDIS_REPLICA_OF:-}" ] || echo "replicaof $REDIS_REPLICA_OF"
+    if [ "$min_replicas" -gt 0 ]; then
+        echo "min-replicas-to-write $min_replicas"
+        echo "min-replicas-max-lag ${REDIS_MIN_REPLICAS_MAX_LAG:-5}"
+    fi
 } >"$run/redis.conf"
 exec redis-server "$run/redis.conf" "$@"

@@ -5,7 +5,8 @@ MCP_REDIS_WAIT_REPLICAS, Redis's append-only file and its volume, the redis-ha p
 down (redis-init, its ACL users and password, the backend network, maxmemory), every container
 hardened, nginx's per-client bounds, the auth settings and the `auth` profile's local issuer, the forwarding
 port on the backend network, MCP_ACCESS_LOG, the metrics ports and nginx's stub_status, the `monitoring`
-profile's Prometheus). Compose 1.29
+profile's Prometheus, the apps' URL passed to Redis, which writes only with a replica when it names Sentinels).
+Compose 1.29
 reads the same file: tests/test_compose_v1.py runs a profile with it."""
 
 from __future__ import annotations

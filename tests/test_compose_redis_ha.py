@@ -60,8 +60,8 @@ def test_the_primary_fails_over_and_nothing_acknowledged_is_lost(compose_images)
             load.go_on(10, timeout=90)
         tally = load.tally
         assert (tally.sessions_lost, tally.acknowledged_lost, tally.doubled) == (0, 0, 0), tally
-        assert tally.recovered is not None and min(load.counted) > 0, tally
-        assert tally.failed == {}, tally.failed  # every call answered in the end: retried with its id
+        assert min(load.counted) > 0, tally
+        assert tally.failed == {}, tally.failed  # every call answered in the end: it waited, or was retried with its id
         expected = ("Redis", "HTTP 5")  # each retry for Redis's fault
         assert [reason for reason in tally.retried if not any(words in reason for words in expected)] == []
     finally:

@@ -7,15 +7,17 @@ scenario's operation). The counting load's rolling restart is the fault scorecar
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
+import time
 
 import pytest
 import requests
 
 from loadtest.client import capabilities as cap
-from loadtest.client.legacy import McpClient
-from loadtest.compose import PROJECT, ComposeStack
+from loadtest.client.legacy import McpClient, stream_messages
+from loadtest.compose import PROJECT, ComposeStack, docker_cli
 from loadtest.stack import free_port
 from loadtest.topology import INSTANCES, PROJECT_ROOT
 from tests.utils.clients import wait_for
@@ -145,3 +147,54 @@ def ran(ui: str) -> list[int]:
     stats = requests.get(f"{ui}/stats/requests", timeout=10).json()["stats"]
     counts = {entry["name"]: entry["num_requests"] for entry in stats}
     return [counts.get(name, 0) for name in cap.CAPABILITIES]
+
+
+def test_an_app_cut_off_from_redis_falls_silent_then_carries_on_when_the_network_is_back(stack):
+    """`docker network disconnect` takes an app off the network it reaches Redis on, mid-call: within its lease
+    (1.5 s from the last heartbeat Redis answered) it ends its GET stream and sends no more progress; the cut
+    outlasts the heartbeat's expiry; once connected again, Redis confirms the session still its own (no request
+    reached another instance to take it over) and the call finishes: every step reported, once."""
+    stack.up(policy="session")  # requests go straight to the session's owner
+    client = McpClient(requests.Session(), stack.url, timeout=(5, 60))
+    owner = client.initialize().instance
+    container = stack.containers()[f"{owner}-{PROFILE}"]["id"]
+    steps, request_id = 40, client.next_id()
+    call = {"name": "slow_task", "arguments": {"steps": steps, "step_seconds": 0.2}, "_meta": {"progressToken": 1}}
+    body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": call}
+    arrived: list[tuple[float, dict]] = []
+    ends: dict[str, float] = {}
+
+    def read_call() -> None:
+        with client.http.post(client.url, json=body, headers=client.headers(), stream=True, timeout=60) as resp:
+            for message in stream_messages(resp):
+                arrived.append((time.monotonic(), message))
+
+    def read_get_stream() -> None:
+        with client.open_stream(read_timeout=60) as stream:
+            for _ in stream.iter_lines():
+                pass
+        ends["get"] = time.monotonic()
+
+    network = f"{PROJECT}_backend"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        get_stream, answered = pool.submit(read_get_stream), pool.submit(read_call)
+        wait_for(lambda: len(arrived) >= 6, timeout=10)  # progress and logs flow
+        docker_cli("network", "disconnect", network, container)
+        cut = time.monotonic()
+        try:
+            get_stream.result(timeout=10)
+            wait_for(lambda: time.monotonic() > cut + 3.5, timeout=5)  # the cut outlasts the heartbeat's expiry
+        finally:
+            docker_cli("network", "connect", "--alias", f"{owner}-peer", network, container)
+            healed = time.monotonic()
+        answered.result(timeout=60)
+    assert ends["get"] < cut + 2.0, f"the GET stream ended {ends['get'] - cut:.2f} s after the cut"
+    silent = [message for when, message in arrived if cut + 2.0 < when < healed]
+    assert silent == [], f"{len(silent)} messages sent while cut off"
+    answer = arrived[-1][1]
+    assert answer.get("id") == request_id and answer["result"]["content"][0]["text"] == f"done: {steps} steps"
+    progress = [
+        message["params"]["progress"] for _, message in arrived if message.get("method") == "notifications/progress"
+    ]
+    assert progress == list(range(1, steps + 1))
+    assert "this owner's lease lapsed" in stack.compose("logs", f"{owner}-{PROFILE}").stdout

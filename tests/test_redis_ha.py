@@ -1,11 +1,13 @@
 """The redis-ha variant with real processes: a primary, a replica and three Sentinels (the same redis-server
 build), three uvicorn instances following them through a `redis+sentinel://` URL, nginx round-robin, and
-each write answered only once the replica has it (MCP_REDIS_WAIT_REPLICAS=1). The primary's SIGKILL under
-load loses no session and no acknowledged write; a write no replica took is refused, never acknowledged."""
+each write answered only once the replica has it (MCP_REDIS_WAIT_REPLICAS=1, the default through Sentinels),
+each server writing only with a replica in sync (min-replicas-to-write). The primary's SIGKILL under load loses no
+session, no acknowledged write and no call; a write no replica took is refused, never acknowledged."""
 
 from __future__ import annotations
 
 import pytest
+import redis.exceptions
 
 from app.shared.keys import CALL
 from app.shared.redis import (
@@ -20,30 +22,29 @@ from app.shared.redis import (
 from loadtest.faults.load import CountingLoad
 from loadtest.faults.scorecard import HA
 from loadtest.stack import Stack, free_port
+from tests.utils.clients import wait_for
 
 SESSIONS = 6
 
 
 def test_a_primary_failover_loses_no_session_and_no_acknowledged_write(tmp_path):
-    """First the replica stops for 1.5 s: writes are refused (never acknowledged without it), then the primary
-    is SIGKILLed and failed over."""
+    """First the replica stops for 1.5 s: writes wait for it (none is acknowledged without it) and no call needs
+    a retry; then the primary is SIGKILLed and failed over."""
     with Stack(run_dir=tmp_path, policy="round-robin", store="redis", port=free_port(), **HA) as stack:
         assert stack.primary() == "redis"
         with CountingLoad(stack.url, SESSIONS) as load:
             load.go_on(10)
             stack.pause("redis-replica", 1.5)
             load.go_on(5)
-            assert any("NotReplicated" in reason for reason in load.tally.retried), load.tally.retried
+            assert load.tally.calls_retried == 0, load.tally.retried  # each write waited for the replica
             stack.wait_replicated()
             stack.fail_over()
             assert stack.primary() == "redis-replica"
             load.go_on(10, timeout=60)  # every session counts on, on the new primary
         tally = load.tally
         assert (tally.sessions_lost, tally.acknowledged_lost, tally.doubled) == (0, 0, 0), tally
-        assert tally.recovered is not None and min(load.counted) > 0, tally  # answered again after the failures
-        assert tally.failed == {}, tally.failed  # every call answered in the end: retried with its id
-        expected = ("Redis", "HTTP 5")  # each retry for Redis's fault
-        assert [reason for reason in tally.retried if not any(words in reason for words in expected)] == []
+        assert min(load.counted) > 0, tally
+        assert (tally.failed, tally.retried) == ({}, {}), tally  # every call waited for the new primary: no retry
 
 
 @pytest.mark.anyio
@@ -103,3 +104,28 @@ def test_a_sentinel_url_without_ports_or_service_or_with_a_password_is_refused(u
         ValueError, match=r"valid: redis\+sentinel://\[user@\]host:port\[,host:port...\]/service\[/db\]"
     ):
         sentinel_address(url)
+
+
+def test_a_primary_cut_off_from_its_replica_refuses_writes(tmp_path):
+    """min-replicas-to-write 1, min-replicas-max-lag 5 on both servers (redis/run-redis.sh): a primary whose
+    replica has been silent past the lag refuses writes (which its demotion would throw away), and takes them
+    again once the replica is back."""
+    with Stack(run_dir=tmp_path, policy="round-robin", store="redis", port=free_port(), **HA) as stack:
+        for name in ("redis", "redis-replica"):
+            with stack.redis_client(name) as server:
+                config = server.config_get("min-replicas-*")
+            assert config == {"min-replicas-to-write": "1", "min-replicas-max-lag": "5"}, name
+        with stack.redis_client("redis") as primary:
+            primary.set("test:ha:before", 1)
+            with stack.paused("redis-replica"):
+                refused = wait_for(lambda: _refused_write(primary), timeout=15, interval=0.5)
+                assert str(refused).startswith("NOREPLICAS")
+            wait_for(lambda: _refused_write(primary) is None, timeout=15, interval=0.5)
+
+
+def _refused_write(primary) -> redis.exceptions.ResponseError | None:
+    try:
+        primary.set("test:ha:probe", 1)
+    except redis.exceptions.ResponseError as exc:
+        return exc
+    return None

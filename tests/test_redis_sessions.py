@@ -380,40 +380,6 @@ def test_a_subscription_survives_the_takeover(tmp_path):
         assert update["params"]["uri"] == "updates://kept"
 
 
-def test_without_redis_requests_fail_fast_with_503_and_recover_by_themselves(stack_for, tmp_path):
-    from loadtest.stack import Stack, free_port
-
-    with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
-        client = session(stack.url)
-        client.timeout = (5, 10)  # a hang fails the test with a read timeout
-        redis_pid = stack.proc("redis").pid
-        os.kill(redis_pid, signal.SIGSTOP)  # Redis stops answering, as on a network partition
-        try:
-            refused = wait_for(lambda: _refused(client.call_tool("increment")), timeout=15)
-            assert refused.status == 503
-            assert refused.error["message"].startswith("the shared store (Redis) is unavailable")
-            opening = McpClient(requests.Session(), stack.url, timeout=(5, 10)).initialize()
-            assert opening.status == 503
-            ready = requests.get(stack.instance_url("app1").replace("/mcp", "/readyz"), timeout=10)
-            assert (ready.status_code, ready.json()["status"]) == (503, "shared store (Redis) unavailable")
-            alive = requests.get(stack.instance_url("app1").replace("/mcp", "/healthz"), timeout=2)
-            assert alive.status_code == 200, "liveness must not follow Redis (or every instance is restarted)"
-        finally:
-            os.kill(redis_pid, signal.SIGCONT)
-        recovered = wait_for(lambda: _counted(client), timeout=15)
-        assert recovered > 0
-        assert requests.get(stack.instance_url("app1").replace("/mcp", "/readyz"), timeout=5).status_code == 200
-
-
-def _refused(exchange):
-    return exchange if exchange.status == 503 else None
-
-
-def _counted(client):
-    answer = client.call_tool("increment")
-    return answer.result["structuredContent"]["result"] if answer.status == 200 and answer.result else None
-
-
 def test_idle_sessions_expire_everywhere_and_leave_nothing_in_redis(tmp_path):
     from loadtest.stack import Stack, free_port
 

@@ -17,7 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from app import InstanceSettings, Preset, SessionStore, request_key, session_state
+from app import FencingToken, InstanceSettings, Preset, SessionStore, fencing_token, request_key, session_state
 from app.instance import Instance
 from app.sessions import once
 from app.sessions.ledger import MemoryLedger, RedisLedger, Verdict
@@ -42,6 +42,7 @@ class Tools:
         self.release = anyio.Event()  # `held` waits for it
         self.failures = 0  # `flaky` fails this many of its runs after writing
         self.keys: list[str | None] = []
+        self.tokens: list[FencingToken | None] = []
         self.mcp = MCPServer("once")
 
         @self.mcp.tool()
@@ -60,6 +61,7 @@ class Tools:
         async def flaky(ctx: Context) -> int:
             self.runs.append("flaky")
             self.keys.append(request_key(ctx))
+            self.tokens.append(fencing_token(ctx))
             first = await session_state(ctx).increment("n")
             second = await session_state(ctx).increment("n", 10)
             if self.failures:
@@ -229,6 +231,14 @@ async def test_every_run_of_a_call_has_the_same_key_and_other_calls_another(serv
         await client.post("/mcp", json=_call(request_id, "flaky"), headers=session)
     first, again, other = tools.keys
     assert first == again != other and first.startswith(session["mcp-session-id"].partition(".")[2] + ":")
+
+
+async def test_a_call_carries_the_fencing_token_of_the_session_it_runs_for(serving):
+    tools, client, session = serving
+    await client.post("/mcp", json=_call(1, "flaky"), headers=session)
+    await client.post("/mcp", json=_call(2, "flaky"), headers=session)
+    first, second = tools.tokens
+    assert first == second and first.generation == 1 and first.owner.startswith("app1:")  # no takeover between
 
 
 async def test_an_answer_too_large_to_keep_is_not_run_again(serving):

@@ -220,3 +220,18 @@ def test_peer_urls_match_with_wildcards_and_nothing_else():
     assert not settings.is_peer("http://app-0@evil.example:80/.mcp.svc:8000")
     assert not settings.is_peer("http://app-evil.example/x.mcp.svc:8000")
     assert not settings.is_peer("http://app1:80@evil.example")
+
+
+@pytest.mark.parametrize(
+    ("env", "waits_for"),
+    [
+        ({}, 0),
+        ({"MCP_REDIS_URL": "redis://127.0.0.1:6379/0"}, 0),
+        ({"MCP_REDIS_URL": "redis+sentinel://mcp@127.0.0.1:26379/mcp/0"}, 1),  # a replica is there: wait for it
+        ({"MCP_REDIS_URL": "redis+sentinel://mcp@127.0.0.1:26379/mcp/0", "MCP_REDIS_WAIT_REPLICAS": "0"}, 0),
+        ({"MCP_REDIS_URL": "redis://127.0.0.1:6379/0", "MCP_REDIS_WAIT_REPLICAS": "2"}, 2),
+    ],
+)
+def test_writes_wait_for_a_replica_by_default_through_sentinels(env, waits_for):
+    assert InstanceSettings.from_env(env).redis_wait_replicas == waits_for
+    assert InstanceSettings.from_env({**env, "MCP_REDIS_RIDE_THROUGH": "3"}).redis_ride_through == 3.0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 from mcp.server.streamable_http import GET_STREAM_KEY, EventCallback, EventId, EventMessage, EventStore, StreamId
@@ -67,9 +67,16 @@ class RedisEventStore(EventStore):
     """`live` says whether the session's GET stream is open here (the SDK's transport knows)."""
 
     def __init__(
-        self, redis: Redis, session_id: str, ttl_seconds: float, live: Callable[[], bool], max_events: int = MAX_EVENTS
+        self,
+        redis: Redis,
+        session_id: str,
+        ttl_seconds: float,
+        live: Callable[[], bool],
+        max_events: int = MAX_EVENTS,
+        may_store: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._redis = redis
+        self._may_store = may_store  # False: this process may not act for the session (app/cluster/lease.py)
         self._max_events = max_events
         self._store = redis.register_script(_STORE)
         self._catch_up = redis.register_script(_CATCH_UP)
@@ -91,6 +98,9 @@ class RedisEventStore(EventStore):
         if self._resuming:
             await self._until(self._live)
             self._resuming = False
+        if self._may_store is not None and not await self._may_store():
+            log.warning("kept no GET-stream event: this instance may not act for the session (its lease lapsed)")
+            return None
         data = _MESSAGE.dump_json(message, by_alias=True, exclude_unset=True)
         self._storing += 1
         try:

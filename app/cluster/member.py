@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 from app import sdk_internals
 from app.cluster.forward_listener import forwarding_port
 from app.cluster.forwarding import MAX_SKEW_SECONDS, Forwarder, ForwardSigner, cluster_secret
+from app.cluster.lease import STOP_AFTER_SECONDS
 from app.cluster.registry import SessionRegistry
 from app.metrics import InstanceMetrics
 from app.sessions.subscriptions import ResourceSubscriptions
@@ -57,8 +58,9 @@ class ClusterMember:
                 listener = forwarding_port(self.app, *self.forward_to, self.registry.url)
                 self.registry.url = await stack.enter_async_context(listener)
             async with anyio.create_task_group() as group:
-                group.start_soon(self.registry.heartbeat)
+                await group.start(self.registry.heartbeat)
                 group.start_soon(self.registry.sweep, self.manager.drop)
+                group.start_soon(self._stand_down_on_lapse)
                 group.start_soon(self._follow_secret)
                 try:
                     yield
@@ -74,6 +76,21 @@ class ClusterMember:
             return await self._nonces.first(nonce)
         except TooManyClaims:
             return False
+
+    async def _stand_down_on_lapse(self) -> None:
+        """Whenever the lease lapses (no beat answered for STOP_AFTER_SECONDS: this process is cut off from Redis,
+        or was paused), end the GET streams of the sessions held here before another instance may take them over.
+        Their clients reconnect with Last-Event-ID; what else the sessions send waits for the lease (the router)."""
+        lease = self.registry.lease
+        while True:
+            await lease.lapsed()
+            held = self.manager.end_get_streams()
+            self.metrics.lease_lapses.inc()
+            log.warning(
+                "this owner's lease lapsed: it acts for none of its sessions until Redis confirms them ours",
+                extra={"fields": {"sessions": held, "stop_after_seconds": STOP_AFTER_SECONDS}},
+            )
+            await lease.regained()
 
     async def _follow_secret(self) -> None:
         """Pick up a new signing secret (Redis lost the old one and an instance made another)."""

@@ -17,18 +17,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
+from anyio.abc import TaskStatus
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError, RedisError
 
 from app.auth.principal import ANONYMOUS
+from app.cluster.lease import HEARTBEAT_SECONDS, OWNER_TIMEOUT_SECONDS, Lease
 from app.shared import keys
 from app.shared.bus import LIST_LOGS
 from app.shared.redis import RedisUnavailable, closed_as_redis_error, dedicated_client, run_script, unavailable_on_error
 
-HEARTBEAT_SECONDS = 0.5
-# An owner silent this long is dead, and its sessions may be taken over: every request of a dead owner's
-# session waits up to this long, and a live one is then fenced (app/sessions/state.py) if it was only paused.
-OWNER_TIMEOUT_SECONDS = 2.0
 CONFIRM_EVERY_SECONDS = 1.0  # a local session re-checks that it is still ours at most this often
 LOOKUP_CACHE_SECONDS = 1.0
 PEERS_CACHE_SECONDS = 1.0
@@ -76,11 +74,12 @@ local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner then return nil end
 return {owner, redis.call('GET', ARGV[1] .. owner) or '', redis.call('HGET', KEYS[1], 'principal') or ''}
 """
-# A claim re-sent after a timeout finds itself the owner: the first copy's answer, not a second generation.
+# A claim re-sent after a timeout finds itself the owner: the first copy's answer, not a second generation. An
+# owner whose heartbeat key lives holds its lease (app/cluster/lease.py): its sessions are not taken.
 _CLAIM = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal', 'heard') end
-if owner ~= ARGV[1] then return nil end
+if owner ~= ARGV[1] or redis.call('EXISTS', ARGV[4] .. owner) == 1 then return nil end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -132,9 +131,10 @@ class Opening:
 @dataclass
 class _Hold:
     """This process's hold on a session: the generation it got it at (the fence of its writes), and when
-    Redis last confirmed it."""
+    Redis last confirmed it, in which epoch of the lease."""
 
     generation: int
+    epoch: int
     confirmed: float = field(default_factory=time.monotonic)
 
 
@@ -161,7 +161,9 @@ class SessionRegistry:
         self.url = url
         self._redis = redis
         self._beats = dedicated_client(redis)  # a heartbeat never waits for a connection behind requests
-        self._lapsed = anyio.Event()  # set when the heartbeat has been silent long enough for a takeover
+        self.lease = Lease()
+        self._check_all = anyio.Event()  # set when the lease is regained after a lapse, or a session was lost
+        self._lost: set[str] = set()  # sessions Redis said are no longer ours, for the sweep to hand on
         self._ttl_ms = int(ttl_seconds * 1000)
         self._register = redis.register_script(_REGISTER)
         self._confirm = redis.register_script(_CONFIRM)
@@ -179,21 +181,54 @@ class SessionRegistry:
         """Record a session this process just opened."""
         params, version, principal = json.dumps(opening.params), opening.protocol_version, opening.principal
         args = (self.owner_id, params, version, self._ttl_ms, principal, *LIST_LOGS)
+        epoch = self.lease.epoch  # registered before the lease could lapse: its beats named this owner alive
         await self._call(self._register, session_id, *args, logs=LIST_LOGS)
-        self._owned[session_id] = _Hold(generation=1)
+        self._owned[session_id] = _Hold(generation=1, epoch=epoch)
 
     async def confirm(self, session_id: str, *, now: bool = False) -> bool:
         """Is a session held here still ours? False when another process took it over or its record is gone
         (ended elsewhere, or lost by Redis): either way this process must stop serving it."""
         hold = self._owned.get(session_id)
-        if hold is not None and not now and time.monotonic() - hold.confirmed < CONFIRM_EVERY_SECONDS:
+        fresh = hold is not None and time.monotonic() - hold.confirmed < CONFIRM_EVERY_SECONDS
+        if fresh and not now and self.acting_for(session_id):
             return True
+        epoch = self.lease.epoch
         if await self._call(self._confirm, session_id, self.owner_id, self._ttl_ms) != 1:
             self._let_go(session_id)
+            self._lost.add(session_id)
+            self._check_all.set()
             return False
         if (hold := self._owned.get(session_id)) is not None:  # still ours (it may have been let go meanwhile)
             hold.confirmed = time.monotonic()
+            hold.epoch = epoch  # acts once the lease is held in this epoch (not if it lapsed while confirming)
         return True
+
+    def acting_for(self, session_id: str) -> bool:
+        """Whether this process may act for a session now: it holds the session and its lease, and Redis has
+        confirmed the session ours since the lease was last regained (app/cluster/lease.py)."""
+        hold = self._owned.get(session_id)
+        return hold is not None and hold.epoch == self.lease.epoch and self.lease.held()
+
+    async def may_act(self, session_id: str, within: float) -> bool:
+        """Whether this process may act for a session now, or may again within `within` seconds (`regain`)."""
+        if self.acting_for(session_id):
+            return True
+        with anyio.move_on_after(within):
+            return await self.regain(session_id)
+        return False
+
+    async def regain(self, session_id: str) -> bool:
+        """Wait until this process may act for a session again (its lease held, the session confirmed ours);
+        False when it is no longer ours. Redis being away keeps it waiting: bound it with a timeout."""
+        while True:
+            await self.lease.regained()
+            if self.acting_for(session_id):
+                return True
+            try:
+                if not await self.confirm(session_id, now=True):
+                    return False
+            except RedisUnavailable:
+                await anyio.sleep(HEARTBEAT_SECONDS)  # and ask again (the lease may lapse meanwhile)
 
     async def lookup(self, session_id: str) -> Owner | None:
         """The owner of a session held elsewhere, or None if there is no such session."""
@@ -234,7 +269,9 @@ class SessionRegistry:
     async def claim(self, session_id: str, dead_owner: str) -> Opening | None:
         """Take over a session whose owner is gone; None if another process claimed it first."""
         self._lookups.pop(session_id, None)
-        answer = await self._call(self._claim, session_id, dead_owner, self.owner_id, self._ttl_ms)
+        epoch = self.lease.epoch
+        owners = keys.OWNER.format("")
+        answer = await self._call(self._claim, session_id, dead_owner, self.owner_id, self._ttl_ms, owners)
         if answer is None:
             return None
         opening = _opening(answer)
@@ -242,7 +279,7 @@ class SessionRegistry:
             log.error("refused a session record that is not one of ours; ending the session")
             await self.forget(session_id)
             return None
-        self._owned[session_id] = _Hold(generation=opening.generation)
+        self._owned[session_id] = _Hold(generation=opening.generation, epoch=epoch)
         return opening
 
     async def release(self, session_id: str) -> None:
@@ -286,22 +323,27 @@ class SessionRegistry:
         except RedisUnavailable:
             log.warning("could not delete an ended session's record; it expires by itself")
 
-    async def heartbeat(self) -> None:
-        """Tell the others, every HEARTBEAT_SECONDS, that this owner is alive (nothing else in this loop may delay it).
-        After a silence long enough for a takeover (this process paused, or cut off from Redis), wake the sweep."""
-        last_beat = time.monotonic()  # when the last beat Redis took was sent: its key outlives that by the timeout
+    async def heartbeat(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Tell the others, every HEARTBEAT_SECONDS, that this owner is alive (nothing else in this loop may
+        delay it), renewing the lease from each beat Redis took. Started once the first beat was answered (or
+        failed)."""
+        started = False
         while True:
             sent = time.monotonic()
+            epoch = self.lease.epoch
             try:
                 with closed_as_redis_error():
                     await self._beat()
             except RedisError as exc:
                 log.warning("heartbeat failed: %s", exc.__class__.__name__)
             else:
-                if sent - last_beat > OWNER_TIMEOUT_SECONDS:
-                    log.warning("this owner's heartbeat lapsed; checking which sessions are still ours")
-                    self._lapsed.set()
-                last_beat = sent
+                self.lease.renewed(sent)
+                if self.lease.epoch != epoch and started:
+                    log.warning("this owner's lease is back after a lapse; checking which sessions are still ours")
+                    self._check_all.set()
+            if not started:
+                task_status.started()
+                started = True
             await anyio.sleep(HEARTBEAT_SECONDS)
 
     async def _beat(self) -> None:
@@ -318,15 +360,15 @@ class SessionRegistry:
         every = max(HEARTBEAT_SECONDS, self._ttl_ms / 3000)
         while True:
             with anyio.move_on_after(every):
-                await self._lapsed.wait()
-            self._lapsed = anyio.Event()
+                await self._check_all.wait()
+            self._check_all = anyio.Event()
             for session_id in list(self._owned):
                 try:
-                    ours = await self.confirm(session_id, now=True)
+                    await self.confirm(session_id, now=True)
                 except RedisUnavailable:
                     break  # try them all again next time
-                if not ours:
-                    await on_lost(session_id)
+            while self._lost:
+                await on_lost(self._lost.pop())
 
     async def stop(self) -> None:
         """Say this owner is gone, so the others take its sessions over without waiting for the timeout."""

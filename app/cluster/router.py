@@ -60,6 +60,7 @@ FORWARDED_ELSEWHERE = (
 )
 LOOK_AGAIN = f"this session moved to another instance; {DID_NOT_RUN}"
 MEANT_FOR_ANOTHER = f"this hop was signed for another process (one this instance replaced); {DID_NOT_RUN}"
+CUT_OFF = f"this instance has lost touch with the shared store (Redis) and acts for none of its sessions; {DID_NOT_RUN}"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 REBUILD_PARAMS = ("protocolVersion", "capabilities", "clientInfo")  # what a takeover rebuilds a session from
 MAX_OPENING_BYTES = 16 * 1024  # of them, kept in every session's record in Redis
@@ -70,10 +71,16 @@ class SessionRouter:
     """Routes each request of a session to the process that owns it, taking dead owners' sessions over."""
 
     def __init__(
-        self, app: ASGIApp, member: ClusterMember, server_requests: ServerRequests, connections: Connections
+        self,
+        app: ASGIApp,
+        member: ClusterMember,
+        server_requests: ServerRequests,
+        connections: Connections,
+        ride_through_seconds: float,
     ) -> None:
         self.app = app
         self.member = member
+        self.ride_through_seconds = ride_through_seconds  # how long a held session's messages wait for its lease
         self.server_requests = server_requests  # a session rebuilt here asks its client with ids of its own
         self.connections = connections  # and is told the events it missed once, whether caught up or live
         self.handover = Handover(member)
@@ -105,6 +112,10 @@ class SessionRouter:
                 await self._route(session_id, scope, receive, tracked)
         except ClientGone:
             return  # nobody is left to answer
+        except Fenced as exc:
+            if started:
+                return  # cut short: the client's stream ends without an answer
+            await send_error(send, exc.status, exc.code, str(exc))
         except (HandingOver, RedisUnavailable, Refused) as exc:
             if started:
                 raise
@@ -242,6 +253,9 @@ class SessionRouter:
             raise Refused(403, -32600, message)
         manager, registry = self.member.manager, self.member.registry
         held = session_id is not None and manager.holds(session_id)
+        if held and not self.handover.draining and not registry.lease.held():
+            # The sender reached Redis and this process cannot: it takes the session over once our beat expires.
+            raise _handed_over(CUT_OFF, REPLACED)
         if held and (self.handover.draining or await registry.confirm(session_id)):
             try:
                 await self._serve_held(session_id, scope, body, receive, send)  # never forwarded again: no loops
@@ -266,11 +280,37 @@ class SessionRouter:
         await self._serve_here_or_end(session_id, owner, scope, body, receive, send)
 
     async def _serve_held(self, session_id: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        # A session this process holds is fenced; one it serves a 404 for (ended, unknown) is not.
+        fenced, tripped = self._fenced(session_id, send) if self.member.registry.owns(session_id) else (send, [])
         if not _is_call(scope["method"], body):  # a drain waits for a session's calls, not its streams or answers
-            await self.app(scope, replay(body, receive), send)
-            return
-        async with self.handover.call(session_id):
-            await self.app(scope, replay(body, receive), send)
+            await self.app(scope, replay(body, receive), fenced)
+        else:
+            async with self.handover.call(session_id):
+                await self.app(scope, replay(body, receive), fenced)
+        if tripped:
+            raise Fenced()  # the SDK swallowed it (an SSE answer): the router ends the request
+
+    def _fenced(self, session_id: str, send: Send) -> tuple[Send, list[str]]:
+        """`send` for a session held here, sending nothing while this process may not act for it (its lease
+        lapsed, app/cluster/lease.py): what the session sends waits until Redis confirms it still ours, at
+        most `ride_through_seconds`. A session taken over meanwhile, or Redis away that long, is dropped here
+        (its calls stop) and the request ends unanswered (Fenced, and `tripped` says so): a client retries with the
+        same request id."""
+        registry, tripped = self.member.registry, []
+
+        async def fenced(message: Message) -> None:
+            if not registry.acting_for(session_id) and not registry.ended_here(session_id) and _carries_bytes(message):
+                if not tripped:
+                    if await registry.may_act(session_id, self.ride_through_seconds):
+                        await send(message)
+                        return
+                    tripped.append(session_id)
+                    log.warning("stopped acting for a session: its lease could not be regained")
+                    await self.member.manager.drop(session_id)  # taken over, or rebuilt here when next asked
+                raise Fenced()
+            await send(message)
+
+        return fenced, tripped
 
     async def _hand_to_peer(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
         """While draining: let a live instance serve what this one will not start. False when the peer found
@@ -421,6 +461,24 @@ def _is_call(method: str, body: bytes) -> bool:
         return True
     message = parse_json(body)
     return not isinstance(message, dict) or ("method" in message and "id" in message)
+
+
+def _carries_bytes(message: Message) -> bool:
+    """Whether an ASGI message sends the client something (an answer's start, or part of its body); the end of
+    a body does not, and ends a stream the lease's lapse closed."""
+    return message["type"] == "http.response.start" or bool(message.get("body"))
+
+
+class Fenced(Refused):
+    """This process lost its lease on a session (cut off from Redis, or paused) and could not regain it: it
+    stopped acting for the session, which may be served elsewhere by now."""
+
+    def __init__(self) -> None:
+        message = (
+            "this instance lost touch with the shared store (Redis) while serving the request, and stopped acting "
+            f"for the session; {MAY_HAVE_RUN}"
+        )
+        super().__init__(503, -32603, message)
 
 
 def _handed_over(message: str, reason: str) -> Refused:

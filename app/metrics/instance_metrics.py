@@ -52,6 +52,9 @@ class InstanceMetrics:
             "mcp_owner_redirects", "Requests sent back to nginx with their session's owner named (421)", **into
         )
         self.takeovers = Counter("mcp_takeovers", "Sessions taken over from an owner that died or left", **into)
+        self.lease_lapses = Counter(
+            "mcp_lease_lapses", "Times this process's lease lapsed, so that it stopped acting for its sessions", **into
+        )
         self.handovers = Counter("mcp_handovers", "Sessions handed to the other instances while draining", **into)
         self.draining = Gauge("mcp_draining", "1 from SIGTERM until the process stops", **into)
         self.ready = Gauge("mcp_ready", "1 while /readyz answers ready", **into)

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -70,6 +70,25 @@ def request_key(ctx: Context) -> str | None:
     for every other call. None where the request has no session (it then has no key: 2026-07-28, stateless)."""
     session_id = session_id_of(ctx)
     return key_of(session_id, ctx.request_id) if session_id is not None else None
+
+
+class FencingToken(NamedTuple):
+    """Who runs a tool call for its session: the owner process and its generation, which grows with every
+    takeover. A system of your own that keeps the highest generation it has seen for a session, and refuses
+    lower ones, refuses an owner that lost the session (cut off, or paused, while another took it over)."""
+
+    owner: str
+    generation: int
+
+
+def fencing_token(ctx: Context) -> FencingToken | None:
+    """The fencing token of this tool call's run; None where the request has no session (2026-07-28, stateless)."""
+    run = current_run.get()
+    if not isinstance(run, _GatedRun) or run.session_id != session_id_of(ctx):
+        return None
+    if coerce_request_id(run.request_id) != coerce_request_id(ctx.request_id):
+        return None
+    return FencingToken(*run.tenure)
 
 
 def key_of(session_id: str, request_id: RequestId) -> str:

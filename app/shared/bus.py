@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.shared.keys import BUS_CHANNEL, UPDATES
-from app.shared.redis import applied_once, closed_as_redis_error, run_once
+from app.shared.redis import RedisUnavailable, applied_once, closed_as_redis_error, run_once
 
 _KINDS = {
     "tools": ToolsListChanged,
@@ -97,14 +97,19 @@ class LocalSubscriptionBus(InMemorySubscriptionBus):
             await _logged(handler, event, None)
 
 
+class LeaseLapsed(RuntimeError):
+    """This process is cut off from Redis (its lease lapsed): it publishes nothing."""
+
+
 class RedisSubscriptionBus(InMemorySubscriptionBus):
     """Delivers every event, this instance's own included, from Redis: to this instance's 2026-07-28 listeners
     and its `on_event` handlers, once each, whichever instance published it."""
 
-    def __init__(self, redis: Redis, origin: str) -> None:
+    def __init__(self, redis: Redis, origin: str, may_publish: Callable[[], Awaitable[bool]] | None = None) -> None:
         super().__init__()
         self._redis = redis
         self._origin = origin
+        self._may_publish = may_publish  # False: this process stopped acting for its sessions (app/cluster/lease.py)
         self._publish = redis.register_script(_PUBLISH)
         self._handlers: list[Handler] = []
         self._heard: OrderedDict[bytes, None] = OrderedDict()  # the last REMEMBERED_EVENTS messages
@@ -115,6 +120,8 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
 
     async def publish(self, event: ServerEvent) -> None:
         """Keep the event in its log and publish it; everyone, this instance too, hears it from Redis."""
+        if self._may_publish is not None and not await self._may_publish():
+            raise RedisUnavailable(LeaseLapsed("no heartbeat answered"))
         keys, args = [UPDATES.format(log_name(event))], [encode(event, self._origin), BUS_CHANNEL]
         await run_once(self._publish, keys, [*args, LOGGED_EVENTS, LOG_KEPT_MS])
 

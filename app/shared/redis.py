@@ -6,18 +6,21 @@ Sentinels for the primary and follows a failover."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
+import anyio
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.metrics import InstanceMetrics
@@ -29,7 +32,11 @@ from app.shared.runs import current_run, mark_transient, retry_advice
 _RETRY = Retry(NoBackoff(), 1)
 CALL_KEPT_MS = 30_000  # far longer than a call's retries take (two socket timeouts)
 SENTINEL_SCHEME = "redis+sentinel://"
+NO_REPLICAS = "NOREPLICAS"  # a primary's refusal to write with fewer replicas in sync than min-replicas-to-write
 WAIT_MS = 500  # for a write's replicas (WAIT); below the socket timeout, which would cut the wait short
+RIDE_THROUGH_FIRST_PAUSE = 0.05  # then twice as long each time Redis is still away, at most:
+RIDE_THROUGH_MAX_PAUSE = 0.5
+T = TypeVar("T")
 
 
 # Replace a value refused as poisoned, unless another instance replaced it first: all end up with one value.
@@ -47,9 +54,21 @@ class RedisUnavailable(RuntimeError):
         mark_transient("the shared store (Redis) was unavailable")
         if isinstance(cause, OutOfMemoryError):  # maxmemory with noeviction: Redis keeps what it has, takes nothing
             self.what, may_have_run = "the shared store (Redis) is full and refuses writes (maxmemory)", False
+        elif isinstance(cause, ResponseError) and NO_REPLICAS in str(cause):  # min-replicas-to-write
+            self.what, may_have_run = "the shared store (Redis) has no replica in sync and refuses writes", False
         else:
             self.what = "the shared store (Redis) is unavailable" + (f" ({type(cause).__name__})" if cause else "")
         super().__init__(f"{self.what}; {retry_advice(may_have_run)}")
+
+
+def _away(exc: BaseException) -> bool:
+    """Whether an error says Redis is away for now: refused, timed out, failing over, or without the replicas
+    a write needs (our WAIT, or the primary's own min-replicas-to-write)."""
+    return (
+        isinstance(exc, (RedisConnectionError, RedisTimeoutError, NotReplicated))
+        or (isinstance(exc, ResponseError) and NO_REPLICAS in str(exc))
+        or _closed_under_command(exc)
+    )
 
 
 def _closed_under_command(exc: BaseException) -> bool:
@@ -91,13 +110,18 @@ def unavailable_on_error() -> Iterator[None]:
 
 
 class SharedRedis(Redis):
-    """A Redis client that knows how many replicas a write must reach before it is answered (WAIT), and times
-    its commands into the instance's metrics once it has them."""
+    """A Redis client that knows how many replicas a write must reach before it is answered (WAIT), rides
+    through Redis being away (a stall, a restart, a failover) for up to `ride_through` seconds, and times its
+    commands into the instance's metrics once it has them."""
 
     replicas_to_wait: int = 0
+    ride_through: float = 0.0
     metrics: InstanceMetrics | None = None
 
     async def execute_command(self, *args, **options):
+        return await patiently(self, functools.partial(self._timed, *args, **options))
+
+    async def _timed(self, *args, **options):
         if self.metrics is None:
             return await super().execute_command(*args, **options)
         started = time.perf_counter()  # as `observed`, written out: it runs for every command
@@ -108,6 +132,26 @@ class SharedRedis(Redis):
             raise
         finally:
             self.metrics.redis_seconds.observe(time.perf_counter() - started)
+
+
+async def patiently(redis: Redis, attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()`, again while Redis is away (refused, timed out, failing over, not yet replicating a write),
+    for up to the client's `ride_through` seconds: then the last error. Every write it sends again is
+    `applied_once` or idempotent, as for redis-py's own retry."""
+    bound = getattr(redis, "ride_through", 0.0)
+    deadline, pause = None, RIDE_THROUGH_FIRST_PAUSE
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not _away(exc):
+                raise
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + bound
+            if now + pause > deadline:
+                raise
+        await anyio.sleep(pause)
+        pause = min(pause * 2, RIDE_THROUGH_MAX_PAUSE)
 
 
 @contextmanager
@@ -134,9 +178,10 @@ def _count_outage(metrics: InstanceMetrics, exc: Exception) -> None:
         metrics.redis_errors.inc()
 
 
-def connect(url: str, replicas_to_wait: int = 0, password: str | None = None) -> SharedRedis:
-    """A client that fails within about a second when Redis is down, instead of hanging. `password`: that of
-    the URL's user (MCP_REDIS_PASSWORD_FILE), and of the Sentinels too."""
+def connect(url: str, replicas_to_wait: int = 0, password: str | None = None, ride_through: float = 0.0) -> SharedRedis:
+    """A client that waits up to `ride_through` seconds for a Redis that is away (each try failing within
+    about a second), instead of hanging. `password`: that of the URL's user (MCP_REDIS_PASSWORD_FILE), and of
+    the Sentinels too."""
     timeouts = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}
     if url.startswith(SENTINEL_SCHEME):
         sentinels, service, db, username = sentinel_address(url)
@@ -164,6 +209,7 @@ def connect(url: str, replicas_to_wait: int = 0, password: str | None = None) ->
         )
         redis = SharedRedis(connection_pool=pool)
     redis.replicas_to_wait = replicas_to_wait
+    redis.ride_through = ride_through
     return redis
 
 
@@ -201,23 +247,29 @@ async def durable(redis: Redis, *command: object):
     connection, in one round trip); fewer in time raise RedisUnavailable: the write may stay there, as any
     unanswered call's may. Other Redis errors become RedisUnavailable too, except a missing script."""
     wait = getattr(redis, "replicas_to_wait", 0)
-    try:
-        if not wait:
-            return await redis.execute_command(*command)
+
+    async def replicated():
         async with redis.pipeline(transaction=False) as pipe:
             pipe.execute_command(*command)
             pipe.wait(wait, WAIT_MS)
             with observed(redis):
                 answer, replicas = await pipe.execute()
+        if replicas < wait:  # applied on the primary, which may yet lose it in a failover
+            raise NotReplicated(f"{replicas} of {wait} replicas within {WAIT_MS} ms")
+        return answer
+
+    try:
+        if not wait:
+            return await redis.execute_command(*command)
+        return await patiently(redis, replicated)
     except NoScriptError:
         raise
+    except NotReplicated as exc:
+        raise RedisUnavailable(exc, may_have_run=True) from exc
     except (RedisError, RuntimeError) as exc:
         if as_unavailable(exc) is None:
             raise
         raise RedisUnavailable(exc, may_have_run=True) from exc  # sent: Redis may have applied it
-    if replicas < wait:  # applied on the primary, which may yet lose it in a failover
-        raise RedisUnavailable(NotReplicated(f"{replicas} of {wait} replicas within {WAIT_MS} ms"), may_have_run=True)
-    return answer
 
 
 async def run_script(script: AsyncScript, keys: Sequence[str], args: Sequence[object]):

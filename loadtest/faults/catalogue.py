@@ -14,9 +14,9 @@ from loadtest.stack import Stack, link_of
 from loadtest.topology import INSTANCES
 
 INSTANCE_PAUSE_SECONDS = 5.0  # past the owner's heartbeat expiry: its sessions are taken over meanwhile (or cut off)
-# Past the layer's 1 s socket timeout (every write in flight is sent again) and, with redis-ha, past the Sentinels'
-# 1 s: the primary may be failed over while it is stopped, and resume as a primary nobody should write to.
-REDIS_PAUSE_SECONDS = 1.5
+# Past every owner's lease (1.5 s) and heartbeat (2 s), and, with redis-ha, past the Sentinels' 1 s: the primary
+# may be failed over while it is stopped, and resume as a primary nobody should write to.
+REDIS_PAUSE_SECONDS = 5.0
 KILL_EVERY_SECONDS = 60.0
 KILLS = 10
 
@@ -58,7 +58,7 @@ FAULTS = (
     Fault(
         f"instance SIGSTOP {INSTANCE_PAUSE_SECONDS:.0f} s", lambda stack: stack.pause(VICTIM, INSTANCE_PAUSE_SECONDS)
     ),
-    Fault(f"Redis SIGSTOP {REDIS_PAUSE_SECONDS} s", lambda stack: stack.pause(stack.primary(), REDIS_PAUSE_SECONDS)),
+    Fault(f"Redis SIGSTOP {REDIS_PAUSE_SECONDS:.0f} s", lambda stack: stack.pause(stack.primary(), REDIS_PAUSE_SECONDS)),
     Fault("Redis SIGKILL, started again", lambda stack: stack.restart(stack.primary(), signal.SIGKILL)),
     Fault("nginx reload", lambda stack: stack.reload_nginx()),
     Fault("Redis primary SIGKILL, failed over", lambda stack: stack.fail_over(), ha_only=True),
