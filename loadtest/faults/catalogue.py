@@ -58,7 +58,9 @@ FAULTS = (
     Fault(
         f"instance SIGSTOP {INSTANCE_PAUSE_SECONDS:.0f} s", lambda stack: stack.pause(VICTIM, INSTANCE_PAUSE_SECONDS)
     ),
-    Fault(f"Redis SIGSTOP {REDIS_PAUSE_SECONDS:.0f} s", lambda stack: stack.pause(stack.primary(), REDIS_PAUSE_SECONDS)),
+    Fault(
+        f"Redis SIGSTOP {REDIS_PAUSE_SECONDS:.0f} s", lambda stack: stack.pause(stack.primary(), REDIS_PAUSE_SECONDS)
+    ),
     Fault("Redis SIGKILL, started again", lambda stack: stack.restart(stack.primary(), signal.SIGKILL)),
     Fault("nginx reload", lambda stack: stack.reload_nginx()),
     Fault("Redis primary SIGKILL, failed over", lambda stack: stack.fail_over(), ha_only=True),
