@@ -34,7 +34,8 @@ YES = {"action": "accept", "content": {"confirm": True}}
 def writer(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("writer")
     options = {"preset": "stateful-json", "policy": "session", "store": "redis", "server": "tests.servers.writer"}
-    with Stack(run_dir=run_dir, port=free_port(), app_env={"MCP_ACCESS_LOG": "on"}, **options) as stack:
+    settings = {"MCP_ACCESS_LOG": "on", "MCP_REDIS_RIDE_THROUGH": "1"}  # a Redis stall past it fails the call
+    with Stack(run_dir=run_dir, port=free_port(), app_env=settings, **options) as stack:
         yield stack
 
 
@@ -99,8 +100,9 @@ def test_a_call_retried_after_its_instance_was_killed_mid_call_writes_once(write
 
 
 def test_a_call_retried_after_redis_stalled_under_its_write_writes_once(writer):
-    """Redis stops (SIGSTOP) past the client's timeouts while the call's second write is on its way: the call
-    answers that it may have run and that a retry with its id is safe; the retry finds both writes made once."""
+    """Redis stops (SIGSTOP) past the write's ride-through (1 s here) while the call's second write is on its
+    way: the call answers that it may have run and that a retry with its id is safe; the retry finds both writes
+    made once."""
     client = session(writer.instance_url("app2"))
     thread, outcome = in_thread(lambda: client.call_tool("write_wait_write", {"wait_seconds": 1}, request_id=3))
     wait_for(lambda: counter(writer, client, "before") == 1)

@@ -15,7 +15,7 @@ import pytest
 import redis
 import requests
 
-from app.cluster.registry import OWNER_TIMEOUT_SECONDS
+from app.cluster.lease import OWNER_TIMEOUT_SECONDS
 from app.cluster.router import MAX_OPENING_BYTES
 from app.shared import keys
 from loadtest.client import capabilities as cap

@@ -29,11 +29,13 @@ from app.cluster.forwarding import (
 )
 from app.cluster.handover import HandingOver, Handover
 from app.cluster.hop_client import OwnerLost, OwnerUnreachable
+from app.cluster.lease import HEARTBEAT_SECONDS, OWNER_TIMEOUT_SECONDS
 from app.cluster.member import ClusterMember
-from app.cluster.registry import OWNER_TIMEOUT_SECONDS, Opening, Owner
+from app.cluster.registry import Opening, Owner
 from app.http.messages import (
     DRAINING,
     HANDED_OVER_HEADER,
+    LOST_REDIS,
     MOVED,
     PROTOCOL_VERSION_HEADER,
     REPLACED,
@@ -176,7 +178,10 @@ class SessionRouter:
         """A session this process does not hold: forward to its owner, or take it over if the owner is gone."""
         registry = self.member.registry
         owner_lost = False
-        for _ in range(3):  # looked up again when another instance claimed it first, or its owner handed it over
+        lost_redis_until = anyio.current_time() + self.ride_through_seconds
+        lookups = 0
+        while lookups < 3:  # looked up again when another instance claimed it first, or its owner handed it over
+            lookups += 1
             if self.handover.draining:
                 registry.forget_lookup(session_id)  # sessions move fast now: no second-old answers
             owner = await registry.lookup(session_id)
@@ -195,7 +200,11 @@ class SessionRouter:
                     return
                 except OwnerHandedOver as exc:
                     registry.forget_lookup(session_id)
-                    if exc.reason != REPLACED:
+                    if exc.reason == LOST_REDIS and anyio.current_time() < lost_redis_until:
+                        lookups -= 1  # asked again: the owner serves once Redis is back, or its beat expires
+                        await anyio.sleep(HEARTBEAT_SECONDS)
+                        continue
+                    if exc.reason not in (REPLACED, LOST_REDIS):
                         continue
                     await self._refuse_unless_silent(session_id, owner)  # the owner is gone: take over on its lapse
                 except OwnerUnreachable:
@@ -254,8 +263,8 @@ class SessionRouter:
         manager, registry = self.member.manager, self.member.registry
         held = session_id is not None and manager.holds(session_id)
         if held and not self.handover.draining and not registry.lease.held():
-            # The sender reached Redis and this process cannot: it takes the session over once our beat expires.
-            raise _handed_over(CUT_OFF, REPLACED)
+            # The sender asks again until this process is back, or takes the session over once our beat expired.
+            raise _handed_over(CUT_OFF, LOST_REDIS)
         if held and (self.handover.draining or await registry.confirm(session_id)):
             try:
                 await self._serve_held(session_id, scope, body, receive, send)  # never forwarded again: no loops

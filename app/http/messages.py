@@ -16,6 +16,7 @@ SERVED_BY_HEADER = b"x-mcp-served-by"  # on a relayed answer: the owner's X-Mcp-
 HANDED_OVER_HEADER = b"x-mcp-handed-over"  # on a 503 from an instance: it ran nothing, and says why
 MOVED, DRAINING = b"moved", b"draining"  # the session is elsewhere now: look again; or it is stopping: try another
 REPLACED = b"replaced"  # the process the hop was signed for is gone (another took its address): it is dead
+LOST_REDIS = b"lost-redis"  # the owner cannot reach Redis: it serves again once it can, or its beat expires
 
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:

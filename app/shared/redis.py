@@ -136,19 +136,14 @@ class SharedRedis(Redis):
 
 async def patiently(redis: Redis, attempt: Callable[[], Awaitable[T]]) -> T:
     """`attempt()`, again while Redis is away (refused, timed out, failing over, not yet replicating a write),
-    for up to the client's `ride_through` seconds: then the last error. Every write it sends again is
+    for up to the client's `ride_through` seconds from the first try: then the last error. Every write it sends again is
     `applied_once` or idempotent, as for redis-py's own retry."""
-    bound = getattr(redis, "ride_through", 0.0)
-    deadline, pause = None, RIDE_THROUGH_FIRST_PAUSE
+    deadline, pause = time.monotonic() + getattr(redis, "ride_through", 0.0), RIDE_THROUGH_FIRST_PAUSE
     while True:
         try:
             return await attempt()
         except Exception as exc:
-            if not _away(exc):
-                raise
-            now = time.monotonic()
-            deadline = deadline if deadline is not None else now + bound
-            if now + pause > deadline:
+            if not _away(exc) or time.monotonic() + pause > deadline:
                 raise
         await anyio.sleep(pause)
         pause = min(pause * 2, RIDE_THROUGH_MAX_PAUSE)
