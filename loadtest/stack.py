@@ -97,6 +97,7 @@ class Stack:
     app_env: dict[str, str] = field(default_factory=dict)  # extra MCP_* settings for every instance
     nginx_env: dict[str, str] = field(default_factory=dict)  # e.g. NGINX_REQUESTS_PER_CLIENT (nginx/run-nginx.sh)
     forward_ports: dict[str, int] = field(default_factory=dict)  # each instance's MCP_FORWARD_PORT (Redis store)
+    process_env: dict[str, dict[str, str]] = field(default_factory=dict)  # one process's own (a clock of its own)
     procs: list[Proc] = field(default_factory=list)
 
     @property
@@ -353,7 +354,9 @@ class Stack:
     def _spawn(
         self, name: str, port: int, health_url: str | None, cmd: list, env: dict | None = None, log_mode: str = "wb"
     ) -> Proc:
-        return spawn(self.run_dir, name, port, health_url, cmd, env, log_mode)
+        return spawn(
+            self.run_dir, name, port, health_url, cmd, {**(env or {}), **self.process_env.get(name, {})}, log_mode
+        )
 
     def _wait_ready(self, procs: list[Proc] | None = None) -> None:
         deadline = time.monotonic() + READY_TIMEOUT

@@ -77,6 +77,16 @@ class OwnerHandedOver(ConnectionError):
         self.reason = reason
 
 
+class ClocksApart(ValueError):
+    """A hop an instance signed, at a time further from this process's clock than MAX_SKEW_SECONDS."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"this hop was signed {abs(seconds):.0f} s {'before' if seconds > 0 else 'after'} this instance's clock "
+            f"says (at most {MAX_SKEW_SECONDS} s apart): the instances' clocks disagree; keep them in sync (NTP)"
+        )
+
+
 @dataclass(frozen=True)
 class SignedHop:
     nonce: str
@@ -104,15 +114,20 @@ class ForwardSigner:
         return f"{stamp};{self.sender};{recipient};{nonce};{mac}"
 
     def verify(self, header: str, scope: Scope, body: bytes) -> SignedHop | None:
-        """The hop's nonce and recipient if `header` signs exactly this request within the window, else None."""
+        """The hop's nonce and recipient if `header` signs exactly this request within the window, else None;
+        ClocksApart if it does, signed further from this process's clock than the window allows."""
         stamp, sender, recipient, nonce, mac = [*header.split(";"), "", "", "", ""][:5]
-        if not (stamp.isascii() and stamp.isdigit()) or abs(time.time() - int(stamp)) > MAX_SKEW_SECONDS:
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
             return None
         if not _hex_digits(nonce, 32) or not mac.isascii():
             return None
         fields = (stamp, sender, recipient, nonce)
         expected = [self._mac(secret, fields, scope, body) for secret in self._secrets]
-        return SignedHop(nonce, recipient) if any(hmac.compare_digest(mac, e) for e in expected) else None
+        if not any(hmac.compare_digest(mac, e) for e in expected):
+            return None
+        if abs(apart := time.time() - int(stamp)) > MAX_SKEW_SECONDS:
+            raise ClocksApart(apart)  # a cluster instance signed it: the instances' clocks disagree
+        return SignedHop(nonce, recipient)
 
     @staticmethod
     def _mac(secret: bytes, fields: tuple[str, ...], scope: Scope, body: bytes) -> str:

@@ -25,6 +25,7 @@ from app.cluster.forwarding import (
     FORWARD_HEADER,
     OWNER_HEADER,
     OWNER_REDIRECT_HEADER,
+    ClocksApart,
     OwnerHandedOver,
 )
 from app.cluster.handover import HandingOver, Handover
@@ -254,7 +255,11 @@ class SessionRouter:
         if self.member.forward_to is not None and not arrived_forwarded(scope):
             raise Refused(403, -32600, FORWARDED_ELSEWHERE)
         body = await read_body(receive, MAX_BODY_BYTES)
-        hop = self.member.forwarder.signer.verify(header(scope["headers"], FORWARD_HEADER.encode()), scope, body)
+        try:
+            hop = self.member.forwarder.signer.verify(header(scope["headers"], FORWARD_HEADER.encode()), scope, body)
+        except ClocksApart as exc:
+            log.error("refused a hop: %s", exc)
+            raise Refused(503, -32603, f"{exc}; {DID_NOT_RUN}") from None
         if hop is not None and hop.recipient != self.member.registry.owner_id:
             raise _handed_over(MEANT_FOR_ANOTHER, REPLACED)  # the process it was sent to is gone; this one ran nothing
         if hop is None or not await self.member.first_use(hop.nonce):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import redis.exceptions
+import requests
+
+from loadtest.client.legacy import McpClient
 from loadtest.faults.late_answers import late_answers_after_takeover
 from loadtest.faults.load import Tally
 from loadtest.matrix.expectations import VICTIM
@@ -17,6 +22,7 @@ INSTANCE_PAUSE_SECONDS = 5.0  # past the owner's heartbeat expiry: its sessions 
 # Past every owner's lease (1.5 s) and heartbeat (2 s), and, with redis-ha, past the Sentinels' 1 s: the primary
 # may be failed over while it is stopped, and resume as a primary nobody should write to.
 REDIS_PAUSE_SECONDS = 5.0
+REDIS_FULL_SECONDS = 5.0
 KILL_EVERY_SECONDS = 60.0
 KILLS = 10
 
@@ -38,6 +44,29 @@ def _kill_every_minute(stack: Stack) -> None:
         started = time.monotonic()
         stack.restart(INSTANCES[kill % len(INSTANCES)], signal.SIGKILL)
         time.sleep(max(0.0, KILL_EVERY_SECONDS - (time.monotonic() - started)))  # the fault's rhythm
+
+
+def _redis_full(stack: Stack) -> None:
+    """Fill the primary up to its maxmemory with keys of no one's (as an operator's mistake or an attacker
+    would), keep it full a while, then give it room again."""
+    with stack.redis_client(stack.primary()) as admin:
+        limit = admin.config_get("maxmemory")["maxmemory"]
+        admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) + 256 * 1024)
+        filled = 0
+        with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+            while filled < 10_000:  # 256 KiB of room: reached long before
+                admin.set(f"mcp:filler:{filled}", "x" * 16_384)
+                filled += 1
+        admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) // 2)  # and kept full
+        try:
+            opened = McpClient(requests.Session(), stack.url, timeout=(5, 30)).initialize()
+            message = (opened.error or {}).get("message", "")
+            if opened.status != 503 or "is full and refuses writes" not in message:
+                raise AssertionError(f"a new session while Redis was full got {opened.status} {message!r}")
+            time.sleep(REDIS_FULL_SECONDS)  # the fault's length
+        finally:
+            admin.config_set("maxmemory", limit)
+            admin.delete(*(f"mcp:filler:{n}" for n in range(filled + 1)))
 
 
 def _rolling_restart(stack: Stack) -> None:
@@ -69,6 +98,8 @@ FAULTS = (
         lambda stack: stack.pause(link_of(VICTIM), INSTANCE_PAUSE_SECONDS),
         cuts_links=True,
     ),
+    # A new session gets 503 "full" (the row stops if not); existing sessions' writes are refused, and retried.
+    Fault(f"Redis full (maxmemory) for {REDIS_FULL_SECONDS:.0f} s", _redis_full),
     Fault(
         "owner SIGKILL while an elicitation waits, answered after the takeover",
         None,
