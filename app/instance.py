@@ -123,6 +123,7 @@ class Instance:
             redis = connect(
                 settings.redis_url, settings.redis_wait_replicas, settings.redis_password, settings.redis_ride_through
             )
+        self.redis = redis
         if isinstance(redis, SharedRedis) and settings.metrics_port is not None:
             redis.metrics = self.metrics  # each command timed, for Prometheus
         SingleUseRequestState(mcp, redis).install()  # around whichever boundary seals this server's state
@@ -326,6 +327,8 @@ class Instance:
         self.metrics.draining.set(1)
         self.metrics.ready.set(0)
         log.info("SIGTERM: draining", extra={"fields": {"within_seconds": self.settings.drain_seconds}})
+        if isinstance(self.redis, SharedRedis):  # a stopping instance waits for no Redis: what it cannot hand over
+            self.redis.ride_through = 0.0  # moves once it has stopped
         if self.router is not None:
             await self.router.handover.drain(self.settings.drain_seconds)
 
