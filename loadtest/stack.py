@@ -347,6 +347,29 @@ class Stack:
         finally:
             _signal_group(proc.pid, signal.SIGCONT)
 
+    @contextlib.contextmanager
+    def full(self, name: str) -> Iterator[None]:
+        """A Redis server at its maxmemory while the block runs (filled with keys of no one's, as an operator's
+        mistake or an attacker would), then given its room back and emptied of them."""
+        with self.redis_client(name) as admin:
+            limit = admin.config_get("maxmemory")["maxmemory"]
+            admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) + 256 * 1024)
+            filled = 0
+            try:
+                while filled < 10_000:  # 256 KiB of room: reached long before
+                    admin.set(f"mcp:filler:{filled}", "x" * 16_384)
+                    filled += 1
+                raise StackError(f"{name} took 10,000 keys of 16 KiB past its maxmemory")
+            except redis_client.exceptions.OutOfMemoryError:
+                pass
+            # Keep it full: buffers Redis frees would otherwise let the odd small write in again.
+            admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) // 2)
+            try:
+                yield
+            finally:
+                admin.config_set("maxmemory", limit)
+                admin.delete(*(f"mcp:filler:{n}" for n in range(filled + 1)))
+
     def reload_nginx(self) -> None:
         """What `nginx -s reload` does: new workers with the configuration, the old ones finish their requests."""
         _signal_group(self.proc("nginx").pid, signal.SIGHUP)

@@ -129,24 +129,14 @@ def test_a_session_record_that_holds_no_session_ends_that_session_alone(tmp_path
 def test_a_full_redis_refuses_writes_with_a_clear_503_and_keeps_what_it_has(tmp_path):
     with Stack(run_dir=tmp_path, preset="stateful-json", store="redis", port=free_port()) as stack:
         kept = session(stack.url)
-        with stack.redis_client("redis") as admin:
-            admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) + 256 * 1024)
-            filler = 0
-            with pytest.raises(redis.exceptions.OutOfMemoryError):
-                while filler < 10_000:  # 256 KiB of room: reached long before
-                    admin.set(f"mcp:filler:{filler}", "x" * 16_384)
-                    filler += 1
-            # Keep it full: buffers Redis frees would otherwise let the odd small write in again.
-            admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) // 2)
-        refused = McpClient(requests.Session(), stack.url).initialize()
-        assert refused.status == 503
-        assert "the shared store (Redis) is full and refuses writes" in refused.error["message"]
-        full_since = time.monotonic()  # longer than an owner's heartbeat lasts without a write: they must last
-        while time.monotonic() - full_since < OWNER_TIMEOUT_SECONDS + 1:
-            assert cap.basic_tool(kept).failure is None  # what is stored goes on being served, on every instance
-        with stack.redis_client("redis") as admin:
-            admin.config_set("maxmemory", "256mb")  # an operator gives it room: writes work again
-        assert cap.basic_tool(session(stack.url)).failure is None
+        with stack.full("redis"):  # filled until Redis refused a write (OutOfMemoryError)
+            refused = McpClient(requests.Session(), stack.url).initialize()
+            assert refused.status == 503
+            assert "the shared store (Redis) is full and refuses writes" in refused.error["message"]
+            full_since = time.monotonic()  # longer than an owner's heartbeat lasts without a write: they must last
+            while time.monotonic() - full_since < OWNER_TIMEOUT_SECONDS + 1:
+                assert cap.basic_tool(kept).failure is None  # what is stored goes on being served, on every instance
+        assert cap.basic_tool(session(stack.url)).failure is None  # given room again: writes work again
 
 
 def test_a_session_keeps_only_what_a_rebuild_needs_and_at_most_16_kib_of_it(stack):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis.exceptions
 import requests
 
 from loadtest.client.legacy import McpClient
@@ -47,26 +45,13 @@ def _kill_every_minute(stack: Stack) -> None:
 
 
 def _redis_full(stack: Stack) -> None:
-    """Fill the primary up to its maxmemory with keys of no one's (as an operator's mistake or an attacker
-    would), keep it full a while, then give it room again."""
-    with stack.redis_client(stack.primary()) as admin:
-        limit = admin.config_get("maxmemory")["maxmemory"]
-        admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) + 256 * 1024)
-        filled = 0
-        with contextlib.suppress(redis.exceptions.OutOfMemoryError):
-            while filled < 10_000:  # 256 KiB of room: reached long before
-                admin.set(f"mcp:filler:{filled}", "x" * 16_384)
-                filled += 1
-        admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) // 2)  # and kept full
-        try:
-            opened = McpClient(requests.Session(), stack.url, timeout=(5, 30)).initialize()
-            message = (opened.error or {}).get("message", "")
-            if opened.status != 503 or "is full and refuses writes" not in message:
-                raise AssertionError(f"a new session while Redis was full got {opened.status} {message!r}")
-            time.sleep(REDIS_FULL_SECONDS)  # the fault's length
-        finally:
-            admin.config_set("maxmemory", limit)
-            admin.delete(*(f"mcp:filler:{n}" for n in range(filled + 1)))
+    """Fill the primary up to its maxmemory (`Stack.full`), keep it full a while, then give it room again."""
+    with stack.full(stack.primary()):
+        opened = McpClient(requests.Session(), stack.url, timeout=(5, 30)).initialize()
+        message = (opened.error or {}).get("message", "")
+        if opened.status != 503 or "is full and refuses writes" not in message:
+            raise AssertionError(f"a new session while Redis was full got {opened.status} {message!r}")
+        time.sleep(REDIS_FULL_SECONDS)  # the fault's length
 
 
 def _rolling_restart(stack: Stack) -> None:
