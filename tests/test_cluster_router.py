@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import secrets
 
+import anyio
 import pytest
 from mcp.server.mcpserver import MCPServer
 from redis.asyncio import Redis
+from starlette.types import Message
 
 from app import InstanceSettings, Preset, SessionStore
 from app.cluster.registry import Opening, SessionRegistry
 from app.instance import Instance
 from app.shared import keys
-from tests.utils.asgi import served
+from tests.utils.asgi import INITIALIZE, JSON_RPC, served
 
 pytestmark = pytest.mark.anyio
 VERSION = "2025-11-25"
@@ -83,3 +85,57 @@ async def test_an_owner_named_in_redis_that_is_no_instance_name_is_not_sent_to_n
     async with served(instance(redis_url).app) as client:
         answered = await client.post("/mcp", **whoami(session_id, ASKED_BY_NGINX))
     assert answered.status_code != 421 and "x-mcp-owner" not in answered.headers
+
+
+async def test_a_get_stream_whose_session_is_handed_over_as_it_opens_is_served_where_the_session_went(
+    redis_url, monkeypatch
+):
+    """A drain hands a session over while its new GET stream is on its way (priming it reads Redis, before the
+    SDK answers): the stream opens where the session went (here: taken back, the only instance), never a 503
+    saying the instance lost touch with Redis."""
+    from app.cluster.event_store import RedisEventStore
+
+    latest_event_id, priming, handed = RedisEventStore.latest_event_id, anyio.Event(), anyio.Event()
+
+    async def latest_after_the_handover(store: RedisEventStore) -> str:
+        priming.set()
+        await handed.wait()
+        return await latest_event_id(store)
+
+    settings = InstanceSettings(
+        "app1", preset=Preset.STATEFUL_SSE, session_store=SessionStore.REDIS, redis_url=redis_url
+    )
+    served_instance = Instance(MCPServer("router"), settings, None)
+    async with served(served_instance.app) as client:
+        session_id = (await client.post("/mcp", json=INITIALIZE, headers=JSON_RPC)).headers["mcp-session-id"]
+        monkeypatch.setattr(RedisEventStore, "latest_event_id", latest_after_the_handover)
+        headers = {"mcp-session-id": session_id, "mcp-protocol-version": VERSION, "accept": "text/event-stream"}
+        starts: list[Message] = []
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                group.start_soon(_get_stream_start, served_instance.app, headers, starts)
+                await priming.wait()
+                await served_instance.router.handover.handed_over(session_id.partition(".")[2])  # as a drain does
+                handed.set()
+    (start,) = starts
+    assert start["status"] == 200, start
+
+
+async def _get_stream_start(app, headers: dict[str, str], starts: list[Message]) -> None:
+    """Open a GET stream on `app` (raw ASGI: it never ends); put its answer's start in `starts`, then leave."""
+    with anyio.CancelScope() as reading:
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                starts.append(message)
+                reading.cancel()
+
+        requests = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+        async def receive() -> Message:
+            return next(requests, None) or await anyio.sleep_forever()
+
+        raw = [(name.encode(), value.encode()) for name, value in {**headers, "host": "127.0.0.1:8000"}.items()]
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http"}
+        scope |= {"path": "/mcp", "raw_path": b"/mcp", "query_string": b"", "root_path": "", "headers": raw}
+        await app(scope | {"client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}, receive, send)

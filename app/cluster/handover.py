@@ -55,6 +55,10 @@ class Handover:
     def calls_running(self) -> int:
         return sum(self._calls.values())
 
+    def moving(self, session_id: str) -> bool:
+        """Whether this process began handing a session over (it may be another instance's by now)."""
+        return session_id in self._started
+
     def call(self, session_id: str) -> RunningCall:
         """`async with` it to serve one call of a session held here; raises HandingOver (before anything runs)
         once the session's handover has begun. While draining, the session moves when its last call here ends."""

@@ -295,36 +295,42 @@ class SessionRouter:
 
     async def _serve_held(self, session_id: str, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         # A session this process holds is fenced; one it serves a 404 for (ended, unknown) is not.
-        fenced, tripped = self._fenced(session_id, send) if self.member.registry.owns(session_id) else (send, [])
-        if not _is_call(scope["method"], body):  # a drain waits for a session's calls, not its streams or answers
+        call = _is_call(scope["method"], body)
+        held = self.member.registry.owns(session_id)
+        fenced, stopped = self._fenced(session_id, send, movable=not call) if held else (send, [])
+        if not call:  # a drain waits for a session's calls, not its streams or answers
             await self.app(scope, replay(body, receive), fenced)
         else:
             async with self.handover.call(session_id):
                 await self.app(scope, replay(body, receive), fenced)
-        if tripped:
-            raise Fenced()  # the SDK swallowed it (an SSE answer): the router ends the request
+        if stopped:
+            raise stopped[0]  # the SDK swallowed it (an SSE answer): the router ends the request
 
-    def _fenced(self, session_id: str, send: Send) -> tuple[Send, list[str]]:
+    def _fenced(self, session_id: str, send: Send, movable: bool) -> tuple[Send, list[Refused | HandingOver]]:
         """`send` for a session held here, sending nothing while this process may not act for it (its lease
         lapsed, app/cluster/lease.py): what the session sends waits until Redis confirms it still ours, at
         most `ride_through_seconds`. A session taken over meanwhile, or Redis away that long, is dropped here
-        (its calls stop) and the request ends unanswered (Fenced, and `tripped` says so): a client retries with the
-        same request id."""
-        registry, tripped = self.member.registry, []
+        (its calls stop) and the request ends unanswered (Fenced): a client retries with the same request id.
+        A request that is no call (a GET stream, a notification, an answer) whose session this process handed over
+        before the answer began is served where the session went (HandingOver); `stopped` holds what ended it."""
+        registry, stopped = self.member.registry, []
 
         async def fenced(message: Message) -> None:
             if not registry.acting_for(session_id) and not registry.ended_here(session_id) and _carries_bytes(message):
-                if not tripped:
-                    if await registry.may_act(session_id, self.ride_through_seconds):
+                if not stopped:
+                    if movable and message["type"] == "http.response.start" and self.handover.moving(session_id):
+                        stopped.append(HandingOver())  # its handover began while the request was on its way
+                    elif await registry.may_act(session_id, self.ride_through_seconds):
                         await send(message)
                         return
-                    tripped.append(session_id)
-                    log.warning("stopped acting for a session: its lease could not be regained")
-                    await self.member.manager.drop(session_id)  # taken over, or rebuilt here when next asked
-                raise Fenced()
+                    else:
+                        stopped.append(Fenced())
+                        log.warning("stopped acting for a session: its lease could not be regained")
+                        await self.member.manager.drop(session_id)  # taken over, or rebuilt here when next asked
+                raise stopped[0]
             await send(message)
 
-        return fenced, tripped
+        return fenced, stopped
 
     async def _hand_to_peer(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
         """While draining: let a live instance serve what this one will not start. False when the peer found

@@ -77,9 +77,10 @@ class GetStream(UpdateStream):
         self.response = client.open_stream(read_timeout=STREAM_READ_TIMEOUT)
         if self.response.status_code != 200:
             status, instance = self.response.status_code, self.response.headers.get(INSTANCE_HEADER)
+            failure = f"GET stream: HTTP {status}{_error_message(stream_messages(self.response))}"
             self.stop()
             self.session_lost = status == 404
-            return cap.Outcome(instance, f"GET stream: HTTP {status}")
+            return cap.Outcome(instance, failure)
         self.reader = gevent.spawn(self._read, client, self.response)
         return subscribed
 
