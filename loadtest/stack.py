@@ -33,6 +33,7 @@ from pathlib import Path
 
 import redis as redis_client
 
+from loadtest.clock import FakeClock
 from loadtest.topology import INSTANCES, POLICIES, PRESETS, PROJECT_ROOT, STORES
 
 DEFAULT_RUN_DIR = PROJECT_ROOT / ".stack"
@@ -97,7 +98,7 @@ class Stack:
     app_env: dict[str, str] = field(default_factory=dict)  # extra MCP_* settings for every instance
     nginx_env: dict[str, str] = field(default_factory=dict)  # e.g. NGINX_REQUESTS_PER_CLIENT (nginx/run-nginx.sh)
     forward_ports: dict[str, int] = field(default_factory=dict)  # each instance's MCP_FORWARD_PORT (Redis store)
-    process_env: dict[str, dict[str, str]] = field(default_factory=dict)  # one process's own (a clock of its own)
+    clocks: tuple[str, ...] = ()  # the processes with a wall clock of their own, which `clock(name)` moves
     procs: list[Proc] = field(default_factory=list)
 
     @property
@@ -225,6 +226,8 @@ class Stack:
         if missing:
             raise StackError(f"{', '.join(missing)} not found; install with: apt-get install nginx-light redis-server")
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for name in self.clocks:
+            self.clock(name).set(0)  # each stack's clocks start right
         for attempt in range(START_ATTEMPTS):
             try:
                 self._start_processes()
@@ -377,9 +380,12 @@ class Stack:
     def _spawn(
         self, name: str, port: int, health_url: str | None, cmd: list, env: dict | None = None, log_mode: str = "wb"
     ) -> Proc:
-        return spawn(
-            self.run_dir, name, port, health_url, cmd, {**(env or {}), **self.process_env.get(name, {})}, log_mode
-        )
+        own = self.clock(name).env() if name in self.clocks else {}
+        return spawn(self.run_dir, name, port, health_url, cmd, {**(env or {}), **own}, log_mode)
+
+    def clock(self, name: str) -> FakeClock:
+        """The wall clock of one of `clocks` (loadtest/clock.py): `stack.clock("redis").jump(30)`."""
+        return FakeClock(self.run_dir / f"{name}.clock")
 
     def _wait_ready(self, procs: list[Proc] | None = None) -> None:
         deadline = time.monotonic() + READY_TIMEOUT

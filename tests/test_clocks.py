@@ -1,31 +1,26 @@
-"""An instance's wall clock jumping, as an NTP step makes it (libfaketime; loadtest/clock.py): real redis-server,
-uvicorn and nginx. What clocks do to sessions, takeovers and hops: docs/design/redis-sessions.md#clocks."""
+"""A process's wall clock jumping, an instance's or Redis's, as an NTP step makes it (libfaketime;
+loadtest/clock.py): real redis-server, uvicorn and nginx. What clocks do to sessions, takeovers and hops:
+docs/design/redis-sessions.md#clocks."""
 
 from __future__ import annotations
 
+import time
+
 import requests
 
-from app.shared import keys
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
-from loadtest.clock import FakeClock
+from loadtest.faults.scorecard import generations
 from loadtest.stack import Stack, free_port
 from tests.utils.clients import session, wait_for
 
 JUMP_SECONDS = 30  # past the hops' window (10 s) and every heartbeat's expiry (2 s)
 
 
-def generations(stack: Stack) -> list[int]:
-    """Each session's generation in Redis: 1, and one more for each takeover."""
-    with stack.redis_client("redis") as admin:
-        records = [name for name in admin.scan_iter(match=keys.SESSION.format("*"))]
-        return sorted(int(admin.hget(name, "gen")) for name in records)
-
-
 def test_a_hop_between_instances_whose_clocks_disagree_is_refused_saying_so(tmp_path):
-    clock = FakeClock(tmp_path / "app2-clock")
-    options = {"preset": "stateful-sse", "store": "redis", "port": free_port(), "process_env": {"app2": clock.env()}}
+    options = {"preset": "stateful-sse", "store": "redis", "port": free_port(), "clocks": ("app2",)}
     with Stack(run_dir=tmp_path / "stack", **options) as stack:
+        clock = stack.clock("app2")
         client = session(stack.instance_url("app1"))
         relayed = McpClient(requests.Session(), stack.instance_url("app2"))
         relayed.session_id, relayed.protocol_version = client.session_id, client.protocol_version
@@ -39,9 +34,39 @@ def test_a_hop_between_instances_whose_clocks_disagree_is_refused_saying_so(tmp_
         clock.jump(-JUMP_SECONDS)
         wait_for(lambda: cap.counter(relayed, expected=2).failure is None, timeout=5)
         assert cap.counter(client, expected=3).failure is None  # refused hops ran nothing
-        assert generations(stack) == [1]  # its leases and heartbeats run on its monotonic clock: no takeover
+        assert list(generations(stack).values()) == [
+            1
+        ]  # its leases and heartbeats run on its monotonic clock: no takeover
+
+
+def _redis_clock_offset(stack: Stack) -> int:
+    with stack.redis_client("redis") as admin:
+        return round(admin.time()[0] - time.time())
 
 
 def _refused(client: McpClient):
     exchange = client.call_tool("whoami")
     return exchange if exchange.status == 503 else None
+
+
+def test_redis_s_clock_jumping_ahead_and_back_takes_no_session_from_its_live_owner(tmp_path):
+    """Redis's wall clock jumps 30 s ahead and back, then behind and back, under the counting load (24 careful
+    clients, round-robin). Ahead, every owner's heartbeat key expires at once; an instance takes a session over
+    only once its owner's heartbeat stayed missing for 2 s by its own clock (`SessionRegistry.silent`), and the
+    owners beat again within 0.5 s: no session changes owner, and nothing is lost, doubled or failed."""
+    from loadtest.faults.load import CountingLoad
+
+    options = {"preset": "stateful-sse", "policy": "round-robin", "store": "redis", "clocks": ("redis",)}
+    stack = Stack(run_dir=tmp_path / "stack", port=free_port(), **options)
+    with stack, CountingLoad(stack.url, 24) as load:
+        load.go_on(5)
+        before = generations(stack)
+        for step in (JUMP_SECONDS, -JUMP_SECONDS, -JUMP_SECONDS, JUMP_SECONDS):  # ahead and back, behind and back
+            stack.clock("redis").jump(step)
+            wait_for(lambda: _redis_clock_offset(stack) == stack.clock("redis").offset, timeout=5)
+            load.go_on(3, timeout=60)
+        after = generations(stack)
+    tally = load.tally
+    losses = (tally.failed, tally.sessions_lost, tally.acknowledged_lost, tally.doubled, tally.crossed)
+    assert losses == ({}, 0, 0, 0, 0), tally
+    assert after == before  # every session's generation: no takeover

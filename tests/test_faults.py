@@ -92,3 +92,13 @@ def test_a_kill_misses_its_goal_when_a_call_failed_before_its_answer_began():
     row.recovery_seconds = 0.1
     row.judge(series)
     assert row.misses == ["1 calls failed before their answer began (goal: 0; nginx sends those to the next instance)"]
+
+
+def test_a_clock_row_misses_its_goal_when_a_session_is_taken_over_twice_and_runs_with_one_redis_only():
+    from loadtest.faults.scorecard import NO_REDIS, ONE_REDIS, _not_run
+
+    redis_clock = next(fault for fault in FAULTS if fault.name.startswith("Redis clock"))
+    row = Row("redis", "round-robin", redis_clock.name, calls=100, most_takeovers=2)
+    row.judge(redis_clock)
+    assert row.misses == ["a session taken over 2 times (goal: 1)"]
+    assert [_not_run(store, redis_clock) for store in ("redis", "redis-ha", "memory")] == [None, ONE_REDIS, NO_REDIS]

@@ -204,3 +204,16 @@ def test_the_deploy_commands_of_the_docs_name_what_the_manifests_hold(tmp_path):
     )
     refused = subprocess.run(["bash", "-c", wrong], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
     assert refused.returncode == 1 and "mount secret redis-password with keys []" in refused.stderr
+
+
+def test_app_pods_that_reach_redis_through_sentinels_wait_for_a_replica(objects, tmp_path):
+    """docs/kubernetes.md#redis: pointed at Sentinels, the app pods wait for one replica with no other setting."""
+    app = workload(objects, "mcp")
+    (container,) = app["spec"]["template"]["spec"]["containers"]
+    password = tmp_path / "redis-password"
+    password.write_text("a password the operator made")
+    env = dict(by_kind(objects, "ConfigMap")[container["envFrom"][0]["configMapRef"]["name"]]["data"])
+    env |= {"MCP_INSTANCE_ID": "mcp-0", "MCP_REDIS_PASSWORD_FILE": str(password)}
+    assert InstanceSettings.from_env(env).redis_wait_replicas == 0  # one Redis
+    sentinels = "redis+sentinel://mcp@redis-sentinel:26379/mymaster/0"
+    assert InstanceSettings.from_env(env | {"MCP_REDIS_URL": sentinels}).redis_wait_replicas == 1

@@ -31,6 +31,7 @@ CONFIRM_EVERY_SECONDS = 1.0  # a local session re-checks that it is still ours a
 LOOKUP_CACHE_SECONDS = 1.0
 PEERS_CACHE_SECONDS = 1.0
 ENDED_REMEMBERED = 10_000
+SILENCE_POLL_SECONDS = 0.1  # how often `silent` looks: a beat's key lives OWNER_TIMEOUT_SECONDS, never missed
 RELEASED_PREFIX = "released:"  # the owner of a session handed over: no process has that name, so none beats
 log = logging.getLogger(__name__)
 
@@ -286,6 +287,21 @@ class SessionRegistry:
         """Hand a session over (this process is shutting down): any instance may claim it from now on."""
         await self._call(self._release, session_id, self.owner_id, RELEASED_PREFIX + self.owner_id)
         self._let_go(session_id)
+
+    async def silent(self, owner_id: str) -> bool:
+        """Whether another owner's heartbeat stays missing for OWNER_TIMEOUT_SECONDS, timed by this process's
+        clock: its lease has then run out (app/cluster/lease.py) whatever Redis's clock did. False as soon as it
+        beats again (its key expired early: Redis's clock jumped ahead)."""
+        if owner_id.startswith(RELEASED_PREFIX):
+            return True  # handed over: no process beats under that name
+        deadline = time.monotonic() + OWNER_TIMEOUT_SECONDS
+        while True:
+            with unavailable_on_error():
+                if await self._redis.exists(keys.OWNER.format(owner_id)):
+                    return False
+            if time.monotonic() >= deadline:
+                return True
+            await anyio.sleep(SILENCE_POLL_SECONDS)
 
     async def peers(self) -> list[Owner]:
         """The other owners whose heartbeat is alive (some may be stopping too), with their internal URLs."""

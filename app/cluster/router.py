@@ -396,6 +396,11 @@ class SessionRouter:
             raise Refused(503, -32603, message)
         takeover = self._takeovers[session_id] = anyio.Event()
         try:
+            if previous_owner != self.member.registry.owner_id and not await self.member.registry.silent(
+                previous_owner
+            ):
+                log.warning("a session's owner beats again: not taken over (Redis's clock may have jumped ahead)")
+                return False
             return await self._claim_and_rebuild(session_id, previous_owner, principal_of(scope))
         finally:
             del self._takeovers[session_id]

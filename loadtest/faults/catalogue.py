@@ -21,6 +21,9 @@ INSTANCE_PAUSE_SECONDS = 5.0  # past the owner's heartbeat expiry: its sessions 
 # may be failed over while it is stopped, and resume as a primary nobody should write to.
 REDIS_PAUSE_SECONDS = 5.0
 REDIS_FULL_SECONDS = 5.0
+# Past the hops' window (10 s) and every heartbeat's expiry (2 s); well within a session's idle timeout (300 s).
+CLOCK_JUMP_SECONDS = 30
+CLOCK_OFF_SECONDS = 5.0
 KILL_EVERY_SECONDS = 60.0
 KILLS = 10
 
@@ -35,6 +38,8 @@ class Fault:
     ha_only: bool = False  # needs Sentinels: run only with the redis-ha variant
     cuts_links: bool = False  # needs a link of its own between each instance and Redis (one Redis only)
     scenario: Callable[[Stack, int], Tally] | None = None  # a load and fault of its own, instead of `strike`
+    clocks: tuple[str, ...] = ()  # the processes whose wall clock it moves: run on a stack of its own (one Redis)
+    takeovers_at_most: int | None = None  # ... for the takeovers of any one session
 
 
 def _kill_every_minute(stack: Stack) -> None:
@@ -52,6 +57,17 @@ def _redis_full(stack: Stack) -> None:
         if opened.status != 503 or "is full and refuses writes" not in message:
             raise AssertionError(f"a new session while Redis was full got {opened.status} {message!r}")
         time.sleep(REDIS_FULL_SECONDS)  # the fault's length
+
+
+def _clock_off(name: str, seconds: int) -> Callable[[Stack], None]:
+    """Step a process's wall clock by `seconds`, and back after CLOCK_OFF_SECONDS, as NTP would fix it."""
+
+    def strike(stack: Stack) -> None:
+        stack.clock(name).jump(seconds)
+        time.sleep(CLOCK_OFF_SECONDS)  # the fault's length
+        stack.clock(name).jump(-seconds)
+
+    return strike
 
 
 def _rolling_restart(stack: Stack) -> None:
@@ -85,6 +101,23 @@ FAULTS = (
     ),
     # A new session gets 503 "full" (the row stops if not); existing sessions' writes are refused, and retried.
     Fault(f"Redis full (maxmemory) for {REDIS_FULL_SECONDS:.0f} s", _redis_full),
+    # Redis expires keys by its wall clock: ahead, every owner's heartbeat lapses at once (and back, lives longer).
+    *(
+        Fault(
+            f"Redis clock {abs(step)} s {'ahead' if step > 0 else 'behind'} for {CLOCK_OFF_SECONDS:.0f} s",
+            _clock_off("redis", step),
+            clocks=("redis",),
+            takeovers_at_most=1,
+        )
+        for step in (CLOCK_JUMP_SECONDS, -CLOCK_JUMP_SECONDS)
+    ),
+    # Hops carry the sender's wall clock: the victim's are refused, "did not run", until the clocks agree again.
+    Fault(
+        f"instance clock {CLOCK_JUMP_SECONDS} s ahead for {CLOCK_OFF_SECONDS:.0f} s",
+        _clock_off(VICTIM, CLOCK_JUMP_SECONDS),
+        clocks=(VICTIM,),
+        takeovers_at_most=0,
+    ),
     Fault(
         "owner SIGKILL while an elicitation waits, answered after the takeover",
         None,

@@ -15,6 +15,7 @@ COLUMNS = (
     "Acknowledged writes lost",
     "Doubled",
     "Crossed",
+    "Most takeovers of a session",
     "Recovered after",
     "Slowest call",
     "Goals",
@@ -90,6 +91,7 @@ def _row(row: dict) -> str:
     cells = [
         *head,
         *(f"{row[column]:,}" for column in SUMMED),
+        "" if row.get("most_takeovers") is None else str(row["most_takeovers"]),
         recovered,
         f"{row['longest_seconds']} s",
         goals,

@@ -6,6 +6,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from app.shared import keys
 from loadtest.faults.catalogue import Fault
 from loadtest.faults.load import CountingLoad
 from loadtest.stack import Stack, free_port
@@ -22,6 +23,8 @@ QUICK_CONFIGURATIONS = (("redis", "round-robin"),)  # every request may need ano
 # redis-ha: the Redis store on a primary, a replica and three Sentinels, each write answered once on the replica.
 HA = {"redis": "ha"}
 NO_LINKS = "the Sentinels hand out the Redis servers' own addresses: no link of one instance's to cut"
+ONE_REDIS = "clocks are moved on a stack with one Redis"
+NO_REDIS = "the memory store keeps no session in Redis"
 NOT_RUN = {("memory", "round-robin"): "needs session affinity: every call after initialize misses its session"}
 LOSSES = {
     "failed": "calls failed for good",
@@ -51,6 +54,7 @@ class Row:
     crossed: int = 0
     recovery_seconds: float | None = None  # from the fault to the first try answered after the last that failed
     longest_seconds: float | None = None  # the slowest call, retries included
+    most_takeovers: int | None = None  # the most times one session was taken over (Redis store: its generation)
     not_run: str | None = None
     misses: list[str] = field(default_factory=list)  # the goals this row missed
 
@@ -66,6 +70,8 @@ class Row:
                 self.misses.append(f"{label}: {getattr(self, what)}")
         if fault.retried_at_most is not None and self.retried > fault.retried_at_most:
             self.misses.append(f"{self.retried} of {self.calls} calls needed a retry (goal: {fault.retried_at_most})")
+        if fault.takeovers_at_most is not None and (self.most_takeovers or 0) > fault.takeovers_at_most:
+            self.misses.append(f"a session taken over {self.most_takeovers} times (goal: {fault.takeovers_at_most})")
         if fault.unstarted_at_most is not None and self.unstarted > fault.unstarted_at_most:
             self.misses.append(
                 f"{self.unstarted} calls failed before their answer began (goal: {fault.unstarted_at_most}; "
@@ -86,12 +92,15 @@ def score(faults: tuple[Fault, ...], configurations: tuple, sessions: int, work:
 def _configuration(store: str, policy: str, faults: tuple[Fault, ...], sessions: int, work: Path) -> list[Row]:
     rows = []
     ha = store == "redis-ha"
-    options = HA if ha else {"redis_links": True}
-    store_of_stack = store.removesuffix("-ha")
-    with Stack(run_dir=work, preset=PRESET, policy=policy, store=store_of_stack, port=free_port(), **options) as stack:
+    options = {"preset": PRESET, "policy": policy, "store": store.removesuffix("-ha"), **(HA if ha else {})}
+    with Stack(run_dir=work, port=free_port(), **options, redis_links=not ha) as stack:
         for fault in (fault for fault in faults if ha or not fault.ha_only):
-            row = Row(store, policy, fault.name, not_run=NO_LINKS if ha and fault.cuts_links else None)
-            if row.not_run is None:
+            row = Row(store, policy, fault.name, not_run=_not_run(store, fault))
+            if row.not_run is None and fault.clocks:
+                clocked = {"run_dir": work.with_name(f"{work.name}-clocks"), "clocks": fault.clocks}
+                with Stack(port=free_port(), **options, **clocked) as clocked_stack:
+                    _strike(clocked_stack, fault, sessions, row)
+            elif row.not_run is None:
                 _strike(stack, fault, sessions, row)
             row.judge(fault)
             rows.append(row)
@@ -99,8 +108,15 @@ def _configuration(store: str, policy: str, faults: tuple[Fault, ...], sessions:
     return rows
 
 
+def _not_run(store: str, fault: Fault) -> str | None:
+    if fault.clocks and store != "redis":
+        return ONE_REDIS if store == "redis-ha" else NO_REDIS
+    return NO_LINKS if store == "redis-ha" and fault.cuts_links else None
+
+
 def _strike(stack: Stack, fault: Fault, sessions: int, row: Row) -> None:
     stack.wait_replicated()  # with redis-ha, after the last fault: one primary, its replica in sync
+    before = generations(stack)
     struck = time.monotonic()
     if fault.scenario is not None:
         tally = fault.scenario(stack, sessions)
@@ -117,8 +133,27 @@ def _strike(stack: Stack, fault: Fault, sessions: int, row: Row) -> None:
     row.sessions_lost, row.acknowledged_lost, row.doubled = tally.sessions_lost, tally.acknowledged_lost, tally.doubled
     row.crossed = tally.crossed
     row.longest_seconds = round(tally.longest_seconds, 2)
+    if stack.store == "redis":
+        after = generations(stack)
+        row.most_takeovers = max((gen - before.get(session, 1) for session, gen in after.items()), default=0)
     if tally.recovered is not None:
         row.recovery_seconds = round(max(0.0, tally.recovered - struck), 2)
+
+
+def generations(stack: Stack) -> dict[bytes, int]:
+    """Each session's generation in Redis (1, and one more for each takeover); empty with the memory store."""
+    if stack.store != "redis":
+        return {}
+    with stack.redis_client(stack.primary()) as admin:
+        records = list(admin.scan_iter(match=keys.SESSION.format("*"), count=1000))
+        return {record: int(gen) for record, gen in zip(records, _field(admin, records, "gen"), strict=True) if gen}
+
+
+def _field(admin, records: list[bytes], name: str) -> list[bytes | None]:
+    pipeline = admin.pipeline(transaction=False)
+    for record in records:
+        pipeline.hget(record, name)
+    return pipeline.execute()
 
 
 def _summary(row: Row) -> str:
