@@ -30,6 +30,7 @@ _PUBLIC = {
     "notify_resource_updated": "app.sessions.subscriptions",
     "configure_logging": "app.logs",
     "instance_app": "app.instance",
+    "shared_redis": "app.instance",
 }
 __all__ = sorted(_PUBLIC)
 

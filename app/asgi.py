@@ -8,25 +8,20 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp
 
-from app.instance import instance_app
+from app.instance import instance_app, shared_redis
 from app.logs import configure_logging
 from app.server.bulletins import MemoryBulletins, RedisBulletins
 from app.server.counters import MemoryHandleCounters, RedisHandleCounters
 from app.server.settings import ServerSettings
 from app.server.tools import UPDATES, Demo, build_server
 from app.settings import InstanceSettings
-from app.shared.redis import connect
 
 
 def create_app(settings: InstanceSettings | None = None, server: ServerSettings | None = None) -> ASGIApp:
     settings = settings or InstanceSettings.from_env()
     server = server or ServerSettings.from_env()
     configure_logging(settings.instance_id, settings.log_level)
-    redis = None
-    if settings.redis_url is not None:
-        redis = connect(
-            settings.redis_url, settings.redis_wait_replicas, settings.redis_password, settings.redis_ride_through
-        )
+    redis = shared_redis(settings)
     if redis is not None:  # the tools' own state, shared by every instance
         handles, bulletins = RedisHandleCounters(redis, settings.session_idle_timeout), RedisBulletins(redis)
     else:

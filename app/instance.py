@@ -83,6 +83,16 @@ FORWARDED_TO_PUBLIC_PORT = (
 )
 
 
+def shared_redis(settings: InstanceSettings) -> SharedRedis | None:
+    """The Redis client of `settings.redis_url` (None without one): pass it to the tools that use Redis and to
+    `instance_app(..., redis=...)`, so the process keeps one pool."""
+    if settings.redis_url is None:
+        return None
+    return connect(
+        settings.redis_url, settings.redis_wait_replicas, settings.redis_password, settings.redis_ride_through
+    )
+
+
 def instance_app(
     mcp: MCPServer,
     settings: InstanceSettings,
@@ -93,7 +103,7 @@ def instance_app(
     """The ASGI app serving `mcp` as one instance of several; call it once per server and process.
 
     `redis`: a client of `settings.redis_url` the server's own tools already use, so the process keeps one
-    pool (made with `app.shared.redis.connect`; the instance closes it at shutdown). Default: one of its own.
+    pool (made with `shared_redis(settings)`; the instance closes it at shutdown). Default: one of its own.
     """
     if redis is not None and settings.redis_url is None:
         raise ValueError("a Redis client was given but the settings name no Redis URL (MCP_REDIS_URL)")
@@ -119,11 +129,7 @@ class Instance:
         self.metrics = InstanceMetrics()
         self.codec = self._share_request_state_keys()
         self.verifier = self._require_tokens()
-        if redis is None and settings.redis_url is not None:
-            redis = connect(
-                settings.redis_url, settings.redis_wait_replicas, settings.redis_password, settings.redis_ride_through
-            )
-        self.redis = redis
+        self.redis = redis = redis if redis is not None else shared_redis(settings)
         if isinstance(redis, SharedRedis) and settings.metrics_port is not None:
             redis.metrics = self.metrics  # each command timed, for Prometheus
         SingleUseRequestState(mcp, redis).install()  # around whichever boundary seals this server's state
