@@ -36,7 +36,6 @@ from starlette.types import ASGIApp
 from app import sdk_internals
 from app.auth.bearer import RequireBearer
 from app.auth.keys import KeySet
-from app.auth.quota import SessionsPerPrincipal
 from app.auth.verifier import JWTVerifier
 from app.cluster.event_store import RedisEventStore
 from app.cluster.member import ClusterMember
@@ -51,6 +50,7 @@ from app.sessions import state
 from app.sessions.connections import Connections
 from app.sessions.ledger import MemoryLedger, RedisLedger
 from app.sessions.once import OncePerRequest
+from app.sessions.quota import MemorySessionCounts, RedisSessionCounts, SessionsPerClient
 from app.sessions.server_requests import ServerRequests
 from app.sessions.subscriptions import ListChanges, ResourceSubscriptions, SubscribableURIs
 from app.settings import InstanceSettings, SessionStore
@@ -286,10 +286,15 @@ class Instance:
         app = SessionIdPrefix(app, settings.instance_id)
         if settings.preset.stateless:
             app = StatelessGetRefused(app, MCP_PATH)
+        else:  # inside RequireBearer: it counts by principal where there is one
+            counts = (
+                RedisSessionCounts(self.member.redis)
+                if self.member is not None
+                else MemorySessionCounts(functools.partial(sdk_internals.holds, self.mcp))
+            )
+            limits = settings.max_sessions_per_principal, settings.max_sessions_per_address
+            app = SessionsPerClient(app, MCP_PATH, counts, per_principal=limits[0], per_address=limits[1])
         if self.verifier is not None:  # outside the router: it needs the principal to route by
-            if not settings.preset.stateless:
-                sessions_of = functools.partial(sdk_internals.sessions_of, self.mcp)
-                app = SessionsPerPrincipal(app, MCP_PATH, settings.max_sessions_per_principal, sessions_of)
             metadata_url = str(build_resource_metadata_url(self.mcp.settings.auth.resource_server_url))
             app = RequireBearer(app, self.verifier, MCP_PATH, metadata_url, settings.auth_scopes)
         app = RejectionMessages(app, self.metrics, settings.max_sessions)

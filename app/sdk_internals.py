@@ -91,9 +91,9 @@ def serves(mcp: MCPServer, session_id: str, requestor: AuthorizationContext | No
     return session_id in manager._server_instances and manager._session_owners.get(session_id) == requestor
 
 
-def sessions_of(mcp: MCPServer, principal: AuthorizationContext) -> int:
-    """How many of the sessions this process holds belong to `principal`."""
-    return sum(1 for owner in mcp.session_manager._session_owners.values() if owner == principal)
+def holds(mcp: MCPServer, session_id: str) -> bool:
+    """Whether this process holds the session now (stateful presets only)."""
+    return session_id in mcp.session_manager._server_instances
 
 
 def connection_of(ctx: ServerRequestContext) -> Connection:

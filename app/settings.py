@@ -81,7 +81,8 @@ class InstanceSettings:
     auth_issuer: str | None = None  # the tokens' `iss`, and the authorization server the metadata names
     auth_resource: str | None = None  # this server's public /mcp URL: the tokens' audience (RFC 8707)
     auth_scopes: tuple[str, ...] = ()  # scopes every token must hold
-    max_sessions_per_principal: int = 100  # with auth on, the sessions one principal may hold on an instance
+    max_sessions_per_principal: int = 100  # with auth on, the sessions one principal may hold (Redis store: in all)
+    max_sessions_per_address: int = 1000  # with auth off, the sessions one client address may hold (idem)
     metrics_port: int | None = None  # set: Prometheus metrics on this port (the first of MCP_WORKERS ports)
     metrics_host: str | None = None  # the address the metrics port is bound to (default: the listen host)
     drain_seconds: float = 20.0  # on SIGTERM, how long the calls in flight get before their sessions move anyway
@@ -131,6 +132,7 @@ class InstanceSettings:
             "auth_resource": reader.get("MCP_AUTH_RESOURCE", _public_url, None),
             "auth_scopes": reader.get("MCP_AUTH_SCOPES", _scopes, ()),
             "max_sessions_per_principal": reader.get("MCP_MAX_SESSIONS_PER_PRINCIPAL", _int_between(1, 1_000_000), 100),
+            "max_sessions_per_address": reader.get("MCP_MAX_SESSIONS_PER_ADDRESS", _int_between(1, 1_000_000), 1000),
             "metrics_port": reader.get("MCP_METRICS_PORT", _int_between(1, 65535), None),
             "metrics_host": reader.get("MCP_METRICS_HOST", _host_name, None),
             "drain_seconds": reader.get("MCP_DRAIN_SECONDS", _seconds, 20.0),

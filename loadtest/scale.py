@@ -28,7 +28,7 @@ from loadtest.cpu import CpuSampler, saturation
 from loadtest.matrix.configs import Config
 from loadtest.matrix.run import locust_command, locust_percentile
 from loadtest.results import machine, png_chart, write_results
-from loadtest.stack import ONE_ADDRESS_LOAD, Stack, free_port
+from loadtest.stack import ONE_ADDRESS_APP, ONE_ADDRESS_LOAD, Stack, free_port
 from loadtest.topology import INSTANCES, PROJECT_ROOT
 
 USERS_FILE = PROJECT_ROOT / "loadtest" / "users" / "connected.py"
@@ -57,6 +57,7 @@ def measure(config: Config, counts: tuple[int, ...], seconds: int, work: Path) -
         store=config.store,
         port=free_port(),
         nginx_env=ONE_ADDRESS_LOAD,  # every client comes from 127.0.0.1
+        app_env=ONE_ADDRESS_APP,
     ) as stack:
         processes = {name: stack.proc(name).pid for name in SERVERS}
         return [

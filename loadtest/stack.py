@@ -46,7 +46,9 @@ _handed_out: collections.deque[int] = collections.deque(maxlen=4096)  # by free_
 RETRY = "max_fails=0"
 NGINX_COMMAND = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]
 # To nginx a load generator is one client address, whose per-client bounds would then cap the load, not the servers.
+# A load whose every client comes from 127.0.0.1: nginx's bounds per address, and the instances' (ONE_ADDRESS_APP).
 ONE_ADDRESS_LOAD = {"NGINX_REQUESTS_PER_CLIENT": "100000", "NGINX_CONNECTIONS_PER_CLIENT": "10000"}
+ONE_ADDRESS_APP = {"MCP_MAX_SESSIONS_PER_ADDRESS": "1000000"}
 # As docker-compose.yml runs it: an append-only file Redis writes and syncs before it answers, so a crash of Redis
 # or of its host loses no acknowledged write (docs/configuration.md).
 REDIS_PERSISTENCE = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")

@@ -182,7 +182,7 @@ async def test_a_principal_holding_its_share_of_sessions_opens_no_more_while_oth
     async with served(create_app(limited)) as client:
         held = [(await client.post("/mcp", **initialize)).headers["mcp-session-id"] for _ in range(2)]
         refused = await client.post("/mcp", **initialize)
-        counted = (await scrape(port))[("mcp_refused_total", (("bound", "sessions_per_principal"),))]
+        counted = (await scrape(port))[("mcp_refused_total", (("bound", "sessions_per_client"),))]
         by_bob = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer("bob")})
         ended = await client.delete(
             "/mcp",

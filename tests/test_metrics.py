@@ -95,7 +95,7 @@ async def test_each_bound_counts_the_requests_it_refuses():
     assert too_big.status_code == 413
     assert samples[("mcp_refused_total", (("bound", "max_sessions"),))] == 1
     assert samples[("mcp_refused_total", (("bound", "body_size"),))] == 1
-    assert samples[("mcp_refused_total", (("bound", "sessions_per_principal"),))] == 0
+    assert samples[("mcp_refused_total", (("bound", "sessions_per_client"),))] == 0
 
 
 def test_the_metrics_port_may_not_take_a_port_the_instance_uses():

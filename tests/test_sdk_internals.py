@@ -94,7 +94,7 @@ def test_the_names_authentication_relies_on_still_exist():
     paths = {getattr(route, "path", None) for route in app.routes}
     assert "/.well-known/oauth-protected-resource/mcp" in paths
     assert mcp.session_manager._session_owners == {}
-    assert sdk_internals.sessions_of(mcp, {"client_id": "a", "issuer": None, "subject": None}) == 0
+    assert not sdk_internals.holds(mcp, "a session id")
 
 
 def test_the_names_exactly_once_relies_on_still_exist():

@@ -33,7 +33,7 @@ _SDK_REJECTIONS = {
 _SDK_FULL = b"Too many open sessions"  # the SDK's whole message when MCP_MAX_SESSIONS are open
 _OWN_FULL = b"(MCP_MAX_SESSIONS)"  # ours (a takeover past the bound, and the SDK's once rewritten)
 _HELD_STATUSES = (400, 403, 421, 503)
-_BOUND_OF_STATUS = {413: Bound.BODY_SIZE, 429: Bound.SESSIONS_PER_PRINCIPAL}  # no other bound answers these
+_BOUND_OF_STATUS = {413: Bound.BODY_SIZE, 429: Bound.SESSIONS_PER_CLIENT}  # no other bound answers these
 CONNECTION_CLOSE = (b"connection", b"close")
 
 

@@ -21,7 +21,7 @@ class Bound(enum.Enum):
 
     BODY_SIZE = "body_size"  # a request body above 4 MiB (413)
     MAX_SESSIONS = "max_sessions"  # MCP_MAX_SESSIONS held here (503)
-    SESSIONS_PER_PRINCIPAL = "sessions_per_principal"  # MCP_MAX_SESSIONS_PER_PRINCIPAL (429)
+    SESSIONS_PER_CLIENT = "sessions_per_client"  # MCP_MAX_SESSIONS_PER_PRINCIPAL or _PER_ADDRESS (429)
 
 
 class InstanceMetrics:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 SESSION = "mcp:session:{}"  # hash: a 2025-11-25 session's record (owner, initialize params, session state)
+CLIENT_SESSIONS = "mcp:client-sessions:{}"  # sorted set: a client's sessions and reservations (app/sessions/quota.py)
 OWNER = "mcp:owner:{}"  # string: an owner process's internal URL, kept alive by its heartbeat
 EVENTS = "mcp:events:{}"  # stream: a session's GET-stream events, for Last-Event-ID resumption
 CLUSTER_SECRET = "mcp:cluster-secret"  # string: the secret that signs the forwarded hop

@@ -30,7 +30,7 @@ from loadtest.bench.redis_store import CallPath, Load, interleaved_calls, wrk_ro
 from loadtest.client.legacy import McpClient
 from loadtest.pods import PodStack
 from loadtest.results import machine, write_results
-from loadtest.stack import ONE_ADDRESS_LOAD, Proc, Stack, free_port
+from loadtest.stack import ONE_ADDRESS_APP, ONE_ADDRESS_LOAD, Proc, Stack, free_port
 from loadtest.topology import PROJECT_ROOT
 
 PRESET = "stateful-json"
@@ -55,7 +55,9 @@ class Route:
 
 
 def measure(calls: int, seconds: int, rounds: int, work: Path) -> dict:
-    stack = Stack(work / "stack", PRESET, "session", "redis", free_port(), nginx_env=ONE_ADDRESS_LOAD)
+    stack = Stack(
+        work / "stack", PRESET, "session", "redis", free_port(), nginx_env=ONE_ADDRESS_LOAD, app_env=ONE_ADDRESS_APP
+    )
     with stack:
         pods = PodStack(
             work / "pods",

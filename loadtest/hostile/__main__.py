@@ -18,8 +18,9 @@ from loadtest.topology import PROJECT_ROOT
 
 BOUNDS_STATED = (
     f"Bounds lowered so that a case reaches them at once: {BOUNDS['sessions_per_principal']} sessions per "
-    f"principal and instance (default 100), {BOUNDS['requests_per_second']} requests a second per address "
-    f"(default 2000), a requestState TTL of {BOUNDS['state_ttl']:.0f} s (default 300)."
+    "principal (default 100; in the cluster with the Redis store, on each instance with the memory store), "
+    f"{BOUNDS['requests_per_second']} requests a second per address (default 2000), "
+    f"a requestState TTL of {BOUNDS['state_ttl']:.0f} s (default 300)."
 )
 
 
