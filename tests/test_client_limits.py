@@ -76,3 +76,19 @@ def test_a_client_past_its_open_streams_gets_429_and_others_are_served(limited):
         assert initialize(limited, "127.0.0.4")[0] == 200
     # The streams closed: room again, once nginx has seen them go (asked under the rate bound).
     wait_for(lambda: initialize(limited, "127.0.0.3")[0] == 200, timeout=10, interval=0.3)
+
+
+def test_the_protected_resource_metadata_is_held_to_the_same_bounds(limited):
+    """An instance answers it, so a flood of it is refused at nginx like one of /mcp (404 here: auth is off)."""
+
+    def metadata(source: str) -> int:
+        connection = connect(limited, source)
+        try:
+            connection.request("GET", "/.well-known/oauth-protected-resource/mcp")
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    statuses = [metadata("127.0.0.6") for _ in range(20)]
+    assert statuses[0] != 429 and 429 in statuses, statuses
+    assert metadata("127.0.0.7") != 429
