@@ -45,7 +45,10 @@ class SigningKey:
         now = int(time.time())
         body = {"iss": issuer, "sub": subject, "aud": audience, "iat": now, "exp": now + seconds, **claims}
         return jwt.encode(
-            {**body, "jti": secrets.token_hex(8)}, self.private_key, ALGORITHM, headers={"kid": self.key_id}
+            {**body, "jti": secrets.token_hex(8)},
+            self.private_key,
+            ALGORITHM,
+            headers={"kid": self.key_id, "typ": "at+jwt"},
         )
 
 

@@ -9,6 +9,7 @@ import functools
 import http.server
 import logging
 import threading
+import time
 
 import jwt
 import pytest
@@ -118,6 +119,35 @@ async def test_a_rotated_key_is_fetched_when_a_token_names_it(issuer, monkeypatc
         issuer.key = new_key
         new = await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, **issuer.bearer()})
     assert (old.status_code, new.status_code) == (200, 200)
+
+
+async def test_a_token_of_another_type_is_refused_saying_so(issuer):
+    """RFC 9068: an access token is `at+jwt` (or a plain `JWT` from issuers that predate it); an ID token is not."""
+    key, now = issuer.key, int(time.time())
+    claims = {"iss": ISSUER, "sub": "alice", "aud": RESOURCE, "exp": now + 600, "client_id": "alice"}
+    id_token = jwt.encode(claims, key.private_key, "ES256", headers={"kid": key.key_id, "typ": "id_token+jwt"})
+    plain = jwt.encode(claims, key.private_key, "ES256", headers={"kid": key.key_id})  # typ: JWT
+    async with served(create_app(settings(issuer))) as client:
+        refused, accepted = [
+            await client.post("/mcp", json=INITIALIZE, headers={"accept": ACCEPT_BOTH, "authorization": f"Bearer {t}"})
+            for t in (id_token, plain)
+        ]
+    assert refused.status_code == 401 and accepted.status_code == 200
+    message = "the token is of type 'id_token+jwt', not an access token (at+jwt, RFC 9068)"
+    assert refused.json()["error"]["message"] == f"Unauthorized: {message}; did not run"
+
+
+async def test_a_key_the_issuer_withdraws_stops_verifying_the_tokens_it_signed_already_verified_too(
+    issuer, monkeypatch
+):
+    monkeypatch.setattr(auth_keys, "KEPT_SECONDS", 0.0)  # the JWKS read again at each check
+    headers = {"accept": ACCEPT_BOTH, **issuer.bearer()}
+    async with served(create_app(settings(issuer))) as client:
+        before = await client.post("/mcp", json=INITIALIZE, headers=headers)  # verified, and remembered
+        issuer.publish(SigningKey.generate())  # the old key withdrawn (compromised, say)
+        after = await client.post("/mcp", json=INITIALIZE, headers=headers)
+    assert before.status_code == 200
+    assert after.status_code == 401 and "is not in the issuer's JWKS" in after.json()["error"]["message"]
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The public keys bearer tokens are signed with: a JWKS read from a file or fetched from a URL, and read
-again (at most every REFRESH_SECONDS) when a token names a key it does not hold, so an issuer may rotate."""
+again (at most every REFRESH_SECONDS) when a token names a key it does not hold, so an issuer may rotate, and
+whenever it is older than KEPT_SECONDS, so a key the issuer withdrew stops verifying tokens within that."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from jwt import PyJWK, PyJWKSet
 from jwt.exceptions import PyJWKError, PyJWKSetError
 
 REFRESH_SECONDS = 30.0
+KEPT_SECONDS = 300.0
 EMPTY_REFRESH_SECONDS = 1.0
 FETCH_TIMEOUT_SECONDS = 5.0
 MAX_JWKS_BYTES = 1024 * 1024
@@ -35,9 +37,9 @@ class KeySet:
 
     async def key(self, key_id: str | None) -> SigningKey | None:
         """The key a token's header names (`kid`); with no `kid`, the set's only key."""
-        if (found := self._find(key_id)) is None and self._due():
+        if ((found := self._find(key_id)) is None and self._due()) or self._stale():
             async with self._lock:  # one read however many tokens wait for it
-                if self._due():
+                if self._due() or self._stale():
                     await self.load()
             found = self._find(key_id)
         return found
@@ -45,6 +47,9 @@ class KeySet:
     def _due(self) -> bool:
         # No key yet (the issuer has not written its JWKS, or could not be reached): every second.
         return time.monotonic() - self._loaded_at >= (REFRESH_SECONDS if self._keys else EMPTY_REFRESH_SECONDS)
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded_at >= KEPT_SECONDS
 
     def _find(self, key_id: str | None) -> SigningKey | None:
         if key_id is None and len(self._keys) == 1:

@@ -16,6 +16,9 @@ from app.auth.keys import KeySet
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 LEEWAY_SECONDS = 30  # clock skew allowed between the issuer and this instance
 CACHED_TOKENS = 10_000  # verified tokens remembered until they expire: a token is checked twice per request
+# RFC 9068's access-token type, and the generic one of issuers that predate it; any other (an ID token, a DPoP
+# proof, a logout token) is not a bearer token for this server.
+TOKEN_TYPES = ("at+jwt", "application/at+jwt", "jwt")
 log = logging.getLogger(__name__)
 
 
@@ -26,7 +29,7 @@ class TokenRefused(Exception):
 class JWTVerifier:
     def __init__(self, keys: KeySet, issuer: str, resource: str) -> None:
         self.keys, self.issuer, self.resource = keys, issuer, resource
-        self._verified: OrderedDict[str, AccessToken] = OrderedDict()
+        self._verified: OrderedDict[str, tuple[AccessToken, str | None]] = OrderedDict()  # with its key's id
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The SDK's TokenVerifier: the token's AccessToken, or None when it is refused."""
@@ -38,20 +41,25 @@ class JWTVerifier:
     async def check(self, token: str) -> AccessToken:
         """The AccessToken of a token this server accepts; TokenRefused (saying why) otherwise."""
         if (known := self._verified.get(token)) is not None:
-            if known.expires_at is not None and known.expires_at >= time.time():
-                return known
+            access, key_id = known
+            unexpired = access.expires_at is not None and access.expires_at >= time.time()
+            if unexpired and await self.keys.key(key_id) is not None:  # its key still in the JWKS
+                return access
             del self._verified[token]
-        access = await self._verify(token)
-        self._verified[token] = access
+        access, key_id = await self._verify(token)
+        self._verified[token] = access, key_id
         if len(self._verified) > CACHED_TOKENS:
             self._verified.popitem(last=False)
         return access
 
-    async def _verify(self, token: str) -> AccessToken:
+    async def _verify(self, token: str) -> tuple[AccessToken, str | None]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise TokenRefused("the bearer token is not a JWT") from None
+        kind = header.get("typ")
+        if kind is not None and str(kind).lower() not in TOKEN_TYPES:
+            raise TokenRefused(f"the token is of type {kind!r}, not an access token (at+jwt, RFC 9068)")
         algorithm = header.get("alg")
         if algorithm not in ALGORITHMS:
             raise TokenRefused(f"the token is signed with {algorithm!r}; accepted: {', '.join(ALGORITHMS)}")
@@ -79,7 +87,7 @@ class JWTVerifier:
             raise TokenRefused("the token has expired") from None
         except jwt.InvalidTokenError as exc:
             raise TokenRefused(f"the token is not valid: {exc}") from None
-        return _access_token(token, claims, self.resource)
+        return _access_token(token, claims, self.resource), header.get("kid")
 
 
 def _access_token(token: str, claims: dict, resource: str) -> AccessToken:
