@@ -16,6 +16,7 @@ if __name__ == "__main__":
         resources=tuple(os.environ.get("ISSUER_RESOURCES", "http://localhost:8080/mcp").split(",")),
         state_dir=Path(os.environ.get("ISSUER_STATE_DIR", "/srv/mcp-issuer")),
         jwks_file=Path(jwks_file) if jwks_file else None,
+        scopes=tuple(os.environ.get("ISSUER_SCOPES", "mcp:tools").split()),
     )
     uvicorn.run(
         issuer_app(settings),

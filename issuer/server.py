@@ -28,6 +28,7 @@ class IssuerSettings:
     state_dir: Path  # its key and its clients' secrets, made on the first start
     jwks_file: Path | None = None  # a copy of the JWKS for servers that read it from a file
     clients: tuple[str, ...] = ("alice", "bob")
+    scopes: tuple[str, ...] = ("mcp:tools",)  # what a client may ask for; anything else is refused
 
 
 def issuer_app(settings: IssuerSettings) -> Starlette:
@@ -43,6 +44,7 @@ def issuer_app(settings: IssuerSettings) -> Starlette:
                 "token_endpoint": f"{settings.url}/token",
                 "jwks_uri": f"{settings.url}/jwks.json",
                 "grant_types_supported": ["client_credentials"],
+                "scopes_supported": list(settings.scopes),
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             }
         )
@@ -63,6 +65,10 @@ def issuer_app(settings: IssuerSettings) -> Starlette:
         if resource not in settings.resources:
             return _oauth_error("invalid_target", f"resource must be one of: {', '.join(settings.resources)}")
         scope = str(form.get("scope") or "")
+        if unknown := sorted(set(scope.split()) - set(settings.scopes)):
+            return _oauth_error(
+                "invalid_scope", f"not granted here: {' '.join(unknown)}; granted: {' '.join(settings.scopes)}"
+            )
         access = key.mint(settings.url, client_id, resource, TOKEN_SECONDS, client_id=client_id, scope=scope)
         return JSONResponse({"access_token": access, "token_type": "Bearer", "expires_in": TOKEN_SECONDS})
 

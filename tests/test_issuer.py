@@ -1,5 +1,5 @@
 """The local issuer in-process: it keeps its key and clients across starts, grants client-credentials
-tokens for the resources it knows and nothing else, and its tokens pass the instances' verifier."""
+tokens for the resources and scopes it knows and nothing else, and its tokens pass the instances' verifier."""
 
 from __future__ import annotations
 
@@ -22,9 +22,16 @@ async def test_a_granted_token_verifies_and_a_bad_request_is_told_why(tmp_path):
         granted = await client.post("/token", data=grant, auth=("alice", secret))
         wrong_secret = await client.post("/token", data=grant, auth=("alice", "guess"))
         elsewhere = await client.post("/token", data={**grant, "resource": "http://other/mcp"}, auth=("alice", secret))
+        too_much = await client.post("/token", data={**grant, "scope": "mcp:tools admin"}, auth=("alice", secret))
+        scoped = await client.post("/token", data={**grant, "scope": "mcp:tools"}, auth=("alice", secret))
         metadata = (await client.get("/.well-known/oauth-authorization-server")).json()
     assert (wrong_secret.status_code, wrong_secret.json()["error"]) == (401, "invalid_client")
     assert (elsewhere.status_code, elsewhere.json()["error"]) == (400, "invalid_target")
+    assert (too_much.status_code, too_much.json()) == (
+        400,
+        {"error": "invalid_scope", "error_description": "not granted here: admin; granted: mcp:tools"},
+    )
+    assert scoped.status_code == 200
     assert metadata["token_endpoint"] == f"{URL}/token" and metadata["issuer"] == URL
     access = await JWTVerifier(KeySet(str(tmp_path / "jwks.json")), URL, RESOURCE).check(granted.json()["access_token"])
     assert (access.subject, access.client_id, access.resource) == ("alice", "alice", RESOURCE)
