@@ -123,7 +123,8 @@ class InstanceSettings:
             "forward_host": reader.get("MCP_FORWARD_HOST", _host_name, None),
             "forward_port": reader.get("MCP_FORWARD_PORT", _int_between(1, 65535), None),
             "peer_urls": reader.get("MCP_PEER_URLS", _peer_patterns, LOOPBACK_PEERS),
-            "request_state_keys": reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True),
+            "request_state_keys": reader.get("MCP_REQUEST_STATE_KEYS", _hex_keys, (), secret=True)
+            or reader.get("MCP_REQUEST_STATE_KEYS_FILE", _hex_keys_file, (), secret=True),
             "request_state_ttl": reader.get("MCP_REQUEST_STATE_TTL", _seconds, 300.0),
             "session_idle_timeout": reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
             "max_sessions": reader.get("MCP_MAX_SESSIONS", _int_between(1, 1_000_000), 10_000),
@@ -140,6 +141,7 @@ class InstanceSettings:
             "log_level": reader.get("MCP_LOG_LEVEL", _one_of(LOG_LEVELS), "INFO"),
             "access_log": reader.get("MCP_ACCESS_LOG", _on_off, False),
         }
+        reader.only_one_of("MCP_REQUEST_STATE_KEYS", "MCP_REQUEST_STATE_KEYS_FILE")
         reader.raise_errors()
         return cls(**values)
 
@@ -291,6 +293,11 @@ class EnvReader:
             shown = "<hidden>" if secret else repr(_without_password(raw))
             self.errors.append(f"{name}={shown} {exc}")
             return default
+
+    def only_one_of(self, *names: str) -> None:
+        given = [name for name in names if (self.env.get(name) or "").strip()]
+        if len(given) > 1:
+            self.errors.append(f"{' and '.join(given)} are both set; give one")
 
     def raise_errors(self) -> None:
         if self.errors:
@@ -529,6 +536,13 @@ def existing_directory(raw: str) -> Path:
     if not path.is_dir():
         raise ValueError("is not an existing directory")
     return path.resolve()
+
+
+def _hex_keys_file(raw: str) -> tuple[bytes, ...]:
+    try:
+        return _hex_keys(Path(raw).read_text().strip())
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror}); give the path of a file holding the keys") from None
 
 
 def _hex_keys(raw: str) -> tuple[bytes, ...]:

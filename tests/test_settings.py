@@ -78,6 +78,20 @@ def test_request_state_keys_must_be_long_and_are_never_echoed():
         InstanceSettings.from_env({"MCP_REQUEST_STATE_KEYS": f"{'11' * 32},{'11' * 32}"})
 
 
+def test_request_state_keys_come_from_a_file_never_with_the_variable_too(tmp_path):
+    """In a file, the keys stay out of the process's environment (docker inspect, /proc/<pid>/environ)."""
+    held = tmp_path / "request-state-keys"
+    held.write_text(f"{'33' * 32},{'44' * 32}\n")
+    assert InstanceSettings.from_env({"MCP_REQUEST_STATE_KEYS_FILE": str(held)}).request_state_keys == (
+        b"\x33" * 32,
+        b"\x44" * 32,
+    )
+    with pytest.raises(SettingsError, match="MCP_REQUEST_STATE_KEYS and MCP_REQUEST_STATE_KEYS_FILE are both set"):
+        InstanceSettings.from_env({"MCP_REQUEST_STATE_KEYS": "55" * 32, "MCP_REQUEST_STATE_KEYS_FILE": str(held)})
+    with pytest.raises(SettingsError, match="MCP_REQUEST_STATE_KEYS_FILE=<hidden> cannot be read"):
+        InstanceSettings.from_env({"MCP_REQUEST_STATE_KEYS_FILE": str(tmp_path / "missing")})
+
+
 def test_several_workers_with_in_memory_sessions_are_refused():
     with pytest.raises(SettingsError, match="would give each worker its own session table"):
         InstanceSettings.from_env({"MCP_WORKERS": "2"})
