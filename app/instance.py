@@ -284,16 +284,7 @@ class Instance:
                 app, self.member, self.server_requests, self.connections, settings.redis_ride_through
             )
         app = SessionIdPrefix(app, settings.instance_id)
-        if settings.preset.stateless:
-            app = StatelessGetRefused(app, MCP_PATH)
-        else:  # inside RequireBearer: it counts by principal where there is one
-            counts = (
-                RedisSessionCounts(self.member.redis)
-                if self.member is not None
-                else MemorySessionCounts(functools.partial(sdk_internals.holds, self.mcp))
-            )
-            limits = settings.max_sessions_per_principal, settings.max_sessions_per_address
-            app = SessionsPerClient(app, MCP_PATH, counts, per_principal=limits[0], per_address=limits[1])
+        app = StatelessGetRefused(app, MCP_PATH) if settings.preset.stateless else self._sessions_per_client(app)
         if self.verifier is not None:  # outside the router: it needs the principal to route by
             metadata_url = str(build_resource_metadata_url(self.mcp.settings.auth.resource_server_url))
             app = RequireBearer(app, self.verifier, MCP_PATH, metadata_url, settings.auth_scopes)
@@ -331,6 +322,16 @@ class Instance:
                         self.metrics.ready.set(0)
 
         sdk_app.router.lifespan_context = lifespan
+
+    def _sessions_per_client(self, app: ASGIApp) -> SessionsPerClient:
+        """Inside RequireBearer, which names the principal it counts by (without auth: the client's address)."""
+        settings = self.settings
+        if self.member is not None:  # the cluster's count; a hop between instances was counted where it began
+            counts, hops = RedisSessionCounts(self.member.redis), True
+        else:
+            counts, hops = MemorySessionCounts(functools.partial(sdk_internals.holds, self.mcp)), False
+        per_principal, per_address = settings.max_sessions_per_principal, settings.max_sessions_per_address
+        return SessionsPerClient(app, MCP_PATH, counts, per_principal=per_principal, per_address=per_address, hops=hops)
 
     async def _drain(self) -> None:
         """SIGTERM: stop being ready, and with the Redis store hand every session over (memory sessions end)."""

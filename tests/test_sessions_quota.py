@@ -49,7 +49,10 @@ async def test_racing_opens_from_one_address_get_exactly_the_bound_on_one_instan
     async with served(app_of("app1")) as client:
         answers = await race([client], "198.51.100.7")
         other = await open_from(client, "198.51.100.8")
-    assert counted(answers) == (LIMIT, RACING - LIMIT)
+        as_a_hop = await client.post(  # no instance forwards here (the memory store): the header buys nothing
+            "/mcp", json=INITIALIZE, headers={**JSON_RPC, "x-forwarded-for": "198.51.100.7", "x-mcp-forwarded": "x"}
+        )
+    assert counted(answers) == (LIMIT, RACING - LIMIT) and as_a_hop.status_code == 429
     refused = next(answer for answer in answers if answer.status_code == 429).json()["error"]
     assert refused == {
         "code": -32000,

@@ -15,8 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.cluster.forwarding import FORWARD_HEADER
-from app.http.messages import header, send_error
+from app.http.messages import FORWARD_HEADER, header, send_error
 from app.serving import side_port
 from app.shared.runs import NOT_RUN
 

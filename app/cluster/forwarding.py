@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from app.cluster.hop_client import HopClient, HopResponse, OwnerLost, OwnerUnreachable
 from app.cluster.registry import Owner
 from app.http.messages import (
+    FORWARD_HEADER,
     HANDED_OVER_HEADER,
     LAST_EVENT_ID_HEADER,
     PROTOCOL_VERSION_HEADER,
@@ -31,7 +32,6 @@ from app.metrics import InstanceMetrics
 from app.shared.keys import CLUSTER_SECRET
 from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, unavailable_on_error
 
-FORWARD_HEADER = "x-mcp-forwarded"
 # When the balancer is our nginx (the session policy): it asks, per request, to be told the owner of a session
 # held elsewhere instead of the request being relayed, and re-sends the request there itself (nginx.conf).
 OWNER_REDIRECT_HEADER = b"x-mcp-owner-redirect"  # "on" from nginx; anything else: relay as usual

@@ -22,7 +22,6 @@ from app.auth.principal import AuthorizationContext, is_principal, principal_has
 from app.cluster.forward_listener import CLIENTS_ELSEWHERE, arrived_forwarded
 from app.cluster.forwarding import (
     BALANCER_REDIRECT,
-    FORWARD_HEADER,
     OWNER_HEADER,
     OWNER_REDIRECT_HEADER,
     ClocksApart,
@@ -35,6 +34,7 @@ from app.cluster.member import ClusterMember
 from app.cluster.registry import Opening, Owner
 from app.http.messages import (
     DRAINING,
+    FORWARD_HEADER,
     HANDED_OVER_HEADER,
     LOST_REDIS,
     MOVED,

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.principal import principal_hash, principal_of
-from app.http.messages import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER, header, send_error
+from app.http.messages import FORWARD_HEADER, PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER, header, send_error
 from app.shared import keys
 from app.shared.redis import RedisUnavailable, applied_once, run_once, run_script
 from app.shared.runs import DID_NOT_RUN, NOT_RUN
@@ -132,9 +132,12 @@ def _kept_ms() -> int:
 class SessionsPerClient:
     """Answers 429 to a request that would open a session for a client already holding its limit."""
 
-    def __init__(self, app: ASGIApp, path: str, counts: SessionCounts, *, per_principal: int, per_address: int) -> None:
+    def __init__(
+        self, app: ASGIApp, path: str, counts: SessionCounts, *, per_principal: int, per_address: int, hops: bool
+    ) -> None:
         self.app, self.path, self.counts = app, path, counts
         self.per_principal, self.per_address = per_principal, per_address
+        self.hops = hops  # hops between instances reach this app (the Redis store), checked inside it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._opens_a_session(scope):
@@ -185,10 +188,13 @@ class SessionsPerClient:
         return Client(address, self.per_address, "MCP_MAX_SESSIONS_PER_ADDRESS", "this client address")
 
     def _opens_a_session(self, scope: Scope) -> bool:
-        """A POST with no session id, in a protocol version that has sessions (2026-07-28 has none)."""
+        """A POST with no session id, in a protocol version that has sessions (2026-07-28 has none), from a
+        client: a hop from another instance was counted there (and one no instance signed runs nothing)."""
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             return False
         headers = scope.get("headers", [])
+        if self.hops and header(headers, FORWARD_HEADER.encode()) is not None:
+            return False
         version = header(headers, PROTOCOL_VERSION_HEADER)
         return header(headers, SESSION_ID_HEADER) is None and version in (None, *HANDSHAKE_PROTOCOL_VERSIONS)
 
