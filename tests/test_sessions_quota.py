@@ -9,7 +9,7 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from app import InstanceSettings, instance_app
-from app.sessions.quota import client_address
+from app.sessions.quota import MAX_OPENING_BYTES, client_address
 from tests.utils.asgi import INITIALIZE, JSON_RPC, served
 
 pytestmark = pytest.mark.anyio
@@ -88,3 +88,20 @@ def test_a_client_is_the_address_nginx_saw_and_an_ipv6_client_its_64():
     assert client_address(scope("2001:db8:1:2:aaaa::1")) == client_address(scope("2001:db8:1:2:bbbb::9"))
     assert client_address(scope("2001:db8:1:2::1")) != client_address(scope("2001:db8:1:3::1"))
     assert client_address(scope("::ffff:192.0.2.1")) == "192.0.2.1"
+
+
+async def test_an_initialize_above_64_kib_is_refused_saying_so_and_one_below_opens():
+    def padded(size: int) -> dict:
+        params = {**INITIALIZE["params"], "clientInfo": {"name": "x" * size, "version": "1"}}
+        return {**INITIALIZE, "params": params}
+
+    async with served(app_of("app1")) as client:
+        refused = await client.post("/mcp", json=padded(MAX_OPENING_BYTES), headers=JSON_RPC)
+        opened = await client.post("/mcp", json=padded(MAX_OPENING_BYTES - 1024), headers=JSON_RPC)
+    assert refused.status_code == 413
+    assert refused.json()["error"] == {
+        "code": -32600,
+        "message": "an initialize request may hold at most 64 KiB (its params are kept for the session's whole "
+        "life); did not run: send smaller capabilities and clientInfo",
+    }
+    assert opened.status_code == 200

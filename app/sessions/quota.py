@@ -1,4 +1,5 @@
-"""How many sessions one client may hold: a principal (authentication on) or a client address (off).
+"""What opening sessions may cost: an initialize's size (its params are kept as long as the session lives), and
+how many sessions one client may hold: a principal (authentication on) or a client address (off).
 
 A slot is reserved before the SDK opens the session and becomes the session once it is answered, so requests
 racing to open sessions for one client cannot pass the bound together. With the Redis store the count is the
@@ -21,7 +22,17 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.principal import principal_hash, principal_of
-from app.http.messages import FORWARD_HEADER, PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER, header, send_error
+from app.http.messages import (
+    FORWARD_HEADER,
+    PROTOCOL_VERSION_HEADER,
+    SESSION_ID_HEADER,
+    ClientGone,
+    Refused,
+    header,
+    read_body,
+    replay,
+    send_error,
+)
 from app.shared import keys
 from app.shared.redis import RedisUnavailable, applied_once, run_once, run_script
 from app.shared.runs import DID_NOT_RUN, NOT_RUN
@@ -29,6 +40,7 @@ from app.shared.runs import DID_NOT_RUN, NOT_RUN
 log = logging.getLogger(__name__)
 
 FORWARDED_FOR_HEADER = b"x-forwarded-for"
+MAX_OPENING_BYTES = 64 * 1024  # an initialize: capabilities and clientInfo (icons as data URIs among them)
 PENDING_SECONDS = 60.0  # a reservation whose initialize never ended frees its slot after this long
 KEPT_SECONDS = 24 * 3600.0  # a client's count in Redis outlives its last open by this long
 
@@ -130,7 +142,8 @@ def _kept_ms() -> int:
 
 
 class SessionsPerClient:
-    """Answers 429 to a request that would open a session for a client already holding its limit."""
+    """Answers 413 to an initialize above MAX_OPENING_BYTES, and 429 to one from a client already holding its
+    limit of sessions."""
 
     def __init__(
         self, app: ASGIApp, path: str, counts: SessionCounts, *, per_principal: int, per_address: int, hops: bool
@@ -143,6 +156,18 @@ class SessionsPerClient:
         if not self._opens_a_session(scope):
             await self.app(scope, receive, send)
             return
+        try:
+            body = await read_body(receive, MAX_OPENING_BYTES)
+        except ClientGone:
+            return
+        except Refused:
+            message = (
+                f"an initialize request may hold at most {MAX_OPENING_BYTES // 1024} KiB (its params are kept for "
+                f"the session's whole life); {NOT_RUN}: send smaller capabilities and clientInfo"
+            )
+            await send_error(send, 413, -32600, message)
+            return
+        receive = replay(body, receive)
         client = self._client(scope)
         try:
             reservation = await self.counts.reserve(client)
