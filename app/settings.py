@@ -76,7 +76,7 @@ class InstanceSettings:
     request_state_keys: tuple[bytes, ...] = field(default=(), repr=False)
     request_state_ttl: float = 300.0  # how long a sealed requestState opens: a person answering, with room
     session_idle_timeout: float = 1800.0
-    max_sessions: int = 10_000
+    max_sessions: int = 5_000  # sized: 58 KiB each at the largest initialize, and 84 MiB to start, fit 512 MiB
     auth_jwks: str | None = None  # set: every /mcp request needs a bearer JWT signed by a key in this JWKS
     auth_issuer: str | None = None  # the tokens' `iss`, and the authorization server the metadata names
     auth_resource: str | None = None  # this server's public /mcp URL: the tokens' audience (RFC 8707)
@@ -127,7 +127,7 @@ class InstanceSettings:
             or reader.get("MCP_REQUEST_STATE_KEYS_FILE", _hex_keys_file, (), secret=True),
             "request_state_ttl": reader.get("MCP_REQUEST_STATE_TTL", _seconds, 300.0),
             "session_idle_timeout": reader.get("MCP_SESSION_IDLE_TIMEOUT", _seconds, 1800.0),
-            "max_sessions": reader.get("MCP_MAX_SESSIONS", _int_between(1, 1_000_000), 10_000),
+            "max_sessions": reader.get("MCP_MAX_SESSIONS", _int_between(1, 1_000_000), 5_000),
             "auth_jwks": reader.get("MCP_AUTH_JWKS", _jwks_source, None),
             "auth_issuer": reader.get("MCP_AUTH_ISSUER", _public_url, None),
             "auth_resource": reader.get("MCP_AUTH_RESOURCE", _public_url, None),

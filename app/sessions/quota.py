@@ -40,7 +40,7 @@ from app.shared.runs import DID_NOT_RUN, NOT_RUN
 log = logging.getLogger(__name__)
 
 FORWARDED_FOR_HEADER = b"x-forwarded-for"
-MAX_OPENING_BYTES = 64 * 1024  # an initialize: capabilities and clientInfo (icons as data URIs among them)
+MAX_OPENING_BYTES = 16 * 1024  # an initialize: capabilities and clientInfo (a few hundred bytes from the SDKs)
 PENDING_SECONDS = 60.0  # a reservation whose initialize never ended frees its slot after this long
 KEPT_SECONDS = 24 * 3600.0  # a client's count in Redis outlives its last open by this long
 
