@@ -45,17 +45,21 @@ async def test_claims_lapse_with_their_ttl(monkeypatch):
     assert await here.first("name-1")
 
 
-async def test_a_full_redis_still_finds_its_claims_and_new_ones_are_kept_here(redis_url):
-    shared = Claims(connect(redis_url), "mcp:test-claim:{}", 60)
+async def test_a_full_redis_still_refuses_replays_and_claims_nothing_new_in_one_process_alone(redis_url):
+    """Two instances share the Redis: while it is full, a new name is refused on both ("full", did not run: a claim
+    kept in one process would let its replay through the other), a name claimed before stays refused."""
+    first, second = (Claims(connect(redis_url), "mcp:test-claim:{}", 60) for _ in range(2))
     admin = redis.Redis.from_url(redis_url)
-    assert await shared.first("before")
+    assert await first.first("before")
     admin.config_set("maxmemory", 1)  # below what it holds: every write refused
     try:
-        assert not await shared.first("before")  # claimed in Redis before it filled up
-        assert await shared.first("during") and not await shared.first("during")
+        assert not await second.first("before")  # claimed in Redis before it filled up
+        for instance in (first, second):
+            with pytest.raises(RedisUnavailable, match=r"is full and refuses writes .*did not run: retry"):
+                await instance.first("during")
     finally:
         admin.config_set("maxmemory", 0)
-    assert await shared.first("after")
+    assert await second.first("during") and not await first.first("during")
 
 
 async def test_a_first_claim_under_a_redis_stall_is_claimed_and_its_replay_refused(redis_server):

@@ -4,13 +4,13 @@ the side-effecting `requestState`s (app/shared/single_use.py).
 In Redis when the instances share one (`SET NX PX`, so a claim on one instance holds on all), else in this
 process. The claim is a write applied once (`applied_once`): redis-py re-sends a command its 1 s socket timeout
 cut off, and a bare `SET NX` re-sent after the first went through would refuse the first use as its own replay.
-A full Redis refuses the write: a name it already holds is still found there (EXISTS is a read),
-and a new one is claimed in this process meanwhile, so a full Redis stops no call.
+A full Redis refuses the write: a name it already holds is still found there (EXISTS is a read), and a new one
+is refused for now (RedisUnavailable, "full": did not run, retry), never claimed in this process alone, where
+its replay through another instance would find nothing.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
 
@@ -26,7 +26,6 @@ _CLAIM = applied_once("""
 if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 1 end
 return nothing_written(0)
 """)
-log = logging.getLogger(__name__)
 
 
 class TooManyClaims(RuntimeError):
@@ -51,10 +50,10 @@ class Claims:
             except RedisUnavailable as exc:
                 if not isinstance(exc.__cause__, OutOfMemoryError):
                     raise
-            with unavailable_on_error():
-                if await self._redis.exists(key):
-                    return False
-            log.warning("Redis is full: claimed in this process only (%s)", self._key.format("..."))
+                with unavailable_on_error():
+                    if await self._redis.exists(key):
+                        return False  # a replay: refused, full or not
+                raise
         return self._first_here(name)
 
     def _first_here(self, name: str) -> bool:
