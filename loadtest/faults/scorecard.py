@@ -24,7 +24,7 @@ QUICK_CONFIGURATIONS = (("redis", "round-robin"),)  # every request may need ano
 HA = {"redis": "ha"}
 NO_LINKS = "the Sentinels hand out the Redis servers' own addresses: no link of one instance's to cut"
 ONE_REDIS = "clocks are moved on a stack with one Redis"
-NO_REDIS = "the memory store keeps no session in Redis"
+NO_REDIS = "the memory store keeps no session in Redis and relays nothing between instances"
 NOT_RUN = {("memory", "round-robin"): "needs session affinity: every call after initialize misses its session"}
 LOSSES = {
     "failed": "calls failed for good",
