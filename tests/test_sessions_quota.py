@@ -103,7 +103,7 @@ async def test_an_initialize_above_16_kib_is_refused_saying_so_and_one_below_ope
     assert refused.status_code == 413
     assert refused.json()["error"] == {
         "code": -32600,
-        "message": "an initialize request may hold at most 16 KiB (its params are kept for the session's whole "
-        "life); did not run: send smaller capabilities and clientInfo",
+        "message": "a request without a session (an initialize) may hold at most 16 KiB: an initialize's params "
+        "are kept as long as its session; did not run: send smaller capabilities and clientInfo",
     }
     assert opened.status_code == 200

@@ -162,8 +162,9 @@ class SessionsPerClient:
             return
         except Refused:
             message = (
-                f"an initialize request may hold at most {MAX_OPENING_BYTES // 1024} KiB (its params are kept for "
-                f"the session's whole life); {NOT_RUN}: send smaller capabilities and clientInfo"
+                f"a request without a session (an initialize) may hold at most {MAX_OPENING_BYTES // 1024} KiB: "
+                f"an initialize's params are kept as long as its session; {NOT_RUN}: send smaller capabilities and "
+                "clientInfo"
             )
             await send_error(send, 413, -32600, message)
             return

@@ -45,6 +45,12 @@ class Target:
             self.wire.send(initialized, headers(self.tokens[subject], opened.session_id, LEGACY_VERSION), source=source)
         return opened
 
+    def close(self, session_id: str, subject: str = "alice", source: str = "127.0.0.1") -> Answer:
+        """DELETE the session, as `subject`."""
+        return self.wire.send(
+            None, headers(self.tokens[subject], session_id, LEGACY_VERSION), method="DELETE", source=source
+        )
+
     def modern(
         self, tool: str, arguments: dict, subject: str = "alice", *, source: str = "127.0.0.1", **params
     ) -> Answer:
