@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from loadtest.faults.catalogue import FAULTS
+from loadtest.faults.catalogue import CLOCKS_SUMMARY, FAULTS
 from loadtest.faults.scorecard import Row
 from tests.utils.docs import run_block_in
 
@@ -52,7 +52,9 @@ def test_the_scorecard_and_its_summary_show_every_row(quick):
     for row in quick["run"]["rows"]:
         assert f"| {row['store']} | {row['policy']} | {row['fault']} |" in page
     summary = (quick["out"] / "summary.md").read_text()
-    assert summary.count("\n| ") == 1 + len({row["fault"] for row in quick["run"]["rows"] if not row["not_run"]})
+    lines = {fault.name: fault.summary or fault.name for fault in FAULTS}
+    assert summary.count("\n| ") == 1 + len({lines[row["fault"]] for row in quick["run"]["rows"] if not row["not_run"]})
+    assert f"| {CLOCKS_SUMMARY} |" in summary  # the three clock rows added up in one
 
 
 def test_a_row_misses_its_goals_when_the_redis_store_loses_doubles_crosses_or_fails_a_deploy():

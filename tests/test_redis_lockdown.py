@@ -16,7 +16,7 @@ import redis
 import requests
 
 from app.cluster.lease import OWNER_TIMEOUT_SECONDS
-from app.cluster.router import MAX_OPENING_BYTES
+from app.sessions.quota import MAX_OPENING_BYTES
 from app.shared import keys
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient

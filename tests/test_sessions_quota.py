@@ -92,18 +92,21 @@ def test_a_client_is_the_address_nginx_saw_and_an_ipv6_client_its_64():
     assert client_address(scope("::ffff:192.0.2.1")) == "192.0.2.1"
 
 
-async def test_an_initialize_above_16_kib_is_refused_saying_so_and_one_below_opens():
-    def padded(size: int) -> dict:
-        params = {**INITIALIZE["params"], "clientInfo": {"name": "x" * size, "version": "1"}}
+async def test_initialize_params_above_16_kib_are_refused_saying_so_and_what_is_not_kept_costs_nothing():
+    """Memory store: the SDK keeps protocolVersion, capabilities and clientInfo for the session's life (the
+    Redis store's record too: tests/test_redis_lockdown.py); other params it drops."""
+
+    def padded(name: int, elsewhere: int = 0) -> dict:
+        params = {**INITIALIZE["params"], "clientInfo": {"name": "x" * name, "version": "1"}, "pad": "y" * elsewhere}
         return {**INITIALIZE, "params": params}
 
     async with served(app_of("app1")) as client:
         refused = await client.post("/mcp", json=padded(MAX_OPENING_BYTES), headers=JSON_RPC)
-        opened = await client.post("/mcp", json=padded(MAX_OPENING_BYTES - 512), headers=JSON_RPC)
-    assert refused.status_code == 413
-    assert refused.json()["error"] == {
-        "code": -32600,
-        "message": "a request without a session (an initialize) may hold at most 16 KiB: an initialize's params "
-        "are kept as long as its session; did not run: send smaller capabilities and clientInfo",
-    }
+        opened = await client.post("/mcp", json=padded(MAX_OPENING_BYTES - 512, elsewhere=100_000), headers=JSON_RPC)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == -32602 and error["message"].endswith(
+        f"bytes of protocolVersion, capabilities and clientInfo; a session keeps at most {MAX_OPENING_BYTES} bytes "
+        "of them; did not run"
+    )
     assert opened.status_code == 200

@@ -8,7 +8,6 @@ from the stored `initialize` params. docs/design/redis-sessions.md has the whole
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import random
 
@@ -51,6 +50,7 @@ from app.http.messages import (
     send_response,
 )
 from app.sessions.connections import Connections
+from app.sessions.quota import kept_params
 from app.sessions.server_requests import ServerRequests
 from app.settings import INSTANCE_ID  # an owner read from Redis may name anything
 from app.shared.redis import RedisUnavailable
@@ -65,8 +65,6 @@ LOOK_AGAIN = f"this session moved to another instance; {DID_NOT_RUN}"
 MEANT_FOR_ANOTHER = f"this hop was signed for another process (one this instance replaced); {DID_NOT_RUN}"
 CUT_OFF = f"this instance has lost touch with the shared store (Redis) and acts for none of its sessions; {DID_NOT_RUN}"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
-REBUILD_PARAMS = ("protocolVersion", "capabilities", "clientInfo")  # what a takeover rebuilds a session from
-MAX_OPENING_BYTES = 16 * 1024  # of them, kept in every session's record in Redis
 log = logging.getLogger(__name__)
 
 
@@ -456,22 +454,15 @@ def _session_not_found() -> Refused:
 
 
 def _opening(body: bytes, principal: str) -> Opening | None:
-    """What to store of an initialize request (what a rebuild needs, at most MAX_OPENING_BYTES), or None for
-    anything else (or initialize params that are invalid)."""
+    """What to store of an initialize request (what a rebuild needs: `kept_params`), or None for anything else
+    (or initialize params that are invalid)."""
     message = parse_json(body)
     if not (isinstance(message, dict) and message.get("method") == "initialize"):
         return None
     params = message.get("params")
     if not isinstance(params, dict):
         return None
-    kept = {name: params[name] for name in REBUILD_PARAMS if name in params}
-    if (size := len(json.dumps(kept))) > MAX_OPENING_BYTES:
-        raise Refused(
-            400,
-            -32602,
-            f"initialize params hold {size} bytes of protocolVersion, capabilities and clientInfo; a session "
-            f"keeps at most {MAX_OPENING_BYTES} bytes of them; {NOT_RUN}",
-        )
+    kept = kept_params(params)
     try:
         return Opening(kept, sdk_internals.negotiated_version(params), principal=principal)
     except ValidationError:

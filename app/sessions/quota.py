@@ -1,5 +1,5 @@
-"""What opening sessions may cost: an initialize's size (its params are kept as long as the session lives), and
-how many sessions one client may hold: a principal (authentication on) or a client address (off).
+"""What opening sessions may cost: the initialize params a session keeps as long as it lives, and how many
+sessions one client may hold: a principal (authentication on) or a client address (off).
 
 A slot is reserved before the SDK opens the session and becomes the session once it is answered, so requests
 racing to open sessions for one client cannot pass the bound together. With the Redis store the count is the
@@ -9,6 +9,7 @@ cluster's (a sorted set per client in Redis, reserved in one script); with the m
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import secrets
 from collections import Counter, defaultdict
@@ -29,6 +30,7 @@ from app.http.messages import (
     ClientGone,
     Refused,
     header,
+    parse_json,
     read_body,
     replay,
     send_error,
@@ -40,7 +42,10 @@ from app.shared.runs import DID_NOT_RUN, NOT_RUN
 log = logging.getLogger(__name__)
 
 FORWARDED_FOR_HEADER = b"x-forwarded-for"
-MAX_OPENING_BYTES = 16 * 1024  # an initialize: capabilities and clientInfo (a few hundred bytes from the SDKs)
+# What a session keeps of its initialize for its whole life (the SDK, and a takeover's rebuild, need no more).
+KEPT_PARAMS = ("protocolVersion", "capabilities", "clientInfo")
+MAX_OPENING_BYTES = 16 * 1024  # of them: a few hundred bytes from the SDKs' clients
+MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit
 PENDING_SECONDS = 60.0  # a reservation whose initialize never ended frees its slot after this long
 KEPT_SECONDS = 24 * 3600.0  # a client's count in Redis outlives its last open by this long
 
@@ -142,8 +147,8 @@ def _kept_ms() -> int:
 
 
 class SessionsPerClient:
-    """Answers 413 to an initialize above MAX_OPENING_BYTES, and 429 to one from a client already holding its
-    limit of sessions."""
+    """Answers 400 to an initialize whose kept params pass MAX_OPENING_BYTES, and 429 to one from a client already
+    holding its limit of sessions."""
 
     def __init__(
         self, app: ASGIApp, path: str, counts: SessionCounts, *, per_principal: int, per_address: int, hops: bool
@@ -157,16 +162,14 @@ class SessionsPerClient:
             await self.app(scope, receive, send)
             return
         try:
-            body = await read_body(receive, MAX_OPENING_BYTES)
+            body = await read_body(receive, MAX_BODY_BYTES)
+            message = parse_json(body)
+            if isinstance(message, dict) and message.get("method") == "initialize":
+                kept_params(message.get("params"))
         except ClientGone:
             return
-        except Refused:
-            message = (
-                f"a request without a session (an initialize) may hold at most {MAX_OPENING_BYTES // 1024} KiB: "
-                f"an initialize's params are kept as long as its session; {NOT_RUN}: send smaller capabilities and "
-                "clientInfo"
-            )
-            await send_error(send, 413, -32600, message)
+        except Refused as refused:
+            await send_error(send, refused.status, refused.code, str(refused))
             return
         receive = replay(body, receive)
         client = self._client(scope)
@@ -223,6 +226,22 @@ class SessionsPerClient:
             return False
         version = header(headers, PROTOCOL_VERSION_HEADER)
         return header(headers, SESSION_ID_HEADER) is None and version in (None, *HANDSHAKE_PROTOCOL_VERSIONS)
+
+
+def kept_params(params: object) -> dict:
+    """What a session keeps of initialize `params` ({} when they are no object: the SDK explains); Refused (400)
+    above MAX_OPENING_BYTES."""
+    if not isinstance(params, dict):
+        return {}
+    kept = {name: params[name] for name in KEPT_PARAMS if name in params}
+    if (size := len(json.dumps(kept))) > MAX_OPENING_BYTES:
+        raise Refused(
+            400,
+            -32602,
+            f"initialize params hold {size} bytes of protocolVersion, capabilities and clientInfo; a session "
+            f"keeps at most {MAX_OPENING_BYTES} bytes of them; {NOT_RUN}",
+        )
+    return kept
 
 
 def client_address(scope: Scope) -> str:

@@ -24,8 +24,12 @@ REDIS_FULL_SECONDS = 5.0
 # Past the hops' window (10 s) and every heartbeat's expiry (2 s); well within a session's idle timeout (300 s).
 CLOCK_JUMP_SECONDS = 30
 CLOCK_OFF_SECONDS = 5.0
+CLOCKS_SUMMARY = (
+    f"a clock {CLOCK_JUMP_SECONDS} s off for {CLOCK_OFF_SECONDS:.0f} s (Redis's ahead, behind; an instance's)"
+)
 KILL_EVERY_SECONDS = 60.0
 KILLS = 10
+KILLS_SUMMARY = f"instance SIGKILL, started again (once; every {KILL_EVERY_SECONDS:.0f} s, {KILLS} times)"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Fault:
     scenario: Callable[[Stack, int], Tally] | None = None  # a load and fault of its own, instead of `strike`
     clocks: tuple[str, ...] = ()  # the processes whose wall clock it moves: run on a stack of its own (one Redis)
     takeovers_at_most: int | None = None  # ... for the takeovers of any one session
+    summary: str | None = None  # the README summary's row this fault is added to (default: its own, by name)
 
 
 def _kill_every_minute(stack: Stack) -> None:
@@ -79,12 +84,18 @@ def _rolling_restart(stack: Stack) -> None:
 
 FAULTS = (
     # nginx sends a call the killed instance never began to answer to the next one: a client sees those succeed.
-    Fault("instance SIGKILL, started again", lambda stack: stack.restart(VICTIM, signal.SIGKILL), unstarted_at_most=0),
+    Fault(
+        "instance SIGKILL, started again",
+        lambda stack: stack.restart(VICTIM, signal.SIGKILL),
+        unstarted_at_most=0,
+        summary=KILLS_SUMMARY,
+    ),
     Fault(
         f"a SIGKILL every {KILL_EVERY_SECONDS:.0f} s, {KILLS} times",
         _kill_every_minute,
         quick=False,
         unstarted_at_most=0,
+        summary=KILLS_SUMMARY,
     ),
     Fault("rolling restart (SIGTERM, one at a time)", _rolling_restart, retried_at_most=0),
     Fault(
@@ -110,6 +121,7 @@ FAULTS = (
             _clock_off("redis", step),
             clocks=("redis",),
             takeovers_at_most=1,
+            summary=CLOCKS_SUMMARY,
         )
         for step in (CLOCK_JUMP_SECONDS, -CLOCK_JUMP_SECONDS)
     ),
@@ -119,6 +131,7 @@ FAULTS = (
         _clock_off(VICTIM, CLOCK_JUMP_SECONDS),
         clocks=(VICTIM,),
         takeovers_at_most=0,
+        summary=CLOCKS_SUMMARY,
     ),
     Fault(
         "owner SIGKILL while an elicitation waits, answered after the takeover",

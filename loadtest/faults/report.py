@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from loadtest.faults.catalogue import FAULTS
 from loadtest.faults.scorecard import PRESET
 
 COLUMNS = (
@@ -71,10 +72,16 @@ def summary(run: dict) -> str:
         "| Fault | " + " | ".join(SUMMED_COLUMNS) + " |",
         "|---|" + "---|" * len(SUMMED_COLUMNS),
     ]
-    faults = {row["fault"]: [] for row in run["rows"] if row["store"] != "memory" and not row["not_run"]}
+    summarised = {fault.name: fault.summary or fault.name for fault in FAULTS}
+    faults = {
+        summarised.get(row["fault"], row["fault"]): []
+        for row in run["rows"]
+        if row["store"] != "memory" and not row["not_run"]
+    }
     for row in run["rows"]:
-        if row["fault"] in faults and row["store"] != "memory":
-            faults[row["fault"]].append(row)
+        line = summarised.get(row["fault"], row["fault"])
+        if line in faults and row["store"] != "memory" and not row["not_run"]:
+            faults[line].append(row)
     for fault, rows in faults.items():
         sums = [sum(row[column] for row in rows) for column in SUMMED]
         lines.append("| " + " | ".join([fault, *(f"{value:,}" for value in sums)]) + " |")
