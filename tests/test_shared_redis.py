@@ -22,6 +22,7 @@ from app.shared.redis import (
     applied_once,
     closed_as_redis_error,
     connect,
+    patiently,
     unavailable_on_error,
 )
 from app.shared.services import SharedServices
@@ -170,3 +171,27 @@ async def test_the_event_relay_reconnects_after_losing_its_channel(redis_url, fa
         group.cancel_scope.cancel()
     await client.aclose(close_connection_pool=True)
     assert "lost the event channel (ConnectionError); reconnecting" in caplog.text
+
+
+async def test_retries_under_way_stop_once_the_ride_through_is_set_to_0():
+    """A draining instance sets its client's ride-through to 0 (app/instance.py): a call already retrying for
+    a Redis that is away stops at its next retry, not after the 10 s it began with."""
+
+    class Away:
+        ride_through = 10.0
+
+    async def refused() -> None:
+        raise RedisConnectionError("Connection refused")
+
+    client = Away()
+    started = anyio.current_time()
+    async with anyio.create_task_group() as group:
+
+        async def drain_soon() -> None:
+            await anyio.sleep(0.3)
+            client.ride_through = 0.0
+
+        group.start_soon(drain_soon)
+        with pytest.raises(RedisConnectionError):
+            await patiently(client, refused)
+    assert anyio.current_time() - started < 2.0

@@ -136,14 +136,15 @@ class SharedRedis(Redis):
 
 async def patiently(redis: Redis, attempt: Callable[[], Awaitable[T]]) -> T:
     """`attempt()`, again while Redis is away (refused, timed out, failing over, not yet replicating a write),
-    for up to the client's `ride_through` seconds from the first try: then the last error. Every write it sends again is
-    `applied_once` or idempotent, as for redis-py's own retry."""
-    deadline, pause = time.monotonic() + getattr(redis, "ride_through", 0.0), RIDE_THROUGH_FIRST_PAUSE
+    for up to the client's `ride_through` seconds from the first try (read at each retry: a draining instance sets
+    it to 0, and the retries under way stop too): then the last error. Every write it sends again is `applied_once`
+    or idempotent, as for redis-py's own retry."""
+    first, pause = time.monotonic(), RIDE_THROUGH_FIRST_PAUSE
     while True:
         try:
             return await attempt()
         except Exception as exc:
-            if not _away(exc) or time.monotonic() + pause > deadline:
+            if not _away(exc) or time.monotonic() + pause > first + getattr(redis, "ride_through", 0.0):
                 raise
         await anyio.sleep(pause)
         pause = min(pause * 2, RIDE_THROUGH_MAX_PAUSE)
