@@ -87,8 +87,7 @@ def live_session_ids(mcp: MCPServer) -> set[str]:
 def serves(mcp: MCPServer, session_id: str, requestor: AuthorizationContext | None) -> bool:
     """Whether this process holds the session and the SDK would serve it to `requestor` (the principal that
     opened it, or None without auth): otherwise the SDK answers 404 "Session not found"."""
-    manager = mcp.session_manager
-    return session_id in manager._server_instances and manager._session_owners.get(session_id) == requestor
+    return holds(mcp, session_id) and mcp.session_manager._session_owners.get(session_id) == requestor
 
 
 def holds(mcp: MCPServer, session_id: str) -> bool:

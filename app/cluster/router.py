@@ -36,6 +36,7 @@ from app.http.messages import (
     FORWARD_HEADER,
     HANDED_OVER_HEADER,
     LOST_REDIS,
+    MAX_BODY_BYTES,
     MOVED,
     PROTOCOL_VERSION_HEADER,
     REPLACED,
@@ -64,7 +65,6 @@ FORWARDED_ELSEWHERE = (
 LOOK_AGAIN = f"this session moved to another instance; {DID_NOT_RUN}"
 MEANT_FOR_ANOTHER = f"this hop was signed for another process (one this instance replaced); {DID_NOT_RUN}"
 CUT_OFF = f"this instance has lost touch with the shared store (Redis) and acts for none of its sessions; {DID_NOT_RUN}"
-MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit, applied before the body is buffered for the hop
 log = logging.getLogger(__name__)
 
 

@@ -14,6 +14,7 @@ PROTOCOL_VERSION_HEADER = b"mcp-protocol-version"
 LAST_EVENT_ID_HEADER = b"last-event-id"  # a GET stream resumed after this event
 SERVED_BY_HEADER = b"x-mcp-served-by"  # on a relayed answer: the owner's X-Mcp-Instance (ours stays nginx's pick)
 FORWARD_HEADER = "x-mcp-forwarded"  # a hop between instances, signed (app/cluster/forwarding.py)
+MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit: read_body's for a whole request
 HANDED_OVER_HEADER = b"x-mcp-handed-over"  # on a 503 from an instance: it ran nothing, and says why
 MOVED, DRAINING = b"moved", b"draining"  # the session is elsewhere now: look again; or it is stopping: try another
 REPLACED = b"replaced"  # the process the hop was signed for is gone (another took its address): it is dead

@@ -40,6 +40,7 @@ from app import sdk_internals
 from app.auth.principal import principal_of
 from app.http.messages import (
     HANDED_OVER_HEADER,
+    MAX_BODY_BYTES,
     MOVED,
     PROTOCOL_VERSION_HEADER,
     SESSION_ID_HEADER,
@@ -60,7 +61,6 @@ from app.shared.runs import DID_NOT_RUN, MAY_HAVE_RUN, Run, current_run
 
 KEYED_METHOD = "tools/call"
 IN_PROGRESS_WAIT_SECONDS = 30.0  # a repeat waits this long for the first run's answer, then hears "still running"
-MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit
 log = logging.getLogger(__name__)
 
 

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.auth.principal import principal_hash, principal_of
 from app.http.messages import (
     FORWARD_HEADER,
+    MAX_BODY_BYTES,
     PROTOCOL_VERSION_HEADER,
     SESSION_ID_HEADER,
     ClientGone,
@@ -45,7 +46,6 @@ FORWARDED_FOR_HEADER = b"x-forwarded-for"
 # What a session keeps of its initialize for its whole life (the SDK, and a takeover's rebuild, need no more).
 KEPT_PARAMS = ("protocolVersion", "capabilities", "clientInfo")
 MAX_OPENING_BYTES = 16 * 1024  # of them: a few hundred bytes from the SDKs' clients
-MAX_BODY_BYTES = 4 * 1024 * 1024  # the SDK's own limit
 PENDING_SECONDS = 60.0  # a reservation whose initialize never ended frees its slot after this long
 KEPT_SECONDS = 24 * 3600.0  # a client's count in Redis outlives its last open by this long
 
