@@ -31,6 +31,7 @@ from loadtest.stack import (
     free_port,
     free_ports,
     lost_its_port,
+    nginx_bodies_env,
     spawn,
     stop_processes,
 )
@@ -213,6 +214,7 @@ class PodStack:
             "NGINX_DNS_APP_PORT": str(self.app_port),
             "NGINX_DNS_RESOLVER": f"127.0.0.1:{self.dns_port}",
             "NGINX_DNS_VALID": DNS_VALID,
+            **nginx_bodies_env(self.port),
             **self.nginx_env,
         }
         cmd = ["sh", str(PROJECT_ROOT / "nginx" / "run-nginx.sh")]

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -475,7 +476,23 @@ def nginx_site_env(run_dir: Path, port: int, instance_ports: dict[str, int], pol
     (site / "upstream-servers.conf").write_text(servers)
     (site / "instance-upstreams.conf").write_text(_instance_upstreams(instance_ports))
     (site / "listen.conf").write_text(f"listen 127.0.0.1:{port};\n")
-    return {"LB_POLICY": policy, "NGINX_SITE_DIR": str(site), "NGINX_RUN_DIR": str(run_dir / "nginx")}
+    return {
+        "LB_POLICY": policy,
+        "NGINX_SITE_DIR": str(site),
+        "NGINX_RUN_DIR": str(run_dir / "nginx"),
+        **nginx_bodies_env(port),
+    }
+
+
+def nginx_bodies_env(port: int) -> dict[str, str]:
+    """Where a root nginx's workers (nobody) write request bodies: nginx makes the folder theirs, but they must
+    reach it, and a run directory under pytest's private temp folder is out of their reach (a 500 before)."""
+    if os.geteuid() != 0:
+        return {}
+    parent = Path(tempfile.gettempdir()) / "mcp-nginx-bodies"
+    parent.mkdir(mode=0o711, exist_ok=True)
+    parent.chmod(0o711)
+    return {"NGINX_BODY_DIR": str(parent / str(port))}
 
 
 def _instance_upstreams(ports: dict[str, int]) -> str:

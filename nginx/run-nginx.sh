@@ -7,6 +7,10 @@
 #   NGINX_FOLLOW_HOSTS  the instances' host names (compose): nginx resolves them once, so it reloads when they change
 #   NGINX_CONNECTIONS_PER_CLIENT  open connections one client address may hold to /mcp (default 512)
 #   NGINX_REQUESTS_PER_CLIENT     requests per second one client address may send to /mcp (default 2000)
+#   NGINX_UPLOADS_PER_CLIENT      bodies above 9,999 bytes one client address may be sending or have sent at once (default 8)
+#   NGINX_UPLOADS                 such bodies from all clients at once (default 128): at most 4 MiB each in NGINX_BODY_DIR
+#   NGINX_BODY_DIR  where a body past its first 16 KiB waits until it is whole: on disk, not a tmpfs, whose pages
+#                   count as the container's memory (default: client_body_temp in the run directory)
 #   NGINX_STATUS_LISTEN   where nginx serves its connection counts (stub_status) at /stub_status, e.g. 8081 (default: nowhere)
 # session-dns only (policies/session-dns.conf):
 #   NGINX_DNS_STATEFULSET   the app StatefulSet's name: its pods are <name>-0, <name>-1, ... (default mcp)
@@ -65,7 +69,10 @@ else
 fi
 connections=${NGINX_CONNECTIONS_PER_CLIENT:-512}
 requests=${NGINX_REQUESTS_PER_CLIENT:-2000}
-for bound in "NGINX_CONNECTIONS_PER_CLIENT=$connections" "NGINX_REQUESTS_PER_CLIENT=$requests"; do
+uploads=${NGINX_UPLOADS_PER_CLIENT:-8}
+all_uploads=${NGINX_UPLOADS:-128}
+for bound in "NGINX_CONNECTIONS_PER_CLIENT=$connections" "NGINX_REQUESTS_PER_CLIENT=$requests" \
+    "NGINX_UPLOADS_PER_CLIENT=$uploads" "NGINX_UPLOADS=$all_uploads"; do
     case "${bound#*=}" in
         '' | *[!0-9]* | 0*) echo "run-nginx: $bound is not valid; valid values: a whole number above 0" >&2; exit 2 ;;
     esac
@@ -83,11 +90,14 @@ if [ -n "$status_listen" ]; then
 else
     : >"$run/status.conf"
 fi
-# A client past either bound gets 429 with a JSON-RPC error (nginx.conf); the others go on being served.
-printf 'limit_conn_zone $binary_remote_addr zone=per_client_connections:10m;\n' >"$run/client-zones.conf"
-printf 'limit_req_zone $binary_remote_addr zone=per_client_requests:10m rate=%sr/s;\n' "$requests" >>"$run/client-zones.conf"
-printf 'limit_conn per_client_connections %s;\nlimit_req zone=per_client_requests burst=%s nodelay;\n' \
-    "$connections" "$requests" >"$run/client-limits.conf"
+bodies=${NGINX_BODY_DIR:-$run/client_body_temp}
+check "NGINX_BODY_DIR=$bodies" '^/[A-Za-z0-9._/-]+$' 'an absolute path'
+printf 'client_body_temp_path %s;\n' "$bodies" >"$run/bodies.conf"
+# A client past any bound gets 429 with a JSON-RPC error (nginx.conf); the others go on being served.
+sed "s/@REQUESTS@/$requests/" "$here/client-zones.conf" >"$run/client-zones.conf"
+printf 'limit_conn per_client_connections %s;\nlimit_conn per_client_uploads %s;\nlimit_conn all_uploads %s;\n' \
+    "$connections" "$uploads" "$all_uploads" >"$run/client-limits.conf"
+printf 'limit_req zone=per_client_requests burst=%s nodelay;\n' "$requests" >>"$run/client-limits.conf"
 follow=${NGINX_FOLLOW_HOSTS:-}
 if [ -n "$follow" ] && ! command -v getent >/dev/null 2>&1; then
     echo "run-nginx: no getent here, so nginx will not follow an instance recreated at another address" >&2

@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from loadtest.stack import Stack, free_port
+from loadtest.stack import Stack, free_port, nginx_bodies_env
 from tests.utils.clients import wait_for
 
 INITIALIZE = {
@@ -92,3 +94,64 @@ def test_the_protected_resource_metadata_is_held_to_the_same_bounds(limited):
     statuses = [metadata("127.0.0.6") for _ in range(20)]
     assert statuses[0] != 429 and 429 in statuses, statuses
     assert metadata("127.0.0.7") != 429
+
+
+@pytest.fixture(scope="module")
+def uploads_limited(tmp_path_factory):
+    bounds = {"NGINX_UPLOADS_PER_CLIENT": "3", "NGINX_UPLOADS": "5"}
+    run_dir = tmp_path_factory.mktemp("uploads")
+    with Stack(run_dir=run_dir, preset="stateful-sse", policy="session", port=free_port(), nginx_env=bounds) as stack:
+        yield stack
+
+
+def start_upload(stack: Stack, source: str, sent: int = 100_000, length: int = 4_000_000) -> http.client.HTTPConnection:
+    """A slow upload from `source`: a body of `length` bytes declared, `sent` of them sent, the rest held back."""
+    connection = connect(stack, source)
+    connection.putrequest("POST", "/mcp")
+    for name, value in {**HEADERS, "Content-Length": str(length)}.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    connection.send(b" " * sent)
+    return connection
+
+
+def upload_status(stack: Stack, source: str) -> int:
+    """The status of an upload that nginx answers before its body is whole (429), else 0 within a second."""
+    connection = start_upload(stack, source)
+    connection.sock.settimeout(1)
+    try:
+        return connection.getresponse().status
+    except TimeoutError:
+        return 0
+    finally:
+        connection.close()
+
+
+def body_bytes_on_disk(stack: Stack) -> int:
+    """The bytes of the body files nginx's processes hold open (nginx unlinks each as it creates it)."""
+    folder = nginx_bodies_env(stack.port).get("NGINX_BODY_DIR") or str(stack.run_dir / "nginx" / "client_body_temp")
+    total = 0
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd).startswith(folder + "/"):
+                total += fd.stat().st_size
+    return total
+
+
+def test_slow_uploads_wait_on_disk_and_a_client_past_its_uploads_gets_429(uploads_limited):
+    stack = uploads_limited
+    with contextlib.ExitStack() as uploads:
+        for _ in range(3):
+            uploads.callback(start_upload(stack, "127.0.0.8").close)
+        # Past the first 16 KiB, each body waits in a file: nginx holds 16 KiB of it in memory, not 4 MiB.
+        wait_for(lambda: body_bytes_on_disk(stack) >= 3 * (100_000 - 16_384), timeout=10, interval=0.1)
+        assert upload_status(stack, "127.0.0.8") == 429  # a fourth upload of that address: refused at once
+        assert "limiting connections by zone \"per_client_uploads\"" in stack.log_tail("nginx", 200)
+        assert initialize(stack, "127.0.0.8")[0] == 200  # a small request of that address is no upload
+        assert upload_status(stack, "127.0.0.9") == 0  # another address's upload is taken (it waits for its body)
+        # Five uploads in all (NGINX_UPLOADS): a sixth, from an address of its own, is refused too.
+        for _ in range(2):
+            uploads.callback(start_upload(stack, "127.0.0.10").close)
+        wait_for(lambda: upload_status(stack, "127.0.0.11") == 429, timeout=10, interval=0.3)
+    wait_for(lambda: body_bytes_on_disk(stack) == 0, timeout=10, interval=0.1)  # an abandoned body leaves no file
+    assert upload_status(stack, "127.0.0.8") == 0
