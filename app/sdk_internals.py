@@ -29,6 +29,8 @@ from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import ServerMessageMetadata
 from mcp.types import InitializeRequestParams, SubscriptionsListenRequestParams, ToolAnnotations
 
+from app.shared.listen_streams import ListenStreamsPerClient
+
 log = logging.getLogger(__name__)
 
 
@@ -42,11 +44,13 @@ def lowlevel_server(mcp: MCPServer) -> Server:
 
 def use_subscription_bus(mcp: MCPServer, bus: SubscriptionBus) -> None:
     """What `MCPServer(subscriptions=bus)` does, for a server already built: `ctx.notify_*` publishes on `bus`
-    and `subscriptions/listen` streams listen to it (unless the server was built without that method)."""
+    and `subscriptions/listen` streams listen to it (unless the server was built without that method), at most
+    MAX_LISTEN_STREAMS_PER_CLIENT of one client's on this instance."""
     mcp._subscriptions = bus
     server = lowlevel_server(mcp)
     if server.get_request_handler("subscriptions/listen") is not None:
-        server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, ListenHandler(bus))
+        streams = ListenStreamsPerClient(ListenHandler(bus))
+        server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, streams)
 
 
 def tell_list_changes(mcp: MCPServer) -> None:

@@ -146,7 +146,7 @@ def test_slow_uploads_wait_on_disk_and_a_client_past_its_uploads_gets_429(upload
         # Past the first 16 KiB, each body waits in a file: nginx holds 16 KiB of it in memory, not 4 MiB.
         wait_for(lambda: body_bytes_on_disk(stack) >= 3 * (100_000 - 16_384), timeout=10, interval=0.1)
         assert upload_status(stack, "127.0.0.8") == 429  # a fourth upload of that address: refused at once
-        assert "limiting connections by zone \"per_client_uploads\"" in stack.log_tail("nginx", 200)
+        assert 'limiting connections by zone "per_client_uploads"' in stack.log_tail("nginx", 200)
         assert initialize(stack, "127.0.0.8")[0] == 200  # a small request of that address is no upload
         assert upload_status(stack, "127.0.0.9") == 0  # another address's upload is taken (it waits for its body)
         # Five uploads in all (NGINX_UPLOADS): a sixth, from an address of its own, is refused too.

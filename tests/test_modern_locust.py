@@ -9,6 +9,7 @@ import sys
 
 import requests
 
+from app.shared.listen_streams import MAX_LISTEN_STREAMS_PER_CLIENT
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import stream_events
 from loadtest.client.modern import ModernClient
@@ -103,6 +104,41 @@ def test_an_update_reaches_a_listen_stream_whichever_instance_publishes(stack_fo
     finally:
         response.close()
     assert publishers == INSTANCES
+
+
+def test_one_client_holds_its_share_of_an_instances_listen_streams_and_another_is_served(stack_for):
+    """MAX_LISTEN_STREAMS_PER_CLIENT streams from one address on an instance: the next is refused, saying why,
+    while another address (nginx's X-Forwarded-For entry) opens one; a stream ended frees a place."""
+    url = stack_for("stateless-sse").instance_url("app1")
+
+    def listen(address: str) -> tuple[tuple, dict]:
+        """A stream (open while what holds it is: the response and its reader) and its first message."""
+        client = modern_client(url)
+        client.http.headers["X-Forwarded-For"] = address
+        response = client.listen([cap.updates_uri("listen-bound")], read_timeout=10)
+        events = stream_events(response)
+        return (response, events), next(events)[1]
+
+    held = []
+    try:
+        for _ in range(MAX_LISTEN_STREAMS_PER_CLIENT):
+            response, first = listen("192.0.2.30")
+            held.append(response)
+            assert first["method"] == "notifications/subscriptions/acknowledged"
+        refused, error = listen("192.0.2.30")
+        refused[0].close()
+        assert "error" in error, error
+        assert error["error"]["message"].startswith(
+            f"this client address holds {MAX_LISTEN_STREAMS_PER_CLIENT} listen streams, the most one client may"
+        )
+        other, first = listen("192.0.2.31")
+        other[0].close()
+        assert first["method"] == "notifications/subscriptions/acknowledged"
+        held.pop()[0].close()
+        wait_for(lambda: "error" not in (opened := listen("192.0.2.30"))[1] and held.append(opened[0]) is None)
+    finally:
+        for response, _ in held:
+            response.close()
 
 
 def test_every_scenario_but_session_churn_passes_under_2026_behind_round_robin(stack_for, tmp_path):

@@ -17,6 +17,7 @@ from app.server.counters import MemoryHandleCounters
 from app.server.tools import UPDATES, Demo, build_server
 from app.sessions.connections import Connections
 from app.sessions.subscriptions import ResourceSubscriptions
+from app.shared.listen_streams import ListenStreamsPerClient
 from loadtest.topology import PROJECT_ROOT
 
 
@@ -40,7 +41,8 @@ def test_a_bus_given_after_the_server_is_built_serves_notify_and_listen():
     sdk_internals.use_subscription_bus(mcp, bus)
     assert mcp._subscriptions is bus
     listen = sdk_internals.lowlevel_server(mcp).get_request_handler("subscriptions/listen")
-    assert isinstance(listen.handler, ListenHandler) and listen.handler._bus is bus
+    assert isinstance(listen.handler, ListenStreamsPerClient)
+    assert isinstance(listen.handler._handler, ListenHandler) and listen.handler._handler._bus is bus
 
 
 def test_the_names_the_redis_store_relies_on_still_exist():

@@ -9,7 +9,8 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from app import InstanceSettings, instance_app
-from app.sessions.quota import MAX_OPENING_BYTES, client_address
+from app.http.clients import client_address
+from app.sessions.quota import MAX_OPENING_BYTES
 from tests.utils.asgi import INITIALIZE, JSON_RPC, served
 
 pytestmark = pytest.mark.anyio

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
+from app.http.clients import ClientId
 from app.server.bulletins import MemoryBulletins
 from app.server.tools import apply_operation, resolve_data_file
 
@@ -53,12 +54,15 @@ def test_operations():
     assert apply_operation(text, "uppercase") == "ONE TWO\nTHREE\n"
 
 
+ANYONE = ClientId("address:192.0.2.1", "this client address")
+
+
 async def test_bulletins_version_every_publish_per_topic_and_stay_bounded():
     bulletins = MemoryBulletins(limit=2)
     assert (await bulletins.read("news")).version == 0
-    assert (await bulletins.publish("news", "hello")).version == 1
-    assert (await bulletins.publish("news", "again")).version == 2
+    assert (await bulletins.publish("news", "hello", ANYONE)).version == 1
+    assert (await bulletins.publish("news", "again", ANYONE)).version == 2
     assert (await bulletins.read("news")).text == "again"
-    await bulletins.publish("a", "x")
-    await bulletins.publish("b", "y")  # "news" is now the least recently published of three
+    await bulletins.publish("a", "x", ANYONE)
+    await bulletins.publish("b", "y", ANYONE)  # "news" is now the least recently published of three
     assert (await bulletins.read("news")).version == 0

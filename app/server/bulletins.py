@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
 
+from app.http.clients import ClientId
 from app.server.capacity import AtCapacity
 from app.shared.redis import applied_once, run_once, unavailable_on_error
 from app.shared.runs import written_once
@@ -16,7 +17,9 @@ from app.shared.runs import written_once
 BULLETIN_KEY = "mcp:bulletin:{}"
 BULLETIN_TTL_SECONDS = 24 * 3600  # a topic nobody published on for a day is forgotten
 BULLETIN_INDEX_KEY = "mcp:bulletins"  # every live topic's key, by when it expires: what the cap counts
+CLIENT_BULLETINS_KEY = "mcp:bulletins:{}"  # the same, of the topics one client began
 MAX_TOPICS = 10_000  # in Redis, for every instance together
+MAX_TOPICS_PER_CLIENT = 100  # so one client cannot take every other client's share
 
 
 @dataclass(frozen=True)
@@ -31,59 +34,92 @@ NO_UPDATES = Bulletin(version=0, text="no updates yet")
 class Bulletins(Protocol):
     """The resources `publish_update` changes, one per topic."""
 
-    async def publish(self, topic: str, text: str) -> Bulletin: ...
+    async def publish(self, topic: str, text: str, client: ClientId) -> Bulletin: ...
 
     async def read(self, topic: str) -> Bulletin: ...
 
 
+def too_many_of_one_client(client: ClientId, limit: int) -> AtCapacity:
+    return AtCapacity(
+        f"{client.words} began {limit} topics, the most one client may; publish on one of them, or retry once "
+        f"unused ones have expired (a day after their last update)"
+    )
+
+
 class MemoryBulletins:
-    """Bulletins in this process; past `limit` topics the least recently published goes."""
+    """Bulletins in this process; past `limit` topics the least recently published goes. One client may begin
+    `per_client` topics (AtCapacity past it), so no client pushes out the others' topics."""
 
-    def __init__(self, limit: int = 1000) -> None:
+    def __init__(self, limit: int = 1000, per_client: int = MAX_TOPICS_PER_CLIENT) -> None:
         self._limit = limit
+        self._per_client = per_client
         self._topics: OrderedDict[str, Bulletin] = OrderedDict()
+        self._beginner: dict[str, str] = {}  # topic -> the key of the client that began it
+        self._begun: Counter[str] = Counter()  # client key -> its live topics
 
-    async def publish(self, topic: str, text: str) -> Bulletin:
+    async def publish(self, topic: str, text: str, client: ClientId) -> Bulletin:
         async def put() -> Bulletin:
+            if topic not in self._topics:
+                if self._begun[client.key] >= self._per_client:
+                    raise too_many_of_one_client(client, self._per_client)
+                self._beginner[topic] = client.key
+                self._begun[client.key] += 1
             current = Bulletin(version=self._topics.pop(topic, NO_UPDATES).version + 1, text=text)
             self._topics[topic] = current
             while len(self._topics) > self._limit:
-                self._topics.popitem(last=False)
+                self._forget(self._topics.popitem(last=False)[0])
             return current
 
         return await written_once(put)
+
+    def _forget(self, topic: str) -> None:
+        beginner = self._beginner.pop(topic)
+        self._begun[beginner] -= 1
+        if not self._begun[beginner]:
+            del self._begun[beginner]
 
     async def read(self, topic: str) -> Bulletin:
         return self._topics.get(topic, NO_UPDATES)
 
 
-# The new version of a topic's bulletin; 0 for a new topic when `limit` live ones exist.
+# The new version of a topic's bulletin; for a new topic, 0 when `limit` live ones exist and -1 when the client's
+# index KEYS[3] holds ARGV[4] (the topics it began and still publishes on).
 _PUBLISH = applied_once("""
 local now = tonumber(redis.call('TIME')[1])
+local expiry = now + tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return nothing_written(-1) end
   if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return nothing_written(0) end
+  redis.call('ZADD', KEYS[3], expiry, KEYS[1])
+else
+  redis.call('ZADD', KEYS[3], 'XX', expiry, KEYS[1])
 end
+redis.call('EXPIRE', KEYS[3], ARGV[2])
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'text', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), KEYS[1])
+redis.call('ZADD', KEYS[2], expiry, KEYS[1])
 return version
 """)
 
 
 class RedisBulletins:
     """Bulletins every instance reads alike (the resource an update notification points to), on at most
-    `limit` topics (AtCapacity past it)."""
+    `limit` topics, of which one client may begin `per_client` (AtCapacity past either)."""
 
-    def __init__(self, redis: Redis, limit: int = MAX_TOPICS) -> None:
+    def __init__(self, redis: Redis, limit: int = MAX_TOPICS, per_client: int = MAX_TOPICS_PER_CLIENT) -> None:
         self._redis = redis
         self._limit = limit
+        self._per_client = per_client
         self._publish = redis.register_script(_PUBLISH)
 
-    async def publish(self, topic: str, text: str) -> Bulletin:
-        keys, args = [BULLETIN_KEY.format(topic), BULLETIN_INDEX_KEY], [text, BULLETIN_TTL_SECONDS, self._limit]
-        version = await run_once(self._publish, keys, args)
+    async def publish(self, topic: str, text: str, client: ClientId) -> Bulletin:
+        keys = [BULLETIN_KEY.format(topic), BULLETIN_INDEX_KEY, CLIENT_BULLETINS_KEY.format(client.key)]
+        version = int(await run_once(self._publish, keys, [text, BULLETIN_TTL_SECONDS, self._limit, self._per_client]))
+        if version < 0:
+            raise too_many_of_one_client(client, self._per_client)
         if not version:
             raise AtCapacity(
                 f"the server holds {self._limit} topics, the most it may; publish on an existing one, or retry "

@@ -7,11 +7,12 @@ Redis (every instance counts alike).
 from __future__ import annotations
 
 import secrets
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Protocol
 
 from redis.asyncio import Redis
 
+from app.http.clients import ClientId
 from app.server.capacity import AtCapacity
 from app.shared.redis import applied_once, run_once
 from app.shared.runs import written_once
@@ -21,7 +22,9 @@ HANDLE_PATTERN = r"^ctr_[A-Za-z0-9_-]{22}$"
 UNKNOWN_HANDLE = "unknown or expired counter handle; call open_counter for a new one"
 HANDLE_KEY = "mcp:counter:{}"
 HANDLE_INDEX_KEY = "mcp:counters"  # every live handle's key, by when it expires: what the cap counts
+CLIENT_HANDLES_KEY = "mcp:counters:{}"  # the same, of the handles one client opened
 MAX_HANDLES = 100_000  # in Redis, for every instance together
+MAX_HANDLES_PER_CLIENT = 1_000  # so one client cannot take every other client's share
 
 
 def new_handle() -> str:
@@ -34,29 +37,48 @@ class HandleCounters(Protocol):
 
     `increment` raises LookupError for a handle never issued or forgotten."""
 
-    async def open(self) -> str: ...
+    async def open(self, client: ClientId) -> str: ...
 
-    async def increment(self, handle: str) -> int: ...
+    async def increment(self, handle: str, client: ClientId) -> int: ...
+
+
+def too_many_of_one_client(client: ClientId, limit: int, ttl_seconds: float | None) -> AtCapacity:
+    expiry = f" or retry once unused ones have expired ({ttl_seconds:g} s after their last use)" if ttl_seconds else ""
+    return AtCapacity(f"{client.words} holds {limit} open counters, the most one client may; use one you hold{expiry}")
 
 
 class MemoryHandleCounters:
-    """Handle counters in this process, at most `limit` (the least recently used go first)."""
+    """Handle counters in this process, at most `limit` (the least recently used go first), and at most
+    `per_client` opened by one client (AtCapacity past it), so no client pushes out the others' counters."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_client: int = MAX_HANDLES_PER_CLIENT) -> None:
         self._limit = limit
+        self._per_client = per_client
         self._counts: OrderedDict[str, int] = OrderedDict()
+        self._opener: dict[str, str] = {}  # handle -> the key of the client that opened it
+        self._opened: Counter[str] = Counter()  # client key -> its live handles
 
-    async def open(self) -> str:
+    async def open(self, client: ClientId) -> str:
         async def add() -> str:
+            if self._opened[client.key] >= self._per_client:
+                raise too_many_of_one_client(client, self._per_client, None)
             handle = new_handle()
             self._counts[handle] = 0
+            self._opener[handle] = client.key
+            self._opened[client.key] += 1
             while len(self._counts) > self._limit:
-                self._counts.popitem(last=False)
+                self._forget(self._counts.popitem(last=False)[0])
             return handle
 
         return await written_once(add)
 
-    async def increment(self, handle: str) -> int:
+    def _forget(self, handle: str) -> None:
+        opener = self._opener.pop(handle)
+        self._opened[opener] -= 1
+        if not self._opened[opener]:
+            del self._opened[opener]
+
+    async def increment(self, handle: str, client: ClientId) -> int:
         async def add() -> int:
             if handle not in self._counts:
                 raise LookupError(UNKNOWN_HANDLE)
@@ -67,46 +89,63 @@ class MemoryHandleCounters:
         return await written_once(add)
 
 
-# A new counter at 0, unless `limit` live ones exist (0 then); expired ones leave the index first.
+# A new counter at 0, unless `limit` live ones exist (0 then) or the client's index KEYS[3] holds ARGV[3] (-1);
+# expired ones leave the indexes first.
 _OPEN_HANDLE = applied_once("""
 local now = tonumber(redis.call('TIME')[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then return nothing_written(-1) end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return nothing_written(0) end
 redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), KEYS[1])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), KEYS[1])
+redis.call('EXPIRE', KEYS[3], ARGV[1])
 return 1
 """)
-# Increments a handle's counter and pushes its expiry back; an unknown or expired handle creates nothing.
+# Increments a handle's counter and pushes its expiry back (in the client's index KEYS[3] too, if that client
+# opened it); an unknown or expired handle creates nothing.
 _INCREMENT_HANDLE = applied_once("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return nothing_written(nil) end
 local value = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], 'XX', tonumber(redis.call('TIME')[1]) + tonumber(ARGV[1]), KEYS[1])
+local expiry = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[1])
+redis.call('ZADD', KEYS[2], 'XX', expiry, KEYS[1])
+if redis.call('ZADD', KEYS[3], 'XX', 'CH', expiry, KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
 return value
 """)
 
 
 class RedisHandleCounters:
-    """Handle counters every instance shares, at most `limit` (AtCapacity past it); one left unused for
-    `ttl_seconds` is forgotten."""
+    """Handle counters every instance shares, at most `limit`, and `per_client` opened by one client
+    (AtCapacity past either); one left unused for `ttl_seconds` is forgotten. A client's count is of the handles
+    it opened and still uses (one only another client uses leaves its count after `ttl_seconds`)."""
 
-    def __init__(self, redis: Redis, ttl_seconds: float, limit: int = MAX_HANDLES) -> None:
+    def __init__(
+        self, redis: Redis, ttl_seconds: float, limit: int = MAX_HANDLES, per_client: int = MAX_HANDLES_PER_CLIENT
+    ) -> None:
         self._ttl = max(1, int(ttl_seconds))
         self._limit = limit
+        self._per_client = per_client
         self._open = redis.register_script(_OPEN_HANDLE)
         self._increment = redis.register_script(_INCREMENT_HANDLE)
 
-    async def open(self) -> str:
+    async def open(self, client: ClientId) -> str:
         handle = new_handle()
-        if not await run_once(self._open, [HANDLE_KEY.format(handle), HANDLE_INDEX_KEY], [self._ttl, self._limit]):
+        keys = [HANDLE_KEY.format(handle), HANDLE_INDEX_KEY, CLIENT_HANDLES_KEY.format(client.key)]
+        opened = int(await run_once(self._open, keys, [self._ttl, self._limit, self._per_client]))
+        if opened < 0:
+            raise too_many_of_one_client(client, self._per_client, self._ttl)
+        if not opened:
             raise AtCapacity(
                 f"the server holds {self._limit} open counters, the most it may; use one you hold, or retry "
                 f"once unused ones have expired ({self._ttl} s after their last use)"
             )
         return handle
 
-    async def increment(self, handle: str) -> int:
-        value = await run_once(self._increment, [HANDLE_KEY.format(handle), HANDLE_INDEX_KEY], [self._ttl])
+    async def increment(self, handle: str, client: ClientId) -> int:
+        keys = [HANDLE_KEY.format(handle), HANDLE_INDEX_KEY, CLIENT_HANDLES_KEY.format(client.key)]
+        value = await run_once(self._increment, keys, [self._ttl])
         if value is None:
             raise LookupError(UNKNOWN_HANDLE)
         return int(value)

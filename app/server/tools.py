@@ -25,7 +25,9 @@ from mcp.server.mcpserver import (
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CreateMessageResult, SamplingMessage, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
+from starlette.requests import Request
 
+from app.http.clients import ClientId, client_of
 from app.server.bulletins import Bulletins
 from app.server.capacity import AtCapacity
 from app.server.counters import HANDLE_PATTERN, HandleCounters
@@ -136,6 +138,12 @@ def build_server(demo: Demo, log_level: str = "INFO") -> MCPServer:
     return mcp
 
 
+def client_of_call(ctx: Context) -> ClientId:
+    """Who the call comes from (its HTTP request's principal or address), as the per-client bounds count it."""
+    request = ctx.request_context.request
+    return client_of(request.scope if isinstance(request, Request) else {})
+
+
 def _add_file_tool(mcp: MCPServer, data_dir: Path) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def process_file(path: str, operation: FileOperation) -> str:
@@ -150,10 +158,10 @@ def _add_file_tool(mcp: MCPServer, data_dir: Path) -> None:
 
 def _add_counter_tools(mcp: MCPServer, handles: HandleCounters) -> None:
     @mcp.tool()
-    async def open_counter() -> CounterHandle:
+    async def open_counter(ctx: Context) -> CounterHandle:
         """Start a counter at 0 and return its handle, for increment: state without a session."""
         try:
-            return CounterHandle(handle=await handles.open())
+            return CounterHandle(handle=await handles.open(client_of_call(ctx)))
         except (RedisUnavailable, AtCapacity) as exc:
             raise ToolError(str(exc)) from None
 
@@ -172,7 +180,7 @@ def _add_counter_tools(mcp: MCPServer, handles: HandleCounters) -> None:
             )
         try:
             if handle is not None:
-                return await handles.increment(handle)
+                return await handles.increment(handle, client_of_call(ctx))
             return await session_state(ctx).increment(SESSION_COUNTER)
         except (RedisUnavailable, LookupError) as exc:
             raise ToolError(str(exc)) from None
@@ -233,7 +241,7 @@ def _add_update_tools(mcp: MCPServer, bulletins: Bulletins) -> None:
         """Change the resource updates://<topic> and notify every client subscribed to it."""
         uri = UPDATES_URI.format(topic=topic)
         try:
-            current = await bulletins.publish(topic, message)
+            current = await bulletins.publish(topic, message, client_of_call(ctx))
         except AtCapacity as exc:
             raise ToolError(str(exc)) from None
         notified = await notify_resource_updated(ctx, uri)

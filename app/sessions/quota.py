@@ -8,7 +8,6 @@ cluster's (a sorted set per client in Redis, reserved in one script); with the m
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import secrets
@@ -22,7 +21,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.auth.principal import principal_hash, principal_of
+from app.http.clients import client_of
 from app.http.messages import (
     FORWARD_HEADER,
     MAX_BODY_BYTES,
@@ -42,7 +41,6 @@ from app.shared.runs import DID_NOT_RUN, NOT_RUN
 
 log = logging.getLogger(__name__)
 
-FORWARDED_FOR_HEADER = b"x-forwarded-for"
 # What a session keeps of its initialize for its whole life (the SDK, and a takeover's rebuild, need no more).
 KEPT_PARAMS = ("protocolVersion", "capabilities", "clientInfo")
 MAX_OPENING_BYTES = 16 * 1024  # of them: a few hundred bytes from the SDKs' clients
@@ -209,12 +207,10 @@ class SessionsPerClient:
             log.warning("could not count a session's opening; its reservation lapses by itself")
 
     def _client(self, scope: Scope) -> Client:
-        principal = principal_of(scope)
-        if principal is not None:
-            key, setting = f"principal:{principal_hash(principal)}", "MCP_MAX_SESSIONS_PER_PRINCIPAL"
-            return Client(key, self.per_principal, setting, "this principal")
-        address = f"address:{client_address(scope)}"
-        return Client(address, self.per_address, "MCP_MAX_SESSIONS_PER_ADDRESS", "this client address")
+        client = client_of(scope)
+        if client.is_principal:
+            return Client(client.key, self.per_principal, "MCP_MAX_SESSIONS_PER_PRINCIPAL", client.words)
+        return Client(client.key, self.per_address, "MCP_MAX_SESSIONS_PER_ADDRESS", client.words)
 
     def _opens_a_session(self, scope: Scope) -> bool:
         """A POST with no session id, in a protocol version that has sessions (2026-07-28 has none), from a
@@ -242,19 +238,3 @@ def kept_params(params: object) -> dict:
             f"keeps at most {MAX_OPENING_BYTES} bytes of them; {NOT_RUN}",
         )
     return kept
-
-
-def client_address(scope: Scope) -> str:
-    """The address the request came from: the last `X-Forwarded-For` entry (the one nginx adds: the address it
-    saw), else the connection's own; an IPv6 address counts as its /64, which one client usually has whole."""
-    forwarded = header(scope.get("headers", []), FORWARDED_FOR_HEADER)
-    seen = forwarded.rpartition(",")[2].strip() if forwarded else (scope.get("client") or ("unknown",))[0]
-    try:
-        address = ipaddress.ip_address(seen)
-    except ValueError:
-        return seen[:64]
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
