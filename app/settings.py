@@ -81,6 +81,8 @@ class InstanceSettings:
     auth_issuer: str | None = None  # the tokens' `iss`, and the authorization server the metadata names
     auth_resource: str | None = None  # this server's public /mcp URL: the tokens' audience (RFC 8707)
     auth_scopes: tuple[str, ...] = ()  # scopes every token must hold
+    front_door: str | None = None  # where clients reach the service (the balancer's address); default the listen host
+    anyone_may_call_every_tool: bool = False  # beyond loopback, no authentication only when this says so
     max_sessions_per_principal: int = 100  # with auth on, the sessions one principal may hold (Redis store: in all)
     max_sessions_per_address: int = 1000  # with auth off, the sessions one client address may hold (idem)
     metrics_port: int | None = None  # set: Prometheus metrics on this port (the first of MCP_WORKERS ports)
@@ -132,6 +134,10 @@ class InstanceSettings:
             "auth_issuer": reader.get("MCP_AUTH_ISSUER", _public_url, None),
             "auth_resource": reader.get("MCP_AUTH_RESOURCE", _public_url, None),
             "auth_scopes": reader.get("MCP_AUTH_SCOPES", _scopes, ()),
+            "front_door": reader.get(
+                "MCP_FRONT_DOOR", lambda raw: _host_name(raw.removeprefix("[").removesuffix("]")), None
+            ),
+            "anyone_may_call_every_tool": reader.get("MCP_ANYONE_MAY_CALL_EVERY_TOOL", _yes, False),
             "max_sessions_per_principal": reader.get("MCP_MAX_SESSIONS_PER_PRINCIPAL", _int_between(1, 1_000_000), 100),
             "max_sessions_per_address": reader.get("MCP_MAX_SESSIONS_PER_ADDRESS", _int_between(1, 1_000_000), 1000),
             "metrics_port": reader.get("MCP_METRICS_PORT", _int_between(1, 65535), None),
@@ -222,6 +228,16 @@ class InstanceSettings:
                 raise SettingsError(
                     f"{', '.join(stray)} set but not MCP_AUTH_JWKS, so no token would be checked; set MCP_AUTH_JWKS "
                     "to the issuer's JWKS (a file or an https URL) to turn authentication on"
+                )
+            front_door, setting = (
+                (self.front_door, "MCP_FRONT_DOOR") if self.front_door else (self.listen_host, "MCP_LISTEN_HOST")
+            )
+            if not _is_loopback(front_door) and not self.anyone_may_call_every_tool:
+                raise SettingsError(
+                    f"no authentication (MCP_AUTH_JWKS is not set) and clients reach this server beyond this host "
+                    f"({setting}={front_door}): anyone who reaches it could open sessions and call every tool. Set "
+                    "MCP_AUTH_JWKS, MCP_AUTH_ISSUER and MCP_AUTH_RESOURCE (docs/configuration.md, Authentication); "
+                    "or, to serve everyone who reaches it all the same, MCP_ANYONE_MAY_CALL_EVERY_TOOL=yes"
                 )
             return
         if missing := [name for name, value in given.items() if not value]:
@@ -322,6 +338,12 @@ def _one_of(values: tuple[str, ...]):
         return raw.upper()
 
     return parse
+
+
+def _yes(raw: str) -> bool:
+    if raw.lower() != "yes":
+        raise ValueError("is not valid; valid values: yes (or leave it unset)")
+    return True
 
 
 def _on_off(raw: str) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -63,6 +64,7 @@ RESTART_GRACE = 30.0  # an instance restarted as by a deploy gets as long to dra
 START_ATTEMPTS = 3
 RUN_REDIS = PROJECT_ROOT / "redis" / "run-redis.sh"  # as docker-compose.yml runs Redis: ACL users, default user off
 APP_USER = "mcp"  # the instances' Redis user (redis/users.acl); the harness logs in as "admin", which only we have
+REDIS_USERS = (APP_USER, "replica", "sentinel", "admin")  # each with a secret of its own
 
 
 class StackError(RuntimeError):
@@ -142,16 +144,23 @@ class Stack:
         return f"redis://{APP_USER}@127.0.0.1:{self.proc(link_of(name) if self.redis_links else 'redis').port}/0"
 
     def password(self, user: str = APP_USER) -> str:
-        """The password of a Redis user (the Sentinels take the app user's), made for this stack at start."""
+        """The password of a Redis user (REDIS_USERS), made for this stack at start."""
         return self.password_file(user).read_text()
 
     def password_file(self, user: str = APP_USER) -> Path:
-        return self.run_dir / ("redis-admin-password" if user == "admin" else "redis-password")
+        return self.run_dir / f"redis-{user}-password"
+
+    @property
+    def users_dir(self) -> Path:
+        """Each Redis user's SHA-256 (REDIS_USERS_DIR of redis/run-redis.sh): what the servers check logins by."""
+        return self.run_dir / "redis-users"
 
     def redis_client(self, name: str) -> redis_client.Redis:
-        """The harness's client of one Redis process: a server as admin, a Sentinel with its password."""
+        """The harness's client of one Redis process: a server as admin, a Sentinel as the Sentinels' user."""
         if name in SENTINELS:
-            return redis_client.Redis(port=self.proc(name).port, password=self.password(), socket_timeout=1)
+            return redis_client.Redis(
+                port=self.proc(name).port, username="sentinel", password=self.password("sentinel"), socket_timeout=1
+            )
         return redis_client.Redis(
             port=self.proc(name).port, username="admin", password=self.password("admin"), socket_timeout=1
         )
@@ -247,9 +256,12 @@ class Stack:
                 raise
 
     def _start_processes(self) -> None:
-        for user in (APP_USER, "admin"):
+        self.users_dir.mkdir(exist_ok=True)
+        for user in REDIS_USERS:  # a secret of its own for each
+            password = secrets.token_hex(32)
             self.password_file(user).touch(mode=0o600)
-            self.password_file(user).write_text(secrets.token_hex(32))
+            self.password_file(user).write_text(password)
+            (self.users_dir / f"{user}.sha256").write_text(hashlib.sha256(password.encode()).hexdigest())
         self.procs.append(self._spawn_redis("redis", free_port()))
         if self.redis_links:
             link = [sys.executable, "-m", "loadtest.link"]
@@ -285,10 +297,12 @@ class Stack:
         return self._spawn(name, port, None, [*cmd, *self.redis_persistence, *REDIS_MEMORY], env, log_mode)
 
     def _redis_env(self, name: str) -> dict[str, str]:
+        """A Redis process's settings: a server holds the replica user's secret, a Sentinel the sentinel user's."""
+        secret = "sentinel" if name in SENTINELS else "replica"
         return {
             "PATH": f"{Path(redis_server_binary()).parent}:{os.environ.get('PATH', '')}",
-            "REDIS_PASSWORD_FILE": str(self.password_file()),
-            "REDIS_ADMIN_PASSWORD_FILE": str(self.password_file("admin")),
+            "REDIS_USERS_DIR": str(self.users_dir),
+            f"REDIS_{secret.upper()}_PASSWORD_FILE": str(self.password_file(secret)),
             "REDIS_RUN_DIR": str(self.run_dir / f"{name}-conf"),
             **({"REDIS_MIN_REPLICAS": "1"} if self.redis == "ha" else {}),  # a primary writes with its replica only
         }

@@ -9,6 +9,9 @@
 #   NGINX_REQUESTS_PER_CLIENT     requests per second one client address may send to /mcp (default 2000)
 #   NGINX_UPLOADS_PER_CLIENT      bodies above 9,999 bytes one client address may be sending or have sent at once (default 8)
 #   NGINX_UPLOADS                 such bodies from all clients at once (default 128): at most 4 MiB each in NGINX_BODY_DIR
+#   NGINX_TRUSTED_PROXIES  the addresses (or CIDR blocks) of the proxies in front of nginx, e.g. an Ingress
+#                   controller's pods: a request from one of them counts as from the client its X-Forwarded-For
+#                   names (default: none; every client is the address it connects from)
 #   NGINX_BODY_DIR  where a body past its first 16 KiB waits until it is whole: on disk, not a tmpfs, whose pages
 #                   count as the container's memory (default: client_body_temp in the run directory)
 #   NGINX_STATUS_LISTEN   where nginx serves its connection counts (stub_status) at /stub_status, e.g. 8081 (default: nowhere)
@@ -89,6 +92,13 @@ if [ -n "$status_listen" ]; then
         "$status_listen" >"$run/status.conf"
 else
     : >"$run/status.conf"
+fi
+proxies=${NGINX_TRUSTED_PROXIES:-}
+: >"$run/real-ip.conf"
+if [ -n "$proxies" ]; then
+    check "NGINX_TRUSTED_PROXIES=$proxies" '^[0-9a-fA-F.:/]+( [0-9a-fA-F.:/]+)*$' 'addresses or CIDR blocks, space-separated'
+    for proxy in $proxies; do printf 'set_real_ip_from %s;\n' "$proxy" >>"$run/real-ip.conf"; done
+    printf 'real_ip_header X-Forwarded-For;\nreal_ip_recursive on;\n' >>"$run/real-ip.conf"
 fi
 bodies=${NGINX_BODY_DIR:-$run/client_body_temp}
 check "NGINX_BODY_DIR=$bodies" '^/[A-Za-z0-9._/-]+$' 'an absolute path'

@@ -1,15 +1,27 @@
 #!/bin/sh
-# Compose's one-shot redis-init: before Redis and the apps start, make the Redis password once (kept in the
-# `secrets` volume, the same for every container, never in the repository), readable by the Redis and app
-# users' group alone, and give Redis its data directories.
+# Compose's one-shot redis-init: before Redis and the apps start, make each Redis user's secret once (kept in the
+# `secrets` volume, never in the repository), each readable by the group of the one service that acts as that
+# user alone, with every user's SHA-256 beside them for the servers' ACLs; and give Redis its data directories.
+#   APP_GROUP, REDIS_UID, SENTINEL_UID   the apps' group, the Redis servers' and the Sentinels' users
 set -eu
-secret=/run/secrets/redis-password
-if [ ! -s "$secret" ]; then
-    umask 077
-    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secret.new"
-    mv "$secret.new" "$secret"
-fi
-chown "0:$SECRET_GROUP" "$secret"
-chmod 0440 "$secret"
+dir=/run/secrets
+mkdir -p "$dir/redis-users"
+umask 077
+for pair in "redis-password:mcp:$APP_GROUP" "redis-replica-password:replica:$REDIS_UID" \
+    "redis-sentinel-password:sentinel:$SENTINEL_UID"; do
+    file=$dir/${pair%%:*} rest=${pair#*:}
+    user=${rest%%:*} group=${rest#*:}
+    if [ ! -s "$file" ]; then
+        head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file.new"
+        mv "$file.new" "$file"
+    fi
+    chown "0:$group" "$file"
+    chmod 0440 "$file"
+    hash=$dir/redis-users/$user.sha256  # made anew: a root without capabilities may not write the old one
+    printf %s "$(cat "$file")" | sha256sum | cut -d' ' -f1 >"$hash.new"
+    chmod 0444 "$hash.new"
+    mv "$hash.new" "$hash"
+done
+chmod 0755 "$dir/redis-users"
 # Not -R: what Redis writes inside is its own already (and closed to a root without capabilities).
-for data in "$@"; do chown "$REDIS_UID:$SECRET_GROUP" "$data"; done
+for data in "$@"; do chown "$REDIS_UID:$REDIS_UID" "$data"; done

@@ -1,23 +1,49 @@
 #!/bin/sh
-# Starts redis-server locked down, for compose and the local stack alike (loadtest/stack.py):
+# Starts redis-server locked down, for compose, Kubernetes and the local stack alike (loadtest/stack.py):
 #   sh run-redis.sh [redis-server options...]             a primary (options as redis-server's)
 #   REDIS_REPLICA_OF="host port" sh run-redis.sh [...]     a replica of that primary
 #   REDIS_SENTINEL_MONITOR="host port" sh run-redis.sh     a Sentinel watching that primary
 #   REDIS_MIN_REPLICAS=1 (or REDIS_APPS_URL=redis+sentinel://...)  a primary writes only with a replica in sync
-# Every password is the one in $REDIS_PASSWORD_FILE; the ACL (users.acl beside this script) gets only its
-# SHA-256, and the generated files, which hold it, go to $REDIS_RUN_DIR, never to the command line.
-# The default user is off: a client must log in as one of the users in users.acl.
+# Each ACL user (users.acl, sentinel-users.acl beside this script) has a secret of its own, and a process reads
+# only what it needs:
+#   REDIS_USERS_DIR               each user's SHA-256 as <user>.sha256, no secret (a user without one is off)
+#   REDIS_REPLICA_PASSWORD_FILE   a server's: the replica user's password, to follow a primary (unset: it cannot)
+#   REDIS_SENTINEL_PASSWORD_FILE  a Sentinel's: the sentinel user's password
+# The generated files, which hold the passwords, go to $REDIS_RUN_DIR, never to the command line.
+# The default user is off: a client must log in as one of the users.
 set -eu
 here=$(dirname "$0")
 run=${REDIS_RUN_DIR:-/tmp/redis}
+users=${REDIS_USERS_DIR:?run-redis: set REDIS_USERS_DIR to the folder of the users\' <user>.sha256 files}
 mkdir -p "$run"
 umask 077
-password=$(cat "${REDIS_PASSWORD_FILE:?the file holding the Redis password}")
-[ -n "$password" ] || { echo "run-redis: $REDIS_PASSWORD_FILE is empty" >&2; exit 1; }
-hash=$(printf %s "$password" | sha256sum | cut -d' ' -f1)
+
+secret() { # secret FILE: its content, which must not be empty
+    value=$(cat "$1")
+    [ -n "$value" ] || { echo "run-redis: $1 is empty" >&2; exit 1; }
+    printf %s "$value"
+}
+acl() { # acl FILE: its users, each with its hash filled in, or off without one
+    edits=""
+    for user in mcp replica sentinel admin; do
+        tag=$(printf %s "$user" | tr a-z A-Z)
+        if [ -s "$users/$user.sha256" ]; then
+            hash=$(tr -d ' \n' <"$users/$user.sha256")
+            case "$hash" in
+                *[!0-9a-f]*) echo "run-redis: $users/$user.sha256 is not a SHA-256 in hex" >&2; exit 1 ;;
+            esac
+            [ "${#hash}" -eq 64 ] || { echo "run-redis: $users/$user.sha256 is not a SHA-256 in hex" >&2; exit 1; }
+            edits="$edits s/#@${tag}_SHA256@/#$hash/;"
+        else
+            edits="$edits s/ on #@${tag}_SHA256@/ off/;"
+        fi
+    done
+    grep -v '^#' "$1" | sed "$edits"
+}
 
 if [ -n "${REDIS_SENTINEL_MONITOR:-}" ]; then
     service=${REDIS_SENTINEL_SERVICE:-mcp}
+    password=$(secret "${REDIS_SENTINEL_PASSWORD_FILE:?a Sentinel needs REDIS_SENTINEL_PASSWORD_FILE}")
     {
         echo "port ${REDIS_SENTINEL_PORT:-26379}"
         [ -z "${REDIS_BIND:-}" ] || echo "bind $REDIS_BIND"
@@ -28,8 +54,10 @@ if [ -n "${REDIS_SENTINEL_MONITOR:-}" ]; then
         echo "sentinel failover-timeout $service 10000"
         echo "sentinel auth-user $service sentinel"
         echo "sentinel auth-pass $service $password"
+        echo "sentinel sentinel-user sentinel"
         echo "sentinel sentinel-pass $password"
-        echo "requirepass $password"
+        echo "user default off"
+        acl "$here/sentinel-users.acl"
         [ -z "${REDIS_SENTINEL_KNOWN_REPLICA:-}" ] || echo "sentinel known-replica $service $REDIS_SENTINEL_KNOWN_REPLICA"
     } >"$run/sentinel.conf"
     exec redis-server "$run/sentinel.conf" --sentinel
@@ -39,11 +67,7 @@ fi
     # Off: no client can log in as default. Its permissions are those Redis's AOF replay runs with (it
     # re-checks a MULTI/EXEC against them, redis/redis#14541): without them a restart drops script writes.
     echo "user default off ~* &* +@all"
-    grep -v '^#' "$here/users.acl" | sed "s/@PASSWORD_SHA256@/$hash/"
-    if [ -n "${REDIS_ADMIN_PASSWORD_FILE:-}" ]; then # the local stack's test harness only
-        admin=$(cat "$REDIS_ADMIN_PASSWORD_FILE")
-        echo "user admin on #$(printf %s "$admin" | sha256sum | cut -d" " -f1) ~* &* +@all"
-    fi
+    acl "$here/users.acl"
 } >"$run/users.acl"
 # With Sentinels (the apps' URL names them, or REDIS_MIN_REPLICAS says), a primary takes a write only while a
 # replica is in sync: cut off from it, the primary refuses writes its demotion would throw away.
@@ -51,8 +75,13 @@ min_replicas=${REDIS_MIN_REPLICAS:-0}
 case "${REDIS_APPS_URL:-}" in redis+sentinel://*) min_replicas=${REDIS_MIN_REPLICAS:-1} ;; esac
 {
     echo "aclfile $run/users.acl"
-    echo "masteruser replica" # used once a Sentinel makes this server a replica
-    echo "masterauth $password"
+    if [ -n "${REDIS_REPLICA_PASSWORD_FILE:-}" ]; then
+        echo "masteruser replica" # used once this server follows a primary (REDIS_REPLICA_OF, or a Sentinel's say)
+        echo "masterauth $(secret "$REDIS_REPLICA_PASSWORD_FILE")"
+    elif [ -n "${REDIS_REPLICA_OF:-}" ]; then
+        echo "run-redis: a replica needs REDIS_REPLICA_PASSWORD_FILE, the replica user's password" >&2
+        exit 2
+    fi
     [ -z "${REDIS_REPLICA_OF:-}" ] || echo "replicaof $REDIS_REPLICA_OF"
     if [ "$min_replicas" -gt 0 ]; then
         echo "min-replicas-to-write $min_replicas"

@@ -9,12 +9,13 @@ import contextlib
 import http.client
 import json
 import os
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from loadtest.stack import Stack, free_port, nginx_bodies_env
+from loadtest.stack import NGINX_COMMAND, Stack, free_port, nginx_bodies_env, nginx_site_env
 from tests.utils.clients import wait_for
 
 INITIALIZE = {
@@ -155,3 +156,44 @@ def test_slow_uploads_wait_on_disk_and_a_client_past_its_uploads_gets_429(upload
         wait_for(lambda: upload_status(stack, "127.0.0.11") == 429, timeout=10, interval=0.3)
     wait_for(lambda: body_bytes_on_disk(stack) == 0, timeout=10, interval=0.1)  # an abandoned body leaves no file
     assert upload_status(stack, "127.0.0.8") == 0
+
+
+@pytest.fixture(scope="module")
+def behind_a_proxy(tmp_path_factory):
+    """nginx behind a proxy at 127.0.0.1 (an Ingress, say), with a request rate low enough to reach."""
+    bounds = {"NGINX_REQUESTS_PER_CLIENT": "5", "NGINX_TRUSTED_PROXIES": "127.0.0.1 127.0.0.64/26"}
+    run_dir = tmp_path_factory.mktemp("proxied")
+    with Stack(run_dir=run_dir, preset="stateful-sse", policy="session", port=free_port(), nginx_env=bounds) as stack:
+        yield stack
+
+
+def initialize_as(stack: Stack, source: str, forwarded_for: str) -> int:
+    connection = connect(stack, source)
+    try:
+        connection.request("POST", "/mcp", json.dumps(INITIALIZE), {**HEADERS, "X-Forwarded-For": forwarded_for})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_behind_a_trusted_proxy_each_client_counts_by_the_address_it_forwards(behind_a_proxy):
+    stack = behind_a_proxy
+    flood = [initialize_as(stack, "127.0.0.1", "198.51.100.1") for _ in range(20)]
+    assert flood[0] == 200 and 429 in flood
+    assert initialize_as(stack, "127.0.0.1", "198.51.100.2") == 200  # another client behind the same proxy
+    assert initialize_as(stack, "127.0.0.70", "198.51.100.3") == 200  # a proxy in the trusted block
+    # An address that is no proxy names whom it likes: it is counted as itself all the same.
+    spoofed = [initialize_as(stack, "127.0.0.5", f"198.51.100.{10 + n}") for n in range(20)]
+    assert 429 in spoofed
+    assert initialize_as(stack, "127.0.0.5", "198.51.100.99") == 429
+
+
+def test_a_trusted_proxies_value_that_is_no_address_stops_nginx_at_start(tmp_path):
+    env = {**os.environ, **nginx_site_env(tmp_path, free_port(), {"app1": free_port()}, "round-robin")}
+    done = subprocess.run(
+        NGINX_COMMAND, env={**env, "NGINX_TRUSTED_PROXIES": "10.0.0.0/8; allow all"}, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "NGINX_TRUSTED_PROXIES=10.0.0.0/8; allow all is not valid" in done.stderr

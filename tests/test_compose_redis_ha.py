@@ -24,8 +24,8 @@ SENTINELS = ("sentinel1", "sentinel2", "sentinel3")
 
 
 def ask_sentinel(stack: ComposeStack, name: str, *question: str) -> str:
-    """A Sentinel's answer to `redis-cli` (it takes the one password of the secret file)."""
-    login = 'REDISCLI_AUTH="$(cat /run/secrets/redis-password)" exec redis-cli -p 26379 "$@"'
+    """A Sentinel's answer to `redis-cli`, as the Sentinels' user (only its container may read that secret)."""
+    login = 'REDISCLI_AUTH="$(cat /run/secrets/redis-sentinel-password)" exec redis-cli --user sentinel -p 26379 "$@"'
     return stack.compose("exec", "-T", name, "sh", "-c", login, "sh", *question, check=False).stdout
 
 

@@ -5,10 +5,12 @@ reference resolves, every pod is restricted, the drain fits the grace period, th
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -21,6 +23,7 @@ from tests.utils.kustomize import containers, pod_specs, render
 KUBERNETES_VERSION = "1.34.0"  # the oldest release still maintained upstream (2026-12)
 DEPLOY = PROJECT_ROOT / "deploy" / "kubernetes"
 USER_SECRETS = {"mcp-redis"}  # made by the operator (docs/kubernetes.md), never committed
+USER_CONFIG_MAPS = {"mcp-jwks"}  # made by the operator (docs/kubernetes.md): the identity provider's keys
 CLOSE_CONNECTIONS_SECONDS = 3  # after the drain, an app waits this long for nginx to close its connections
 
 
@@ -62,6 +65,8 @@ def test_every_reference_resolves_and_no_secret_is_committed(objects):
     for obj in objects:
         for spec in pod_specs(obj):
             for volume in spec.get("volumes", []):
+                if volume.get("configMap", {}).get("name") in USER_CONFIG_MAPS:
+                    continue
                 if "configMap" in volume:
                     data = config_maps[volume["configMap"]["name"]]["data"]
                     assert {item["key"] for item in volume["configMap"].get("items", [])} <= set(data)
@@ -137,7 +142,11 @@ def test_the_app_pods_settings_load_as_the_pod_would_get_them(objects, tmp_path)
         value = variable.get("value", downward.get(variable["name"]))
         env[variable["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], value)  # Kubernetes' $(VAR)
     env["MCP_REDIS_PASSWORD_FILE"] = str(password)
+    (mount,) = (m for m in container["volumeMounts"] if m["name"] == "auth-keys")
+    assert env["MCP_AUTH_JWKS"] == f"{mount['mountPath']}/jwks.json"  # the ConfigMap mcp-jwks's key, mounted
+    env["MCP_AUTH_JWKS"] = str(jwks_file(tmp_path))
     settings = InstanceSettings.from_env(env)
+    assert settings.auth_enabled  # beyond loopback: on, or refused without MCP_ANYONE_MAY_CALL_EVERY_TOOL=yes
     assert settings.instance_id == "mcp-2"  # the session ids nginx routes start with the pod's name
     assert settings.internal_url == "http://mcp-2.mcp.mcp.svc.cluster.local:8001"
     assert settings.metrics_ports == (9000,) and settings.session_store.value == "redis"
@@ -183,7 +192,16 @@ def kubectl_shell(tmp_path) -> dict[str, str]:
         "PYTHONPATH": str(PROJECT_ROOT),
         "KUBECTL_LOG": str(tmp_path / "kubectl.log"),
         "KUBECTL_MANIFESTS": str(DEPLOY),
+        "ISSUER_JWKS": str(jwks_file(tmp_path)),
     }
+
+
+def jwks_file(folder: Path) -> Path:
+    """An identity provider's JWKS, as an operator saves it (one public Ed25519 key)."""
+    path = folder / "issuer-jwks.json"
+    key = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "k1"}
+    path.write_text(json.dumps({"keys": [key]}))
+    return path
 
 
 def test_the_deploy_commands_of_the_docs_name_what_the_manifests_hold(tmp_path):
@@ -196,6 +214,7 @@ def test_the_deploy_commands_of_the_docs_name_what_the_manifests_hold(tmp_path):
     assert [line.split()[:3] for line in (tmp_path / "kubectl.log").read_text().splitlines()] == [
         ["apply", "-k", "deploy/kubernetes"],
         ["-n", "mcp", "create"],
+        ["-n", "mcp", "create"],
         ["-n", "mcp", "rollout"],
         ["-n", "mcp", "port-forward"],
     ]
@@ -204,6 +223,26 @@ def test_the_deploy_commands_of_the_docs_name_what_the_manifests_hold(tmp_path):
     )
     refused = subprocess.run(["bash", "-c", wrong], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
     assert refused.returncode == 1 and "mount secret redis-password with keys []" in refused.stderr
+    mismatched = (
+        "kubectl -n mcp create secret generic mcp-redis --from-literal=password=0123456789abcdef0123456789abcdef"
+        " --from-literal=password-sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    )
+    refused = subprocess.run(["bash", "-c", mismatched], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "mount secret mcp-redis" in refused.stderr
+
+
+def test_the_redis_pod_holds_the_instances_password_only_as_its_hash(objects):
+    """The instances' pods mount the `mcp` user's password; Redis mounts only its SHA-256 (redis/run-redis.sh)."""
+    mounted = {
+        name: {
+            item["key"]
+            for volume in pod_specs(workload(objects, name))[0]["volumes"]
+            if "secret" in volume
+            for item in volume["secret"]["items"]
+        }
+        for name in ("mcp", "redis")
+    }
+    assert mounted == {"mcp": {"password"}, "redis": {"password-sha256"}}
 
 
 def test_app_pods_that_reach_redis_through_sentinels_wait_for_a_replica(objects, tmp_path):
@@ -213,7 +252,11 @@ def test_app_pods_that_reach_redis_through_sentinels_wait_for_a_replica(objects,
     password = tmp_path / "redis-password"
     password.write_text("a password the operator made")
     env = dict(by_kind(objects, "ConfigMap")[container["envFrom"][0]["configMapRef"]["name"]]["data"])
-    env |= {"MCP_INSTANCE_ID": "mcp-0", "MCP_REDIS_PASSWORD_FILE": str(password)}
+    env |= {
+        "MCP_INSTANCE_ID": "mcp-0",
+        "MCP_REDIS_PASSWORD_FILE": str(password),
+        "MCP_AUTH_JWKS": str(jwks_file(tmp_path)),
+    }
     assert InstanceSettings.from_env(env).redis_wait_replicas == 0  # one Redis
     sentinels = "redis+sentinel://mcp@redis-sentinel:26379/mymaster/0"
     assert InstanceSettings.from_env(env | {"MCP_REDIS_URL": sentinels}).redis_wait_replicas == 1

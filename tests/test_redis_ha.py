@@ -129,3 +129,34 @@ def _refused_write(primary) -> redis.exceptions.ResponseError | None:
     except redis.exceptions.ResponseError as exc:
         return exc
     return None
+
+
+def test_the_instances_secret_reaches_no_further_than_the_mcp_user(tmp_path):
+    """Each Redis user has a secret of its own (redis/users.acl), and the instances hold only `mcp`'s: with it no
+    one logs in as `sentinel` (SLAVEOF stops every write) or `replica` (PSYNC copies the dataset), and on a
+    Sentinel `mcp` may only ask where the servers are, never re-point or forget them."""
+    with Stack(run_dir=tmp_path, policy="round-robin", store="redis", port=free_port(), **HA) as stack:
+        apps_secret = stack.password()
+        assert len({stack.password(user) for user in ("mcp", "replica", "sentinel", "admin")}) == 4
+        for user in ("sentinel", "replica", "admin", "default"):
+            with pytest.raises(redis.exceptions.AuthenticationError):
+                redis.Redis(port=stack.proc("redis").port, username=user, password=apps_secret).ping()
+        with redis.Redis(port=stack.proc("redis").port, username="mcp", password=apps_secret) as apps:
+            for command in (("SLAVEOF", "127.0.0.1", "1"), ("PSYNC", "?", "-1"), ("CONFIG", "SET", "maxmemory", "1")):
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    apps.execute_command(*command)
+        sentinel = stack.proc("sentinel1").port
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=sentinel, username="sentinel", password=apps_secret).ping()
+        with redis.Redis(port=sentinel, username="mcp", password=apps_secret) as asking:
+            assert asking.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mcp")
+            for command in (
+                ("SENTINEL", "REMOVE", "mcp"),
+                ("SENTINEL", "MONITOR", "evil", "127.0.0.1", "1", "1"),
+                ("SENTINEL", "SET", "mcp", "down-after-milliseconds", "1"),
+                ("SENTINEL", "FAILOVER", "mcp"),
+            ):
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    asking.execute_command(*command)
+        with stack.redis_client("sentinel1") as sentinel_user:
+            assert sentinel_user.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mcp")

@@ -110,7 +110,8 @@ def test_the_redis_store_needs_a_stateful_preset_and_a_redis():
 
 def test_the_internal_url_names_this_instance_for_the_others():
     assert InstanceSettings.from_env({"MCP_LISTEN_PORT": "8101"}).internal_url == "http://127.0.0.1:8101"
-    given = InstanceSettings.from_env({"MCP_LISTEN_HOST": "0.0.0.0", "MCP_ADVERTISE_URL": "http://app1:8000/"})
+    behind = {"MCP_LISTEN_HOST": "0.0.0.0", "MCP_FRONT_DOOR": "127.0.0.1"}  # as compose: nginx on loopback
+    given = InstanceSettings.from_env({**behind, "MCP_ADVERTISE_URL": "http://app1:8000/"})
     assert given.internal_url == "http://app1:8000"
     with pytest.raises(SettingsError, match="MCP_ADVERTISE_URL='app1:8000' is not a base URL"):
         InstanceSettings.from_env({"MCP_ADVERTISE_URL": "app1:8000"})
@@ -119,13 +120,24 @@ def test_the_internal_url_names_this_instance_for_the_others():
 REDIS_STORE = {"MCP_SESSION_STORE": "redis", "MCP_REDIS_URL": "redis://127.0.0.1:6379/0"}
 
 
+def test_beyond_loopback_an_instance_starts_only_with_authentication_or_an_opt_out_naming_the_risk():
+    for exposed in ({"MCP_LISTEN_HOST": "0.0.0.0"}, {"MCP_FRONT_DOOR": "0.0.0.0"}, {"MCP_FRONT_DOOR": "mcp.example.com"}):
+        with pytest.raises(SettingsError, match="anyone who reaches it could open sessions and call every tool"):
+            InstanceSettings.from_env(exposed)
+        opted_out = InstanceSettings.from_env({**exposed, "MCP_ANYONE_MAY_CALL_EVERY_TOOL": "yes"})
+        assert not opted_out.auth_enabled
+    with pytest.raises(SettingsError, match="MCP_ANYONE_MAY_CALL_EVERY_TOOL='true' is not valid; valid values: yes"):
+        InstanceSettings.from_env({"MCP_LISTEN_HOST": "0.0.0.0", "MCP_ANYONE_MAY_CALL_EVERY_TOOL": "true"})
+    assert not InstanceSettings.from_env({"MCP_LISTEN_HOST": "0.0.0.0", "MCP_FRONT_DOOR": "localhost"}).auth_enabled
+
+
 def test_forwarded_requests_get_a_port_of_their_own():
     assert InstanceSettings.from_env(REDIS_STORE).forward_ports is None  # the public port, as on one host
     assert InstanceSettings.from_env({**REDIS_STORE, "MCP_WORKERS": "2"}).forward_ports == (0,)  # the kernel's
     workers = InstanceSettings.from_env({**REDIS_STORE, "MCP_FORWARD_PORT": "8001", "MCP_WORKERS": "3"})
     assert workers.forward_ports == (8001, 8002, 8003)
     peer = {"MCP_FORWARD_HOST": "app1-peer", "MCP_FORWARD_PORT": "8001", "MCP_PEER_URLS": "http://app1-peer:*"}
-    given = InstanceSettings.from_env({**REDIS_STORE, **peer, "MCP_LISTEN_HOST": "0.0.0.0"})
+    given = InstanceSettings.from_env({**REDIS_STORE, **peer, "MCP_LISTEN_HOST": "0.0.0.0", "MCP_FRONT_DOOR": "::1"})
     assert (given.internal_url, given.forward_address) == ("http://app1-peer:8001", "app1-peer")
     assert InstanceSettings.from_env({"MCP_FORWARD_PORT": "8001"}).forward_ports is None  # memory: none forwarded
 

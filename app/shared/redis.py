@@ -176,12 +176,14 @@ def _count_outage(metrics: InstanceMetrics, exc: Exception) -> None:
 
 def connect(url: str, replicas_to_wait: int = 0, password: str | None = None, ride_through: float = 0.0) -> SharedRedis:
     """A client that waits up to `ride_through` seconds for a Redis that is away (each try failing within
-    about a second), instead of hanging. `password`: that of the URL's user (MCP_REDIS_PASSWORD_FILE), and of
-    the Sentinels too."""
+    about a second), instead of hanging. `password`: that of the URL's user (MCP_REDIS_PASSWORD_FILE), who logs
+    in to the Sentinels too."""
     timeouts = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}
     if url.startswith(SENTINEL_SCHEME):
         sentinels, service, db, username = sentinel_address(url)
-        manager = Sentinel(sentinels, sentinel_kwargs={"password": password, **timeouts}, **timeouts)
+        manager = Sentinel(
+            sentinels, sentinel_kwargs={"username": username, "password": password, **timeouts}, **timeouts
+        )
         redis = manager.master_for(  # redis-py has no blocking Sentinel pool: past 1024 connections, it fails at once
             service,
             redis_class=SharedRedis,
@@ -211,7 +213,7 @@ def connect(url: str, replicas_to_wait: int = 0, password: str | None = None, ri
 
 def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, int, str | None]:
     """(Sentinels' (host, port)s, service, db, user) of a `redis+sentinel://[user@]...` URL; ValueError if it
-    is not one. The user is the data servers' (the Sentinels take the password alone)."""
+    is not one. The user logs in to the Sentinels and to the data servers alike."""
     hosts, _, path = url.removeprefix(SENTINEL_SCHEME).partition("/")
     username, _, hosts = hosts.rpartition("@")
     service, _, db = path.partition("/")

@@ -7,6 +7,8 @@ own kind of message. It applies nothing. Every call is appended to $KUBECTL_LOG.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import sys
@@ -34,6 +36,8 @@ def main(argv: list[str]) -> int:
     namespaced = {(o["kind"], o["metadata"]["name"]): o for o in objects if o["metadata"].get("namespace") == namespace}
     if argv[:3] == ["create", "secret", "generic"]:
         return _create_secret(argv[3], argv[4:], objects, namespace)
+    if argv[:2] == ["create", "configmap"]:
+        return _create_configmap(argv[2], argv[3:], objects, namespace)
     if argv[:2] == ["rollout", "status"]:
         kind, _, name = argv[2].partition("/")
         return _exists(namespaced, {"statefulset": "StatefulSet", "deployment": "Deployment"}[kind], name)
@@ -50,6 +54,34 @@ def main(argv: list[str]) -> int:
     return 1
 
 
+def _create_configmap(name: str, args: list[str], objects: list[dict], namespace: str | None) -> int:
+    """The ConfigMap must be one the pods of `namespace` mount, with the keys they read, each from a file that
+    holds a JWKS (the only ConfigMap docs/kubernetes.md has you make)."""
+    given = dict(re.fullmatch(r"--from-file=([^=]+)=(.+)", arg).groups() for arg in args)
+    wanted = {
+        item["key"]
+        for obj in objects
+        if obj["metadata"].get("namespace") == namespace
+        for spec in pod_specs(obj)
+        for volume in spec.get("volumes", [])
+        if volume.get("configMap", {}).get("name") == name
+        for item in volume["configMap"]["items"]
+    }
+    if not wanted or set(given) != wanted or not all(_is_jwks(Path(path)) for path in given.values()):
+        print(f"error: the pods mount configmap {name} with keys {sorted(wanted)} (each a JWKS file)", file=sys.stderr)
+        return 1
+    print(f"configmap/{name} created")
+    return 0
+
+
+def _is_jwks(path: Path) -> bool:
+    try:
+        keys = json.loads(path.read_text())["keys"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(keys, list) and bool(keys)
+
+
 def _create_secret(name: str, args: list[str], objects: list[dict], namespace: str | None) -> int:
     """The Secret must be one the pods of `namespace` mount, with the keys they read."""
     given = dict(re.fullmatch(r"--from-literal=([^=]+)=(.+)", arg).groups() for arg in args)
@@ -62,7 +94,12 @@ def _create_secret(name: str, args: list[str], objects: list[dict], namespace: s
         if volume.get("secret", {}).get("secretName") == name
         for item in volume["secret"]["items"]
     }
-    if not wanted or set(given) != wanted or not all(len(value) >= 32 for value in given.values()):
+    hashes = {key: value for key, value in given.items() if key.endswith("-sha256")}
+    hashed = all(
+        hashlib.sha256(given.get(key.removesuffix("-sha256"), "").encode()).hexdigest() == value
+        for key, value in hashes.items()
+    )
+    if not wanted or set(given) != wanted or not all(len(value) >= 32 for value in given.values()) or not hashed:
         print(f"error: the pods mount secret {name} with keys {sorted(wanted)}; given {sorted(given)}", file=sys.stderr)
         return 1
     print(f"secret/{name} created")
