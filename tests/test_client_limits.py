@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,12 +46,18 @@ def initialize(stack: Stack, source: str = "127.0.0.1") -> tuple[int, str | None
         connection.close()
 
 
-@pytest.fixture(scope="module")
-def limited(tmp_path_factory):
-    bounds = {"NGINX_REQUESTS_PER_CLIENT": "5", "NGINX_CONNECTIONS_PER_CLIENT": "2"}
-    run_dir = tmp_path_factory.mktemp("limited")
+@contextlib.contextmanager
+def nginx_with(tmp_path_factory, name: str, **bounds: str) -> Iterator[Stack]:
+    """A stack whose nginx has these settings (nginx/run-nginx.sh), low enough for a test to reach."""
+    run_dir = tmp_path_factory.mktemp(name)
     with Stack(run_dir=run_dir, preset="stateful-sse", policy="session", port=free_port(), nginx_env=bounds) as stack:
         yield stack
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    with nginx_with(tmp_path_factory, "limited", NGINX_REQUESTS_PER_CLIENT="5", NGINX_CONNECTIONS_PER_CLIENT="2") as s:
+        yield s
 
 
 def test_a_client_past_its_request_rate_gets_429_and_others_are_served(limited):
@@ -99,9 +106,7 @@ def test_the_protected_resource_metadata_is_held_to_the_same_bounds(limited):
 
 @pytest.fixture(scope="module")
 def uploads_limited(tmp_path_factory):
-    bounds = {"NGINX_UPLOADS_PER_CLIENT": "3", "NGINX_UPLOADS": "5"}
-    run_dir = tmp_path_factory.mktemp("uploads")
-    with Stack(run_dir=run_dir, preset="stateful-sse", policy="session", port=free_port(), nginx_env=bounds) as stack:
+    with nginx_with(tmp_path_factory, "uploads", NGINX_UPLOADS_PER_CLIENT="3", NGINX_UPLOADS="5") as stack:
         yield stack
 
 
@@ -161,9 +166,8 @@ def test_slow_uploads_wait_on_disk_and_a_client_past_its_uploads_gets_429(upload
 @pytest.fixture(scope="module")
 def behind_a_proxy(tmp_path_factory):
     """nginx behind a proxy at 127.0.0.1 (an Ingress, say), with a request rate low enough to reach."""
-    bounds = {"NGINX_REQUESTS_PER_CLIENT": "5", "NGINX_TRUSTED_PROXIES": "127.0.0.1 127.0.0.64/26"}
-    run_dir = tmp_path_factory.mktemp("proxied")
-    with Stack(run_dir=run_dir, preset="stateful-sse", policy="session", port=free_port(), nginx_env=bounds) as stack:
+    proxies = "127.0.0.1 127.0.0.64/26"
+    with nginx_with(tmp_path_factory, "proxied", NGINX_REQUESTS_PER_CLIENT="5", NGINX_TRUSTED_PROXIES=proxies) as stack:
         yield stack
 
 

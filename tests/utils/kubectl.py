@@ -58,20 +58,26 @@ def _create_configmap(name: str, args: list[str], objects: list[dict], namespace
     """The ConfigMap must be one the pods of `namespace` mount, with the keys they read, each from a file that
     holds a JWKS (the only ConfigMap docs/kubernetes.md has you make)."""
     given = dict(re.fullmatch(r"--from-file=([^=]+)=(.+)", arg).groups() for arg in args)
-    wanted = {
-        item["key"]
-        for obj in objects
-        if obj["metadata"].get("namespace") == namespace
-        for spec in pod_specs(obj)
-        for volume in spec.get("volumes", [])
-        if volume.get("configMap", {}).get("name") == name
-        for item in volume["configMap"]["items"]
-    }
+    wanted = _mounted_keys(objects, namespace, "configMap", name)
     if not wanted or set(given) != wanted or not all(_is_jwks(Path(path)) for path in given.values()):
         print(f"error: the pods mount configmap {name} with keys {sorted(wanted)} (each a JWKS file)", file=sys.stderr)
         return 1
     print(f"configmap/{name} created")
     return 0
+
+
+def _mounted_keys(objects: list[dict], namespace: str | None, source: str, name: str) -> set[str]:
+    """The keys of the ConfigMap or Secret `name` (`source`: "configMap" or "secret") that pods of `namespace` mount."""
+    field = "secretName" if source == "secret" else "name"
+    return {
+        item["key"]
+        for obj in objects
+        if obj["metadata"].get("namespace") == namespace
+        for spec in pod_specs(obj)
+        for volume in spec.get("volumes", [])
+        if volume.get(source, {}).get(field) == name
+        for item in volume[source]["items"]
+    }
 
 
 def _is_jwks(path: Path) -> bool:
@@ -85,15 +91,7 @@ def _is_jwks(path: Path) -> bool:
 def _create_secret(name: str, args: list[str], objects: list[dict], namespace: str | None) -> int:
     """The Secret must be one the pods of `namespace` mount, with the keys they read."""
     given = dict(re.fullmatch(r"--from-literal=([^=]+)=(.+)", arg).groups() for arg in args)
-    wanted = {
-        item["key"]
-        for obj in objects
-        if obj["metadata"].get("namespace") == namespace
-        for spec in pod_specs(obj)
-        for volume in spec.get("volumes", [])
-        if volume.get("secret", {}).get("secretName") == name
-        for item in volume["secret"]["items"]
-    }
+    wanted = _mounted_keys(objects, namespace, "secret", name)
     hashes = {key: value for key, value in given.items() if key.endswith("-sha256")}
     hashed = all(
         hashlib.sha256(given.get(key.removesuffix("-sha256"), "").encode()).hexdigest() == value

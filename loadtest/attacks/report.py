@@ -1,0 +1,48 @@
+"""The hostile-load scorecard as Markdown, and its one line for the README."""
+
+from __future__ import annotations
+
+MIB_LIMITS = {"nginx": 128, "instance": 512, "redis": 384}  # the containers' memory limits in compose
+
+
+def markdown(run: dict) -> str:
+    lines = [
+        f"Each attack from one address (127.0.0.1) through nginx for {run['seconds']:.0f} s, against a local stack of "
+        f"its own (stateful-sse, the session policy, the Redis store, authentication off: every bound is per "
+        f"address), while a victim on 127.0.0.2 and 127.0.0.3 uses every capability ({run['date']}, "
+        f"{run['machine']}; `{run['command']}`). Peak memory is resident, of all of a process's workers; compose's "
+        f"limits are nginx {MIB_LIMITS['nginx']} MiB, an instance {MIB_LIMITS['instance']} MiB, Redis "
+        f"{MIB_LIMITS['redis']} MiB.",
+        "",
+        "| Attack | Attacker's traffic | What it got | Victim calls | Victim failures "
+        "| Peak MiB: nginx, instance, Redis | Died |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in run["rows"]:
+        got = ", ".join(f"{what}: {count}" for what, count in row["traffic"].items()) or "-"
+        failures = str(row["victim_failed"]) if not row["victim_failed"] else f"**{row['victim_failed']}**"
+        peak = row["peak_mib"]
+        memory = ", ".join(f"{peak.get(kind, 0):.0f}" for kind in ("nginx", "instance", "redis"))
+        gone = ", ".join(row["died"]) or "none"
+        lines.append(
+            f"| {row['attack']} | {row['what']} | {got} | {row['victim_calls']} | {failures} | {memory} | {gone} |"
+        )
+    failures = {why: n for row in run["rows"] for why, n in row["victim_failures"].items()}
+    if failures:
+        lines += ["", "Victim failures: " + "; ".join(f"{why} ({n})" for why, n in failures.items())]
+    return "\n".join(lines) + "\n"
+
+
+def summary(run: dict) -> str:
+    rows = run["rows"]
+    calls = sum(row["victim_calls"] for row in rows)
+    failed = sum(row["victim_failed"] for row in rows)
+    died = sorted({name for row in rows for name in row["died"]})
+    attacks = len([row for row in rows if row["attack"] != "none"])
+    verdict = "every goal met" if not failed and not died else "goals missed"
+    return (
+        f"**Hostile load** ({run['date']}, {run['machine']}): {attacks} attacks from one address through nginx; "
+        f"a victim on other addresses made {calls:,} calls, {failed} failed; "
+        f"{'no process died' if not died else 'died: ' + ', '.join(died)} ({verdict}; "
+        f"[docs/results.md](docs/results.md#hostile-load))."  # the README's end marker follows on this line
+    )
