@@ -1,6 +1,6 @@
 # The MCP app. Official base by default; scripts/compose-images makes a local stand-in where no
 # registry can be reached (docker-compose.yml passes it as PYTHON_IMAGE).
-ARG PYTHON_IMAGE=python:3.12-slim
+ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
 FROM ${PYTHON_IMAGE}
 
 # Spelled out: an imported stand-in image has no ENV of its own.

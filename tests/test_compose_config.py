@@ -12,6 +12,7 @@ reads the same file: tests/test_compose_v1.py runs a profile with it."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 
@@ -95,3 +96,19 @@ def test_every_app_forwards_on_a_name_only_the_backend_network_knows():
             url = f"http://{host}:{env['MCP_FORWARD_PORT']}"
             assert any(fnmatchcase(url, pattern) for pattern in env["MCP_PEER_URLS"].split(",")), (profile, name)
     assert len(checked) == 3 * len(PRESETS), checked
+
+
+def test_every_base_image_is_pinned_to_a_version():
+    """A floating tag (redis:7-alpine) changes what runs under the same name; each base image names a release."""
+    pinned = re.compile(r"^[\w./-]+:v?\d+\.\d+\.\d+([-.\w]*)$")
+    images = {
+        service["image"]
+        for services in json.loads(SNAPSHOT.read_text()).values()
+        for service in services.values()
+        if not service["image"].startswith("mcp-scale-lab")
+    }
+    for dockerfile in ("Dockerfile", "loadtest/Dockerfile", "issuer/Dockerfile"):
+        images |= set(re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", (PROJECT_ROOT / dockerfile).read_text(), re.M))
+    for manifest in (PROJECT_ROOT / "deploy" / "kubernetes").glob("*.yaml"):
+        images |= set(re.findall(r"^\s+image: (\S+)$", manifest.read_text(), re.M)) - {"mcp-scale-lab-app"}
+    assert len(images) >= 4 and all(pinned.match(image) for image in images), sorted(images)

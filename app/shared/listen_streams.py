@@ -15,7 +15,7 @@ from starlette.requests import Request
 from app.http.clients import client_of
 from app.shared.runs import NOT_RUN
 
-MAX_LISTEN_STREAMS_PER_CLIENT = 2  # on one instance, which holds 1,024 in all
+MAX_LISTEN_STREAMS_PER_CLIENT = 64  # on one instance, which holds 1,024 in all
 
 
 class ListenStreamsPerClient:

@@ -12,14 +12,16 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtest.attacks import report
+from loadtest.attacks import report, targets
 from loadtest.attacks.catalogue import ATTACKS, Attack
+from loadtest.attacks.clients import Client
 from loadtest.attacks.scorecard import score
+from loadtest.compose import build_images
 from loadtest.results import machine, write_results
 from loadtest.topology import PROJECT_ROOT
 
 
-def _nothing(url: str, stop: threading.Event) -> Counter[str]:
+def _nothing(url: str, attacker: Client, stop: threading.Event) -> Counter[str]:
     stop.wait()
     return Counter()
 
@@ -30,18 +32,28 @@ NO_ATTACK = Attack("none", "nothing (the reference)", _nothing)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.attacks", description=__doc__)
     parser.add_argument("--only", default="", help="run only the attacks whose name contains TEXT", metavar="TEXT")
+    parser.add_argument(
+        "--compose", action="store_true", help="against docker compose's containers, not the local stack"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="how long each attack lasts (default: 20)")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "attacks", help="where attacks.md goes")
+    parser.add_argument("--out", type=Path, help="where attacks.md goes (default: results/attacks/local or compose)")
     parser.add_argument("--page", type=Path, action="append", default=[], help="also copy the table into this page")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: every stack comes down with its processes
     attacks = tuple(a for a in (NO_ATTACK, *ATTACKS) if args.only in a.name)
     with tempfile.TemporaryDirectory(prefix="attacks-") as work:
-        rows = score(attacks, args.seconds, Path(work))
+        if args.compose:
+            images = build_images(lambda line: None)
+            rows = score(attacks, args.seconds, lambda name: targets.compose(images))
+        else:
+            rows = score(attacks, args.seconds, lambda name: targets.local(Path(work) / name))
     run = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": machine(),
-        "command": "python -m loadtest.attacks" + (f" --seconds {args.seconds:g}" if args.seconds != 20 else ""),
+        "command": "python -m loadtest.attacks"
+        + (" --compose" if args.compose else "")
+        + (f" --seconds {args.seconds:g}" if args.seconds != 20 else ""),
+        "where": "compose" if args.compose else "local",
         "seconds": args.seconds,
         "rows": rows,
     }
@@ -50,7 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         "attacks.md": report.markdown(run),
         "summary.md": report.summary(run),
     }
-    write_results(args.out, files, args.page, {"attacks": "attacks.md", "attacks-summary": "summary.md"})
+    out = args.out or PROJECT_ROOT / "results" / "attacks" / run["where"]
+    kinds = (
+        {"attacks-compose": "attacks.md"}
+        if args.compose
+        else {"attacks": "attacks.md", "attacks-summary": "summary.md"}
+    )
+    write_results(out, files, args.page, kinds)
     misses = [f"{row['attack']}: {'; '.join(row['misses'])}" for row in rows if row["misses"]]
     print("\n".join(["attacks: goals missed:", *misses] if misses else ["attacks: every goal met"]))
     return 1 if misses else 0

@@ -1,13 +1,30 @@
-"""HTTP from a chosen source address: the attacker and the victim are different clients to nginx because they
-connect from different addresses (all of 127.0.0.0/8 is this host's)."""
+"""Who is who to nginx. On the local stack the attacker and the victim connect from different addresses (all of
+127.0.0.0/8 is this host's). In compose every connection reaches nginx from the frontend network's gateway (the
+published port's proxy), so the harness stands in for a proxy in front of nginx: nginx trusts that gateway
+(NGINX_TRUSTED_PROXIES), and each client names its address in X-Forwarded-For, as behind an Ingress."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import requests
 from requests.adapters import HTTPAdapter
 
-ATTACKER = "127.0.0.1"
-VICTIMS = ("127.0.0.2", "127.0.0.3")
+
+@dataclass(frozen=True)
+class Client:
+    source: str  # the address connections leave from
+    forwarded_for: str | None = None  # the address the proxy in front names, where there is one
+
+    def header_lines(self) -> bytes:
+        """The raw request's header naming the client, if any."""
+        return f"X-Forwarded-For: {self.forwarded_for}\r\n".encode() if self.forwarded_for else b""
+
+
+LOCAL_ATTACKER = Client("127.0.0.1")
+LOCAL_VICTIMS = (Client("127.0.0.2"), Client("127.0.0.3"))
+PROXIED_ATTACKER = Client("127.0.0.1", "198.51.100.1")
+PROXIED_VICTIMS = (Client("127.0.0.1", "198.51.100.2"), Client("127.0.0.1", "198.51.100.3"))
 
 
 class _FromAddress(HTTPAdapter):
@@ -20,8 +37,10 @@ class _FromAddress(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def session_from(source: str, connections: int = 4) -> requests.Session:
-    """A requests session whose every connection leaves from `source`."""
+def session_of(client: Client, connections: int = 4) -> requests.Session:
+    """A requests session whose every request comes from `client`."""
     session = requests.Session()
-    session.mount("http://", _FromAddress(source, connections))
+    session.mount("http://", _FromAddress(client.source, connections))
+    if client.forwarded_for:
+        session.headers["X-Forwarded-For"] = client.forwarded_for
     return session

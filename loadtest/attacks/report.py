@@ -6,13 +6,21 @@ MIB_LIMITS = {"nginx": 128, "instance": 512, "redis": 384}  # the containers' me
 
 
 def markdown(run: dict) -> str:
+    where = (
+        "compose's containers (new for each attack, with their memory limits: nginx "
+        f"{MIB_LIMITS['nginx']} MiB, an instance {MIB_LIMITS['instance']} MiB, Redis {MIB_LIMITS['redis']} MiB); "
+        "the harness stands in for a proxy in front of nginx, which trusts it (NGINX_TRUSTED_PROXIES), and names "
+        "each client in X-Forwarded-For: the attacker 198.51.100.1, the victim 198.51.100.2 and .3"
+        if run["where"] == "compose"
+        else "a local stack of its own (processes; compose's limits would be nginx "
+        f"{MIB_LIMITS['nginx']} MiB, an instance {MIB_LIMITS['instance']} MiB, Redis {MIB_LIMITS['redis']} MiB); "
+        "the attacker connects from 127.0.0.1, the victim from 127.0.0.2 and 127.0.0.3"
+    )
     lines = [
-        f"Each attack from one address (127.0.0.1) through nginx for {run['seconds']:.0f} s, against a local stack of "
-        f"its own (stateful-sse, the session policy, the Redis store, authentication off: every bound is per "
-        f"address), while a victim on 127.0.0.2 and 127.0.0.3 uses every capability ({run['date']}, "
-        f"{run['machine']}; `{run['command']}`). Peak memory is resident, of all of a process's workers; compose's "
-        f"limits are nginx {MIB_LIMITS['nginx']} MiB, an instance {MIB_LIMITS['instance']} MiB, Redis "
-        f"{MIB_LIMITS['redis']} MiB.",
+        f"Each attack from one client address through nginx for {run['seconds']:.0f} s, against {where}. "
+        "Stateful-sse, the session policy, the Redis store, authentication off: every bound is per address. The "
+        f"victim uses every capability before, during and after the attack ({run['date']}, {run['machine']}; "
+        f"`{run['command']}`). Peak memory is resident: of all of a process's workers, or a container's.",
         "",
         "| Attack | Attacker's traffic | What it got | Victim calls | Victim failures "
         "| Peak MiB: nginx, instance, Redis | Died |",
@@ -40,8 +48,9 @@ def summary(run: dict) -> str:
     died = sorted({name for row in rows for name in row["died"]})
     attacks = len([row for row in rows if row["attack"] != "none"])
     verdict = "every goal met" if not failed and not died else "goals missed"
+    where = "compose" if run["where"] == "compose" else "the local stack"
     return (
-        f"**Hostile load** ({run['date']}, {run['machine']}): {attacks} attacks from one address through nginx; "
+        f"**Hostile load** ({run['date']}, {run['machine']}, {where}): {attacks} attacks from one address; "
         f"a victim on other addresses made {calls:,} calls, {failed} failed; "
         f"{'no process died' if not died else 'died: ' + ', '.join(died)} ({verdict}; "
         f"[docs/results.md](docs/results.md#hostile-load))."  # the README's end marker follows on this line

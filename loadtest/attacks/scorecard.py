@@ -1,45 +1,52 @@
-"""One row per attack: a local stack of its own (stateful-sse, the session policy, the Redis store, auth off, so
-every bound is per address), the victim running before, during and after the attack, memory sampled."""
+"""One row per attack: a stack of its own (targets.py), the victim running before, during and after the attack,
+and the memory of nginx, the instances and Redis sampled throughout."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections import Counter
-from pathlib import Path
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 
 from loadtest.attacks.catalogue import Attack
-from loadtest.attacks.probes import PeakMemory, died
+from loadtest.attacks.targets import Target
 from loadtest.attacks.victim import Victim
-from loadtest.stack import Stack, free_port
 
-WARM_CALLS = 20  # the victim's calls before the attack starts: it is served, then attacked
-
-
-def score(attacks: tuple[Attack, ...], seconds: float, work: Path) -> list[dict]:
-    return [_row(attack, seconds, work / attack.name.replace(" ", "-")) for attack in attacks]
+WARM_CALLS = 20  # the victim's calls before the attack starts (it is served), and again after it ends
+SAMPLE_EVERY = 0.25
 
 
-def _row(attack: Attack, seconds: float, run_dir: Path) -> dict:
-    print(f"attacks: {attack.name} ...", flush=True)
+def score(
+    attacks: tuple[Attack, ...], seconds: float, target_for: Callable[[str], contextlib.AbstractContextManager[Target]]
+) -> list[dict]:
+    """`target_for(name)`: a new stack for the attack `name`."""
+    rows = []
+    for attack in attacks:
+        print(f"attacks: {attack.name} ...", flush=True)
+        with target_for(attack.name.replace(" ", "-")) as target:
+            rows.append(_row(attack, seconds, target))
+    return rows
+
+
+def _row(attack: Attack, seconds: float, target: Target) -> dict:
     traffic: Counter[str] = Counter()
-    with Stack(run_dir=run_dir, preset="stateful-sse", policy="session", store="redis", port=free_port()) as stack:
-        with PeakMemory(stack) as memory, Victim(stack.url) as victim:
-            deadline = time.monotonic() + 60
-            while victim.tally.calls < WARM_CALLS and time.monotonic() < deadline:
-                time.sleep(0.1)
-            stop = threading.Event()
-            attacker = threading.Thread(target=lambda: traffic.update(attack.run(stack.url, stop)), daemon=True)
-            attacker.start()
-            stop.wait(seconds)
-            stop.set()
-            attacker.join(timeout=60)
-            calls_before_end = victim.tally.calls
-            while victim.tally.calls < calls_before_end + WARM_CALLS and time.monotonic() < deadline + seconds + 60:
-                time.sleep(0.1)  # and served after it
-        gone = died(stack)
+    with _peaks(target) as peak_mib, Victim(target.url, target.victims) as victim:
+        _until(lambda: victim.tally.calls >= WARM_CALLS, 60)
+        stop = threading.Event()
+        attacker = threading.Thread(
+            target=lambda: traffic.update(attack.run(target.url, target.attacker, stop)), daemon=True
+        )
+        attacker.start()
+        stop.wait(seconds)
+        stop.set()
+        attacker.join(timeout=60)
+        calls = victim.tally.calls
+        _until(lambda: victim.tally.calls >= calls + WARM_CALLS, 60)
+    died = target.died()
     tally = victim.tally
-    row = {
+    misses = [f"{tally.failed} victim calls failed"] if tally.failed else []
+    return {
         "attack": attack.name,
         "what": attack.what,
         "traffic": dict(traffic.most_common()),
@@ -47,11 +54,35 @@ def _row(attack: Attack, seconds: float, run_dir: Path) -> dict:
         "victim_failed": tally.failed,
         "victim_failures": dict(tally.failures.most_common()),
         "victim_slowest_seconds": round(tally.slowest_seconds, 2),
-        "peak_mib": {kind: round(mib, 1) for kind, mib in memory.peak_mib.items()},
-        "died": gone,
+        "peak_mib": {kind: round(mib, 1) for kind, mib in peak_mib.items()},
+        "died": died,
+        "misses": misses + ([f"{', '.join(died)} died"] if died else []),
     }
-    row["misses"] = [
-        *([f"{tally.failed} victim calls failed"] if tally.failed else []),
-        *([f"{', '.join(gone)} died"] if gone else []),
-    ]
-    return row
+
+
+@contextlib.contextmanager
+def _peaks(target: Target) -> Iterator[dict[str, float]]:
+    """The highest memory of each kind of process while the block runs, sampled every SAMPLE_EVERY seconds."""
+    peak: defaultdict[str, float] = defaultdict(float)
+    stop = threading.Event()
+
+    def sample() -> None:
+        while True:
+            for kind, mib in target.memory_mib().items():
+                peak[kind] = max(peak[kind], mib)
+            if stop.wait(SAMPLE_EVERY):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def _until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from loadtest.attacks.clients import VICTIMS, session_from
+from loadtest.attacks.clients import Client, session_of
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
 from loadtest.client.modern import ModernClient
@@ -29,14 +29,14 @@ class VictimTally:
 
 
 class Victim:
-    """One thread per address in `sources`, each running `round` until stopped."""
+    """One thread per client in `clients`, each running `round` until stopped."""
 
-    def __init__(self, url: str, sources: tuple[str, ...] = VICTIMS) -> None:
+    def __init__(self, url: str, clients: tuple[Client, ...]) -> None:
         self.url = url
         self.tally = VictimTally()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, args=(source,), daemon=True) for source in sources]
+        self._threads = [threading.Thread(target=self._loop, args=(client,), daemon=True) for client in clients]
 
     def __enter__(self) -> Victim:
         for thread in self._threads:
@@ -48,13 +48,13 @@ class Victim:
         for thread in self._threads:
             thread.join(timeout=60)
 
-    def _loop(self, source: str) -> None:
+    def _loop(self, who: Client) -> None:
         while not self._stop.is_set():
-            self._round(source)
+            self._round(who)
 
-    def _round(self, source: str) -> None:
+    def _round(self, who: Client) -> None:
         """A 2025-11-25 session using each capability, then a 2026-07-28 client's calls."""
-        client = McpClient(session_from(source), self.url, timeout=TIMEOUT)
+        client = McpClient(session_of(who), self.url, timeout=TIMEOUT)
         if not self._judge("initialize", lambda: cap.open_session(client)):
             return
         operations = [("plain tool", lambda: cap.basic_tool(client))]
@@ -70,7 +70,7 @@ class Victim:
         for name, operation in operations:
             self._judge(name, operation)
         client.close()
-        modern = ModernClient(session_from(source), self.url, timeout=TIMEOUT)
+        modern = ModernClient(session_of(who), self.url, timeout=TIMEOUT)
         self._judge("2026-07-28 plain tool", lambda: cap.basic_tool(modern))
         self._judge("2026-07-28 sampling", lambda: cap.sampling(modern))
 

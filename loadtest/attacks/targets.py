@@ -1,0 +1,147 @@
+"""Where an attack lands: the local stack (processes on 127.0.0.1) or compose (containers with their memory
+limits and restart policies). Each stack is new for each attack, and says how much memory its processes hold
+and which of them died."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from loadtest.attacks.clients import (
+    LOCAL_ATTACKER,
+    LOCAL_VICTIMS,
+    PROXIED_ATTACKER,
+    PROXIED_VICTIMS,
+    Client,
+)
+from loadtest.compose import ComposeStack, docker_cli
+from loadtest.stack import Stack, free_port
+from loadtest.topology import INSTANCES
+
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+PRESET = "stateful-sse"
+# What every attack runs against: the session policy and the Redis store, authentication off (every bound is then
+# per address).
+SETTINGS = {"preset": PRESET, "policy": "session", "store": "redis"}
+
+
+class Target(Protocol):
+    url: str
+    attacker: Client
+    victims: tuple[Client, ...]
+
+    def memory_mib(self) -> dict[str, float]: ...  # resident now: "nginx", "instance" (the largest), "redis"
+
+    def died(self) -> list[str]: ...  # what is no longer the process or container that was started
+
+
+def _kind(name: str) -> str | None:
+    if name in INSTANCES or name.removesuffix(f"-{PRESET}") in INSTANCES:
+        return "instance"
+    if name.startswith("nginx"):
+        return "nginx"
+    return "redis" if name == "redis" else None
+
+
+@dataclass
+class LocalTarget:
+    stack: Stack
+    attacker: Client = LOCAL_ATTACKER
+    victims: tuple[Client, ...] = LOCAL_VICTIMS
+
+    @property
+    def url(self) -> str:
+        return self.stack.url
+
+    def memory_mib(self) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for proc in self.stack.procs:
+            if (kind := _kind(proc.name)) is not None:
+                found[kind] = max(found.get(kind, 0.0), group_rss_kib(proc.pid) / 1024)
+        return found
+
+    def died(self) -> list[str]:
+        return [proc.name for proc in self.stack.procs if not proc.alive()]
+
+
+def group_rss_kib(pgid: int) -> int:
+    """The resident memory of every process in the process group `pgid` (the stack starts each in its own)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == pgid:  # field 5 of /proc/<pid>/stat: the process group
+                total += int(fields[21]) * PAGE_KIB  # field 24: resident pages
+    return total
+
+
+@dataclass
+class ComposeTarget:
+    stack: ComposeStack
+    attacker: Client = PROXIED_ATTACKER
+    victims: tuple[Client, ...] = PROXIED_VICTIMS
+    started: dict[str, tuple[str, int]] = field(default_factory=dict)  # service -> (id, restart count) at start
+
+    def __post_init__(self) -> None:
+        self.started = {service: _identity(info["id"]) for service, info in self.stack.containers().items()}
+
+    @property
+    def url(self) -> str:
+        return self.stack.url
+
+    def memory_mib(self) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for service, info in self.stack.containers().items():
+            if (kind := _kind(service)) is not None and info["pid"]:
+                found[kind] = max(found.get(kind, 0.0), _cgroup_rss_kib(info["pid"]) / 1024)
+        return found
+
+    def died(self) -> list[str]:
+        now = {service: _identity(info["id"]) for service, info in self.stack.containers().items()}
+        return sorted(service for service, identity in self.started.items() if now.get(service) != identity)
+
+
+def _identity(container: str) -> tuple[str, int]:
+    """A container and how often it restarted: either changing means it died (killed, OOM-killed, crashed)."""
+    (info,) = json.loads(docker_cli("inspect", container))
+    return container, info["RestartCount"]
+
+
+def _cgroup_rss_kib(pid: int) -> int:
+    """The resident (anonymous) memory of the container whose process is `pid`, as its memory cgroup counts it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "memory":  # cgroup v1
+                stat, field_name = Path(f"/sys/fs/cgroup/memory{path}/memory.stat"), "total_rss"
+            elif controllers == "":  # cgroup v2
+                stat, field_name = Path(f"/sys/fs/cgroup{path}/memory.stat"), "anon"
+            else:
+                continue
+            values = dict(line.split() for line in stat.read_text().splitlines())
+            return int(values[field_name]) // 1024
+    return 0
+
+
+@contextlib.contextmanager
+def local(run_dir: Path) -> Iterator[LocalTarget]:
+    with Stack(run_dir=run_dir, port=free_port(), **SETTINGS) as stack:
+        yield LocalTarget(stack)
+
+
+@contextlib.contextmanager
+def compose(images: dict[str, str]) -> Iterator[ComposeTarget]:
+    """A fresh compose stack (volumes too), nginx trusting the published port's gateway to name clients."""
+    env = {**images, "SESSION_STORE": SETTINGS["store"], "NGINX_TRUSTED_PROXIES": "172.16.0.0/12 192.168.0.0/16"}
+    stack = ComposeStack(PRESET, free_port(), env, policy=SETTINGS["policy"])
+    stack.down()
+    try:
+        stack.up(policy=SETTINGS["policy"], fresh=True)
+        yield ComposeTarget(stack)
+    finally:
+        stack.down()
