@@ -12,12 +12,13 @@ reads the same file: tests/test_compose_v1.py runs a profile with it."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 
 import pytest
 
+from app.settings import InstanceSettings, SettingsError
 from loadtest.compose import V2
 from loadtest.topology import PRESETS, PROJECT_ROOT
 from tests.utils.clients import require_docker
@@ -54,8 +55,9 @@ VARIABLES += (
 )
 
 
-def config(profile: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in VARIABLES and not k.startswith("COMPOSE_")}
+def config(profile: str, **variables: str) -> dict:
+    """Every service of `profile` as compose resolves it, with only `variables` of the compose file's own set."""
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES and not k.startswith("COMPOSE_")} | variables
     done = subprocess.run(
         [*V2, "--profile", profile, "config", "--format", "json"], cwd=PROJECT_ROOT, env=env, capture_output=True
     )
@@ -112,3 +114,15 @@ def test_every_base_image_is_pinned_to_a_version():
     for manifest in (PROJECT_ROOT / "deploy" / "kubernetes").glob("*.yaml"):
         images |= set(re.findall(r"^\s+image: (\S+)$", manifest.read_text(), re.M)) - {"mcp-scale-lab-app"}
     assert len(images) >= 4 and all(pinned.match(image) for image in images), sorted(images)
+
+
+def test_published_beyond_loopback_the_apps_refuse_to_start_without_authentication(tmp_path):
+    """NGINX_BIND=0.0.0.0 reaches the apps as MCP_FRONT_DOOR: without auth or the opt-out they stop at start."""
+    require_docker("docker compose config", V2)
+    app = {**config("stateful-sse", NGINX_BIND="0.0.0.0")["app1-stateful-sse"]["environment"]}
+    (tmp_path / "redis-password").write_text("the mcp user's password")  # the container's secret is not here
+    app["MCP_REDIS_PASSWORD_FILE"] = str(tmp_path / "redis-password")
+    env = {name: value for name, value in app.items() if value}
+    with pytest.raises(SettingsError, match=r"beyond this host \(MCP_FRONT_DOOR=0.0.0.0\)"):
+        InstanceSettings.from_env(env)
+    assert not InstanceSettings.from_env({**env, "MCP_ANYONE_MAY_CALL_EVERY_TOOL": "yes"}).auth_enabled
