@@ -121,7 +121,8 @@ REDIS_STORE = {"MCP_SESSION_STORE": "redis", "MCP_REDIS_URL": "redis://127.0.0.1
 
 
 def test_beyond_loopback_an_instance_starts_only_with_authentication_or_an_opt_out_naming_the_risk():
-    for exposed in ({"MCP_LISTEN_HOST": "0.0.0.0"}, {"MCP_FRONT_DOOR": "0.0.0.0"}, {"MCP_FRONT_DOOR": "mcp.example.com"}):
+    beyond = ({"MCP_LISTEN_HOST": "0.0.0.0"}, {"MCP_FRONT_DOOR": "0.0.0.0"}, {"MCP_FRONT_DOOR": "mcp.example.com"})
+    for exposed in beyond:
         with pytest.raises(SettingsError, match="anyone who reaches it could open sessions and call every tool"):
             InstanceSettings.from_env(exposed)
         opted_out = InstanceSettings.from_env({**exposed, "MCP_ANYONE_MAY_CALL_EVERY_TOOL": "yes"})
