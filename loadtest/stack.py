@@ -25,7 +25,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -500,10 +499,10 @@ def nginx_site_env(run_dir: Path, port: int, instance_ports: dict[str, int], pol
 
 def nginx_bodies_env(port: int) -> dict[str, str]:
     """Where a root nginx's workers (nobody) write request bodies: nginx makes the folder theirs, but they must
-    reach it, and a run directory under pytest's private temp folder is out of their reach (a 500 before)."""
+    reach it, and a run directory under a private temp folder (pytest's, $TMPDIR) is out of their reach: 500."""
     if os.geteuid() != 0:
         return {}
-    parent = Path(tempfile.gettempdir()) / "mcp-nginx-bodies"
+    parent = Path("/tmp/mcp-nginx-bodies")  # not $TMPDIR, which may be private (a test's own, 0700)
     parent.mkdir(mode=0o711, exist_ok=True)
     parent.chmod(0o711)
     return {"NGINX_BODY_DIR": str(parent / str(port))}

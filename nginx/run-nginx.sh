@@ -7,8 +7,8 @@
 #   NGINX_FOLLOW_HOSTS  the instances' host names (compose): nginx resolves them once, so it reloads when they change
 #   NGINX_CONNECTIONS_PER_CLIENT  open connections one client address may hold to /mcp (default 512)
 #   NGINX_REQUESTS_PER_CLIENT     requests per second one client address may send to /mcp (default 2000)
-#   NGINX_UPLOADS_PER_CLIENT      bodies above 9,999 bytes one client address may be sending or have sent at once (default 8)
-#   NGINX_UPLOADS                 such bodies from all clients at once (default 128): at most 4 MiB each in NGINX_BODY_DIR
+#   NGINX_UPLOADS_PER_CLIENT      bodies above 16 KiB one client address may be sending or have sent at once (default 8)
+#   NGINX_UPLOADS                 such bodies from all clients at once (default 200): at most 4 MiB each in NGINX_BODY_DIR
 #   NGINX_TRUSTED_PROXIES  the addresses (or CIDR blocks) of the proxies in front of nginx, e.g. an Ingress
 #                   controller's pods: a request from one of them counts as from the client its X-Forwarded-For
 #                   names (default: none; every client is the address it connects from)
@@ -73,7 +73,7 @@ fi
 connections=${NGINX_CONNECTIONS_PER_CLIENT:-512}
 requests=${NGINX_REQUESTS_PER_CLIENT:-2000}
 uploads=${NGINX_UPLOADS_PER_CLIENT:-8}
-all_uploads=${NGINX_UPLOADS:-128}
+all_uploads=${NGINX_UPLOADS:-200}
 for bound in "NGINX_CONNECTIONS_PER_CLIENT=$connections" "NGINX_REQUESTS_PER_CLIENT=$requests" \
     "NGINX_UPLOADS_PER_CLIENT=$uploads" "NGINX_UPLOADS=$all_uploads"; do
     case "${bound#*=}" in

@@ -18,6 +18,7 @@ for pair in "redis-password:mcp:$APP_GROUP" "redis-replica-password:replica:$RED
     chown "0:$group" "$file"
     chmod 0440 "$file"
     hash=$dir/redis-users/$user.sha256  # made anew: a root without capabilities may not write the old one
+    rm -f "$hash.new" # left by a run stopped before its mv: read-only, and root here may not overwrite it
     printf %s "$(cat "$file")" | sha256sum | cut -d' ' -f1 >"$hash.new"
     chmod 0444 "$hash.new"
     mv "$hash.new" "$hash"

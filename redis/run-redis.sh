@@ -41,6 +41,9 @@ acl() { # acl FILE: its users, each with its hash filled in, or off without one
     grep -v '^#' "$1" | sed "$edits"
 }
 
+# Every server and Sentinel lets the instances in: without their user's hash, Redis would look healthy to no use.
+[ -s "$users/mcp.sha256" ] || { echo "run-redis: $users/mcp.sha256 is missing: the instances' user, mcp" >&2; exit 2; }
+
 if [ -n "${REDIS_SENTINEL_MONITOR:-}" ]; then
     service=${REDIS_SENTINEL_SERVICE:-mcp}
     password=$(secret "${REDIS_SENTINEL_PASSWORD_FILE:?a Sentinel needs REDIS_SENTINEL_PASSWORD_FILE}")
@@ -76,8 +79,9 @@ case "${REDIS_APPS_URL:-}" in redis+sentinel://*) min_replicas=${REDIS_MIN_REPLI
 {
     echo "aclfile $run/users.acl"
     if [ -n "${REDIS_REPLICA_PASSWORD_FILE:-}" ]; then
+        replica_password=$(secret "$REDIS_REPLICA_PASSWORD_FILE") # assigned first: an empty file stops the script
         echo "masteruser replica" # used once this server follows a primary (REDIS_REPLICA_OF, or a Sentinel's say)
-        echo "masterauth $(secret "$REDIS_REPLICA_PASSWORD_FILE")"
+        echo "masterauth $replica_password"
     elif [ -n "${REDIS_REPLICA_OF:-}" ]; then
         echo "run-redis: a replica needs REDIS_REPLICA_PASSWORD_FILE, the replica user's password" >&2
         exit 2

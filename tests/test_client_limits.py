@@ -110,10 +110,12 @@ def uploads_limited(tmp_path_factory):
         yield stack
 
 
-def start_upload(stack: Stack, source: str, sent: int = 100_000, length: int = 4_000_000) -> http.client.HTTPConnection:
+def start_upload(
+    stack: Stack, source: str, sent: int = 100_000, length: int = 4_000_000, method: str = "POST"
+) -> http.client.HTTPConnection:
     """A slow upload from `source`: a body of `length` bytes declared, `sent` of them sent, the rest held back."""
     connection = connect(stack, source)
-    connection.putrequest("POST", "/mcp")
+    connection.putrequest(method, "/mcp")
     for name, value in {**HEADERS, "Content-Length": str(length)}.items():
         connection.putheader(name, value)
     connection.endheaders()
@@ -121,9 +123,9 @@ def start_upload(stack: Stack, source: str, sent: int = 100_000, length: int = 4
     return connection
 
 
-def upload_status(stack: Stack, source: str) -> int:
+def upload_status(stack: Stack, source: str, method: str = "POST") -> int:
     """The status of an upload that nginx answers before its body is whole (429), else 0 within a second."""
-    connection = start_upload(stack, source)
+    connection = start_upload(stack, source, method=method)
     connection.sock.settimeout(1)
     try:
         return connection.getresponse().status
@@ -152,6 +154,7 @@ def test_slow_uploads_wait_on_disk_and_a_client_past_its_uploads_gets_429(upload
         # Past the first 16 KiB, each body waits in a file: nginx holds 16 KiB of it in memory, not 4 MiB.
         wait_for(lambda: body_bytes_on_disk(stack) >= 3 * (100_000 - 16_384), timeout=10, interval=0.1)
         assert upload_status(stack, "127.0.0.8") == 429  # a fourth upload of that address: refused at once
+        assert upload_status(stack, "127.0.0.8", method="PUT") == 429  # a body is an upload whatever the method
         assert 'limiting connections by zone "per_client_uploads"' in stack.log_tail("nginx", 200)
         assert initialize(stack, "127.0.0.8")[0] == 200  # a small request of that address is no upload
         assert upload_status(stack, "127.0.0.9") == 0  # another address's upload is taken (it waits for its body)

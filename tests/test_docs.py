@@ -91,6 +91,7 @@ RUN_ELSEWHERE = {
     "kubernetes-deploy": "tests/test_kubernetes_manifests.py",
     "faults-quick": "tests/test_faults.py",
     "hostile-quick": "tests/test_hostile.py",
+    "attacks-quick": "tests/test_attacks.py",
     "matrix-quick": "tests/test_matrix.py",
     "pip-install": "tests/test_package.py",
 }
@@ -219,9 +220,10 @@ def compose_v1_shim(tmp_path: Path) -> Path:
 
 def test_the_results_page_shows_the_committed_results():
     """docs/results.md's copies of results/full/matrix.md and ways.md, results/bench/bench.md,
-    results/scale/scale.md, results/soak/soak.md, results/faults/faults.md, results/durability/durability.md
-    and results/hostile/hostile.md, and the README's of results/faults/summary.md, results/hostile/summary.md
-    and results/bench/summary.md, are the committed files (each command's --page option writes them)."""
+    results/scale/scale.md, results/soak/soak.md, results/faults/faults.md, results/durability/durability.md,
+    results/hostile/hostile.md and results/attacks/*/attacks.md, and the README's of results/faults/summary.md,
+    results/hostile/summary.md, results/attacks/local/summary.md and results/bench/summary.md, are the committed
+    files (each command's --page option writes them)."""
     shown = {m["kind"]: m for m in README_EMBED.finditer(page("docs/results.md"))}
     assert {kind: m["path"] for kind, m in shown.items()} == {
         "matrix": "results/full/matrix.md",
@@ -232,10 +234,12 @@ def test_the_results_page_shows_the_committed_results():
         "faults": "results/faults/faults.md",
         "durability": "results/durability/durability.md",
         "hostile": "results/hostile/hostile.md",
+        "attacks": "results/attacks/local/attacks.md",
+        "attacks-compose": "results/attacks/compose/attacks.md",
     }
     for match in shown.values():
         assert match["body"] == (PROJECT_ROOT / match["path"]).read_text(), match["path"]
-    for kind in ("scorecard", "hostile-summary", "bench-summary"):
+    for kind in ("scorecard", "hostile-summary", "attacks-summary", "bench-summary"):
         (summary,) = [m for m in README_EMBED.finditer(page("README.md")) if m["kind"] == kind]
         assert summary["path"].endswith("summary.md")
         assert summary["body"] == (PROJECT_ROOT / summary["path"]).read_text()

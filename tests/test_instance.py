@@ -46,6 +46,7 @@ def test_forwarding_on_the_public_port_of_a_network_address_is_warned_of(caplog,
     settings = InstanceSettings(
         "app1",
         listen_host="0.0.0.0",
+        front_door="127.0.0.1",  # nginx on loopback, as compose publishes it: no token needed
         session_store="redis",
         redis_url="redis://127.0.0.1:6379/0",
         forward_port=forward_port,

@@ -68,16 +68,11 @@ async def test_topics_past_the_bound_are_refused_while_existing_ones_take_update
     await client.aclose(close_connection_pool=True)
 
 
-@pytest.mark.parametrize("store", ["redis", "memory"])
-async def test_one_client_opens_its_share_of_counters_however_many_it_asks_for_at_once(redis_server, store):
+async def test_one_client_opens_its_share_of_counters_however_many_it_asks_for_at_once(redis_server):
     """Twenty opens at once from one client, bound 5: exactly 5 handles; then another client still opens one."""
     client = connect(redis_server[0])
     await client.flushdb()
-    counters = (
-        RedisHandleCounters(client, ttl_seconds=600, limit=10, per_client=5)
-        if store == "redis"
-        else MemoryHandleCounters(limit=10, per_client=5)
-    )
+    counters = RedisHandleCounters(client, ttl_seconds=600, limit=10, per_client=5)
     opened, refused = [], []
 
     async def open_one() -> None:
@@ -96,11 +91,20 @@ async def test_one_client_opens_its_share_of_counters_however_many_it_asks_for_a
     await client.aclose(close_connection_pool=True)
 
 
-@pytest.mark.parametrize("store", ["redis", "memory"])
-async def test_one_client_begins_its_share_of_topics_and_others_begin_theirs(redis_server, store):
+async def test_in_memory_a_client_past_its_share_of_counters_loses_its_own_oldest_never_another_clients():
+    counters = MemoryHandleCounters(limit=10, per_client=5)
+    alices = [await counters.open(ALICE) for _ in range(3)]
+    mallorys = [await counters.open(MALLORY) for _ in range(20)]
+    assert [await counters.increment(handle, ALICE) for handle in alices] == [1, 1, 1]
+    assert [await counters.increment(handle, MALLORY) for handle in mallorys[-5:]] == [1] * 5
+    with pytest.raises(LookupError):
+        await counters.increment(mallorys[0], MALLORY)
+
+
+async def test_one_client_begins_its_share_of_topics_and_others_begin_theirs(redis_server):
     client = connect(redis_server[0])
     await client.flushdb()
-    bulletins = RedisBulletins(client, limit=10, per_client=2) if store == "redis" else MemoryBulletins(10, 2)
+    bulletins = RedisBulletins(client, limit=10, per_client=2)
     for topic in ("m1", "m2"):
         await bulletins.publish(topic, "flood", MALLORY)
     with pytest.raises(AtCapacity, match="this client address began 2 topics, the most one client may"):
@@ -109,6 +113,15 @@ async def test_one_client_begins_its_share_of_topics_and_others_begin_theirs(red
     assert (await bulletins.publish("a1", "hello", ALICE)).version == 1
     assert (await bulletins.publish("m2", "reply", ALICE)).version == 2  # anyone publishes on a topic
     await client.aclose(close_connection_pool=True)
+
+
+async def test_in_memory_a_client_past_its_share_of_topics_loses_its_own_oldest_never_another_clients():
+    bulletins = MemoryBulletins(limit=10, per_client=2)
+    await bulletins.publish("a1", "hello", ALICE)
+    for n in range(20):
+        await bulletins.publish(f"m{n}", "flood", MALLORY)
+    assert (await bulletins.read("a1")).version == 1
+    assert [(await bulletins.read(f"m{n}")).version for n in (0, 17, 18, 19)] == [0, 0, 1, 1]
 
 
 async def wait_for_async(predicate, timeout: float) -> None:

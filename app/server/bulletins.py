@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,42 +39,37 @@ class Bulletins(Protocol):
     async def read(self, topic: str) -> Bulletin: ...
 
 
-def too_many_of_one_client(client: ClientId, limit: int) -> AtCapacity:
-    return AtCapacity(
-        f"{client.words} began {limit} topics, the most one client may; publish on one of them, or retry once "
-        f"unused ones have expired (a day after their last update)"
-    )
-
-
 class MemoryBulletins:
-    """Bulletins in this process; past `limit` topics the least recently published goes. One client may begin
-    `per_client` topics (AtCapacity past it), so no client pushes out the others' topics."""
+    """Bulletins in this process; past `limit` topics the least recently published goes. One client keeps
+    `per_client` of the topics it began: past it, its own least recently published goes, never another's."""
 
     def __init__(self, limit: int = 1000, per_client: int = MAX_TOPICS_PER_CLIENT) -> None:
         self._limit = limit
         self._per_client = per_client
         self._topics: OrderedDict[str, Bulletin] = OrderedDict()
         self._beginner: dict[str, str] = {}  # topic -> the key of the client that began it
-        self._begun: Counter[str] = Counter()  # client key -> its live topics
+        self._begun: defaultdict[str, OrderedDict[str, None]] = defaultdict(OrderedDict)  # client key -> its topics
 
     async def publish(self, topic: str, text: str, client: ClientId) -> Bulletin:
         async def put() -> Bulletin:
             if topic not in self._topics:
-                if self._begun[client.key] >= self._per_client:
-                    raise too_many_of_one_client(client, self._per_client)
+                if len(self._begun[client.key]) >= self._per_client:
+                    self._forget(next(iter(self._begun[client.key])))
                 self._beginner[topic] = client.key
-                self._begun[client.key] += 1
             current = Bulletin(version=self._topics.pop(topic, NO_UPDATES).version + 1, text=text)
             self._topics[topic] = current
+            self._begun[self._beginner[topic]][topic] = None
+            self._begun[self._beginner[topic]].move_to_end(topic)
             while len(self._topics) > self._limit:
-                self._forget(self._topics.popitem(last=False)[0])
+                self._forget(next(iter(self._topics)))
             return current
 
         return await written_once(put)
 
     def _forget(self, topic: str) -> None:
+        del self._topics[topic]
         beginner = self._beginner.pop(topic)
-        self._begun[beginner] -= 1
+        del self._begun[beginner][topic]
         if not self._begun[beginner]:
             del self._begun[beginner]
 
@@ -119,7 +114,10 @@ class RedisBulletins:
         keys = [BULLETIN_KEY.format(topic), BULLETIN_INDEX_KEY, CLIENT_BULLETINS_KEY.format(client.key)]
         version = int(await run_once(self._publish, keys, [text, BULLETIN_TTL_SECONDS, self._limit, self._per_client]))
         if version < 0:
-            raise too_many_of_one_client(client, self._per_client)
+            raise AtCapacity(
+                f"{client.words} began {self._per_client} topics, the most one client may; publish on one of them, "
+                "or retry once unused ones have expired (a day after their last update)"
+            )
         if not version:
             raise AtCapacity(
                 f"the server holds {self._limit} topics, the most it may; publish on an existing one, or retry "

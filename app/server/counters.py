@@ -7,7 +7,7 @@ Redis (every instance counts alike).
 from __future__ import annotations
 
 import secrets
-from collections import Counter, OrderedDict
+from collections import OrderedDict, defaultdict
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -42,41 +42,30 @@ class HandleCounters(Protocol):
     async def increment(self, handle: str, client: ClientId) -> int: ...
 
 
-def too_many_of_one_client(client: ClientId, limit: int, ttl_seconds: float | None) -> AtCapacity:
-    expiry = f" or retry once unused ones have expired ({ttl_seconds:g} s after their last use)" if ttl_seconds else ""
-    return AtCapacity(f"{client.words} holds {limit} open counters, the most one client may; use one you hold{expiry}")
-
-
 class MemoryHandleCounters:
-    """Handle counters in this process, at most `limit` (the least recently used go first), and at most
-    `per_client` opened by one client (AtCapacity past it), so no client pushes out the others' counters."""
+    """Handle counters in this process, at most `limit` (the least recently used go first), of which one client
+    keeps `per_client`: past it, that client's own least recently used goes, never another client's."""
 
     def __init__(self, limit: int, per_client: int = MAX_HANDLES_PER_CLIENT) -> None:
         self._limit = limit
         self._per_client = per_client
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._opener: dict[str, str] = {}  # handle -> the key of the client that opened it
-        self._opened: Counter[str] = Counter()  # client key -> its live handles
+        self._held: defaultdict[str, OrderedDict[str, None]] = defaultdict(OrderedDict)  # client key -> its handles
 
     async def open(self, client: ClientId) -> str:
         async def add() -> str:
-            if self._opened[client.key] >= self._per_client:
-                raise too_many_of_one_client(client, self._per_client, None)
+            if len(self._held[client.key]) >= self._per_client:
+                self._forget(next(iter(self._held[client.key])))
             handle = new_handle()
             self._counts[handle] = 0
             self._opener[handle] = client.key
-            self._opened[client.key] += 1
+            self._held[client.key][handle] = None
             while len(self._counts) > self._limit:
-                self._forget(self._counts.popitem(last=False)[0])
+                self._forget(next(iter(self._counts)))
             return handle
 
         return await written_once(add)
-
-    def _forget(self, handle: str) -> None:
-        opener = self._opener.pop(handle)
-        self._opened[opener] -= 1
-        if not self._opened[opener]:
-            del self._opened[opener]
 
     async def increment(self, handle: str, client: ClientId) -> int:
         async def add() -> int:
@@ -84,9 +73,17 @@ class MemoryHandleCounters:
                 raise LookupError(UNKNOWN_HANDLE)
             self._counts[handle] += 1
             self._counts.move_to_end(handle)
+            self._held[self._opener[handle]].move_to_end(handle)
             return self._counts[handle]
 
         return await written_once(add)
+
+    def _forget(self, handle: str) -> None:
+        del self._counts[handle]
+        opener = self._opener.pop(handle)
+        del self._held[opener][handle]
+        if not self._held[opener]:
+            del self._held[opener]
 
 
 # A new counter at 0, unless `limit` live ones exist (0 then) or the client's index KEYS[3] holds ARGV[3] (-1);
@@ -135,7 +132,10 @@ class RedisHandleCounters:
         keys = [HANDLE_KEY.format(handle), HANDLE_INDEX_KEY, CLIENT_HANDLES_KEY.format(client.key)]
         opened = int(await run_once(self._open, keys, [self._ttl, self._limit, self._per_client]))
         if opened < 0:
-            raise too_many_of_one_client(client, self._per_client, self._ttl)
+            raise AtCapacity(
+                f"{client.words} holds {self._per_client} open counters, the most one client may; use one you hold, "
+                f"or retry once unused ones have expired ({self._ttl} s after their last use)"
+            )
         if not opened:
             raise AtCapacity(
                 f"the server holds {self._limit} open counters, the most it may; use one you hold, or retry "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 MIB_LIMITS = {"nginx": 128, "instance": 512, "redis": 384}  # the containers' memory limits in compose
 
 
@@ -35,7 +37,7 @@ def markdown(run: dict) -> str:
         lines.append(
             f"| {row['attack']} | {row['what']} | {got} | {row['victim_calls']} | {failures} | {memory} | {gone} |"
         )
-    failures = {why: n for row in run["rows"] for why, n in row["victim_failures"].items()}
+    failures = sum((Counter(row["victim_failures"]) for row in run["rows"]), Counter())
     if failures:
         lines += ["", "Victim failures: " + "; ".join(f"{why} ({n})" for why, n in failures.items())]
     return "\n".join(lines) + "\n"

@@ -41,6 +41,7 @@ def _row(attack: Attack, seconds: float, target: Target) -> dict:
         stop.wait(seconds)
         stop.set()
         attacker.join(timeout=60)
+        stopped = not attacker.is_alive()  # its counts come when it ends
         calls = victim.tally.calls
         _until(lambda: victim.tally.calls >= calls + WARM_CALLS, 60)
     died = target.died()
@@ -56,7 +57,9 @@ def _row(attack: Attack, seconds: float, target: Target) -> dict:
         "victim_slowest_seconds": round(tally.slowest_seconds, 2),
         "peak_mib": {kind: round(mib, 1) for kind, mib in peak_mib.items()},
         "died": died,
-        "misses": misses + ([f"{', '.join(died)} died"] if died else []),
+        "misses": misses
+        + ([f"{', '.join(died)} died"] if died else [])
+        + ([] if stopped else ["attacker never stopped"]),
     }
 
 

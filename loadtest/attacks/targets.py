@@ -85,10 +85,10 @@ class ComposeTarget:
     stack: ComposeStack
     attacker: Client = PROXIED_ATTACKER
     victims: tuple[Client, ...] = PROXIED_VICTIMS
-    started: dict[str, tuple[str, int]] = field(default_factory=dict)  # service -> (id, restart count) at start
+    started: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # service -> its identity at start
 
     def __post_init__(self) -> None:
-        self.started = {service: _identity(info["id"]) for service, info in self.stack.containers().items()}
+        self.started = {service: _identity(info) for service, info in self.stack.containers().items()}
 
     @property
     def url(self) -> str:
@@ -102,30 +102,37 @@ class ComposeTarget:
         return found
 
     def died(self) -> list[str]:
-        now = {service: _identity(info["id"]) for service, info in self.stack.containers().items()}
+        now = {service: _identity(info) for service, info in self.stack.containers().items()}
         return sorted(service for service, identity in self.started.items() if now.get(service) != identity)
 
 
-def _identity(container: str) -> tuple[str, int]:
-    """A container and how often it restarted: either changing means it died (killed, OOM-killed, crashed)."""
-    (info,) = json.loads(docker_cli("inspect", container))
-    return container, info["RestartCount"]
+def _identity(info: dict) -> tuple[str, int, int]:
+    """A container, how often it restarted, and how many of its processes the kernel killed for memory (a worker
+    its PID 1 replaces, say): any of them changing means something in it died."""
+    (inspected,) = json.loads(docker_cli("inspect", info["id"]))
+    return info["id"], inspected["RestartCount"], _cgroup_counts(info["pid"]).get("oom_kill", 0)
 
 
 def _cgroup_rss_kib(pid: int) -> int:
     """The resident (anonymous) memory of the container whose process is `pid`, as its memory cgroup counts it."""
+    stat = _cgroup_counts(pid, "memory.stat")
+    return (stat.get("total_rss", stat.get("anon", 0))) // 1024
+
+
+def _cgroup_counts(pid: int, name: str = "") -> dict[str, int]:
+    """A memory cgroup file of the container whose process is `pid`, as name -> number: `name`, or the one with
+    its OOM kills (cgroup v1 memory.oom_control, v2 memory.events)."""
     with contextlib.suppress(OSError, ValueError):
         for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
             _, controllers, path = line.split(":", 2)
             if controllers == "memory":  # cgroup v1
-                stat, field_name = Path(f"/sys/fs/cgroup/memory{path}/memory.stat"), "total_rss"
+                found = Path(f"/sys/fs/cgroup/memory{path}/{name or 'memory.oom_control'}")
             elif controllers == "":  # cgroup v2
-                stat, field_name = Path(f"/sys/fs/cgroup{path}/memory.stat"), "anon"
+                found = Path(f"/sys/fs/cgroup{path}/{name or 'memory.events'}")
             else:
                 continue
-            values = dict(line.split() for line in stat.read_text().splitlines())
-            return int(values[field_name]) // 1024
-    return 0
+            return {key: int(value) for key, value in (line.split() for line in found.read_text().splitlines())}
+    return {}
 
 
 @contextlib.contextmanager

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 
 from loadtest.attacks.clients import Client, session_of
 from loadtest.client import capabilities as cap
-from loadtest.client.legacy import McpClient
+from loadtest.client.legacy import McpClient, stream_events
 from loadtest.client.modern import ModernClient
 
 TIMEOUT = (5.0, 30.0)  # a call slower than 30 s counts as failed
 COUNTS = 3  # increments per session
+NEW_TOPICS = 20  # topics a victim's client begins (well under its bound of 100), then publishes on again
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Victim:
     def __init__(self, url: str, clients: tuple[Client, ...]) -> None:
         self.url = url
         self.tally = VictimTally()
+        self._rounds = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop, args=(client,), daemon=True) for client in clients]
@@ -55,7 +57,7 @@ class Victim:
     def _round(self, who: Client) -> None:
         """A 2025-11-25 session using each capability, then a 2026-07-28 client's calls."""
         client = McpClient(session_of(who), self.url, timeout=TIMEOUT)
-        if not self._judge("initialize", lambda: cap.open_session(client)):
+        if self._judge("initialize", lambda: cap.open_session(client)).failure is not None:
             return
         operations = [("plain tool", lambda: cap.basic_tool(client))]
         operations += [(f"counter {n}", lambda n=n: cap.counter(client, expected=n)) for n in range(1, COUNTS + 1)]
@@ -73,8 +75,15 @@ class Victim:
         modern = ModernClient(session_of(who), self.url, timeout=TIMEOUT)
         self._judge("2026-07-28 plain tool", lambda: cap.basic_tool(modern))
         self._judge("2026-07-28 sampling", lambda: cap.sampling(modern))
+        opened = self._judge("2026-07-28 open counter", lambda: cap.open_counter(modern))
+        if opened.handle:
+            self._judge("2026-07-28 counter", lambda: cap.counter(modern, expected=1, handle=opened.handle))
+        self._rounds += 1  # a topic of its own for each of its first rounds, then the same again
+        topic = f"victim-{who.forwarded_for or who.source}-{self._rounds % NEW_TOPICS}".replace(".", "-")
+        self._judge("2026-07-28 new topic", lambda: cap.publish(modern, topic, "mine"))
+        self._judge("2026-07-28 listen stream", lambda: _listen(modern))
 
-    def _judge(self, name: str, operation) -> bool:
+    def _judge(self, name: str, operation) -> cap.Outcome:
         started = time.monotonic()
         outcome = cap.attempt(operation, TIMEOUT[1])
         with self._lock:
@@ -82,4 +91,15 @@ class Victim:
             self.tally.slowest_seconds = max(self.tally.slowest_seconds, time.monotonic() - started)
             if outcome.failure is not None:
                 self.tally.failures[f"{name}: {outcome.failure}"] += 1
-        return outcome.failure is None
+        return outcome
+
+
+def _listen(client: ModernClient) -> cap.Outcome:
+    """A 2026-07-28 listen stream opened and acknowledged, then closed."""
+    response = client.listen([cap.updates_uri("victim")], read_timeout=TIMEOUT[1])
+    try:
+        message = next(stream_events(response))[1]
+    finally:
+        response.close()
+    acknowledged = message.get("method") == "notifications/subscriptions/acknowledged"
+    return cap.Outcome(None, None if acknowledged else f"listen: {str(message.get('error', message))[:80]}")
