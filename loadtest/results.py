@@ -12,7 +12,16 @@ from pathlib import Path
 # A committed result shown in a page: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
 # A kind that another begins with comes first: the pattern tries them in order.
 KINDS = ("matrix", "ways", "bench-summary", "bench", "soak", "faults", "scorecard", "durability")
-KINDS += ("hostile-summary", "hostile", "attacks-summary", "attacks-compose", "attacks", "scale", "pod-routing")
+KINDS += (
+    "hostile-summary",
+    "hostile",
+    "attacks-summary",
+    "attacks-compose",
+    "attacks-local-auth",
+    "attacks",
+    "scale",
+    "pod-routing",
+)
 README_EMBED = re.compile(
     rf"(<!-- (?P<kind>{'|'.join(KINDS)}): (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)", re.S
 )

@@ -236,6 +236,7 @@ def test_the_results_page_shows_the_committed_results():
         "hostile": "results/hostile/hostile.md",
         "attacks": "results/attacks/local/attacks.md",
         "attacks-compose": "results/attacks/compose/attacks.md",
+        "attacks-local-auth": "results/attacks/local-auth/attacks.md",
     }
     for match in shown.values():
         assert match["body"] == (PROJECT_ROOT / match["path"]).read_text(), match["path"]

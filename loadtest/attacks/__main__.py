@@ -32,11 +32,13 @@ NO_ATTACK = Attack("none", "nothing (the reference)", _nothing)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.attacks", description=__doc__)
     parser.add_argument("--only", default="", help="run only the attacks whose name contains TEXT", metavar="TEXT")
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--compose", action="store_true", help="against docker compose's containers, not the local stack"
     )
+    where.add_argument("--auth", action="store_true", help="the local stack with tokens: each client a principal")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long each attack lasts (default: 20)")
-    parser.add_argument("--out", type=Path, help="where attacks.md goes (default: results/attacks/local or compose)")
+    parser.add_argument("--out", type=Path, help="where attacks.md goes (default: results/attacks/<where>)")
     parser.add_argument("--page", type=Path, action="append", default=[], help="also copy the table into this page")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: every stack comes down with its processes
@@ -46,14 +48,14 @@ def main(argv: list[str] | None = None) -> int:
             images = build_images(lambda line: None)
             rows = score(attacks, args.seconds, lambda name: targets.compose(images))
         else:
-            rows = score(attacks, args.seconds, lambda name: targets.local(Path(work) / name))
+            rows = score(attacks, args.seconds, lambda name: targets.local(Path(work) / name, auth=args.auth))
     run = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": machine(),
         "command": "python -m loadtest.attacks"
-        + (" --compose" if args.compose else "")
+        + (" --compose" if args.compose else " --auth" if args.auth else "")
         + (f" --seconds {args.seconds:g}" if args.seconds != 20 else ""),
-        "where": "compose" if args.compose else "local",
+        "where": "compose" if args.compose else "local-auth" if args.auth else "local",
         "seconds": args.seconds,
         "rows": rows,
     }
@@ -63,11 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         "summary.md": report.summary(run),
     }
     out = args.out or PROJECT_ROOT / "results" / "attacks" / run["where"]
-    kinds = (
-        {"attacks-compose": "attacks.md"}
-        if args.compose
-        else {"attacks": "attacks.md", "attacks-summary": "summary.md"}
-    )
+    kinds = {"attacks": "attacks.md", "attacks-summary": "summary.md"}
+    if run["where"] != "local":  # its table alone, at its own marker
+        kinds = {f"attacks-{run['where']}": "attacks.md"}
     write_results(out, files, args.page, kinds)
     misses = [f"{row['attack']}: {'; '.join(row['misses'])}" for row in rows if row["misses"]]
     print("\n".join(["attacks: goals missed:", *misses] if misses else ["attacks: every goal met"]))

@@ -15,10 +15,16 @@ from requests.adapters import HTTPAdapter
 class Client:
     source: str  # the address connections leave from
     forwarded_for: str | None = None  # the address the proxy in front names, where there is one
+    token: str | None = None  # its bearer token, with authentication on: then the principal is the client
+
+    def headers(self) -> dict[str, str]:
+        """The headers that say who the client is, if any."""
+        named = {"X-Forwarded-For": self.forwarded_for} if self.forwarded_for else {}
+        return {**named, **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
 
     def header_lines(self) -> bytes:
-        """The raw request's header naming the client, if any."""
-        return f"X-Forwarded-For: {self.forwarded_for}\r\n".encode() if self.forwarded_for else b""
+        """The same, as a raw request's header lines."""
+        return "".join(f"{name}: {value}\r\n" for name, value in self.headers().items()).encode()
 
 
 LOCAL_ATTACKER = Client("127.0.0.1")
@@ -41,6 +47,5 @@ def session_of(client: Client, connections: int = 4) -> requests.Session:
     """A requests session whose every request comes from `client`."""
     session = requests.Session()
     session.mount("http://", _FromAddress(client.source, connections))
-    if client.forwarded_for:
-        session.headers["X-Forwarded-For"] = client.forwarded_for
+    session.headers.update(client.headers())
     return session

@@ -14,13 +14,17 @@ def markdown(run: dict) -> str:
         "the harness stands in for a proxy in front of nginx, which trusts it (NGINX_TRUSTED_PROXIES), and names "
         "each client in X-Forwarded-For: the attacker 198.51.100.1, the victim 198.51.100.2 and .3"
         if run["where"] == "compose"
+        else "a local stack of its own with authentication on, each client with a token of its own: the instances' "
+        "bounds count principals (the attacker mallory, the victim alice and bob), nginx's count addresses"
+        if run["where"] == "local-auth"
         else "a local stack of its own (processes; compose's limits would be nginx "
         f"{MIB_LIMITS['nginx']} MiB, an instance {MIB_LIMITS['instance']} MiB, Redis {MIB_LIMITS['redis']} MiB); "
         "the attacker connects from 127.0.0.1, the victim from 127.0.0.2 and 127.0.0.3"
     )
+    settings = "" if run["where"] == "local-auth" else ", authentication off: every bound is per address"
     lines = [
         f"Each attack from one client address through nginx for {run['seconds']:.0f} s, against {where}. "
-        "Stateful-sse, the session policy, the Redis store, authentication off: every bound is per address. The "
+        f"Stateful-sse, the session policy, the Redis store{settings}. The "
         f"victim uses every capability before, during and after the attack ({run['date']}, {run['machine']}; "
         f"`{run['command']}`). Peak memory is resident: of all of a process's workers, or a container's.",
         "",

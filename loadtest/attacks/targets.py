@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from issuer.signing import SigningKey
 from loadtest.attacks.clients import (
     LOCAL_ATTACKER,
     LOCAL_VICTIMS,
@@ -24,6 +25,7 @@ from loadtest.stack import Stack, free_port
 from loadtest.topology import INSTANCES
 
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+ISSUER, RESOURCE = "https://issuer.attacks.test", "http://127.0.0.1/mcp"
 PRESET = "stateful-sse"
 # What every attack runs against: the session policy and the Redis store, authentication off (every bound is then
 # per address).
@@ -136,9 +138,27 @@ def _cgroup_counts(pid: int, name: str = "") -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def local(run_dir: Path) -> Iterator[LocalTarget]:
-    with Stack(run_dir=run_dir, port=free_port(), **SETTINGS) as stack:
-        yield LocalTarget(stack)
+def local(run_dir: Path, auth: bool = False) -> Iterator[LocalTarget]:
+    """A new local stack; with `auth`, tokens required, and each client a principal of its own (the attacker's
+    one token, whatever address it comes from, is what its bounds count)."""
+    if not auth:
+        with Stack(run_dir=run_dir, port=free_port(), **SETTINGS) as stack:
+            yield LocalTarget(stack)
+        return
+    key = SigningKey.generate()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "jwks.json").write_text(json.dumps(key.jwks()))
+    auth_env = {"MCP_AUTH_JWKS": str(run_dir / "jwks.json"), "MCP_AUTH_ISSUER": ISSUER, "MCP_AUTH_RESOURCE": RESOURCE}
+
+    def token(name: str) -> str:
+        return key.mint(ISSUER, name, RESOURCE, seconds=3600, client_id=name)
+
+    attacker = Client(LOCAL_ATTACKER.source, token=token("mallory"))
+    victims = tuple(
+        Client(v.source, token=token(name)) for v, name in zip(LOCAL_VICTIMS, ("alice", "bob"), strict=True)
+    )
+    with Stack(run_dir=run_dir, port=free_port(), app_env=auth_env, **SETTINGS) as stack:
+        yield LocalTarget(stack, attacker, victims)
 
 
 @contextlib.contextmanager
