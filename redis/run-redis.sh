@@ -29,10 +29,8 @@ acl() { # acl FILE: its users, each with its hash filled in, or off without one
         tag=$(printf %s "$user" | tr a-z A-Z)
         if [ -s "$users/$user.sha256" ]; then
             hash=$(tr -d ' \n' <"$users/$user.sha256")
-            case "$hash" in
-                *[!0-9a-f]*) echo "run-redis: $users/$user.sha256 is not a SHA-256 in hex" >&2; exit 1 ;;
-            esac
-            [ "${#hash}" -eq 64 ] || { echo "run-redis: $users/$user.sha256 is not a SHA-256 in hex" >&2; exit 1; }
+            printf %s "$hash" | grep -Eqx '[0-9a-f]{64}' ||
+                { echo "run-redis: $users/$user.sha256 is not a SHA-256 in hex" >&2; exit 1; }
             edits="$edits s/#@${tag}_SHA256@/#$hash/;"
         else
             edits="$edits s/ on #@${tag}_SHA256@/ off/;"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from starlette.requests import Request
 from starlette.types import Scope
 
 from app.auth.principal import principal_hash, principal_of
@@ -29,6 +30,12 @@ def client_of(scope: Scope) -> ClientId:
     if principal is not None:
         return ClientId(f"principal:{principal_hash(principal)}", "this principal")
     return ClientId(f"address:{client_address(scope)}", "this client address")
+
+
+def client_of_request(request: object) -> ClientId:
+    """The client of an MCP request's transport request (the SDK's `ctx.request`): its HTTP request's, or, on a
+    transport without one, the one client "unknown"."""
+    return client_of(request.scope if isinstance(request, Request) else {})
 
 
 def client_address(scope: Scope) -> str:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -11,6 +10,7 @@ from redis.asyncio import Redis
 
 from app.http.clients import ClientId
 from app.server.capacity import AtCapacity
+from app.server.shares import ClientShares
 from app.shared.redis import applied_once, run_once, unavailable_on_error
 from app.shared.runs import written_once
 
@@ -44,34 +44,15 @@ class MemoryBulletins:
     `per_client` of the topics it began: past it, its own least recently published goes, never another's."""
 
     def __init__(self, limit: int = 1000, per_client: int = MAX_TOPICS_PER_CLIENT) -> None:
-        self._limit = limit
-        self._per_client = per_client
-        self._topics: OrderedDict[str, Bulletin] = OrderedDict()
-        self._beginner: dict[str, str] = {}  # topic -> the key of the client that began it
-        self._begun: defaultdict[str, OrderedDict[str, None]] = defaultdict(OrderedDict)  # client key -> its topics
+        self._topics: ClientShares[Bulletin] = ClientShares(limit, per_client)
 
     async def publish(self, topic: str, text: str, client: ClientId) -> Bulletin:
         async def put() -> Bulletin:
-            if topic not in self._topics:
-                if len(self._begun[client.key]) >= self._per_client:
-                    self._forget(next(iter(self._begun[client.key])))
-                self._beginner[topic] = client.key
-            current = Bulletin(version=self._topics.pop(topic, NO_UPDATES).version + 1, text=text)
-            self._topics[topic] = current
-            self._begun[self._beginner[topic]][topic] = None
-            self._begun[self._beginner[topic]].move_to_end(topic)
-            while len(self._topics) > self._limit:
-                self._forget(next(iter(self._topics)))
+            current = Bulletin(version=self._topics.get(topic, NO_UPDATES).version + 1, text=text)
+            self._topics.put(topic, current, client.key)
             return current
 
         return await written_once(put)
-
-    def _forget(self, topic: str) -> None:
-        del self._topics[topic]
-        beginner = self._beginner.pop(topic)
-        del self._begun[beginner][topic]
-        if not self._begun[beginner]:
-            del self._begun[beginner]
 
     async def read(self, topic: str) -> Bulletin:
         return self._topics.get(topic, NO_UPDATES)

@@ -7,13 +7,13 @@ Redis (every instance counts alike).
 from __future__ import annotations
 
 import secrets
-from collections import OrderedDict, defaultdict
 from typing import Protocol
 
 from redis.asyncio import Redis
 
 from app.http.clients import ClientId
 from app.server.capacity import AtCapacity
+from app.server.shares import ClientShares
 from app.shared.redis import applied_once, run_once
 from app.shared.runs import written_once
 
@@ -47,22 +47,12 @@ class MemoryHandleCounters:
     keeps `per_client`: past it, that client's own least recently used goes, never another client's."""
 
     def __init__(self, limit: int, per_client: int = MAX_HANDLES_PER_CLIENT) -> None:
-        self._limit = limit
-        self._per_client = per_client
-        self._counts: OrderedDict[str, int] = OrderedDict()
-        self._opener: dict[str, str] = {}  # handle -> the key of the client that opened it
-        self._held: defaultdict[str, OrderedDict[str, None]] = defaultdict(OrderedDict)  # client key -> its handles
+        self._counts: ClientShares[int] = ClientShares(limit, per_client)
 
     async def open(self, client: ClientId) -> str:
         async def add() -> str:
-            if len(self._held[client.key]) >= self._per_client:
-                self._forget(next(iter(self._held[client.key])))
             handle = new_handle()
-            self._counts[handle] = 0
-            self._opener[handle] = client.key
-            self._held[client.key][handle] = None
-            while len(self._counts) > self._limit:
-                self._forget(next(iter(self._counts)))
+            self._counts.put(handle, 0, client.key)
             return handle
 
         return await written_once(add)
@@ -71,19 +61,11 @@ class MemoryHandleCounters:
         async def add() -> int:
             if handle not in self._counts:
                 raise LookupError(UNKNOWN_HANDLE)
-            self._counts[handle] += 1
-            self._counts.move_to_end(handle)
-            self._held[self._opener[handle]].move_to_end(handle)
-            return self._counts[handle]
+            count = self._counts.get(handle, 0) + 1
+            self._counts.put(handle, count, client.key)
+            return count
 
         return await written_once(add)
-
-    def _forget(self, handle: str) -> None:
-        del self._counts[handle]
-        opener = self._opener.pop(handle)
-        del self._held[opener][handle]
-        if not self._held[opener]:
-            del self._held[opener]
 
 
 # A new counter at 0, unless `limit` live ones exist (0 then) or the client's index KEYS[3] holds ARGV[3] (-1);

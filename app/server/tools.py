@@ -25,9 +25,8 @@ from mcp.server.mcpserver import (
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CreateMessageResult, SamplingMessage, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
-from starlette.requests import Request
 
-from app.http.clients import ClientId, client_of
+from app.http.clients import ClientId, client_of_request
 from app.server.bulletins import Bulletins
 from app.server.capacity import AtCapacity
 from app.server.counters import HANDLE_PATTERN, HandleCounters
@@ -140,8 +139,7 @@ def build_server(demo: Demo, log_level: str = "INFO") -> MCPServer:
 
 def client_of_call(ctx: Context) -> ClientId:
     """Who the call comes from (its HTTP request's principal or address), as the per-client bounds count it."""
-    request = ctx.request_context.request
-    return client_of(request.scope if isinstance(request, Request) else {})
+    return client_of_request(ctx.request_context.request)
 
 
 def _add_file_tool(mcp: MCPServer, data_dir: Path) -> None:

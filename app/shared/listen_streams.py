@@ -10,9 +10,8 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_REQUEST, SubscriptionsListenRequestParams, SubscriptionsListenResult
-from starlette.requests import Request
 
-from app.http.clients import client_of
+from app.http.clients import client_of_request
 from app.shared.runs import NOT_RUN
 
 MAX_LISTEN_STREAMS_PER_CLIENT = 64  # on one instance, which holds 1,024 in all
@@ -30,8 +29,7 @@ class ListenStreamsPerClient:
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
     ) -> SubscriptionsListenResult:
-        request = ctx.request
-        client = client_of(request.scope if isinstance(request, Request) else {})
+        client = client_of_request(ctx.request)
         if self._held[client.key] >= self._per_client:
             message = f"{client.words} holds {self._per_client} listen streams, the most one client may; {NOT_RUN}"
             raise MCPError(INVALID_REQUEST, f"{message}: end one first")
