@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+import psutil
 
 from issuer.signing import SigningKey
 from loadtest.attacks.clients import (
@@ -24,7 +25,6 @@ from loadtest.compose import ComposeStack, docker_cli
 from loadtest.stack import Stack, free_port
 from loadtest.topology import INSTANCES
 
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 ISSUER, RESOURCE = "https://issuer.attacks.test", "http://127.0.0.1/mcp"
 PRESET = "stateful-sse"
 # What every attack runs against: the session policy and the Redis store, authentication off (every bound is then
@@ -64,22 +64,25 @@ class LocalTarget:
         found: dict[str, float] = {}
         for proc in self.stack.procs:
             if (kind := _kind(proc.name)) is not None:
-                found[kind] = max(found.get(kind, 0.0), group_rss_kib(proc.pid) / 1024)
+                found[kind] = max(found.get(kind, 0.0), tree_rss_kib(proc.pid) / 1024)
         return found
 
     def died(self) -> list[str]:
         return [proc.name for proc in self.stack.procs if not proc.alive()]
 
 
-def group_rss_kib(pgid: int) -> int:
-    """The resident memory of every process in the process group `pgid` (the stack starts each in its own)."""
+def tree_rss_kib(pid: int) -> int:
+    """The resident memory of a process and its descendants (nginx's workers, uvicorn's), as the soak reads it."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
     total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rpartition(")")[2].split()
-            if int(fields[2]) == pgid:  # field 5 of /proc/<pid>/stat: the process group
-                total += int(fields[21]) * PAGE_KIB  # field 24: resident pages
-    return total
+    for process in tree:
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_info().rss
+    return total // 1024
 
 
 @dataclass
