@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -81,6 +82,7 @@ class Proc:
     port: int
     health_url: str | None  # None: checked with a Redis PING instead
     started: int = 0  # the kernel's start time of `pid`, so a reused pid is never mistaken for ours
+    ready_file: str | None = None  # ready once this file exists too (a Redis server's: it has the functions)
 
     def alive(self) -> bool:
         return process_alive(self.pid) and _start_time(self.pid) == self.started
@@ -293,7 +295,8 @@ class Stack:
         data.mkdir(exist_ok=True)
         cmd = ["sh", str(RUN_REDIS), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data)]
         env = {**self._redis_env(name), **({"REDIS_REPLICA_OF": f"127.0.0.1 {replica_of}"} if replica_of else {})}
-        return self._spawn(name, port, None, [*cmd, *self.redis_persistence, *REDIS_MEMORY], env, log_mode)
+        proc = self._spawn(name, port, None, [*cmd, *self.redis_persistence, *REDIS_MEMORY], env, log_mode)
+        return dataclasses.replace(proc, ready_file=env["REDIS_RUN_DIR"] + "/functions-loaded")
 
     def _redis_env(self, name: str) -> dict[str, str]:
         """A Redis process's settings: a server holds the replica user's secret, a Sentinel the sentinel user's."""
@@ -613,6 +616,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 def _healthy(proc: Proc) -> bool:
+    if proc.ready_file is not None and not Path(proc.ready_file).exists():
+        return False
     if proc.health_url is None:
         try:
             with socket.create_connection(("127.0.0.1", proc.port), timeout=1) as sock:

@@ -11,12 +11,16 @@
 #   REDIS_SENTINEL_PASSWORD_FILE  a Sentinel's: the sentinel user's password
 # The generated files, which hold the passwords, go to $REDIS_RUN_DIR, never to the command line.
 # The default user is off: a client must log in as one of the users.
+# A server loads the layer's Redis Functions (load-functions.sh) once it answers, as the `loader` user, whose
+# password is made at each start and kept by no file; $REDIS_RUN_DIR/functions-loaded then says it has them.
 set -eu
 here=$(dirname "$0")
 run=${REDIS_RUN_DIR:-/tmp/redis}
 users=${REDIS_USERS_DIR:?run-redis: set REDIS_USERS_DIR to the folder of the users\' <user>.sha256 files}
 mkdir -p "$run"
 umask 077
+loader_password=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+loader_hash=$(printf %s "$loader_password" | sha256sum | cut -d ' ' -f 1)
 
 secret() { # secret FILE: its content, which must not be empty
     value=$(cat "$1")
@@ -24,7 +28,7 @@ secret() { # secret FILE: its content, which must not be empty
     printf %s "$value"
 }
 acl() { # acl FILE: its users, each with its hash filled in, or off without one
-    edits=""
+    edits=" s/#@LOADER_SHA256@/#$loader_hash/;"
     for user in mcp replica sentinel admin; do
         tag=$(printf %s "$user" | tr a-z A-Z)
         if [ -s "$users/$user.sha256" ]; then
@@ -90,4 +94,14 @@ case "${REDIS_APPS_URL:-}" in redis+sentinel://*) min_replicas=${REDIS_MIN_REPLI
         echo "min-replicas-max-lag ${REDIS_MIN_REPLICAS_MAX_LAG:-5}"
     fi
 } >"$run/redis.conf"
+port=6379 previous=""
+for option in "$@"; do
+    [ "$previous" != --port ] || port=$option
+    previous=$option
+done
+rm -f "$run/functions-loaded"
+(
+    export REDISCLI_AUTH="$loader_password" REDIS_FUNCTIONS_WAIT=3600 REDIS_FUNCTIONS_FOR_PID=$$
+    sh "$here/load-functions.sh" -h 127.0.0.1 -p "$port" --user loader && touch "$run/functions-loaded"
+) &
 exec redis-server "$run/redis.conf" "$@"

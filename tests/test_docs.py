@@ -94,6 +94,7 @@ RUN_ELSEWHERE = {
     "attacks-quick": "tests/test_attacks.py",
     "matrix-quick": "tests/test_matrix.py",
     "pip-install": "tests/test_package.py",
+    "load-functions": "tests/test_redis_lockdown.py",
 }
 # Compose v2, then the stand-in images (the walk-through's order for a machine without them), then the rest.
 SETUP = ["compose-v2", "compose-images"]

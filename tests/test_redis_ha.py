@@ -15,8 +15,8 @@ from app.shared.redis import (
     RedisUnavailable,
     applied_once,
     connect,
+    run_function,
     run_once,
-    run_script,
     sentinel_address,
 )
 from loadtest.faults.load import CountingLoad
@@ -50,7 +50,7 @@ def test_a_primary_failover_loses_no_session_and_no_acknowledged_write(tmp_path)
 @pytest.mark.anyio
 async def test_a_write_no_replica_took_is_refused_not_acknowledged(redis_url):
     redis = connect(redis_url, replicas_to_wait=1)  # a Redis with no replica at all
-    script = redis.register_script(applied_once("return redis.call('INCR', KEYS[1])"))
+    script = applied_once("return redis.call('INCR', KEYS[1])").bound_to(redis)
     try:
         with pytest.raises(RedisUnavailable, match=r"Redis\) is unavailable \(NotReplicated\)"):
             await run_once(script, ["test:ha:counter"], [])
@@ -67,14 +67,14 @@ async def test_a_write_sent_again_is_answered_only_once_the_replica_has_it(tmp_p
     replica lags (its answer alone is no proof), and answered once the replica has it."""
     with Stack(run_dir=tmp_path, store="redis", port=free_port(), **HA) as stack:
         sends = [connect(stack.redis_url, replicas_to_wait=1) for _ in range(2)]
-        scripts = [redis.register_script(applied_once("return redis.call('INCR', KEYS[1])")) for redis in sends]
+        scripts = [applied_once("return redis.call('INCR', KEYS[1])").bound_to(redis) for redis in sends]
         sent = {"keys": ["test:ha:resent", CALL.format("call-1")], "args": [CALL_KEPT_MS]}
         try:
             with stack.paused("redis-replica"):
                 for script in scripts:
                     with pytest.raises(RedisUnavailable, match=r"\(NotReplicated\)"):
-                        await run_script(script, **sent)
-            assert await run_script(scripts[1], **sent) == 1  # applied once, now on the replica too
+                        await run_function(script, **sent)
+            assert await run_function(scripts[1], **sent) == 1  # applied once, now on the replica too
         finally:
             for redis in sends:
                 await redis.aclose()

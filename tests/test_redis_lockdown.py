@@ -5,10 +5,12 @@ redis-server, uvicorn instances and nginx (the local stack)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -16,13 +18,16 @@ import redis
 import requests
 
 from app.cluster.lease import OWNER_TIMEOUT_SECONDS
+from app.cluster.registry import _LOOKUP
 from app.sessions.quota import MAX_OPENING_BYTES
 from app.shared import keys
+from app.shared.functions import every_function
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
 from loadtest.stack import Stack, free_port
-from loadtest.topology import INSTANCES
+from loadtest.topology import INSTANCES, PROJECT_ROOT
 from tests.utils.clients import ask, every_operation, modern_call, session, wait_for
+from tests.utils.docs import run_block_in
 
 pytestmark = pytest.mark.anyio
 OPENING = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "lockdown", "version": "1"}}
@@ -36,6 +41,12 @@ def stack(stack_for) -> Stack:
 
 def app_user(stack: Stack) -> redis.Redis:
     return redis.Redis(port=stack.proc("redis").port, username="mcp", password=stack.password(), socket_timeout=2)
+
+
+def loaded_functions(stack: Stack) -> set[str]:
+    """The names of the function libraries the stack's Redis holds (FUNCTION LIST, as admin)."""
+    with stack.redis_client("redis") as admin:
+        return {dict(zip(e[::2], e[1::2], strict=True))[b"library_name"].decode() for e in admin.function_list()}
 
 
 def test_redis_lets_in_only_its_users_and_the_apps_reach_only_their_keys(stack):
@@ -56,6 +67,56 @@ def test_redis_lets_in_only_its_users_and_the_apps_reach_only_their_keys(stack):
     ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             refused()
+
+
+def test_the_apps_call_the_layers_functions_and_run_no_other_lua(stack):
+    """Redis loaded every function at start (run-redis.sh); the apps' user may call them, not load or run Lua."""
+    assert {function.name for function in every_function()} <= loaded_functions(stack)
+    apps = app_user(stack)
+    assert apps.fcall(_LOOKUP.name, 1, "mcp:session:none", "mcp:owner:") is None
+    busy_loop = "while true do end"
+    for refused in (
+        lambda: apps.eval(busy_loop, 0),
+        lambda: apps.eval_ro(busy_loop, 0),
+        lambda: apps.script_load(busy_loop),
+        lambda: apps.evalsha(hashlib.sha1(busy_loop.encode()).hexdigest(), 0),
+        lambda: apps.function_load(
+            f"#!lua name=mcp_loop\nredis.register_function('mcp_loop', function() {busy_loop} end)"
+        ),
+        lambda: apps.function_delete(_LOOKUP.name),
+        lambda: apps.function_flush(),
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            refused()
+
+
+def test_the_docs_command_loads_the_functions_into_a_redis_that_lacks_them(stack, tmp_path):
+    every = {function.name for function in every_function()}
+    port = str(stack.proc("redis").port)
+    with stack.redis_client("redis") as admin:
+        admin.function_flush()
+    as_admin = {
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": port,
+        "REDIS_ADMIN_PASSWORD_FILE": str(stack.password_file("admin")),
+    }
+    first = run_block_in("load-functions", tmp_path, env=as_admin)
+    assert (first.returncode, loaded_functions(stack)) == (0, every), first.stderr
+    assert run_block_in("load-functions", tmp_path, env=as_admin).returncode == 0  # again: nothing changes
+    assert (loaded_functions(stack), cap.basic_tool(session(stack.url)).failure) == (every, None)
+    with stack.redis_client("redis") as admin:
+        admin.function_delete(_LOOKUP.name)
+    as_apps = subprocess.run(  # the apps' user may not load one
+        ["sh", "redis/load-functions.sh", "-h", "127.0.0.1", "-p", port, "--user", "mcp"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "REDISCLI_AUTH": stack.password()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert as_apps.returncode == 1 and "load-functions: Redis refused" in as_apps.stderr and "NOPERM" in as_apps.stderr
+    assert run_block_in("load-functions", tmp_path, env=as_admin).returncode == 0
+    assert loaded_functions(stack) == every
 
 
 def test_every_capability_needs_no_command_the_acl_refuses(stack):

@@ -50,7 +50,7 @@ def failing(failure):
 
 async def test_a_script_sent_again_with_its_call_id_returns_the_first_answer(redis_url):
     redis = Redis.from_url(redis_url)
-    script = redis.register_script(applied_once("return redis.call('INCRBY', KEYS[1], ARGV[1])"))
+    script = applied_once("return redis.call('INCRBY', KEYS[1], ARGV[1])").bound_to(redis)
     sent = {"keys": ["resent", CALL.format("call-1")], "args": [5, CALL_KEPT_MS]}
     first, again = await script(**sent), await script(**sent)
     another = await script(keys=["resent", CALL.format("call-2")], args=[5, CALL_KEPT_MS])

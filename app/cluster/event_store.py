@@ -78,8 +78,8 @@ class RedisEventStore(EventStore):
         self._redis = redis
         self._may_store = may_store  # False: this process may not act for the session (app/cluster/lease.py)
         self._max_events = max_events
-        self._store = redis.register_script(_STORE)
-        self._catch_up = redis.register_script(_CATCH_UP)
+        self._store = _STORE.bound_to(redis)
+        self._catch_up = _CATCH_UP.bound_to(redis)
         self._key = EVENTS.format(session_id)
         self._ttl_ms = int(ttl_seconds * 1000)
         self._live = live

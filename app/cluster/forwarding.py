@@ -300,7 +300,7 @@ async def cluster_secret(redis: Redis) -> bytes:
         value = await redis.get(CLUSTER_SECRET)
         if not _hex_digits(value, 64):
             log.error("refused the forwarding secret in Redis (%s), and replaced it", _describe(value))
-            value = await redis.register_script(REPLACE_IF_SAME)(keys=[CLUSTER_SECRET], args=[value or b"", ours])
+            value = await REPLACE_IF_SAME.bound_to(redis)(keys=[CLUSTER_SECRET], args=[value or b"", ours])
     if not _hex_digits(value, 64):
         raise RedisUnavailable(ValueError(f"{CLUSTER_SECRET} holds no secret"))
     return bytes.fromhex(value.decode())

@@ -25,7 +25,14 @@ from app.auth.principal import ANONYMOUS
 from app.cluster.lease import HEARTBEAT_SECONDS, OWNER_TIMEOUT_SECONDS, Lease
 from app.shared import keys
 from app.shared.bus import LIST_LOGS
-from app.shared.redis import RedisUnavailable, closed_as_redis_error, dedicated_client, run_script, unavailable_on_error
+from app.shared.functions import ALLOW_OOM, NO_WRITES, RedisFunction
+from app.shared.redis import (
+    RedisUnavailable,
+    closed_as_redis_error,
+    dedicated_client,
+    run_function,
+    unavailable_on_error,
+)
 
 CONFIRM_EVERY_SECONDS = 1.0  # a local session re-checks that it is still ours at most this often
 LOOKUP_CACHE_SECONDS = 1.0
@@ -54,7 +61,7 @@ local function heard_from_now(old, first_name)
 end
 """
 # ARGV[6..]: the lists' names (KEYS[2..] their logs): a session hears every change of them from its start.
-_REGISTER = (
+_REGISTER = RedisFunction(
     _HEARD_FROM_NOW
     + """
 local heard = cjson.encode(heard_from_now({}, 6))
@@ -64,20 +71,27 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[4])
 """
 )
 # 1: still ours (and its expiry pushed back); 0: another process took it over; -1: no record.
-_CONFIRM = """
+# A full Redis still confirms: only an expiry moves, and an owner that could not confirm would stop serving.
+_CONFIRM = RedisFunction(
+    """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
 if owner then return 0 end
 return -1
-"""
-_LOOKUP = """
+""",
+    flags=(ALLOW_OOM,),
+)
+_LOOKUP = RedisFunction(
+    """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner then return nil end
 return {owner, redis.call('GET', ARGV[1] .. owner) or '', redis.call('HGET', KEYS[1], 'principal') or ''}
-"""
+""",
+    flags=(NO_WRITES,),
+)
 # A claim re-sent after a timeout finds itself the owner: the first copy's answer, not a second generation. An
 # owner whose heartbeat key lives holds its lease (app/cluster/lease.py): its sessions are not taken.
-_CLAIM = """
+_CLAIM = RedisFunction("""
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal', 'heard') end
 if owner ~= ARGV[1] or redis.call('EXISTS', ARGV[4] .. owner) == 1 then return nil end
@@ -85,17 +99,17 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal', 'heard')
-"""
+""")
 # Handing a session over on shutdown: the owner becomes a name with no heartbeat, so the next instance that
 # gets one of its requests claims it at once.
-_RELEASE = """
+_RELEASE = RedisFunction("""
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
 return 1
-"""
+""")
 # ARGV[3..]: the lists' names and the subscribed URIs (KEYS[2..] their logs): a resource newly subscribed to is
 # heard from now on.
-_SAVE_SUBSCRIPTIONS = (
+_SAVE_SUBSCRIPTIONS = RedisFunction(
     _HEARD_FROM_NOW
     + """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
@@ -104,10 +118,13 @@ redis.call('HSET', KEYS[1], 'heard', cjson.encode(heard_from_now(old, 3)))
 return redis.call('HSET', KEYS[1], 'subs', ARGV[2])
 """
 )
-_FORGET = """
+_FORGET = RedisFunction(
+    """
 if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
 return 0
-"""
+""",
+    flags=(ALLOW_OOM,),  # it frees memory
+)
 
 
 @dataclass(frozen=True)
@@ -166,13 +183,13 @@ class SessionRegistry:
         self._check_all = anyio.Event()  # set when the lease is regained after a lapse, or a session was lost
         self._lost: set[str] = set()  # sessions Redis said are no longer ours, for the sweep to hand on
         self._ttl_ms = int(ttl_seconds * 1000)
-        self._register = redis.register_script(_REGISTER)
-        self._confirm = redis.register_script(_CONFIRM)
-        self._lookup = redis.register_script(_LOOKUP)
-        self._claim = redis.register_script(_CLAIM)
-        self._forget = redis.register_script(_FORGET)
-        self._save_subscriptions = redis.register_script(_SAVE_SUBSCRIPTIONS)
-        self._release = redis.register_script(_RELEASE)
+        self._register = _REGISTER.bound_to(redis)
+        self._confirm = _CONFIRM.bound_to(redis)
+        self._lookup = _LOOKUP.bound_to(redis)
+        self._claim = _CLAIM.bound_to(redis)
+        self._forget = _FORGET.bound_to(redis)
+        self._save_subscriptions = _SAVE_SUBSCRIPTIONS.bound_to(redis)
+        self._release = _RELEASE.bound_to(redis)
         self._owned: dict[str, _Hold] = {}  # the sessions this process owns
         self._lookups: dict[str, tuple[Owner, float]] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()  # the last ENDED_REMEMBERED sessions ended here
@@ -398,6 +415,6 @@ class SessionRegistry:
         names = [keys.SESSION.format(session_id), *([extra_key] if extra_key else [])]
         names += [keys.UPDATES.format(name) for name in logs]
         if write:
-            return await run_script(script, names, list(args))
+            return await run_function(script, names, list(args))
         with unavailable_on_error():
             return await script(keys=names, args=list(args))

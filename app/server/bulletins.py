@@ -89,7 +89,7 @@ class RedisBulletins:
         self._redis = redis
         self._limit = limit
         self._per_client = per_client
-        self._publish = redis.register_script(_PUBLISH)
+        self._publish = _PUBLISH.bound_to(redis)
 
     async def publish(self, topic: str, text: str, client: ClientId) -> Bulletin:
         keys = [BULLETIN_KEY.format(topic), BULLETIN_INDEX_KEY, CLIENT_BULLETINS_KEY.format(client.key)]

@@ -106,8 +106,8 @@ class RedisHandleCounters:
         self._ttl = max(1, int(ttl_seconds))
         self._limit = limit
         self._per_client = per_client
-        self._open = redis.register_script(_OPEN_HANDLE)
-        self._increment = redis.register_script(_INCREMENT_HANDLE)
+        self._open = _OPEN_HANDLE.bound_to(redis)
+        self._increment = _INCREMENT_HANDLE.bound_to(redis)
 
     async def open(self, client: ClientId) -> str:
         handle = new_handle()

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 
 from app.shared import keys
-from app.shared.redis import run_script
+from app.shared.functions import RedisFunction
+from app.shared.redis import run_function
 
 MAX_KEPT_REQUESTS = 1000
 MAX_KEPT_ANSWER_BYTES = 64 * 1024
@@ -141,7 +142,7 @@ local function keep_for(horizon)
 end
 """
 # ARGV: the key, the digest, the owner, the generation, the horizon (ms), the most records a session keeps.
-_BEGIN = (
+_BEGIN = RedisFunction(
     _DROP
     + """
 local clock = redis.call('TIME')
@@ -166,7 +167,7 @@ return {'run'}
 )
 # ARGV: the key, the owner, the generation, the answer ('': none, a retry runs it again), the most bytes one
 # answer and all of a session's may take, the horizon (ms). The first answer recorded stays.
-_FINISH = (
+_FINISH = RedisFunction(
     _DROP
     + """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
@@ -201,25 +202,25 @@ return 1
 
 class RedisLedger:
     """Records in Redis, read by every instance that may serve the session; written with WAIT like every write
-    (`run_script`), so a recorded answer outlives a Redis failover too."""
+    (`run_function`), so a recorded answer outlives a Redis failover too."""
 
     def __init__(self, redis: Redis, horizon_seconds: float, max_requests: int = MAX_KEPT_REQUESTS) -> None:
         self._horizon_ms = int(horizon_seconds * 1000)
         self._max_requests = max_requests
-        self._begin = redis.register_script(_BEGIN)
-        self._finish = redis.register_script(_FINISH)
+        self._begin = _BEGIN.bound_to(redis)
+        self._finish = _FINISH.bound_to(redis)
 
     async def begin(self, session_id: str, key: str, digest: str, tenure: Tenure) -> Begun:
         owner, generation = tenure
         args = [key, digest, owner, generation, self._horizon_ms, self._max_requests]
-        answer = await run_script(self._begin, _keys(session_id), args)
+        answer = await run_function(self._begin, _keys(session_id), args)
         verdict = Verdict(answer[0].decode())
         return Begun(verdict, answer[1] if len(answer) > 1 else None)
 
     async def finish(self, session_id: str, key: str, tenure: Tenure, answer: bytes | None) -> None:
         owner, generation = tenure
         args = [key, owner, generation, answer or b"", MAX_KEPT_ANSWER_BYTES, MAX_KEPT_BYTES, self._horizon_ms]
-        await run_script(self._finish, _keys(session_id), args)
+        await run_function(self._finish, _keys(session_id), args)
 
 
 def _keys(session_id: str) -> list[str]:

@@ -36,7 +36,8 @@ from app.http.messages import (
     send_error,
 )
 from app.shared import keys
-from app.shared.redis import RedisUnavailable, applied_once, run_once, run_script
+from app.shared.functions import ALLOW_OOM, RedisFunction
+from app.shared.redis import RedisUnavailable, applied_once, run_function, run_once
 from app.shared.runs import DID_NOT_RUN, NOT_RUN
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return true
 """)
 # The reservation ARGV[1] became the session ARGV[2] (or, without ARGV[2], was let go).
-_SETTLE = """
+# A full Redis still settles: a member only changes its name (a reservation's becomes its session's).
+_SETTLE = RedisFunction(
+    """
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[2] then redis.call('ZADD', KEYS[1], 0, ARGV[2]) redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 1
-"""
+""",
+    flags=(ALLOW_OOM,),
+)
 
 
 @dataclass(frozen=True)
@@ -123,8 +128,8 @@ class RedisSessionCounts:
     """The cluster's count, in Redis: every instance reserves in the same sorted set."""
 
     def __init__(self, redis: Redis) -> None:
-        self._reserve = redis.register_script(_RESERVE)
-        self._settle = redis.register_script(_SETTLE)
+        self._reserve = _RESERVE.bound_to(redis)
+        self._settle = _SETTLE.bound_to(redis)
 
     def scope(self) -> str:
         return ""
@@ -137,7 +142,7 @@ class RedisSessionCounts:
 
     async def settle(self, client: Client, reservation: str, session_id: str | None) -> None:
         counts = [keys.CLIENT_SESSIONS.format(client.key)]
-        await run_script(self._settle, counts, [reservation, *([session_id, _kept_ms()] if session_id else [])])
+        await run_function(self._settle, counts, [reservation, *([session_id, _kept_ms()] if session_id else [])])
 
 
 def _kept_ms() -> int:

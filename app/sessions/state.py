@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from app.http.messages import SESSION_ID_HEADER
 from app.shared import keys
+from app.shared.functions import NO_WRITES, RedisFunction
 from app.shared.redis import RedisUnavailable, applied_once, run_once, unavailable_on_error
 from app.shared.runs import mark_transient, retry_advice, written_once
 
@@ -158,10 +159,13 @@ local function full(field, size)
   return count >= {MAX_KEYS} or bytes > {MAX_STATE_BYTES}
 end
 """
-_GET = """
+_GET = RedisFunction(
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 return {1, redis.call('HGET', KEYS[1], ARGV[1])}
-"""
+""",
+    flags=(NO_WRITES,),
+)
 # Written only by the owner that holds the session now: ARGV[3] its id, ARGV[4] the generation it got.
 _FENCE = """
 local function moved()
@@ -204,9 +208,9 @@ class RedisSessionState:
 
     def __init__(self, redis: Redis, tenure: Tenure) -> None:
         self._tenure = tenure
-        self._get = redis.register_script(_GET)
-        self._set = redis.register_script(_SET)
-        self._increment = redis.register_script(_INCREMENT)
+        self._get = _GET.bound_to(redis)
+        self._set = _SET.bound_to(redis)
+        self._increment = _INCREMENT.bound_to(redis)
 
     async def get(self, session_id: str, key: str) -> str | None:
         with unavailable_on_error():

@@ -110,7 +110,7 @@ class RedisSubscriptionBus(InMemorySubscriptionBus):
         self._redis = redis
         self._origin = origin
         self._may_publish = may_publish  # False: this process stopped acting for its sessions (app/cluster/lease.py)
-        self._publish = redis.register_script(_PUBLISH)
+        self._publish = _PUBLISH.bound_to(redis)
         self._handlers: list[Handler] = []
         self._heard: OrderedDict[bytes, None] = OrderedDict()  # the last REMEMBERED_EVENTS messages
 

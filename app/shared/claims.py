@@ -38,7 +38,7 @@ class Claims:
         self._key = key  # a format string with one {}: the name
         self.ttl_seconds = ttl_seconds
         self._here: OrderedDict[str, float] = OrderedDict()  # name -> when its claim lapses
-        self._claim = redis.register_script(_CLAIM) if redis is not None else None
+        self._claim = _CLAIM.bound_to(redis) if redis is not None else None
 
     async def first(self, name: str) -> bool:
         """True the first time `name` is claimed while its claim lasts, False after. Redis errors raise

@@ -18,12 +18,12 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.metrics import InstanceMetrics
+from app.shared.functions import BoundFunction, FunctionNotLoaded, RedisFunction, is_missing
 from app.shared.keys import CALL
 from app.shared.runs import current_run, mark_transient, retry_advice
 
@@ -40,10 +40,10 @@ T = TypeVar("T")
 
 
 # Replace a value refused as poisoned, unless another instance replaced it first: all end up with one value.
-REPLACE_IF_SAME = """
+REPLACE_IF_SAME = RedisFunction("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
 return redis.call('GET', KEYS[1])
-"""
+""")
 
 
 class RedisUnavailable(RuntimeError):
@@ -56,6 +56,8 @@ class RedisUnavailable(RuntimeError):
             self.what, may_have_run = "the shared store (Redis) is full and refuses writes (maxmemory)", False
         elif isinstance(cause, ResponseError) and NO_REPLICAS in str(cause):  # min-replicas-to-write
             self.what, may_have_run = "the shared store (Redis) has no replica in sync and refuses writes", False
+        elif isinstance(cause, FunctionNotLoaded):
+            self.what, may_have_run = f"the shared store (Redis) is not set up for this version: {cause}", False
         else:
             self.what = "the shared store (Redis) is unavailable" + (f" ({type(cause).__name__})" if cause else "")
         super().__init__(f"{self.what}; {retry_advice(may_have_run)}")
@@ -169,7 +171,7 @@ def observed(redis: Redis) -> Iterator[None]:
 
 
 def _count_outage(metrics: InstanceMetrics, exc: Exception) -> None:
-    """Count a Redis that was away, timed out or full (not a script it lacked, which it loads)."""
+    """Count a Redis that was away, timed out or full (not a function it lacked, which it loads)."""
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OutOfMemoryError)) or _closed_under_command(exc):
         metrics.redis_errors.inc()
 
@@ -243,7 +245,7 @@ def dedicated_client(redis: Redis) -> Redis:
 async def durable(redis: Redis, *command: object):
     """Send one write command and answer once `replicas_to_wait` replicas have it too (WAIT, on the same
     connection, in one round trip); fewer in time raise RedisUnavailable: the write may stay there, as any
-    unanswered call's may. Other Redis errors become RedisUnavailable too, except a missing script."""
+    unanswered call's may. Other Redis errors become RedisUnavailable too, except a missing function."""
     wait = getattr(redis, "replicas_to_wait", 0)
 
     async def replicated():
@@ -260,39 +262,39 @@ async def durable(redis: Redis, *command: object):
         if not wait:
             return await redis.execute_command(*command)
         return await patiently(redis, replicated)
-    except NoScriptError:
-        raise
     except NotReplicated as exc:
         raise RedisUnavailable(exc, may_have_run=True) from exc
     except (RedisError, RuntimeError) as exc:
-        if as_unavailable(exc) is None:
+        if is_missing(exc) or as_unavailable(exc) is None:
             raise
         raise RedisUnavailable(exc, may_have_run=True) from exc  # sent: Redis may have applied it
 
 
-async def run_script(script: AsyncScript, keys: Sequence[str], args: Sequence[object]):
-    """Run a write script `durable`, loading it first where Redis does not have it (a restarted Redis)."""
-    redis = script.registered_client
+async def run_function(function: BoundFunction, keys: Sequence[str], args: Sequence[object]):
+    """Run a write function `durable`, loading it first where Redis lacks it and this user may load it."""
+    command = ("FCALL", function.name, len(keys), *keys, *args)
     try:
-        return await durable(redis, "EVALSHA", script.sha, len(keys), *keys, *args)
-    except NoScriptError:
-        with unavailable_on_error():
-            await redis.script_load(script.script)
-        return await durable(redis, "EVALSHA", script.sha, len(keys), *keys, *args)
+        return await durable(function.redis, *command)
+    except ResponseError as exc:
+        if not is_missing(exc):
+            raise
+    with unavailable_on_error():
+        await function.load()
+    return await durable(function.redis, *command)
 
 
 class NotReplicated(RuntimeError):
     pass
 
 
-def applied_once(body: str) -> str:
-    """A write script that a re-send (same call id: its last key) runs as a no-op returning the first answer.
+def applied_once(body: str) -> RedisFunction:
+    """A write function that a re-send (same call id: its last key) runs as a no-op returning the first answer.
 
     `body` reads KEYS and ARGV as usual (the wrapper's own are the last of each) and returns its answer; it
     returns `nothing_written(answer)` where it changed nothing (refused, full, moved), which keeps no answer:
     a later run of the same write decides afresh.
     """
-    return f"""
+    return RedisFunction(f"""
 local call_key, kept_ms = KEYS[#KEYS], ARGV[#ARGV]
 local first = redis.call('GET', call_key)
 if first then return cjson.decode(first) end
@@ -302,16 +304,16 @@ local answer = (function() {body} end)()
 if answer == nil then answer = false end
 if written then redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms) end
 return answer
-"""
+""")
 
 
-async def run_once(script: AsyncScript, keys: Sequence[str], args: Sequence[object], *, of_the_call: bool = True):
-    """Run an `applied_once` script (`run_script`): Redis errors become RedisUnavailable. In a keyed run (a
+async def run_once(function: BoundFunction, keys: Sequence[str], args: Sequence[object], *, of_the_call: bool = True):
+    """Run an `applied_once` function (`run_function`): Redis errors become RedisUnavailable. In a keyed run (a
     2025-11-25 tool call) the call id is the run's key and the write's number, kept for the retry horizon, so a
     retry of the call that runs it again applies none of the writes it made before; else (or for a write that is
     not the call's own: `of_the_call=False`) a fresh one, which covers the client's own re-send."""
     run = current_run.get() if of_the_call else None
     if run is None or run.key is None:
-        return await run_script(script, [*keys, CALL.format(secrets.token_hex(12))], [*args, CALL_KEPT_MS])
+        return await run_function(function, [*keys, CALL.format(secrets.token_hex(12))], [*args, CALL_KEPT_MS])
     call = CALL.format(f"{run.key}:{run.next_write()}")
-    return await run_script(script, [*keys, call], [*args, int(run.kept_seconds * 1000)])
+    return await run_function(function, [*keys, call], [*args, int(run.kept_seconds * 1000)])

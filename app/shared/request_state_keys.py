@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.settings import InstanceSettings, SettingsError
+from app.shared.functions import RedisFunction
 from app.shared.keys import REQUEST_STATE_KEYS as RING_KEY
 from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, connect, unavailable_on_error
 
@@ -128,7 +129,7 @@ def decode(raw: bytes | str) -> list[RingKey]:
 
 
 # Prepends a key due ARGV[2] seconds from Redis's own clock, keeping ARGV[3] keys.
-_ROTATE = """
+_ROTATE = RedisFunction("""
 local now = redis.call('TIME')
 local ring = {}
 local current = redis.call('GET', KEYS[1])
@@ -138,7 +139,7 @@ while #ring > tonumber(ARGV[3]) do table.remove(ring) end
 local encoded = cjson.encode(ring)
 redis.call('SET', KEYS[1], encoded)
 return encoded
-"""
+""")
 
 
 async def load_ring(redis: Redis, held: Sequence[RingKey] = ()) -> list[RingKey]:
@@ -155,13 +156,13 @@ async def load_ring(redis: Redis, held: Sequence[RingKey] = ()) -> list[RingKey]
             return decode(raw)
         except ValueError as exc:
             log.error("refused the request-state key ring in Redis, and replaced it: %s", exc)
-            raw = await redis.register_script(REPLACE_IF_SAME)(keys=[RING_KEY], args=[raw, ours])
+            raw = await REPLACE_IF_SAME.bound_to(redis)(keys=[RING_KEY], args=[raw, ours])
     return decode(raw)
 
 
 async def rotate(redis: Redis, activation_seconds: float = ACTIVATION_SECONDS) -> list[RingKey]:
     """Add a new key to the ring: opened everywhere at once, sealing after `activation_seconds`."""
-    script = redis.register_script(_ROTATE)
+    script = _ROTATE.bound_to(redis)
     raw = await script(keys=[RING_KEY], args=[secrets.token_hex(32), activation_seconds, RING_SIZE])
     return decode(raw)
 

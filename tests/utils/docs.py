@@ -51,12 +51,15 @@ def shell_env(tmp_path: Path) -> dict[str, str]:
     return {**env, "MCP_STACK_DIR": str(tmp_path / "stack"), "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
 
 
-def run_block_in(name: str, tmp: Path, timeout: float = 540) -> subprocess.CompletedProcess:
-    """Run one block as a reader would, with its temporary files (`TMPDIR`) in `tmp`."""
+def run_block_in(
+    name: str, tmp: Path, timeout: float = 540, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run one block as a reader would, with its temporary files (`TMPDIR`) in `tmp` and the variables it
+    names (`env`) set."""
     return subprocess.run(
         ["bash", "-c", f"exec {blocks()[name][0]}"],
         cwd=PROJECT_ROOT,
-        env={**shell_env(tmp), "TMPDIR": str(tmp)},
+        env={**shell_env(tmp), "TMPDIR": str(tmp), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,0 +1,19 @@
+"""The layer's Lua as Redis Functions (app/shared/functions.py): the file Redis loads them from is current."""
+
+from __future__ import annotations
+
+from app.shared.functions import LOADED_BY, NO_WRITES, every_function, library_file
+from loadtest.topology import PROJECT_ROOT
+
+WRITES = ("'SET'", "'DEL'", "'HSET'", "'HINCRBY'", "'INCR'", "'EXPIRE'", "'PEXPIRE'", "'ZADD'", "'ZREM", "'XADD'")
+
+
+def test_the_file_redis_loads_holds_every_function_the_layer_defines():
+    assert (PROJECT_ROOT / LOADED_BY).read_text() == library_file(), f"python -m app.shared.functions > {LOADED_BY}"
+    assert len(every_function()) >= 20
+
+
+def test_a_function_that_may_run_on_a_full_or_cut_off_redis_writes_nothing():
+    """Redis runs a no-writes function where it refuses writes: one that wrote would fail halfway."""
+    readers = [function for function in every_function() if NO_WRITES in function.flags]
+    assert readers and [f.name for f in readers if any(command in f.code for command in WRITES)] == []
