@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import redis.exceptions
 
-from app.shared.keys import CALL
+from app.shared.keys import CALL, CLIENT_CALLS
 from app.shared.redis import (
     CALL_KEPT_MS,
     RedisUnavailable,
@@ -68,7 +68,7 @@ async def test_a_write_sent_again_is_answered_only_once_the_replica_has_it(tmp_p
     with Stack(run_dir=tmp_path, store="redis", port=free_port(), **HA) as stack:
         sends = [connect(stack.redis_url, replicas_to_wait=1) for _ in range(2)]
         scripts = [applied_once("return redis.call('INCR', KEYS[1])").bound_to(redis) for redis in sends]
-        sent = {"keys": ["test:ha:resent", CALL.format("call-1")], "args": [CALL_KEPT_MS]}
+        sent = {"keys": ["test:ha:resent", CLIENT_CALLS.format(""), CALL.format("call-1")], "args": [0, CALL_KEPT_MS]}
         try:
             with stack.paused("redis-replica"):
                 for script in scripts:

@@ -115,6 +115,10 @@ def test_the_docs_command_loads_the_functions_into_a_redis_that_lacks_them(stack
         timeout=60,
     )
     assert as_apps.returncode == 1 and "load-functions: Redis refused" in as_apps.stderr and "NOPERM" in as_apps.stderr
+    client = session(stack.instance_url("app1"))  # its owner; app2 looks the owner up (the function Redis lacks)
+    client.url = stack.instance_url("app2")
+    lacking = client.call_tool("whoami")
+    assert lacking.status == 503 and f"Redis lacks the function {_LOOKUP.name}" in lacking.error["message"]
     assert run_block_in("load-functions", tmp_path, env=as_admin).returncode == 0
     assert loaded_functions(stack) == every
 

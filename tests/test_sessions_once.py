@@ -21,11 +21,13 @@ from app import FencingToken, InstanceSettings, Preset, SessionStore, fencing_to
 from app.instance import Instance
 from app.sessions import once
 from app.sessions.ledger import MemoryLedger, RedisLedger, Verdict
+from app.shared import keys
 from app.shared.redis import RedisUnavailable, connect
 from app.shared.runs import MAY_HAVE_RUN
 from tests.utils.asgi import served
 
 pytestmark = pytest.mark.anyio
+CLIENT = "address:127.0.0.1"
 VERSION = "2025-11-25"
 INITIALIZE = {
     "protocolVersion": VERSION,
@@ -282,11 +284,13 @@ async def test_a_session_keeps_its_newest_records_within_the_bound(backend, requ
         ledger = RedisLedger(connect(request.getfixturevalue("redis_url")), 600, max_requests=3)
     tenure = ("app1:x", 1)
     for number in range(4):
-        assert (await ledger.begin("bounded", f"k{number}", "d", tenure)).verdict is Verdict.RUN
-        await ledger.finish("bounded", f"k{number}", tenure, b'{"result":%d}' % number)
-    assert (await ledger.begin("bounded", "k3", "d", tenure)).answer == b'{"result":3}'
-    assert (await ledger.begin("bounded", "k1", "d", tenure)).verdict is Verdict.DONE
-    assert (await ledger.begin("bounded", "k0", "d", tenure)).verdict is Verdict.RUN  # forgotten: the 4th pushed it out
+        assert (await ledger.begin("bounded", f"k{number}", "d", tenure, CLIENT)).verdict is Verdict.RUN
+        await ledger.finish("bounded", f"k{number}", tenure, b'{"result":%d}' % number, CLIENT)
+    assert (await ledger.begin("bounded", "k3", "d", tenure, CLIENT)).answer == b'{"result":3}'
+    assert (await ledger.begin("bounded", "k1", "d", tenure, CLIENT)).verdict is Verdict.DONE
+    assert (
+        await ledger.begin("bounded", "k0", "d", tenure, CLIENT)
+    ).verdict is Verdict.RUN  # forgotten: the 4th pushed it out
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
@@ -298,10 +302,81 @@ async def test_a_session_keeps_answers_up_to_its_byte_bound_the_oldest_going_fir
         ledger = RedisLedger(connect(request.getfixturevalue("redis_url")), 600)
     tenure = ("app1:x", 1)
     for number in range(18):
-        await ledger.begin("heavy", f"k{number}", "d", tenure)
-        await ledger.finish("heavy", f"k{number}", tenure, b'"' + b"x" * size + b'"')
-    assert (await ledger.begin("heavy", "k17", "d", tenure)).verdict is Verdict.DONE
-    assert (await ledger.begin("heavy", "k0", "d", tenure)).verdict is Verdict.RUN  # gone to make room
+        await ledger.begin("heavy", f"k{number}", "d", tenure, CLIENT)
+        await ledger.finish("heavy", f"k{number}", tenure, b'"' + b"x" * size + b'"', CLIENT)
+    assert (await ledger.begin("heavy", "k17", "d", tenure, CLIENT)).verdict is Verdict.DONE
+    assert (await ledger.begin("heavy", "k0", "d", tenure, CLIENT)).verdict is Verdict.RUN  # gone to make room
+
+
+def ledger_of(backend: str, request, **bounds) -> MemoryLedger | RedisLedger:
+    if backend == "memory":
+        return MemoryLedger(600, limit=10, **bounds)
+    return RedisLedger(connect(request.getfixturevalue("redis_url")), 600, **bounds)
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_client_keeps_its_newest_records_over_all_its_sessions_and_no_other_clients(backend, request):
+    ledger, tenure, other = ledger_of(backend, request, per_client=5), ("app1:x", 1), f"{CLIENT}:{backend}-other"
+    client = f"{CLIENT}:{backend}"
+    assert (await ledger.begin(f"{backend}-b", "theirs", "d", tenure, other)).verdict is Verdict.RUN
+    await ledger.finish(f"{backend}-b", "theirs", tenure, b'{"result":"theirs"}', other)
+    for number in range(7):  # over three sessions
+        await ledger.begin(f"{backend}-s{number % 3}", f"k{number}", "d", tenure, client)
+        await ledger.finish(f"{backend}-s{number % 3}", f"k{number}", tenure, b'{"result":%d}' % number, client)
+    newest_first = [
+        (await ledger.begin(f"{backend}-s{n % 3}", f"k{n}", "d", tenure, client)).verdict for n in range(6, -1, -1)
+    ]
+    assert newest_first == [Verdict.DONE] * 5 + [Verdict.RUN] * 2  # the 6th and 7th pushed the client's oldest out
+    assert (await ledger.begin(f"{backend}-b", "theirs", "d", tenure, other)).answer == b'{"result":"theirs"}'
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_clients_answers_past_its_byte_share_are_recorded_as_run_without_them(backend, request):
+    ledger, tenure, client = ledger_of(backend, request, per_client_bytes=100), ("app1:x", 1), f"{CLIENT}:{backend}b"
+    answer = b'"' + b"x" * 58 + b'"'  # 60 bytes: one fits, two do not
+    for number, session in enumerate([f"{backend}-1", f"{backend}-2", f"{backend}-2"]):  # the last another's
+        who = client if number < 2 else f"{client}-other"
+        await ledger.begin(session, f"k{number}", "d", tenure, who)
+        await ledger.finish(session, f"k{number}", tenure, answer, who)
+    sessions = [f"{backend}-1", f"{backend}-2", f"{backend}-2"]
+    answers = [await ledger.begin(session, f"k{n}", "d", tenure, client) for n, session in enumerate(sessions)]
+    assert [(begun.verdict, begun.answer) for begun in answers] == [
+        (Verdict.DONE, answer),
+        (Verdict.DONE, None),  # ran: a repeat hears it ran, and nothing runs again
+        (Verdict.DONE, answer),  # another client's
+    ]
+
+
+async def test_a_clients_share_holds_under_concurrent_requests_and_its_bytes_add_up(redis_url):
+    """Twenty requests at once, on ten sessions, from one client with a share of 5: five records stay, and the
+    bytes counted for its answers are those of the answers it keeps."""
+    redis = connect(redis_url)
+    ledger, tenure, client = RedisLedger(redis, 600, per_client=5), ("app1:x", 1), f"{CLIENT}:concurrent"
+
+    async def call(number: int) -> None:
+        await ledger.begin(f"conc{number % 10}", f"k{number}", "d", tenure, client)
+        await ledger.finish(f"conc{number % 10}", f"k{number}", tenure, b'"' + b"x" * number + b'"', client)
+
+    async with anyio.create_task_group() as group:
+        for number in range(20):
+            group.start_soon(call, number)
+    members = await redis.zrange(keys.CLIENT_REQUESTS.format(client), 0, -1)
+    kept = [int(member.split(b" ")[0]) for member in members]
+    recorded = 0
+    for session in (f"conc{n}" for n in range(10)):
+        recorded += len([name for name in await redis.hkeys(keys.REQUESTS.format(session)) if name != b"#bytes"])
+    assert (len(members), recorded) == (5, 5)
+    assert int(await redis.get(keys.CLIENT_ANSWER_BYTES.format(client))) == sum(kept) > 0
+    await redis.aclose()
+
+
+async def test_an_instance_keeps_at_most_its_records_of_all_clients():
+    ledger, tenure = MemoryLedger(600, limit=100, max_records=10), ("app1:x", 1)
+    for number in range(12):
+        await ledger.begin(f"s{number}", "k", "d", tenure, f"{CLIENT}:{number}")
+        await ledger.finish(f"s{number}", "k", tenure, b"{}", f"{CLIENT}:{number}")
+    newest_first = [(await ledger.begin(f"s{n}", "k", "d", tenure, f"{CLIENT}:{n}")).verdict for n in range(11, -1, -1)]
+    assert newest_first == [Verdict.DONE] * 10 + [Verdict.RUN] * 2  # the two oldest went: asked again, they run
 
 
 async def test_a_repeat_waits_at_most_its_bound_then_hears_still_running(serving, monkeypatch):

@@ -14,8 +14,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.cluster.event_store import _MESSAGE, RedisEventStore
 from app.cluster.registry import SessionRegistry
+from app.shared import redis as shared_redis
 from app.shared.bus import RedisSubscriptionBus
-from app.shared.keys import CALL, EVENTS, OWNER
+from app.shared.keys import CALL, CLIENT_CALLS, EVENTS, OWNER
 from app.shared.redis import (
     CALL_KEPT_MS,
     RedisUnavailable,
@@ -23,8 +24,10 @@ from app.shared.redis import (
     closed_as_redis_error,
     connect,
     patiently,
+    run_once,
     unavailable_on_error,
 )
+from app.shared.runs import Run, current_run
 from app.shared.services import SharedServices
 from tests.utils.faults import increments_through_stalls
 
@@ -51,12 +54,36 @@ def failing(failure):
 async def test_a_script_sent_again_with_its_call_id_returns_the_first_answer(redis_url):
     redis = Redis.from_url(redis_url)
     script = applied_once("return redis.call('INCRBY', KEYS[1], ARGV[1])").bound_to(redis)
-    sent = {"keys": ["resent", CALL.format("call-1")], "args": [5, CALL_KEPT_MS]}
+    sent = {"keys": ["resent", CLIENT_CALLS.format(""), CALL.format("call-1")], "args": [5, 0, CALL_KEPT_MS]}
     first, again = await script(**sent), await script(**sent)
-    another = await script(keys=["resent", CALL.format("call-2")], args=[5, CALL_KEPT_MS])
+    another = await script(keys=["resent", CLIENT_CALLS.format(""), CALL.format("call-2")], args=[5, 0, CALL_KEPT_MS])
     counted = int(await redis.get("resent"))
     await redis.aclose()
     assert (first, again, another, counted) == (5, 5, 10, 10)
+
+
+async def test_a_client_keeps_the_answers_of_its_newest_writes_and_no_other_clients(redis_url, monkeypatch):
+    """Five calls of one client, each writing once, with a share of 3: the two oldest calls' answers go, so a
+    retry of the newest applies nothing and one of the oldest applies again; another client's answer stays."""
+    monkeypatch.setattr(shared_redis, "MAX_KEPT_CALLS_PER_CLIENT", 3)
+    redis = connect(redis_url)
+    add = applied_once("return redis.call('INCR', KEYS[1])").bound_to(redis)
+
+    async def call(key: str, client: str) -> int:
+        token = current_run.set(Run(key, kept_seconds=600, client=client))
+        try:
+            return await run_once(add, ["shares:count"], [])
+        finally:
+            current_run.reset(token)
+
+    assert await call("theirs", "address:other") == 1
+    assert [await call(f"call{n}", "address:flooding") for n in range(5)] == [2, 3, 4, 5, 6]
+    assert (await call("call4", "address:flooding"), await call("theirs", "address:other")) == (6, 1)
+    assert await call("call0", "address:flooding") == 7  # its answer went: the write applies again
+    kept = await redis.zrange(CLIENT_CALLS.format("address:flooding"), 0, -1)
+    assert (len(kept), await redis.zcard(CLIENT_CALLS.format("address:other"))) == (3, 1)
+    assert [await redis.exists(key) for key in kept] == [1, 1, 1]
+    await redis.aclose()
 
 
 async def test_a_stalled_redis_keeps_each_get_stream_event_once(redis_server):

@@ -46,11 +46,11 @@ return event_id
 """)
 # KEYS[1] the session's stream; ARGV: the cap, the expiry, then (message, log id) pairs, in order.
 _CATCH_UP = applied_once("""
-for i = 3, #ARGV - 1, 2 do
+for i = 3, #ARGV - 2, 2 do
   redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'm', ARGV[i], 'u', ARGV[i + 1])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return (#ARGV - 3) / 2
+return (#ARGV - 4) / 2
 """)
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _MESSAGE = TypeAdapter(JSONRPCMessage)

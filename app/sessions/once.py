@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import sdk_internals
 from app.auth.principal import principal_of
+from app.http.clients import client_of
 from app.http.messages import (
     HANDED_OVER_HEADER,
     MAX_BODY_BYTES,
@@ -240,6 +241,7 @@ class OncePerRequest:
             request=request,
             session_id=session_id,
             tenure=tenure,
+            client=client_of(scope).key,
         )
         try:
             if run.key is not None and await self._answered_before(run, send):
@@ -257,7 +259,7 @@ class OncePerRequest:
     async def _answered_before(self, run: _GatedRun, send: Send) -> bool:
         """Begin the run in the ledger; answer here what it says when the request must not run (True)."""
         try:
-            begun = await self._ledger.begin(run.session_id, run.key, digest_of(run.request), run.tenure)
+            begun = await self._ledger.begin(run.session_id, run.key, digest_of(run.request), run.tenure, run.client)
         except RedisUnavailable as exc:
             raise Refused(503, -32603, f"{exc.what}; {DID_NOT_RUN}") from None  # the call has not begun
         if begun.verdict is Verdict.CONFLICT:
@@ -307,7 +309,7 @@ class OncePerRequest:
             return
         answer = None if run.transient is not None else encoded(outcome)
         try:
-            await self._ledger.finish(run.session_id, run.key, run.tenure, answer)
+            await self._ledger.finish(run.session_id, run.key, run.tenure, answer, run.client)
         except RedisUnavailable as exc:  # answered all the same: a retry runs it again, its writes answer once
             log.warning("could not record a call's outcome: %s", exc)
         run.answer = answer

@@ -24,13 +24,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.metrics import InstanceMetrics
 from app.shared.functions import BoundFunction, FunctionNotLoaded, RedisFunction, is_missing
-from app.shared.keys import CALL
+from app.shared.keys import CALL, CLIENT_CALLS
 from app.shared.runs import current_run, mark_transient, retry_advice
 
 # One retry: the first command after a Redis restart meets a dead pooled connection. A retry after a timeout
 # re-sends a command Redis may still run: every write it would repeat is `applied_once` or idempotent.
 _RETRY = Retry(NoBackoff(), 1)
 CALL_KEPT_MS = 30_000  # far longer than a call's retries take (two socket timeouts)
+MAX_KEPT_CALLS_PER_CLIENT = 40_000  # its calls' write answers, kept for the retry horizon: 364 bytes each, 15 MB
 SENTINEL_SCHEME = "redis+sentinel://"
 NO_REPLICAS = "NOREPLICAS"  # a primary's refusal to write with fewer replicas in sync than min-replicas-to-write
 WAIT_MS = 500  # for a write's replicas (WAIT); below the socket timeout, which would cut the wait short
@@ -290,19 +291,36 @@ class NotReplicated(RuntimeError):
 def applied_once(body: str) -> RedisFunction:
     """A write function that a re-send (same call id: its last key) runs as a no-op returning the first answer.
 
-    `body` reads KEYS and ARGV as usual (the wrapper's own are the last of each) and returns its answer; it
+    `body` reads KEYS and ARGV as usual (the wrapper's own are the last two of each) and returns its answer; it
     returns `nothing_written(answer)` where it changed nothing (refused, full, moved), which keeps no answer:
-    a later run of the same write decides afresh.
+    a later run of the same write decides afresh. The wrapper's own: KEYS the client's kept answers (by when
+    each was made) and the call id, ARGV how many the client keeps (0: none counted) and for how long (ms); past
+    its share, the client's oldest answer goes.
     """
     return RedisFunction(f"""
-local call_key, kept_ms = KEYS[#KEYS], ARGV[#ARGV]
+local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
+local clients, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
 local first = redis.call('GET', call_key)
 if first then return cjson.decode(first) end
 local written = true
 local function nothing_written(answer) written = false return answer end
 local answer = (function() {body} end)()
 if answer == nil then answer = false end
-if written then redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms) end
+if written then
+  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
+  if share > 0 then
+    local clock = redis.call('TIME')
+    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+    redis.call('ZREMRANGEBYSCORE', clients, '-inf', now - kept_ms)
+    redis.call('ZADD', clients, now, call_key)
+    while redis.call('ZCARD', clients) > share do
+      local oldest = redis.call('ZRANGE', clients, 0, 0)[1]
+      redis.call('DEL', oldest)
+      redis.call('ZREM', clients, oldest)
+    end
+    redis.call('PEXPIRE', clients, kept_ms)
+  end
+end
 return answer
 """)
 
@@ -311,9 +329,15 @@ async def run_once(function: BoundFunction, keys: Sequence[str], args: Sequence[
     """Run an `applied_once` function (`run_function`): Redis errors become RedisUnavailable. In a keyed run (a
     2025-11-25 tool call) the call id is the run's key and the write's number, kept for the retry horizon, so a
     retry of the call that runs it again applies none of the writes it made before; else (or for a write that is
-    not the call's own: `of_the_call=False`) a fresh one, which covers the client's own re-send."""
+    not the call's own: `of_the_call=False`) a fresh one, which covers the client's own re-send. A client keeps
+    `MAX_KEPT_CALLS_PER_CLIENT` such answers of its calls' writes, over its sessions: past it, a retry of its
+    oldest call that runs it again may apply that call's writes again."""
     run = current_run.get() if of_the_call else None
     if run is None or run.key is None:
-        return await run_function(function, [*keys, CALL.format(secrets.token_hex(12))], [*args, CALL_KEPT_MS])
+        fresh = CALL.format(secrets.token_hex(12))
+        return await run_function(function, [*keys, CLIENT_CALLS.format(""), fresh], [*args, 0, CALL_KEPT_MS])
     call = CALL.format(f"{run.key}:{run.next_write()}")
-    return await run_function(function, [*keys, call], [*args, int(run.kept_seconds * 1000)])
+    kept = [CLIENT_CALLS.format(run.client), call]
+    return await run_function(
+        function, [*keys, *kept], [*args, MAX_KEPT_CALLS_PER_CLIENT, int(run.kept_seconds * 1000)]
+    )

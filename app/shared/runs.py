@@ -31,6 +31,7 @@ class Run:
 
     key: str | None
     kept_seconds: float = 0.0  # the retry horizon: how long a keyed write's first answer is kept
+    client: str = ""  # whose call it is (app/http/clients.py): what it keeps counts against that client's share
     log: dict[int, Any] = field(default_factory=dict)  # the answers of its writes in memory, by number
     writes: int = 0  # the writes it has made so far
     transient: str | None = None  # why its outcome is not final (Redis away, the session moved): kept for no retry

@@ -193,8 +193,8 @@ async def record_cost(seconds: float, redis_url: str, redis_password: str) -> di
             if time.monotonic() > deadline and number >= CALLS_PER_BLOCK:
                 break
             started, started_cpu = time.perf_counter(), time.process_time()
-            await ledger.begin(f"bench{number % SESSIONS}", f"call{number}", "digest", tenure)
-            await ledger.finish(f"bench{number % SESSIONS}", f"call{number}", tenure, answer)
+            await ledger.begin(f"bench{number % SESSIONS}", f"call{number}", "digest", tenure, "address:127.0.0.1")
+            await ledger.finish(f"bench{number % SESSIONS}", f"call{number}", tenure, answer, "address:127.0.0.1")
             wall.append((time.perf_counter() - started) * 1000)
             cpu.append((time.process_time() - started_cpu) * 1000)
     finally:
