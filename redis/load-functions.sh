@@ -1,7 +1,8 @@
 #!/bin/sh
 # Loads the layer's Redis Functions (functions.lua beside this script) into a primary: each library it lacks.
 #   REDISCLI_AUTH=<password> sh load-functions.sh [redis-cli connection options: -h HOST -p PORT --user USER ...]
-# Run it as a user that may load functions (FUNCTION LOAD): the instances' user (mcp) may only call them.
+# Run it as a user that may load and list functions (FUNCTION LOAD, FUNCTION LIST): the instances' user (mcp)
+# may only call them.
 # run-redis.sh runs it at every start of a server; run it yourself for a Redis you did not start with it.
 # It waits up to REDIS_FUNCTIONS_WAIT seconds (60) for the server to take them, does nothing on a replica (its
 # primary's reach it), and exits 1 when Redis refuses a library or never takes it.
@@ -18,7 +19,14 @@ while :; do
     case "$role" in
     slave | sentinel) exit 0 ;;
     master)
+        # Those it has already are not loaded again: a full Redis, or one short of replicas, refuses any load.
+        listed=$(redis-cli --no-auth-warning "$@" FUNCTION LIST LIBRARYNAME 'mcp_*' 2>&1) || true
+        case "$listed" in NOPERM*) listed="" ;; esac # a user that may load but not list: each load says
         for library in "$libraries"/*.lua; do
+            if printf '%s\n' "$listed" | grep -qx "$(sed -n '1s/^#!lua name=//p' "$library")"; then
+                rm "$library"
+                continue
+            fi
             answer=$(redis-cli --no-auth-warning "$@" -x FUNCTION LOAD <"$library" 2>&1) || true
             case "$answer" in
             mcp_* | *"already exists"*) rm "$library" ;;

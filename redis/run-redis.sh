@@ -12,7 +12,8 @@
 # The generated files, which hold the passwords, go to $REDIS_RUN_DIR, never to the command line.
 # The default user is off: a client must log in as one of the users.
 # A server loads the layer's Redis Functions (load-functions.sh) once it answers, as the `loader` user, whose
-# password is made at each start and kept by no file; $REDIS_RUN_DIR/functions-loaded then says it has them.
+# password is made at each start and kept by no file; $REDIS_RUN_DIR/functions-loaded then says it has them. It
+# reaches itself on 127.0.0.1 and its --port (a server bound elsewhere, or on TLS alone, needs them loaded by you).
 set -eu
 here=$(dirname "$0")
 run=${REDIS_RUN_DIR:-/tmp/redis}
@@ -103,5 +104,10 @@ rm -f "$run/functions-loaded"
 (
     export REDISCLI_AUTH="$loader_password" REDIS_FUNCTIONS_WAIT=3600 REDIS_FUNCTIONS_FOR_PID=$$
     sh "$here/load-functions.sh" -h 127.0.0.1 -p "$port" --user loader && touch "$run/functions-loaded"
+    # Again every 5 s while the server runs: a replica promoted since, or functions.lua changed (an upgrade).
+    while kill -0 $$ 2>/dev/null; do
+        sleep 5
+        REDIS_FUNCTIONS_WAIT=5 sh "$here/load-functions.sh" -h 127.0.0.1 -p "$port" --user loader 2>/dev/null || true
+    done
 ) &
 exec redis-server "$run/redis.conf" "$@"

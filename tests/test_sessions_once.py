@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import anyio
@@ -19,6 +20,7 @@ from pydantic import Field
 
 from app import FencingToken, InstanceSettings, Preset, SessionStore, fencing_token, request_key, session_state
 from app.instance import Instance
+from app.sessions import ledger as ledger_module
 from app.sessions import once
 from app.sessions.ledger import MemoryLedger, RedisLedger, Verdict
 from app.shared import keys
@@ -368,6 +370,19 @@ async def test_a_clients_share_holds_under_concurrent_requests_and_its_bytes_add
     assert (len(members), recorded) == (5, 5)
     assert int(await redis.get(keys.CLIENT_ANSWER_BYTES.format(client))) == sum(kept) > 0
     await redis.aclose()
+
+
+async def test_records_past_the_horizon_stop_counting_against_their_client_whichever_their_session(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(ledger_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    ledger, tenure = MemoryLedger(10.0, limit=10, per_client_bytes=100), ("app1:x", 1)
+    answer = b'"' + b"x" * 58 + b'"'  # 60 bytes: one fits the client's share
+    await ledger.begin("idle", "k0", "d", tenure, CLIENT)
+    await ledger.finish("idle", "k0", tenure, answer, CLIENT)
+    clock[0] = 20.0  # the idle session's record is past the horizon
+    await ledger.begin("busy", "k1", "d", tenure, CLIENT)
+    await ledger.finish("busy", "k1", tenure, answer, CLIENT)
+    assert (await ledger.begin("busy", "k1", "d", tenure, CLIENT)).answer == answer
 
 
 async def test_an_instance_keeps_at_most_its_records_of_all_clients():

@@ -16,11 +16,13 @@ from app.cluster.event_store import _MESSAGE, RedisEventStore
 from app.cluster.registry import SessionRegistry
 from app.shared import redis as shared_redis
 from app.shared.bus import RedisSubscriptionBus
+from app.shared.functions import every_function
 from app.shared.keys import CALL, CLIENT_CALLS, EVENTS, OWNER
 from app.shared.redis import (
     CALL_KEPT_MS,
     RedisUnavailable,
     applied_once,
+    call_function,
     closed_as_redis_error,
     connect,
     patiently,
@@ -55,8 +57,9 @@ async def test_a_script_sent_again_with_its_call_id_returns_the_first_answer(red
     redis = Redis.from_url(redis_url)
     script = applied_once("return redis.call('INCRBY', KEYS[1], ARGV[1])").bound_to(redis)
     sent = {"keys": ["resent", CLIENT_CALLS.format(""), CALL.format("call-1")], "args": [5, 0, CALL_KEPT_MS]}
-    first, again = await script(**sent), await script(**sent)
-    another = await script(keys=["resent", CLIENT_CALLS.format(""), CALL.format("call-2")], args=[5, 0, CALL_KEPT_MS])
+    first, again = await call_function(script, **sent), await call_function(script, **sent)
+    resent = ["resent", CLIENT_CALLS.format(""), CALL.format("call-2")]
+    another = await call_function(script, keys=resent, args=[5, 0, CALL_KEPT_MS])
     counted = int(await redis.get("resent"))
     await redis.aclose()
     assert (first, again, another, counted) == (5, 5, 10, 10)
@@ -84,6 +87,33 @@ async def test_a_client_keeps_the_answers_of_its_newest_writes_and_no_other_clie
     assert (len(kept), await redis.zcard(CLIENT_CALLS.format("address:other"))) == (3, 1)
     assert [await redis.exists(key) for key in kept] == [1, 1, 1]
     await redis.aclose()
+
+
+async def test_a_write_sent_again_gets_its_first_answer_from_a_full_redis(redis_url):
+    """A full Redis refuses a write function before it runs; the re-send of a write it applied (a lost answer)
+    still gets that answer, and a new write is refused as full."""
+    redis = connect(redis_url)
+    add = applied_once("return redis.call('INCR', KEYS[1])").bound_to(redis)
+
+    async def call(key: str) -> int:
+        token = current_run.set(Run(key, kept_seconds=600, client="address:full"))
+        try:
+            return await run_once(add, ["full:count"], [])
+        finally:
+            current_run.reset(token)
+
+    assert await call("applied") == 1
+    for function in every_function():  # as a server's start loads them (redis/run-redis.sh)
+        await function.bound_to(redis).load()
+    used = (await redis.info("memory"))["used_memory"]
+    await redis.config_set("maxmemory", used // 2)  # noeviction: full, it refuses every write
+    try:
+        assert await call("applied") == 1
+        with pytest.raises(RedisUnavailable, match="is full and refuses writes"):
+            await call("new")
+    finally:
+        await redis.config_set("maxmemory", 0)
+        await redis.aclose()
 
 
 async def test_a_stalled_redis_keeps_each_get_stream_event_once(redis_server):

@@ -30,7 +30,7 @@ from app.http.messages import (
 )
 from app.metrics import InstanceMetrics
 from app.shared.keys import CLUSTER_SECRET
-from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, unavailable_on_error
+from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, call_function, unavailable_on_error
 
 # When the balancer is our nginx (the session policy): it asks, per request, to be told the owner of a session
 # held elsewhere instead of the request being relayed, and re-sends the request there itself (nginx.conf).
@@ -300,7 +300,7 @@ async def cluster_secret(redis: Redis) -> bytes:
         value = await redis.get(CLUSTER_SECRET)
         if not _hex_digits(value, 64):
             log.error("refused the forwarding secret in Redis (%s), and replaced it", _describe(value))
-            value = await REPLACE_IF_SAME.bound_to(redis)(keys=[CLUSTER_SECRET], args=[value or b"", ours])
+            value = await call_function(REPLACE_IF_SAME.bound_to(redis), [CLUSTER_SECRET], [value or b"", ours])
     if not _hex_digits(value, 64):
         raise RedisUnavailable(ValueError(f"{CLUSTER_SECRET} holds no secret"))
     return bytes.fromhex(value.decode())

@@ -25,9 +25,10 @@ from app.auth.principal import ANONYMOUS
 from app.cluster.lease import HEARTBEAT_SECONDS, OWNER_TIMEOUT_SECONDS, Lease
 from app.shared import keys
 from app.shared.bus import LIST_LOGS
-from app.shared.functions import ALLOW_OOM, NO_WRITES, RedisFunction
+from app.shared.functions import ALLOW_OOM, NO_WRITES, BoundFunction, RedisFunction
 from app.shared.redis import (
     RedisUnavailable,
+    call_function,
     closed_as_redis_error,
     dedicated_client,
     run_function,
@@ -410,11 +411,16 @@ class SessionRegistry:
         await self._beats.aclose(close_connection_pool=True)
 
     async def _call(
-        self, script, session_id: str, *args, extra_key: str | None = None, logs: tuple[str, ...] = (), write=True
+        self,
+        function: BoundFunction,
+        session_id: str,
+        *args,
+        extra_key: str | None = None,
+        logs: tuple[str, ...] = (),
+        write=True,
     ):
         names = [keys.SESSION.format(session_id), *([extra_key] if extra_key else [])]
         names += [keys.UPDATES.format(name) for name in logs]
         if write:
-            return await run_function(script, names, list(args))
-        with unavailable_on_error():
-            return await script(keys=names, args=list(args))
+            return await run_function(function, names, list(args))
+        return await call_function(function, names, list(args))

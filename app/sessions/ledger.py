@@ -106,8 +106,11 @@ class MemoryLedger:
     async def begin(self, session_id: str, key: str, digest: str, tenure: Tenure, client: str) -> Begun:
         records = self._records(session_id)
         now = time.monotonic()
-        while records and next(iter(records.values())).began < now - self._horizon:
-            self._drop(session_id, next(iter(records)))
+        while self._oldest_first:  # past the horizon, of every session: none counts against its client any more
+            oldest = next(iter(self._oldest_first))
+            if self._sessions[oldest[0]][oldest[1]].began >= now - self._horizon:
+                break
+            self._drop(*oldest)
         record = records.get(key)
         if record is None:
             while len(records) >= self._max_requests:
@@ -182,17 +185,17 @@ local function forget(records, ages, name)
   redis.call('ZREM', ages, name)
   return size
 end
-local function unclaim(member, size)
+local function uncount(member, size)
   if redis.call('ZREM', KEYS[3], member) == 1 and size > 0 then redis.call('DECRBY', KEYS[4], size) end
 end
 local function drop(name)
   local size = forget(KEYS[1], KEYS[2], name)
-  unclaim(size .. ' ' .. ARGV[#ARGV] .. ' ' .. name, size)
+  uncount(size .. ' ' .. ARGV[#ARGV] .. ' ' .. name, size)
 end
 local function drop_clients(member)
   local size, session, name = string.match(member, '^(%d+) (%S+) (.+)$')
   forget('{keys.REQUESTS.format("")}' .. session, '{keys.REQUESTS_AGE.format("")}' .. session, name)
-  unclaim(member, tonumber(size))
+  uncount(member, tonumber(size))
 end
 local function keep_for(horizon)
   for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], horizon) end
@@ -244,10 +247,10 @@ if ARGV[4] == '' then
 else
   record.s = 'done'
   local size = string.len(ARGV[4])
-  local claim = '0 ' .. ARGV[9] .. ' ' .. ARGV[1]
-  local began = redis.call('ZSCORE', KEYS[3], claim)
-  local clients = tonumber(redis.call('GET', KEYS[4]) or '0')
-  if size <= tonumber(ARGV[5]) and began and clients + size <= tonumber(ARGV[7]) then
+  local member = '0 ' .. ARGV[9] .. ' ' .. ARGV[1]
+  local began = redis.call('ZSCORE', KEYS[3], member)
+  local client_bytes = tonumber(redis.call('GET', KEYS[4]) or '0')
+  if size <= tonumber(ARGV[5]) and began and client_bytes + size <= tonumber(ARGV[7]) then
     local kept = tonumber(redis.call('HGET', KEYS[1], '#bytes') or '0')
     for _, older in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
       if kept + size <= tonumber(ARGV[6]) then break end
@@ -258,7 +261,7 @@ else
     end
     record.a, record.b = ARGV[4], size
     redis.call('HINCRBY', KEYS[1], '#bytes', size)
-    redis.call('ZREM', KEYS[3], claim)
+    redis.call('ZREM', KEYS[3], member)
     redis.call('ZADD', KEYS[3], began, size .. ' ' .. ARGV[9] .. ' ' .. ARGV[1])
     redis.call('INCRBY', KEYS[4], size)
   end

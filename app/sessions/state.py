@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from app.http.messages import SESSION_ID_HEADER
 from app.shared import keys
 from app.shared.functions import NO_WRITES, RedisFunction
-from app.shared.redis import RedisUnavailable, applied_once, run_once, unavailable_on_error
+from app.shared.redis import RedisUnavailable, applied_once, call_function, run_once, unavailable_on_error
 from app.shared.runs import mark_transient, retry_advice, written_once
 
 MAX_KEYS = 64
@@ -214,7 +214,7 @@ class RedisSessionState:
 
     async def get(self, session_id: str, key: str) -> str | None:
         with unavailable_on_error():
-            answer = await self._get(keys=[keys.SESSION.format(session_id)], args=[FIELD_PREFIX + key])
+            answer = await call_function(self._get, [keys.SESSION.format(session_id)], [FIELD_PREFIX + key])
         _raise_for(answer[0], key)
         return answer[1].decode() if len(answer) > 1 and answer[1] is not None else None
 

@@ -16,7 +16,6 @@ import hashlib
 import importlib
 import pkgutil
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -61,7 +60,7 @@ class FunctionNotLoaded(RedisError):
 
 @dataclass(frozen=True)
 class BoundFunction:
-    """A function as called on one Redis client."""
+    """A function as called on one Redis client (`run_function` or `call_function` in app/shared/redis.py)."""
 
     function: RedisFunction
     redis: Redis
@@ -69,16 +68,6 @@ class BoundFunction:
     @property
     def name(self) -> str:
         return self.function.name
-
-    async def __call__(self, keys: Sequence[str] = (), args: Sequence[object] = ()):
-        command = ("FCALL", self.name, len(keys), *keys, *args)
-        try:
-            return await self.redis.execute_command(*command)
-        except ResponseError as exc:
-            if not is_missing(exc):
-                raise
-        await self.load()
-        return await self.redis.execute_command(*command)
 
     async def load(self) -> None:
         """Load the function into Redis (after another instance did, nothing changes), or FunctionNotLoaded."""

@@ -23,7 +23,7 @@ from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.metrics import InstanceMetrics
-from app.shared.functions import BoundFunction, FunctionNotLoaded, RedisFunction, is_missing
+from app.shared.functions import NO_WRITES, BoundFunction, FunctionNotLoaded, RedisFunction, is_missing
 from app.shared.keys import CALL, CLIENT_CALLS
 from app.shared.runs import current_run, mark_transient, retry_advice
 
@@ -65,10 +65,10 @@ class RedisUnavailable(RuntimeError):
 
 
 def _away(exc: BaseException) -> bool:
-    """Whether an error says Redis is away for now: refused, timed out, failing over, or without the replicas
-    a write needs (our WAIT, or the primary's own min-replicas-to-write)."""
+    """Whether an error says Redis is away for now: refused, timed out, failing over, without the replicas a
+    write needs (our WAIT, or the primary's own min-replicas-to-write), or without a function it loads at start."""
     return (
-        isinstance(exc, (RedisConnectionError, RedisTimeoutError, NotReplicated))
+        isinstance(exc, (RedisConnectionError, RedisTimeoutError, NotReplicated, FunctionNotLoaded))
         or (isinstance(exc, ResponseError) and NO_REPLICAS in str(exc))
         or _closed_under_command(exc)
     )
@@ -272,16 +272,34 @@ async def durable(redis: Redis, *command: object):
 
 
 async def run_function(function: BoundFunction, keys: Sequence[str], args: Sequence[object]):
-    """Run a write function `durable`, loading it first where Redis lacks it and this user may load it."""
+    """Run a write function `durable`; Redis errors become RedisUnavailable."""
     command = ("FCALL", function.name, len(keys), *keys, *args)
-    try:
-        return await durable(function.redis, *command)
-    except ResponseError as exc:
-        if not is_missing(exc):
-            raise
-    with unavailable_on_error():
+    return await _loaded(function, lambda: durable(function.redis, *command))
+
+
+async def call_function(function: BoundFunction, keys: Sequence[str], args: Sequence[object]):
+    """Call a function that reads, or whose write needs no replica's (not `durable`); Redis errors become
+    RedisUnavailable."""
+    return await _loaded(
+        function, lambda: function.redis.execute_command("FCALL", function.name, len(keys), *keys, *args)
+    )
+
+
+async def _loaded(function: BoundFunction, call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`, loading the function first where Redis lacks it and this user may load it. Where it may not,
+    again for up to the client's ride-through: a server that starts empty loads them itself (run-redis.sh)."""
+
+    async def attempt() -> T:
+        try:
+            return await call()
+        except ResponseError as exc:
+            if not is_missing(exc):
+                raise
         await function.load()
-    return await durable(function.redis, *command)
+        return await call()
+
+    with unavailable_on_error():
+        return await patiently(function.redis, attempt)
 
 
 class NotReplicated(RuntimeError):
@@ -299,7 +317,7 @@ def applied_once(body: str) -> RedisFunction:
     """
     return RedisFunction(f"""
 local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
-local clients, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
+local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
 local first = redis.call('GET', call_key)
 if first then return cjson.decode(first) end
 local written = true
@@ -311,14 +329,14 @@ if written then
   if share > 0 then
     local clock = redis.call('TIME')
     local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', clients, '-inf', now - kept_ms)
-    redis.call('ZADD', clients, now, call_key)
-    while redis.call('ZCARD', clients) > share do
-      local oldest = redis.call('ZRANGE', clients, 0, 0)[1]
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
+    redis.call('ZADD', client_calls, now, call_key)
+    while redis.call('ZCARD', client_calls) > share do
+      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
       redis.call('DEL', oldest)
-      redis.call('ZREM', clients, oldest)
+      redis.call('ZREM', client_calls, oldest)
     end
-    redis.call('PEXPIRE', clients, kept_ms)
+    redis.call('PEXPIRE', client_calls, kept_ms)
   end
 end
 return answer
@@ -333,11 +351,30 @@ async def run_once(function: BoundFunction, keys: Sequence[str], args: Sequence[
     `MAX_KEPT_CALLS_PER_CLIENT` such answers of its calls' writes, over its sessions: past it, a retry of its
     oldest call that runs it again may apply that call's writes again."""
     run = current_run.get() if of_the_call else None
-    if run is None or run.key is None:
-        fresh = CALL.format(secrets.token_hex(12))
-        return await run_function(function, [*keys, CLIENT_CALLS.format(""), fresh], [*args, 0, CALL_KEPT_MS])
-    call = CALL.format(f"{run.key}:{run.next_write()}")
-    kept = [CLIENT_CALLS.format(run.client), call]
-    return await run_function(
-        function, [*keys, *kept], [*args, MAX_KEPT_CALLS_PER_CLIENT, int(run.kept_seconds * 1000)]
-    )
+    if run is None or run.key is None:  # a fresh call id, counted against no client (a share of 0)
+        kept, share = [CLIENT_CALLS.format(""), CALL.format(secrets.token_hex(12))], [0, CALL_KEPT_MS]
+    else:
+        kept = [CLIENT_CALLS.format(run.client), CALL.format(f"{run.key}:{run.next_write()}")]
+        share = [MAX_KEPT_CALLS_PER_CLIENT, int(run.kept_seconds * 1000)]
+    try:
+        return await run_function(function, [*keys, *kept], [*args, *share])
+    except RedisUnavailable as exc:
+        # Full, Redis refuses a write function before it runs, a re-send's too: one whose first send was applied
+        # still gets that answer (not through Sentinels, where that read would prove no replica has the write).
+        if not isinstance(exc.__cause__, OutOfMemoryError) or getattr(function.redis, "replicas_to_wait", 0):
+            raise
+        found = await call_function(_FIRST_ANSWER.bound_to(function.redis), kept[1:], [])
+        if not found[0]:
+            raise
+        return found[1] if len(found) > 1 else None
+
+
+# The first answer of a write (KEYS[1] its call id), if it was applied: {1, answer}, else {0}.
+_FIRST_ANSWER = RedisFunction(
+    """
+local first = redis.call('GET', KEYS[1])
+if first then return {1, cjson.decode(first)} end
+return {0}
+""",
+    flags=(NO_WRITES,),
+)

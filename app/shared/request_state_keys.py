@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from app.settings import InstanceSettings, SettingsError
 from app.shared.functions import RedisFunction
 from app.shared.keys import REQUEST_STATE_KEYS as RING_KEY
-from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, connect, unavailable_on_error
+from app.shared.redis import REPLACE_IF_SAME, RedisUnavailable, call_function, connect, unavailable_on_error
 
 REFRESH_SECONDS = 5.0
 MIN_ACTIVATION_SECONDS = 2 * REFRESH_SECONDS  # every instance has re-read the ring by then, with a margin
@@ -156,14 +156,15 @@ async def load_ring(redis: Redis, held: Sequence[RingKey] = ()) -> list[RingKey]
             return decode(raw)
         except ValueError as exc:
             log.error("refused the request-state key ring in Redis, and replaced it: %s", exc)
-            raw = await REPLACE_IF_SAME.bound_to(redis)(keys=[RING_KEY], args=[raw, ours])
+            raw = await call_function(REPLACE_IF_SAME.bound_to(redis), [RING_KEY], [raw, ours])
     return decode(raw)
 
 
 async def rotate(redis: Redis, activation_seconds: float = ACTIVATION_SECONDS) -> list[RingKey]:
     """Add a new key to the ring: opened everywhere at once, sealing after `activation_seconds`."""
-    script = _ROTATE.bound_to(redis)
-    raw = await script(keys=[RING_KEY], args=[secrets.token_hex(32), activation_seconds, RING_SIZE])
+    raw = await call_function(
+        _ROTATE.bound_to(redis), [RING_KEY], [secrets.token_hex(32), activation_seconds, RING_SIZE]
+    )
     return decode(raw)
 
 
