@@ -1,6 +1,6 @@
 -- The layer's Redis Functions, one library each; written by `python -m app.shared.functions > redis/functions.lua`.
-#!lua name=mcp_152635e675e061c6da40
-redis.register_function{function_name='mcp_152635e675e061c6da40', flags={}, callback=function(KEYS, ARGV)
+#!lua name=mcp_12e85d339bffed202a89
+redis.register_function{function_name='mcp_12e85d339bffed202a89', flags={}, callback=function(KEYS, ARGV)
 local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
 local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
 local first = redis.call('GET', call_key)
@@ -8,25 +8,25 @@ if first then return cjson.decode(first) end
 local written = true
 local function nothing_written(answer) written = false return answer end
 local answer = (function() 
-local now = tonumber(redis.call('TIME')[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then return nothing_written(-1) end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return nothing_written(0) end
-redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), KEYS[1])
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), KEYS[1])
-redis.call('EXPIRE', KEYS[3], ARGV[1])
-return 1
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 1, now)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], 0, 0)) do
+  if redis.call('EXISTS', ARGV[3] .. id) == 0 then redis.call('ZREM', KEYS[1], id) end
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return nothing_written(false) end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return true
  end)()
 if answer == nil then answer = false end
 if written then
   redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
   if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
     while redis.call('ZCARD', client_calls) > share do
       local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
       redis.call('DEL', oldest)
@@ -121,8 +121,196 @@ keep_for(tonumber(ARGV[8]))
 return 1
 end}
 
-#!lua name=mcp_254fbd17d4813d148c0e
-redis.register_function{function_name='mcp_254fbd17d4813d148c0e', flags={}, callback=function(KEYS, ARGV)
+#!lua name=mcp_27fd24e54f0f86445904
+redis.register_function{function_name='mcp_27fd24e54f0f86445904', flags={}, callback=function(KEYS, ARGV)
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+return 1
+end}
+
+#!lua name=mcp_37de86765043505d7499
+redis.register_function{function_name='mcp_37de86765043505d7499', flags={}, callback=function(KEYS, ARGV)
+local function heard_from_now(old, first_name)
+  local heard = {}
+  for i = 2, #KEYS do
+    local name = ARGV[first_name + i - 2]
+    if old[name] then
+      heard[name] = old[name]
+    else
+      local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+      heard[name] = last[1] and last[1][1] or '0-0'
+    end
+  end
+  return heard
+end
+
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+local old = cjson.decode(redis.call('HGET', KEYS[1], 'heard') or '{}')
+redis.call('HSET', KEYS[1], 'heard', cjson.encode(heard_from_now(old, 3)))
+return redis.call('HSET', KEYS[1], 'subs', ARGV[2])
+end}
+
+#!lua name=mcp_3a2ea26c5b089e18c95e
+redis.register_function{function_name='mcp_3a2ea26c5b089e18c95e', flags={}, callback=function(KEYS, ARGV)
+local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
+local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
+local first = redis.call('GET', call_key)
+if first then return cjson.decode(first) end
+local written = true
+local function nothing_written(answer) written = false return answer end
+local answer = (function() 
+local logged = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'e', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[2], string.sub(ARGV[1], 1, -2) .. ',"log":"' .. logged .. '"}')
+return logged
+ end)()
+if answer == nil then answer = false end
+if written then
+  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
+  if share > 0 then
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
+    while redis.call('ZCARD', client_calls) > share do
+      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
+      redis.call('DEL', oldest)
+      redis.call('ZREM', client_calls, oldest)
+    end
+    redis.call('PEXPIRE', client_calls, kept_ms)
+  end
+end
+return answer
+end}
+
+#!lua name=mcp_3d724821b76d7deaad6d
+redis.register_function{function_name='mcp_3d724821b76d7deaad6d', flags={}, callback=function(KEYS, ARGV)
+local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
+local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
+local first = redis.call('GET', call_key)
+if first then return cjson.decode(first) end
+local written = true
+local function nothing_written(answer) written = false return answer end
+local answer = (function() 
+if redis.call('EXISTS', KEYS[1]) == 0 then return nothing_written(nil) end
+local value = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+local expiry = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[1])
+redis.call('ZADD', KEYS[2], 'XX', expiry, KEYS[1])
+if redis.call('ZADD', KEYS[3], 'XX', 'CH', expiry, KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
+return value
+ end)()
+if answer == nil then answer = false end
+if written then
+  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
+  if share > 0 then
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
+    while redis.call('ZCARD', client_calls) > share do
+      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
+      redis.call('DEL', oldest)
+      redis.call('ZREM', client_calls, oldest)
+    end
+    redis.call('PEXPIRE', client_calls, kept_ms)
+  end
+end
+return answer
+end}
+
+#!lua name=mcp_46ebfde9bb18b3c88de9
+redis.register_function{function_name='mcp_46ebfde9bb18b3c88de9', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
+return 0
+end}
+
+#!lua name=mcp_4a1b515cef36813d0230
+redis.register_function{function_name='mcp_4a1b515cef36813d0230', flags={}, callback=function(KEYS, ARGV)
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
+return redis.call('GET', KEYS[1])
+end}
+
+#!lua name=mcp_68990b3a29e556e33c2f
+redis.register_function{function_name='mcp_68990b3a29e556e33c2f', flags={}, callback=function(KEYS, ARGV)
+local function heard_from_now(old, first_name)
+  local heard = {}
+  for i = 2, #KEYS do
+    local name = ARGV[first_name + i - 2]
+    if old[name] then
+      heard[name] = old[name]
+    else
+      local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+      heard[name] = last[1] and last[1][1] or '0-0'
+    end
+  end
+  return heard
+end
+
+local heard = cjson.encode(heard_from_now({}, 6))
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'params', ARGV[2], 'pv', ARGV[3], 'gen', 1, 'principal', ARGV[5])
+redis.call('HSET', KEYS[1], 'heard', heard)
+return redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end}
+
+#!lua name=mcp_6b4416ce4238dc2b5a67
+redis.register_function{function_name='mcp_6b4416ce4238dc2b5a67', flags={}, callback=function(KEYS, ARGV)
+local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
+local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
+local first = redis.call('GET', call_key)
+if first then return cjson.decode(first) end
+local written = true
+local function nothing_written(answer) written = false return answer end
+local answer = (function() 
+local function full(field, size)
+  local count, bytes = 0, size
+  for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(name, 1, 2) == 's:' and name ~= field then
+      count = count + 1
+      bytes = bytes + redis.call('HSTRLEN', KEYS[1], name)
+    end
+  end
+  return count >= 64 or bytes > 65536
+end
+
+local function moved()
+  return redis.call('HGET', KEYS[1], 'owner') ~= ARGV[3] or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[4]
+end
+
+if redis.call('EXISTS', KEYS[1]) == 0 then return nothing_written(-1) end
+if moved() then return nothing_written(-4) end
+if full(ARGV[1], string.len(ARGV[2])) then return nothing_written(-2) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+ end)()
+if answer == nil then answer = false end
+if written then
+  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
+  if share > 0 then
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
+    while redis.call('ZCARD', client_calls) > share do
+      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
+      redis.call('DEL', oldest)
+      redis.call('ZREM', client_calls, oldest)
+    end
+    redis.call('PEXPIRE', client_calls, kept_ms)
+  end
+end
+return answer
+end}
+
+#!lua name=mcp_7871f414f88b178c567e
+redis.register_function{function_name='mcp_7871f414f88b178c567e', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[2] then redis.call('ZADD', KEYS[1], 0, ARGV[2]) redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+end}
+
+#!lua name=mcp_970cb1485adda67afaf0
+redis.register_function{function_name='mcp_970cb1485adda67afaf0', flags={}, callback=function(KEYS, ARGV)
 local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
 local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
 local first = redis.call('GET', call_key)
@@ -158,10 +346,10 @@ if answer == nil then answer = false end
 if written then
   redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
   if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
     while redis.call('ZCARD', client_calls) > share do
       local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
       redis.call('DEL', oldest)
@@ -173,76 +361,8 @@ end
 return answer
 end}
 
-#!lua name=mcp_27fd24e54f0f86445904
-redis.register_function{function_name='mcp_27fd24e54f0f86445904', flags={}, callback=function(KEYS, ARGV)
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[2])
-return 1
-end}
-
-#!lua name=mcp_2988858c421019665ea7
-redis.register_function{function_name='mcp_2988858c421019665ea7', flags={}, callback=function(KEYS, ARGV)
-local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
-local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
-local first = redis.call('GET', call_key)
-if first then return cjson.decode(first) end
-local written = true
-local function nothing_written(answer) written = false return answer end
-local answer = (function() 
-local logged = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'e', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PUBLISH', ARGV[2], string.sub(ARGV[1], 1, -2) .. ',"log":"' .. logged .. '"}')
-return logged
- end)()
-if answer == nil then answer = false end
-if written then
-  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
-  if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
-    while redis.call('ZCARD', client_calls) > share do
-      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
-      redis.call('DEL', oldest)
-      redis.call('ZREM', client_calls, oldest)
-    end
-    redis.call('PEXPIRE', client_calls, kept_ms)
-  end
-end
-return answer
-end}
-
-#!lua name=mcp_37de86765043505d7499
-redis.register_function{function_name='mcp_37de86765043505d7499', flags={}, callback=function(KEYS, ARGV)
-local function heard_from_now(old, first_name)
-  local heard = {}
-  for i = 2, #KEYS do
-    local name = ARGV[first_name + i - 2]
-    if old[name] then
-      heard[name] = old[name]
-    else
-      local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
-      heard[name] = last[1] and last[1][1] or '0-0'
-    end
-  end
-  return heard
-end
-
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-local old = cjson.decode(redis.call('HGET', KEYS[1], 'heard') or '{}')
-redis.call('HSET', KEYS[1], 'heard', cjson.encode(heard_from_now(old, 3)))
-return redis.call('HSET', KEYS[1], 'subs', ARGV[2])
-end}
-
-#!lua name=mcp_46ebfde9bb18b3c88de9
-redis.register_function{function_name='mcp_46ebfde9bb18b3c88de9', flags={'allow-oom'}, callback=function(KEYS, ARGV)
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
-return 0
-end}
-
-#!lua name=mcp_4712cd38421bba59f868
-redis.register_function{function_name='mcp_4712cd38421bba59f868', flags={}, callback=function(KEYS, ARGV)
+#!lua name=mcp_a0a2f404759435902ef5
+redis.register_function{function_name='mcp_a0a2f404759435902ef5', flags={}, callback=function(KEYS, ARGV)
 local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
 local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
 local first = redis.call('GET', call_key)
@@ -260,10 +380,10 @@ if answer == nil then answer = false end
 if written then
   redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
   if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
     while redis.call('ZCARD', client_calls) > share do
       local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
       redis.call('DEL', oldest)
@@ -275,213 +395,8 @@ end
 return answer
 end}
 
-#!lua name=mcp_4a1b515cef36813d0230
-redis.register_function{function_name='mcp_4a1b515cef36813d0230', flags={}, callback=function(KEYS, ARGV)
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
-return redis.call('GET', KEYS[1])
-end}
-
-#!lua name=mcp_5ff4099ebdbf982abc04
-redis.register_function{function_name='mcp_5ff4099ebdbf982abc04', flags={}, callback=function(KEYS, ARGV)
-local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
-local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
-local first = redis.call('GET', call_key)
-if first then return cjson.decode(first) end
-local written = true
-local function nothing_written(answer) written = false return answer end
-local answer = (function() 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], 1, now)
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], 0, 0)) do
-  if redis.call('EXISTS', ARGV[3] .. id) == 0 then redis.call('ZREM', KEYS[1], id) end
-end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return nothing_written(false) end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return true
- end)()
-if answer == nil then answer = false end
-if written then
-  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
-  if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
-    while redis.call('ZCARD', client_calls) > share do
-      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
-      redis.call('DEL', oldest)
-      redis.call('ZREM', client_calls, oldest)
-    end
-    redis.call('PEXPIRE', client_calls, kept_ms)
-  end
-end
-return answer
-end}
-
-#!lua name=mcp_68990b3a29e556e33c2f
-redis.register_function{function_name='mcp_68990b3a29e556e33c2f', flags={}, callback=function(KEYS, ARGV)
-local function heard_from_now(old, first_name)
-  local heard = {}
-  for i = 2, #KEYS do
-    local name = ARGV[first_name + i - 2]
-    if old[name] then
-      heard[name] = old[name]
-    else
-      local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
-      heard[name] = last[1] and last[1][1] or '0-0'
-    end
-  end
-  return heard
-end
-
-local heard = cjson.encode(heard_from_now({}, 6))
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'params', ARGV[2], 'pv', ARGV[3], 'gen', 1, 'principal', ARGV[5])
-redis.call('HSET', KEYS[1], 'heard', heard)
-return redis.call('PEXPIRE', KEYS[1], ARGV[4])
-end}
-
-#!lua name=mcp_7871f414f88b178c567e
-redis.register_function{function_name='mcp_7871f414f88b178c567e', flags={'allow-oom'}, callback=function(KEYS, ARGV)
-redis.call('ZREM', KEYS[1], ARGV[1])
-if ARGV[2] then redis.call('ZADD', KEYS[1], 0, ARGV[2]) redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return 1
-end}
-
-#!lua name=mcp_8083c0731a6de74af871
-redis.register_function{function_name='mcp_8083c0731a6de74af871', flags={}, callback=function(KEYS, ARGV)
-local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
-local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
-local first = redis.call('GET', call_key)
-if first then return cjson.decode(first) end
-local written = true
-local function nothing_written(answer) written = false return answer end
-local answer = (function() 
-if redis.call('EXISTS', KEYS[1]) == 0 then return nothing_written(nil) end
-local value = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-local expiry = tonumber(redis.call('TIME')[1]) + tonumber(ARGV[1])
-redis.call('ZADD', KEYS[2], 'XX', expiry, KEYS[1])
-if redis.call('ZADD', KEYS[3], 'XX', 'CH', expiry, KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
-return value
- end)()
-if answer == nil then answer = false end
-if written then
-  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
-  if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
-    while redis.call('ZCARD', client_calls) > share do
-      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
-      redis.call('DEL', oldest)
-      redis.call('ZREM', client_calls, oldest)
-    end
-    redis.call('PEXPIRE', client_calls, kept_ms)
-  end
-end
-return answer
-end}
-
-#!lua name=mcp_a766db4c4745f2de4ba0
-redis.register_function{function_name='mcp_a766db4c4745f2de4ba0', flags={}, callback=function(KEYS, ARGV)
-local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
-local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
-local first = redis.call('GET', call_key)
-if first then return cjson.decode(first) end
-local written = true
-local function nothing_written(answer) written = false return answer end
-local answer = (function() 
-local function full(field, size)
-  local count, bytes = 0, size
-  for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(name, 1, 2) == 's:' and name ~= field then
-      count = count + 1
-      bytes = bytes + redis.call('HSTRLEN', KEYS[1], name)
-    end
-  end
-  return count >= 64 or bytes > 65536
-end
-
-local function moved()
-  return redis.call('HGET', KEYS[1], 'owner') ~= ARGV[3] or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[4]
-end
-
-if redis.call('EXISTS', KEYS[1]) == 0 then return nothing_written(-1) end
-if moved() then return nothing_written(-4) end
-if full(ARGV[1], string.len(ARGV[2])) then return nothing_written(-2) end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
- end)()
-if answer == nil then answer = false end
-if written then
-  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
-  if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
-    while redis.call('ZCARD', client_calls) > share do
-      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
-      redis.call('DEL', oldest)
-      redis.call('ZREM', client_calls, oldest)
-    end
-    redis.call('PEXPIRE', client_calls, kept_ms)
-  end
-end
-return answer
-end}
-
-#!lua name=mcp_aaf13feeae588541fffa
-redis.register_function{function_name='mcp_aaf13feeae588541fffa', flags={}, callback=function(KEYS, ARGV)
-local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
-local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
-local first = redis.call('GET', call_key)
-if first then return cjson.decode(first) end
-local written = true
-local function nothing_written(answer) written = false return answer end
-local answer = (function() 
-local now = tonumber(redis.call('TIME')[1])
-local expiry = now + tonumber(ARGV[2])
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return nothing_written(-1) end
-  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return nothing_written(0) end
-  redis.call('ZADD', KEYS[3], expiry, KEYS[1])
-else
-  redis.call('ZADD', KEYS[3], 'XX', expiry, KEYS[1])
-end
-redis.call('EXPIRE', KEYS[3], ARGV[2])
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'text', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], expiry, KEYS[1])
-return version
- end)()
-if answer == nil then answer = false end
-if written then
-  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
-  if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
-    while redis.call('ZCARD', client_calls) > share do
-      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
-      redis.call('DEL', oldest)
-      redis.call('ZREM', client_calls, oldest)
-    end
-    redis.call('PEXPIRE', client_calls, kept_ms)
-  end
-end
-return answer
-end}
-
-#!lua name=mcp_af1afc9d3a5190dfa1fc
-redis.register_function{function_name='mcp_af1afc9d3a5190dfa1fc', flags={}, callback=function(KEYS, ARGV)
+#!lua name=mcp_a9849bfa3426a55c8f80
+redis.register_function{function_name='mcp_a9849bfa3426a55c8f80', flags={}, callback=function(KEYS, ARGV)
 local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
 local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
 local first = redis.call('GET', call_key)
@@ -502,10 +417,10 @@ if answer == nil then answer = false end
 if written then
   redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
   if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
     while redis.call('ZCARD', client_calls) > share do
       local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
       redis.call('DEL', oldest)
@@ -517,8 +432,8 @@ end
 return answer
 end}
 
-#!lua name=mcp_c00cbb28510df5cde242
-redis.register_function{function_name='mcp_c00cbb28510df5cde242', flags={}, callback=function(KEYS, ARGV)
+#!lua name=mcp_a9e3ab1a33e5f3a4dea9
+redis.register_function{function_name='mcp_a9e3ab1a33e5f3a4dea9', flags={}, callback=function(KEYS, ARGV)
 local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
 local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
 local first = redis.call('GET', call_key)
@@ -526,17 +441,25 @@ if first then return cjson.decode(first) end
 local written = true
 local function nothing_written(answer) written = false return answer end
 local answer = (function() 
-if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 1 end
-return nothing_written(0)
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then return nothing_written(-1) end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return nothing_written(0) end
+redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), KEYS[1])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), KEYS[1])
+redis.call('EXPIRE', KEYS[3], ARGV[1])
+return 1
  end)()
 if answer == nil then answer = false end
 if written then
   redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
   if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
     while redis.call('ZCARD', client_calls) > share do
       local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
       redis.call('DEL', oldest)
@@ -556,8 +479,50 @@ if owner then return 0 end
 return -1
 end}
 
-#!lua name=mcp_d08b57d6ca648ceefd04
-redis.register_function{function_name='mcp_d08b57d6ca648ceefd04', flags={}, callback=function(KEYS, ARGV)
+#!lua name=mcp_dffc772a2ac6182052b1
+redis.register_function{function_name='mcp_dffc772a2ac6182052b1', flags={}, callback=function(KEYS, ARGV)
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal', 'heard') end
+if owner ~= ARGV[1] or redis.call('EXISTS', ARGV[4] .. owner) == 1 then return nil end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal', 'heard')
+end}
+
+#!lua name=mcp_e3f67ac50269551f6541
+redis.register_function{function_name='mcp_e3f67ac50269551f6541', flags={}, callback=function(KEYS, ARGV)
+local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
+local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
+local first = redis.call('GET', call_key)
+if first then return cjson.decode(first) end
+local written = true
+local function nothing_written(answer) written = false return answer end
+local answer = (function() 
+if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 1 end
+return nothing_written(0)
+ end)()
+if answer == nil then answer = false end
+if written then
+  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
+  if share > 0 then
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
+    while redis.call('ZCARD', client_calls) > share do
+      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
+      redis.call('DEL', oldest)
+      redis.call('ZREM', client_calls, oldest)
+    end
+    redis.call('PEXPIRE', client_calls, kept_ms)
+  end
+end
+return answer
+end}
+
+#!lua name=mcp_e4e44c7b4aa1a683951f
+redis.register_function{function_name='mcp_e4e44c7b4aa1a683951f', flags={}, callback=function(KEYS, ARGV)
 local function forget(records, ages, name)
   local raw = redis.call('HGET', records, name)
   local size = 0
@@ -587,8 +552,10 @@ end
 
 local clock = redis.call('TIME')
 local now, horizon = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000), tonumber(ARGV[5])
+-- the client's records by the microsecond: of several begun in one millisecond, the oldest goes first
+local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - horizon, 'LIMIT', 0, 16)) do drop(old) end
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - horizon, 'LIMIT', 0, 16)) do
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_us - horizon * 1000, 'LIMIT', 0, 16)) do
   drop_clients(old)
 end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
@@ -605,26 +572,61 @@ while redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) do drop(redis.call('ZRAN
 while redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[7]) do drop_clients(redis.call('ZRANGE', KEYS[3], 0, 0)[1]) end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({d = ARGV[2], s = 'running', o = ARGV[3], g = tonumber(ARGV[4])}))
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-redis.call('ZADD', KEYS[3], now, '0 ' .. ARGV[8] .. ' ' .. ARGV[1])
+redis.call('ZADD', KEYS[3], now_us, '0 ' .. ARGV[8] .. ' ' .. ARGV[1])
 keep_for(horizon)
 return {'run'}
-end}
-
-#!lua name=mcp_dffc772a2ac6182052b1
-redis.register_function{function_name='mcp_dffc772a2ac6182052b1', flags={}, callback=function(KEYS, ARGV)
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner == ARGV[2] then return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal', 'heard') end
-if owner ~= ARGV[1] or redis.call('EXISTS', ARGV[4] .. owner) == 1 then return nil end
-redis.call('HSET', KEYS[1], 'owner', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'gen', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return redis.call('HMGET', KEYS[1], 'params', 'pv', 'subs', 'gen', 'principal', 'heard')
 end}
 
 #!lua name=mcp_e56775d5a09693e999d7
 redis.register_function{function_name='mcp_e56775d5a09693e999d7', flags={'no-writes'}, callback=function(KEYS, ARGV)
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 return {1, redis.call('HGET', KEYS[1], ARGV[1])}
+end}
+
+#!lua name=mcp_e903b9bdc806dcb6091b
+redis.register_function{function_name='mcp_e903b9bdc806dcb6091b', flags={}, callback=function(KEYS, ARGV)
+local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])
+local client_calls, share = KEYS[#KEYS - 1], tonumber(ARGV[#ARGV - 1])
+local first = redis.call('GET', call_key)
+if first then return cjson.decode(first) end
+local written = true
+local function nothing_written(answer) written = false return answer end
+local answer = (function() 
+local now = tonumber(redis.call('TIME')[1])
+local expiry = now + tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return nothing_written(-1) end
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return nothing_written(0) end
+  redis.call('ZADD', KEYS[3], expiry, KEYS[1])
+else
+  redis.call('ZADD', KEYS[3], 'XX', expiry, KEYS[1])
+end
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'text', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], expiry, KEYS[1])
+return version
+ end)()
+if answer == nil then answer = false end
+if written then
+  redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
+  if share > 0 then
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
+    while redis.call('ZCARD', client_calls) > share do
+      local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
+      redis.call('DEL', oldest)
+      redis.call('ZREM', client_calls, oldest)
+    end
+    redis.call('PEXPIRE', client_calls, kept_ms)
+  end
+end
+return answer
 end}
 
 #!lua name=mcp_fb6cc7bb7102673d9533

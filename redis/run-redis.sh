@@ -106,14 +106,16 @@ rm -f "$run/functions-loaded"
     sh "$here/load-functions.sh" -h 127.0.0.1 -p "$port" --user loader && touch "$run/functions-loaded"
     # Again while the server runs, when one is missing: a replica promoted since, or functions.lua changed (an
     # upgrade). The check every 5 s starts three short processes; a load, a few dozen.
+    export REDIS_FUNCTIONS_WAIT=5
     while kill -0 $$ 2>/dev/null; do
-        sleep 5
-        names=$(sed -n 's/^#!lua name=//p' "$here/functions.lua")
-        redis-cli --no-auth-warning -h 127.0.0.1 -p "$port" --user loader FUNCTION LIST LIBRARYNAME 'mcp_*' 2>/dev/null |
-            awk -v names="$names" 'BEGIN { split(names, n, "\n"); for (i in n) missing[n[i]] }
+        sleep 5 || true
+        names=$(sed -n 's/^#!lua name=//p' "$here/functions.lua") || continue
+        if redis-cli --no-auth-warning -h 127.0.0.1 -p "$port" --user loader FUNCTION LIST LIBRARYNAME 'mcp_*' |
+            names=$names awk 'BEGIN { split(ENVIRON["names"], n, "\n"); for (i in n) missing[n[i]] }
                 { delete missing[$0] } END { for (name in missing) exit 1 }' ||
-            REDIS_FUNCTIONS_WAIT=5 sh "$here/load-functions.sh" -h 127.0.0.1 -p "$port" --user loader 2>/dev/null ||
-            true
+            sh "$here/load-functions.sh" -h 127.0.0.1 -p "$port" --user loader; then
+            touch "$run/functions-loaded" # a first load that failed (a Redis full or short of replicas) may succeed later
+        fi
     done
 ) &
 exec redis-server "$run/redis.conf" "$@"

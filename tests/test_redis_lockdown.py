@@ -44,12 +44,6 @@ def app_user(stack: Stack) -> redis.Redis:
     return redis.Redis(port=stack.proc("redis").port, username="mcp", password=stack.password(), socket_timeout=2)
 
 
-def loaded_functions(stack: Stack) -> set[str]:
-    """The names of the function libraries the stack's Redis holds (FUNCTION LIST, as admin)."""
-    with stack.redis_client("redis") as admin:
-        return {dict(zip(e[::2], e[1::2], strict=True))[b"library_name"].decode() for e in admin.function_list()}
-
-
 def test_redis_lets_in_only_its_users_and_the_apps_reach_only_their_keys(stack):
     with socket.create_connection(("127.0.0.1", stack.proc("redis").port), timeout=2) as anonymous:
         anonymous.sendall(b"GET mcp:cluster-secret\r\n")
@@ -72,7 +66,8 @@ def test_redis_lets_in_only_its_users_and_the_apps_reach_only_their_keys(stack):
 
 def test_the_apps_call_the_layers_functions_and_run_no_other_lua(stack):
     """Redis loaded every function at start (run-redis.sh); the apps' user may call them, not load or run Lua."""
-    assert {function.name for function in every_function()} <= loaded_functions(stack)
+    with stack.redis_client("redis") as admin:
+        assert {function.name for function in every_function()} <= listed(admin)
     apps = app_user(stack)
     assert apps.fcall(_LOOKUP.name, 1, "mcp:session:none", "mcp:owner:") is None
     busy_loop = "while true do end"
@@ -91,35 +86,52 @@ def test_the_apps_call_the_layers_functions_and_run_no_other_lua(stack):
             refused()
 
 
-def test_the_docs_command_loads_the_functions_into_a_redis_that_lacks_them(stack, tmp_path):
-    every = {function.name for function in every_function()}
-    port = str(stack.proc("redis").port)
-    with stack.redis_client("redis") as admin:
-        admin.function_flush()
-    as_admin = {
-        "REDIS_HOST": "127.0.0.1",
-        "REDIS_PORT": port,
-        "REDIS_ADMIN_PASSWORD_FILE": str(stack.password_file("admin")),
-    }
-    first = run_block_in("load-functions", tmp_path, env=as_admin)
-    assert (first.returncode, loaded_functions(stack)) == (0, every), first.stderr
-    assert run_block_in("load-functions", tmp_path, env=as_admin).returncode == 0  # again: nothing changes
-    assert (loaded_functions(stack), cap.basic_tool(session(stack.url)).failure) == (every, None)
-    with stack.redis_client("redis") as admin:
-        admin.function_delete(_LOOKUP.name)
-    as_apps = subprocess.run(  # the apps' user may not load one
-        ["sh", "redis/load-functions.sh", "-h", "127.0.0.1", "-p", port, "--user", "mcp"],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "REDISCLI_AUTH": stack.password()},
-        capture_output=True,
-        text=True,
-        timeout=60,
+def listed(client: redis.Redis) -> set[str]:
+    """The names of the function libraries a Redis holds (FUNCTION LIST)."""
+    return {dict(zip(e[::2], e[1::2], strict=True))[b"library_name"].decode() for e in client.function_list()}
+
+
+def test_the_docs_command_loads_the_functions_into_a_redis_that_lacks_them(redis_server, tmp_path):
+    """A Redis not started by run-redis.sh (a managed one): nothing else loads them there."""
+    every, port = {function.name for function in every_function()}, redis_server[0].rsplit(":", 1)[1].split("/")[0]
+    server = redis.Redis(port=int(port))
+    (tmp_path / "admin-password").write_text("admin-secret")
+    server.acl_setuser(
+        "admin", enabled=True, passwords=["+admin-secret"], keys=["*"], channels=["*"], commands=["+@all"]
     )
-    assert as_apps.returncode == 1 and "load-functions: Redis refused" in as_apps.stderr and "NOPERM" in as_apps.stderr
-    client = session(stack.instance_url("app1"))  # its owner; app2 looks the owner up, with the function gone
-    client.url = stack.instance_url("app2")
-    assert client.call_tool("whoami").status == 200  # it waited while the server loaded it again (within 5 s)
-    assert loaded_functions(stack) == every
+    server.acl_setuser(
+        "apps", enabled=True, passwords=["+apps-secret"], keys=["mcp:*"], commands=["+@all", "-function"]
+    )
+    server.function_flush()
+    try:
+        where = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": port}
+        as_admin = {**where, "REDIS_ADMIN_PASSWORD_FILE": str(tmp_path / "admin-password")}
+        first = run_block_in("load-functions", tmp_path, env=as_admin)
+        assert (first.returncode, listed(server)) == (0, every), first.stderr
+        assert run_block_in("load-functions", tmp_path, env=as_admin).returncode == 0  # again: nothing changes
+        server.function_delete(_LOOKUP.name)
+        as_apps = subprocess.run(  # a user that may not load one
+            ["sh", "redis/load-functions.sh", "-h", "127.0.0.1", "-p", port, "--user", "apps"],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "REDISCLI_AUTH": "apps-secret"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert as_apps.returncode == 1 and "load-functions: Redis refused" in as_apps.stderr
+        assert "NOPERM" in as_apps.stderr and listed(server) == every - {_LOOKUP.name}
+    finally:
+        server.acl_deluser("admin", "apps")
+        server.close()
+
+
+def test_a_server_loads_a_function_it_lacks_again_and_a_call_waits_for_it(stack):
+    with stack.redis_client("redis") as admin:
+        client = session(stack.instance_url("app1"))  # its owner; app2 looks the owner up, with the function gone
+        client.url = stack.instance_url("app2")
+        admin.function_delete(_LOOKUP.name)
+        assert client.call_tool("whoami").status == 200  # it waited while the server loaded it again (within 5 s)
+        assert listed(admin) == {function.name for function in every_function()}
 
 
 async def test_a_function_redis_lacks_and_the_apps_may_not_load_is_named_in_the_error(stack):

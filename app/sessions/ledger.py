@@ -208,8 +208,10 @@ _BEGIN = RedisFunction(
     + """
 local clock = redis.call('TIME')
 local now, horizon = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000), tonumber(ARGV[5])
+-- the client's records by the microsecond: of several begun in one millisecond, the oldest goes first
+local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - horizon, 'LIMIT', 0, 16)) do drop(old) end
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - horizon, 'LIMIT', 0, 16)) do
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_us - horizon * 1000, 'LIMIT', 0, 16)) do
   drop_clients(old)
 end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
@@ -226,7 +228,7 @@ while redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) do drop(redis.call('ZRAN
 while redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[7]) do drop_clients(redis.call('ZRANGE', KEYS[3], 0, 0)[1]) end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({d = ARGV[2], s = 'running', o = ARGV[3], g = tonumber(ARGV[4])}))
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-redis.call('ZADD', KEYS[3], now, '0 ' .. ARGV[8] .. ' ' .. ARGV[1])
+redis.call('ZADD', KEYS[3], now_us, '0 ' .. ARGV[8] .. ' ' .. ARGV[1])
 keep_for(horizon)
 return {'run'}
 """

@@ -65,10 +65,10 @@ class RedisUnavailable(RuntimeError):
 
 
 def _away(exc: BaseException) -> bool:
-    """Whether an error says Redis is away for now: refused, timed out, failing over, without the replicas a
-    write needs (our WAIT, or the primary's own min-replicas-to-write), or without a function it loads at start."""
+    """Whether an error says Redis is away for now: refused, timed out, failing over, or without the replicas
+    a write needs (our WAIT, or the primary's own min-replicas-to-write)."""
     return (
-        isinstance(exc, (RedisConnectionError, RedisTimeoutError, NotReplicated, FunctionNotLoaded))
+        isinstance(exc, (RedisConnectionError, RedisTimeoutError, NotReplicated))
         or (isinstance(exc, ResponseError) and NO_REPLICAS in str(exc))
         or _closed_under_command(exc)
     )
@@ -137,17 +137,19 @@ class SharedRedis(Redis):
             self.metrics.redis_seconds.observe(time.perf_counter() - started)
 
 
-async def patiently(redis: Redis, attempt: Callable[[], Awaitable[T]]) -> T:
-    """`attempt()`, again while Redis is away (refused, timed out, failing over, not yet replicating a write),
-    for up to the client's `ride_through` seconds from the first try (read at each retry: a draining instance sets
-    it to 0, and the retries under way stop too): then the last error. Every write it sends again is `applied_once`
-    or idempotent, as for redis-py's own retry."""
+async def patiently(
+    redis: Redis, attempt: Callable[[], Awaitable[T]], away: Callable[[BaseException], bool] | None = None
+) -> T:
+    """`attempt()`, again while Redis is away (refused, timed out, failing over, not yet replicating a write; or
+    what `away` says), for up to the client's `ride_through` seconds from the first try (read at each retry: a
+    draining instance sets it to 0, and the retries under way stop too): then the last error. Every write it sends
+    again is `applied_once` or idempotent, as for redis-py's own retry."""
     first, pause = time.monotonic(), RIDE_THROUGH_FIRST_PAUSE
     while True:
         try:
             return await attempt()
         except Exception as exc:
-            if not _away(exc) or time.monotonic() + pause > first + getattr(redis, "ride_through", 0.0):
+            if not (away or _away)(exc) or time.monotonic() + pause > first + getattr(redis, "ride_through", 0.0):
                 raise
         await anyio.sleep(pause)
         pause = min(pause * 2, RIDE_THROUGH_MAX_PAUSE)
@@ -287,7 +289,8 @@ async def call_function(function: BoundFunction, keys: Sequence[str], args: Sequ
 
 async def _loaded(function: BoundFunction, call: Callable[[], Awaitable[T]]) -> T:
     """`call()`, loading the function first where Redis lacks it and this user may load it. Where it may not,
-    again for up to the client's ride-through: a server that starts empty loads them itself (run-redis.sh)."""
+    again for up to the client's ride-through (`call` rides through a Redis that is away itself): a server that
+    lacks them loads them itself within seconds (run-redis.sh)."""
 
     async def attempt() -> T:
         try:
@@ -299,7 +302,7 @@ async def _loaded(function: BoundFunction, call: Callable[[], Awaitable[T]]) -> 
         return await call()
 
     with unavailable_on_error():
-        return await patiently(function.redis, attempt)
+        return await patiently(function.redis, attempt, away=lambda exc: isinstance(exc, FunctionNotLoaded))
 
 
 class NotReplicated(RuntimeError):
@@ -327,10 +330,10 @@ if answer == nil then answer = false end
 if written then
   redis.call('SET', call_key, cjson.encode(answer), 'PX', kept_ms)
   if share > 0 then
-    local clock = redis.call('TIME')
-    local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now - kept_ms)
-    redis.call('ZADD', client_calls, now, call_key)
+    local clock = redis.call('TIME')  -- by the microsecond: of several made in one millisecond, the oldest goes
+    local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+    redis.call('ZREMRANGEBYSCORE', client_calls, '-inf', now_us - kept_ms * 1000)
+    redis.call('ZADD', client_calls, now_us, call_key)
     while redis.call('ZCARD', client_calls) > share do
       local oldest = redis.call('ZRANGE', client_calls, 0, 0)[1]
       redis.call('DEL', oldest)
@@ -363,7 +366,10 @@ async def run_once(function: BoundFunction, keys: Sequence[str], args: Sequence[
         # still gets that answer (not through Sentinels, where that read would prove no replica has the write).
         if not isinstance(exc.__cause__, OutOfMemoryError) or getattr(function.redis, "replicas_to_wait", 0):
             raise
-        found = await call_function(_FIRST_ANSWER.bound_to(function.redis), kept[1:], [])
+        try:
+            found = await call_function(_FIRST_ANSWER.bound_to(function.redis), kept[1:], [])
+        except RedisUnavailable:
+            raise exc from exc.__cause__
         if not found[0]:
             raise
         return found[1] if len(found) > 1 else None
