@@ -17,6 +17,7 @@ import importlib
 import pkgutil
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
@@ -33,7 +34,7 @@ class RedisFunction:
     code: str
     flags: tuple[str, ...] = ()
 
-    @property
+    @cached_property  # read at every call: hashed once
     def name(self) -> str:
         return "mcp_" + hashlib.sha256(f"{self.flags}\n{self.code}".encode()).hexdigest()[:20]
 

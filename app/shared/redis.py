@@ -275,31 +275,31 @@ async def durable(redis: Redis, *command: object):
 
 async def run_function(function: BoundFunction, keys: Sequence[str], args: Sequence[object]):
     """Run a write function `durable`; Redis errors become RedisUnavailable."""
-    command = ("FCALL", function.name, len(keys), *keys, *args)
-    return await _loaded(function, lambda: durable(function.redis, *command))
+    return await _fcall(function, keys, args, lambda *command: durable(function.redis, *command))
 
 
 async def call_function(function: BoundFunction, keys: Sequence[str], args: Sequence[object]):
     """Call a function that reads, or whose write needs no replica's (not `durable`); Redis errors become
     RedisUnavailable."""
-    return await _loaded(
-        function, lambda: function.redis.execute_command("FCALL", function.name, len(keys), *keys, *args)
-    )
+    return await _fcall(function, keys, args, function.redis.execute_command)
 
 
-async def _loaded(function: BoundFunction, call: Callable[[], Awaitable[T]]) -> T:
-    """`call()`, loading the function first where Redis lacks it and this user may load it. Where it may not,
-    again for up to the client's ride-through (`call` rides through a Redis that is away itself): a server that
-    lacks them loads them itself within seconds (run-redis.sh)."""
+async def _fcall(
+    function: BoundFunction, keys: Sequence[str], args: Sequence[object], send: Callable[..., Awaitable[T]]
+) -> T:
+    """FCALL the function with `send`, loading it first where Redis lacks it and this user may load it. Where it
+    may not, again for up to the client's ride-through (`send` rides through a Redis that is away itself): a
+    server that lacks them loads them itself within seconds (run-redis.sh)."""
+    command = ("FCALL", function.name, len(keys), *keys, *args)
 
     async def attempt() -> T:
         try:
-            return await call()
+            return await send(*command)
         except ResponseError as exc:
             if not is_missing(exc):
                 raise
         await function.load()
-        return await call()
+        return await send(*command)
 
     with unavailable_on_error():
         return await patiently(function.redis, attempt, away=lambda exc: isinstance(exc, FunctionNotLoaded))
