@@ -1,10 +1,11 @@
-# The MCP app. Official base by default; scripts/compose-images makes a local stand-in where no
+# The demo server (app/) on the library (src/mcp_cluster/). Official base by default; scripts/compose-images makes a local stand-in where no
 # registry can be reached (docker-compose.yml passes it as PYTHON_IMAGE).
 ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
 FROM ${PYTHON_IMAGE}
 
 # Spelled out: an imported stand-in image has no ENV of its own.
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONPATH=/srv/mcp/src \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
@@ -15,6 +16,8 @@ RUN { [ -x /opt/venv/bin/python ] || python3 -m venv /opt/venv; } \
     && pip install --quiet --no-cache-dir --disable-pip-version-check -r requirements.txt \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mcp \
     && mkdir /srv/mcp-auth && chown 10001:10001 /srv/mcp-auth  # the local issuer's JWKS volume (compose `auth`)
+# The library from its source: its dependencies are the lock's, and installing it would fetch a build backend.
+COPY src/ src/
 COPY app/ app/
 COPY data/ data/
 

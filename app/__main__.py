@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from app.server.settings import ServerSettings
-from app.serving import run_from_env
+from app.settings import ServerSettings
+from mcp_cluster.serving import run_from_env
 
 if __name__ == "__main__":
     sys.exit(run_from_env("app.asgi:create_app", "mcp-scale-lab", ServerSettings.from_env))

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp
 
-from app.instance import instance_app, shared_redis
-from app.logs import configure_logging
-from app.server.bulletins import MemoryBulletins, RedisBulletins
-from app.server.counters import MemoryHandleCounters, RedisHandleCounters
-from app.server.settings import ServerSettings
-from app.server.tools import UPDATES, Demo, build_server
-from app.settings import InstanceSettings
+from app.bulletins import MemoryBulletins, RedisBulletins
+from app.counters import MemoryHandleCounters, RedisHandleCounters
+from app.settings import ServerSettings
+from app.tools import UPDATES, Demo, build_server
+from mcp_cluster.instance import instance_app, shared_redis
+from mcp_cluster.logs import configure_logging
+from mcp_cluster.settings import InstanceSettings
 
 
 def create_app(settings: InstanceSettings | None = None, server: ServerSettings | None = None) -> ASGIApp:

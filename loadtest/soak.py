@@ -21,11 +21,11 @@ from pathlib import Path
 import psutil
 import redis
 
-from app.shared import keys
 from loadtest.matrix.run import locust_command
 from loadtest.results import embed
 from loadtest.stack import Stack, free_port
 from loadtest.topology import INSTANCES, PROJECT_ROOT
+from mcp_cluster.shared import keys
 
 SAMPLE_SECONDS = 10.0
 SETTLE_SECONDS = 15.0  # after the load: sessions of users that were stopped mid-task end by DELETE or expire

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.settings import Preset, SessionStore
+from mcp_cluster.settings import Preset, SessionStore
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PRESETS = tuple(preset.value for preset in Preset)

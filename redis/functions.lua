@@ -1,4 +1,4 @@
--- The layer's Redis Functions, one library each; written by `python -m app.shared.functions > redis/functions.lua`.
+-- Redis Functions, one library each; written by `mcp-cluster redis-functions app > redis/functions.lua`.
 #!lua name=mcp_12e85d339bffed202a89
 redis.register_function{function_name='mcp_12e85d339bffed202a89', flags={}, callback=function(KEYS, ARGV)
 local call_key, kept_ms = KEYS[#KEYS], tonumber(ARGV[#ARGV])

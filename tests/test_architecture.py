@@ -9,12 +9,14 @@ from pathlib import Path
 
 from loadtest.topology import PROJECT_ROOT
 
-SDK_INTERNALS = PROJECT_ROOT / "app" / "sdk_internals.py"
+SDK_INTERNALS = PROJECT_ROOT / "src" / "mcp_cluster" / "sdk_internals.py"
 NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make"}  # public, despite the underscore
 
 
 def sources() -> list[Path]:
-    return sorted(path for folder in ("app", "loadtest", "examples") for path in (PROJECT_ROOT / folder).rglob("*.py"))
+    return sorted(
+        path for folder in ("src", "app", "loadtest", "examples") for path in (PROJECT_ROOT / folder).rglob("*.py")
+    )
 
 
 def private_names(tree: ast.AST) -> list[str]:

@@ -15,15 +15,15 @@ import jwt
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from app import InstanceSettings, instance_app
 from app.asgi import create_app
-from app.auth import keys as auth_keys
-from app.settings import SettingsError
 from issuer.signing import SigningKey
 from loadtest.client.legacy import ACCEPT_BOTH, LEGACY_VERSION
 from loadtest.client.modern import MODERN_VERSION
 from loadtest.hostile import wire
 from loadtest.stack import free_port
+from mcp_cluster import InstanceSettings, instance_app
+from mcp_cluster.auth import keys as auth_keys
+from mcp_cluster.settings import SettingsError
 from tests.utils.asgi import served
 from tests.utils.metrics import scrape
 from tests.utils.tokens import ISSUER, RESOURCE, TestIssuer
@@ -245,7 +245,7 @@ async def test_request_state_is_refused_to_another_principal(issuer):
 
 
 def test_without_auth_the_instance_warns_loudly_at_start(caplog):
-    with caplog.at_level(logging.WARNING, logger="app"):
+    with caplog.at_level(logging.WARNING, logger="mcp_cluster"):
         instance_app(MCPServer("open"), InstanceSettings("open1"))
     assert any(
         record.getMessage().startswith("NO AUTHENTICATION: MCP_AUTH_JWKS is not set") for record in caplog.records

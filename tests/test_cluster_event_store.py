@@ -13,12 +13,12 @@ from mcp.server.streamable_http import GET_STREAM_KEY
 from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 from mcp.types import JSONRPCNotification
 
-from app.cluster.event_store import MAX_EVENTS, RedisEventStore
-from app.cluster.registry import Opening, SessionRegistry
-from app.sessions.subscriptions import UPDATE_META
-from app.shared.bus import RedisSubscriptionBus
-from app.shared.keys import EVENTS, UPDATES
-from app.shared.redis import connect
+from mcp_cluster.cluster.event_store import MAX_EVENTS, RedisEventStore
+from mcp_cluster.cluster.registry import Opening, SessionRegistry
+from mcp_cluster.sessions.subscriptions import UPDATE_META
+from mcp_cluster.shared.bus import RedisSubscriptionBus
+from mcp_cluster.shared.keys import EVENTS, UPDATES
+from mcp_cluster.shared.redis import connect
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from app.cluster import forwarding
-from app.cluster.forwarding import ForwardSigner
+from mcp_cluster.cluster import forwarding
+from mcp_cluster.cluster.forwarding import ForwardSigner
 
 SECRET, OTHER = b"s" * 32, b"o" * 32
 

@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.cluster import hop_client
-from app.cluster.hop_client import HopClient, OwnerLost, OwnerUnreachable
 from loadtest.stack import free_port
+from mcp_cluster.cluster import hop_client
+from mcp_cluster.cluster.hop_client import HopClient, OwnerLost, OwnerUnreachable
 
 pytestmark = pytest.mark.anyio
 HEADERS = [(b"host", b"owner"), (b"content-type", b"application/json")]

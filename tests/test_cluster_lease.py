@@ -1,4 +1,4 @@
-"""An owner's lease (app/cluster/lease.py): the arithmetic in-process, a claim refused while the owner's beat
+"""An owner's lease (mcp_cluster/cluster/lease.py): the arithmetic in-process, a claim refused while the owner's beat
 lives on a real redis-server, and an owner cut off from Redis by a real TCP link (stopped, so its bytes go
 unanswered) falling silent before another instance takes its session over."""
 
@@ -15,13 +15,13 @@ import anyio
 import pytest
 import requests
 
-from app.cluster import lease as lease_module
-from app.cluster.lease import MARGIN_SECONDS, OWNER_TIMEOUT_SECONDS, STOP_AFTER_SECONDS, Lease
-from app.cluster.registry import Opening, SessionRegistry
-from app.shared.keys import OWNER
-from app.shared.redis import connect
 from loadtest.client.legacy import McpClient, stream_messages
 from loadtest.stack import Stack, free_port, link_of
+from mcp_cluster.cluster import lease as lease_module
+from mcp_cluster.cluster.lease import MARGIN_SECONDS, OWNER_TIMEOUT_SECONDS, STOP_AFTER_SECONDS, Lease
+from mcp_cluster.cluster.registry import Opening, SessionRegistry
+from mcp_cluster.shared.keys import OWNER
+from mcp_cluster.shared.redis import connect
 from tests.utils.clients import session, wait_for
 
 pytestmark = pytest.mark.anyio

@@ -12,10 +12,10 @@ from mcp.server.mcpserver import MCPServer
 from redis.asyncio import Redis
 from starlette.types import Message
 
-from app import InstanceSettings, Preset, SessionStore
-from app.cluster.registry import Opening, SessionRegistry
-from app.instance import Instance
-from app.shared import keys
+from mcp_cluster import InstanceSettings, Preset, SessionStore
+from mcp_cluster.cluster.registry import Opening, SessionRegistry
+from mcp_cluster.instance import Instance
+from mcp_cluster.shared import keys
 from tests.utils.asgi import INITIALIZE, JSON_RPC, served
 
 pytestmark = pytest.mark.anyio
@@ -93,7 +93,7 @@ async def test_a_get_stream_whose_session_is_handed_over_as_it_opens_is_served_w
     """A drain hands a session over while its new GET stream is on its way (priming it reads Redis, before the
     SDK answers): the stream opens where the session went (here: taken back, the only instance), never a 503
     saying the instance lost touch with Redis."""
-    from app.cluster.event_store import RedisEventStore
+    from mcp_cluster.cluster.event_store import RedisEventStore
 
     latest_event_id, priming, handed = RedisEventStore.latest_event_id, anyio.Event(), anyio.Event()
 

@@ -12,11 +12,11 @@ import pytest
 from mcp.server.mcpserver import Context, MCPServer
 from redis.asyncio import Redis
 
-from app import InstanceSettings, Preset, SessionStore, session_state
-from app.cluster.registry import Opening, SessionRegistry
-from app.instance import Instance
-from app.shared import keys
-from app.shared.redis import RedisUnavailable
+from mcp_cluster import InstanceSettings, Preset, SessionStore, session_state
+from mcp_cluster.cluster.registry import Opening, SessionRegistry
+from mcp_cluster.instance import Instance
+from mcp_cluster.shared import keys
+from mcp_cluster.shared.redis import RedisUnavailable
 from tests.utils.asgi import served
 
 pytestmark = pytest.mark.anyio

@@ -18,9 +18,9 @@ import subprocess
 
 import pytest
 
-from app.settings import InstanceSettings, SettingsError
 from loadtest.compose import V2
 from loadtest.topology import PRESETS, PROJECT_ROOT
+from mcp_cluster.settings import InstanceSettings, SettingsError
 from tests.utils.clients import require_docker
 
 SNAPSHOT = PROJECT_ROOT / "tests" / "data" / "compose-services.json"

@@ -10,11 +10,11 @@ import re
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from app import InstanceSettings, instance_app
-from app.shared.redis import RedisUnavailable
-from app.shared.runs import DID_NOT_RUN, MAY_HAVE_RUN, MAY_HAVE_RUN_UNKEYED, NOT_RUN, Run, current_run
 from loadtest.client import careful
 from loadtest.topology import PROJECT_ROOT
+from mcp_cluster import InstanceSettings, instance_app
+from mcp_cluster.shared.redis import RedisUnavailable
+from mcp_cluster.shared.runs import DID_NOT_RUN, MAY_HAVE_RUN, MAY_HAVE_RUN_UNKEYED, NOT_RUN, Run, current_run
 from tests.utils.asgi import INITIALIZE, JSON_RPC, served
 
 pytestmark = pytest.mark.anyio

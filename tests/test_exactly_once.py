@@ -17,13 +17,13 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from app.sessions.once import IN_PROGRESS_WAIT_SECONDS
-from app.sessions.server_requests import IDS_PER_GENERATION
-from app.shared import keys
-from app.shared.runs import MAY_HAVE_RUN
 from loadtest.client.legacy import Exchange, McpClient
 from loadtest.stack import Stack, free_port
 from loadtest.topology import INSTANCES
+from mcp_cluster.sessions.once import IN_PROGRESS_WAIT_SECONDS
+from mcp_cluster.sessions.server_requests import IDS_PER_GENERATION
+from mcp_cluster.shared import keys
+from mcp_cluster.shared.runs import MAY_HAVE_RUN
 from tests.utils.clients import session, wait_for
 
 WAIT = {"wait_seconds": 5}  # the call's wait between its writes, in which the tests strike

@@ -12,10 +12,10 @@ import sqlite3
 import pytest
 import redis
 
-from app.shared import keys
 from examples.notes import server as notes_server
 from loadtest.stack import Stack, free_port
 from loadtest.topology import INSTANCES
+from mcp_cluster.shared import keys
 from tests.utils.clients import SAMPLED_TEXT, Recorder, wait_for
 
 pytestmark = pytest.mark.anyio

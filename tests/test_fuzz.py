@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import InstanceSettings
 from app.asgi import create_app
+from mcp_cluster import InstanceSettings
 from tests.utils.asgi import served
 
 EXAMPLES = int(os.environ.get("MCP_FUZZ_EXAMPLES", "300"))

@@ -7,8 +7,8 @@ import json
 import pytest
 import requests
 
-from app.logs import session_fingerprint
 from loadtest.client.legacy import McpClient
+from mcp_cluster.logs import session_fingerprint
 from tests.utils.clients import wait_for
 
 

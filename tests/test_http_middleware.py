@@ -9,10 +9,10 @@ import logging
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from app.http.messages import header
-from app.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
-from app.logs import session_fingerprint
-from app.metrics import InstanceMetrics
+from mcp_cluster.http.messages import header
+from mcp_cluster.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix
+from mcp_cluster.logs import session_fingerprint
+from mcp_cluster.metrics import InstanceMetrics
 
 pytestmark = pytest.mark.anyio
 
@@ -72,13 +72,13 @@ async def test_every_response_names_the_instance():
 
 async def test_the_access_log_is_off_unless_asked_and_then_names_each_calls_method(caplog):
     call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call"}).encode()
-    with caplog.at_level(logging.INFO, logger="app.access"):
+    with caplog.at_level(logging.INFO, logger="mcp_cluster.access"):
         await exchange(InstanceMiddleware(Reading(), "app3"), body=call)
-        assert not [record for record in caplog.records if record.name == "app.access"]
+        assert not [record for record in caplog.records if record.name == "mcp_cluster.access"]
         await exchange(InstanceMiddleware(Reading(), "app3", access_log=True), body=call)
         named = [(b"mcp-method", b"tools/list")]  # 2026-07-28: the header names it, the body is not read for it
         await exchange(InstanceMiddleware(Reading(), "app3", access_log=True), named, body=b"{}")
-    logged = [record.fields for record in caplog.records if record.name == "app.access"]
+    logged = [record.fields for record in caplog.records if record.name == "mcp_cluster.access"]
     assert [fields["rpc_method"] for fields in logged] == ["tools/call", "tools/list"]
     assert (logged[0]["status"], logged[0]["session"]) == (200, session_fingerprint("0123abcd"))
 

@@ -9,8 +9,8 @@ import httpx2
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from app import InstanceSettings, instance_app
-from app.shared.redis import connect
+from mcp_cluster import InstanceSettings, instance_app
+from mcp_cluster.shared.redis import connect
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +52,7 @@ def test_forwarding_on_the_public_port_of_a_network_address_is_warned_of(caplog,
         forward_port=forward_port,
         peer_urls=("http://*:*",),
     )
-    with caplog.at_level(logging.WARNING, logger="app"):
+    with caplog.at_level(logging.WARNING, logger="mcp_cluster"):
         instance_app(MCPServer("cluster"), settings)
     messages = [record.getMessage() for record in caplog.records]
     assert (

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.auth.keys import KeySet
-from app.auth.verifier import JWTVerifier
 from issuer.server import IssuerSettings, issuer_app
+from mcp_cluster.auth.keys import KeySet
+from mcp_cluster.auth.verifier import JWTVerifier
 from tests.utils.asgi import served
 
 pytestmark = pytest.mark.anyio

@@ -15,8 +15,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from app.settings import InstanceSettings
 from loadtest.topology import PROJECT_ROOT
+from mcp_cluster.settings import InstanceSettings
 from tests.utils.docs import blocks
 from tests.utils.kustomize import containers, pod_specs, render
 

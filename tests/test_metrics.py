@@ -13,12 +13,12 @@ from mcp.server.mcpserver import MCPServer
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import InstanceSettings, instance_app
-from app.metrics.accumulators import Accumulated, LabelledCounter, LabelledHistogram
-from app.metrics.call_timer import CallTimer
-from app.sdk_internals import lowlevel_server
-from app.settings import SettingsError
 from loadtest.stack import free_port
+from mcp_cluster import InstanceSettings, instance_app
+from mcp_cluster.metrics.accumulators import Accumulated, LabelledCounter, LabelledHistogram
+from mcp_cluster.metrics.call_timer import CallTimer
+from mcp_cluster.sdk_internals import lowlevel_server
+from mcp_cluster.settings import SettingsError
 from tests.utils.asgi import INITIALIZE, JSON_RPC, served
 from tests.utils.metrics import scrape
 

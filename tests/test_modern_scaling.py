@@ -17,10 +17,10 @@ import pytest
 import redis
 import requests
 
-from app.shared.request_state_keys import RING_KEY, KeyRingCodec, RingKey, decode
 from loadtest.client import capabilities as cap
 from loadtest.stack import Stack, free_port
 from loadtest.topology import PROJECT_ROOT, SSE
+from mcp_cluster.shared.request_state_keys import RING_KEY, KeyRingCodec, RingKey, decode
 from tests.utils.clients import Recorder, ask, instance, modern_call, text_of, wait_for
 
 INSTANCES = {"app1", "app2", "app3"}
@@ -127,7 +127,7 @@ def test_forged_tampered_expired_and_replayed_states_are_refused_and_nothing_run
 def test_rotating_the_key_ring_in_redis_breaks_no_call(stack_for):
     stack = stack_for("stateless-json")
     _, answers, sealed_before = ask(stack.url, "analyze_with_ai", {"text": "rotate"})  # read-only: retried at will
-    rotate = [sys.executable, "-m", "app.shared.request_state_keys", "rotate", "--activate-in", "10"]
+    rotate = [sys.executable, "-m", "mcp_cluster", "request-state-keys", "rotate", "--activate-in", "10"]
     env = {
         **os.environ,
         "MCP_REDIS_URL": stack.instance_redis_url("app1"),

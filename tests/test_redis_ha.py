@@ -9,8 +9,11 @@ from __future__ import annotations
 import pytest
 import redis.exceptions
 
-from app.shared.keys import CALL, CLIENT_CALLS
-from app.shared.redis import (
+from loadtest.faults.load import CountingLoad
+from loadtest.faults.scorecard import HA
+from loadtest.stack import Stack, free_port
+from mcp_cluster.shared.keys import CALL, CLIENT_CALLS
+from mcp_cluster.shared.redis import (
     CALL_KEPT_MS,
     RedisUnavailable,
     applied_once,
@@ -19,9 +22,6 @@ from app.shared.redis import (
     run_once,
     sentinel_address,
 )
-from loadtest.faults.load import CountingLoad
-from loadtest.faults.scorecard import HA
-from loadtest.stack import Stack, free_port
 from tests.utils.clients import wait_for
 
 SESSIONS = 6

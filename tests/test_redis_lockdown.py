@@ -17,16 +17,16 @@ import pytest
 import redis
 import requests
 
-from app.cluster.lease import OWNER_TIMEOUT_SECONDS
-from app.cluster.registry import _LOOKUP
-from app.sessions.quota import MAX_OPENING_BYTES
-from app.shared import keys
-from app.shared.functions import RedisFunction, every_function
-from app.shared.redis import RedisUnavailable, call_function, connect
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
 from loadtest.stack import Stack, free_port
 from loadtest.topology import INSTANCES, PROJECT_ROOT
+from mcp_cluster.cluster.lease import OWNER_TIMEOUT_SECONDS
+from mcp_cluster.cluster.registry import _LOOKUP
+from mcp_cluster.sessions.quota import MAX_OPENING_BYTES
+from mcp_cluster.shared import keys
+from mcp_cluster.shared.functions import RedisFunction, every_function
+from mcp_cluster.shared.redis import RedisUnavailable, call_function, connect
 from tests.utils.clients import ask, every_operation, modern_call, session, wait_for
 from tests.utils.docs import run_block_in
 
@@ -67,7 +67,7 @@ def test_redis_lets_in_only_its_users_and_the_apps_reach_only_their_keys(stack):
 def test_the_apps_call_the_layers_functions_and_run_no_other_lua(stack):
     """Redis loaded every function at start (run-redis.sh); the apps' user may call them, not load or run Lua."""
     with stack.redis_client("redis") as admin:
-        assert {function.name for function in every_function()} <= listed(admin)
+        assert {function.name for function in every_function("app")} <= listed(admin)
     apps = app_user(stack)
     assert apps.fcall(_LOOKUP.name, 1, "mcp:session:none", "mcp:owner:") is None
     busy_loop = "while true do end"
@@ -93,7 +93,7 @@ def listed(client: redis.Redis) -> set[str]:
 
 def test_the_docs_command_loads_the_functions_into_a_redis_that_lacks_them(redis_server, tmp_path):
     """A Redis not started by run-redis.sh (a managed one): nothing else loads them there."""
-    every, port = {function.name for function in every_function()}, redis_server[0].rsplit(":", 1)[1].split("/")[0]
+    every, port = {function.name for function in every_function("app")}, redis_server[0].rsplit(":", 1)[1].split("/")[0]
     server = redis.Redis(port=int(port))
     (tmp_path / "admin-password").write_text("admin-secret")
     server.acl_setuser(
@@ -131,7 +131,7 @@ def test_a_server_loads_a_function_it_lacks_again_and_a_call_waits_for_it(stack)
         client.url = stack.instance_url("app2")
         admin.function_delete(_LOOKUP.name)
         assert client.call_tool("whoami").status == 200  # it waited while the server loaded it again (within 5 s)
-        assert listed(admin) == {function.name for function in every_function()}
+        assert listed(admin) == {function.name for function in every_function("app")}
 
 
 async def test_a_function_redis_lacks_and_the_apps_may_not_load_is_named_in_the_error(stack):

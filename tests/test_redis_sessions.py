@@ -15,12 +15,12 @@ import pytest
 import redis
 import requests
 
-from app.cluster.forward_listener import CLIENTS_ELSEWHERE
-from app.cluster.router import FORWARDED_ELSEWHERE
-from app.shared import keys
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient, stream_messages
 from loadtest.topology import INSTANCES
+from mcp_cluster.cluster.forward_listener import CLIENTS_ELSEWHERE
+from mcp_cluster.cluster.router import FORWARDED_ELSEWHERE
+from mcp_cluster.shared import keys
 from tests.utils.clients import Recorder, every_operation, operations, session, wait_for
 
 pytestmark = pytest.mark.anyio
@@ -179,7 +179,7 @@ def test_the_forwarding_port_serves_no_client(shared):
 def test_a_signed_hop_cannot_carry_another_request(shared):
     """Even with the secret's signature captured from a real hop, changing the body breaks it, only the
     forwarding port of the process it was signed for takes it (another answers that nothing ran), once."""
-    from app.cluster.forwarding import ForwardSigner
+    from mcp_cluster.cluster.forwarding import ForwardSigner
 
     secret = bytes.fromhex(redis.Redis.from_url(shared.redis_url).get(keys.CLUSTER_SECRET).decode())
     client = session(shared.instance_url("app1"))

@@ -10,8 +10,8 @@ import time
 import pytest
 from mcp.server.request_state import InvalidRequestState
 
-from app.shared.request_state_keys import KeyRingCodec, RingKey, decode, encode, ring_security
 from loadtest.topology import PROJECT_ROOT
+from mcp_cluster.shared.request_state_keys import KeyRingCodec, RingKey, decode, encode, ring_security
 
 OLD = RingKey(os.urandom(32), 0.0)
 
@@ -70,14 +70,14 @@ def test_redis_time_decides_when_a_rotation_comes_due():
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["show"], {}, "request_state_keys: set MCP_REDIS_URL to the Redis the instances share"),
+        (["show"], {}, "mcp-cluster request-state-keys: set MCP_REDIS_URL to the Redis the instances share"),
         (["rotate", "--activate-in", "5"], {"MCP_REDIS_URL": "redis://127.0.0.1:1/0"}, "at least 10 seconds"),
     ],
 )
 def test_the_rotation_command_refuses_bad_input_with_the_reason(args, env, message):
     base = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")}
     result = subprocess.run(
-        [sys.executable, "-m", "app.shared.request_state_keys", *args],
+        [sys.executable, "-m", "mcp_cluster", "request-state-keys", *args],
         cwd=PROJECT_ROOT,
         env={**base, **env},
         capture_output=True,

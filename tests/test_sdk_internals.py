@@ -1,4 +1,4 @@
-"""Fails loudly when an SDK upgrade moves a private name that app/sdk_internals.py relies on."""
+"""Fails loudly when an SDK upgrade moves a private name that mcp_cluster/sdk_internals.py relies on."""
 
 from __future__ import annotations
 
@@ -9,20 +9,20 @@ from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 
-from app import sdk_internals
-from app.auth.keys import KeySet
-from app.auth.verifier import JWTVerifier
-from app.server.bulletins import MemoryBulletins
-from app.server.counters import MemoryHandleCounters
-from app.server.tools import UPDATES, Demo, build_server
-from app.sessions.connections import Connections
-from app.sessions.subscriptions import ResourceSubscriptions
-from app.shared.listen_streams import ListenStreamsPerClient
+from app.bulletins import MemoryBulletins
+from app.counters import MemoryHandleCounters
+from app.tools import UPDATES, Demo, build_server
 from loadtest.topology import PROJECT_ROOT
+from mcp_cluster import sdk_internals
+from mcp_cluster.auth.keys import KeySet
+from mcp_cluster.auth.verifier import JWTVerifier
+from mcp_cluster.sessions.connections import Connections
+from mcp_cluster.sessions.subscriptions import ResourceSubscriptions
+from mcp_cluster.shared.listen_streams import ListenStreamsPerClient
 
 
 def test_sdk_version_is_the_pinned_one():
-    assert version("mcp") == "2.3.0", "app/sdk_internals.py was checked against mcp 2.3.0; re-check it"
+    assert version("mcp") == "2.3.0", "mcp_cluster/sdk_internals.py was checked against mcp 2.3.0; re-check it"
 
 
 def test_private_names_still_exist():
@@ -46,7 +46,7 @@ def test_a_bus_given_after_the_server_is_built_serves_notify_and_listen():
 
 
 def test_the_names_the_redis_store_relies_on_still_exist():
-    """app/sdk_internals.py: SharedSessionManager and its rebuild (exercised end to end in test_redis_sessions)."""
+    """mcp_cluster/sdk_internals.py: SharedSessionManager and its rebuild (end to end in test_redis_sessions)."""
     import inspect
 
     from mcp.server.connection import Connection
@@ -101,7 +101,8 @@ def test_the_names_authentication_relies_on_still_exist():
 
 def test_the_names_exactly_once_relies_on_still_exist():
     """A request's connection and dispatcher (its requests to the client: their ids, and which it waits for), a
-    transport's open streams, and what a server says of its lists (app/sessions/, app/cluster/event_store.py)."""
+    transport's open streams, and what a server says of its lists (mcp_cluster/sessions/,
+    mcp_cluster/cluster/event_store.py)."""
     from mcp.server.connection import Connection
     from mcp.server.session import ServerSession
     from mcp.server.streamable_http import GET_STREAM_KEY, StreamableHTTPServerTransport

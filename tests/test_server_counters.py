@@ -6,11 +6,11 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from app.http.clients import ClientId
-from app.server.bulletins import MemoryBulletins, RedisBulletins
-from app.server.capacity import AtCapacity
-from app.server.counters import HANDLE_KEY, MemoryHandleCounters, RedisHandleCounters
-from app.shared.redis import RedisUnavailable, connect
+from app.bulletins import MemoryBulletins, RedisBulletins
+from app.capacity import AtCapacity
+from app.counters import HANDLE_KEY, MemoryHandleCounters, RedisHandleCounters
+from mcp_cluster.http.clients import ClientId
+from mcp_cluster.shared.redis import RedisUnavailable, connect
 from tests.utils.faults import increments_through_stalls
 
 pytestmark = pytest.mark.anyio

@@ -18,14 +18,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from app import FencingToken, InstanceSettings, Preset, SessionStore, fencing_token, request_key, session_state
-from app.instance import Instance
-from app.sessions import ledger as ledger_module
-from app.sessions import once
-from app.sessions.ledger import MemoryLedger, RedisLedger, Verdict
-from app.shared import keys
-from app.shared.redis import RedisUnavailable, connect
-from app.shared.runs import MAY_HAVE_RUN
+from mcp_cluster import FencingToken, InstanceSettings, Preset, SessionStore, fencing_token, request_key, session_state
+from mcp_cluster.instance import Instance
+from mcp_cluster.sessions import ledger as ledger_module
+from mcp_cluster.sessions import once
+from mcp_cluster.sessions.ledger import MemoryLedger, RedisLedger, Verdict
+from mcp_cluster.shared import keys
+from mcp_cluster.shared.redis import RedisUnavailable, connect
+from mcp_cluster.shared.runs import MAY_HAVE_RUN
 from tests.utils.asgi import served
 
 pytestmark = pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""How many sessions one client may hold (app/sessions/quota.py), in-process: requests racing to open sessions
+"""How many sessions one client may hold (mcp_cluster/sessions/quota.py), in-process: requests racing to open sessions
 for one client address get exactly the bound, on one instance (memory store) and across two instances sharing
 a real redis-server (Redis store); another address is not held back, and an ended session frees its slot."""
 
@@ -8,9 +8,9 @@ import anyio
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from app import InstanceSettings, instance_app
-from app.http.clients import client_address
-from app.sessions.quota import MAX_OPENING_BYTES
+from mcp_cluster import InstanceSettings, instance_app
+from mcp_cluster.http.clients import client_address
+from mcp_cluster.sessions.quota import MAX_OPENING_BYTES
 from tests.utils.asgi import INITIALIZE, JSON_RPC, served
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import redis.asyncio
 
-from app.cluster.registry import Opening, SessionRegistry
-from app.sessions.state import (
+from loadtest.stack import free_port
+from mcp_cluster.cluster.registry import Opening, SessionRegistry
+from mcp_cluster.sessions.state import (
     MAX_KEYS,
     MAX_STATE_BYTES,
     MemorySessionState,
@@ -15,9 +16,8 @@ from app.sessions.state import (
     SessionState,
     SessionStateError,
 )
-from app.shared import keys
-from app.shared.redis import connect
-from loadtest.stack import free_port
+from mcp_cluster.shared import keys
+from mcp_cluster.shared.redis import connect
 from tests.utils.faults import increments_through_stalls
 
 pytestmark = pytest.mark.anyio

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from app.server.settings import ServerSettings
-from app.settings import DEFAULT_ALLOWED_HOSTS, InstanceSettings, Preset, SettingsError
+from app.settings import ServerSettings
 from loadtest.topology import PROJECT_ROOT
+from mcp_cluster.settings import DEFAULT_ALLOWED_HOSTS, InstanceSettings, Preset, SettingsError
 
 PRESET_CHOICES = "valid values: stateful-sse, stateful-json, stateless-sse, stateless-json"
 

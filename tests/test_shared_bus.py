@@ -7,9 +7,9 @@ import anyio
 import pytest
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged
 
-from app.shared.bus import RedisSubscriptionBus, decode, encode
-from app.shared.keys import BUS_CHANNEL
-from app.shared.redis import connect
+from mcp_cluster.shared.bus import RedisSubscriptionBus, decode, encode
+from mcp_cluster.shared.keys import BUS_CHANNEL
+from mcp_cluster.shared.redis import connect
 
 
 @pytest.mark.parametrize(

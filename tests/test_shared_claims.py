@@ -9,10 +9,10 @@ import pytest
 import redis
 from mcp.server.mcpserver import MCPServer
 
-from app.shared import claims as claims_module
-from app.shared.claims import Claims, TooManyClaims
-from app.shared.redis import RedisUnavailable, connect
-from app.shared.single_use import SingleUseRequestState
+from mcp_cluster.shared import claims as claims_module
+from mcp_cluster.shared.claims import Claims, TooManyClaims
+from mcp_cluster.shared.redis import RedisUnavailable, connect
+from mcp_cluster.shared.single_use import SingleUseRequestState
 from tests.utils.faults import increments_through_stalls
 
 pytestmark = pytest.mark.anyio

@@ -12,13 +12,13 @@ from mcp.server.streamable_http import GET_STREAM_KEY
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.cluster.event_store import _MESSAGE, RedisEventStore
-from app.cluster.registry import SessionRegistry
-from app.shared import redis as shared_redis
-from app.shared.bus import RedisSubscriptionBus
-from app.shared.functions import every_function
-from app.shared.keys import CALL, CLIENT_CALLS, EVENTS, OWNER
-from app.shared.redis import (
+from mcp_cluster.cluster.event_store import _MESSAGE, RedisEventStore
+from mcp_cluster.cluster.registry import SessionRegistry
+from mcp_cluster.shared import redis as shared_redis
+from mcp_cluster.shared.bus import RedisSubscriptionBus
+from mcp_cluster.shared.functions import every_function
+from mcp_cluster.shared.keys import CALL, CLIENT_CALLS, EVENTS, OWNER
+from mcp_cluster.shared.redis import (
     CALL_KEPT_MS,
     RedisUnavailable,
     applied_once,
@@ -29,8 +29,8 @@ from app.shared.redis import (
     run_once,
     unavailable_on_error,
 )
-from app.shared.runs import Run, current_run
-from app.shared.services import SharedServices
+from mcp_cluster.shared.runs import Run, current_run
+from mcp_cluster.shared.services import SharedServices
 from tests.utils.faults import increments_through_stalls
 
 pytestmark = pytest.mark.anyio
@@ -103,7 +103,7 @@ async def test_a_write_sent_again_gets_its_first_answer_from_a_full_redis(redis_
             current_run.reset(token)
 
     assert await call("applied") == 1
-    for function in every_function():  # as a server's start loads them (redis/run-redis.sh)
+    for function in every_function("app"):  # as a server's start loads them (redis/run-redis.sh)
         await function.bound_to(redis).load()
     used = (await redis.info("memory"))["used_memory"]
     await redis.config_set("maxmemory", used // 2)  # noeviction: full, it refuses every write
@@ -231,7 +231,7 @@ async def test_the_event_relay_reconnects_after_losing_its_channel(redis_url, fa
 
 
 async def test_retries_under_way_stop_once_the_ride_through_is_set_to_0():
-    """A draining instance sets its client's ride-through to 0 (app/instance.py): a call already retrying for
+    """A draining instance sets its client's ride-through to 0 (mcp_cluster/instance.py): a call already retrying for
     a Redis that is away stops at its next retry, not after the 10 s it began with."""
 
     class Away:

@@ -11,10 +11,10 @@ import pytest
 import redis
 from mcp.server.mcpserver import MCPServer
 
-from app import InstanceSettings, Preset, SessionStore
-from app.instance import Instance
-from app.shared.redis import connect
-from app.shared.redis_config import UnsafeRedis, check_redis
+from mcp_cluster import InstanceSettings, Preset, SessionStore
+from mcp_cluster.instance import Instance
+from mcp_cluster.shared.redis import connect
+from mcp_cluster.shared.redis_config import UnsafeRedis, check_redis
 from tests.utils.asgi import served
 
 pytestmark = pytest.mark.anyio
@@ -50,7 +50,7 @@ async def test_an_instance_given_such_a_redis_does_not_start(redis_url, admin):
 
 async def test_what_a_deployment_may_mean_is_a_warning(redis_url, admin, caplog):
     """This test Redis keeps no append-only file and has no replica; a user without +info is not checked."""
-    with caplog.at_level(logging.WARNING, logger="app.shared.redis_config"):
+    with caplog.at_level(logging.WARNING, logger="mcp_cluster.shared.redis_config"):
         await check_redis(connect(redis_url, replicas_to_wait=1))
     assert "no append-only file" in caplog.text and "1 replicas" not in caplog.text
     assert "has 0 replicas connected; MCP_REDIS_WAIT_REPLICAS waits for 1" in caplog.text
@@ -58,7 +58,7 @@ async def test_what_a_deployment_may_mean_is_a_warning(redis_url, admin, caplog)
     admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["mcp:*"], commands=["+ping", "+get"])
     try:
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="app.shared.redis_config"):
+        with caplog.at_level(logging.WARNING, logger="mcp_cluster.shared.redis_config"):
             await check_redis(connect(redis_url.replace("redis://", f"redis://{user}:{password}@")))
         assert "its user may not run INFO" in caplog.text
     finally:

@@ -1,4 +1,4 @@
-"""How a stopping instance stops listening (app/shutdown.py), against a real uvicorn server and the kernel's
+"""How a stopping instance stops listening (mcp_cluster/shutdown.py), against a real uvicorn server and the kernel's
 own sockets: a connection opened in the last moments is refused before anything is sent on it, never
 reset after, and the connections already open go on serving."""
 
@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from app.shutdown import _ignore_new_handshakes, _stop_listening
+from mcp_cluster.shutdown import _ignore_new_handshakes, _stop_listening
 from tests.utils.clients import wait_for
 
 pytestmark = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
-from app.http.clients import ClientId
-from app.server.bulletins import MemoryBulletins
-from app.server.tools import apply_operation, resolve_data_file
+from app.bulletins import MemoryBulletins
+from app.tools import apply_operation, resolve_data_file
+from mcp_cluster.http.clients import ClientId
 
 pytestmark = pytest.mark.anyio
 

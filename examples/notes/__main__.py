@@ -2,7 +2,7 @@
 
 import sys
 
-from app.serving import run_from_env
+from mcp_cluster.serving import run_from_env
 
 if __name__ == "__main__":
     sys.exit(run_from_env(f"{__package__}.server:create_app", "notes"))

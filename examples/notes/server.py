@@ -24,7 +24,7 @@ from mcp.types import CreateMessageResult, SamplingMessage, TextContent
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp
 
-from app import InstanceSettings, configure_logging, instance_app, request_key, session_state
+from mcp_cluster import InstanceSettings, configure_logging, instance_app, request_key, session_state
 
 mcp = MCPServer("notes")
 NoteText = Annotated[str, Field(min_length=1, max_length=500)]

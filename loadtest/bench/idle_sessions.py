@@ -17,11 +17,11 @@ import psutil
 import redis
 import requests
 
-from app.shared import keys
 from loadtest.bench.instances import OUR_APP, SDK_APP
 from loadtest.bench.servers import Served, StackInstance, Subject, open_session, serve
 from loadtest.bench.traced import SNAPSHOT_PATH
 from loadtest.topology import PROJECT_ROOT
+from mcp_cluster.shared import keys
 
 OPENERS = 8  # threads opening sessions at once
 WARM_UP = 20  # sessions opened before measuring: the first requests' allocations are not a session's

@@ -30,16 +30,16 @@ import anyio
 from starlette.types import ASGIApp
 
 from app.asgi import create_app
-from app.server.settings import ServerSettings
-from app.sessions.ledger import RedisLedger
-from app.settings import InstanceSettings, Preset, SessionStore
-from app.shared.redis import connect
+from app.settings import ServerSettings
 from loadtest.bench import references
 from loadtest.bench.in_process import InProcessClient, lifespan
 from loadtest.bench.servers import wait_listening
 from loadtest.client.legacy import LEGACY_VERSION
 from loadtest.hostile.wire import call_body, headers, initialize_body
 from loadtest.stack import free_port, redis_server_binary
+from mcp_cluster.sessions.ledger import RedisLedger
+from mcp_cluster.settings import InstanceSettings, Preset, SessionStore
+from mcp_cluster.shared.redis import connect
 
 PRESET = Preset.STATEFUL_JSON
 SESSIONS = 8
@@ -127,7 +127,7 @@ def _apps(redis_url: str, redis_password: str) -> dict[str, ASGIApp]:
     shared = InstanceSettings(
         "app1", preset=PRESET, session_store=SessionStore.REDIS, redis_url=redis_url, redis_password=redis_password
     )
-    metered = InstanceSettings("app1", preset=PRESET, metrics_port=free_port())  # each call timed (app/metrics)
+    metered = InstanceSettings("app1", preset=PRESET, metrics_port=free_port())  # each call timed (mcp_cluster/metrics)
     apps = (
         references.bare_sdk(PRESET),
         create_app(memory, server),
@@ -182,7 +182,7 @@ def markdown(result: dict) -> str:
 
 
 async def record_cost(seconds: float, redis_url: str, redis_password: str) -> dict:
-    """What recording a tool call costs with the Redis store (app/sessions/ledger.py, for every call of a tool
+    """What recording a tool call costs with the Redis store (mcp_cluster/sessions/ledger.py, for every call of a tool
     not annotated read-only): its two scripts, begun and finished, one pair at a time, for `seconds`."""
     redis = connect(redis_url, password=redis_password)
     ledger, tenure, answer = RedisLedger(redis, 600), ("app1:bench", 1), b'{"result":{"content":[]}}' + b" " * 200

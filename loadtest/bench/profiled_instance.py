@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pyinstrument import Profiler
 
-from app.server.settings import ServerSettings
-from app.serving import run_from_env
+from app.settings import ServerSettings
+from mcp_cluster.serving import run_from_env
 
 
 def main() -> int:

@@ -26,14 +26,14 @@ from pathlib import Path
 import redis
 import requests
 
-from app.cluster.event_store import MAX_EVENTS
-from app.http.messages import SERVED_BY_HEADER
-from app.shared import keys
 from loadtest.bench import wrk
 from loadtest.bench.servers import open_session
 from loadtest.client.legacy import McpClient
 from loadtest.cpu import tree_times
 from loadtest.stack import REDIS_SERVERS, SENTINELS, Stack, free_port
+from mcp_cluster.cluster.event_store import MAX_EVENTS
+from mcp_cluster.http.messages import SERVED_BY_HEADER
+from mcp_cluster.shared import keys
 
 WARMUP = 50
 REDIS_PROCESSES = (*REDIS_SERVERS, *SENTINELS)

@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.server.bulletins import MemoryBulletins
-from app.server.counters import MemoryHandleCounters
-from app.server.settings import ServerSettings
-from app.server.tools import Demo, build_server
-from app.settings import DEFAULT_ALLOWED_HOSTS, Preset
+from app.bulletins import MemoryBulletins
+from app.counters import MemoryHandleCounters
+from app.settings import ServerSettings
+from app.tools import Demo, build_server
+from mcp_cluster.settings import DEFAULT_ALLOWED_HOSTS, Preset
 
 MCP_PATH = "/mcp"
 _WHOAMI = {"instance": "floor", "preset": "none", "session_id": "0" * 32, "protocol_version": "2025-11-25", "pid": 1}

@@ -58,7 +58,7 @@ class Served(AbstractContextManager):
 
 
 class UvicornServer(Served):
-    """`uvicorn --factory` with the flags `app.serving` uses, the app's logs in `log`."""
+    """`uvicorn --factory` with the flags `mcp_cluster.serving` uses, the app's logs in `log`."""
 
     def __init__(self, subject: Subject, log: Path) -> None:
         self.subject, self.log = subject, log

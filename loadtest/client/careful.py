@@ -17,7 +17,7 @@ import requests
 from loadtest.client.capabilities import client_error, judge
 from loadtest.client.legacy import Answer, Exchange, McpClient
 
-# The server's words for an error a retry may mend (app/shared/runs.py says them; a test holds them equal).
+# The server's words for an error a retry may mend (mcp_cluster/shared/runs.py says them; a test holds them equal).
 RETRY_ADVICE = ("did not run: retry", "retry with the same request id")
 BACKOFF_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)  # then 1 s between tries
 RETRY_SECONDS = 60.0  # how long a call is tried before the client gives up (for now: it may try again later)

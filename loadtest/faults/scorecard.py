@@ -6,10 +6,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from app.shared import keys
 from loadtest.faults.catalogue import Fault
 from loadtest.faults.load import CountingLoad
 from loadtest.stack import Stack, free_port
+from mcp_cluster.shared import keys
 
 PRESET = "stateful-sse"  # every capability, sessions and all
 CONFIGURATIONS = (

@@ -16,8 +16,15 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp
 
-from app import InstanceSettings, SubscribableURIs, instance_app, notify_resource_updated, request_key, session_state
-from app.serving import run_from_env
+from mcp_cluster import (
+    InstanceSettings,
+    SubscribableURIs,
+    instance_app,
+    notify_resource_updated,
+    request_key,
+    session_state,
+)
+from mcp_cluster.serving import run_from_env
 
 mcp = MCPServer("writer")
 TOPIC = r"^topic://[a-z0-9]{1,16}$"

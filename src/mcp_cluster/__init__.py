@@ -1,0 +1,41 @@
+"""MCP servers as several instances behind a load balancer: the layer, and a demo server that uses it.
+
+The public API, for a server of your own:
+
+    from mcp_cluster import InstanceSettings, instance_app, session_state
+
+    asgi_app = instance_app(mcp, InstanceSettings.from_env())  # any MCPServer, as an ASGI app
+
+and, inside a tool, `await session_state(ctx).increment("calls")` (state kept with the session, each write
+applied once per call however often it is retried), `request_key(ctx)` (the call's key, for effects of your
+own), `fencing_token(ctx)` (who runs it, in which generation of the session) and
+`await notify_resource_updated(ctx, uri)` (every subscriber, on every instance). docs/layer.md has more.
+"""
+
+import importlib
+
+# Loaded on first use, so `import mcp_cluster.settings` (the load tests, the CLIs) does not pay for the SDK's import.
+_PUBLIC = {
+    "InstanceSettings": "mcp_cluster.settings",
+    "Preset": "mcp_cluster.settings",
+    "SessionStore": "mcp_cluster.settings",
+    "SettingsError": "mcp_cluster.settings",
+    "SessionState": "mcp_cluster.sessions.state",
+    "SessionStateError": "mcp_cluster.sessions.state",
+    "session_state": "mcp_cluster.sessions.state",
+    "request_key": "mcp_cluster.sessions.once",
+    "fencing_token": "mcp_cluster.sessions.once",
+    "FencingToken": "mcp_cluster.sessions.once",
+    "SubscribableURIs": "mcp_cluster.sessions.subscriptions",
+    "notify_resource_updated": "mcp_cluster.sessions.subscriptions",
+    "configure_logging": "mcp_cluster.logs",
+    "instance_app": "mcp_cluster.instance",
+    "shared_redis": "mcp_cluster.instance",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

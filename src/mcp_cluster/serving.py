@@ -1,0 +1,84 @@
+"""Serve an app factory with uvicorn, as every instance should be served behind nginx, and the ports an
+instance opens beside its public one (forwarding, metrics)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import sys
+from collections.abc import AsyncIterator, Sequence
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from mcp_cluster.settings import InstanceSettings, SettingsError
+
+
+def serve(factory: str, settings: InstanceSettings) -> None:
+    """Run `factory` ("module:function", returning the ASGI app) on the settings' address and workers."""
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=settings.listen_host,
+        port=settings.listen_port,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+        # Above nginx's upstream keepalive_timeout (2 s): an idle connection is always closed by nginx
+        # first, never by uvicorn while nginx reuses it (that race answers a POST with 502).
+        timeout_keep_alive=75,
+    )
+
+
+def run_from_env(factory: str, name: str, *checks) -> int:
+    """A `python -m` entry point: check the settings (and `checks`, more `from_env` readers), then serve.
+    A bad setting stops the process with one line naming it and the valid values."""
+    try:
+        settings = InstanceSettings.from_env()
+        for check in checks:
+            check()
+    except SettingsError as exc:
+        print(f"{name}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    serve(factory, settings)
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def side_port(app: ASGIApp, host: str, ports: Sequence[int], purpose: str) -> AsyncIterator[int]:
+    """Serve `app` on the first free port of `ports` on `host` (0: one the kernel picks) while the block runs,
+    and yield that port. With MCP_WORKERS > 1 each worker takes the next free one."""
+    sock = _bind_first_free(host, ports, purpose)
+    # No lifespan: the worker's main server already runs the app's; no signal handlers either (serve() would
+    # take SIGTERM from the main server), so the documented startup/shutdown steps are driven here.
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, timeout_keep_alive=75)
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        await server.shutdown(sockets=[sock])
+
+
+def _bind_first_free(host: str, ports: Sequence[int], purpose: str) -> socket.socket:
+    """A listening socket on `host` (an address or a name, resolved now) and the first port of `ports` free."""
+    family, _, _, _, address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+    for port in ports:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address[0], port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                continue  # another worker of this instance took it
+            raise
+        sock.listen(128)
+        return sock
+    taken = f"{ports[0]}..{ports[-1]}"
+    raise OSError(errno.EADDRINUSE, f"address already in use: no {purpose} port free on {host} in {taken}")
