@@ -1,1 +1,1 @@
-"""Servers of their own that use the layer in `app` through its public API only."""
+"""Servers of their own that use the layer, mcp_cluster, through its public API only."""

@@ -76,8 +76,14 @@ EXPECTED = {
         *(f"  {name:<6} pid=" for name in ("redis", "app1", "app2", "app3", "nginx")),
         "stack: stopped",
     ],
+    "fastmcp-stack": [
+        "http://127.0.0.1:8080/mcp",
+        "server=examples.fastmcp_notes preset=stateful-sse lb=round-robin store=redis",
+        *(f"  {name:<6} pid=" for name in ("redis", "app1", "app2", "app3", "nginx")),
+        "stack: stopped",
+    ],
 }
-LOCAL_STACKS = ["local-stack", "notes-stack"]
+LOCAL_STACKS = ["local-stack", "notes-stack", "fastmcp-stack"]
 README_LINES = 60  # one screen of a terminal
 PYTHON_BLOCK = re.compile(r"(?:<!-- (?P<tag>[^>]*?) -->\n)?```python\n(?P<code>.*?)```", re.S)
 LINK = re.compile(r"\]\((?!https?://|#)(?P<target>[^)#]+)(?:#[^)]*)?\)")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import version
 
+import anyio
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
@@ -75,9 +77,10 @@ def test_the_names_the_single_use_guard_relies_on_still_exist():
 
     demo = Demo(PROJECT_ROOT / "data", MemoryHandleCounters(10), MemoryBulletins(), "app1", "stateless-json")
     mcp = build_server(demo)
-    assert sdk_internals.tool_annotations(mcp, "analyze_with_ai").read_only_hint is True
-    assert sdk_internals.tool_annotations(mcp, "confirm_action") is None
-    assert sdk_internals.tool_annotations(mcp, "no-such-tool") is None
+    annotations = functools.partial(anyio.run, sdk_internals.tool_annotations, mcp)
+    assert annotations("analyze_with_ai").read_only_hint is True
+    assert annotations("confirm_action") is None
+    assert annotations("no-such-tool") is None
     boundary = next(m for m in mcp.middleware if isinstance(m, RequestStateBoundary))
     assert sdk_internals.request_state_ttl(boundary) == 600.0  # the SDK's default, until the instance seals its own
 
@@ -122,3 +125,13 @@ def test_the_names_exactly_once_relies_on_still_exist():
     sdk_internals.tell_list_changes(mcp)
     capabilities = sdk_internals.lowlevel_server(mcp).create_initialization_options().capabilities
     assert capabilities.tools.list_changed and capabilities.resources.list_changed and capabilities.prompts.list_changed
+
+
+def test_the_fastmcp_names_a_fastmcp_server_is_served_through_still_exist():
+    """mcp_cluster/sdk_internals.py `over_fastmcp`: the low-level server FastMCP 4 builds, and its custom routes."""
+    from fastmcp import FastMCP
+
+    server = FastMCP("probe")
+    assert isinstance(server._mcp_server, Server) and server._get_additional_http_routes() == []
+    mcp = sdk_internals.over_fastmcp(server)
+    assert sdk_internals.lowlevel_server(mcp) is server._mcp_server and sdk_internals.fastmcp_under(mcp) is server

@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "target",
         metavar="MODULE:NAME",
-        help="an MCPServer, or a function taking no arguments that returns one or an ASGI app",
+        help="an MCPServer or a fastmcp.FastMCP, or a function taking no arguments that returns one or an ASGI app",
     )
     ring = commands.add_parser("request-state-keys", help="show or rotate the key ring kept in Redis (MCP_REDIS_URL)")
     ring.add_argument("action", choices=("show", "rotate"))
@@ -131,6 +131,6 @@ def _load(target: str) -> object:
 
 
 def _is_server(value: object) -> bool:
-    from mcp.server.mcpserver import MCPServer
+    from mcp_cluster.servers import is_server
 
-    return isinstance(value, MCPServer)
+    return is_server(value)

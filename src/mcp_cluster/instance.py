@@ -21,6 +21,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
@@ -45,6 +46,7 @@ from mcp_cluster.cluster.router import SessionRouter
 from mcp_cluster.http.middleware import InstanceMiddleware, RejectionMessages, SessionIdPrefix, StatelessGetRefused
 from mcp_cluster.metrics import InstanceMetrics
 from mcp_cluster.metrics.call_timer import CallTimer
+from mcp_cluster.servers import serve_http_context, served
 from mcp_cluster.serving import side_port
 from mcp_cluster.sessions import state
 from mcp_cluster.sessions.connections import Connections
@@ -94,20 +96,21 @@ def shared_redis(settings: InstanceSettings) -> SharedRedis | None:
 
 
 def instance_app(
-    mcp: MCPServer,
+    mcp: MCPServer | Any,
     settings: InstanceSettings,
     *,
     subscribable: SubscribableURIs | None = None,
     redis: Redis | None = None,
 ) -> ASGIApp:
-    """The ASGI app serving `mcp` as one instance of several; call it once per server and process.
+    """The ASGI app serving `mcp` (an MCPServer, or a `fastmcp.FastMCP`) as one instance of several; call it once
+    per server and process.
 
     `redis`: a client of `settings.redis_url` the server's own tools already use, so the process keeps one
     pool (made with `shared_redis(settings)`; the instance closes it at shutdown). Default: one of its own.
     """
     if redis is not None and settings.redis_url is None:
         raise ValueError("a Redis client was given but the settings name no Redis URL (MCP_REDIS_URL)")
-    return Instance(mcp, settings, subscribable, redis).app
+    return Instance(served(mcp), settings, subscribable, redis).app
 
 
 class Instance:
@@ -253,6 +256,7 @@ class Instance:
                 allowed_origins=list(settings.allowed_origins),
             ),
         )
+        serve_http_context(self.mcp, sdk_app)
         self._run_with_sdk(sdk_app)
         once = OncePerRequest(
             sdk_app,

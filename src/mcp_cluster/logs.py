@@ -59,5 +59,6 @@ def configure_logging(instance_id: str, level: str) -> None:
     # The SDK's transport logs "Terminating session: None" at INFO after every stateless request.
     logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True  # mcp_cluster.access writes the richer line
+    logging.captureWarnings(True)  # a warning (a deprecation the SDK reports) is one JSON line too, not raw text
     # No line shows the thread or process names: a record spends no time looking them up.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
+from weakref import WeakKeyDictionary
 
 import anyio
 from anyio.abc import TaskStatus
@@ -53,6 +55,11 @@ def use_subscription_bus(mcp: MCPServer, bus: SubscriptionBus) -> None:
         server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, streams)
 
 
+def subscription_bus(mcp: MCPServer) -> SubscriptionBus:
+    """The bus `ctx.notify_*` publishes on (the instance's, once `use_subscription_bus` ran)."""
+    return mcp._subscriptions
+
+
 def tell_list_changes(mcp: MCPServer) -> None:
     """Have `mcp` declare to 2025-11-25 clients that it tells them when its lists of tools, prompts and
     resources change (`listChanged`): the layer sends those notifications on the sessions' GET streams."""
@@ -72,10 +79,33 @@ def has_own_auth(mcp: MCPServer) -> bool:
     return mcp.settings.auth is not None
 
 
-def tool_annotations(mcp: MCPServer, name: str) -> ToolAnnotations | None:
+async def tool_annotations(mcp: MCPServer, name: str) -> ToolAnnotations | None:
     """The annotations of a tool of `mcp` (None for a tool it does not have, or one without)."""
+    fastmcp = _FASTMCP_UNDER.get(mcp)
+    if fastmcp is not None:  # its tools may come from providers, looked up asynchronously
+        found = await fastmcp.get_tool(name)
+        return found.annotations if found is not None else None
     tool = mcp._tool_manager.get_tool(name)
     return tool.annotations if tool is not None else None
+
+
+_FASTMCP_UNDER: WeakKeyDictionary[MCPServer, Any] = WeakKeyDictionary()
+
+
+def over_fastmcp(server: Any) -> MCPServer:
+    """An MCPServer serving a FastMCP 4 server's low-level server, so the layer serves it as it serves its own:
+    the same session manager, middleware chain, request-state boundary and lifespan (FastMCP's, entered by the
+    session manager). FastMCP's HTTP app, its host/origin guard and its auth are not used: the instance's are."""
+    facade = MCPServer(server.name)
+    facade._lowlevel_server = server._mcp_server
+    facade._custom_starlette_routes.extend(server._get_additional_http_routes())  # its @custom_route ones
+    _FASTMCP_UNDER[facade] = server
+    return facade
+
+
+def fastmcp_under(mcp: MCPServer) -> Any:
+    """The FastMCP server `mcp` stands for (`over_fastmcp`), or None."""
+    return _FASTMCP_UNDER.get(mcp)
 
 
 def request_state_ttl(boundary: RequestStateBoundary) -> float:

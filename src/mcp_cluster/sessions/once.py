@@ -53,6 +53,7 @@ from mcp_cluster.http.messages import (
     send_error,
     send_response,
 )
+from mcp_cluster.servers import tool_call_of
 from mcp_cluster.sessions.connections import Connections
 from mcp_cluster.sessions.ledger import RequestLedger, Tenure, Verdict, encoded
 from mcp_cluster.sessions.server_requests import ServerRequests, is_answer
@@ -65,12 +66,12 @@ IN_PROGRESS_WAIT_SECONDS = 30.0  # a repeat waits this long for the first run's 
 log = logging.getLogger(__name__)
 
 
-def request_key(ctx: Context) -> str | None:
+def request_key(ctx: Context | Any) -> str | None:
     """A key naming this tool call for effects outside the session's state (an idempotency key for an API, a
     unique column in a database): the same for every run of the call, whichever instance runs it, and another
     for every other call. None where the request has no session (it then has no key: 2026-07-28, stateless)."""
     session_id = session_id_of(ctx)
-    return key_of(session_id, ctx.request_id) if session_id is not None else None
+    return key_of(session_id, tool_call_of(ctx).request_id) if session_id is not None else None
 
 
 class FencingToken(NamedTuple):
@@ -82,12 +83,12 @@ class FencingToken(NamedTuple):
     generation: int
 
 
-def fencing_token(ctx: Context) -> FencingToken | None:
+def fencing_token(ctx: Context | Any) -> FencingToken | None:
     """The fencing token of this tool call's run; None where the request has no session (2026-07-28, stateless)."""
     run = current_run.get()
     if not isinstance(run, _GatedRun) or run.session_id != session_id_of(ctx):
         return None
-    if coerce_request_id(run.request_id) != coerce_request_id(ctx.request_id):
+    if coerce_request_id(run.request_id) != coerce_request_id(tool_call_of(ctx).request_id):
         return None
     return FencingToken(*run.tenure)
 
@@ -214,6 +215,7 @@ class OncePerRequest:
         self, session_id: str, request_id: RequestId, message: dict, scope: Scope, receive: Receive, send: Send
     ) -> None:
         local_key, request = (session_id, coerce_request_id(request_id)), request_of(message)
+        recorded = await self._recorded(message)  # before the check below: nothing awaits between it and the claim
         while (first := self._running.get(local_key)) is not None:  # a repeat of a run in progress here: its answer
             if first.request != request:
                 raise _reused(request_id)
@@ -234,7 +236,7 @@ class OncePerRequest:
         if tenure is None:
             raise _moved()
         run = self._running[local_key] = _GatedRun(
-            key_of(session_id, request_id) if self._recorded(message) else None,
+            key_of(session_id, request_id) if recorded else None,
             self._horizon,
             local_key=local_key,
             request_id=request_id,
@@ -273,10 +275,10 @@ class OncePerRequest:
         run.log = begun.log
         return False
 
-    def _recorded(self, message: dict) -> bool:
+    async def _recorded(self, message: dict) -> bool:
         """Whether a call's outcome is recorded: any tool not annotated read-only may change something."""
         name = (message.get("params") or {}).get("name") if isinstance(message.get("params"), dict) else None
-        annotations = sdk_internals.tool_annotations(self._mcp, name) if isinstance(name, str) else None
+        annotations = await sdk_internals.tool_annotations(self._mcp, name) if isinstance(name, str) else None
         return not (annotations is not None and annotations.read_only_hint)
 
     async def record(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:

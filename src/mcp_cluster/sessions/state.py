@@ -22,6 +22,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from redis.asyncio import Redis
 
 from mcp_cluster.http.messages import SESSION_ID_HEADER
+from mcp_cluster.servers import tool_call_of
 from mcp_cluster.shared import keys
 from mcp_cluster.shared.functions import NO_WRITES, RedisFunction
 from mcp_cluster.shared.redis import RedisUnavailable, applied_once, call_function, run_once, unavailable_on_error
@@ -265,18 +266,21 @@ def bind(mcp: MCPServer, backend: SessionStateBackend, *, stateless: bool) -> No
     _BINDINGS[mcp] = _Binding(backend, stateless)
 
 
-def session_id_of(ctx: Context) -> str | None:
-    """The request's MCP session, or None on stateless transports and 2026-07-28 requests (which have none)."""
-    binding = _BINDINGS.get(ctx.mcp_server)
-    if (binding is not None and binding.stateless) or ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+def session_id_of(ctx: Context | Any) -> str | None:
+    """The request's MCP session, or None on stateless transports and 2026-07-28 requests (which have none).
+    `ctx`: a tool's context, the SDK's or FastMCP's."""
+    call = tool_call_of(ctx)
+    binding = _BINDINGS.get(call.server) if call.server is not None else None
+    if (binding is not None and binding.stateless) or call.protocol_version in MODERN_PROTOCOL_VERSIONS:
         return None
     # On a stateful transport the SDK has already matched this header to a live session.
-    return (ctx.headers or {}).get(SESSION_ID_HEADER.decode())
+    return call.headers.get(SESSION_ID_HEADER.decode())
 
 
-def session_state(ctx: Context) -> SessionState:
+def session_state(ctx: Context | Any) -> SessionState:
     """The state of the request's session; raises SessionStateError (a ToolError) when it has none."""
-    binding = _BINDINGS.get(ctx.mcp_server)
+    server = tool_call_of(ctx).server
+    binding = _BINDINGS.get(server) if server is not None else None
     if binding is None:
         raise RuntimeError("session_state needs the server served through app.instance_app")
     session_id = session_id_of(ctx)

@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import anyio
@@ -33,6 +34,7 @@ from mcp.types import INVALID_PARAMS, INVALID_REQUEST, EmptyResult, SubscribeReq
 
 from mcp_cluster import sdk_internals
 from mcp_cluster.http.messages import SESSION_ID_HEADER
+from mcp_cluster.servers import tool_call_of
 from mcp_cluster.sessions.connections import Connections
 from mcp_cluster.shared.runs import NOT_RUN
 
@@ -176,12 +178,16 @@ async def _send(connection: Connection, event: ServerEvent, meta: dict | None) -
 _INSTALLED: WeakKeyDictionary[MCPServer, ResourceSubscriptions] = WeakKeyDictionary()
 
 
-async def notify_resource_updated(ctx: Context, uri: str) -> int:
+async def notify_resource_updated(ctx: Context | Any, uri: str) -> int:
     """Tell every subscriber of `uri`, on every instance and in both protocols; return how many 2025-11-25
-    sessions held here are subscribed to it (each instance tells its own)."""
-    subscriptions = _INSTALLED.get(ctx.mcp_server)
+    sessions held here are subscribed to it (each instance tells its own). `ctx`: the SDK's or FastMCP's."""
+    server = tool_call_of(ctx).server
+    subscriptions = _INSTALLED.get(server) if server is not None else None
     subscribed = subscriptions.subscribed_here(uri) if subscriptions is not None else 0
-    await ctx.notify_resource_updated(uri)
+    if isinstance(ctx, Context):
+        await ctx.notify_resource_updated(uri)
+    elif server is not None:
+        await sdk_internals.subscription_bus(server).publish(ResourceUpdated(uri=uri))
     return subscribed
 
 

@@ -57,7 +57,7 @@ class SingleUseRequestState:
 
     async def _claim_verified(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         sealed = _wire_state.get()
-        if sealed is not None and self._acts((ctx.params or {}).get("name")):
+        if sealed is not None and await self._acts((ctx.params or {}).get("name")):
             try:
                 first = await self.claim(sealed)
             except (RedisUnavailable, TooManyClaims) as exc:
@@ -67,9 +67,9 @@ class SingleUseRequestState:
                 raise MCPError(INVALID_PARAMS, "Invalid or expired requestState", {"reason": "invalid_request_state"})
         return await call_next(ctx)
 
-    def _acts(self, tool_name: object) -> bool:
+    async def _acts(self, tool_name: object) -> bool:
         """Whether a tool may change something: anything not annotated read-only or idempotent."""
-        annotations = sdk_internals.tool_annotations(self._mcp, tool_name) if isinstance(tool_name, str) else None
+        annotations = await sdk_internals.tool_annotations(self._mcp, tool_name) if isinstance(tool_name, str) else None
         return not (annotations and (annotations.read_only_hint or annotations.idempotent_hint))
 
     async def claim(self, sealed: str) -> bool:
