@@ -1,7 +1,7 @@
 """What each configuration should do, and what the seed document claims, for every capability.
 
 The design expectations come from the SDK's own documentation of the 2025-11-25 transport
-(run/legacy-clients.md) and are asserted on one instance by tests/test_presets.py. The seed's
+(run/legacy-clients.md) and are asserted on one instance by tests/stack/test_presets.py. The seed's
 claims are transcribed from its feature matrix and configuration matrix, cell by cell.
 """
 

@@ -1,6 +1,6 @@
 """Every private name of the MCP SDK this project touches, in one place.
 
-`tests/test_sdk_internals.py` fails loudly when an SDK upgrade moves one of them;
+`tests/unit/test_sdk_internals.py` fails loudly when an SDK upgrade moves one of them;
 the SDK version is pinned in requirements.txt for the same reason.
 """
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -34,7 +35,11 @@ def pytest_runtest_protocol(item, nextitem):
     try:
         return (yield)
     finally:
-        item.config.stash[LAYER_TIMES][_layer(item)].append(time.monotonic() - started)
+        layer, seconds = _layer(item), time.monotonic() - started
+        item.config.stash[LAYER_TIMES][layer].append(seconds)
+        if os.environ.get("MCP_LAYER_DETAIL"):  # one line a test, to see where each belongs
+            with open(os.environ["MCP_LAYER_DETAIL"], "a") as detail:
+                detail.write(f"{layer}\t{seconds:.2f}\t{item.nodeid}\n")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -63,4 +68,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if times["images"]:
         built, waited = times["images"][0], times["images waited for"][0]
         parts.insert(0, f"images {built:.0f} s (built while the first tests ran; {waited:.0f} s waited for)")
-    terminalreporter.write_line("time by layer: " + ", ".join(parts))
+    if parts:  # none under xdist: its workers keep their own
+        terminalreporter.write_line("time by layer: " + ", ".join(parts))

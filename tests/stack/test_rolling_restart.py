@@ -1,7 +1,7 @@
 """A call in flight when its instance gets SIGTERM, with real processes (redis-server, uvicorn, nginx): it
 finishes where it started, or, past MCP_DRAIN_SECONDS, ends unanswered. A rolling restart under Locust's every
 scenario fails no operation of any capability. A rolling restart under the counting load is a row of the fault
-scorecard (tests/test_faults.py)."""
+scorecard (tests/stack/test_faults.py)."""
 
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ def test_a_client_is_the_address_nginx_saw_and_an_ipv6_client_its_64():
 
 async def test_initialize_params_above_16_kib_are_refused_saying_so_and_what_is_not_kept_costs_nothing():
     """Memory store: the SDK keeps protocolVersion, capabilities and clientInfo for the session's life (the
-    Redis store's record too: tests/test_redis_lockdown.py); other params it drops."""
+    Redis store's record too: tests/stack/test_redis_lockdown.py); other params it drops."""
 
     def padded(name: int, elsewhere: int = 0) -> dict:
         params = {**INITIALIZE["params"], "clientInfo": {"name": "x" * name, "version": "1"}, "pad": "y" * elsewhere}

@@ -21,19 +21,22 @@ pytestmark = pytest.mark.anyio
 CLASSES = (NOT_RUN, MAY_HAVE_RUN, MAY_HAVE_RUN_UNKEYED)
 # Paths pinned by the tests that run them (real processes, or the SDK's session), by the words each asserts.
 ELSEWHERE = {
-    "the relay's owner is busy (503)": ("tests/test_cluster_router.py", "busy; did not run: retry"),
-    "a hop for a replaced process (503)": ("tests/test_redis_sessions.py", '"replaced"'),
-    "a forged hop (403)": ("tests/test_redis_sessions.py", "only cluster instances may send it, once; did not run"),
-    "a retry whose first run goes on (409)": ("tests/test_sessions_once.py", "still running"),
-    "the same id for another request (422)": ("tests/test_sessions_once.py", '"did not run" in message'),
-    "an answer the session does not wait for (400)": ("tests/test_sessions_once.py", "not waiting for an answer"),
-    "a tool's write Redis may have applied": ("tests/test_exactly_once.py", "endswith(MAY_HAVE_RUN)"),
-    "nginx: no instance got the request (502)": ("tests/test_balancing.py", "did not run: retry"),
-    "nginx: neither the pod nor any other (502)": ("tests/test_kubernetes_nginx.py", "did not run: retry"),
-    "nginx: body too large (413)": ("tests/test_balancing.py", "4 MiB; did not run"),
-    "a token refused (401, 403)": ("tests/test_auth.py", "; did not run"),
-    "a principal's sessions (429)": ("tests/test_auth.py", "did not run: end one (DELETE)"),
-    "a subscription refused": ("tests/test_presets.py", "did not run: unsubscribe from one first"),
+    "the relay's owner is busy (503)": ("tests/unit/cluster/test_router.py", "busy; did not run: retry"),
+    "a hop for a replaced process (503)": ("tests/stack/test_redis_sessions.py", '"replaced"'),
+    "a forged hop (403)": (
+        "tests/stack/test_redis_sessions.py",
+        "only cluster instances may send it, once; did not run",
+    ),
+    "a retry whose first run goes on (409)": ("tests/unit/sessions/test_once.py", "still running"),
+    "the same id for another request (422)": ("tests/unit/sessions/test_once.py", '"did not run" in message'),
+    "an answer the session does not wait for (400)": ("tests/unit/sessions/test_once.py", "not waiting for an answer"),
+    "a tool's write Redis may have applied": ("tests/stack/test_exactly_once.py", "endswith(MAY_HAVE_RUN)"),
+    "nginx: no instance got the request (502)": ("tests/stack/test_balancing.py", "did not run: retry"),
+    "nginx: neither the pod nor any other (502)": ("tests/stack/test_kubernetes_nginx.py", "did not run: retry"),
+    "nginx: body too large (413)": ("tests/stack/test_balancing.py", "4 MiB; did not run"),
+    "a token refused (401, 403)": ("tests/unit/auth/test_auth.py", "; did not run"),
+    "a principal's sessions (429)": ("tests/unit/auth/test_auth.py", "did not run: end one (DELETE)"),
+    "a subscription refused": ("tests/stack/test_presets.py", "did not run: unsubscribe from one first"),
 }
 
 

@@ -7,7 +7,7 @@ hardened, nginx's per-client bounds, the auth settings and the `auth` profile's 
 port on the backend network, MCP_ACCESS_LOG, the metrics ports and nginx's stub_status, the `monitoring`
 profile's Prometheus, the apps' URL passed to Redis, which writes only with a replica when it names Sentinels).
 Compose 1.29
-reads the same file: tests/test_compose_v1.py runs a profile with it."""
+reads the same file: tests/compose/test_compose_v1.py runs a profile with it."""
 
 from __future__ import annotations
 

@@ -61,3 +61,18 @@ def test_the_command_line_tools_do_not_import_the_sdk():
     probe = "import sys, loadtest.stack, loadtest.matrix.run; print(sorted(m for m in sys.modules if m == 'mcp'))"
     done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_no_test_module_imports_another():
+    """What tests share lives in tests/utils (or tests/servers, a server the tests run); lint-imports checks the
+    tiers against each other, this every module against every other."""
+    shared = ("tests.utils", "tests.servers", "tests.plugins")
+    imported = {}
+    for path in (PROJECT_ROOT / "tests").rglob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.startswith("tests.") and not name.startswith(shared):
+                    imported.setdefault(str(path.relative_to(PROJECT_ROOT)), []).append(name)
+    assert imported == {}

@@ -1,7 +1,7 @@
 """Each 2025-11-25 tool call runs once per session and request id, in-process on both stores (the Redis store on
 a real redis-server): a repeat gets the first answer, a repeat while the first runs waits for it, the same id with
 another request is refused, and a call that ended without an outcome runs again writing nothing twice. Late
-answers to the server's own requests are refused. Across processes and faults: tests/test_exactly_once.py."""
+answers to the server's own requests are refused. Across processes and faults: tests/stack/test_exactly_once.py."""
 
 from __future__ import annotations
 

@@ -91,16 +91,16 @@ LINK = re.compile(r"\]\((?!https?://|#)(?P<target>[^)#]+)(?:#[^)]*)?\)")
 
 EXAMPLES = [name for name, (_, stack) in blocks().items() if stack]
 RUN_ELSEWHERE = {
-    "locust-web-ui": "tests/test_locust.py",
-    "redis-ha-compose": "tests/test_compose_redis_ha.py",
-    "monitoring-compose": "tests/test_compose_rolling.py",
-    "kubernetes-deploy": "tests/test_kubernetes_manifests.py",
-    "faults-quick": "tests/test_faults.py",
-    "hostile-quick": "tests/test_hostile.py",
-    "attacks-quick": "tests/test_attacks.py",
-    "matrix-quick": "tests/test_matrix.py",
-    "pip-install": "tests/test_package.py",
-    "load-functions": "tests/test_redis_lockdown.py",
+    "locust-web-ui": "tests/stack/test_locust.py",
+    "redis-ha-compose": "tests/compose/test_compose_redis_ha.py",
+    "monitoring-compose": "tests/compose/test_compose_rolling.py",
+    "kubernetes-deploy": "tests/stack/test_kubernetes_manifests.py",
+    "faults-quick": "tests/stack/test_faults.py",
+    "hostile-quick": "tests/stack/test_hostile.py",
+    "attacks-quick": "tests/stack/test_attacks.py",
+    "matrix-quick": "tests/stack/test_matrix.py",
+    "pip-install": "tests/stack/test_package.py",
+    "load-functions": "tests/stack/test_redis_lockdown.py",
 }
 # Compose v2, then the stand-in images (the walk-through's order for a machine without them), then the rest.
 SETUP = ["compose-v2", "compose-images"]

@@ -34,7 +34,7 @@ def test_the_redis_store_loses_and_doubles_nothing_under_every_fault(quick):
     run = [row for row in quick["run"]["rows"] if not row["not_run"]]
     assert {(row["store"], row["policy"]) for row in run} == {("redis", "round-robin")}
     quick = {fault.name for fault in FAULTS if fault.quick and not fault.ha_only}
-    assert {row["fault"] for row in run} == quick  # the failover: tests/test_redis_ha.py
+    assert {row["fault"] for row in run} == quick  # the failover: tests/stack/test_redis_ha.py
     for row in run:
         assert row["calls"] > 0 and (row["retried"] == 0 or row["recovery_seconds"] is not None), row
         losses = ("failed", "sessions_lost", "acknowledged_lost", "doubled", "crossed")

@@ -1,7 +1,7 @@
 """Redis trouble costs latency, not calls (MCP_REDIS_RIDE_THROUGH): real redis-server, uvicorn and nginx. Calls
 sent while Redis is stopped (SIGSTOP) or restarting wait and complete, each write applied once and no call
 retried; past the bound they get 503 and service comes back by itself. Under the counting load of every fault,
-with the primary failed over too: tests/test_faults.py, tests/test_redis_ha.py and the scorecard."""
+with the primary failed over too: tests/stack/test_faults.py, tests/stack/test_redis_ha.py and the scorecard."""
 
 from __future__ import annotations
 

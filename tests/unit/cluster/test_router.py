@@ -1,6 +1,6 @@
 """How `SessionRouter` answers a request of a session another instance owns, when nginx (the session policy)
 asks to be told the owner: in-process against a real redis-server. The whole hop, through a real nginx, is
-in tests/test_redis_sessions.py."""
+in tests/stack/test_redis_sessions.py."""
 
 from __future__ import annotations
 

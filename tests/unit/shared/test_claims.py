@@ -1,5 +1,5 @@
 """Names claimed once (the hop's nonces, side-effecting requestStates): in process, and on a real
-redis-server, full or not. The whole path through the SDK is in tests/test_modern_scaling.py."""
+redis-server, full or not. The whole path through the SDK is in tests/stack/test_modern_scaling.py."""
 
 from __future__ import annotations
 

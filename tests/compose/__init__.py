@@ -1,0 +1,1 @@
+"""Tests of the compose file, and of the stack compose runs."""

@@ -1,0 +1,1 @@
+"""Tests against real local processes: instances, nginx, Redis, Locust, the experiments' short runs."""

@@ -1,0 +1,1 @@
+"""The local issuer (issuer/)."""
