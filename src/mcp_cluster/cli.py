@@ -4,6 +4,7 @@ functions. Every command reads the `MCP_*` variables (docs/configuration.md) and
     mcp-cluster serve notes.server:mcp          # an MCPServer (or a factory returning an ASGI app)
     mcp-cluster request-state-keys rotate       # a new key on the ring every instance reads from Redis
     mcp-cluster redis-functions > functions.lua # what Redis loads (redis/load-functions.sh)
+    mcp-cluster settings                        # every MCP_* variable, its default and meaning
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"rotate: seal with the new key after this long (default {keys.ACTIVATION_SECONDS:.0f}; at least "
         f"{keys.MIN_ACTIVATION_SECONDS:.0f}, two of the instances' {keys.REFRESH_SECONDS:.0f} s refresh periods)",
     )
+    commands.add_parser("settings", help="print every MCP_* setting, its default and meaning (Markdown)")
     functions = commands.add_parser("redis-functions", help="print the Redis functions the instances call")
     functions.add_argument(
         "packages", nargs="*", metavar="PACKAGE", help="a server's own package whose functions to add"
@@ -60,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.activate_in < keys.MIN_ACTIVATION_SECONDS:
             parser.error(f"--activate-in must be at least {keys.MIN_ACTIVATION_SECONDS:.0f} seconds")
         return request_state_keys(args.action, args.activate_in)
+    if args.command == "settings":
+        sys.stdout.write(InstanceSettings.table())
+        return 0
     from mcp_cluster.shared.functions import library_file
 
     sys.stdout.write(library_file(*args.packages))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -262,3 +263,14 @@ def test_peer_urls_match_with_wildcards_and_nothing_else():
 def test_writes_wait_for_a_replica_by_default_through_sentinels(env, waits_for):
     assert InstanceSettings.from_env(env).redis_wait_replicas == waits_for
     assert InstanceSettings.from_env({**env, "MCP_REDIS_RIDE_THROUGH": "3"}).redis_ride_through == 3.0
+
+
+def test_the_configuration_page_shows_every_setting_as_the_code_declares_it():
+    """docs/configuration.md's table is `mcp-cluster settings`, generated from the one place each is declared."""
+    printed = subprocess.run(
+        [sys.executable, "-m", "mcp_cluster", "settings"], capture_output=True, text=True, check=True
+    ).stdout
+    page = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
+    shown = page.split("<!-- generated: mcp-cluster settings -->\n", 1)[1].split("<!-- end generated -->", 1)[0]
+    assert shown == printed == InstanceSettings.table()
+    assert printed.count("\n| `MCP_") == len(dataclasses.fields(InstanceSettings))

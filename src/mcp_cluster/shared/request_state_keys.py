@@ -24,6 +24,7 @@ from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from mcp.server.request_state import AESGCMRequestStateCodec, InvalidRequestState, RequestStateBoundary
 from redis.asyncio import Redis
 
+from mcp_cluster.settings import REQUEST_STATE_TTL_SECONDS
 from mcp_cluster.shared.functions import RedisFunction
 from mcp_cluster.shared.keys import REQUEST_STATE_KEYS as RING_KEY
 from mcp_cluster.shared.redis import REPLACE_IF_SAME, RedisUnavailable, call_function, unavailable_on_error
@@ -31,7 +32,6 @@ from mcp_cluster.shared.redis import REPLACE_IF_SAME, RedisUnavailable, call_fun
 REFRESH_SECONDS = 5.0
 MIN_ACTIVATION_SECONDS = 2 * REFRESH_SECONDS  # every instance has re-read the ring by then, with a margin
 ACTIVATION_SECONDS = 3 * REFRESH_SECONDS
-STATE_TTL_SECONDS = 300.0  # a sealed requestState opens this long: a person answering an elicitation, with room
 RING_SIZE = 3  # keys kept by a rotation: a state sealed two rotations ago still opens
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,9 @@ def newest_first(ring: Sequence[RingKey]) -> tuple[RingKey, ...]:
     return tuple(sorted(ring, key=lambda key: -key.seals_from))
 
 
-def ring_security(keys: Sequence[bytes], ttl: float = STATE_TTL_SECONDS) -> tuple[RequestStateSecurity, KeyRingCodec]:
+def ring_security(
+    keys: Sequence[bytes], ttl: float = REQUEST_STATE_TTL_SECONDS
+) -> tuple[RequestStateSecurity, KeyRingCodec]:
     """The SDK policy over a ring; given `keys` (newest first) make a fixed ring, none an empty one for Redis."""
     codec = KeyRingCodec([RingKey(key, -index) for index, key in enumerate(keys)])
     return RequestStateSecurity(codec=codec, ttl=ttl), codec
