@@ -1,5 +1,5 @@
 #!/bin/sh
-# Starts redis-server locked down, for compose, Kubernetes and the local stack alike (loadtest/stack.py):
+# Starts redis-server locked down, for compose, Kubernetes and the local stack alike (loadtest/harness/stack.py):
 #   sh run-redis.sh [redis-server options...]             a primary (options as redis-server's)
 #   REDIS_REPLICA_OF="host port" sh run-redis.sh [...]     a replica of that primary
 #   REDIS_SENTINEL_MONITOR="host port" sh run-redis.sh     a Sentinel watching that primary

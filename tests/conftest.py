@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from loadtest.stack import Stack, free_port
-from loadtest.topology import PRESETS
+from loadtest.harness.stack import Stack, free_port
+from loadtest.harness.topology import PRESETS
 from tests.utils.clients import wait_for
 
 pytest_plugins = ["tests.plugins.layer_times", "tests.plugins.compose_images"]

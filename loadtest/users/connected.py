@@ -1,4 +1,4 @@
-"""One connected client per Locust user, for the scale curve (`python -m loadtest.scale`):
+"""One connected client per Locust user, for the scale curve (`python -m loadtest scale`):
 
     locust -f loadtest/users/connected.py --host http://localhost:8080 [--mcp-protocol 2026-07-28]
 

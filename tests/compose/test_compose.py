@@ -14,9 +14,9 @@ from mcp.shared.exceptions import MCPError
 
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
-from loadtest.compose import PROJECT, ComposeStack, docker_cli
-from loadtest.stack import free_port
-from loadtest.topology import PRESETS, STATEFUL
+from loadtest.harness.compose import PROJECT, ComposeStack, docker_cli
+from loadtest.harness.stack import free_port
+from loadtest.harness.topology import PRESETS, STATEFUL
 from tests.utils.clients import Recorder, ask, instance, modern_call, text_of, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.compose]

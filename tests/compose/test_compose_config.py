@@ -18,8 +18,8 @@ import subprocess
 
 import pytest
 
-from loadtest.compose import V2
-from loadtest.topology import PRESETS, PROJECT_ROOT
+from loadtest.harness.compose import V2
+from loadtest.harness.topology import PRESETS, PROJECT_ROOT
 from mcp_cluster.settings import InstanceSettings, SettingsError
 from tests.utils.clients import require_docker
 

@@ -10,10 +10,10 @@ import subprocess
 
 import pytest
 
-from loadtest.compose import PROJECT, ComposeStack
-from loadtest.faults.load import CountingLoad
-from loadtest.stack import free_port
-from loadtest.topology import PROJECT_ROOT
+from loadtest.experiments.faults.load import CountingLoad
+from loadtest.harness.compose import PROJECT, ComposeStack
+from loadtest.harness.stack import free_port
+from loadtest.harness.topology import PROJECT_ROOT
 from tests.utils.clients import wait_for
 from tests.utils.docs import blocks
 

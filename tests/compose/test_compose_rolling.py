@@ -17,9 +17,9 @@ import requests
 
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient, stream_messages
-from loadtest.compose import PROJECT, ComposeStack, docker_cli
-from loadtest.stack import free_port
-from loadtest.topology import INSTANCES, PROJECT_ROOT
+from loadtest.harness.compose import PROJECT, ComposeStack, docker_cli
+from loadtest.harness.stack import free_port
+from loadtest.harness.topology import INSTANCES, PROJECT_ROOT
 from tests.utils.clients import wait_for
 from tests.utils.docs import blocks
 

@@ -8,8 +8,8 @@ import pytest
 import requests
 
 from loadtest.client.legacy import McpClient
-from loadtest.compose import V1, ComposeStack
-from loadtest.stack import free_port
+from loadtest.harness.compose import V1, ComposeStack
+from loadtest.harness.stack import free_port
 from tests.utils.clients import require_docker
 
 pytestmark = pytest.mark.compose

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.compose import V2, build_images, docker_unavailable
+from loadtest.harness.compose import V2, build_images, docker_unavailable
 from tests.plugins.layer_times import LAYER_TIMES
 from tests.utils.clients import DOCKER_REQUIRED, require_docker
 

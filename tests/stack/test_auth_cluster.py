@@ -12,8 +12,8 @@ import requests
 
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
-from loadtest.stack import Stack, free_port
-from loadtest.topology import INSTANCES
+from loadtest.harness.stack import Stack, free_port
+from loadtest.harness.topology import INSTANCES
 from mcp_cluster.shared import keys
 from tests.utils.clients import wait_for
 from tests.utils.tokens import TestIssuer

@@ -13,8 +13,8 @@ import requests
 from mcp.shared.exceptions import MCPError
 
 from loadtest.client.legacy import McpClient
-from loadtest.stack import Stack, free_port
-from loadtest.topology import POLICIES, PRESETS, STATEFUL, STATELESS
+from loadtest.harness.stack import Stack, free_port
+from loadtest.harness.topology import POLICIES, PRESETS, STATEFUL, STATELESS
 from tests.utils.clients import Recorder, modern_call, text_of, wait_for
 
 pytestmark = pytest.mark.anyio

@@ -11,11 +11,11 @@ import sys
 import pytest
 
 from loadtest import durability
-from loadtest.bench import instances, redis_store, wrk
-from loadtest.bench.servers import Subject, serve
-from loadtest.bench.wrk import WrkError
-from loadtest.stack import Stack, free_port
-from loadtest.topology import PROJECT_ROOT
+from loadtest.experiments.bench import instances, redis_store, wrk
+from loadtest.experiments.bench.servers import Subject, serve
+from loadtest.experiments.bench.wrk import WrkError
+from loadtest.harness.stack import Stack, free_port
+from loadtest.harness.topology import PROJECT_ROOT
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -30,7 +30,7 @@ def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
     quick = ("--presets", "stateful-json", "--seconds", "1", "--rounds", "1", "--calls", "60", "--clients", "2")
     quick += ("--skip-loops", "--profile-seconds", "1", "--idle-sessions", "40,80", "--layer-seconds", "1")
-    done = run("loadtest.bench", *quick, "--out", str(tmp_path), "--page", str(results_page))
+    done = run("loadtest.experiments.bench", *quick, "--out", str(tmp_path), "--page", str(results_page))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "bench.md").read_text() in results_page.read_text(), "--page should copy the tables in"
     assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
@@ -92,7 +92,7 @@ def test_the_layer_is_measured_again_under_the_committed_figures_with_its_own_da
     readme = tmp_path / "README.md"
     shutil.copy(PROJECT_ROOT / "README.md", readme)
     args = ("--render", "results/bench/bench.json", "--remeasure-layer", "--layer-seconds", "1")
-    done = run("loadtest.bench", *args, "--out", str(tmp_path), "--page", str(readme))
+    done = run("loadtest.experiments.bench", *args, "--out", str(tmp_path), "--page", str(readme))
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "bench.json").read_text())
     assert result["instances"] == committed["instances"] and result["run"] == committed["run"]
@@ -114,7 +114,15 @@ def test_the_soak_leaves_no_session_behind(tmp_path):
     results_page = tmp_path / "results.md"
     shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
     done = run(
-        "loadtest.soak", "--minutes", "0.25", "--users", "4", "--out", str(tmp_path), "--page", str(results_page)
+        "loadtest.experiments.soak",
+        "--minutes",
+        "0.25",
+        "--users",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--page",
+        str(results_page),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "soak.md").read_text() in results_page.read_text(), "--page should copy the summary in"
@@ -138,7 +146,7 @@ def test_the_durability_benchmark_measures_every_way_of_keeping_writes(tmp_path)
     results_page = tmp_path / "results.md"
     shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
     args = ("--calls", "10", "--clients", "2", "--rounds", "1", "--out", str(tmp_path), "--page", str(results_page))
-    done = run("loadtest.durability", *args)
+    done = run("loadtest.experiments.durability", *args)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "durability.md").read_text() in results_page.read_text(), "--page should copy the table in"
     rows = json.loads((tmp_path / "durability.json").read_text())["rows"]
@@ -151,7 +159,7 @@ def test_the_pod_routing_benchmark_measures_both_nginx_policies_with_their_cpu(t
     page = tmp_path / "kubernetes.md"
     shutil.copy(PROJECT_ROOT / "docs" / "kubernetes.md", page)
     args = ("--calls", "20", "--seconds", "1", "--rounds", "2", "--out", str(tmp_path), "--page", str(page))
-    done = run("loadtest.bench.pod_routing", *args)
+    done = run("loadtest.experiments.bench.pod_routing", *args)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "pod-routing.md").read_text() in page.read_text(), "--page should copy the tables in"
     result = json.loads((tmp_path / "pod-routing.json").read_text())
@@ -165,7 +173,7 @@ def test_the_scale_curve_measures_each_number_of_clients_with_every_process_s_cp
     results_page = tmp_path / "results.md"
     shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
     only = ("--only", "stateful-json/session/memory", "--clients", "3,6", "--seconds", "3")
-    done = run("loadtest.scale", *only, "--out", str(tmp_path), "--page", str(results_page))
+    done = run("loadtest.experiments.scale", *only, "--out", str(tmp_path), "--page", str(results_page))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "scale.md").read_text() in results_page.read_text(), "--page should copy the table in"
     assert (tmp_path / "scale.png").read_bytes().startswith(b"\x89PNG")

@@ -8,7 +8,7 @@ import requests
 
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
-from loadtest.topology import STATEFUL
+from loadtest.harness.topology import STATEFUL
 from tests.utils.clients import every_operation, session
 
 NO_BACK_CHANNEL = (

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from loadtest.stack import NGINX_COMMAND, Stack, free_port, nginx_bodies_env, nginx_site_env
+from loadtest.harness.stack import NGINX_COMMAND, Stack, free_port, nginx_bodies_env, nginx_site_env
 from tests.utils.clients import wait_for
 
 INITIALIZE = {

@@ -1,5 +1,5 @@
 """A process's wall clock jumping, an instance's or Redis's, as an NTP step makes it (libfaketime;
-loadtest/clock.py): real redis-server, uvicorn and nginx. What clocks do to sessions, takeovers and hops:
+loadtest/harness/clock.py): real redis-server, uvicorn and nginx. What clocks do to sessions, takeovers and hops:
 docs/design/redis-sessions.md#clocks."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import requests
 
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
-from loadtest.faults.scorecard import generations
-from loadtest.stack import Stack, free_port
+from loadtest.experiments.faults.scorecard import generations
+from loadtest.harness.stack import Stack, free_port
 from tests.utils.clients import session, wait_for
 
 JUMP_SECONDS = 30  # past the hops' window (10 s) and every heartbeat's expiry (2 s)
@@ -54,7 +54,7 @@ def test_redis_s_clock_jumping_ahead_and_back_takes_no_session_from_its_live_own
     clients, round-robin). Ahead, every owner's heartbeat key expires at once; an instance takes a session over
     only once its owner's heartbeat stayed missing for 2 s by its own clock (`SessionRegistry.silent`), and the
     owners beat again within 0.5 s: no session changes owner, and nothing is lost, doubled or failed."""
-    from loadtest.faults.load import CountingLoad
+    from loadtest.experiments.faults.load import CountingLoad
 
     options = {"preset": "stateful-sse", "policy": "round-robin", "store": "redis", "clocks": ("redis",)}
     stack = Stack(run_dir=tmp_path / "stack", port=free_port(), **options)

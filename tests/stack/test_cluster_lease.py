@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from loadtest.client.legacy import McpClient, stream_messages
-from loadtest.stack import Stack, free_port, link_of
+from loadtest.harness.stack import Stack, free_port, link_of
 from mcp_cluster.cluster import lease as lease_module
 from mcp_cluster.cluster.lease import MARGIN_SECONDS, OWNER_TIMEOUT_SECONDS, STOP_AFTER_SECONDS, Lease
 from mcp_cluster.cluster.registry import Opening, SessionRegistry

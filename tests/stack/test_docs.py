@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.compose import V2, installed
-from loadtest.results import README_EMBED
-from loadtest.stack import Stack
-from loadtest.topology import PRESETS, PROJECT_ROOT
+from loadtest.experiments.results import README_EMBED
+from loadtest.harness.compose import V2, installed
+from loadtest.harness.stack import Stack
+from loadtest.harness.topology import PRESETS, PROJECT_ROOT
 from tests.utils.clients import docs_ports
 from tests.utils.docs import PAGES, TAGGED, blocks, page, run_blocks, shell_env
 
@@ -191,7 +191,7 @@ def test_local_stack_commands(name, tmp_path, port_8080_free):
     try:
         output = run_blocks([name], env)[name]
     finally:
-        subprocess.run([sys.executable, "-m", "loadtest.stack", "down"], cwd=PROJECT_ROOT, env=env, check=False)
+        subprocess.run([sys.executable, "-m", "loadtest.harness.stack", "down"], cwd=PROJECT_ROOT, env=env, check=False)
     check(name, output)
     assert output.count("running, healthy") == 5, output
 
@@ -252,6 +252,6 @@ def test_the_results_page_shows_the_committed_results():
         assert summary["path"].endswith("summary.md")
         assert summary["body"] == (PROJECT_ROOT / summary["path"]).read_text()
     faults = json.loads((PROJECT_ROOT / "results" / "faults" / "faults.json").read_text())
-    assert faults["command"] == "python -m loadtest.faults" and faults["date"] in shown["faults"]["body"]
+    assert faults["command"] == "python -m loadtest faults" and faults["date"] in shown["faults"]["body"]
     run = json.loads((PROJECT_ROOT / "results" / "full" / "rows.json").read_text())["run"]
     assert run["mode"] == "full" and run["date"] in shown["matrix"]["body"]

@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from loadtest.client.legacy import Exchange, McpClient
-from loadtest.stack import Stack, free_port
-from loadtest.topology import INSTANCES
+from loadtest.harness.stack import Stack, free_port
+from loadtest.harness.topology import INSTANCES
 from mcp_cluster.sessions.once import IN_PROGRESS_WAIT_SECONDS
 from mcp_cluster.sessions.server_requests import IDS_PER_GENERATION
 from mcp_cluster.shared import keys

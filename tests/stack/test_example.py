@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from examples.notes import server as notes_server
-from loadtest.stack import Stack, free_port
-from loadtest.topology import INSTANCES
+from loadtest.harness.stack import Stack, free_port
+from loadtest.harness.topology import INSTANCES
 from mcp_cluster.shared import keys
 from tests.utils.clients import SAMPLED_TEXT, Recorder, wait_for
 

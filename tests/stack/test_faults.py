@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from loadtest.faults.catalogue import CLOCKS_SUMMARY, FAULTS
-from loadtest.faults.scorecard import Row
+from loadtest.experiments.faults.catalogue import CLOCKS_SUMMARY, FAULTS
+from loadtest.experiments.faults.scorecard import Row
 from tests.utils.docs import run_block_in
 
 pytestmark = pytest.mark.timeout(600)
@@ -97,7 +97,7 @@ def test_a_kill_misses_its_goal_when_a_call_failed_before_its_answer_began():
 
 
 def test_a_clock_row_misses_its_goal_when_a_session_is_taken_over_twice_and_runs_with_one_redis_only():
-    from loadtest.faults.scorecard import NO_REDIS, ONE_REDIS, _not_run
+    from loadtest.experiments.faults.scorecard import NO_REDIS, ONE_REDIS, _not_run
 
     redis_clock = next(fault for fault in FAULTS if fault.name.startswith("Redis clock"))
     row = Row("redis", "round-robin", redis_clock.name, calls=100, most_takeovers=2)

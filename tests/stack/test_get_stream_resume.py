@@ -18,8 +18,8 @@ import requests
 
 from loadtest.client import careful
 from loadtest.client.legacy import McpClient, stream_events
-from loadtest.stack import Stack, free_port
-from loadtest.topology import INSTANCES
+from loadtest.harness.stack import Stack, free_port
+from loadtest.harness.topology import INSTANCES
 from tests.utils.clients import session, wait_for
 
 TOPICS = ("topic://a", "topic://b")

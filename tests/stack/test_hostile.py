@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from loadtest.hostile import report
-from loadtest.hostile.cases import CASES
+from loadtest.experiments.hostile import report
+from loadtest.experiments.hostile.cases import CASES
 from tests.utils.docs import run_block_in
 
 pytestmark = pytest.mark.timeout(600)

@@ -15,7 +15,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.topology import PROJECT_ROOT
 from mcp_cluster.settings import InstanceSettings
 from tests.utils.docs import blocks
 from tests.utils.kustomize import containers, pod_specs, render

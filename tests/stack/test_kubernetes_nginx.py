@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from loadtest.client.legacy import McpClient
-from loadtest.pods import PODS_DOMAIN, READY_NAME, Blackhole, PodStack
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.pods import PODS_DOMAIN, READY_NAME, Blackhole, PodStack
+from loadtest.harness.topology import PROJECT_ROOT
 from tests.utils.clients import wait_for
 
 RUN_NGINX = PROJECT_ROOT / "nginx" / "run-nginx.sh"

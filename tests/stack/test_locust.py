@@ -9,8 +9,8 @@ import subprocess
 import requests
 
 from loadtest.client import capabilities as cap
-from loadtest.stack import Stack, answers, free_port
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.stack import Stack, answers, free_port
+from loadtest.harness.topology import PROJECT_ROOT
 from tests.utils.clients import docs_ports, wait_for
 from tests.utils.docs import blocks, shell_env
 from tests.utils.locust import run_headless, stats_with, web_ui_summary

@@ -14,8 +14,8 @@ import pytest
 
 from loadtest.client import capabilities as cap
 from loadtest.client.capabilities import LEGACY, MODERN
-from loadtest.matrix.run import configurations as quick_configurations
-from loadtest.topology import PROJECT_ROOT
+from loadtest.experiments.matrix.run import configurations as quick_configurations
+from loadtest.harness.topology import PROJECT_ROOT
 from tests.utils.docs import blocks, shell_env
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.matrix]

@@ -12,8 +12,8 @@ import requests
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import stream_events
 from loadtest.client.modern import ModernClient
-from loadtest.stack import answers, free_port
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.stack import answers, free_port
+from loadtest.harness.topology import PROJECT_ROOT
 from mcp_cluster.shared.listen_streams import MAX_LISTEN_STREAMS_PER_CLIENT
 from tests.utils.clients import wait_for
 from tests.utils.locust import LOCUSTFILE, run_headless, stats_with, web_ui_summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from loadtest.topology import SSE
+from loadtest.harness.topology import SSE
 from tests.utils.clients import MODERN, SAMPLED_TEXT, Recorder, modern_call, text_of
 
 pytestmark = pytest.mark.anyio

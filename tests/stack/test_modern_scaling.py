@@ -18,8 +18,8 @@ import redis
 import requests
 
 from loadtest.client import capabilities as cap
-from loadtest.stack import Stack, free_port
-from loadtest.topology import PROJECT_ROOT, SSE
+from loadtest.harness.stack import Stack, free_port
+from loadtest.harness.topology import PROJECT_ROOT, SSE
 from mcp_cluster.shared.request_state_keys import RING_KEY, KeyRingCodec, RingKey, decode
 from tests.utils.clients import Recorder, ask, instance, modern_call, text_of, wait_for
 

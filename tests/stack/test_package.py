@@ -18,8 +18,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from loadtest.stack import answers, free_port
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.stack import answers, free_port
+from loadtest.harness.topology import PROJECT_ROOT
 from tests.utils.clients import session, wait_for
 from tests.utils.docs import PAGES, TAGGED, blocks, page
 

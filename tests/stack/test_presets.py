@@ -7,7 +7,7 @@ import requests
 from mcp.shared.exceptions import MCPError
 
 from loadtest.client.legacy import McpClient, stream_messages
-from loadtest.topology import SSE, STATEFUL
+from loadtest.harness.topology import SSE, STATEFUL
 from tests.utils.clients import NO_BACK_CHANNEL, SAMPLED_TEXT, Recorder, text_of
 
 pytestmark = pytest.mark.anyio

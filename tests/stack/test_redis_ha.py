@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import redis.exceptions
 
-from loadtest.faults.load import CountingLoad
-from loadtest.faults.scorecard import HA
-from loadtest.stack import Stack, free_port
+from loadtest.experiments.faults.load import CountingLoad
+from loadtest.experiments.faults.scorecard import HA
+from loadtest.harness.stack import Stack, free_port
 from mcp_cluster.shared.keys import CALL, CLIENT_CALLS
 from mcp_cluster.shared.redis import (
     CALL_KEPT_MS,

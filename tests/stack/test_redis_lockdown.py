@@ -19,8 +19,8 @@ import requests
 
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
-from loadtest.stack import Stack, free_port
-from loadtest.topology import INSTANCES, PROJECT_ROOT
+from loadtest.harness.stack import Stack, free_port
+from loadtest.harness.topology import INSTANCES, PROJECT_ROOT
 from mcp_cluster.cluster.lease import OWNER_TIMEOUT_SECONDS
 from mcp_cluster.cluster.registry import _LOOKUP
 from mcp_cluster.sessions.quota import MAX_OPENING_BYTES

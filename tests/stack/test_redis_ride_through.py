@@ -13,8 +13,8 @@ import requests
 
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
-from loadtest.faults.load import CountingLoad
-from loadtest.stack import Stack, free_port
+from loadtest.experiments.faults.load import CountingLoad
+from loadtest.harness.stack import Stack, free_port
 from tests.utils.clients import session, wait_for
 
 SESSIONS = 6

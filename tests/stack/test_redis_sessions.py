@@ -17,7 +17,7 @@ import requests
 
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient, stream_messages
-from loadtest.topology import INSTANCES
+from loadtest.harness.topology import INSTANCES
 from mcp_cluster.cluster.forward_listener import CLIENTS_ELSEWHERE
 from mcp_cluster.cluster.router import FORWARDED_ELSEWHERE
 from mcp_cluster.shared import keys
@@ -251,7 +251,7 @@ def test_a_resource_reads_the_same_on_every_instance(shared):
 
 
 def test_the_instances_agree_on_a_new_secret_after_redis_lost_its_data(tmp_path):
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
         store = redis.Redis.from_url(stack.redis_url)
@@ -265,7 +265,7 @@ def test_the_instances_agree_on_a_new_secret_after_redis_lost_its_data(tmp_path)
 
 def test_sessions_survive_their_instance_being_killed(stack_for, tmp_path):
     """SIGKILL the instance that owns a session: the next calls take it over and the count goes on."""
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
         clients = [session(stack.url) for _ in range(6)]
@@ -337,7 +337,7 @@ def test_an_owner_paused_past_its_heartbeat_lets_the_session_go_as_soon_as_it_re
     """SIGSTOP the owner for longer than its heartbeat timeout: the session is taken over on that evidence
     alone, and when the owner resumes it drops its copy and closes the GET stream it held at once (its sweep
     would come 10 minutes later), then relays the session's requests to the new owner."""
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
         store = redis.Redis.from_url(stack.redis_url)
@@ -363,7 +363,7 @@ def test_an_owner_paused_past_its_heartbeat_lets_the_session_go_as_soon_as_it_re
 
 
 def test_a_subscription_survives_the_takeover(tmp_path):
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
         subscriber = session(stack.instance_url("app1"))
@@ -381,7 +381,7 @@ def test_a_subscription_survives_the_takeover(tmp_path):
 
 
 def test_idle_sessions_expire_everywhere_and_leave_nothing_in_redis(tmp_path):
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     settings = {"MCP_SESSION_IDLE_TIMEOUT": "1"}
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port(), app_env=settings) as stack:
@@ -414,7 +414,7 @@ def test_a_session_record_is_small_and_churn_leaves_no_keys(shared):
 
 
 def test_a_dropped_get_stream_resumes_with_last_event_id_elsewhere_even_after_a_takeover(tmp_path):
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
         store = redis.Redis.from_url(stack.redis_url)
@@ -464,7 +464,7 @@ def test_several_workers_per_instance_share_sessions_through_redis(tmp_path):
     """MCP_WORKERS=2: each worker has its own session table, like separate containers; with the Redis
     store a request that the kernel hands to the other worker is forwarded to the session's owner, on the
     forwarding port that worker took of the two from MCP_FORWARD_PORT."""
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     settings = {"MCP_WORKERS": "2"}
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port(), app_env=settings) as stack:
@@ -496,7 +496,7 @@ def test_several_workers_per_instance_share_sessions_through_redis(tmp_path):
 def test_concurrent_requests_for_a_dead_owners_session_take_it_over_once(tmp_path):
     """Several requests of one session reach the same instance right after its owner died: one claims and
     rebuilds the session, the others wait for the rebuild instead of taking the half-built session for gone."""
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
         client = session(stack.instance_url("app1"))

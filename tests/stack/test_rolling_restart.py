@@ -10,7 +10,7 @@ import threading
 import requests
 
 from loadtest.client import capabilities as cap
-from loadtest.topology import INSTANCES
+from loadtest.harness.topology import INSTANCES
 from tests.utils.clients import session, wait_for
 from tests.utils.locust import run_headless
 
@@ -21,7 +21,7 @@ LOCUST_SECONDS = 28  # the load's length: past the three restarts (about 4 s eac
 def test_a_call_in_flight_finishes_where_it_started_and_the_session_moves_after(tmp_path):
     """SIGTERM reaches the instance while one of its sessions is in the middle of a 2 s call: the call ends
     normally (progress and all), the instance exits only then, and the session goes on elsewhere."""
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port()) as stack:
         client = session(stack.instance_url("app1"))
@@ -40,7 +40,7 @@ def test_a_call_longer_than_the_drain_ends_unanswered_and_its_session_moves_on(t
     """With MCP_DRAIN_SECONDS=1, SIGTERM reaches the instance while a 20 s call runs: the drain waits 1 s, hands
     the session over anyway and the instance exits; the caller gets no answer (never a result), and the session
     counts on elsewhere from exactly what was acknowledged."""
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     drain = {"MCP_DRAIN_SECONDS": "1"}
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port(), app_env=drain) as stack:
@@ -73,7 +73,7 @@ def test_a_rolling_restart_fails_no_operation_of_the_full_locust_mix(tmp_path):
     """Locust's every scenario (24 users, three of each) through nginx round-robin with the Redis store, while the
     three instances restart in turn (SIGTERM: drained): not one operation of any capability fails, the updates
     of the GET streams included."""
-    from loadtest.stack import Stack, free_port
+    from loadtest.harness.stack import Stack, free_port
 
     options = {"preset": "stateful-sse", "policy": "round-robin", "store": "redis", "port": free_port()}
     with Stack(run_dir=tmp_path / "stack", **options) as stack:

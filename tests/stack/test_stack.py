@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from loadtest.stack import Stack, StackError, free_port
-from loadtest.stack import process_alive as alive
+from loadtest.harness.stack import Stack, StackError, free_port
+from loadtest.harness.stack import process_alive as alive
 
 
 def test_a_failing_body_still_stops_every_process(tmp_path):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.topology import PROJECT_ROOT
 
 SDK_INTERNALS = PROJECT_ROOT / "src" / "mcp_cluster" / "sdk_internals.py"
 NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make"}  # public, despite the underscore
@@ -57,8 +57,9 @@ def test_every_module_says_what_it_is_for():
 
 
 def test_the_command_line_tools_do_not_import_the_sdk():
-    """`app` loads its public names on first use: `python -m loadtest.stack ...` starts in a tenth of the time."""
-    probe = "import sys, loadtest.stack, loadtest.matrix.run; print(sorted(m for m in sys.modules if m == 'mcp'))"
+    """`app` loads its public names on first use: `python -m loadtest stack ...` starts in a tenth of the time."""
+    modules = "loadtest.harness.stack, loadtest.experiments.matrix.run"
+    probe = f"import sys, {modules}; print(sorted(m for m in sys.modules if m == 'mcp'))"
     done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 

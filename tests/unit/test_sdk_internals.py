@@ -14,7 +14,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from app.bulletins import MemoryBulletins
 from app.counters import MemoryHandleCounters
 from app.tools import UPDATES, Demo, build_server
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.topology import PROJECT_ROOT
 from mcp_cluster import sdk_internals
 from mcp_cluster.auth.keys import KeySet
 from mcp_cluster.auth.verifier import JWTVerifier

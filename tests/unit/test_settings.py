@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from app.settings import ServerSettings
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.topology import PROJECT_ROOT
 from mcp_cluster.settings import DEFAULT_ALLOWED_HOSTS, InstanceSettings, Preset, SettingsError
 
 PRESET_CHOICES = "valid values: stateful-sse, stateful-json, stateless-sse, stateless-json"

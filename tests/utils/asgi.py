@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx2
 from starlette.types import ASGIApp
 
-from loadtest.bench.in_process import lifespan
+from loadtest.experiments.bench.in_process import lifespan
 
 JSON_RPC = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 INITIALIZE = {  # a 2025-11-25 session's first request

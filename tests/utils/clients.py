@@ -20,8 +20,8 @@ from mcp.types import CreateMessageResult, ElicitResult, TextContent
 from loadtest.client import capabilities as cap
 from loadtest.client.legacy import McpClient
 from loadtest.client.modern import MODERN_VERSION
-from loadtest.compose import docker_unavailable
-from loadtest.hostile import wire
+from loadtest.experiments.hostile import wire
+from loadtest.harness.compose import docker_unavailable
 
 SAMPLED_TEXT = "a short analysis"
 NO_BACK_CHANNEL = "this transport context has no back-channel for server-initiated requests."

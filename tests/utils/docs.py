@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.topology import PROJECT_ROOT
 
 # The reading order: the README, then the walk-through that its first command starts, then the rest.
 PAGES = (

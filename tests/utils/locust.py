@@ -10,7 +10,7 @@ from pathlib import Path
 import requests
 
 from loadtest.client import capabilities as cap
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.topology import PROJECT_ROOT
 
 LOCUSTFILE = str(PROJECT_ROOT / "loadtest" / "locustfile.py")
 

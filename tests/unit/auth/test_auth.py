@@ -19,8 +19,8 @@ from app.asgi import create_app
 from issuer.signing import SigningKey
 from loadtest.client.legacy import ACCEPT_BOTH, LEGACY_VERSION
 from loadtest.client.modern import MODERN_VERSION
-from loadtest.hostile import wire
-from loadtest.stack import free_port
+from loadtest.experiments.hostile import wire
+from loadtest.harness.stack import free_port
 from mcp_cluster import InstanceSettings, instance_app
 from mcp_cluster.auth import keys as auth_keys
 from mcp_cluster.settings import SettingsError

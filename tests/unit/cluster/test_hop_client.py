@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from loadtest.stack import free_port
+from loadtest.harness.stack import free_port
 from mcp_cluster.cluster import hop_client
 from mcp_cluster.cluster.hop_client import HopClient, OwnerLost, OwnerUnreachable
 

@@ -11,7 +11,7 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from loadtest.client import careful
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.topology import PROJECT_ROOT
 from mcp_cluster import InstanceSettings, instance_app
 from mcp_cluster.shared.redis import RedisUnavailable
 from mcp_cluster.shared.runs import DID_NOT_RUN, MAY_HAVE_RUN, MAY_HAVE_RUN_UNKEYED, NOT_RUN, Run, current_run

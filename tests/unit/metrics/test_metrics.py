@@ -13,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtest.stack import free_port
+from loadtest.harness.stack import free_port
 from mcp_cluster import InstanceSettings, instance_app
 from mcp_cluster.metrics.accumulators import Accumulated, LabelledCounter, LabelledHistogram
 from mcp_cluster.metrics.call_timer import CallTimer

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio
 
-from loadtest.stack import free_port
+from loadtest.harness.stack import free_port
 from mcp_cluster.cluster.registry import Opening, SessionRegistry
 from mcp_cluster.sessions.state import (
     MAX_KEYS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.topology import PROJECT_ROOT
 from mcp_cluster.shared.functions import LOADED_BY, NO_WRITES, every_function, library_file
 
 WRITES = ("'SET'", "'DEL'", "'HSET'", "'HINCRBY'", "'INCR'", "'EXPIRE'", "'PEXPIRE'", "'ZADD'", "'ZREM", "'XADD'")

@@ -10,7 +10,7 @@ import time
 import pytest
 from mcp.server.request_state import InvalidRequestState
 
-from loadtest.topology import PROJECT_ROOT
+from loadtest.harness.topology import PROJECT_ROOT
 from mcp_cluster.shared.request_state_keys import KeyRingCodec, RingKey, decode, encode, ring_security
 
 OLD = RingKey(os.urandom(32), 0.0)

@@ -1,0 +1,1 @@
+"""The benchmark: what each configuration costs against the floor and the bare SDK (`python -m loadtest bench`)."""

@@ -1,0 +1,254 @@
+"""The matrix as a person reads it: a Markdown table, the same data as CSV, a heatmap, and the seed's
+claims next to the measurements with every disagreement listed."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from loadtest.client import capabilities as cap
+from loadtest.client.capabilities import LEGACY, MODERN
+from loadtest.experiments.matrix import heatmap
+from loadtest.experiments.matrix.configs import Config, by_cell, configurations
+from loadtest.experiments.matrix.expectations import (
+    NEEDS_AFFINITY,
+    NO_SESSIONS,
+    SEED_CLAIMS,
+    SEED_SCALES_WITHOUT_AFFINITY,
+    UNSUPPORTED,
+    VICTIM,
+)
+from loadtest.experiments.results import embed
+from loadtest.harness.topology import PRESETS
+
+CSV_FIELDS = [
+    "protocol",
+    "preset",
+    "policy",
+    "store",
+    "loss",
+    "capability",
+    "label",
+    "requests",
+    "failures",
+    "failure_rate",
+]
+CSV_FIELDS += ["expected"]
+CSV_FIELDS += ["verdict", "top_failure", "reasons", "instances", "p50_ms", "cpu", "saturated"]
+
+
+def write_all(rows: list[dict], run_info: dict, out: Path) -> None:
+    (out / "rows.json").write_text(json.dumps({"run": run_info, "rows": rows}, indent=1))
+    write_csv(rows, out / "results.csv")
+    (out / "matrix.md").write_text(markdown(rows, run_info))
+    ways = comparison_section(rows)
+    if ways:
+        (out / "ways.md").write_text(f"Measured {run_info['date']} ({run_info['mode']} run). " + "\n".join(ways) + "\n")
+    else:
+        (out / "ways.md").unlink(missing_ok=True)  # never leave an earlier run's comparison beside this run
+    heatmap.write(rows, out / "heatmap.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m loadtest.experiments.matrix.report DIR [--page docs/results.md]`: rewrite the tables, CSV and
+    heatmap from DIR/rows.json, and optionally a page's copies of the tables (between its matrix and ways markers)."""
+    parser = argparse.ArgumentParser(prog="python -m loadtest.experiments.matrix.report")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--page", type=Path)
+    args = parser.parse_args(argv)
+    saved = json.loads((args.out / "rows.json").read_text())
+    write_all(saved["rows"], saved["run"], args.out)
+    if args.page is not None:
+        embed(args.page, "matrix", args.out / "matrix.md")
+        if (args.out / "ways.md").exists():  # a partial run (--only) has nothing to compare
+            embed(args.page, "ways", args.out / "ways.md")
+    return 0
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    **row,
+                    "instances": json.dumps(row["instances"], sort_keys=True),
+                    "cpu": json.dumps(row["cpu"]),
+                    "reasons": json.dumps(row.get("reasons", {})),
+                }
+            )
+
+
+def cell(row: dict) -> str:
+    if row["expected"] == NO_SESSIONS:
+        return NO_SESSIONS if row["verdict"] == "ok" else f"**{row['requests']} requests unexpected**"
+    if not row["requests"]:
+        return "no requests"
+    percent = 100 * row["failure_rate"]
+    shown = f"{percent:.1f}" if 0 < percent < 1 else f"{percent:.0f}"  # 1 failure in 400 is not "0%"
+    text = f"{shown}% ({row['failures']}/{row['requests']})"
+    if row["verdict"] == "unexpected":
+        return f"**{text} unexpected**"
+    if row["expected"] in (UNSUPPORTED, NEEDS_AFFINITY):
+        return f"{text} {row['expected']}"
+    return text
+
+
+def markdown(rows: list[dict], run_info: dict) -> str:
+    by_key = by_cell(rows)
+    labels = list(cap.CAPABILITIES.values())
+    header = [
+        "| Protocol | Preset | Policy | Store | " + " | ".join(labels) + " |",
+        "|---|---|---|---|" + "---|" * len(labels),
+    ]
+    lines = [
+        f"Measured {run_info['date']} on {run_info['machine']}, against the {run_info['target']} stack: "
+        f"{run_info['users']} Locust users (an equal share per scenario), {run_info['duration_s']} s per "
+        f"configuration ({run_info['mode']} run). Cells: failed operations / operations.",
+        "",
+        *header,
+    ]
+    for config in configurations(rows, loss=False):
+        cells = [cell(by_key[(*config, capability)]) for capability in cap.CAPABILITIES]
+        lines.append(f"| {config.columns} | " + " | ".join(cells) + " |")
+    lost = configurations(rows, loss=True)
+    if lost:
+        lines += [
+            "",
+            f"**Instance loss:** `{lost[0].preset}`, with `{VICTIM}` killed (SIGKILL, or `docker kill`) halfway through"
+            " the load. Every failure is listed with its reason below the table.",
+            "",
+            *header,
+        ]
+        for config in lost:
+            cells = [cell(by_key[(*config, capability)]) for capability in cap.CAPABILITIES]
+            lines.append(f"| {config.columns} | " + " | ".join(cells) + " |")
+        lines += ["", *loss_reasons(rows)]
+    lines += ["", "Which instance answered (share of all operations) and the busiest process:", ""]
+    lines += ["| Configuration | Instances | Busiest process (average % of one core) |", "|---|---|---|"]
+    for config in configurations(rows):
+        config_rows = [r for r in rows if Config.of(r) == config]
+        cpu = config_rows[0]["cpu"]
+        busiest = max(cpu, key=cpu.get)
+        load = f"{busiest} {cpu[busiest]:.0f}%, {config_rows[0]['saturated'] or 'not saturated'}"
+        lines.append(f"| {config.title} | {_shares(config_rows)} | {load} |")
+    lines += ["", *seed_section(rows)]
+    return "\n".join(lines) + "\n"
+
+
+# The three ways to scale, on the same preset and load: (title, policy, store, protocol).
+WAYS = (
+    ("sticky sessions: `session` policy, memory store", "session", "memory", LEGACY),
+    ("Redis session store, round-robin", "round-robin", "redis", LEGACY),
+    ("2026-07-28 clients, round-robin", "round-robin", "memory", MODERN),
+)
+WAYS_PRESET = "stateful-sse"
+
+
+def comparison_section(rows: list[dict]) -> list[str]:
+    """The three ways to scale side by side: failure rate and median latency per capability."""
+    by_key = by_cell(rows)
+    ways = [(title, Config(WAYS_PRESET, policy, store, False, protocol)) for title, policy, store, protocol in WAYS]
+    if any((*config, cap.BASIC) not in by_key for _, config in ways):
+        return []  # a partial run (--only): nothing to compare
+    lines = [
+        f"Three ways to scale `{WAYS_PRESET}` over three instances, under the same load (failed operations,"
+        " then the median latency of one operation as Locust measured it):",
+        "",
+        "| Capability | " + " | ".join(title for title, _ in ways) + " |",
+        "|---|" + "---|" * len(ways),
+    ]
+    for capability, label in cap.CAPABILITIES.items():
+        cells = []
+        for _, config in ways:
+            row = by_key[(*config, capability)]
+            if row["expected"] == NO_SESSIONS:
+                cells.append(NO_SESSIONS)
+            elif not row["requests"]:
+                cells.append("no requests")
+            else:
+                median = f"{row['p50_ms']:.0f} ms" if row["p50_ms"] is not None else "–"
+                cells.append(f"{100 * row['failure_rate']:.0f}% · {median}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def loss_reasons(rows: list[dict]) -> list[str]:
+    """Every failure of the instance-loss runs, by reason: what a user would see when an instance dies."""
+    lines = []
+    for row in rows:
+        if row.get("loss") and row["failures"]:
+            reasons = ", ".join(f"{n} × {reason}" for reason, n in row.get("reasons", {}).items())
+            lines.append(f"- {Config.of(row).title}, {row['label']}: {reasons or row['top_failure']}")
+    return lines or ["- no failures"]
+
+
+def seed_section(rows: list[dict]) -> list[str]:
+    """The seed's claims beside what was measured under ip_hash (sticky) and round-robin."""
+    sticky = {
+        (r["preset"], r["capability"]): r
+        for r in rows
+        if r["policy"] == "ip-hash" and r["store"] == "memory" and not r.get("loss") and Config.of(r).protocol == LEGACY
+    }
+    lines = [
+        "The seed's claims (✓ works, ✗ does not, – it says nothing) against the measurements under `ip_hash`"
+        " (✓ no failure, ✗ every operation failed, otherwise the failure rate):",
+        "",
+        "| Capability | " + " | ".join(PRESETS) + " |",
+        "|---|" + "---|" * len(PRESETS),
+    ]
+    disagreements = []
+    for capability, label in cap.CAPABILITIES.items():
+        cells = []
+        for preset in PRESETS:
+            claim, row = SEED_CLAIMS[capability][preset], sticky.get((preset, capability))
+            measured = _measured(row)
+            cells.append(f"seed {_mark(claim)}, measured {measured}")
+            if claim is not None and measured != "–" and measured != _mark(claim):
+                disagreements.append(
+                    f"{label} on `{preset}`: the seed says it {'works' if claim else 'does not work'}; "
+                    f"measured {100 * row['failure_rate']:.0f}% failures ({row['top_failure'] or 'no failures'})"
+                )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for preset, claim in SEED_SCALES_WITHOUT_AFFINITY.items():
+        basic = rows_where(rows, preset=preset, policy="round-robin", store="memory", capability=cap.BASIC)
+        basic = [row for row in basic if Config.of(row).protocol == LEGACY]
+        if basic and basic[0]["requests"] and (basic[0]["failures"] == 0) != claim:
+            measured = _mark(basic[0]["failures"] == 0)
+            disagreements.append(f"scaling under round-robin on `{preset}`: seed {_mark(claim)}, measured {measured}")
+    lines += ["", "Disagreements with the seed:", ""]
+    lines += [f"- {d}" for d in disagreements] or ["- none"]
+    return lines
+
+
+def rows_where(rows: list[dict], **match: str) -> list[dict]:
+    return [r for r in rows if all(r[key] == value for key, value in match.items())]
+
+
+def _shares(config_rows: list[dict]) -> str:
+    totals: dict[str, int] = {}
+    for row in config_rows:
+        for instance, count in row["instances"].items():
+            totals[instance] = totals.get(instance, 0) + count
+    everything = sum(totals.values()) or 1
+    return ", ".join(f"{instance} {100 * n / everything:.0f}%" for instance, n in sorted(totals.items()))
+
+
+def _measured(row: dict | None) -> str:
+    if row is None or not row["requests"]:
+        return "–"
+    if row["failures"] in (0, row["requests"]):
+        return _mark(row["failures"] == 0)
+    return f"{100 * row['failure_rate']:.0f}% failed"
+
+
+def _mark(value: bool | None) -> str:
+    return "–" if value is None else "✓" if value else "✗"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""`python -m loadtest scale`: the seed's thresholds (under 100, 100 to 1,000, over 1,000 concurrent
+clients), measured on the local stack for each configuration.
+
+    python -m loadtest scale [--clients 10,100,1000] [--seconds 30] [--only TEXT]
+                             [--out results/scale] [--page docs/results.md]
+
+Each configuration runs on the local stack (three instances, nginx and redis-server on this machine).
+For each number of clients, one Locust process runs that many users of loadtest/users/connected.py:
+each opens its session (2025-11-25) and calls the plain tool once a second, the load of clients that are
+connected and working. Every process's CPU is sampled, Locust's own included, so a run whose load
+generator or machine ran out of CPU says so. A benchmark: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtest.client import capabilities as cap
+from loadtest.experiments.matrix.configs import Config
+from loadtest.experiments.matrix.run import locust_command, locust_percentile
+from loadtest.experiments.results import machine, png_chart, write_results
+from loadtest.harness.arguments import increasing_counts
+from loadtest.harness.cpu import CpuSampler, saturation
+from loadtest.harness.stack import ONE_ADDRESS_APP, ONE_ADDRESS_LOAD, Stack, free_port
+from loadtest.harness.topology import INSTANCES, PROJECT_ROOT
+
+USERS_FILE = PROJECT_ROOT / "loadtest" / "users" / "connected.py"
+IDLE_SECONDS = 3.0
+SPAWN_PER_SECOND = 100  # clients connecting per second: 1,000 of them take 10 s to arrive
+SERVERS = (*INSTANCES, "nginx", "redis")  # the processes whose CPU is the stack's
+CONFIGS = (
+    Config("stateful-sse", "session", "memory"),
+    Config("stateful-sse", "session", "redis"),
+    Config("stateful-sse", "round-robin", "redis"),
+    Config("stateful-json", "session", "memory"),
+    Config("stateful-json", "round-robin", "redis"),
+    Config("stateless-sse", "round-robin", "memory"),
+    Config("stateless-json", "round-robin", "memory"),
+    Config("stateful-sse", "round-robin", "memory", protocol=cap.MODERN),
+)
+
+
+def measure(config: Config, counts: tuple[int, ...], seconds: int, work: Path) -> list[dict]:
+    """One row per number of clients, all on one stack of the configuration."""
+    run_dir = work / config.slug
+    with Stack(
+        run_dir=run_dir,
+        preset=config.preset,
+        policy=config.policy,
+        store=config.store,
+        port=free_port(),
+        nginx_env=ONE_ADDRESS_LOAD,  # every client comes from 127.0.0.1
+        app_env=ONE_ADDRESS_APP,
+    ) as stack:
+        processes = {name: stack.proc(name).pid for name in SERVERS}
+        return [
+            _load(config, stack.url.removesuffix("/mcp"), processes, clients, seconds, run_dir) for clients in counts
+        ]
+
+
+def _load(config: Config, host: str, processes: dict[str, int], clients: int, seconds: int, run_dir: Path) -> dict:
+    """`clients` Locust users for the time they take to connect plus `seconds`, and what it cost."""
+    arriving = -(-clients // SPAWN_PER_SECOND)
+    out = run_dir / f"{clients}-clients"
+    command = locust_command(host, clients, arriving + seconds, USERS_FILE, min(clients, SPAWN_PER_SECOND))
+    command += ["--json-file", str(out), "--mcp-protocol", config.protocol, "ConnectedClientUser"]
+    with CpuSampler(processes) as idle:  # what the stack spends with no load: its timers, heartbeats, Redis
+        time.sleep(IDLE_SECONDS)  # a measurement window, not a wait for readiness
+    with open(f"{out}.log", "wb") as log:
+        locust = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        with CpuSampler({**processes, "locust": locust.pid}) as sampler:
+            locust.wait()
+    if locust.returncode not in (0, 1):  # 1 only says some requests failed
+        raise RuntimeError(f"locust exited with {locust.returncode}:\n{Path(f'{out}.log').read_text()[-2000:]}")
+    stats = {entry["name"]: entry for entry in json.loads(Path(f"{out}.json").read_text())}
+    idle_cores = sum(use.average for use in idle.result().values()) / 100
+    return _row(config, clients, arriving + seconds, stats, sampler, idle_cores)
+
+
+def _row(
+    config: Config, clients: int, seconds: int, stats: dict[str, dict], sampler: CpuSampler, idle_cores: float
+) -> dict:
+    cpu = sampler.result()
+    sampled_seconds = len(sampler.samples["locust"]) * sampler.interval
+    calls = stats.get(cap.BASIC, {})
+    operations = sum(entry["num_requests"] for entry in stats.values())
+    server_seconds = sum(cpu[name].average for name in SERVERS) / 100 * sampled_seconds
+    load_seconds = max(0.0, server_seconds - idle_cores * sampled_seconds)
+    return {
+        "config": config.name,
+        "title": config.title,
+        "clients": clients,
+        "seconds": seconds,
+        "calls": calls.get("num_requests", 0),
+        "calls_per_s": calls.get("num_requests", 0) / seconds,
+        "operations": operations,
+        "failures": sum(entry["num_failures"] for entry in stats.values()),
+        "p50_ms": locust_percentile(calls),
+        "p99_ms": locust_percentile(calls, 0.99),
+        "server_cpu_ms_per_operation": 1000 * load_seconds / operations if operations else None,
+        "server_cores": server_seconds / sampled_seconds if sampled_seconds else 0.0,
+        "idle_cores": idle_cores,
+        "locust_cpu_percent": cpu["locust"].average,
+        "saturated": saturation(cpu) or "",
+        "cpu": {name: round(use.average, 1) for name, use in cpu.items()},
+    }
+
+
+def markdown(rows: list[dict], run: dict) -> str:
+    lines = [
+        f"Measured {run['date']} on {run['machine']}: the local stack (three instances, nginx, redis-server on "
+        f"these cores), one Locust process, each client calling the plain tool once a second after opening its "
+        f"session; {run['seconds']} s once every client has connected ({SPAWN_PER_SECOND} connect per second).",
+        "Server CPU is the instances', nginx's and Redis's: per operation (sessions opened included), beyond what",
+        f"the stack spends idle (measured for {IDLE_SECONDS:g} s before each load), and in cores busy (idle included);",
+        "per core is operations per second for each core the load kept busy. Locust's CPU is in % of one core.",
+        "",
+        "| Configuration | Clients | calls/s | failed | p50 | p99 | server CPU per op | cores busy | per core "
+        "| Locust | saturated |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        load_cores = row["server_cores"] - row["idle_cores"]
+        per_core = row["operations"] / row["seconds"] / load_cores if load_cores > 0 else 0.0
+        cpu_ms = row["server_cpu_ms_per_operation"]
+        lines.append(
+            f"| {row['title']} | {row['clients']:,} | {row['calls_per_s']:.0f} | "
+            f"{row['failures']} of {row['operations']:,} | {_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} | "
+            f"{cpu_ms:.2f} ms | {row['server_cores']:.2f} | {per_core:.0f}/s | {row['locust_cpu_percent']:.0f}% | "
+            f"{row['saturated'] or 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    """p99 of a call against the number of clients, one line per configuration (both axes logarithmic)."""
+    with png_chart(path, (8, 4.5)) as (_, axes):
+        for title in dict.fromkeys(row["title"] for row in rows):
+            line = [row for row in rows if row["title"] == title and row["p99_ms"] is not None]
+            axes.plot([row["clients"] for row in line], [row["p99_ms"] for row in line], marker="o", label=title)
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_xlabel("connected clients, each calling once a second")
+        axes.set_ylabel("p99 of a call (ms)")
+        axes.set_title("Three instances, nginx and Redis on two cores")
+        axes.legend(fontsize=7)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configs = [config for config in CONFIGS if args.only is None or args.only in config.name]
+    run = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "seconds": args.seconds}
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as work:
+        for config in configs:
+            print(f"scale: {config.name}, {', '.join(map(str, args.clients))} clients", file=sys.stderr, flush=True)
+            rows += measure(config, args.clients, args.seconds, Path(work))
+    page = markdown(rows, run)
+    files = {"scale.md": page, "scale.json": json.dumps({"run": run, "rows": rows}, indent=1)}
+    write_results(args.out, files, args.page, {"scale": "scale.md"})
+    chart(rows, args.out / "scale.png")
+    print(page, end="")
+    print(f"scale: wrote {args.out}/scale.md, scale.json and scale.png")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtest scale", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--clients", type=increasing_counts, default=(10, 100, 1000), help="comma-separated client counts"
+    )
+    parser.add_argument("--seconds", type=int, default=30, help="load after every client has connected")
+    parser.add_argument("--only", metavar="TEXT", help="only the configurations whose name contains TEXT")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "scale")
+    parser.add_argument("--page", type=Path, action="append", default=[], help="also copy scale.md into this page")
+    return parser
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
