@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_cluster import sdk_internals
 from mcp_cluster.auth.principal import AuthorizationContext, is_principal, principal_hash, principal_of
+from mcp_cluster.cluster import routes
 from mcp_cluster.cluster.forward_listener import CLIENTS_ELSEWHERE, arrived_forwarded
 from mcp_cluster.cluster.forwarding import (
     BALANCER_REDIRECT,
@@ -31,6 +32,7 @@ from mcp_cluster.cluster.hop_client import OwnerLost, OwnerUnreachable
 from mcp_cluster.cluster.lease import HEARTBEAT_SECONDS, OWNER_TIMEOUT_SECONDS
 from mcp_cluster.cluster.member import ClusterMember
 from mcp_cluster.cluster.registry import Opening, Owner
+from mcp_cluster.cluster.routes import Here, Record, Route
 from mcp_cluster.http.messages import (
     DRAINING,
     FORWARD_HEADER,
@@ -53,7 +55,6 @@ from mcp_cluster.http.messages import (
 from mcp_cluster.sessions.connections import Connections
 from mcp_cluster.sessions.quota import kept_params
 from mcp_cluster.sessions.server_requests import ServerRequests
-from mcp_cluster.settings import INSTANCE_ID  # an owner read from Redis may name anything
 from mcp_cluster.shared.redis import RedisUnavailable
 from mcp_cluster.shared.runs import DID_NOT_RUN, MAY_HAVE_RUN, NOT_RUN
 
@@ -162,7 +163,9 @@ class SessionRouter:
         manager, registry = self.member.manager, self.member.registry
         body = await read_body(receive, MAX_BODY_BYTES)
         if manager.holds(session_id):
-            if self.handover.draining or await registry.confirm(session_id):
+            here = self._here()
+            confirmed = not here.draining and await registry.confirm(session_id)
+            if routes.held(here, confirmed=confirmed) is Route.SERVE:
                 try:
                     await self._serve_held(session_id, scope, body, receive, send)
                     return
@@ -178,6 +181,7 @@ class SessionRouter:
         registry = self.member.registry
         owner_lost = False
         lost_redis_until = anyio.current_time() + self.ride_through_seconds
+        redirect_asked = header(scope["headers"], OWNER_REDIRECT_HEADER) == "on"
         lookups = 0
         while lookups < 3:  # looked up again when another instance claimed it first, or its owner handed it over
             lookups += 1
@@ -185,15 +189,13 @@ class SessionRouter:
                 registry.forget_lookup(session_id)  # sessions move fast now: no second-old answers
             owner = await registry.lookup(session_id)
             _check_principal(owner, scope)
-            if owner is None or owner.owner_id == registry.owner_id:
-                if owner_lost and scope["method"] == "DELETE":
-                    await send_response(send, 200)  # the owner ended it before dying: what the client asked for
-                    return
-                await self._serve_here_or_end(session_id, owner, scope, body, receive, send)
-                return
-            if owner.url is not None:
-                if (redirect := self._redirect_to(owner, scope)) is not None:
-                    raise redirect
+            record = Record(owner.owner_id, owner.url) if owner is not None else None
+            decide = functools.partial(
+                routes.by_record, record, method=scope["method"], redirect_asked=redirect_asked, owner_lost=owner_lost
+            )
+            decision = decide(self._here(), owner_gone=False)
+            if decision.route is Route.FORWARD:
+                assert owner is not None  # a record names the owner it forwards to
                 try:
                     await self.member.forwarder.forward(owner, scope, body, receive, send)
                     return
@@ -212,27 +214,34 @@ class SessionRouter:
                     owner_lost = True
                     registry.forget_lookup(session_id)
                     await self._refuse_unless_dead(session_id, owner, exc)
-            if self.handover.draining:
+                decision = decide(self._here(), owner_gone=True)
+            if decision.route is Route.ENDED:
+                await send_response(send, 200)  # the owner ended it before dying: what the client asked for
+                return
+            if decision.route is Route.SERVE_OR_END:
+                await self._serve_here_or_end(session_id, owner, scope, body, receive, send)
+                return
+            if decision.route is Route.REDIRECT:
+                raise self._redirect_to(decision.instance)
+            if decision.route is Route.HAND_TO_PEER:
                 if await self._hand_to_peer(scope, body, receive, send):
                     return
                 continue  # the peer found it owned by another instance meanwhile
+            assert owner is not None and decision.route is Route.TAKE_OVER
             if await self._take_over(session_id, owner.owner_id, scope):
                 await self._serve_held(session_id, scope, body, receive, send)
                 return
             registry.forget_lookup(session_id)
         raise Refused(503, -32603, f"another instance is taking this session over; {DID_NOT_RUN}")
 
-    def _redirect_to(self, owner: Owner, scope: Scope) -> Refused | None:
-        """The 421 that has nginx re-send the request to the session's owner, when nginx asked for it and the
-        owner is another instance (a sibling worker of this one is reached by relaying, not through nginx)."""
-        instance = _instance_of(owner.owner_id)
-        if header(scope["headers"], OWNER_REDIRECT_HEADER) != "on" or not INSTANCE_ID.match(instance):
-            return None
-        if instance == _instance_of(self.member.registry.owner_id):
-            return None
+    def _here(self) -> Here:
+        return Here(self.member.registry.owner_id, self.handover.draining)
+
+    def _redirect_to(self, instance: str | None) -> Refused:
+        """The 421 that has nginx re-send the request to the session's owner's instance (nginx asked for it)."""
         message = f"this session is served by instance {instance}; {NOT_RUN}: the balancer re-sends it there"
         self.member.metrics.owner_redirects.inc()
-        return Refused(421, -32600, message, [BALANCER_REDIRECT, (OWNER_HEADER, instance.encode())])
+        return Refused(421, -32600, message, [BALANCER_REDIRECT, (OWNER_HEADER, (instance or "").encode())])
 
     async def _refuse_unless_silent(self, session_id: str, owner: Owner) -> None:
         # Taken over only once its heartbeat lapses: a live owner may refuse or drop a connection.
@@ -264,30 +273,38 @@ class SessionRouter:
             message = f"invalid {FORWARD_HEADER} header; only cluster instances may send it, once; {NOT_RUN}"
             raise Refused(403, -32600, message)
         manager, registry = self.member.manager, self.member.registry
+        here, lease_held = self._here(), registry.lease.held()
         held = session_id is not None and manager.holds(session_id)
-        if held and not self.handover.draining and not registry.lease.held():
-            # The sender asks again until this process is back, or takes the session over once our beat expired.
+        confirmed = held and not here.draining and lease_held and await registry.confirm(session_id)
+        route = routes.forwarded(
+            here, held=held, lease_held=lease_held, confirmed=confirmed, has_session=session_id is not None
+        )
+        if route is Route.CUT_OFF:  # the sender asks again until this process is back, or takes over on our lapse
             raise _handed_over(CUT_OFF, LOST_REDIS)
-        if held and (self.handover.draining or await registry.confirm(session_id)):
+        if route is Route.SERVE:
             try:
-                await self._serve_held(session_id, scope, body, receive, send)  # never forwarded again: no loops
+                await self._serve_held(session_id, scope, body, receive, send)
                 return
             except HandingOver:
                 await self.handover.handed_over(session_id)
                 raise _handed_over(HANDED_OVER, MOVED) from None
-        if self.handover.draining:  # the sender tries another instance
+        if route is Route.DRAINING:  # the sender tries another instance
             raise _handed_over(HANDED_OVER, DRAINING)
-        if session_id is None:
+        if route is Route.OPEN:
             await self._open(scope, replay(body, receive), send)
             return
+        assert session_id is not None and route is Route.LOOK_UP
         registry.forget_lookup(session_id)
         owner = await registry.lookup(session_id)
         _check_principal(owner, scope)
-        if owner is not None and owner.owner_id != registry.owner_id:
-            # Handed over, or its owner died: the sender could not take it over itself.
-            if owner.url is None and await self._take_over(session_id, owner.owner_id, scope):
+        record = Record(owner.owner_id, owner.url) if owner is not None else None
+        by_record = routes.forwarded_by_record(record, self._here())
+        if by_record is Route.TAKE_OVER:  # its owner died, or handed it over: the sender could not take it over
+            assert owner is not None
+            if await self._take_over(session_id, owner.owner_id, scope):
                 await self._serve_held(session_id, scope, body, receive, send)
                 return
+        if by_record is not Route.SERVE_OR_END:
             raise _handed_over(LOOK_AGAIN, MOVED)
         await self._serve_here_or_end(session_id, owner, scope, body, receive, send)
 
@@ -435,11 +452,6 @@ class SessionRouter:
             self.member.metrics.takeovers.inc()
             log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})
         return True
-
-
-def _instance_of(owner_id: str) -> str:
-    """The instance (MCP_INSTANCE_ID) of an owner: its process's owner id is `<instance>:<hex>`."""
-    return owner_id.partition(":")[0]
 
 
 def _check_principal(owner: Owner | None, scope: Scope) -> None:
