@@ -13,6 +13,7 @@ own), `fencing_token(ctx)` (who runs it, in which generation of the session) and
 """
 
 import importlib
+from typing import Any
 
 # Loaded on first use, so `import mcp_cluster.settings` (the load tests, the CLIs) does not pay for the SDK's import.
 _PUBLIC = {
@@ -35,7 +36,7 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name not in _PUBLIC:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(_PUBLIC[name]), name)

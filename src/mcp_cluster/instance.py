@@ -52,7 +52,7 @@ from mcp_cluster.sessions import state
 from mcp_cluster.sessions.connections import Connections
 from mcp_cluster.sessions.ledger import MemoryLedger, RedisLedger
 from mcp_cluster.sessions.once import OncePerRequest
-from mcp_cluster.sessions.quota import MemorySessionCounts, RedisSessionCounts, SessionsPerClient
+from mcp_cluster.sessions.quota import MemorySessionCounts, RedisSessionCounts, SessionCounts, SessionsPerClient
 from mcp_cluster.sessions.server_requests import ServerRequests
 from mcp_cluster.sessions.subscriptions import ListChanges, ResourceSubscriptions, SubscribableURIs
 from mcp_cluster.settings import InstanceSettings, SessionStore
@@ -90,6 +90,7 @@ def shared_redis(settings: InstanceSettings) -> SharedRedis | None:
     `instance_app(..., redis=...)`, so the process keeps one pool."""
     if settings.redis_url is None:
         return None
+    assert settings.redis_wait_replicas is not None  # InstanceSettings settles it (0, or 1 through Sentinels)
     return connect(
         settings.redis_url, settings.redis_wait_replicas, settings.redis_password, settings.redis_ride_through
     )
@@ -138,6 +139,7 @@ class Instance:
         SingleUseRequestState(mcp, redis).install()  # around whichever boundary seals this server's state
         registry = None
         if settings.session_store is SessionStore.REDIS:  # the settings guarantee a Redis URL
+            assert redis is not None  # so there is a client
             registry = SessionRegistry(
                 redis, settings.instance_id, settings.internal_url, settings.session_idle_timeout
             )
@@ -157,17 +159,19 @@ class Instance:
             forward_to = (settings.forward_address, ports) if ports is not None else None
             if settings.forwards_to_public_port:
                 log.warning(FORWARDED_TO_PUBLIC_PORT)
-            self.member = ClusterMember(redis, registry, self.subscriptions, settings.is_peer, forward_to, self.metrics)
+            self.member = ClusterMember(
+                registry.redis, registry, self.subscriptions, settings.is_peer, forward_to, self.metrics
+            )
         live_sessions = functools.partial(sdk_internals.live_session_ids, mcp)
         backend = (
-            state.RedisSessionState(redis, registry.tenure)
+            state.RedisSessionState(registry.redis, registry.tenure)
             if registry is not None
             else state.MemorySessionState(settings.max_sessions, live_sessions=live_sessions)
         )
         state.bind(mcp, backend, stateless=settings.preset.stateless)
         self.server_requests = ServerRequests(self.connections)
         self.ledger = (
-            RedisLedger(redis, settings.retry_horizon)
+            RedisLedger(registry.redis, settings.retry_horizon)
             if registry is not None
             else MemoryLedger(settings.retry_horizon, settings.max_sessions, live_sessions)
         )
@@ -197,12 +201,19 @@ class Instance:
         if not settings.auth_enabled:
             log.warning(NO_AUTHENTICATION)
             return None
+        # The settings refuse MCP_AUTH_JWKS without MCP_AUTH_ISSUER and MCP_AUTH_RESOURCE.
+        assert (
+            settings.auth_jwks is not None and settings.auth_issuer is not None and settings.auth_resource is not None
+        )
         verifier = JWTVerifier(KeySet(settings.auth_jwks), settings.auth_issuer, settings.auth_resource)
-        auth = AuthSettings(
-            issuer_url=settings.auth_issuer,
-            resource_server_url=settings.auth_resource,
-            required_scopes=list(settings.auth_scopes) or None,
-            validate_token_resource=True,
+        # From text: AuthSettings validates the URLs by its own rules (which keep an empty path empty).
+        auth = AuthSettings.model_validate(
+            {
+                "issuer_url": settings.auth_issuer,
+                "resource_server_url": settings.auth_resource,
+                "required_scopes": list(settings.auth_scopes) or None,
+                "validate_token_resource": True,
+            }
         )
         sdk_internals.require_tokens(self.mcp, auth, verifier)
         return verifier
@@ -238,6 +249,7 @@ class Instance:
         sdk_internals.use_subscription_bus(self.mcp, bus)
         if redis is None:
             return None
+        assert isinstance(bus, RedisSubscriptionBus)  # made over Redis, above
         return SharedServices(redis, bus, None if self.settings.request_state_keys else self.codec)
 
     def _asgi_app(self) -> ASGIApp:
@@ -271,26 +283,28 @@ class Instance:
         chain = sdk_internals.lowlevel_server(self.mcp).middleware
         chain[0:0] = [self.connections.middleware, once.record]  # outermost: they see every call, initialize too
         app: ASGIApp = once
-        if self.member is not None:
-            self.member.manager = sdk_internals.install_shared_sessions(
+        if (member := self.member) is not None:
+            member.manager = sdk_internals.install_shared_sessions(
                 self.mcp,
-                self.member.registry.forget,
+                member.registry.forget,
                 lambda session_id, live: RedisEventStore(
-                    self.member.redis,
+                    member.redis,
                     session_id,
                     settings.session_idle_timeout,
                     live,
-                    may_store=functools.partial(self.member.registry.may_act, session_id, settings.redis_ride_through),
+                    may_store=functools.partial(member.registry.may_act, session_id, settings.redis_ride_through),
                 ),
             )
-            app = PrimedGetStreams(app, MCP_PATH, self.member.manager.event_store_of)
+            app = PrimedGetStreams(app, MCP_PATH, member.event_store_of)
             app = self.router = SessionRouter(
-                app, self.member, self.server_requests, self.connections, settings.redis_ride_through
+                app, member, self.server_requests, self.connections, settings.redis_ride_through
             )
         app = SessionIdPrefix(app, settings.instance_id)
         app = StatelessGetRefused(app, MCP_PATH) if settings.preset.stateless else self._sessions_per_client(app)
         if self.verifier is not None:  # outside the router: it needs the principal to route by
-            metadata_url = str(build_resource_metadata_url(self.mcp.settings.auth.resource_server_url))
+            auth = self.mcp.settings.auth
+            assert auth is not None and auth.resource_server_url is not None  # `_require_tokens` set both
+            metadata_url = str(build_resource_metadata_url(auth.resource_server_url))
             app = RequireBearer(app, self.verifier, MCP_PATH, metadata_url, settings.auth_scopes)
         app = RejectionMessages(app, self.metrics, settings.max_sessions)
         app = self.front = InstanceMiddleware(app, settings.instance_id, settings.access_log)
@@ -330,6 +344,7 @@ class Instance:
     def _sessions_per_client(self, app: ASGIApp) -> SessionsPerClient:
         """Inside RequireBearer, which names the principal it counts by (without auth: the client's address)."""
         settings = self.settings
+        counts: SessionCounts
         if self.member is not None:  # the cluster's count; a hop between instances was counted where it began
             counts, hops = RedisSessionCounts(self.member.redis), True
         else:

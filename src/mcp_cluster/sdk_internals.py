@@ -26,10 +26,10 @@ from mcp.server.runner import ServerRunner, serve_connection
 from mcp.server.streamable_http import GET_STREAM_KEY, EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import ListenHandler, SubscriptionBus
-from mcp.shared.dispatcher import RequestId, coerce_request_id
+from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import ServerMessageMetadata
-from mcp.types import InitializeRequestParams, SubscriptionsListenRequestParams, ToolAnnotations
+from mcp.types import InitializeRequestParams, RequestId, SubscriptionsListenRequestParams, ToolAnnotations
 
 from mcp_cluster.shared.listen_streams import ListenStreamsPerClient
 
@@ -65,7 +65,9 @@ def tell_list_changes(mcp: MCPServer) -> None:
     resources change (`listChanged`): the layer sends those notifications on the sessions' GET streams."""
     server = lowlevel_server(mcp)
     declared = NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
-    server.create_initialization_options = functools.partial(server.create_initialization_options, declared)
+    server.create_initialization_options = functools.partial(  # type: ignore[method-assign]
+        server.create_initialization_options, declared
+    )
 
 
 def require_tokens(mcp: MCPServer, auth: AuthSettings, verifier: TokenVerifier) -> None:
@@ -136,7 +138,10 @@ def connection_of(ctx: ServerRequestContext) -> Connection:
 
 def dispatcher_of(connection: Connection) -> JSONRPCDispatcher:
     """The dispatcher a session's requests to the client go out through (its connection's outbound channel)."""
-    return connection.outbound
+    outbound = connection.outbound
+    # The SDK types the channel as any Outbound; a streamable HTTP session's, the only kind served here, is this.
+    assert isinstance(outbound, JSONRPCDispatcher)
+    return outbound
 
 
 def issue_request_ids_after(dispatcher: JSONRPCDispatcher, last_id: int) -> None:
@@ -156,7 +161,7 @@ def stop_orphaned(connection: Connection, request_id: RequestId) -> bool:
     Unlike a cancel, the request's stream is not ended with a "cancelled" error: written after the handler stops,
     that error would end the stream of the same request sent again (the SDK routes it by id).
     """
-    in_flight = connection.outbound._in_flight.get(coerce_request_id(request_id))
+    in_flight = dispatcher_of(connection)._in_flight.get(coerce_request_id(request_id))
     if in_flight is None:
         return False
     if isinstance(in_flight.dctx.message_metadata, ServerMessageMetadata):
@@ -166,7 +171,7 @@ def stop_orphaned(connection: Connection, request_id: RequestId) -> bool:
     return True
 
 
-def negotiated_version(params: dict) -> str:
+def negotiated_version(params: dict[str, Any]) -> str:
     """The protocol version the SDK picks for these `initialize` params (the SDK's own rule, reused)."""
     return ServerRunner._negotiate_initialize(params)[1]
 
@@ -192,7 +197,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
         async with self._session_creation_lock:
             pass
 
-    def event_store_of(self, session_id: str):
+    def event_store_of(self, session_id: str) -> EventStore | None:
         """The event store of a session held here (None: not held, or no store of ours)."""
         transport = self._server_instances.get(session_id)
         return transport._event_store if transport is not None and self.event_store_for is not None else None
@@ -201,7 +206,11 @@ class SharedSessionManager(StreamableHTTPSessionManager):
         return self.max_sessions is None or len(self._server_instances) < self.max_sessions
 
     async def rebuild(
-        self, session_id: str, params: dict, protocol_version: str, principal: AuthorizationContext | None = None
+        self,
+        session_id: str,
+        params: dict[str, Any],
+        protocol_version: str,
+        principal: AuthorizationContext | None = None,
     ) -> Connection | None:
         """Serve `session_id` here from its stored `initialize` params, as if this process had opened it for
         `principal` (the SDK then refuses the session to anyone else, as for a session opened here).
@@ -253,7 +262,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
                 self._session_owners[session_id] = principal
         return connection
 
-    def _admit_session(self, requestor):
+    def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         transport = super()._admit_session(requestor)
         if transport is not None:
             self._own_event_store(transport)
@@ -262,6 +271,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     def _own_event_store(self, transport: StreamableHTTPServerTransport) -> None:
         if self.event_store_for is not None:
             live = functools.partial(_get_stream_open, transport)
+            assert transport.mcp_session_id is not None  # a stateful manager's transports all have one
             transport._event_store = self.event_store_for(transport.mcp_session_id, live)
 
     def end_get_streams(self) -> int:
@@ -300,6 +310,7 @@ def install_shared_sessions(
     """Make the manager `mcp.streamable_http_app()` built a SharedSessionManager (call after building the app)."""
     manager = mcp.session_manager
     manager.__class__ = SharedSessionManager
+    assert isinstance(manager, SharedSessionManager)  # for the type checker: it is one from the line above
     manager.on_session_end = on_session_end
     manager.event_store_for = event_store_for
     return manager

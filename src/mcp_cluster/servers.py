@@ -10,7 +10,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.shared.dispatcher import RequestId
+from mcp.types import RequestId
 from starlette.applications import Starlette
 
 from mcp_cluster import sdk_internals

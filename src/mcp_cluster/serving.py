@@ -7,7 +7,7 @@ import contextlib
 import errno
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -33,7 +33,7 @@ def serve(factory: str, settings: InstanceSettings) -> None:
     )
 
 
-def run_from_env(factory: str, name: str, *checks) -> int:
+def run_from_env(factory: str, name: str, *checks: Callable[[], object]) -> int:
     """A `python -m` entry point: check the settings (and `checks`, more `from_env` readers), then serve.
     A bad setting stops the process with one line naming it and the valid values."""
     try:

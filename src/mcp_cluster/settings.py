@@ -15,10 +15,12 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from mcp_cluster.shared.redis import SENTINEL_SCHEME, sentinel_address
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 class Preset(enum.Enum):
@@ -63,7 +65,7 @@ class EnvReader:
         self.env = env
         self.errors: list[str] = []
 
-    def get(self, name, parse, default, *, secret=False):
+    def get(self, name: str, parse: Callable[[str], Any], default: Any, *, secret: bool = False) -> Any:
         raw = self.env.get(name)
         if raw is None or raw.strip() == "":
             return default
@@ -84,8 +86,8 @@ class EnvReader:
             raise SettingsError("; ".join(self.errors))
 
 
-def _choice(enum_type):
-    def parse(raw: str):
+def _choice(enum_type: type[E]) -> Callable[[str], E]:
+    def parse(raw: str) -> E:
         try:
             return enum_type(raw)
         except ValueError:
@@ -95,7 +97,7 @@ def _choice(enum_type):
     return parse
 
 
-def _one_of(values: tuple[str, ...]):
+def _one_of(values: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.upper() not in values:
             raise ValueError(f"is not valid; valid values: {', '.join(values)}")
@@ -116,7 +118,7 @@ def _on_off(raw: str) -> bool:
     return raw.lower() == "on"
 
 
-def _int_between(low: int, high: int):
+def _int_between(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
             value = int(raw)

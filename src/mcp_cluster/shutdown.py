@@ -13,7 +13,8 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Protocol
+from types import FrameType
+from typing import Any, Protocol
 
 import anyio
 import uvicorn
@@ -164,10 +165,15 @@ def _listening_sockets(server: uvicorn.Server) -> Iterator[list[socket.socket]]:
 def _protocol(server: uvicorn.Server) -> asyncio.Protocol:
     """What uvicorn serves each connection with (as `Server.startup` makes it)."""
     config = server.config
-    return config.http_protocol_class(config=config, server_state=server.server_state, app_state=server.lifespan.state)
+    # uvicorn types the class as a bare asyncio.Protocol and ignores the same call-arg in its own startup.
+    return config.http_protocol_class(  # type: ignore[call-arg]
+        config=config, server_state=server.server_state, app_state=server.lifespan.state
+    )
 
 
-def _pass_on(handler, signum: int, frame: object) -> None:
+def _pass_on(
+    handler: Callable[[int, FrameType | None], Any] | int | None, signum: int, frame: FrameType | None
+) -> None:
     if callable(handler):
         handler(signum, frame)
     else:  # no server handler (SIG_DFL): stop the way SIGTERM would have

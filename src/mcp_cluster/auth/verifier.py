@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from typing import Any
 
 import jwt
 from mcp.server.auth.provider import AccessToken
@@ -90,7 +91,7 @@ class JWTVerifier:
         return _access_token(token, claims, self.resource), header.get("kid")
 
 
-def _access_token(token: str, claims: dict, resource: str) -> AccessToken:
+def _access_token(token: str, claims: dict[str, Any], resource: str) -> AccessToken:
     scopes = claims.get("scope", "")
     return AccessToken(
         token=token,

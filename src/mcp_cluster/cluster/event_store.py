@@ -18,13 +18,15 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import anyio
 from mcp.server.streamable_http import GET_STREAM_KEY, EventCallback, EventId, EventMessage, EventStore, StreamId
-from mcp.types import JSONRPCMessage, JSONRPCNotification
+from mcp.types import JSONRPCMessage, JSONRPCNotification, JSONRPCRequest
 from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.typing import StreamRangeResponse
 
 from mcp_cluster.sessions.subscriptions import UPDATE_META
 from mcp_cluster.shared.keys import EVENTS, UPDATES
@@ -66,6 +68,7 @@ _NOTIFICATION = {  # the notification of each list's change
     "#resources": "notifications/resources/list_changed",
 }
 _LOG_OF = {method: name for name, method in _NOTIFICATION.items()}
+_Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry's id and fields
 log = logging.getLogger(__name__)
 
 
@@ -96,7 +99,10 @@ class RedisEventStore(EventStore):
         self._storing = 0
         self._replayed_up_to: str | None = None
 
-    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId | None:
+    # None: no event id, which the SDK sends as such (it types the answer EventId alone).
+    async def store_event(  # type: ignore[override]
+        self, stream_id: StreamId, message: JSONRPCMessage | None
+    ) -> EventId | None:
         if stream_id != GET_STREAM_KEY:
             return None  # no event id: the client does not try to resume a POST's stream
         if message is None:  # the priming event of a resumed stream: where the replay ended, stored already
@@ -110,7 +116,7 @@ class RedisEventStore(EventStore):
         data = _MESSAGE.dump_json(message, by_alias=True, exclude_unset=True)
         self._storing += 1
         try:
-            event_id = await run_once(
+            event_id: bytes = await run_once(
                 self._store, [self._key], [data, _logged(message), self._max_events, self._ttl_ms]
             )
         except RedisUnavailable as exc:
@@ -128,7 +134,7 @@ class RedisEventStore(EventStore):
         await self._until(lambda: not self._storing)
         try:
             with closed_as_redis_error():
-                entries = await self._redis.xrange(self._key, min=f"({last_event_id}", max="+")
+                entries = _entries(await self._redis.xrange(self._key, min=f"({last_event_id}", max="+"))
         except RedisError as exc:
             log.warning("could not replay GET-stream events (%s)", exc.__class__.__name__)
             self._resuming = False
@@ -143,7 +149,7 @@ class RedisEventStore(EventStore):
         """The id of the session's latest stored entry ("0-0" before the first): a stream resumed after it replays
         every event stored since."""
         with unavailable_on_error():
-            entries = await self._redis.xrevrange(self._key, max="+", min="-", count=1)
+            entries = _entries(await self._redis.xrevrange(self._key, max="+", min="-", count=1))
         return entries[0][0].decode() if entries else "0-0"
 
     @staticmethod
@@ -160,12 +166,12 @@ class RedisEventStore(EventStore):
         is capped) counts as told; `first_telling(log id)` says whether the session was not told it live meanwhile
         (the bus goes on telling it while this runs)."""
         with unavailable_on_error():
-            entries = await self._redis.xrange(self._key, min="-", max="+")
+            entries = _entries(await self._redis.xrange(self._key, min="-", max="+"))
         told = _told(entries)
         missed: list[tuple[str, str]] = []  # (log id, name)
         for name, since in heard.items():
             with unavailable_on_error():
-                logged = await self._redis.xrange(UPDATES.format(name), min=f"({since}", max="+")
+                logged = _entries(await self._redis.xrange(UPDATES.format(name), min=f"({since}", max="+"))
             known = [_order(log_id) for logged_name, log_id in told if logged_name == name]
             for entry_id, _ in logged:
                 log_id = entry_id.decode()
@@ -176,15 +182,25 @@ class RedisEventStore(EventStore):
             return 0
         missed.sort(key=lambda entry: _order(entry[0]))
         pairs = [part for log_id, name in missed for part in (_notification(name, log_id), log_id)]
-        return await run_once(self._catch_up, [self._key], [self._max_events, self._ttl_ms, *pairs], of_the_call=False)
+        stored: int = await run_once(
+            self._catch_up, [self._key], [self._max_events, self._ttl_ms, *pairs], of_the_call=False
+        )
+        return stored
 
 
-def _told(entries: list) -> set[tuple[str, str]]:
+def _entries(reply: StreamRangeResponse | None) -> list[_Entry]:
+    """XRANGE's (or XREVRANGE's) entries as our clients read them: a list, of bytes (they leave `decode_responses`
+    off). redis-py types the reply for every client and protocol: `bytes | str | None` throughout, or None."""
+    return cast(list[_Entry], reply)
+
+
+def _told(entries: list[_Entry]) -> set[tuple[str, str]]:
     """(log name, log id) of every event the stream's entries told."""
     told = set()
     for _, fields in entries:
         message = _message(fields)
-        if message is not None and b"u" in fields:
+        # Only a request's or a notification's params name a log (`_logged`): no other entry has one (`u`).
+        if isinstance(message, JSONRPCRequest | JSONRPCNotification) and b"u" in fields:
             name = _LOG_OF.get(message.method) or (message.params or {}).get("uri")
             if isinstance(name, str):
                 told.add((name, fields[b"u"].decode()))
@@ -204,7 +220,7 @@ def _logged(message: JSONRPCMessage) -> str:
     return value if isinstance(value, str) and _EVENT_ID.match(value) else ""
 
 
-def _message(fields: dict) -> JSONRPCMessage | None:
+def _message(fields: dict[bytes, bytes]) -> JSONRPCMessage | None:
     if not fields.get(b"m"):
         return None  # a mark, or a priming event: nothing to send
     try:

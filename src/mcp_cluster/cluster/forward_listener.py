@@ -42,7 +42,8 @@ class ForwardedOnly:
 
 
 def arrived_forwarded(scope: Scope) -> bool:
-    return scope.get(ARRIVED_FORWARDED, False)
+    arrived: bool = scope.get(ARRIVED_FORWARDED, False)
+    return arrived
 
 
 @contextlib.asynccontextmanager
@@ -51,5 +52,6 @@ async def forwarding_port(app: ASGIApp, host: str, ports: Sequence[int], adverti
     picks), and yield `advertised` with that port."""
     async with side_port(ForwardedOnly(app), host, ports, "forwarding") as port:
         parts = urlsplit(advertised)
+        assert parts.hostname is not None  # the settings accept no advertised URL without a host
         name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         yield urlunsplit(parts._replace(netloc=f"{name}:{port}"))

@@ -30,7 +30,7 @@ from mcp_cluster.http.messages import (
 )
 from mcp_cluster.metrics import InstanceMetrics
 from mcp_cluster.shared.keys import CLUSTER_SECRET
-from mcp_cluster.shared.redis import REPLACE_IF_SAME, RedisUnavailable, call_function, unavailable_on_error
+from mcp_cluster.shared.redis import REPLACE_IF_SAME, RedisUnavailable, call_function, decoded, unavailable_on_error
 
 # When the balancer is our nginx (the session policy): it asks, per request, to be told the owner of a session
 # held elsewhere instead of the request being relayed, and re-sends the request there itself (nginx.conf).
@@ -303,7 +303,7 @@ async def cluster_secret(redis: Redis) -> bytes:
             value = await call_function(REPLACE_IF_SAME.bound_to(redis), [CLUSTER_SECRET], [value or b"", ours])
     if not _hex_digits(value, 64):
         raise RedisUnavailable(ValueError(f"{CLUSTER_SECRET} holds no secret"))
-    return bytes.fromhex(value.decode())
+    return bytes.fromhex(decoded(value))
 
 
 def _hex_digits(value: str | bytes | None, digits: int) -> bool:
@@ -312,5 +312,5 @@ def _hex_digits(value: str | bytes | None, digits: int) -> bool:
     return text is not None and len(text) == digits and all(c in "0123456789abcdef" for c in text)
 
 
-def _describe(value: bytes | None) -> str:
+def _describe(value: bytes | str | None) -> str:
     return "none" if value is None else f"{len(value)} bytes, not 64 hex digits"

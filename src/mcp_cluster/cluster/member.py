@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from mcp_cluster import sdk_internals
+from mcp_cluster.cluster.event_store import RedisEventStore
 from mcp_cluster.cluster.forward_listener import forwarding_port
 from mcp_cluster.cluster.forwarding import MAX_SKEW_SECONDS, Forwarder, ForwardSigner, cluster_secret
 from mcp_cluster.cluster.lease import STOP_AFTER_SECONDS
@@ -46,8 +47,36 @@ class ClusterMember:
         self.is_peer = is_peer  # the only URLs requests are forwarded to (MCP_PEER_URLS)
         self.forward_to = forward_to  # (host, ports) of the forwarding port; None: forwarded to the public port
         self.app: ASGIApp | None = None  # the whole app, served on that port
-        self.forwarder: Forwarder | None = None
-        self.manager: sdk_internals.SharedSessionManager | None = None
+        self._forwarder: Forwarder | None = None
+        self._manager: sdk_internals.SharedSessionManager | None = None
+
+    @property
+    def forwarder(self) -> Forwarder:
+        """What relays requests to the other instances: made when the member starts running."""
+        if self._forwarder is None:
+            raise RuntimeError("the cluster member forwards nothing before it runs (ClusterMember.running)")
+        return self._forwarder
+
+    @forwarder.setter
+    def forwarder(self, forwarder: Forwarder) -> None:
+        self._forwarder = forwarder
+
+    @property
+    def manager(self) -> sdk_internals.SharedSessionManager:
+        """The server's session manager, set by the instance once it has built the server's app."""
+        if self._manager is None:
+            raise RuntimeError("the cluster member has no session manager before the instance builds its app")
+        return self._manager
+
+    @manager.setter
+    def manager(self, manager: sdk_internals.SharedSessionManager) -> None:
+        self._manager = manager
+
+    def event_store_of(self, session_id: str) -> RedisEventStore | None:
+        """The event store of a session held here (None: not held here). Every one is a RedisEventStore: the
+        instance has the manager make each one so."""
+        store = self.manager.event_store_of(session_id)
+        return store if isinstance(store, RedisEventStore) else None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -55,6 +84,8 @@ class ClusterMember:
         self.forwarder = Forwarder(signer, self.is_peer, self.metrics)
         async with AsyncExitStack() as stack:
             if self.forward_to is not None:
+                if self.app is None:
+                    raise RuntimeError("the cluster member has no app to serve forwarded requests with")
                 listener = forwarding_port(self.app, *self.forward_to, self.registry.url)
                 self.registry.url = await stack.enter_async_context(listener)
             async with anyio.create_task_group() as group:

@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -30,6 +31,7 @@ from mcp_cluster.shared.redis import (
     RedisUnavailable,
     call_function,
     closed_as_redis_error,
+    decoded,
     dedicated_client,
     run_function,
     unavailable_on_error,
@@ -139,7 +141,7 @@ class Owner:
 class Opening:
     """What a session was opened with: enough to serve it from another process."""
 
-    params: dict
+    params: dict[str, Any]
     protocol_version: str
     subscriptions: tuple[str, ...] = ()  # resources/subscribe URIs, restored on takeover
     principal: str = ANONYMOUS  # the hash of who opened it: no one else may use it, on any instance
@@ -157,7 +159,7 @@ class _Hold:
     confirmed: float = field(default_factory=time.monotonic)
 
 
-def _opening(answer: list) -> Opening | None:
+def _opening(answer: list[Any]) -> Opening | None:
     """The Opening a claim read back, or None when the record does not hold one."""
     try:
         params, protocol_version = json.loads(answer[0]), answer[1].decode()
@@ -178,7 +180,7 @@ class SessionRegistry:
     def __init__(self, redis: Redis, instance_id: str, url: str, ttl_seconds: float) -> None:
         self.owner_id = f"{instance_id}:{secrets.token_hex(4)}"  # one per process: a restart is a new owner
         self.url = url
-        self._redis = redis
+        self.redis = redis  # where the sessions are kept
         self._beats = dedicated_client(redis)  # a heartbeat never waits for a connection behind requests
         self.lease = Lease()
         self._check_all = anyio.Event()  # set when the lease is regained after a lapse, or a session was lost
@@ -315,7 +317,7 @@ class SessionRegistry:
         deadline = time.monotonic() + OWNER_TIMEOUT_SECONDS
         while True:
             with unavailable_on_error():
-                if await self._redis.exists(keys.OWNER.format(owner_id)):
+                if await self.redis.exists(keys.OWNER.format(owner_id)):
                     return False
             if time.monotonic() >= deadline:
                 return True
@@ -327,13 +329,13 @@ class SessionRegistry:
         if time.monotonic() - when < PEERS_CACHE_SECONDS:
             return list(owners)
         with unavailable_on_error():
-            names = [name async for name in self._redis.scan_iter(match=keys.OWNER.format("*"), count=1000)]
-            values = await self._redis.mget(names) if names else []
+            names = [name async for name in self.redis.scan_iter(match=keys.OWNER.format("*"), count=1000)]
+            values = await self.redis.mget(names) if names else []
         prefix = keys.OWNER.format("")
         owners = [
-            Owner(name.decode().removeprefix(prefix), url.decode())
+            Owner(name.decode().removeprefix(prefix), decoded(url))
             for name, url in zip(names, values, strict=True)
-            if url is not None and url.decode() != self.url  # this process, or its predecessor at its address
+            if url is not None and decoded(url) != self.url  # this process, or its predecessor at its address
         ]
         self._peers = (owners, time.monotonic())
         return list(owners)
@@ -414,11 +416,11 @@ class SessionRegistry:
         self,
         function: BoundFunction,
         session_id: str,
-        *args,
+        *args: object,
         extra_key: str | None = None,
         logs: tuple[str, ...] = (),
-        write=True,
-    ):
+        write: bool = True,
+    ) -> Any:
         names = [keys.SESSION.format(session_id), *([extra_key] if extra_key else [])]
         names += [keys.UPDATES.format(name) for name in logs]
         if write:

@@ -262,8 +262,10 @@ class SessionRouter:
         if self.member.forward_to is not None and not arrived_forwarded(scope):
             raise Refused(403, -32600, FORWARDED_ELSEWHERE)
         body = await read_body(receive, MAX_BODY_BYTES)
+        signed = header(scope["headers"], FORWARD_HEADER.encode())
+        assert signed is not None  # `__call__` sends here only requests with the header
         try:
-            hop = self.member.forwarder.signer.verify(header(scope["headers"], FORWARD_HEADER.encode()), scope, body)
+            hop = self.member.forwarder.signer.verify(signed, scope, body)
         except ClocksApart as exc:
             log.error("refused a hop: %s", exc)
             raise Refused(503, -32603, f"{exc}; {DID_NOT_RUN}") from None
@@ -275,13 +277,16 @@ class SessionRouter:
         manager, registry = self.member.manager, self.member.registry
         here, lease_held = self._here(), registry.lease.held()
         held = session_id is not None and manager.holds(session_id)
-        confirmed = held and not here.draining and lease_held and await registry.confirm(session_id)
+        confirmed = (
+            held and session_id is not None and not here.draining and lease_held and await registry.confirm(session_id)
+        )
         route = routes.forwarded(
             here, held=held, lease_held=lease_held, confirmed=confirmed, has_session=session_id is not None
         )
         if route is Route.CUT_OFF:  # the sender asks again until this process is back, or takes over on our lapse
             raise _handed_over(CUT_OFF, LOST_REDIS)
         if route is Route.SERVE:
+            assert session_id is not None  # a held session has an id
             try:
                 await self._serve_held(session_id, scope, body, receive, send)
                 return
@@ -328,7 +333,8 @@ class SessionRouter:
         (its calls stop) and the request ends unanswered (Fenced): a client retries with the same request id.
         A request that is no call (a GET stream, a notification, an answer) whose session this process handed over
         before the answer began is served where the session went (HandingOver); `stopped` holds what ended it."""
-        registry, stopped = self.member.registry, []
+        registry = self.member.registry
+        stopped: list[Refused | HandingOver] = []
 
         async def fenced(message: Message) -> None:
             if not registry.acting_for(session_id) and not registry.ended_here(session_id) and _carries_bytes(message):
@@ -424,7 +430,7 @@ class SessionRouter:
     async def _catch_up(self, session_id: str, heard: dict[str, str]) -> None:
         """Store what the session missed while no instance told it (its owner died, or had handed it over), before
         anything of it is served here: a client resuming its GET stream gets it."""
-        store = self.member.manager.event_store_of(session_id)
+        store = self.member.event_store_of(session_id)
         if store is None:
             return
         try:
@@ -509,12 +515,12 @@ class Fenced(Refused):
         super().__init__(503, -32603, message)
 
 
-def _handed_over(message: str, reason: str) -> Refused:
+def _handed_over(message: str, reason: bytes) -> Refused:
     """The 503 a peer answers with when nothing ran here: the relaying instance reads the reason in the header."""
     return Refused(503, -32603, message, [(HANDED_OVER_HEADER, reason)])
 
 
-def _as_refused(exc: Exception) -> Refused:
+def _as_refused(exc: HandingOver | RedisUnavailable | Refused) -> Refused:
     if isinstance(exc, HandingOver):  # a session that began moving just as this request reached it
         return _handed_over(HANDED_OVER, MOVED)
     if isinstance(exc, RedisUnavailable):  # routing needed Redis: the request reached no tool

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TypedDict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,6 +45,13 @@ _BOUND_OF_STATUS = {413: Bound.BODY_SIZE, 429: Bound.SESSIONS_PER_CLIENT}  # no 
 CONNECTION_CLOSE = (b"connection", b"close")
 
 
+class _Response(TypedDict, total=False):
+    """What the access log reads of a response's start."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+
+
 class InstanceMiddleware:
     """Adds `X-Mcp-Instance` to every response, writes one JSON access-log line per request (with
     `access_log`), and knows how long the instance has had no request in flight (a stopping instance waits
@@ -71,7 +79,7 @@ class InstanceMiddleware:
         request_headers = scope["headers"]
         rpc_method = header(request_headers, b"mcp-method") if logged else None
         first_body: list[bytes] = []  # the JSON-RPC method comes from the body when no header names it
-        response: dict[str, object] = {}
+        response: _Response = {}
 
         async def receive_and_keep() -> Message:
             message = await receive()

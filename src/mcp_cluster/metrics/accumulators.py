@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
@@ -53,7 +54,8 @@ class LabelledHistogram:
         labels = [self.label] if self.label else []
         family = HistogramMetricFamily(self.name, self.documentation, labels=labels)
         for label_value, slot in sorted(self.slots.items()):
-            total, buckets = 0, []
+            total: float = 0
+            buckets: list[tuple[str, float]] = []
             for bound, count in zip([*map(str, self.bounds), "+Inf"], slot[:-1], strict=True):
                 total += count
                 buckets.append((bound, total))
@@ -61,10 +63,16 @@ class LabelledHistogram:
         return family
 
 
+class Accumulator(Protocol):
+    """What keeps its values itself and hands them over as one metric family."""
+
+    def collect(self) -> Metric: ...
+
+
 class Accumulated:
     """The collector that hands the registry each accumulator's current values."""
 
-    def __init__(self, *accumulators) -> None:
+    def __init__(self, *accumulators: Accumulator) -> None:
         self.accumulators = accumulators
 
     def collect(self) -> Iterator[Metric]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import TypedDict
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -24,12 +25,16 @@ class Bound(enum.Enum):
     SESSIONS_PER_CLIENT = "sessions_per_client"  # MCP_MAX_SESSIONS_PER_PRINCIPAL or _PER_ADDRESS (429)
 
 
+class _Into(TypedDict):
+    registry: CollectorRegistry
+
+
 class InstanceMetrics:
     """The counters, gauges and histograms of one instance; the parts that count get it from the instance."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        into = {"registry": self.registry}
+        into = _Into(registry=self.registry)
         self.sessions_held = Gauge("mcp_sessions_held", "2025-11-25 sessions this process serves now", **into)
         self.sessions_owned = Gauge(
             "mcp_sessions_owned", "Sessions whose record in Redis names this process (Redis store only)", **into

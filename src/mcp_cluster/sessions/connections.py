@@ -13,7 +13,7 @@ from weakref import WeakValueDictionary
 
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.shared.dispatcher import RequestId
+from mcp.types import RequestId
 
 from mcp_cluster import sdk_internals
 

@@ -316,6 +316,6 @@ def _keys(session_id: str, client: str) -> list[str]:
     ]
 
 
-def encoded(answer: dict) -> bytes:
+def encoded(answer: dict[str, Any]) -> bytes:
     """An answer as the ledger keeps it: compact JSON."""
     return json.dumps(answer, separators=(",", ":")).encode()

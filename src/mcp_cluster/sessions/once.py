@@ -30,9 +30,9 @@ from typing import Any, NamedTuple
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.shared.dispatcher import RequestId, as_request_id, coerce_request_id
+from mcp.shared.dispatcher import as_request_id, coerce_request_id
 from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
-from mcp.types import INTERNAL_ERROR, ErrorData
+from mcp.types import INTERNAL_ERROR, ErrorData, RequestId
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -99,7 +99,7 @@ def key_of(session_id: str, request_id: RequestId) -> str:
     return f"{session_id}:{named}"
 
 
-def request_of(message: dict) -> tuple[Any, Any]:
+def request_of(message: dict[str, Any]) -> tuple[Any, Any]:
     """What a repeat must match: the method and the params (their `_meta`, such as a progress token, may differ)."""
     params = message.get("params")
     if isinstance(params, dict) and "_meta" in params:
@@ -212,7 +212,13 @@ class OncePerRequest:
         await self.app(scope, receive, send)
 
     async def _serve_call(
-        self, session_id: str, request_id: RequestId, message: dict, scope: Scope, receive: Receive, send: Send
+        self,
+        session_id: str,
+        request_id: RequestId,
+        message: dict[str, Any],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         local_key, request = (session_id, coerce_request_id(request_id)), request_of(message)
         recorded = await self._recorded(message)  # before the check below: nothing awaits between it and the claim
@@ -260,6 +266,7 @@ class OncePerRequest:
 
     async def _answered_before(self, run: _GatedRun, send: Send) -> bool:
         """Begin the run in the ledger; answer here what it says when the request must not run (True)."""
+        assert run.key is not None  # only a recorded (keyed) run is begun
         try:
             begun = await self._ledger.begin(run.session_id, run.key, digest_of(run.request), run.tenure, run.client)
         except RedisUnavailable as exc:
@@ -275,7 +282,7 @@ class OncePerRequest:
         run.log = begun.log
         return False
 
-    async def _recorded(self, message: dict) -> bool:
+    async def _recorded(self, message: dict[str, Any]) -> bool:
         """Whether a call's outcome is recorded: any tool not annotated read-only may change something."""
         name = (message.get("params") or {}).get("name") if isinstance(message.get("params"), dict) else None
         annotations = await sdk_internals.tool_annotations(self._mcp, name) if isinstance(name, str) else None
@@ -306,7 +313,7 @@ class OncePerRequest:
         finally:
             self._end(run)
 
-    async def _finish(self, run: _GatedRun, outcome: dict) -> None:
+    async def _finish(self, run: _GatedRun, outcome: dict[str, Any]) -> None:
         if run.key is None:  # not recorded: a repeat runs it again
             return
         answer = None if run.transient is not None else encoded(outcome)

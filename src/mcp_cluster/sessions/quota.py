@@ -14,7 +14,7 @@ import secrets
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -229,7 +229,7 @@ class SessionsPerClient:
         return header(headers, SESSION_ID_HEADER) is None and version in (None, *HANDSHAKE_PROTOCOL_VERSIONS)
 
 
-def kept_params(params: object) -> dict:
+def kept_params(params: object) -> dict[str, Any]:
     """What a session keeps of initialize `params` ({} when they are no object: the SDK explains); Refused (400)
     above MAX_OPENING_BYTES."""
     if not isinstance(params, dict):

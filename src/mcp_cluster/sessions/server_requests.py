@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from mcp.server.connection import Connection
 from mcp.shared.dispatcher import as_request_id
@@ -52,6 +52,6 @@ class ServerRequests:
             raise Refused(400, -32600, NOT_AWAITED.format(id=json.dumps(request_id)))
 
 
-def is_answer(message: object) -> bool:
+def is_answer(message: object) -> TypeGuard[dict[str, Any]]:
     """Whether a JSON-RPC message is the client's answer to a server request (a result or an error, no method)."""
     return isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message)

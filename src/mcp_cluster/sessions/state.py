@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, TypeVarTuple
 from weakref import WeakKeyDictionary
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -46,6 +46,8 @@ ENDED = "this session has ended or expired; initialize a new one"
 MOVED = "this session moved to another instance while the call ran, and this write was not made"
 FULL = f"this session's state is full ({MAX_KEYS} keys, {MAX_STATE_BYTES} bytes of JSON at most)"
 NOT_AN_INTEGER = "session state {!r} holds a value that is not an integer; increment needs one"
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 
 class SessionStateBackend(Protocol):
@@ -79,7 +81,7 @@ class SessionState:
         """Add `by` to an integer (0 when unset) and return the new value, in one step on every backend."""
         return await self._call(self._backend.increment, _checked(key), by)
 
-    async def _call(self, operation, *args):
+    async def _call(self, operation: Callable[[str, *Args], Awaitable[T]], *args: *Args) -> T:
         try:
             return await operation(self.session_id, *args)
         except RedisUnavailable as exc:

@@ -164,7 +164,7 @@ async def _tell(connections: Connections, session_id: str, event: ServerEvent, l
     return not scope.cancelled_caught
 
 
-async def _send(connection: Connection, event: ServerEvent, meta: dict | None) -> None:
+async def _send(connection: Connection, event: ServerEvent, meta: dict[str, Any] | None) -> None:
     if isinstance(event, ResourceUpdated):
         await connection.send_resource_updated(event.uri, meta=meta)
     elif isinstance(event, ToolsListChanged):
@@ -193,7 +193,7 @@ async def notify_resource_updated(ctx: Context | Any, uri: str) -> int:
 
 def _session_id(ctx: ServerRequestContext) -> str:
     request = ctx.request
-    session_id = request.headers.get(SESSION_ID_HEADER.decode()) if request is not None else None
+    session_id: str | None = request.headers.get(SESSION_ID_HEADER.decode()) if request is not None else None
     if session_id is None:
         message = f"resources/subscribe needs an MCP session (Mcp-Session-Id); {NOT_RUN}"
         raise MCPError(code=INVALID_REQUEST, message=message)

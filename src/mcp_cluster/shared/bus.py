@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from mcp_cluster.shared.keys import BUS_CHANNEL, UPDATES
 from mcp_cluster.shared.redis import RedisUnavailable, applied_once, closed_as_redis_error, run_once
 
-_KINDS = {
+_KINDS: dict[str, type[ToolsListChanged | PromptsListChanged | ResourcesListChanged]] = {
     "tools": ToolsListChanged,
     "prompts": PromptsListChanged,
     "resources": ResourcesListChanged,

@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import anyio
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
@@ -121,15 +121,16 @@ class SharedRedis(Redis):
     ride_through: float = 0.0
     metrics: InstanceMetrics | None = None
 
-    async def execute_command(self, *args, **options):
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
         return await patiently(self, functools.partial(self._timed, *args, **options))
 
-    async def _timed(self, *args, **options):
+    async def _timed(self, *args: Any, **options: Any) -> Any:
+        # redis-py leaves execute_command untyped: the ignores below are for that alone.
         if self.metrics is None:
-            return await super().execute_command(*args, **options)
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         started = time.perf_counter()  # as `observed`, written out: it runs for every command
         try:
-            return await super().execute_command(*args, **options)
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         except Exception as exc:
             _count_outage(self.metrics, exc)
             raise
@@ -179,14 +180,20 @@ def _count_outage(metrics: InstanceMetrics, exc: Exception) -> None:
         metrics.redis_errors.inc()
 
 
+class _Timeouts(TypedDict):
+    socket_connect_timeout: float
+    socket_timeout: float
+
+
 def connect(url: str, replicas_to_wait: int = 0, password: str | None = None, ride_through: float = 0.0) -> SharedRedis:
     """A client that waits up to `ride_through` seconds for a Redis that is away (each try failing within
     about a second), instead of hanging. `password`: that of the URL's user (MCP_REDIS_PASSWORD_FILE), who logs
     in to the Sentinels too."""
-    timeouts = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}
+    timeouts = _Timeouts(socket_connect_timeout=0.5, socket_timeout=1.0)
+    redis: SharedRedis
     if url.startswith(SENTINEL_SCHEME):
         sentinels, service, db, username = sentinel_address(url)
-        manager = Sentinel(
+        manager = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves Sentinel.__init__ untyped
             sentinels, sentinel_kwargs={"username": username, "password": password, **timeouts}, **timeouts
         )
         redis = manager.master_for(  # redis-py has no blocking Sentinel pool: past 1024 connections, it fails at once
@@ -234,24 +241,35 @@ def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, int, str | N
     return sentinels, service, number, username or None
 
 
+def decoded(reply: bytes | str | None) -> str:
+    """A reply that holds a value, as text. Our clients leave `decode_responses` off, so a value comes as bytes
+    (redis-py types replies `bytes | str | None`, for every client)."""
+    assert isinstance(reply, bytes)
+    return reply.decode()
+
+
 def dedicated_client(redis: Redis) -> Redis:
     """A client of the same server on one connection of its own, for what must never wait behind requests."""
     pool = redis.connection_pool
     kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+    own: ConnectionPool
     if isinstance(pool, SentinelConnectionPool):
-        own = SentinelConnectionPool(pool.service_name, pool.sentinel_manager, max_connections=1, **kwargs)
+        # redis-py leaves SentinelConnectionPool.__init__ untyped
+        own = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            pool.service_name, pool.sentinel_manager, max_connections=1, **kwargs
+        )
     else:
         own = ConnectionPool(connection_class=pool.connection_class, max_connections=1, **kwargs)
     return Redis(connection_pool=own)
 
 
-async def durable(redis: Redis, *command: object):
+async def durable(redis: Redis, *command: object) -> Any:
     """Send one write command and answer once `replicas_to_wait` replicas have it too (WAIT, on the same
     connection, in one round trip); fewer in time raise RedisUnavailable: the write may stay there, as any
     unanswered call's may. Other Redis errors become RedisUnavailable too, except a missing function."""
     wait = getattr(redis, "replicas_to_wait", 0)
 
-    async def replicated():
+    async def replicated() -> Any:
         async with redis.pipeline(transaction=False) as pipe:
             pipe.execute_command(*command)
             pipe.wait(wait, WAIT_MS)
@@ -263,7 +281,7 @@ async def durable(redis: Redis, *command: object):
 
     try:
         if not wait:
-            return await redis.execute_command(*command)
+            return await redis.execute_command(*command)  # type: ignore[no-untyped-call]  # untyped in redis-py
         return await patiently(redis, replicated)
     except NotReplicated as exc:
         raise RedisUnavailable(exc, may_have_run=True) from exc
@@ -273,12 +291,12 @@ async def durable(redis: Redis, *command: object):
         raise RedisUnavailable(exc, may_have_run=True) from exc  # sent: Redis may have applied it
 
 
-async def run_function(function: BoundFunction, keys: Sequence[str], args: Sequence[object]):
+async def run_function(function: BoundFunction, keys: Sequence[str], args: Sequence[object]) -> Any:
     """Run a write function `durable`; Redis errors become RedisUnavailable."""
     return await _fcall(function, keys, args, lambda *command: durable(function.redis, *command))
 
 
-async def call_function(function: BoundFunction, keys: Sequence[str], args: Sequence[object]):
+async def call_function(function: BoundFunction, keys: Sequence[str], args: Sequence[object]) -> Any:
     """Call a function that reads, or whose write needs no replica's (not `durable`); Redis errors become
     RedisUnavailable."""
     return await _fcall(function, keys, args, function.redis.execute_command)
@@ -346,7 +364,9 @@ return answer
 """)
 
 
-async def run_once(function: BoundFunction, keys: Sequence[str], args: Sequence[object], *, of_the_call: bool = True):
+async def run_once(
+    function: BoundFunction, keys: Sequence[str], args: Sequence[object], *, of_the_call: bool = True
+) -> Any:
     """Run an `applied_once` function (`run_function`): Redis errors become RedisUnavailable. In a keyed run (a
     2025-11-25 tool call) the call id is the run's key and the write's number, kept for the retry horizon, so a
     retry of the call that runs it again applies none of the writes it made before; else (or for a write that is
@@ -364,7 +384,8 @@ async def run_once(function: BoundFunction, keys: Sequence[str], args: Sequence[
     except RedisUnavailable as exc:
         # Full, Redis refuses a write function before it runs, a re-send's too: one whose first send was applied
         # still gets that answer (not through Sentinels, where that read would prove no replica has the write).
-        if not isinstance(exc.__cause__, OutOfMemoryError) or getattr(function.redis, "replicas_to_wait", 0):
+        waits_for_replicas: int = getattr(function.redis, "replicas_to_wait", 0)
+        if not isinstance(exc.__cause__, OutOfMemoryError) or waits_for_replicas:
             raise
         try:
             found = await call_function(_FIRST_ANSWER.bound_to(function.redis), kept[1:], [])

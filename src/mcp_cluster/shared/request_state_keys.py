@@ -115,9 +115,11 @@ def encode(ring: Sequence[RingKey]) -> str:
     return json.dumps([{"key": key.secret.hex(), "seals_from": key.seals_from} for key in ring])
 
 
-def decode(raw: bytes | str) -> list[RingKey]:
-    """The ring as Redis holds it; anything else (not ours, cut short, a short key) raises ValueError."""
+def decode(raw: bytes | str | None) -> list[RingKey]:
+    """The ring as Redis holds it; anything else (none, not ours, cut short, a short key) raises ValueError."""
     try:
+        if raw is None:
+            raise TypeError("no ring")  # as json.loads(None) would: refused as a value that is not a ring
         ring = [RingKey(bytes.fromhex(item["key"]), float(item["seals_from"])) for item in json.loads(raw)]
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{RING_KEY} in Redis is not a key ring ({exc.__class__.__name__})") from None

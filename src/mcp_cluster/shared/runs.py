@@ -45,7 +45,8 @@ class Run:
         did: then its first answer (`log` is the request's, shared by its runs)."""
         number = self.next_write()
         if number in self.log:
-            return self.log[number]
+            first: T = self.log[number]  # the answer `apply` gave an earlier run
+            return first
         answer = await apply()
         self.log[number] = answer
         return answer

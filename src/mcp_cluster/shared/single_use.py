@@ -43,9 +43,9 @@ class SingleUseRequestState:
 
     def install(self) -> None:
         chain = self._mcp.middleware
-        boundary = next(index for index, m in enumerate(chain) if isinstance(m, RequestStateBoundary))
-        self._claims.ttl_seconds = sdk_internals.request_state_ttl(chain[boundary]) + CLOCK_ALLOWANCE_SECONDS
-        chain[boundary : boundary + 1] = [self._remember_sealed, chain[boundary], self._claim_verified]
+        boundary, sealing = next((index, m) for index, m in enumerate(chain) if isinstance(m, RequestStateBoundary))
+        self._claims.ttl_seconds = sdk_internals.request_state_ttl(sealing) + CLOCK_ALLOWANCE_SECONDS
+        chain[boundary : boundary + 1] = [self._remember_sealed, sealing, self._claim_verified]
 
     async def _remember_sealed(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         state = (ctx.params or {}).get("requestState") if ctx.method == "tools/call" else None
