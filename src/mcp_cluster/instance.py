@@ -39,6 +39,7 @@ from mcp_cluster.auth.bearer import RequireBearer
 from mcp_cluster.auth.keys import KeySet
 from mcp_cluster.auth.verifier import JWTVerifier
 from mcp_cluster.cluster.event_store import RedisEventStore
+from mcp_cluster.cluster.liveness import Liveness
 from mcp_cluster.cluster.member import ClusterMember
 from mcp_cluster.cluster.primed_streams import PrimedGetStreams
 from mcp_cluster.cluster.registry import SessionRegistry
@@ -53,6 +54,7 @@ from mcp_cluster.sessions.connections import Connections
 from mcp_cluster.sessions.ledger import MemoryLedger, RedisLedger
 from mcp_cluster.sessions.once import OncePerRequest
 from mcp_cluster.sessions.quota import MemorySessionCounts, RedisSessionCounts, SessionCounts, SessionsPerClient
+from mcp_cluster.sessions.records import SessionRecords
 from mcp_cluster.sessions.server_requests import ServerRequests
 from mcp_cluster.sessions.subscriptions import ListChanges, ResourceSubscriptions, SubscribableURIs
 from mcp_cluster.settings import InstanceSettings, SessionStore
@@ -137,12 +139,13 @@ class Instance:
         if isinstance(redis, SharedRedis) and settings.metrics_port is not None:
             redis.metrics = self.metrics  # each command timed, for Prometheus
         SingleUseRequestState(mcp, redis).install()  # around whichever boundary seals this server's state
-        registry = None
+        registry = records = None
         if settings.session_store is SessionStore.REDIS:  # the settings guarantee a Redis URL
             assert redis is not None  # so there is a client
-            registry = SessionRegistry(
-                redis, settings.instance_id, settings.internal_url, settings.session_idle_timeout
-            )
+            records = SessionRecords(redis, settings.session_idle_timeout)
+            liveness = Liveness(redis, settings.instance_id, settings.internal_url)
+            registry = SessionRegistry(records, liveness, settings.session_idle_timeout)
+        self.registry = registry
         self.connections = Connections()  # of the sessions held here: what they are told through
         self.subscriptions = None
         if subscribable is not None and not settings.preset.stateless:
@@ -153,26 +156,18 @@ class Instance:
             functools.partial(registry.lease.held_within, settings.redis_ride_through) if registry is not None else None
         )
         self.shared = self._share_events(redis, may_publish)
-        self.member = None
-        if registry is not None:
-            ports = settings.forward_ports
-            forward_to = (settings.forward_address, ports) if ports is not None else None
-            if settings.forwards_to_public_port:
-                log.warning(FORWARDED_TO_PUBLIC_PORT)
-            self.member = ClusterMember(
-                registry.redis, registry, self.subscriptions, settings.is_peer, forward_to, self.metrics
-            )
+        self.member: ClusterMember | None = None  # made with the app: it serves the SDK's session manager
         live_sessions = functools.partial(sdk_internals.live_session_ids, mcp)
         backend = (
-            state.RedisSessionState(registry.redis, registry.tenure)
-            if registry is not None
+            state.RedisSessionState(records, registry.tenure)
+            if registry is not None and records is not None
             else state.MemorySessionState(settings.max_sessions, live_sessions=live_sessions)
         )
         state.bind(mcp, backend, stateless=settings.preset.stateless)
         self.server_requests = ServerRequests(self.connections)
         self.ledger = (
-            RedisLedger(registry.redis, settings.retry_horizon)
-            if registry is not None
+            RedisLedger(redis, settings.retry_horizon)
+            if registry is not None and redis is not None
             else MemoryLedger(settings.retry_horizon, settings.max_sessions, live_sessions)
         )
         process = (f"{settings.instance_id}:{secrets.token_hex(4)}", 1)  # the memory store: one holder, ever
@@ -283,17 +278,24 @@ class Instance:
         chain = sdk_internals.lowlevel_server(self.mcp).middleware
         chain[0:0] = [self.connections.middleware, once.record]  # outermost: they see every call, initialize too
         app: ASGIApp = once
-        if (member := self.member) is not None:
-            member.manager = sdk_internals.install_shared_sessions(
+        if (registry := self.registry) is not None and (redis := self.redis) is not None:
+            manager = sdk_internals.install_shared_sessions(
                 self.mcp,
-                member.registry.forget,
+                registry.forget,
                 lambda session_id, live: RedisEventStore(
-                    member.redis,
+                    redis,
                     session_id,
                     settings.session_idle_timeout,
                     live,
-                    may_store=functools.partial(member.registry.may_act, session_id, settings.redis_ride_through),
+                    may_store=functools.partial(registry.may_act, session_id, settings.redis_ride_through),
                 ),
+            )
+            ports = settings.forward_ports
+            forward_to = (settings.forward_address, ports) if ports is not None else None
+            if settings.forwards_to_public_port:
+                log.warning(FORWARDED_TO_PUBLIC_PORT)
+            member = self.member = ClusterMember(
+                redis, registry, manager, self.subscriptions, settings.is_peer, forward_to, self.metrics
             )
             app = PrimedGetStreams(app, MCP_PATH, member.event_store_of)
             app = self.router = SessionRouter(
@@ -308,8 +310,6 @@ class Instance:
             app = RequireBearer(app, self.verifier, MCP_PATH, metadata_url, settings.auth_scopes)
         app = RejectionMessages(app, self.metrics, settings.max_sessions)
         app = self.front = InstanceMiddleware(app, settings.instance_id, settings.access_log)
-        if self.member is not None:
-            self.member.app = app
         log.info("serving", extra={"fields": {"preset": settings.preset.value, "store": settings.session_store.value}})
         return app
 
@@ -323,7 +323,7 @@ class Instance:
                 if self.shared is not None:
                     await stack.enter_async_context(self.shared.running())
                 if self.member is not None:
-                    await stack.enter_async_context(self.member.running())
+                    await stack.enter_async_context(self.member.running(self.front))
                 if self.verifier is not None:
                     await self.verifier.keys.load()  # now rather than on the first request
                 if (ports := self.settings.metrics_ports) is not None:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from loadtest import durability
+from loadtest.experiments import durability
 from loadtest.experiments.bench import instances, redis_store, wrk
 from loadtest.experiments.bench.servers import Subject, serve
 from loadtest.experiments.bench.wrk import WrkError

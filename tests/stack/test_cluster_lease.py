@@ -19,10 +19,11 @@ from loadtest.client.legacy import McpClient, stream_messages
 from loadtest.harness.stack import Stack, free_port, link_of
 from mcp_cluster.cluster import lease as lease_module
 from mcp_cluster.cluster.lease import MARGIN_SECONDS, OWNER_TIMEOUT_SECONDS, STOP_AFTER_SECONDS, Lease
-from mcp_cluster.cluster.registry import Opening, SessionRegistry
+from mcp_cluster.sessions.records import Opening
 from mcp_cluster.shared.keys import OWNER
 from mcp_cluster.shared.redis import connect
 from tests.utils.clients import session, wait_for
+from tests.utils.registry import registry_on
 
 pytestmark = pytest.mark.anyio
 OPENING = Opening({"protocolVersion": "2025-11-25", "capabilities": {}}, "2025-11-25")
@@ -75,10 +76,10 @@ def test_a_lease_regained_after_a_lapse_is_a_new_epoch_and_one_renewed_in_time_i
 
 async def test_a_session_is_not_claimed_while_its_owners_beat_lives(redis_url):
     client = connect(redis_url)
-    owner = SessionRegistry(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
-    taker = SessionRegistry(client, "app2", "http://127.0.0.1:2", ttl_seconds=60)
+    owner = registry_on(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
+    taker = registry_on(client, "app2", "http://127.0.0.1:2", ttl_seconds=60)
     await owner.register("s-claimed", OPENING)
-    await owner._beat()  # its key lives for OWNER_TIMEOUT_SECONDS
+    await owner.liveness._beat()  # its key lives for OWNER_TIMEOUT_SECONDS
     assert await taker.claim("s-claimed", owner.owner_id) is None
     await client.delete(OWNER.format(owner.owner_id))  # the beat expired
     claimed = await taker.claim("s-claimed", owner.owner_id)
@@ -88,7 +89,7 @@ async def test_a_session_is_not_claimed_while_its_owners_beat_lives(redis_url):
 
 async def test_a_held_session_acts_only_while_the_lease_is_held_and_again_once_confirmed(redis_url, clock):
     client = connect(redis_url)
-    registry = SessionRegistry(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
+    registry = registry_on(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
     registry.lease.renewed(clock.now)
     await registry.register("s-held", OPENING)
     assert registry.acting_for("s-held")

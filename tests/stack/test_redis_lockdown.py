@@ -22,8 +22,8 @@ from loadtest.client.legacy import McpClient
 from loadtest.harness.stack import Stack, free_port
 from loadtest.harness.topology import INSTANCES, PROJECT_ROOT
 from mcp_cluster.cluster.lease import OWNER_TIMEOUT_SECONDS
-from mcp_cluster.cluster.registry import _LOOKUP
 from mcp_cluster.sessions.quota import MAX_OPENING_BYTES
+from mcp_cluster.sessions.records import _LOOKUP
 from mcp_cluster.shared import keys
 from mcp_cluster.shared.functions import RedisFunction, every_function
 from mcp_cluster.shared.redis import RedisUnavailable, call_function, connect

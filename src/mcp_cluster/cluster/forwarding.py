@@ -19,7 +19,6 @@ from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
 from mcp_cluster.cluster.hop_client import HopClient, HopResponse, OwnerLost, OwnerUnreachable
-from mcp_cluster.cluster.registry import Owner
 from mcp_cluster.http.messages import (
     FORWARD_HEADER,
     HANDED_OVER_HEADER,
@@ -29,6 +28,7 @@ from mcp_cluster.http.messages import (
     SESSION_ID_HEADER,
 )
 from mcp_cluster.metrics import InstanceMetrics
+from mcp_cluster.sessions.records import Owner
 from mcp_cluster.shared.keys import CLUSTER_SECRET
 from mcp_cluster.shared.redis import REPLACE_IF_SAME, RedisUnavailable, call_function, decoded, unavailable_on_error
 

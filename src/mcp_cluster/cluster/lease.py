@@ -6,8 +6,8 @@ The arithmetic (docs/design/redis-sessions.md#the-lease):
 - Every HEARTBEAT_SECONDS the owner sets `mcp:owner:<owner>` with an expiry of OWNER_TIMEOUT_SECONDS (E).
   Redis applies a beat no earlier than it was sent, so the key lives until at least `sent + E`.
 - Another instance claims a session only once it has seen the owner's key missing for E by its own monotonic
-  clock (`SessionRegistry.silent`), and while it is missing, checked in the claim's own script
-  (`mcp_cluster/cluster/registry.py`): no takeover begins before `sent + E` of the owner's last beat Redis took, even
+  clock (`Liveness.silent`), and while it is missing, checked in the claim's own script
+  (`mcp_cluster/sessions/records.py`): no takeover begins before `sent + E` of the owner's last beat Redis took, even
   when Redis's wall clock steps ahead and expires the key early (the owner's next beat brings it back).
 - The owner holds its lease until STOP_AFTER_SECONDS (S) after *sending* the last beat Redis answered, timed
   by this process's monotonic clock. Without the lease it sends nothing for its sessions: no result, event or

@@ -29,16 +29,20 @@ log = logging.getLogger(__name__)
 
 
 class ClusterMember:
+    """This process as one of the cluster's: what it runs for the others, and what routing asks of it."""
+
     def __init__(
         self,
         redis: Redis,
         registry: SessionRegistry,
+        manager: sdk_internals.SharedSessionManager,
         subscriptions: ResourceSubscriptions | None,
         is_peer: Callable[[str], bool],
         forward_to: tuple[str, Sequence[int]] | None = None,
         metrics: InstanceMetrics | None = None,
     ) -> None:
         self.redis = redis
+        self.manager = manager  # the server's sessions held here
         self.metrics = metrics or InstanceMetrics()  # what the router, the relay and the handover count
         # In this process's memory: a hop is signed for one process (its owner id), so no other may take it.
         self._nonces = Claims(None, "{}", 2 * MAX_SKEW_SECONDS)
@@ -46,9 +50,7 @@ class ClusterMember:
         self.subscriptions = subscriptions  # restored on takeover; None when the server has no subscribable URIs
         self.is_peer = is_peer  # the only URLs requests are forwarded to (MCP_PEER_URLS)
         self.forward_to = forward_to  # (host, ports) of the forwarding port; None: forwarded to the public port
-        self.app: ASGIApp | None = None  # the whole app, served on that port
         self._forwarder: Forwarder | None = None
-        self._manager: sdk_internals.SharedSessionManager | None = None
 
     @property
     def forwarder(self) -> Forwarder:
@@ -57,21 +59,6 @@ class ClusterMember:
             raise RuntimeError("the cluster member forwards nothing before it runs (ClusterMember.running)")
         return self._forwarder
 
-    @forwarder.setter
-    def forwarder(self, forwarder: Forwarder) -> None:
-        self._forwarder = forwarder
-
-    @property
-    def manager(self) -> sdk_internals.SharedSessionManager:
-        """The server's session manager, set by the instance once it has built the server's app."""
-        if self._manager is None:
-            raise RuntimeError("the cluster member has no session manager before the instance builds its app")
-        return self._manager
-
-    @manager.setter
-    def manager(self, manager: sdk_internals.SharedSessionManager) -> None:
-        self._manager = manager
-
     def event_store_of(self, session_id: str) -> RedisEventStore | None:
         """The event store of a session held here (None: not held here). Every one is a RedisEventStore: the
         instance has the manager make each one so."""
@@ -79,17 +66,17 @@ class ClusterMember:
         return store if isinstance(store, RedisEventStore) else None
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
+    async def running(self, app: ASGIApp) -> AsyncIterator[None]:
+        """Run this process's part while the block runs; `app` (the whole instance) serves the forwarding port."""
+        liveness = self.registry.liveness
         signer = ForwardSigner(await cluster_secret(self.redis), self.registry.owner_id)
-        self.forwarder = Forwarder(signer, self.is_peer, self.metrics)
+        forwarder = self._forwarder = Forwarder(signer, self.is_peer, self.metrics)
         async with AsyncExitStack() as stack:
             if self.forward_to is not None:
-                if self.app is None:
-                    raise RuntimeError("the cluster member has no app to serve forwarded requests with")
-                listener = forwarding_port(self.app, *self.forward_to, self.registry.url)
-                self.registry.url = await stack.enter_async_context(listener)
+                listener = forwarding_port(app, *self.forward_to, liveness.url)
+                liveness.url = await stack.enter_async_context(listener)
             async with anyio.create_task_group() as group:
-                await group.start(self.registry.heartbeat)
+                await group.start(liveness.heartbeat)
                 group.start_soon(self.registry.sweep, self.manager.drop)
                 group.start_soon(self._stand_down_on_lapse)
                 group.start_soon(self._follow_secret)
@@ -98,8 +85,8 @@ class ClusterMember:
                 finally:
                     group.cancel_scope.cancel()
                     with anyio.CancelScope(shield=True):
-                        await self.registry.stop()
-                        await self.forwarder.aclose()
+                        await liveness.stop()
+                        await forwarder.aclose()
 
     async def first_use(self, nonce: str) -> bool:
         """Whether a signed hop's nonce is new (then remembered as long as its signature lives): a replay is not."""

@@ -31,7 +31,6 @@ from mcp_cluster.cluster.handover import HandingOver, Handover
 from mcp_cluster.cluster.hop_client import OwnerLost, OwnerUnreachable
 from mcp_cluster.cluster.lease import HEARTBEAT_SECONDS, OWNER_TIMEOUT_SECONDS
 from mcp_cluster.cluster.member import ClusterMember
-from mcp_cluster.cluster.registry import Opening, Owner
 from mcp_cluster.cluster.routes import Here, Record, Route
 from mcp_cluster.http.messages import (
     DRAINING,
@@ -54,6 +53,7 @@ from mcp_cluster.http.messages import (
 )
 from mcp_cluster.sessions.connections import Connections
 from mcp_cluster.sessions.quota import kept_params
+from mcp_cluster.sessions.records import Opening, Owner
 from mcp_cluster.sessions.server_requests import ServerRequests
 from mcp_cluster.shared.redis import RedisUnavailable
 from mcp_cluster.shared.runs import DID_NOT_RUN, MAY_HAVE_RUN, NOT_RUN
@@ -356,7 +356,7 @@ class SessionRouter:
     async def _hand_to_peer(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
         """While draining: let a live instance serve what this one will not start. False when the peer found
         the session owned by another instance (nothing ran: look it up again)."""
-        peers = await self.member.registry.peers()
+        peers = await self.member.registry.liveness.peers()
         random.shuffle(peers)
         for peer in peers:
             try:
@@ -417,7 +417,7 @@ class SessionRouter:
             raise Refused(503, -32603, message)
         takeover = self._takeovers[session_id] = anyio.Event()
         try:
-            if previous_owner != self.member.registry.owner_id and not await self.member.registry.silent(
+            if previous_owner != self.member.registry.owner_id and not await self.member.registry.liveness.silent(
                 previous_owner
             ):
                 log.warning("a session's owner beats again: not taken over (Redis's clock may have jumped ahead)")

@@ -19,19 +19,14 @@ from weakref import WeakKeyDictionary
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from redis.asyncio import Redis
 
 from mcp_cluster.http.messages import SESSION_ID_HEADER
 from mcp_cluster.servers import tool_call_of
-from mcp_cluster.shared import keys
-from mcp_cluster.shared.functions import NO_WRITES, RedisFunction
-from mcp_cluster.shared.redis import RedisUnavailable, applied_once, call_function, run_once, unavailable_on_error
+from mcp_cluster.sessions.records import MAX_KEYS, MAX_STATE_BYTES, SessionRecords
+from mcp_cluster.shared.redis import RedisUnavailable, unavailable_on_error
 from mcp_cluster.shared.runs import mark_transient, retry_advice, written_once
 
-MAX_KEYS = 64
-MAX_STATE_BYTES = 64 * 1024
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-FIELD_PREFIX = "s:"  # a session-state field of the session record; the record's own fields have no colon
 
 
 class SessionStateError(ToolError):
@@ -149,92 +144,38 @@ def _put(values: dict[str, str], key: str, value: str) -> None:
 
 
 _INTEGER = re.compile(r"^-?[0-9]{1,18}$")
-# Whether one more value fits in KEYS[1]: ARGV[1] the field, ARGV[2] the new value's size; -2 when full.
-_ROOM = f"""
-local function full(field, size)
-  local count, bytes = 0, size
-  for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(name, 1, 2) == '{FIELD_PREFIX}' and name ~= field then
-      count = count + 1
-      bytes = bytes + redis.call('HSTRLEN', KEYS[1], name)
-    end
-  end
-  return count >= {MAX_KEYS} or bytes > {MAX_STATE_BYTES}
-end
-"""
-_GET = RedisFunction(
-    """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-return {1, redis.call('HGET', KEYS[1], ARGV[1])}
-""",
-    flags=(NO_WRITES,),
-)
-# Written only by the owner that holds the session now: ARGV[3] its id, ARGV[4] the generation it got.
-_FENCE = """
-local function moved()
-  return redis.call('HGET', KEYS[1], 'owner') ~= ARGV[3] or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[4]
-end
-"""
-_SET = applied_once(
-    _ROOM
-    + _FENCE
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return nothing_written(-1) end
-if moved() then return nothing_written(-4) end
-if full(ARGV[1], string.len(ARGV[2])) then return nothing_written(-2) end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"""
-)
-_INCREMENT = applied_once(
-    _ROOM
-    + _FENCE
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return nothing_written({-1}) end
-if moved() then return nothing_written({-4}) end
-local current = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
-if not string.match(current, '^-?%d+$') or string.len(current) > 18 then return nothing_written({-3}) end
-local value = tostring(tonumber(current) + tonumber(ARGV[2]))
-if full(ARGV[1], string.len(value)) then return nothing_written({-2}) end
-redis.call('HSET', KEYS[1], ARGV[1], value)
-return {1, value}
-"""
-)
 _FAILURES = {-1: ENDED, -2: FULL, -3: NOT_AN_INTEGER}
 Tenure = Callable[[str], tuple[str, int] | None]  # a session's (owner id, generation) as held here, or None
 
 
 class RedisSessionState:
-    """Session state as fields of the session's record (`mcp:session:<id>`), written only while it exists and
-    only by the process that holds it now: `tenure` says which owner and generation that is, and a write from
-    a process that lost the session (paused while another took it over) is refused."""
+    """Session state as fields of the session's record (mcp_cluster/sessions/records.py), written only while it
+    exists and only by the process that holds it now: `tenure` says which owner and generation that is, and a
+    write from a process that lost the session (paused while another took it over) is refused."""
 
-    def __init__(self, redis: Redis, tenure: Tenure) -> None:
+    def __init__(self, records: SessionRecords, tenure: Tenure) -> None:
+        self._records = records
         self._tenure = tenure
-        self._get = _GET.bound_to(redis)
-        self._set = _SET.bound_to(redis)
-        self._increment = _INCREMENT.bound_to(redis)
 
     async def get(self, session_id: str, key: str) -> str | None:
         with unavailable_on_error():
-            answer = await call_function(self._get, [keys.SESSION.format(session_id)], [FIELD_PREFIX + key])
+            answer = await self._records.read_state(session_id, key)
         _raise_for(answer[0], key)
         return answer[1].decode() if len(answer) > 1 and answer[1] is not None else None
 
     async def set(self, session_id: str, key: str, value: str) -> None:
-        status = await run_once(self._set, [keys.SESSION.format(session_id)], self._fenced(session_id, key, value))
-        _raise_for(status, key)
+        _raise_for(await self._records.write_state(session_id, key, value, self._held(session_id)), key)
 
     async def increment(self, session_id: str, key: str, by: int) -> int:
-        answer = await run_once(self._increment, [keys.SESSION.format(session_id)], self._fenced(session_id, key, by))
+        answer = await self._records.add_to_state(session_id, key, by, self._held(session_id))
         _raise_for(answer[0], key)
         return int(answer[1])
 
-    def _fenced(self, session_id: str, key: str, value: object) -> list[object]:
+    def _held(self, session_id: str) -> tuple[str, int]:
         tenure = self._tenure(session_id)
         if tenure is None:
             raise _moved()  # this process let the session go while the call ran
-        return [FIELD_PREFIX + key, value, *tenure]
+        return tenure
 
 
 def _raise_for(status: int, key: str) -> None:

@@ -14,11 +14,13 @@ from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 from mcp.types import JSONRPCNotification
 
 from mcp_cluster.cluster.event_store import MAX_EVENTS, RedisEventStore
-from mcp_cluster.cluster.registry import Opening, SessionRegistry
+from mcp_cluster.cluster.registry import SessionRegistry
+from mcp_cluster.sessions.records import Opening
 from mcp_cluster.sessions.subscriptions import UPDATE_META
 from mcp_cluster.shared.bus import RedisSubscriptionBus
 from mcp_cluster.shared.keys import EVENTS, UPDATES
 from mcp_cluster.shared.redis import connect
+from tests.utils.registry import registry_on
 
 pytestmark = pytest.mark.anyio
 
@@ -32,16 +34,14 @@ async def redis(redis_url):
 
 async def opened(redis) -> tuple[str, SessionRegistry]:
     session_id = secrets.token_hex(8)
-    registry = SessionRegistry(redis, "app1", "http://127.0.0.1:1", ttl_seconds=60)
+    registry = registry_on(redis, "app1", "http://127.0.0.1:1", ttl_seconds=60)
     await registry.register(session_id, Opening({}, "2025-11-25"))
     return session_id, registry
 
 
 async def taken_over(redis, session_id: str, owner: SessionRegistry) -> dict[str, str]:
     """What the session hears, as the instance that claims it from its dead owner reads it."""
-    opening = await SessionRegistry(redis, "app2", "http://127.0.0.1:2", ttl_seconds=60).claim(
-        session_id, owner.owner_id
-    )
+    opening = await registry_on(redis, "app2", "http://127.0.0.1:2", ttl_seconds=60).claim(session_id, owner.owner_id)
     return opening.heard
 
 

@@ -13,10 +13,11 @@ from redis.asyncio import Redis
 from starlette.types import Message
 
 from mcp_cluster import InstanceSettings, Preset, SessionStore
-from mcp_cluster.cluster.registry import Opening, SessionRegistry
 from mcp_cluster.instance import Instance
+from mcp_cluster.sessions.records import Opening
 from mcp_cluster.shared import keys
 from tests.utils.asgi import INITIALIZE, JSON_RPC, served
+from tests.utils.registry import registry_on
 
 pytestmark = pytest.mark.anyio
 VERSION = "2025-11-25"
@@ -34,7 +35,7 @@ async def redis(redis_url):
 async def owned_elsewhere(redis: Redis, instance_id: str) -> str:
     """A session whose owner is a live process of `instance_id` (its heartbeat names a URL nothing listens on)."""
     session_id = secrets.token_hex(16)
-    owner = SessionRegistry(redis, instance_id, "http://127.0.0.1:1", 60)
+    owner = registry_on(redis, instance_id, "http://127.0.0.1:1", 60)
     await owner.register(session_id, Opening(PARAMS, VERSION))
     await redis.set(keys.OWNER.format(owner.owner_id), "http://127.0.0.1:1", ex=60)
     return session_id

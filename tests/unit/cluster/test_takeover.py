@@ -13,11 +13,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from redis.asyncio import Redis
 
 from mcp_cluster import InstanceSettings, Preset, SessionStore, session_state
-from mcp_cluster.cluster.registry import Opening, SessionRegistry
 from mcp_cluster.instance import Instance
+from mcp_cluster.sessions.records import Opening
 from mcp_cluster.shared import keys
 from mcp_cluster.shared.redis import RedisUnavailable
 from tests.utils.asgi import served
+from tests.utils.registry import registry_on
 
 pytestmark = pytest.mark.anyio
 VERSION = "2025-11-25"
@@ -63,7 +64,7 @@ async def test_requests_arriving_while_the_claim_is_answered_wait_for_the_rebuil
     instance = Instance(counting_server(), taker_settings(redis_url), None)
     registry = instance.member.registry
     session_id = secrets.token_hex(16)
-    await SessionRegistry(redis, "gone", "http://127.0.0.1:1", 60).register(session_id, OPENING)
+    await registry_on(redis, "gone", "http://127.0.0.1:1", 60).register(session_id, OPENING)
     claimed = registry.claim
 
     async def stalled_claim(*args):
@@ -96,7 +97,7 @@ async def test_a_claim_whose_answer_was_lost_is_claimed_again_not_ended(redis, r
     instance = Instance(counting_server(), taker_settings(redis_url), None)
     registry = instance.member.registry
     session_id = secrets.token_hex(16)
-    await SessionRegistry(redis, "gone", "http://127.0.0.1:1", 60).register(session_id, OPENING)
+    await registry_on(redis, "gone", "http://127.0.0.1:1", 60).register(session_id, OPENING)
     claimed, lost = registry.claim, []
 
     async def claim_losing_the_first_answer(*args):
@@ -118,15 +119,15 @@ async def test_a_claim_whose_answer_was_lost_is_claimed_again_not_ended(redis, r
 async def test_a_claim_sent_again_after_a_timeout_returns_the_first_answer(redis):
     """The Redis client re-sends a command whose answer timed out; Redis may have run the first copy."""
     session_id = secrets.token_hex(16)
-    dead = SessionRegistry(redis, "gone", "http://127.0.0.1:1", 60)
+    dead = registry_on(redis, "gone", "http://127.0.0.1:1", 60)
     await dead.register(session_id, OPENING)
-    taker = SessionRegistry(redis, "taker", "http://127.0.0.1:2", 60)
+    taker = registry_on(redis, "taker", "http://127.0.0.1:2", 60)
     first = await taker.claim(session_id, dead.owner_id)
     again = await taker.claim(session_id, dead.owner_id)
     assert first == again == dataclasses.replace(OPENING, generation=2, heard=first.heard)
     assert set(first.heard) == {"#tools", "#prompts", "#resources"}  # the lists it hears, from its start
     assert await redis.hget(keys.SESSION.format(session_id), "gen") == b"2"
-    assert await SessionRegistry(redis, "late", "http://127.0.0.1:3", 60).claim(session_id, dead.owner_id) is None
+    assert await registry_on(redis, "late", "http://127.0.0.1:3", 60).claim(session_id, dead.owner_id) is None
 
 
 async def test_a_call_that_arrives_while_its_session_is_handed_over_does_not_start_here(redis, redis_url):

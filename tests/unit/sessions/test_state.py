@@ -7,7 +7,7 @@ import pytest
 import redis.asyncio
 
 from loadtest.harness.stack import free_port
-from mcp_cluster.cluster.registry import Opening, SessionRegistry
+from mcp_cluster.sessions.records import Opening, SessionRecords
 from mcp_cluster.sessions.state import (
     MAX_KEYS,
     MAX_STATE_BYTES,
@@ -19,6 +19,7 @@ from mcp_cluster.sessions.state import (
 from mcp_cluster.shared import keys
 from mcp_cluster.shared.redis import connect
 from tests.utils.faults import increments_through_stalls
+from tests.utils.registry import registry_on
 
 pytestmark = pytest.mark.anyio
 OPENING = Opening({}, "2025-11-25")
@@ -36,9 +37,9 @@ async def state(request):
         return
     client = redis.asyncio.Redis.from_url(request.getfixturevalue("redis_url"))
     await client.delete(keys.SESSION.format("s1"))
-    registry = SessionRegistry(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
+    registry = registry_on(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
     await registry.register("s1", OPENING)
-    yield SessionState(RedisSessionState(client, registry.tenure), "s1")
+    yield SessionState(RedisSessionState(SessionRecords(client, 60), registry.tenure), "s1")
     await client.aclose(close_connection_pool=True)
 
 
@@ -84,7 +85,7 @@ async def test_a_session_holds_at_most_max_state_bytes(state):
 
 async def test_an_ended_session_gets_an_error_and_nothing_is_written(redis_url):
     client = redis.asyncio.Redis.from_url(redis_url)
-    ended = SessionState(RedisSessionState(client, HELD), "gone")
+    ended = SessionState(RedisSessionState(SessionRecords(client, 60), HELD), "gone")
     for operation in (ended.get("k"), ended.set("k", 1), ended.increment("k")):
         with pytest.raises(SessionStateError, match="ended or expired"):
             await operation
@@ -96,21 +97,23 @@ async def test_a_process_that_lost_the_session_writes_nothing(redis_url):
     """Paused while another instance took the session over, a resumed owner's writes are refused (fenced by
     owner and generation), and reads still answer."""
     client = redis.asyncio.Redis.from_url(redis_url)
-    first = SessionRegistry(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
+    first = registry_on(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
     await first.register("fenced", OPENING)
-    stale = SessionState(RedisSessionState(client, first.tenure), "fenced")
+    stale = SessionState(RedisSessionState(SessionRecords(client, 60), first.tenure), "fenced")
     assert await stale.increment("n") == 1
-    taker = SessionRegistry(client, "app2", "http://127.0.0.1:2", ttl_seconds=60)
+    taker = registry_on(client, "app2", "http://127.0.0.1:2", ttl_seconds=60)
     await taker.claim("fenced", first.owner_id)
     for operation in (stale.set("n", 10), stale.increment("n")):
         with pytest.raises(SessionStateError, match="moved to another instance"):
             await operation
     assert await stale.get("n") == 1
-    assert await SessionState(RedisSessionState(client, taker.tenure), "fenced").increment("n") == 2
+    assert await SessionState(RedisSessionState(SessionRecords(client, 60), taker.tenure), "fenced").increment("n") == 2
     before_the_pause = first.tenure("fenced")
     await first.claim("fenced", taker.owner_id)  # back to the first owner, one generation on
     with pytest.raises(SessionStateError, match="moved to another instance"):
-        await SessionState(RedisSessionState(client, lambda _: before_the_pause), "fenced").increment("n")
+        await SessionState(
+            RedisSessionState(SessionRecords(client, 60), lambda _: before_the_pause), "fenced"
+        ).increment("n")
     assert await stale.increment("n") == 3
     await client.aclose(close_connection_pool=True)
 
@@ -118,7 +121,7 @@ async def test_a_process_that_lost_the_session_writes_nothing(redis_url):
 async def test_without_redis_the_error_says_so():
     client = redis.asyncio.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
     with pytest.raises(SessionStateError, match=r"Redis\) is unavailable"):
-        await SessionState(RedisSessionState(client, HELD), "s1").increment("n")
+        await SessionState(RedisSessionState(SessionRecords(client, 60), HELD), "s1").increment("n")
     await client.aclose(close_connection_pool=True)
 
 
@@ -138,7 +141,7 @@ async def test_a_stalled_redis_applies_each_acknowledged_write_exactly_once(redi
     url, server = redis_server
     client = connect(url)  # the layer's own client: its timeouts and its retry
     await client.hset(keys.SESSION.format("stalled"), mapping={"owner": "app1:x", "gen": 1})
-    counter = SessionState(RedisSessionState(client, HELD), "stalled")
+    counter = SessionState(RedisSessionState(SessionRecords(client, 60), HELD), "stalled")
     answered, failed = await increments_through_stalls(server.pid, lambda: counter.increment("n"), SessionStateError)
     counted = int(await client.hget(keys.SESSION.format("stalled"), "s:n"))
     await client.aclose(close_connection_pool=True)

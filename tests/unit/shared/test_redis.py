@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from mcp_cluster.cluster.event_store import _MESSAGE, RedisEventStore
-from mcp_cluster.cluster.registry import SessionRegistry
+from mcp_cluster.cluster.liveness import Liveness
 from mcp_cluster.shared import redis as shared_redis
 from mcp_cluster.shared.bus import RedisSubscriptionBus
 from mcp_cluster.shared.functions import every_function
@@ -193,20 +193,20 @@ async def test_a_resume_over_a_lost_connection_replays_nothing_and_says_so(redis
 @each_failure
 async def test_the_heartbeat_beats_on_after_lost_connections_and_stop_ignores_one(redis_url, failure, caplog):
     client = connect(redis_url)
-    registry = SessionRegistry(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)
-    registry._beats.set = failing(failure)
+    liveness = Liveness(client, "app1", "http://127.0.0.1:1")
+    liveness._beats.set = failing(failure)
     async with anyio.create_task_group() as group:
-        group.start_soon(registry.heartbeat)
+        group.start_soon(liveness.heartbeat)
         with anyio.fail_after(5):
             while caplog.text.count("heartbeat failed: ConnectionError") < 2:
                 await anyio.sleep(0.05)
-            del registry._beats.set  # Redis answers again: the next beat lands
-            while not await client.exists(OWNER.format(registry.owner_id)):
+            del liveness._beats.set  # Redis answers again: the next beat lands
+            while not await client.exists(OWNER.format(liveness.owner_id)):
                 await anyio.sleep(0.05)
         group.cancel_scope.cancel()
-    registry._beats.delete = failing(failure)
-    await registry.stop()  # the owner key is left to expire
-    assert await client.exists(OWNER.format(registry.owner_id))
+    liveness._beats.delete = failing(failure)
+    await liveness.stop()  # the owner key is left to expire
+    assert await client.exists(OWNER.format(liveness.owner_id))
     await client.aclose(close_connection_pool=True)
 
 
