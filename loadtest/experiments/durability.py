@@ -14,14 +14,12 @@ the run directory is on.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.experiments.bench.redis_store import concurrent_calls
-from loadtest.experiments.results import embed, machine
+from loadtest.experiments.results import publish, run_header, table
 from loadtest.harness.stack import Stack, free_port
 from loadtest.harness.topology import PROJECT_ROOT
 
@@ -34,6 +32,8 @@ VARIANTS = (  # label, Stack options
     ("redis-ha, no WAIT (MCP_REDIS_WAIT_REPLICAS=0)", {"redis": "ha", "app_env": {"MCP_REDIS_WAIT_REPLICAS": "0"}}),
     ("redis-ha, WAIT for the replica (MCP_REDIS_WAIT_REPLICAS=1)", {"redis": "ha"}),
 )
+COLUMNS: tuple[str, ...] = ("Redis keeps writes by", "p50", "p50 range", "p99", "calls/s", "server CPU per call")
+COLUMNS += ("p50 ratio", "calls/s ratio")
 
 
 def measure(calls: int, clients: int, rounds: int, work: Path) -> list[dict]:
@@ -66,17 +66,23 @@ def markdown(run: dict, rows: list[dict]) -> str:
         "variant once per round, a fresh stack each time): the medians, the p50's range over the rounds, and",
         "ratios against the first row.",
         "",
-        "| Redis keeps writes by | p50 | p50 range | p99 | calls/s | server CPU per call | p50 ratio | calls/s ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        table(COLUMNS, map(_cells, rows)),
     ]
-    for row in rows:
-        low, high = row["p50_range"]
-        lines.append(
-            f"| {row['variant']} | {row['p50_ms']:.2f} ms | {low:.2f}-{high:.2f} ms | {row['p99_ms']:.2f} ms | "
-            f"{row['calls_per_s']:.0f} | {row['server_cpu_ms_per_call']:.2f} ms | {row['p50_ms_ratio']:.2f} | "
-            f"{row['calls_per_s_ratio']:.2f} |"
-        )
     return "\n".join(lines) + "\n"
+
+
+def _cells(row: dict) -> list[str]:
+    low, high = row["p50_range"]
+    return [
+        row["variant"],
+        f"{row['p50_ms']:.2f} ms",
+        f"{low:.2f}-{high:.2f} ms",
+        f"{row['p99_ms']:.2f} ms",
+        f"{row['calls_per_s']:.0f}",
+        f"{row['server_cpu_ms_per_call']:.2f} ms",
+        f"{row['p50_ms_ratio']:.2f}",
+        f"{row['calls_per_s_ratio']:.2f}",
+    ]
 
 
 def _disk(path: Path) -> str:
@@ -95,23 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="concurrent sessions")
     parser.add_argument("--rounds", type=int, default=3, help="times each variant is measured")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "durability")
-    parser.add_argument("--page", type=Path, help="also replace the copy of durability.md in this Markdown page")
+    parser.add_argument("--page", type=Path, action="append", default=[], help="also copy durability.md into this page")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="durability-") as work:
-        run = {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine(),
-            "disk": _disk(Path(work)),
-            "clients": args.clients,
-            "rounds": args.rounds,
-        }
+        run = {**run_header(), "disk": _disk(Path(work)), "clients": args.clients, "rounds": args.rounds}
         rows = measure(args.calls, args.clients, args.rounds, Path(work))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "durability.json").write_text(json.dumps({"run": run, "rows": rows}, indent=1) + "\n")
-    (args.out / "durability.md").write_text(markdown(run, rows))
-    print((args.out / "durability.md").read_text(), end="")
-    if args.page is not None:
-        embed(args.page, "durability", args.out / "durability.md")
+    record, page = {"run": run, "rows": rows}, markdown(run, rows)
+    publish(args.out, "durability", record, {"durability.md": page}, {"durability": "durability.md"}, args.page)
+    print(page, end="")
     return 0
 
 

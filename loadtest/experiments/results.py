@@ -1,12 +1,16 @@
-"""Results committed under results/ and copied into a docs page between markers, so the two never differ."""
+"""Results committed under results/ and copied into a docs page between markers, so the two never differ; and
+what every experiment's results are made of: when and where they were measured, their tables, their files."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 # A committed result shown in a page: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
@@ -38,16 +42,51 @@ def embed(page: Path, kind: str, source: Path) -> None:
     page.write_text(text)
 
 
-def write_results(out: Path, files: dict[str, str], pages: list[Path], kinds: dict[str, str]) -> None:
-    """Write a command's result files (name -> text) into `out`, then copy each `kinds` file (kind -> file
-    name) into every page of `pages` (`--page`) that has its marker."""
+def publish(
+    out: Path,
+    name: str,
+    record: dict,
+    markdown: dict[str, str],
+    shown: dict[str, str],
+    pages: Sequence[Path],
+    *,
+    indent: int = 1,
+    end: str = "\n",
+) -> None:
+    """Write a command's results into `out`: `record` as `<name>.json` (indented by `indent`, then `end`: each
+    experiment keeps the format of its committed file) and each `markdown` file (name -> text). Then copy each
+    `shown` file (marker kind -> file name) into every page of `pages` (`--page`) that has its marker; a page
+    with none of them is named on stderr."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (out / name).write_text(text)
+    (out / f"{name}.json").write_text(json.dumps(record, indent=indent) + end)
+    for file, text in markdown.items():
+        (out / file).write_text(text)
     for page in pages:
-        for kind, source in kinds.items():
-            if f"<!-- {kind}: " in page.read_text():
-                embed(page, kind, out / source)
+        kinds = [kind for kind in shown if f"<!-- {kind}: " in page.read_text()]
+        for kind in kinds:
+            embed(page, kind, out / shown[kind])
+        if not kinds:
+            print(f"no {' or '.join(f'<!-- {kind}: ... -->' for kind in shown)} marker in {page}", file=sys.stderr)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table: the header, the rule `|---|---|` and a `| a | b |` line per row, each cell as str() gives
+    it; one string without a final newline, a block among a page's lines."""
+    return "\n".join([_line(header), "|" + "---|" * len(header), *map(_line, rows)])
+
+
+def _line(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
+def stamp(day_only: bool = False) -> str:
+    """Now, as a result states when it was measured: `2026-12-07 10:00 UTC`, or `2026-12-07` with `day_only`."""
+    return datetime.now(UTC).strftime("%Y-%m-%d" if day_only else "%Y-%m-%d %H:%M UTC")
+
+
+def run_header(day_only: bool = False) -> dict[str, str]:
+    """The head of a result's `run`: when (`stamp`) and on what (`machine`) it was measured."""
+    return {"date": stamp(day_only), "machine": machine()}
 
 
 def machine() -> str:

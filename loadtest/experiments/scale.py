@@ -19,13 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.client import capabilities as cap
 from loadtest.experiments.matrix.configs import Config
 from loadtest.experiments.matrix.run import locust_command, locust_percentile
-from loadtest.experiments.results import machine, png_chart, write_results
+from loadtest.experiments.results import png_chart, publish, run_header, table
 from loadtest.harness.arguments import increasing_counts
 from loadtest.harness.cpu import CpuSampler, saturation
 from loadtest.harness.stack import ONE_ADDRESS_APP, ONE_ADDRESS_LOAD, Stack, free_port
@@ -35,6 +34,8 @@ USERS_FILE = PROJECT_ROOT / "loadtest" / "users" / "connected.py"
 IDLE_SECONDS = 3.0
 SPAWN_PER_SECOND = 100  # clients connecting per second: 1,000 of them take 10 s to arrive
 SERVERS = (*INSTANCES, "nginx", "redis")  # the processes whose CPU is the stack's
+COLUMNS: tuple[str, ...] = ("Configuration", "Clients", "calls/s", "failed", "p50", "p99", "server CPU per op")
+COLUMNS += ("cores busy", "per core", "Locust", "saturated")
 CONFIGS = (
     Config("stateful-sse", "session", "memory"),
     Config("stateful-sse", "session", "redis"),
@@ -122,21 +123,27 @@ def markdown(rows: list[dict], run: dict) -> str:
         f"the stack spends idle (measured for {IDLE_SECONDS:g} s before each load), and in cores busy (idle included);",
         "per core is operations per second for each core the load kept busy. Locust's CPU is in % of one core.",
         "",
-        "| Configuration | Clients | calls/s | failed | p50 | p99 | server CPU per op | cores busy | per core "
-        "| Locust | saturated |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        table(COLUMNS, map(_cells, rows)),
     ]
-    for row in rows:
-        load_cores = row["server_cores"] - row["idle_cores"]
-        per_core = row["operations"] / row["seconds"] / load_cores if load_cores > 0 else 0.0
-        cpu_ms = row["server_cpu_ms_per_operation"]
-        lines.append(
-            f"| {row['title']} | {row['clients']:,} | {row['calls_per_s']:.0f} | "
-            f"{row['failures']} of {row['operations']:,} | {_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} | "
-            f"{cpu_ms:.2f} ms | {row['server_cores']:.2f} | {per_core:.0f}/s | {row['locust_cpu_percent']:.0f}% | "
-            f"{row['saturated'] or 'no'} |"
-        )
     return "\n".join(lines) + "\n"
+
+
+def _cells(row: dict) -> list[str]:
+    load_cores = row["server_cores"] - row["idle_cores"]
+    per_core = row["operations"] / row["seconds"] / load_cores if load_cores > 0 else 0.0
+    return [
+        row["title"],
+        f"{row['clients']:,}",
+        f"{row['calls_per_s']:.0f}",
+        f"{row['failures']} of {row['operations']:,}",
+        _ms(row["p50_ms"]),
+        _ms(row["p99_ms"]),
+        f"{row['server_cpu_ms_per_operation']:.2f} ms",
+        f"{row['server_cores']:.2f}",
+        f"{per_core:.0f}/s",
+        f"{row['locust_cpu_percent']:.0f}%",
+        row["saturated"] or "no",
+    ]
 
 
 def chart(rows: list[dict], path: Path) -> None:
@@ -160,15 +167,14 @@ def _ms(value: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configs = [config for config in CONFIGS if args.only is None or args.only in config.name]
-    run = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "seconds": args.seconds}
+    run = {**run_header(), "seconds": args.seconds}
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as work:
         for config in configs:
             print(f"scale: {config.name}, {', '.join(map(str, args.clients))} clients", file=sys.stderr, flush=True)
             rows += measure(config, args.clients, args.seconds, Path(work))
     page = markdown(rows, run)
-    files = {"scale.md": page, "scale.json": json.dumps({"run": run, "rows": rows}, indent=1)}
-    write_results(args.out, files, args.page, {"scale": "scale.md"})
+    publish(args.out, "scale", {"run": run, "rows": rows}, {"scale.md": page}, {"scale": "scale.md"}, args.page, end="")
     chart(rows, args.out / "scale.png")
     print(page, end="")
     print(f"scale: wrote {args.out}/scale.md, scale.json and scale.png")

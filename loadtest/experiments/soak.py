@@ -15,14 +15,13 @@ import json
 import subprocess
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 import redis
 
 from loadtest.experiments.matrix.run import locust_command
-from loadtest.experiments.results import embed
+from loadtest.experiments.results import publish, stamp
 from loadtest.harness.stack import Stack, free_port
 from loadtest.harness.topology import INSTANCES, PROJECT_ROOT
 from mcp_cluster.shared import keys
@@ -103,18 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "soak")
-    parser.add_argument("--page", type=Path, help="also replace the copy of soak.md in this Markdown page")
+    parser.add_argument("--page", type=Path, action="append", default=[], help="also copy soak.md into this page")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         result = soak(args.minutes, args.users, Path(work))
-    result["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    result["date"] = stamp()
     result["machine"] = f"{psutil.cpu_count()} cores"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps(result, indent=1))
-    (args.out / "soak.md").write_text(summary(result))
+    publish(args.out, "soak", result, {"soak.md": summary(result)}, {"soak": "soak.md"}, args.page, end="")
     print(summary(result), end="")
-    if args.page is not None:
-        embed(args.page, "soak", args.out / "soak.md")
     last = result["samples"][-1]
     return 0 if last["redis_session_keys"] == 0 and not any(last["held_sessions"].values()) else 1
 

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import tempfile
 import threading
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.experiments.attacks import report, targets
 from loadtest.experiments.attacks.catalogue import ATTACKS, Attack
 from loadtest.experiments.attacks.clients import Client
 from loadtest.experiments.attacks.scorecard import score
-from loadtest.experiments.results import machine, write_results
+from loadtest.experiments.results import publish, run_header
 from loadtest.harness.compose import build_images
 from loadtest.harness.topology import PROJECT_ROOT
 
@@ -50,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rows = score(attacks, args.seconds, lambda name: targets.local(Path(work) / name, auth=args.auth))
     run = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": machine(),
+        **run_header(day_only=True),
         "command": "python -m loadtest attacks"
         + (" --compose" if args.compose else " --auth" if args.auth else "")
         + (f" --seconds {args.seconds:g}" if args.seconds != 20 else ""),
@@ -59,16 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "rows": rows,
     }
-    files = {
-        "attacks.json": json.dumps(run, indent=2) + "\n",
-        "attacks.md": report.markdown(run),
-        "summary.md": report.summary(run),
-    }
+    markdown = {"attacks.md": report.markdown(run), "summary.md": report.summary(run)}
     out = args.out or PROJECT_ROOT / "results" / "attacks" / run["where"]
-    kinds = {"attacks": "attacks.md", "attacks-summary": "summary.md"}
+    shown = {"attacks": "attacks.md", "attacks-summary": "summary.md"}
     if run["where"] != "local":  # its table alone, at its own marker
-        kinds = {f"attacks-{run['where']}": "attacks.md"}
-    write_results(out, files, args.page, kinds)
+        shown = {f"attacks-{run['where']}": "attacks.md"}
+    publish(out, "attacks", run, markdown, shown, args.page, indent=2)
     misses = [f"{row['attack']}: {'; '.join(row['misses'])}" for row in rows if row["misses"]]
     print("\n".join(["attacks: goals missed:", *misses] if misses else ["attacks: every goal met"]))
     return 1 if misses else 0

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from loadtest.experiments.results import table
+
 MIB_LIMITS = {"nginx": 128, "instance": 512, "redis": 384}  # the containers' memory limits in compose
+COLUMNS: tuple[str, ...] = ("Attack", "Attacker's traffic", "What it got", "Victim calls", "Victim failures")
+COLUMNS += ("Peak MiB: nginx, instance, Redis", "Died")
 
 
 def markdown(run: dict) -> str:
@@ -28,23 +32,21 @@ def markdown(run: dict) -> str:
         f"victim uses every capability before, during and after the attack ({run['date']}, {run['machine']}; "
         f"`{run['command']}`). Peak memory is resident: of all of a process's workers, or a container's.",
         "",
-        "| Attack | Attacker's traffic | What it got | Victim calls | Victim failures "
-        "| Peak MiB: nginx, instance, Redis | Died |",
-        "|---|---|---|---|---|---|---|",
+        table(COLUMNS, map(_row, run["rows"])),
     ]
-    for row in run["rows"]:
-        got = ", ".join(f"{what}: {count}" for what, count in row["traffic"].items()) or "-"
-        failures = str(row["victim_failed"]) if not row["victim_failed"] else f"**{row['victim_failed']}**"
-        peak = row["peak_mib"]
-        memory = ", ".join(f"{peak.get(kind, 0):.0f}" for kind in ("nginx", "instance", "redis"))
-        gone = ", ".join(row["died"]) or "none"
-        lines.append(
-            f"| {row['attack']} | {row['what']} | {got} | {row['victim_calls']} | {failures} | {memory} | {gone} |"
-        )
     failures = sum((Counter(row["victim_failures"]) for row in run["rows"]), Counter())
     if failures:
         lines += ["", "Victim failures: " + "; ".join(f"{why} ({n})" for why, n in failures.items())]
     return "\n".join(lines) + "\n"
+
+
+def _row(row: dict) -> list[object]:
+    got = ", ".join(f"{what}: {count}" for what, count in row["traffic"].items()) or "-"
+    failures = str(row["victim_failed"]) if not row["victim_failed"] else f"**{row['victim_failed']}**"
+    peak = row["peak_mib"]
+    memory = ", ".join(f"{peak.get(kind, 0):.0f}" for kind in ("nginx", "instance", "redis"))
+    gone = ", ".join(row["died"]) or "none"
+    return [row["attack"], row["what"], got, row["victim_calls"], failures, memory, gone]
 
 
 def summary(run: dict) -> str:

@@ -32,7 +32,6 @@ import argparse
 import json
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.experiments.bench import (
@@ -45,7 +44,7 @@ from loadtest.experiments.bench import (
     report,
 )
 from loadtest.experiments.bench.wrk import WrkError
-from loadtest.experiments.results import machine, write_results
+from loadtest.experiments.results import publish, run_header
 from loadtest.harness.arguments import increasing_counts
 from loadtest.harness.topology import PRESETS, PROJECT_ROOT
 
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(args: argparse.Namespace) -> dict:
-    run = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
+    run = run_header()
     settings = {"presets": args.presets, "seconds": args.seconds, "rounds": args.rounds, "calls": args.calls}
     settings["idle_sessions"] = args.idle_sessions
     result: dict = {"run": run, "settings": settings | {"clients": args.clients}}
@@ -103,8 +102,8 @@ def _write(result: dict, out: Path, pages: list[Path]) -> None:
     summary = report.summary_markdown(
         result["instances"], result.get("layer_cost"), result["run"]["date"][:10], result["run"]["machine"]
     )
-    files = {"bench.md": page, "summary.md": summary, "bench.json": json.dumps(result, indent=1)}
-    write_results(out, files, pages, {"bench": "bench.md", "bench-summary": "summary.md"})
+    shown = {"bench": "bench.md", "bench-summary": "summary.md"}
+    publish(out, "bench", result, {"bench.md": page, "summary.md": summary}, shown, pages, end="")
     print(page, end="")
     print(f"bench: wrote {out}/bench.md, summary.md, bench.json and bench.png")
 

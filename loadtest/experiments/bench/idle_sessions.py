@@ -20,6 +20,7 @@ import requests
 from loadtest.experiments.bench.instances import OUR_APP, SDK_APP
 from loadtest.experiments.bench.servers import Served, StackInstance, Subject, open_session, serve
 from loadtest.experiments.bench.traced import SNAPSHOT_PATH
+from loadtest.experiments.results import table
 from loadtest.harness.topology import PROJECT_ROOT
 from mcp_cluster.shared import keys
 
@@ -120,18 +121,16 @@ def _redis_used(store: redis.Redis | None) -> int:
 
 def breakdown_markdown(rows: list[dict]) -> str:
     sessions = rows[0]["sessions"]
+    files = [[row["subject"], f"`{row['file']}`", f"{row['bytes_per_session'] / 1024:.2f} KiB"] for row in rows]
+    for subject in dict.fromkeys(row["subject"] for row in rows):
+        total = sum(row["bytes_per_session"] for row in rows if row["subject"] == subject)
+        files.append([subject, "all", f"{total / 1024:.2f} KiB"])
     lines = [
         f"Where that memory goes: Python's allocations (tracemalloc) that {sessions:,} idle sessions added, by the "
         "source file that made them, per session; the bare SDK and ours each traced in a run of its own:",
         "",
-        "| Server | Source file | Per session |",
-        "|---|---|---|",
+        table(("Server", "Source file", "Per session"), files),
     ]
-    for row in rows:
-        lines.append(f"| {row['subject']} | `{row['file']}` | {row['bytes_per_session'] / 1024:.2f} KiB |")
-    for subject in dict.fromkeys(row["subject"] for row in rows):
-        total = sum(row["bytes_per_session"] for row in rows if row["subject"] == subject)
-        lines.append(f"| {subject} | all | {total / 1024:.2f} KiB |")
     return "\n".join(lines) + "\n"
 
 
@@ -140,12 +139,16 @@ def markdown(rows: list[dict]) -> str:
         f"Idle 2025-11-25 sessions on one instance (`{PRESET}`), memory per session (growth of resident memory"
         " since before the first session, divided by the sessions open):",
         "",
-        "| Server | Sessions | Server memory per session | Redis memory per session | Session record in Redis |",
-        "|---|---|---|---|---|",
+        table(
+            ("Server", "Sessions", "Server memory per session", "Redis memory per session", "Session record in Redis"),
+            map(_memory, rows),
+        ),
     ]
-    for row in rows:
-        in_redis, record = row.get("redis_bytes_per_session"), row.get("redis_record_bytes")
-        redis_cells = f"{in_redis / 1024:.2f} KiB | {record:.0f} bytes" if in_redis is not None else " |"
-        server_cell = f"{row['server_bytes_per_session'] / 1024:.1f} KiB"
-        lines.append(f"| {row['subject']} | {row['sessions']:,} | {server_cell} | {redis_cells} |")
     return "\n".join(lines) + "\n"
+
+
+def _memory(row: dict) -> list[str]:
+    in_redis, record = row.get("redis_bytes_per_session"), row.get("redis_record_bytes")
+    # Redis's two cells, or (no Redis) the two empty cells the committed tables show as "|  | |"
+    redis_cells = f"{in_redis / 1024:.2f} KiB | {record:.0f} bytes" if in_redis is not None else " |"
+    return [row["subject"], f"{row['sessions']:,}", f"{row['server_bytes_per_session'] / 1024:.1f} KiB", redis_cells]

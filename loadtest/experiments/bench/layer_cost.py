@@ -24,7 +24,6 @@ import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -37,6 +36,7 @@ from loadtest.experiments.bench import references
 from loadtest.experiments.bench.in_process import InProcessClient, lifespan
 from loadtest.experiments.bench.servers import wait_listening
 from loadtest.experiments.hostile.wire import call_body, headers, initialize_body
+from loadtest.experiments.results import stamp, table
 from loadtest.harness.stack import free_port, redis_server_binary
 from mcp_cluster.sessions.ledger import RedisLedger
 from mcp_cluster.settings import InstanceSettings, Preset, SessionStore
@@ -163,14 +163,8 @@ def markdown(result: dict) -> str:
         "subject, taken in turn. CPU per call is the process's over each block; the ratio is the median of the "
         "rounds' ratios to the bare SDK, with the middle half of them.",
         "",
-        "| Server | CPU per call | vs bare SDK | middle half |",
-        "|---|---|---|---|",
+        table(("Server", "CPU per call", "vs bare SDK", "middle half"), map(_cells, result["rows"])),
     ]
-    for row in result["rows"]:
-        low, high = row["vs_sdk_iqr"]
-        lines.append(
-            f"| {row['subject']} | {row['cpu_ms_per_call']:.3f} ms | {row['vs_sdk']:.3f}x | {low:.3f}-{high:.3f} |"
-        )
     if (record := result.get("record")) is not None:
         lines += [
             "",
@@ -180,6 +174,11 @@ def markdown(result: dict) -> str:
             f"{record['calls']} calls, one at a time.",
         ]
     return "\n".join(lines)
+
+
+def _cells(row: dict) -> list[str]:
+    low, high = row["vs_sdk_iqr"]
+    return [row["subject"], f"{row['cpu_ms_per_call']:.3f} ms", f"{row['vs_sdk']:.3f}x", f"{low:.3f}-{high:.3f}"]
 
 
 async def record_cost(seconds: float, redis_url: str, redis_password: str) -> dict:
@@ -205,7 +204,7 @@ async def record_cost(seconds: float, redis_url: str, redis_password: str) -> di
 
 def run(seconds: float) -> dict:
     """Every subject measured for `seconds`, and a call's record, with a redis-server of this run's own."""
-    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    date = stamp()
     with redis_server() as (redis_url, password):
         result = {"date": date} | anyio.run(measure, seconds, redis_url, password)
         result["record"] = anyio.run(record_cost, max(1.0, seconds / 4), redis_url, password)

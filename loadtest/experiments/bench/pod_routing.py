@@ -17,10 +17,8 @@ A benchmark, not a test: it asserts nothing about speed; compare rows of one run
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -28,7 +26,7 @@ import requests
 from loadtest.client.legacy import McpClient
 from loadtest.experiments.bench import wrk
 from loadtest.experiments.bench.redis_store import CallPath, Load, interleaved_calls, wrk_rounds
-from loadtest.experiments.results import machine, write_results
+from loadtest.experiments.results import publish, run_header, table
 from loadtest.harness.pods import PodStack
 from loadtest.harness.stack import ONE_ADDRESS_APP, ONE_ADDRESS_LOAD, Proc, Stack, free_port
 from loadtest.harness.topology import PROJECT_ROOT
@@ -113,36 +111,33 @@ def _saturating(routes: list[Route], seconds: int, rounds: int) -> list[dict]:
 def markdown(result: dict) -> str:
     run, sequential, saturating = result["run"], result["sequential"], result["saturating"]
     base, base_load = sequential[0], saturating[0]
+    timed, loaded = [], []
+    for row in sequential:
+        p50, p99 = f"{row['p50_ms']:.2f} ms", f"{row['p99_ms']:.2f} ms"
+        timed.append([row["path"], p50, p99, _ratio(row, base, "p50_ms"), *_cpu(row, base)])
+    for row in saturating:
+        calls = f"{row['calls_per_s']:.0f}"
+        loaded.append([row["path"], calls, _ratio(row, base_load, "calls_per_s"), *_cpu(row, base_load)])
     lines = [
         f"Measured {run['date']} on {run['machine']}: `{PRESET}`, the Redis store, `whoami` calls through nginx"
         f" to the session's owner; ratios against the first row.",
         "",
         f"One session, {base['calls']} sequential calls:",
         "",
-        "| nginx policy | p50 | p99 | p50 ratio | nginx CPU per call | ratio | owner CPU per call |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in sequential:
-        lines.append(
-            f"| {row['path']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | {_ratio(row, base, 'p50_ms')} | "
-            f"{row['nginx_cpu_ms_per_call']:.3f} ms | {_ratio(row, base, 'nginx_cpu_ms_per_call')} | "
-            f"{row['owner_cpu_ms_per_call']:.2f} ms |"
-        )
-    lines += [
+        table(("nginx policy", "p50", "p99", "p50 ratio", "nginx CPU per call", "ratio", "owner CPU per call"), timed),
         "",
         f"wrk's {CONNECTIONS} connections over {SESSIONS} sessions of one instance, {run['rounds']} rounds of"
         f" {run['seconds']} s:",
         "",
-        "| nginx policy | calls/s | ratio | nginx CPU per call | ratio | owner CPU per call |",
-        "|---|---|---|---|---|---|",
+        table(("nginx policy", "calls/s", "ratio", "nginx CPU per call", "ratio", "owner CPU per call"), loaded),
     ]
-    for row in saturating:
-        lines.append(
-            f"| {row['path']} | {row['calls_per_s']:.0f} | {_ratio(row, base_load, 'calls_per_s')} | "
-            f"{row['nginx_cpu_ms_per_call']:.3f} ms | {_ratio(row, base_load, 'nginx_cpu_ms_per_call')} | "
-            f"{row['owner_cpu_ms_per_call']:.2f} ms |"
-        )
     return "\n".join(lines) + "\n"
+
+
+def _cpu(row: dict, base: dict) -> list[str]:
+    """nginx's CPU per call, its ratio to base's, and the owner's."""
+    nginx, owner = row["nginx_cpu_ms_per_call"], row["owner_cpu_ms_per_call"]
+    return [f"{nginx:.3f} ms", _ratio(row, base, "nginx_cpu_ms_per_call"), f"{owner:.2f} ms"]
 
 
 def _ratio(row: dict, base: dict, key: str) -> str:
@@ -160,13 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "pod-routing")
     parser.add_argument("--page", type=Path, action="append", default=[], help="also copy the tables into this page")
     args = parser.parse_args(argv)
-    run = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
-    run |= {"seconds": args.seconds, "rounds": args.rounds}
+    run = {**run_header(), "seconds": args.seconds, "rounds": args.rounds}
     with tempfile.TemporaryDirectory(prefix="pod-routing-") as work:
         result = {"run": run, **measure(args.calls, args.seconds, args.rounds, Path(work))}
     page = markdown(result)
-    files = {"pod-routing.md": page, "pod-routing.json": json.dumps(result, indent=1) + "\n"}
-    write_results(args.out, files, args.page, {"pod-routing": "pod-routing.md"})
+    publish(args.out, "pod-routing", result, {"pod-routing.md": page}, {"pod-routing": "pod-routing.md"}, args.page)
     print(page, end="")
     return 0
 

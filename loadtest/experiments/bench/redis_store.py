@@ -29,6 +29,7 @@ import requests
 from loadtest.client.legacy import McpClient
 from loadtest.experiments.bench import wrk
 from loadtest.experiments.bench.servers import open_session
+from loadtest.experiments.results import table
 from loadtest.harness.cpu import tree_times
 from loadtest.harness.stack import REDIS_SERVERS, SENTINELS, Stack, free_port
 from mcp_cluster.cluster.event_store import MAX_EVENTS
@@ -260,6 +261,18 @@ def concurrent_calls(stack: Stack, calls: int, clients: int, tool: str = "whoami
     }
 
 
+# Each table's columns: its heading, and the key of the figure in a row
+STRAIGHT = {"Path": "path", "p50": "p50_ms", "p99": "p99_ms"}
+STRAIGHT |= {"owner CPU per call": "owner_cpu_ms_per_call", "relay CPU per call": "relay_cpu_ms_per_call"}
+SATURATED = {"Path": "path", "calls/s": "calls_per_s"}
+SATURATED |= {"owner CPU per call": "owner_cpu_ms_per_call", "relay CPU per call": "relay_cpu_ms_per_call"}
+HOP = {"Path": "path", "p50": "p50_ms", "p99": "p99_ms", "p50 ratio": "p50_ratio"}
+HOP |= {"owner CPU per call": "owner_cpu_ms_per_call", "old owner CPU per call": "relay_cpu_ms_per_call"}
+HOP |= {"nginx CPU per call": "nginx_cpu_ms_per_call"}
+POLICIES = {"Policy": "policy", "Store": "store", "p50": "p50_ms", "p99": "p99_ms", "p50 ratio": "p50_ratio"}
+POLICIES |= {"p99 ratio": "p99_ratio", "calls/s": "calls_per_s", "server CPU per call": "server_cpu_ms_per_call"}
+
+
 def markdown(forwarded: list[dict], hop: list[dict], by_policy: list[dict], clients: int) -> str:
     sequential = [row for row in forwarded if "p50_ms" in row]
     saturating = [row for row in forwarded if "calls_per_s" in row]
@@ -269,22 +282,15 @@ def markdown(forwarded: list[dict], hop: list[dict], by_policy: list[dict], clie
         "",
         f"One session, {sequential[0]['calls']} sequential calls straight to an instance:",
         "",
-        "| Path | p50 | p99 | owner CPU per call | relay CPU per call |",
-        "|---|---|---|---|---|",
+        _table(STRAIGHT, sequential),
     ]
-    for row in sequential:
-        lines.append(
-            f"| {row['path']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | "
-            f"{row['owner_cpu_ms_per_call']:.2f} ms | {row['relay_cpu_ms_per_call']:.2f} ms |"
-        )
     if saturating:  # absent from results measured before the relay was measured under load
-        lines += ["", "wrk's 16 connections over 8 sessions, straight to an instance:", ""]
-        lines += ["| Path | calls/s | owner CPU per call | relay CPU per call |", "|---|---|---|---|"]
-        for row in saturating:
-            lines.append(
-                f"| {row['path']} | {row['calls_per_s']:.0f} | {row['owner_cpu_ms_per_call']:.2f} ms | "
-                f"{row['relay_cpu_ms_per_call']:.2f} ms |"
-            )
+        lines += [
+            "",
+            "wrk's 16 connections over 8 sessions, straight to an instance:",
+            "",
+            _table(SATURATED, saturating),
+        ]
     lines += [
         "",
         f"Redis memory per session: {memory['record_bytes']} bytes for its record (owner, `initialize` params,"
@@ -299,27 +305,27 @@ def markdown(forwarded: list[dict], hop: list[dict], by_policy: list[dict], clie
             " owner (restarted) gets the session's calls first and names the new owner (421), and nginx re-sends them"
             " there:",
             "",
-            "| Path | p50 | p99 | p50 ratio | owner CPU per call | old owner CPU per call | nginx CPU per call |",
-            "|---|---|---|---|---|---|---|",
+            _table(HOP, hop),
         ]
-        for row in hop:
-            lines.append(
-                f"| {row['path']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | {row['p50_ratio']:.2f} | "
-                f"{row['owner_cpu_ms_per_call']:.2f} ms | {row['relay_cpu_ms_per_call']:.2f} ms | "
-                f"{row['nginx_cpu_ms_per_call']:.2f} ms |"
-            )
     lines += [
         "",
         f"{clients} concurrent sessions through nginx, {by_policy[0]['calls']} calls per row; ratios"
         " against the first row (sticky, no Redis):",
         "",
-        "| Policy | Store | p50 | p99 | p50 ratio | p99 ratio | calls/s | server CPU per call |",
-        "|---|---|---|---|---|---|---|---|",
+        _table(POLICIES, by_policy),
     ]
-    for row in by_policy:
-        lines.append(
-            f"| {row['policy']} | {row['store']} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | "
-            f"{row['p50_ratio']:.2f} | {row['p99_ratio']:.2f} | {row['calls_per_s']:.0f} | "
-            f"{row['server_cpu_ms_per_call']:.2f} ms |"
-        )
     return "\n".join(lines) + "\n"
+
+
+def _table(columns: dict[str, str], rows: list[dict]) -> str:
+    """A row per measurement: calls/s whole, milliseconds and ratios to two places, names as they are."""
+    return table(tuple(columns), ([_shown(row, key) for key in columns.values()] for row in rows))
+
+
+def _shown(row: dict, key: str) -> str:
+    value = row[key]
+    if key == "calls_per_s":
+        return f"{value:.0f}"
+    if "_ms" in key:
+        return f"{value:.2f} ms"
+    return f"{value:.2f}" if key.endswith("_ratio") else value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.experiments.results import png_chart
+from loadtest.experiments.results import png_chart, table
 
 COLOURS = {
     "floor": "#9e9e9e",
@@ -14,6 +14,8 @@ COLOURS = {
     "ours, access log on": "#55a868",
     "FastMCP 4": "#937860",
 }
+COLUMNS: tuple[str, ...] = ("Preset, protocol", "Server", "calls/s", "CPU per call (min-max)", "vs bare SDK")
+COLUMNS += ("vs floor", "p50", "p99", "wrk")
 
 
 def instances_markdown(rows: list[dict], seconds: int, rounds: int) -> str:
@@ -26,22 +28,27 @@ def instances_markdown(rows: list[dict], seconds: int, rounds: int) -> str:
         "saturated run divided by its calls (nginx's apart, where nginx is in front). wrk's CPU is its own, in %",
         "of one core.",
         "",
-        "| Preset, protocol | Server | calls/s | CPU per call (min-max) | vs bare SDK | vs floor | p50 | p99 | wrk |",
-        "|---|---|---|---|---|---|---|---|---|",
+        table(COLUMNS, (_cells(row) for group in groups for row in rows if row["group"] == group)),
     ]
-    for group in groups:
-        for row in (r for r in rows if r["group"] == group):
-            low, high = row["cpu_ms_per_call_spread"]
-            redis = f" + Redis {row['redis_cpu_ms_per_call']:.3f}" if row["redis_cpu_ms_per_call"] is not None else ""
-            if row.get("nginx_cpu_ms_per_call") is not None:
-                redis += f" + nginx {row['nginx_cpu_ms_per_call']:.3f}"
-            lines.append(
-                f"| {group} | {row['subject']} | {row['calls_per_s']:.0f} | {row['cpu_ms_per_call']:.3f} ms{redis} "
-                f"({low:.3f}-{high:.3f}) | {row['cpu_vs_sdk']:.2f}x CPU, {row['calls_vs_sdk']:.2f}x calls/s | "
-                f"{row['cpu_vs_floor']:.1f}x CPU | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | "
-                f"{100 * row['wrk_cpu_share']:.0f}% |"
-            )
     return "\n".join(lines) + "\n"
+
+
+def _cells(row: dict) -> list[str]:
+    low, high = row["cpu_ms_per_call_spread"]
+    redis = f" + Redis {row['redis_cpu_ms_per_call']:.3f}" if row["redis_cpu_ms_per_call"] is not None else ""
+    if row.get("nginx_cpu_ms_per_call") is not None:
+        redis += f" + nginx {row['nginx_cpu_ms_per_call']:.3f}"
+    return [
+        row["group"],
+        row["subject"],
+        f"{row['calls_per_s']:.0f}",
+        f"{row['cpu_ms_per_call']:.3f} ms{redis} ({low:.3f}-{high:.3f})",
+        f"{row['cpu_vs_sdk']:.2f}x CPU, {row['calls_vs_sdk']:.2f}x calls/s",
+        f"{row['cpu_vs_floor']:.1f}x CPU",
+        f"{row['p50_ms']:.2f} ms",
+        f"{row['p99_ms']:.2f} ms",
+        f"{100 * row['wrk_cpu_share']:.0f}%",
+    ]
 
 
 def instances_chart(rows: list[dict], path: Path) -> None:

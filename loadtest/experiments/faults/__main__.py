@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.experiments.faults import report
 from loadtest.experiments.faults.catalogue import FAULTS
 from loadtest.experiments.faults.scorecard import CONFIGURATIONS, QUICK_CONFIGURATIONS, as_json, score
-from loadtest.experiments.results import machine, write_results
+from loadtest.experiments.results import publish, run_header
 from loadtest.harness.topology import PROJECT_ROOT
 
 
@@ -38,18 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="faults-") as work:
         rows = score(faults, configurations, args.sessions, Path(work))
     run = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": machine(),
+        **run_header(day_only=True),
         "command": "python -m loadtest faults" + (" --quick" if args.quick else ""),
         "sessions": args.sessions,
         "rows": as_json(rows),
     }
-    files = {
-        "faults.json": json.dumps(run, indent=2) + "\n",
-        "faults.md": report.markdown(run),
-        "summary.md": report.summary(run),
-    }
-    write_results(args.out, files, args.page, {"faults": "faults.md", "scorecard": "summary.md"})
+    markdown = {"faults.md": report.markdown(run), "summary.md": report.summary(run)}
+    shown = {"faults": "faults.md", "scorecard": "summary.md"}
+    publish(args.out, "faults", run, markdown, shown, args.page, indent=2)
     misses = [f"{row.store}/{row.policy}, {row.fault}: {'; '.join(row.misses)}" for row in rows if row.misses]
     print("\n".join(["faults: goals missed:", *misses] if misses else ["faults: every goal met"]))
     return 1 if misses else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loadtest.experiments.faults.catalogue import FAULTS
 from loadtest.experiments.faults.scorecard import PRESET
+from loadtest.experiments.results import table
 
 COLUMNS = (
     "Store",
@@ -37,10 +38,8 @@ def markdown(run: dict) -> str:
         "Crossed: answers that resolved another request. Goals are set for the Redis store; the memory store's rows",
         "say what it loses.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        table(COLUMNS, map(_row, run["rows"])),
     ]
-    lines += [_row(row) for row in run["rows"]]
     for title, field in (("Why calls were sent again", "retry_reasons"), ("Why calls failed for good", "reasons")):
         listed = [row for row in run["rows"] if row.get(field)]
         if listed:
@@ -68,9 +67,6 @@ def summary(run: dict) -> str:
         f"Faults under load with the Redis store, sessions counting as careful clients do (a failed call sent again "
         f"with its request id), every configuration added up ({run['date']}, {run['machine'].split(', Python')[0]}; "
         "every row: [docs/results.md](docs/results.md#fault-scorecard)):",
-        "",
-        "| Fault | " + " | ".join(SUMMED_COLUMNS) + " |",
-        "|---|" + "---|" * len(SUMMED_COLUMNS),
     ]
     summarised = {fault.name: fault.summary or fault.name for fault in FAULTS}
     faults = {
@@ -82,20 +78,19 @@ def summary(run: dict) -> str:
         line = summarised.get(row["fault"], row["fault"])
         if line in faults and row["store"] != "memory" and not row["not_run"]:
             faults[line].append(row)
-    for fault, rows in faults.items():
-        sums = [sum(row[column] for row in rows) for column in SUMMED]
-        lines.append("| " + " | ".join([fault, *(f"{value:,}" for value in sums)]) + " |")
+    sums = [[fault, *(f"{sum(row[column] for row in rows):,}" for column in SUMMED)] for fault, rows in faults.items()]
+    lines += ["", table(("Fault", *SUMMED_COLUMNS), sums)]
     return "\n".join(lines) + "\n"
 
 
-def _row(row: dict) -> str:
+def _row(row: dict) -> list[str]:
     head = [row["store"], row["policy"], row["fault"]]
     if row["not_run"]:
-        return "| " + " | ".join([*head, f"not run: {row['not_run']}", *[""] * (len(COLUMNS) - 4)]) + " |"
+        return [*head, f"not run: {row['not_run']}", *[""] * (len(COLUMNS) - 4)]
     recovered = f"{row['recovery_seconds']} s" if row["recovery_seconds"] is not None else "not recovered"
     recovered = recovered if row["failed"] or row["retried"] else "no call failed"
     goals = "; ".join(row["misses"]) if row["misses"] else ("(none set)" if row["store"] == "memory" else "met")
-    cells = [
+    return [
         *head,
         *(f"{row[column]:,}" for column in SUMMED),
         "" if row.get("most_takeovers") is None else str(row["most_takeovers"]),
@@ -103,4 +98,3 @@ def _row(row: dict) -> str:
         f"{row['longest_seconds']} s",
         goals,
     ]
-    return "| " + " | ".join(cells) + " |"

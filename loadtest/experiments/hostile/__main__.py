@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.experiments.hostile import report
 from loadtest.experiments.hostile.cases import CASES
 from loadtest.experiments.hostile.catalogue import BOUNDS, CONFIGURATIONS, QUICK_CONFIGURATIONS, as_json, run
-from loadtest.experiments.results import machine, write_results
+from loadtest.experiments.results import publish, run_header
 from loadtest.harness.topology import PROJECT_ROOT
 
 BOUNDS_STATED = (
@@ -44,20 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hostile-") as work:
         rows = run(configurations, Path(work))
     result = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": machine(),
+        **run_header(day_only=True),
         "command": "python -m loadtest hostile" + (" --quick" if args.quick else ""),
         "configurations": [f"{preset}, {store}" for preset, store, _ in configurations],
         "cases": [case.name for case in CASES],
         "bounds": BOUNDS_STATED,
         "rows": as_json(rows),
     }
-    files = {
-        "hostile.json": json.dumps(result, indent=2) + "\n",
-        "hostile.md": report.markdown(result),
-        "summary.md": report.summary(result),
-    }
-    write_results(args.out, files, args.page, {"hostile": "hostile.md", "hostile-summary": "summary.md"})
+    markdown = {"hostile.md": report.markdown(result), "summary.md": report.summary(result)}
+    shown = {"hostile": "hostile.md", "hostile-summary": "summary.md"}
+    publish(args.out, "hostile", result, markdown, shown, args.page, indent=2)
     misses = [f"{row.configuration}, {row.case}: {', '.join(row.misses)}" for row in rows if row.misses]
     print("\n".join(["hostile: missed:", *misses] if misses else ["hostile: no 5xx, hang or crash; others served"]))
     return 1 if misses else 0

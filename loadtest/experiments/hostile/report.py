@@ -5,25 +5,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from loadtest.experiments.results import table
+
 ERROR_SHOWN = 110  # characters of an error message in the table
 
 
 def markdown(run: dict) -> str:
     rows, configurations = run["rows"], run["configurations"]
+    answers = []
+    for case in run["cases"]:
+        of_case = [row for row in rows if row["case"] == case]
+        served = all(row["others_served"] and row["processes_alive"] for row in of_case)
+        answers.append([case, _answers(of_case, configurations), "yes" if served else "**no**"])
+    misses = [f"{row['configuration']}, {row['case']}: {', '.join(row['misses'])}" for row in rows if row["misses"]]
     lines = [
         f"{len(run['cases'])} cases through nginx against {len(configurations)} configurations "
         f"({'; '.join(configurations)}), authentication on ({run['date']}, {run['machine']}; "
         f"`{run['command']}`). {run['bounds']}",
         "",
-        "| Case | Answer | Another client served, no process died |",
-        "|---|---|---|",
-    ]
-    for case in run["cases"]:
-        of_case = [row for row in rows if row["case"] == case]
-        served = all(row["others_served"] and row["processes_alive"] for row in of_case)
-        lines.append(f"| {case} | {_answers(of_case, configurations)} | {'yes' if served else '**no**'} |")
-    misses = [f"{row['configuration']}, {row['case']}: {', '.join(row['misses'])}" for row in rows if row["misses"]]
-    lines += [
+        table(("Case", "Answer", "Another client served, no process died"), answers),
         "",
         "Misses: " + "; ".join(misses) if misses else "No case was answered 5xx, hung, or stopped another client.",
     ]

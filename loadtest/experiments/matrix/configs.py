@@ -34,10 +34,6 @@ class Config(NamedTuple):
         name = " ".join(self[:3]) + (" (instance loss)" if self.loss else "")
         return name if self.protocol == LEGACY else f"{name} ({self.protocol})"
 
-    @property
-    def columns(self) -> str:
-        return " | ".join((self.protocol, self.preset, self.policy, self.store))
-
 
 def by_cell(rows: list[dict]) -> dict[tuple[str, str, str, bool, str, str], dict]:
     """Rows by (preset, policy, store, instance loss, protocol, capability)."""

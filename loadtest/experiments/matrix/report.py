@@ -7,6 +7,7 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest.client import capabilities as cap
@@ -21,7 +22,7 @@ from loadtest.experiments.matrix.expectations import (
     UNSUPPORTED,
     VICTIM,
 )
-from loadtest.experiments.results import embed
+from loadtest.experiments.results import publish, table
 from loadtest.harness.topology import PRESETS
 
 CSV_FIELDS = [
@@ -40,15 +41,17 @@ CSV_FIELDS += ["expected"]
 CSV_FIELDS += ["verdict", "top_failure", "reasons", "instances", "p50_ms", "cpu", "saturated"]
 
 
-def write_all(rows: list[dict], run_info: dict, out: Path) -> None:
-    (out / "rows.json").write_text(json.dumps({"run": run_info, "rows": rows}, indent=1))
-    write_csv(rows, out / "results.csv")
-    (out / "matrix.md").write_text(markdown(rows, run_info))
+def write_all(rows: list[dict], run_info: dict, out: Path, pages: Sequence[Path] = ()) -> None:
+    """rows.json, matrix.md, ways.md (a full run's), results.csv and heatmap.png into `out`; the tables into `pages`."""
+    files, shown = {"matrix.md": markdown(rows, run_info)}, {"matrix": "matrix.md"}
     ways = comparison_section(rows)
-    if ways:
-        (out / "ways.md").write_text(f"Measured {run_info['date']} ({run_info['mode']} run). " + "\n".join(ways) + "\n")
+    if ways:  # a partial run (--only) has nothing to compare
+        files["ways.md"] = f"Measured {run_info['date']} ({run_info['mode']} run). " + "\n".join(ways) + "\n"
+        shown["ways"] = "ways.md"
     else:
         (out / "ways.md").unlink(missing_ok=True)  # never leave an earlier run's comparison beside this run
+    publish(out, "rows", {"run": run_info, "rows": rows}, files, shown, pages, end="")
+    write_csv(rows, out / "results.csv")
     heatmap.write(rows, out / "heatmap.png")
 
 
@@ -57,14 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     heatmap from DIR/rows.json, and optionally a page's copies of the tables (between its matrix and ways markers)."""
     parser = argparse.ArgumentParser(prog="python -m loadtest.experiments.matrix.report")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--page", type=Path)
+    parser.add_argument("--page", type=Path, action="append", default=[])
     args = parser.parse_args(argv)
     saved = json.loads((args.out / "rows.json").read_text())
-    write_all(saved["rows"], saved["run"], args.out)
-    if args.page is not None:
-        embed(args.page, "matrix", args.out / "matrix.md")
-        if (args.out / "ways.md").exists():  # a partial run (--only) has nothing to compare
-            embed(args.page, "ways", args.out / "ways.md")
+    write_all(saved["rows"], saved["run"], args.out, args.page)
     return 0
 
 
@@ -100,21 +99,13 @@ def cell(row: dict) -> str:
 
 def markdown(rows: list[dict], run_info: dict) -> str:
     by_key = by_cell(rows)
-    labels = list(cap.CAPABILITIES.values())
-    header = [
-        "| Protocol | Preset | Policy | Store | " + " | ".join(labels) + " |",
-        "|---|---|---|---|" + "---|" * len(labels),
-    ]
     lines = [
         f"Measured {run_info['date']} on {run_info['machine']}, against the {run_info['target']} stack: "
         f"{run_info['users']} Locust users (an equal share per scenario), {run_info['duration_s']} s per "
         f"configuration ({run_info['mode']} run). Cells: failed operations / operations.",
         "",
-        *header,
+        _capability_table(configurations(rows, loss=False), by_key),
     ]
-    for config in configurations(rows, loss=False):
-        cells = [cell(by_key[(*config, capability)]) for capability in cap.CAPABILITIES]
-        lines.append(f"| {config.columns} | " + " | ".join(cells) + " |")
     lost = configurations(rows, loss=True)
     if lost:
         lines += [
@@ -122,22 +113,40 @@ def markdown(rows: list[dict], run_info: dict) -> str:
             f"**Instance loss:** `{lost[0].preset}`, with `{VICTIM}` killed (SIGKILL, or `docker kill`) halfway through"
             " the load. Every failure is listed with its reason below the table.",
             "",
-            *header,
+            _capability_table(lost, by_key),
+            "",
+            *loss_reasons(rows),
         ]
-        for config in lost:
-            cells = [cell(by_key[(*config, capability)]) for capability in cap.CAPABILITIES]
-            lines.append(f"| {config.columns} | " + " | ".join(cells) + " |")
-        lines += ["", *loss_reasons(rows)]
-    lines += ["", "Which instance answered (share of all operations) and the busiest process:", ""]
-    lines += ["| Configuration | Instances | Busiest process (average % of one core) |", "|---|---|---|"]
-    for config in configurations(rows):
-        config_rows = [r for r in rows if Config.of(r) == config]
-        cpu = config_rows[0]["cpu"]
-        busiest = max(cpu, key=cpu.get)
-        load = f"{busiest} {cpu[busiest]:.0f}%, {config_rows[0]['saturated'] or 'not saturated'}"
-        lines.append(f"| {config.title} | {_shares(config_rows)} | {load} |")
-    lines += ["", *seed_section(rows)]
+    load = [_load(config, [r for r in rows if Config.of(r) == config]) for config in configurations(rows)]
+    lines += [
+        "",
+        "Which instance answered (share of all operations) and the busiest process:",
+        "",
+        table(("Configuration", "Instances", "Busiest process (average % of one core)"), load),
+        "",
+        *seed_section(rows),
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _capability_table(configs: list[Config], by_key: dict) -> str:
+    """A row per configuration (its protocol, preset, policy and store), a cell per capability."""
+    rows = []
+    for config in configs:
+        cells = [cell(by_key[(*config, capability)]) for capability in cap.CAPABILITIES]
+        rows.append([config.protocol, config.preset, config.policy, config.store, *cells])
+    return table(("Protocol", "Preset", "Policy", "Store", *cap.CAPABILITIES.values()), rows)
+
+
+def _load(config: Config, config_rows: list[dict]) -> list[str]:
+    """Which instance answered, and the busiest process."""
+    cpu = config_rows[0]["cpu"]
+    busiest = max(cpu, key=cpu.get)
+    return [
+        config.title,
+        _shares(config_rows),
+        f"{busiest} {cpu[busiest]:.0f}%, {config_rows[0]['saturated'] or 'not saturated'}",
+    ]
 
 
 # The three ways to scale, on the same preset and load: (title, policy, store, protocol).
@@ -158,10 +167,8 @@ def comparison_section(rows: list[dict]) -> list[str]:
     lines = [
         f"Three ways to scale `{WAYS_PRESET}` over three instances, under the same load (failed operations,"
         " then the median latency of one operation as Locust measured it):",
-        "",
-        "| Capability | " + " | ".join(title for title, _ in ways) + " |",
-        "|---|" + "---|" * len(ways),
     ]
+    compared = []
     for capability, label in cap.CAPABILITIES.items():
         cells = []
         for _, config in ways:
@@ -173,8 +180,8 @@ def comparison_section(rows: list[dict]) -> list[str]:
             else:
                 median = f"{row['p50_ms']:.0f} ms" if row["p50_ms"] is not None else "–"
                 cells.append(f"{100 * row['failure_rate']:.0f}% · {median}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
+        compared.append([label, *cells])
+    return [*lines, "", table(("Capability", *(title for title, _ in ways)), compared)]
 
 
 def loss_reasons(rows: list[dict]) -> list[str]:
@@ -197,11 +204,8 @@ def seed_section(rows: list[dict]) -> list[str]:
     lines = [
         "The seed's claims (✓ works, ✗ does not, – it says nothing) against the measurements under `ip_hash`"
         " (✓ no failure, ✗ every operation failed, otherwise the failure rate):",
-        "",
-        "| Capability | " + " | ".join(PRESETS) + " |",
-        "|---|" + "---|" * len(PRESETS),
     ]
-    disagreements = []
+    claims, disagreements = [], []
     for capability, label in cap.CAPABILITIES.items():
         cells = []
         for preset in PRESETS:
@@ -213,7 +217,8 @@ def seed_section(rows: list[dict]) -> list[str]:
                     f"{label} on `{preset}`: the seed says it {'works' if claim else 'does not work'}; "
                     f"measured {100 * row['failure_rate']:.0f}% failures ({row['top_failure'] or 'no failures'})"
                 )
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        claims.append([label, *cells])
+    lines += ["", table(("Capability", *PRESETS), claims)]
     for preset, claim in SEED_SCALES_WITHOUT_AFFINITY.items():
         basic = rows_where(rows, preset=preset, policy="round-robin", store="memory", capability=cap.BASIC)
         basic = [row for row in basic if Config.of(row).protocol == LEGACY]

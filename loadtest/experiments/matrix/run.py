@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.client import capabilities as cap
@@ -35,7 +34,7 @@ from loadtest.experiments.matrix import report
 from loadtest.experiments.matrix.configs import Config
 from loadtest.experiments.matrix.console import Progress, live_failures
 from loadtest.experiments.matrix.expectations import VICTIM, expected, verdict
-from loadtest.experiments.results import machine
+from loadtest.experiments.results import run_header
 from loadtest.harness.compose import ComposeStack, build_images, docker_unavailable
 from loadtest.harness.cpu import CpuSampler, saturation
 from loadtest.harness.stack import Stack, free_port
@@ -292,8 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         target.close()
     run_info = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
+        **run_header(),
         "target": settings.target,
         "users": settings.users,
         "duration_s": settings.duration,
