@@ -23,6 +23,7 @@ PAGES = (
     "docs/kubernetes.md",
     "docs/layer.md",
     "docs/tests.md",
+    "docs/design/glossary.md",
     "docs/design/redis-sessions.md",
     "docs/design/exactly-once.md",
 )
