@@ -13,7 +13,15 @@ own), `fencing_token(ctx)` (who runs it, in which generation of the session) and
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what a type checker reads; at run time each name is imported when first used (below)
+    from mcp_cluster.instance import instance_app, shared_redis
+    from mcp_cluster.logs import configure_logging
+    from mcp_cluster.sessions.once import FencingToken, fencing_token, request_key
+    from mcp_cluster.sessions.state import SessionState, SessionStateError, session_state
+    from mcp_cluster.sessions.subscriptions import SubscribableURIs, notify_resource_updated
+    from mcp_cluster.settings import InstanceSettings, Preset, SessionStore, SettingsError
 
 # Loaded on first use, so `import mcp_cluster.settings` (the load tests, the CLIs) does not pay for the SDK's import.
 _PUBLIC = {
@@ -33,7 +41,23 @@ _PUBLIC = {
     "instance_app": "mcp_cluster.instance",
     "shared_redis": "mcp_cluster.instance",
 }
-__all__ = sorted(_PUBLIC)
+__all__ = [
+    "FencingToken",
+    "InstanceSettings",
+    "Preset",
+    "SessionState",
+    "SessionStateError",
+    "SessionStore",
+    "SettingsError",
+    "SubscribableURIs",
+    "configure_logging",
+    "fencing_token",
+    "instance_app",
+    "notify_resource_updated",
+    "request_key",
+    "session_state",
+    "shared_redis",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -77,3 +77,19 @@ def test_no_test_module_imports_another():
                 if name.startswith("tests.") and not name.startswith(shared):
                     imported.setdefault(str(path.relative_to(PROJECT_ROOT)), []).append(name)
     assert imported == {}
+
+
+def test_the_public_api_names_the_same_objects_for_a_type_checker_and_at_run_time():
+    """`mcp_cluster/__init__.py` imports its public names lazily; its TYPE_CHECKING block must name the same ones."""
+    import mcp_cluster
+
+    tree = ast.parse((PROJECT_ROOT / "src" / "mcp_cluster" / "__init__.py").read_text())
+    checked = {
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mcp_cluster.")
+        for alias in node.names
+    }
+    assert checked == {(module, name) for name, module in mcp_cluster._PUBLIC.items()}
+    assert sorted(mcp_cluster.__all__) == sorted(mcp_cluster._PUBLIC)
+    assert all(getattr(mcp_cluster, name) is not None for name in mcp_cluster.__all__)
