@@ -74,6 +74,27 @@ def test_a_lease_regained_after_a_lapse_is_a_new_epoch_and_one_renewed_in_time_i
     assert lease.epoch == 2 and lease.held()
 
 
+async def test_a_lapse_is_seen_even_when_the_next_beat_renews_the_lease_before_anyone_looks(clock):
+    """A process paused past its lease wakes with the beat that renews it ready to run first: the registry still
+    learns that the lease lapsed (and checks every session it holds), from the epoch the renewal counted."""
+    lease = Lease()
+    lease.renewed(clock.now)
+    seen: list[int] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: _append(seen, lease.epoch_after(1)))
+        await anyio.sleep(0)
+        clock.now += STOP_AFTER_SECONDS + 5  # paused: the lease lapsed while nothing ran
+        lease.renewed(clock.now)  # and the first thing after the pause is a beat Redis answers
+        with anyio.fail_after(1):
+            while not seen:
+                await anyio.sleep(0)
+    assert seen == [2] and lease.held()
+
+
+async def _append(into: list[int], epoch) -> None:
+    into.append(await epoch)
+
+
 async def test_a_session_is_not_claimed_while_its_owners_beat_lives(redis_url):
     client = connect(redis_url)
     owner = registry_on(client, "app1", "http://127.0.0.1:1", ttl_seconds=60)

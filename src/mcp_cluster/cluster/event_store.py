@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import anyio
 from mcp.server.streamable_http import GET_STREAM_KEY, EventCallback, EventId, EventMessage, EventStore, StreamId
@@ -26,7 +26,6 @@ from mcp.types import JSONRPCMessage, JSONRPCNotification, JSONRPCRequest
 from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from redis.typing import StreamRangeResponse
 
 from mcp_cluster.sessions.subscriptions import UPDATE_META
 from mcp_cluster.shared.keys import EVENTS, UPDATES
@@ -37,6 +36,9 @@ from mcp_cluster.shared.redis import (
     run_once,
     unavailable_on_error,
 )
+
+if TYPE_CHECKING:  # redis-py's types: the module is newer than the oldest redis-py the library supports
+    from redis.typing import StreamRangeResponse
 
 MAX_EVENTS = 64
 RESUME_WAIT_SECONDS = 2.0  # the longest a resuming stream's replay holds back the events stored meanwhile

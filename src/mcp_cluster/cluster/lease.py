@@ -59,6 +59,13 @@ class Lease:
         while not self.held():
             await self._renewed.wait()
 
+    async def epoch_after(self, epoch: int) -> int:
+        """Return the epoch once it is past `epoch`: a beat Redis answered renewed a lease that had lapsed (or was
+        never held). Counted at the renewal itself, so no lapse goes unseen however short."""
+        while self.epoch == epoch:
+            await self._renewed.wait()
+        return self.epoch
+
     async def held_within(self, seconds: float) -> bool:
         """Whether the lease is held, or regained within `seconds`."""
         with anyio.move_on_after(seconds):

@@ -195,9 +195,8 @@ class SessionRegistry:
                     await on_lost(self._lost.pop())
 
     async def _check_all_on_regain(self) -> None:
-        await self.lease.regained()  # the first beat
+        epoch = await self.lease.epoch_after(0)  # the first beat: nothing was held before it
         while True:
-            await self.lease.lapsed()
-            await self.lease.regained()
+            epoch = await self.lease.epoch_after(epoch)
             log.warning("this owner's lease is back after a lapse; checking which sessions are still ours")
             self._check_all.set()
