@@ -95,6 +95,7 @@ RUN_ELSEWHERE = {
     "redis-ha-compose": "tests/compose/test_compose_redis_ha.py",
     "monitoring-compose": "tests/compose/test_compose_rolling.py",
     "kubernetes-deploy": "tests/stack/test_kubernetes_manifests.py",
+    "kubernetes-render": "tests/stack/test_kubernetes_manifests.py",
     "faults-quick": "tests/stack/test_faults.py",
     "hostile-quick": "tests/stack/test_hostile.py",
     "attacks-quick": "tests/stack/test_attacks.py",

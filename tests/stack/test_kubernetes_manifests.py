@@ -260,3 +260,14 @@ def test_app_pods_that_reach_redis_through_sentinels_wait_for_a_replica(objects,
     assert InstanceSettings.from_env(env).redis_wait_replicas == 0  # one Redis
     sentinels = "redis+sentinel://mcp@redis-sentinel:26379/mymaster/0"
     assert InstanceSettings.from_env(env | {"MCP_REDIS_URL": sentinels}).redis_wait_replicas == 1
+
+
+def test_the_docs_render_the_manifests_with_the_real_kubectl():
+    """docs/kubernetes.md's command that needs no cluster, as written, with the dev venv's kubectl on PATH."""
+    command = blocks()["kubernetes-render"][0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(len(render(DEPLOY))) == "18"

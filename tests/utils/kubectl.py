@@ -1,22 +1,25 @@
-"""A stand-in `kubectl` for the commands docs/kubernetes.md gives, where no cluster can run: each one is
-checked against what deploy/kubernetes/ renders to, and a wrong name, key or port fails with kubectl's
-own kind of message. It applies nothing. Every call is appended to $KUBECTL_LOG.
+"""A stand-in `kubectl`, only for what a cluster would answer (no cluster runs here): the commands
+docs/kubernetes.md gives, each checked against what the real kubectl renders deploy/kubernetes/ to. What
+needs no cluster is the real kubectl's work: `kustomize` renders the manifests, and `create ... --dry-run=client`
+makes the Secret or ConfigMap a command would create. A wrong name, key or port fails with kubectl's own kind of
+message. It applies nothing. Every call is appended to $KUBECTL_LOG.
 
     python -m tests.utils.kubectl apply -k deploy/kubernetes
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
-import re
+import subprocess
 import sys
 from pathlib import Path
 
 import kubernetes_validate
 
-from tests.utils.kustomize import pod_specs, render
+from tests.utils.kustomize import kubectl, pod_specs, render
 
 KUBERNETES_VERSION = "1.34.0"
 
@@ -55,15 +58,30 @@ def main(argv: list[str]) -> int:
 
 
 def _create_configmap(name: str, args: list[str], objects: list[dict], namespace: str | None) -> int:
-    """The ConfigMap must be one the pods of `namespace` mount, with the keys they read, each from a file that
-    holds a JWKS (the only ConfigMap docs/kubernetes.md has you make)."""
-    given = dict(re.fullmatch(r"--from-file=([^=]+)=(.+)", arg).groups() for arg in args)
+    """The ConfigMap must be one the pods of `namespace` mount, with the keys they read, each a JWKS (the only
+    ConfigMap docs/kubernetes.md has you make)."""
+    made = _dry_run(["create", "configmap", name, *args], namespace)
+    if made is None:
+        return 1
+    given = made.get("data", {})
     wanted = _mounted_keys(objects, namespace, "configMap", name)
-    if not wanted or set(given) != wanted or not all(_is_jwks(Path(path)) for path in given.values()):
+    if not wanted or set(given) != wanted or not all(_is_jwks(text) for text in given.values()):
         print(f"error: the pods mount configmap {name} with keys {sorted(wanted)} (each a JWKS file)", file=sys.stderr)
         return 1
     print(f"configmap/{name} created")
     return 0
+
+
+def _dry_run(command: list[str], namespace: str | None) -> dict | None:
+    """The object the real kubectl makes of `command`, client side (no cluster); None when it refuses it."""
+    spaced = ["-n", namespace] if namespace else []
+    made = subprocess.run(
+        [kubectl(), *spaced, *command, "--dry-run=client", "-o", "json"], capture_output=True, text=True, timeout=30
+    )
+    if made.returncode != 0:
+        print(made.stderr, end="", file=sys.stderr)
+        return None
+    return json.loads(made.stdout)
 
 
 def _mounted_keys(objects: list[dict], namespace: str | None, source: str, name: str) -> set[str]:
@@ -80,17 +98,20 @@ def _mounted_keys(objects: list[dict], namespace: str | None, source: str, name:
     }
 
 
-def _is_jwks(path: Path) -> bool:
+def _is_jwks(text: str) -> bool:
     try:
-        keys = json.loads(path.read_text())["keys"]
-    except (OSError, ValueError, KeyError, TypeError):
+        keys = json.loads(text)["keys"]
+    except (ValueError, KeyError, TypeError):
         return False
     return isinstance(keys, list) and bool(keys)
 
 
 def _create_secret(name: str, args: list[str], objects: list[dict], namespace: str | None) -> int:
     """The Secret must be one the pods of `namespace` mount, with the keys they read."""
-    given = dict(re.fullmatch(r"--from-literal=([^=]+)=(.+)", arg).groups() for arg in args)
+    made = _dry_run(["create", "secret", "generic", name, *args], namespace)
+    if made is None:
+        return 1
+    given = {key: base64.b64decode(value).decode() for key, value in made.get("data", {}).items()}
     wanted = _mounted_keys(objects, namespace, "secret", name)
     hashes = {key: value for key, value in given.items() if key.endswith("-sha256")}
     hashed = all(
