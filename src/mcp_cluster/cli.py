@@ -14,7 +14,8 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeGuard
 
 import anyio
 from redis.exceptions import RedisError
@@ -76,7 +77,7 @@ def serve_target(target: str, parser: argparse.ArgumentParser) -> int:
         served = _load(target)
     except (ImportError, AttributeError, ValueError) as exc:
         parser.error(f"cannot load {target}: {exc}")
-    if callable(served) and not _is_server(served):
+    if _is_factory(served):
         return run_from_env(target, PROG)  # a factory of the user's own: uvicorn calls it in each worker
     os.environ[SERVED] = target
     return run_from_env(f"{__name__}:served_app", PROG)
@@ -90,7 +91,7 @@ def served_app() -> ASGIApp:
     settings = InstanceSettings.from_env()
     configure_logging(settings.instance_id, settings.log_level)
     served = _load(os.environ[SERVED])
-    return instance_app(served() if callable(served) and not _is_server(served) else served, settings)
+    return instance_app(served() if _is_factory(served) else served, settings)
 
 
 def request_state_keys(action: str, activate_in: float) -> int:
@@ -135,7 +136,8 @@ def _load(target: str) -> object:
     return value
 
 
-def _is_server(value: object) -> bool:
+def _is_factory(value: object) -> TypeGuard[Callable[[], object]]:
+    """A function of the user's own (it makes the server or the app), not a server (a FastMCP may be callable)."""
     from mcp_cluster.servers import is_server
 
-    return is_server(value)
+    return callable(value) and not is_server(value)

@@ -4,19 +4,17 @@ the instance that owns the session. Real redis-server, uvicorn and nginx."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
 
 import pytest
-import redis
 
 from examples.notes import server as notes_server
 from loadtest.harness.stack import Stack, free_port
 from loadtest.harness.topology import INSTANCES
-from mcp_cluster.shared import keys
 from tests.utils.clients import SAMPLED_TEXT, Recorder, wait_for
+from tests.utils.examples import only_session_owner, sessions_served
 
 pytestmark = pytest.mark.anyio
 
@@ -27,24 +25,6 @@ def notes(tmp_path_factory):
     logged = {"MCP_ACCESS_LOG": "on"}  # the tests read which instance served each call
     with Stack(run_dir=run_dir, server="examples.notes", store="redis", port=free_port(), app_env=logged) as stack:
         yield stack
-
-
-def sessions_served(stack: Stack) -> dict[str, set[str]]:
-    """Per instance, the sessions (as the logs fingerprint them) whose tool calls it served."""
-    served: dict[str, set[str]] = {}
-    for name in INSTANCES:
-        for line in (stack.run_dir / f"{name}.log").read_text().splitlines():
-            entry = json.loads(line)
-            if entry.get("rpc_method") == "tools/call" and entry.get("status") == 200:
-                served.setdefault(name, set()).add(entry["session"])
-    return served
-
-
-def only_session_owner(stack: Stack) -> str:
-    """The instance owning the one session open in the stack's Redis."""
-    store = redis.Redis.from_url(stack.redis_url)
-    (record,) = list(store.scan_iter(keys.SESSION.format("*")))
-    return store.hget(record, "owner").decode().partition(":")[0]
 
 
 async def test_every_capability_and_the_notes_work_across_instances(notes):

@@ -4,17 +4,15 @@ instances, and past the SIGKILL of the instance that owns the session. Real redi
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
 import pytest
-import redis
 
 from loadtest.harness.stack import Stack, free_port
 from loadtest.harness.topology import INSTANCES
-from mcp_cluster.shared import keys
 from tests.utils.clients import SAMPLED_TEXT, Recorder, wait_for
+from tests.utils.examples import only_session_owner, sessions_served
 
 pytestmark = pytest.mark.anyio
 
@@ -26,22 +24,6 @@ def notes(tmp_path_factory):
     server = "examples.fastmcp_notes"
     with Stack(run_dir=run_dir, server=server, store="redis", port=free_port(), app_env=logged) as stack:
         yield stack
-
-
-def instances_serving_calls(stack: Stack) -> set[str]:
-    served = set()
-    for name in INSTANCES:
-        for line in (stack.run_dir / f"{name}.log").read_text().splitlines():
-            entry = json.loads(line)
-            if entry.get("rpc_method") == "tools/call" and entry.get("status") == 200:
-                served.add(name)
-    return served
-
-
-def only_session_owner(stack: Stack) -> str:
-    store = redis.Redis.from_url(stack.redis_url)
-    (record,) = list(store.scan_iter(keys.SESSION.format("*")))
-    return store.hget(record, "owner").decode().partition(":")[0]
 
 
 async def test_every_capability_and_the_notes_work_across_instances(notes):
@@ -60,7 +42,7 @@ async def test_every_capability_and_the_notes_work_across_instances(notes):
     assert [log["msg"] for log in recorder.logs] == [f"read note {n}" for n in (1, 2, 3)]  # FastMCP logs a dict
     assert forgotten.content[0].text == "forgotten" and len(recorder.elicitation_requests) == 1
     assert after.structured_content == {"result": []}
-    assert instances_serving_calls(notes) == set(INSTANCES), "round-robin should reach every instance"
+    assert set(sessions_served(notes)) == set(INSTANCES), "round-robin should reach every instance"
 
 
 async def test_the_notes_outlive_the_instance_that_owns_the_session(notes):

@@ -31,7 +31,7 @@ from mcp_cluster.cluster.handover import HandingOver, Handover
 from mcp_cluster.cluster.hop_client import OwnerLost, OwnerUnreachable
 from mcp_cluster.cluster.lease import HEARTBEAT_SECONDS, OWNER_TIMEOUT_SECONDS
 from mcp_cluster.cluster.member import ClusterMember
-from mcp_cluster.cluster.routes import Here, Record, Route
+from mcp_cluster.cluster.routes import Here, Route
 from mcp_cluster.http.messages import (
     DRAINING,
     FORWARD_HEADER,
@@ -189,9 +189,8 @@ class SessionRouter:
                 registry.forget_lookup(session_id)  # sessions move fast now: no second-old answers
             owner = await registry.lookup(session_id)
             _check_principal(owner, scope)
-            record = Record(owner.owner_id, owner.url) if owner is not None else None
             decide = functools.partial(
-                routes.by_record, record, method=scope["method"], redirect_asked=redirect_asked, owner_lost=owner_lost
+                routes.by_record, owner, method=scope["method"], redirect_asked=redirect_asked, owner_lost=owner_lost
             )
             decision = decide(self._here(), owner_gone=False)
             if decision.route is Route.FORWARD:
@@ -302,8 +301,7 @@ class SessionRouter:
         registry.forget_lookup(session_id)
         owner = await registry.lookup(session_id)
         _check_principal(owner, scope)
-        record = Record(owner.owner_id, owner.url) if owner is not None else None
-        by_record = routes.forwarded_by_record(record, self._here())
+        by_record = routes.forwarded_by_record(owner, self._here())
         if by_record is Route.TAKE_OVER:  # its owner died, or handed it over: the sender could not take it over
             assert owner is not None
             if await self._take_over(session_id, owner.owner_id, scope):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from mcp_cluster.sessions.records import Owner
 from mcp_cluster.settings import INSTANCE_ID  # an owner read from Redis may name anything
 
 
@@ -38,21 +39,13 @@ class Here:
 
 
 @dataclass(frozen=True)
-class Record:
-    """What the session's record says of its owner: its owner id, and its URL while its heartbeat lives."""
-
-    owner_id: str
-    url: str | None
-
-
-@dataclass(frozen=True)
 class Decision:
     route: Route
     instance: str | None = None  # REDIRECT: the owner's instance, for nginx
 
 
 def by_record(
-    record: Record | None, here: Here, *, method: str, redirect_asked: bool, owner_gone: bool, owner_lost: bool
+    record: Owner | None, here: Here, *, method: str, redirect_asked: bool, owner_gone: bool, owner_lost: bool
 ) -> Decision:
     """A request for a session this process does not hold, once its record is read. `owner_gone`: forwarding to
     that owner failed and it has gone silent; `owner_lost`: an owner died while a forward of this request ran."""
@@ -83,7 +76,7 @@ def forwarded(here: Here, *, held: bool, lease_held: bool, confirmed: bool, has_
     return Route.LOOK_UP if has_session else Route.OPEN
 
 
-def forwarded_by_record(record: Record | None, here: Here) -> Route:
+def forwarded_by_record(record: Owner | None, here: Here) -> Route:
     """A hop for a session not held here, once its record is read: the sender could not take it over itself."""
     if record is not None and record.owner_id != here.owner_id:
         return Route.TAKE_OVER if record.url is None else Route.LOOK_AGAIN

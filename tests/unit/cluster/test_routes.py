@@ -6,15 +6,16 @@ from __future__ import annotations
 import pytest
 
 from mcp_cluster.cluster import routes
-from mcp_cluster.cluster.routes import Decision, Here, Record, Route
+from mcp_cluster.cluster.routes import Decision, Here, Route
+from mcp_cluster.sessions.records import Owner
 
 ME = "app1:aaaa"
 HERE, DRAINING = Here(ME, draining=False), Here(ME, draining=True)
-SIBLING = Record("app1:bbbb", "http://app1-peer:8002")  # another worker of this instance
-OTHER = Record("app2:cccc", "http://app2-peer:8001")
-SILENT = Record("app2:cccc", None)  # its heartbeat is gone: the record names no URL
-MINE = Record(ME, "http://app1-peer:8001")
-ODD = Record("not an instance!:dddd", "http://app2-peer:8001")  # an owner id no instance could have
+SIBLING = Owner("app1:bbbb", "http://app1-peer:8002")  # another worker of this instance
+OTHER = Owner("app2:cccc", "http://app2-peer:8001")
+SILENT = Owner("app2:cccc", None)  # its heartbeat is gone: the record names no URL
+MINE = Owner(ME, "http://app1-peer:8001")
+ODD = Owner("not an instance!:dddd", "http://app2-peer:8001")  # an owner id no instance could have
 
 
 @pytest.mark.parametrize(
