@@ -256,14 +256,26 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _secret_file(raw: str) -> str:
-    try:
-        value = Path(raw).read_text().strip()
-    except OSError as exc:
-        raise ValueError(f"cannot be read ({exc.strerror}); give the path of a file holding the password") from None
-    if not value or "\n" in value:
+def _from_file(parse: Callable[[str], Any], holding: str) -> Callable[[str], Any]:
+    """`parse` of what the file at the path given holds (`holding`: what it should hold, for the error)."""
+
+    def read(raw: str) -> Any:
+        try:
+            content = Path(raw).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot be read ({exc.strerror}); give the path of a file holding {holding}") from None
+        return parse(content)
+
+    return read
+
+
+def _password(content: str) -> str:
+    if not content or "\n" in content:
         raise ValueError("holds no password (or several lines); the file must hold the password alone")
-    return value
+    return content
+
+
+_secret_file = _from_file(_password, "the password")
 
 
 def _peer_patterns(raw: str) -> tuple[str, ...]:
@@ -343,19 +355,6 @@ def _hex_keys(raw: str) -> tuple[bytes, ...]:
             raise ValueError("has the same key twice; give each key once, newest first")
         keys.append(key)
     return tuple(keys)
-
-
-def _from_file(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """`parse` of what the file at the path given holds."""
-
-    def read(raw: str) -> Any:
-        try:
-            content = Path(raw).read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"cannot be read ({exc.strerror}); give the path of a file holding the value") from None
-        return parse(content)
-
-    return read
 
 
 def _shown(default: object) -> str:
@@ -740,7 +739,10 @@ class InstanceSettings:
             if variable.file_name is not None:
                 reader.only_one_of(variable.name, variable.file_name)
                 value = value or reader.get(
-                    variable.file_name, _from_file(variable.parse), default, secret=variable.secret
+                    variable.file_name,
+                    _from_file(variable.parse, f"{variable.name}'s value"),
+                    default,
+                    secret=variable.secret,
                 )
             values[setting.name] = value
         reader.raise_errors()
