@@ -5,7 +5,6 @@ unanswered) falling silent before another instance takes its session over."""
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import json
 import time
 from datetime import datetime
@@ -134,8 +133,8 @@ def test_an_owner_cut_off_from_redis_sends_nothing_once_its_session_may_be_taken
     """app1's link to Redis is stopped mid-call: its bytes go unanswered, as in a partition. Before the cut,
     progress flows; app1 ends its GET stream and sends no more progress within STOP_AFTER_SECONDS of its last
     answered beat, before app2 takes the session over (the time app2 logs its claim); when the link flows again
-    app1 finds the session gone and ends the call's stream without an answer; the same request id sent to app2
-    then runs there to its end."""
+    app1 finds the session gone and ends the call's stream with an error that says only "retry with the same id";
+    the same request id sent to app2 then runs there to its end."""
     with Stack(run_dir=tmp_path, preset="stateful-sse", store="redis", port=free_port(), redis_links=True) as stack:
         client = session(stack.instance_url("app1"))
         other = McpClient(requests.Session(), stack.instance_url("app2"), timeout=(5, 30))
@@ -148,7 +147,7 @@ def test_an_owner_cut_off_from_redis_sends_nothing_once_its_session_may_be_taken
 
         def read_call() -> None:
             resp = client.http.post(client.url, json=body, headers=client.headers(), stream=True, timeout=30)
-            with resp, contextlib.suppress(requests.exceptions.ChunkedEncodingError):  # cut short: no answer
+            with resp:
                 for message in stream_messages(resp):
                     arrived.append((time.time(), message))
             ends["call"] = time.time()
@@ -174,11 +173,14 @@ def test_an_owner_cut_off_from_redis_sends_nothing_once_its_session_may_be_taken
             for future in reading:
                 future.result(timeout=OWNER_TIMEOUT_SECONDS + 15)
 
-        last = arrived[-1][0]
+        *sent, (told, fenced) = arrived
+        assert fenced.get("id") == request_id and "stopped acting for the session" in fenced["error"]["message"]
+        assert told > healed  # once app1 heard it lost the session: before, it sent nothing
+        last = sent[-1][0]
         assert last < cut + STOP_AFTER_SECONDS + 0.3, f"app1 sent for {last - cut:.2f} s after the cut"
         assert last < claimed and ends["get"] < claimed, (last - cut, ends["get"] - cut, claimed - cut)
         assert claimed > cut + STOP_AFTER_SECONDS
-        assert not any(message.get("id") == request_id for _, message in arrived)  # no answer from app1
+        assert not any(message.get("id") == request_id for _, message in sent)  # no answer from app1
         assert ends["call"] > healed, (ends["call"] - cut, healed - cut, claimed - cut)  # once app1 heard it lost it
         again = other.request("tools/call", call, request_id=request_id)
         assert again.result is not None and again.result["content"][0]["text"] == f"done: {steps} steps"

@@ -45,11 +45,14 @@ from mcp_cluster.http.messages import (
     ClientGone,
     Refused,
     header,
+    json_rpc_error,
     parse_json,
     read_body,
     replay,
+    request_id_of,
     send_error,
     send_response,
+    sse_event,
 )
 from mcp_cluster.sessions.connections import Connections
 from mcp_cluster.sessions.quota import kept_params
@@ -315,7 +318,7 @@ class SessionRouter:
         # A session this process holds is fenced; one it serves a 404 for (ended, unknown) is not.
         call = _is_call(scope["method"], body)
         held = self.member.registry.owns(session_id)
-        fenced, stopped = self._fenced(session_id, send, movable=not call) if held else (send, [])
+        fenced, stopped = self._fenced(session_id, send, body if call else None) if held else (send, [])
         if not call:  # a drain waits for a session's calls, not its streams or answers
             await self.app(scope, replay(body, receive), fenced)
         else:
@@ -324,29 +327,37 @@ class SessionRouter:
         if stopped:
             raise stopped[0]  # the SDK swallowed it (an SSE answer): the router ends the request
 
-    def _fenced(self, session_id: str, send: Send, movable: bool) -> tuple[Send, list[Refused | HandingOver]]:
+    def _fenced(self, session_id: str, send: Send, call: bytes | None) -> tuple[Send, list[Refused | HandingOver]]:
         """`send` for a session held here, sending nothing while this process may not act for it (its lease
         lapsed, mcp_cluster/cluster/lease.py): what the session sends waits until Redis confirms it still ours, at
         most `ride_through_seconds`. A session taken over meanwhile, or Redis away that long, is dropped here
-        (its calls stop) and the request ends unanswered (Fenced): a client retries with the same request id.
-        A request that is no call (a GET stream, a notification, an answer) whose session this process handed over
-        before the answer began is served where the session went (HandingOver); `stopped` holds what ended it."""
+        (its calls stop) and the call is answered Fenced (503, or the last event of its SSE stream when that
+        began): a client retries with the same request id. A request that is no call (`call` None: a GET stream,
+        a notification, an answer) whose session this process handed over before the answer began is served where
+        the session went (HandingOver); `stopped` holds what ended it."""
         registry = self.member.registry
         stopped: list[Refused | HandingOver] = []
+        streaming = False  # an SSE answer has begun: only an event may end it
 
         async def fenced(message: Message) -> None:
+            nonlocal streaming
             if not registry.acting_for(session_id) and not registry.ended_here(session_id) and _carries_bytes(message):
-                if not stopped:
-                    if movable and message["type"] == "http.response.start" and self.handover.moving(session_id):
-                        stopped.append(HandingOver())  # its handover began while the request was on its way
-                    elif await registry.may_act(session_id, self.ride_through_seconds):
-                        await send(message)
-                        return
-                    else:
-                        stopped.append(Fenced())
-                        log.warning("stopped acting for a session: its lease could not be regained")
-                        await self.member.manager.drop(session_id)  # taken over, or rebuilt here when next asked
-                raise stopped[0]
+                if stopped:
+                    raise stopped[0]
+                if call is None and message["type"] == "http.response.start" and self.handover.moving(session_id):
+                    stopped.append(HandingOver())  # its handover began while the request was on its way
+                    raise stopped[0]
+                if not await registry.may_act(session_id, self.ride_through_seconds):
+                    fence = Fenced()
+                    stopped.append(fence)
+                    log.warning("stopped acting for a session: its lease could not be regained")
+                    await self.member.manager.drop(session_id)  # taken over, or rebuilt here when next asked
+                    if streaming and call is not None:  # it says only "retry": nothing of the session
+                        error = sse_event(json_rpc_error(fence.code, str(fence), request_id_of(call)))
+                        await send({"type": "http.response.body", "body": error, "more_body": False})
+                    raise fence
+            if message["type"] == "http.response.start":
+                streaming = (header(message.get("headers", []), b"content-type") or "").startswith("text/event-stream")
             await send(message)
 
         return fenced, stopped

@@ -79,8 +79,19 @@ def parse_json(body: bytes) -> object:
         return NOT_JSON
 
 
-def json_rpc_error(code: int, message: str) -> bytes:
-    return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
+def json_rpc_error(code: int, message: str, request_id: object = None) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}).encode()
+
+
+def sse_event(message: bytes) -> bytes:
+    """One JSON-RPC message as the SDK frames it on an SSE stream."""
+    return b"event: message\r\ndata: " + message + b"\r\n\r\n"
+
+
+def request_id_of(body: bytes) -> object:
+    """The JSON-RPC id of a request body, or None (a batch, a notification, not JSON)."""
+    message = parse_json(body)
+    return message.get("id") if isinstance(message, dict) else None
 
 
 async def send_response(

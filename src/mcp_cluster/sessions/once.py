@@ -52,6 +52,7 @@ from mcp_cluster.http.messages import (
     replay,
     send_error,
     send_response,
+    sse_event,
 )
 from mcp_cluster.servers import tool_call_of
 from mcp_cluster.sessions.connections import Connections
@@ -335,8 +336,9 @@ class OncePerRequest:
         if self._json_response:
             await send_response(send, 200, message, b"application/json", headers)
             return
-        event = b"event: message\r\ndata: " + message + b"\r\n\r\n"
-        await send_response(send, 200, event, b"text/event-stream", [(b"cache-control", b"no-cache"), *headers])
+        await send_response(
+            send, 200, sse_event(message), b"text/event-stream", [(b"cache-control", b"no-cache"), *headers]
+        )
 
 
 def _reused(request_id: RequestId) -> Refused:
