@@ -102,6 +102,7 @@ class Stack:
     redis_persistence: tuple[str, ...] = REDIS_PERSISTENCE
     redis_links: bool = False  # each instance reaches Redis through a link of its own, which a fault can cut
     app_env: dict[str, str] = field(default_factory=dict)  # extra MCP_* settings for every instance
+    launcher: tuple[str, ...] = ()  # what each instance runs under, e.g. ("opentelemetry-instrument",)
     nginx_env: dict[str, str] = field(default_factory=dict)  # e.g. NGINX_REQUESTS_PER_CLIENT (nginx/run-nginx.sh)
     forward_ports: dict[str, int] = field(default_factory=dict)  # each instance's MCP_FORWARD_PORT (Redis store)
     clocks: tuple[str, ...] = ()  # the processes with a wall clock of their own, which `clock(name)` moves
@@ -335,7 +336,7 @@ class Stack:
             **({"MCP_FORWARD_PORT": str(self.forward_ports[name])} if name in self.forward_ports else {}),
             **self.app_env,
         }
-        cmd = [sys.executable, "-m", self.server]
+        cmd = [*self.launcher, sys.executable, "-m", self.server]
         return self._spawn(name, port, f"http://127.0.0.1:{port}/readyz", cmd, env, log_mode)
 
     def restart(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp
 
-from mcp_cluster import sdk_internals
+from mcp_cluster import sdk_internals, telemetry
 from mcp_cluster.auth.bearer import RequireBearer
 from mcp_cluster.auth.keys import KeySet
 from mcp_cluster.auth.verifier import JWTVerifier
@@ -64,6 +64,7 @@ from mcp_cluster.shared.redis import SharedRedis, connect
 from mcp_cluster.shared.services import SharedServices
 from mcp_cluster.shared.single_use import SingleUseRequestState
 from mcp_cluster.shutdown import drain_on_sigterm
+from mcp_cluster.telemetry import TracedRequests
 
 log = logging.getLogger("mcp_cluster")
 MCP_PATH = "/mcp"
@@ -277,6 +278,7 @@ class Instance:
         )
         chain = sdk_internals.lowlevel_server(self.mcp).middleware
         chain[0:0] = [self.connections.middleware, once.record]  # outermost: they see every call, initialize too
+        chain.append(telemetry.operation_timer)  # innermost: inside the SDK's span
         app: ASGIApp = once
         if (registry := self.registry) is not None and (redis := self.redis) is not None:
             manager = sdk_internals.install_shared_sessions(
@@ -301,6 +303,9 @@ class Instance:
             app = self.router = SessionRouter(
                 app, member, self.server_requests, self.connections, settings.redis_ride_through
             )
+        sdk_internals.tell_session_ends(self.mcp, self.connections.ended)
+        # Outside the router: a relayed request's span (the relay's), then the owner's, with the SDK's under that.
+        app = TracedRequests(app, settings.instance_id, MCP_PATH)
         app = SessionIdPrefix(app, settings.instance_id)
         app = StatelessGetRefused(app, MCP_PATH) if settings.preset.stateless else self._sessions_per_client(app)
         if self.verifier is not None:  # outside the router: it needs the principal to route by

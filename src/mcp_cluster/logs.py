@@ -13,8 +13,9 @@ _SESSION_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
 
 def session_fingerprint(session_id: str | None) -> str | None:
-    """What the logs show of a session id: enough to correlate lines, not enough to take the session over."""
-    return None if session_id is None else hashlib.sha256(session_id.encode()).hexdigest()[:12]
+    """What the logs show of a session id: enough to correlate lines, not enough to take the session over. The
+    same for the id with its instance's prefix (`app1.<id>`, as clients hold it) and without (as the SDK does)."""
+    return None if session_id is None else hashlib.sha256(session_id.rpartition(".")[2].encode()).hexdigest()[:12]
 
 
 _ENCODER = json.JSONEncoder(default=str)  # made once: json.dumps(..., default=str) makes one per call

@@ -288,13 +288,32 @@ class SharedSessionManager(StreamableHTTPSessionManager):
             await StreamableHTTPSessionManager._discard_session(self, session_id, transport)
 
     async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
-        # Ended by the client (DELETE) or by the idle timeout, not by this process shutting down.
-        ended = transport.is_terminated or (transport.idle_scope is not None and transport.idle_scope.cancel_called)
+        ended = _ended(transport)
         was_here = self._server_instances.get(session_id) is transport
         await super()._discard_session(session_id, transport)
         if ended and was_here:
             with anyio.CancelScope(shield=True):
                 await self.on_session_end(session_id)
+
+
+def _ended(transport: StreamableHTTPServerTransport) -> bool:
+    """Whether a session's transport was ended by its client (DELETE) or its idle timeout, not by this process
+    shutting down or letting it go."""
+    return transport.is_terminated or (transport.idle_scope is not None and transport.idle_scope.cancel_called)
+
+
+def tell_session_ends(mcp: MCPServer, on_end: Callable[[str], None]) -> None:
+    """Call `on_end(session_id)` when a session served here ends (DELETE, idle timeout): after the manager's class
+    is final (`install_shared_sessions`), since this wraps the instance's own method."""
+    manager = mcp.session_manager
+    discard = manager._discard_session
+
+    async def discarded(session_id: str, transport: StreamableHTTPServerTransport) -> None:
+        if _ended(transport) and manager._server_instances.get(session_id) is transport:
+            on_end(session_id)
+        await discard(session_id, transport)
+
+    manager._discard_session = discarded  # type: ignore[method-assign]
 
 
 def _get_stream_open(transport: StreamableHTTPServerTransport) -> bool:

@@ -20,6 +20,7 @@ PAGES = (
     "docs/load-tests.md",
     "docs/configuration.md",
     "docs/metrics.md",
+    "docs/tracing.md",
     "docs/kubernetes.md",
     "docs/layer.md",
     "docs/tests.md",

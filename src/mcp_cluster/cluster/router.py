@@ -16,7 +16,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcp_cluster import sdk_internals
+from mcp_cluster import sdk_internals, telemetry
 from mcp_cluster.auth.principal import AuthorizationContext, is_principal, principal_hash, principal_of
 from mcp_cluster.cluster import routes
 from mcp_cluster.cluster.forward_listener import CLIENTS_ELSEWHERE, arrived_forwarded
@@ -199,6 +199,7 @@ class SessionRouter:
             if decision.route is Route.FORWARD:
                 assert owner is not None  # a record names the owner it forwards to
                 try:
+                    telemetry.note("mcp_cluster.relayed_to", owner.owner_id)
                     await self.member.forwarder.forward(owner, scope, body, receive, send)
                     return
                 except OwnerHandedOver as exc:
@@ -276,6 +277,7 @@ class SessionRouter:
         if hop is None or not await self.member.first_use(hop.nonce):
             message = f"invalid {FORWARD_HEADER} header; only cluster instances may send it, once; {NOT_RUN}"
             raise Refused(403, -32600, message)
+        scope, body = telemetry.carrying(scope, body)  # checked as the relay signed it; carries this span's now
         manager, registry = self.member.manager, self.member.registry
         here, lease_held = self._here(), registry.lease.held()
         held = session_id is not None and manager.holds(session_id)
@@ -466,6 +468,7 @@ class SessionRouter:
             await self._catch_up(session_id, opening.heard)
             self.member.metrics.takeovers.inc()
             log.info("took a session over", extra={"fields": {"previous_owner": previous_owner}})
+            telemetry.note("mcp_cluster.took_over_from", previous_owner)
         return True
 
 

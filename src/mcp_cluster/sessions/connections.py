@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from weakref import WeakValueDictionary
+from weakref import WeakKeyDictionary, WeakValueDictionary
 
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.types import RequestId
 
-from mcp_cluster import sdk_internals
+from mcp_cluster import sdk_internals, telemetry
 
 TOLD_KEPT_SECONDS = 10.0  # after a takeover's catch-up: far longer than an event takes to cross the bus
 
@@ -23,6 +23,7 @@ TOLD_KEPT_SECONDS = 10.0  # after a takeover's catch-up: far longer than an even
 class Connections:
     def __init__(self) -> None:
         self._by_session: WeakValueDictionary[str, Connection] = WeakValueDictionary()
+        self._since: WeakKeyDictionary[Connection, float] = WeakKeyDictionary()  # when each began to be served here
         # The events (log ids) told to each session taken over lately, and until when they are kept.
         self._told: dict[str, tuple[float, set[str]]] = {}
 
@@ -30,11 +31,18 @@ class Connections:
         if ctx.method == "initialize":
             connection = sdk_internals.connection_of(ctx)
             if connection.session_id is not None:
-                self._by_session[connection.session_id] = connection
+                self.add(connection.session_id, connection)
         return await call_next(ctx)
 
     def add(self, session_id: str, connection: Connection) -> None:
         self._by_session[session_id] = connection
+        self._since[connection] = time.monotonic()
+
+    def ended(self, session_id: str) -> None:
+        """A session held here ended (DELETE, idle timeout): how long it was served here, for the telemetry."""
+        connection = self._by_session.get(session_id)
+        if connection is not None and (since := self._since.pop(connection, None)) is not None:
+            telemetry.session_ended(since)
 
     def get(self, session_id: str) -> Connection | None:
         return self._by_session.get(session_id)
