@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
-from mcp_cluster.settings import InstanceSettings, SettingsError
+from mcp_cluster.settings import InstanceSettings, SettingsError, is_network
 
 
 def serve(factory: str, settings: InstanceSettings) -> None:
@@ -65,9 +67,24 @@ async def side_port(app: ASGIApp, host: str, ports: Sequence[int], purpose: str)
         await server.shutdown(sockets=[sock])
 
 
+def own_address(network: str) -> tuple[Any, ...]:
+    """This process's address in `network` (CIDR), among those its host name has (a container's /etc/hosts names
+    it at its address on each of its networks), as `getaddrinfo` gives it."""
+    within = ipaddress.ip_network(network)
+    found = socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_STREAM)
+    for entry in found:
+        if ipaddress.ip_address(entry[4][0]) in within:
+            return entry
+    addresses = ", ".join(sorted({str(entry[4][0]) for entry in found})) or "none"
+    raise OSError(errno.EADDRNOTAVAIL, f"this process has no address in {network} (its host name's: {addresses})")
+
+
 def _bind_first_free(host: str, ports: Sequence[int], purpose: str) -> socket.socket:
-    """A listening socket on `host` (an address or a name, resolved now) and the first port of `ports` free."""
-    family, _, _, _, address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+    """A listening socket on `host` (an address, a name resolved now, or a network: this process's address in it)
+    and the first port of `ports` free."""
+    family, _, _, _, address = (
+        own_address(host) if is_network(host) else socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+    )
     for port in ports:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -166,6 +166,24 @@ def _host_name(raw: str) -> str:
     return raw
 
 
+def _bind_host(raw: str) -> str:
+    """An address, a host name, or a network (CIDR): this process's address in it, found when the port is bound."""
+    if "/" not in raw:
+        return _host_name(raw)
+    try:
+        ipaddress.ip_network(raw)
+    except ValueError:
+        raise ValueError(
+            "is not an IP address, host name or network; valid values: e.g. 10.0.1.5, app1-peer or 10.0.1.0/24"
+        ) from None
+    return raw
+
+
+def is_network(host: str) -> bool:
+    """Whether a bind host (`_bind_host`) names a network rather than an address or a name."""
+    return "/" in host
+
+
 def _front_door(raw: str) -> str:
     return _host_name(raw.removeprefix("[").removesuffix("]"))
 
@@ -512,8 +530,9 @@ class InstanceSettings:
         None,
         Variable(
             "MCP_FORWARD_HOST",
-            _host_name,
-            "the address the forwarding port is bound to; compose: `app1-peer`, ...",
+            _bind_host,
+            "the address the forwarding port is bound to: an address, a host name, or a network (CIDR), for this "
+            "process's address in it (Swarm: the backend network's); compose: `app1-peer`, ...",
             shown_default="the listen host",
         ),
     )
@@ -672,8 +691,9 @@ class InstanceSettings:
         None,
         Variable(
             "MCP_METRICS_HOST",
-            _host_name,
-            "the address or host name the metrics port is bound to; compose: `app1-peer`, ...",
+            _bind_host,
+            "the address, host name or network (CIDR, as `MCP_FORWARD_HOST`) the metrics port is bound to; compose: "
+            "`app1-peer`, ...",
             shown_default="the listen host",
         ),
     )
@@ -894,7 +914,7 @@ class InstanceSettings:
         if self.advertise_url is not None:
             return self.advertise_url
         host = self.forward_host or self.listen_host
-        if _is_ip(host) and ipaddress.ip_address(host).is_unspecified:
-            host = socket.gethostname()
+        if is_network(host) or (_is_ip(host) and ipaddress.ip_address(host).is_unspecified):
+            host = socket.gethostname()  # which each network's DNS answers with this process's address there
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.forward_port or self.listen_port}"

@@ -24,6 +24,7 @@ def run(module: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.beside  # the two longest: in the pytest beside the stack tier
 @pytest.mark.timeout(300)
 def test_the_benchmark_measures_every_server_and_the_redis_store(tmp_path):
     results_page = tmp_path / "results.md"
@@ -142,6 +143,7 @@ def test_calls_that_fail_fail_the_measurement_with_their_reason(tmp_path):
         redis_store.concurrent_calls(stack, calls=20, clients=2)
 
 
+@pytest.mark.beside  # the two longest: in the pytest beside the stack tier
 def test_the_durability_benchmark_measures_every_way_of_keeping_writes(tmp_path):
     results_page = tmp_path / "results.md"
     shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)

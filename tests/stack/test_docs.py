@@ -102,6 +102,11 @@ RUN_ELSEWHERE = {
     "matrix-quick": "tests/stack/test_matrix.py",
     "pip-install": "tests/stack/test_package.py",
     "load-functions": "tests/stack/test_redis_lockdown.py",
+    "tracing-export": "tests/stack/test_tracing.py",
+    "swarm-init": "tests/compose/test_swarm.py",
+    "swarm-deploy": "tests/compose/test_swarm.py",
+    "swarm-update": "tests/compose/test_swarm.py",
+    "swarm-remove": "tests/compose/test_swarm.py",
 }
 # Compose v2, then the stand-in images (the walk-through's order for a machine without them), then the rest.
 SETUP = ["compose-v2", "compose-images"]

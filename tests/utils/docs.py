@@ -22,6 +22,7 @@ PAGES = (
     "docs/metrics.md",
     "docs/tracing.md",
     "docs/kubernetes.md",
+    "docs/swarm.md",
     "docs/layer.md",
     "docs/tests.md",
     "docs/design/glossary.md",

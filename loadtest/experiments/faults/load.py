@@ -85,6 +85,7 @@ class CountingLoad:
     sessions: int = 6
     sample_every: int = 5  # a sampling call every this many increments (0: none)
     timeout: tuple[float, float] = (5, 30)  # connect, read: a call may wait out an instance's drain
+    pause: float = 0.0  # seconds each session waits after an answered increment (0: it counts flat out)
     tally: Tally = field(default_factory=Tally)
 
     def __post_init__(self) -> None:
@@ -128,6 +129,8 @@ class CountingLoad:
             self._increment(session, careful.RETRY_SECONDS)
             if self.sample_every and session.answered != answered and session.acknowledged % self.sample_every == 0:
                 self._sample(session.client)
+            if self.pause and session.answered != answered:
+                self._done.wait(self.pause)
         if session.pending is not None:  # the call the client gave up on: did it run?
             self._increment(session, SETTLE_SECONDS)
 
