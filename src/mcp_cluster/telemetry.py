@@ -15,6 +15,7 @@ from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from opentelemetry import metrics, propagate, trace
+from opentelemetry.metrics._internal import _ProxyMeterProvider  # the API's own, until an SDK is set
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,8 +46,13 @@ INSTANCE = "mcp_cluster.instance"  # the instance that made the span: one proces
 
 
 def tracing() -> bool:
-    """Whether an OpenTelemetry SDK is installed (the API's own provider records nothing)."""
+    """Whether an OpenTelemetry SDK is installed for traces (the API's own provider records nothing)."""
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def measuring() -> bool:
+    """Whether an OpenTelemetry SDK is installed for metrics (the API's own provider records nothing)."""
+    return not isinstance(metrics.get_meter_provider(), metrics.NoOpMeterProvider | _ProxyMeterProvider)
 
 
 class TracedRequests:
@@ -135,7 +141,9 @@ def note(attribute: str, value: str) -> None:
 
 async def operation_timer(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
     """A server middleware, innermost: the session's fingerprint on the MCP SDK's span, and each request's
-    `mcp.server.operation.duration`."""
+    `mcp.server.operation.duration`; nothing at all while no OpenTelemetry SDK is installed."""
+    if not (tracing() or measuring()):
+        return await call_next(ctx)
     session_id = sdk_internals.connection_of(ctx).session_id
     if session_id is not None:
         trace.get_current_span().set_attribute("mcp.session.id", session_fingerprint(session_id) or "")
