@@ -133,30 +133,42 @@ def swarm(compose_images, tmp_path_factory):
         wait_for(lambda: engine_state() == before, timeout=60, interval=1)
 
 
-def drains_and_starts() -> dict[str, float]:
-    """The longest drain (SIGTERM to the process's end, from the apps' logs) and the longest start (the container's
-    start to its first healthy check) of the app tasks."""
+def app_logs() -> list[dict]:
+    """The app tasks' JSON log lines, the stopped ones' too."""
     logged = subprocess.run(  # the apps log to stderr, which the service's logs keep apart
         ["docker", "service", "logs", "--raw", f"{STACK}_app"], capture_output=True, text=True, check=True
     )
-    lines = [json.loads(line) for line in logged.stderr.splitlines() if line.startswith("{")]
-    began: dict[str, datetime] = {}
-    drains = []
-    for line in lines:
-        when = datetime.fromisoformat(line["ts"].replace("Z", "+00:00"))
+    return [json.loads(line) for line in logged.stderr.splitlines() if line.startswith("{")]
+
+
+def drains(logs: list[dict]) -> list[float]:
+    """Each drain's length: from its SIGTERM to its process's end."""
+    began: dict[str, float] = {}
+    lengths = []
+    for line in logs:
+        when = _logged_at(line)
         if line["msg"] == "SIGTERM: draining":
             began[line["instance"]] = when
         elif line["msg"].startswith("Finished server process") and line["instance"] in began:
-            drains.append((when - began.pop(line["instance"])).total_seconds())
-    starts = []
+            lengths.append(when - began.pop(line["instance"]))
+    return sorted(lengths)
+
+
+def _logged_at(line: dict) -> float:
+    return datetime.fromisoformat(line["ts"].replace("Z", "+00:00")).timestamp()
+
+
+def starts() -> list[float]:
+    """Each app container's start to its first healthy check, where its health log still holds its first check
+    (it keeps the last five)."""
+    lengths = []
     for container in docker("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={STACK}_app").stdout.split():
         state = json.loads(docker("inspect", "--format", "{{json .State}}", container).stdout)
-        healthy = [check["End"] for check in (state.get("Health") or {}).get("Log", []) if check["ExitCode"] == 0]
-        if healthy:  # its log keeps the last five checks: a task that ran longer has its first one gone
-            start = (_moment(healthy[0]) - _moment(state["StartedAt"])).total_seconds()
-            if start < 30:
-                starts.append(start)
-    return {"drains s": sorted(drains), "starts to healthy s": sorted(starts)}
+        checks, started = (state.get("Health") or {}).get("Log", []), _moment(state["StartedAt"])
+        healthy = [_moment(check["End"]) for check in checks if check["ExitCode"] == 0]
+        if healthy and (_moment(checks[0]["Start"]) - started).total_seconds() < 3:
+            lengths.append((healthy[0] - started).total_seconds())
+    return sorted(lengths)
 
 
 def _moment(stamp: str) -> datetime:
@@ -202,6 +214,7 @@ def test_a_rolling_update_a_sigkill_and_scaling_lose_and_fail_nothing(swarm):
         victim = containers("app")["app2"]
         started = time.monotonic()
         docker("kill", "--signal", "KILL", victim)
+        killed = time.time()
         wait_for(lambda: victim not in containers("app").values() and healthy(url, 3), timeout=120, interval=0.5)
         measured["back after SIGKILL s"] = time.monotonic() - started
         load.go_on(10, timeout=60)
@@ -214,8 +227,10 @@ def test_a_rolling_update_a_sigkill_and_scaling_lose_and_fail_nothing(swarm):
         wait_for(lambda: healthy(url, 3), timeout=120, interval=0.5)
         load.go_on(10, timeout=60)
     tally = load.tally
-    measured |= drains_and_starts()
-    print(f"swarm: {measured} {tally}")
+    logs = app_logs()
+    print(f"swarm: {measured}, drains {drains(logs)} s, starts to healthy {starts()} s; {tally}")
+    taken = [line for line in logs if line["msg"] == "took a session over" and _logged_at(line) > killed]
+    assert any(line["previous_owner"].startswith("app2:") for line in taken), "the killed task's sessions moved on"
     exits = docker(
         "ps",
         "-a",

@@ -339,7 +339,7 @@ class SessionRouter:
         the session went (HandingOver); `stopped` holds what ended it."""
         registry = self.member.registry
         stopped: list[Refused | HandingOver] = []
-        streaming = False  # an SSE answer has begun: only an event may end it
+        streaming = False  # an SSE stream has begun: it ends as a stream, never cut short
 
         async def fenced(message: Message) -> None:
             nonlocal streaming
@@ -354,9 +354,12 @@ class SessionRouter:
                     stopped.append(fence)
                     log.warning("stopped acting for a session: its lease could not be regained")
                     await self.member.manager.drop(session_id)  # taken over, or rebuilt here when next asked
-                    if streaming and call is not None:  # it says only "retry": nothing of the session
-                        error = sse_event(json_rpc_error(fence.code, str(fence), request_id_of(call)))
-                        await send({"type": "http.response.body", "body": error, "more_body": False})
+                    if streaming:  # it ends as a stream ends: a GET's with nothing more, a call's with an error
+                        # that says only "retry", nothing of the session
+                        error = b"" if call is None else json_rpc_error(fence.code, str(fence), request_id_of(call))
+                        await send(
+                            {"type": "http.response.body", "body": error and sse_event(error), "more_body": False}
+                        )
                     raise fence
             if message["type"] == "http.response.start":
                 streaming = (header(message.get("headers", []), b"content-type") or "").startswith("text/event-stream")
