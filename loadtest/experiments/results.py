@@ -15,7 +15,7 @@ from pathlib import Path
 
 # A committed result shown in a page: `<!-- matrix: results/full/matrix.md -->` ... `<!-- end matrix -->`.
 # A kind that another begins with comes first: the pattern tries them in order.
-KINDS = ("matrix", "ways", "bench-summary", "bench", "soak", "faults", "scorecard", "durability")
+KINDS = ("matrix", "ways", "bench-summary", "bench", "scale-reference", "soak", "faults", "scorecard", "durability")
 KINDS += (
     "hostile-summary",
     "hostile",

@@ -174,13 +174,21 @@ def test_the_pod_routing_benchmark_measures_both_nginx_policies_with_their_cpu(t
 def test_the_scale_curve_measures_each_number_of_clients_with_every_process_s_cpu(tmp_path):
     results_page = tmp_path / "results.md"
     shutil.copy(PROJECT_ROOT / "docs" / "results.md", results_page)
-    only = ("--only", "stateful-json/session/memory", "--clients", "3,6", "--seconds", "3")
+    only = ("--only", "stateful-sse/session/memory", "--clients", "3,6", "--seconds", "3")  # the SDK's, then ours
     done = run("loadtest.experiments.scale", *only, "--out", str(tmp_path), "--page", str(results_page))
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "scale.md").read_text() in results_page.read_text(), "--page should copy the table in"
+    page = (tmp_path / "scale.md").read_text()
+    assert page in results_page.read_text(), "--page should copy the table in"
     assert (tmp_path / "scale.png").read_bytes().startswith(b"\x89PNG")
     rows = json.loads((tmp_path / "scale.json").read_text())["rows"]
-    assert [(row["config"], row["clients"]) for row in rows] == [("stateful-json/session/memory", n) for n in (3, 6)]
+    names = ("stateful-sse/session/memory/bare-sdk", "stateful-sse/session/memory")
+    assert [(row["config"], row["clients"]) for row in rows] == [(name, n) for name in names for n in (3, 6)]
+    assert [row["compared"] for row in rows] == [True] * 4
+    lines = [line for line in page.splitlines() if line.startswith("| stateful-sse session memory |")]
+    for line, row, reference in zip(lines, rows[2:], rows[:2], strict=True):  # ours held against the SDK's
+        sdk_cpu = reference["server_cpu_ms_per_operation"]  # 10 ms ticks: 3 s of 3 clients may fill none
+        vs = f"| {row['server_cpu_ms_per_operation'] / sdk_cpu:.2f}x |" if sdk_cpu else "|  |"
+        assert vs in line, line
     for row in rows:  # each client opened its session and then called once a second
         assert row["failures"] == 0 and row["operations"] - row["calls"] == row["clients"]
         assert row["clients"] * 2 <= row["calls"] <= row["clients"] * (row["seconds"] + 1)

@@ -233,7 +233,8 @@ def compose_v1_shim(tmp_path: Path) -> Path:
 
 def test_the_results_page_shows_the_committed_results():
     """docs/results.md's copies of results/full/matrix.md and ways.md, results/bench/bench.md,
-    results/scale/scale.md, results/soak/soak.md, results/faults/faults.md, results/durability/durability.md,
+    results/scale/scale.md, results/scale-reference/scale.md, results/soak/soak.md, results/faults/faults.md,
+    results/durability/durability.md,
     results/hostile/hostile.md and results/attacks/*/attacks.md, and the README's of results/faults/summary.md,
     results/hostile/summary.md, results/attacks/local/summary.md and results/bench/summary.md, are the committed
     files (each command's --page option writes them)."""
@@ -243,6 +244,7 @@ def test_the_results_page_shows_the_committed_results():
         "ways": "results/full/ways.md",
         "bench": "results/bench/bench.md",
         "scale": "results/scale/scale.md",
+        "scale-reference": "results/scale-reference/scale.md",
         "soak": "results/soak/soak.md",
         "faults": "results/faults/faults.md",
         "durability": "results/durability/durability.md",
