@@ -88,7 +88,7 @@ class TracedRequests:
             f"{method} {target}" if isinstance(target, str) else method,
             kind=SpanKind.SERVER,
             context=propagate.extract(carried),
-            attributes=_attributes(message, scope, self.instance_id),
+            attributes=_attributes(message, params, scope, self.instance_id),
         ) as span:
 
             async def answered(reply: Message) -> None:
@@ -100,18 +100,24 @@ class TracedRequests:
                 await send(reply)
 
             if header(scope["headers"], FORWARD_HEADER.encode()) is None:
-                scope, body = carrying(scope, body)
+                scope, body = _carried(scope, message, params)
             # else a hop, whose signature covers its body: the router carries this span on once it has checked it
             await self.app(scope, replay(body, receive), answered)
 
 
 def carrying(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
     """The request with the current span's context in its `params._meta` (the next hop's parent, and the MCP SDK
-    span's), and its content-length to match; as it was while no span records."""
-    message = parse_json(body)
-    if not trace.get_current_span().is_recording() or not isinstance(message, dict):
+    span's), and its content-length to match; as it was, and not even parsed, while no span records."""
+    if not trace.get_current_span().is_recording():
         return scope, body
-    params = message["params"] if isinstance(message.get("params"), dict) else {}
+    message = parse_json(body)
+    if not isinstance(message, dict):
+        return scope, body
+    return _carried(scope, message, message["params"] if isinstance(message.get("params"), dict) else {})
+
+
+def _carried(scope: Scope, message: dict[str, Any], params: dict[str, Any]) -> tuple[Scope, bytes]:
+    """`carrying` of a request already parsed (`params` its params, or {})."""
     meta = {**params["_meta"]} if isinstance(params.get("_meta"), dict) else {}
     propagate.inject(meta)
     message["params"] = {**params, "_meta": meta}
@@ -120,7 +126,7 @@ def carrying(scope: Scope, body: bytes) -> tuple[Scope, bytes]:
     return {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}, body
 
 
-def _attributes(message: dict[str, Any], scope: Scope, instance_id: str) -> dict[str, str]:
+def _attributes(message: dict[str, Any], params: dict[str, Any], scope: Scope, instance_id: str) -> dict[str, str]:
     attributes = {"mcp.method.name": message["method"], INSTANCE: instance_id}
     if "id" in message:
         attributes["jsonrpc.request.id"] = str(message["id"])
@@ -128,7 +134,7 @@ def _attributes(message: dict[str, Any], scope: Scope, instance_id: str) -> dict
         attributes["mcp.session.id"] = session_fingerprint(session_id) or ""
     if (version := header(scope["headers"], PROTOCOL_VERSION_HEADER)) is not None:
         attributes["mcp.protocol.version"] = version
-    name = message["params"].get("name") if isinstance(message.get("params"), dict) else None
+    name = params.get("name")
     if message["method"] == "tools/call" and isinstance(name, str):
         attributes |= {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
     return attributes

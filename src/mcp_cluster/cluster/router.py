@@ -356,10 +356,12 @@ class SessionRouter:
                     await self.member.manager.drop(session_id)  # taken over, or rebuilt here when next asked
                     if streaming:  # it ends as a stream ends: a GET's with nothing more, a call's with an error
                         # that says only "retry", nothing of the session
-                        error = b"" if call is None else json_rpc_error(fence.code, str(fence), request_id_of(call))
-                        await send(
-                            {"type": "http.response.body", "body": error and sse_event(error), "more_body": False}
+                        said = (
+                            b""
+                            if call is None
+                            else sse_event(json_rpc_error(fence.code, str(fence), request_id_of(call)))
                         )
+                        await send({"type": "http.response.body", "body": said, "more_body": False})
                     raise fence
             if message["type"] == "http.response.start":
                 streaming = (header(message.get("headers", []), b"content-type") or "").startswith("text/event-stream")
